@@ -1,0 +1,285 @@
+"""The one door into the engine: `Bot.handle(event) -> Reply`, and `Bot.sweep(now)` for the rules.
+
+`handle` runs everything that happens because someone said or tapped something in ONE transaction:
+the inbound receipt (so a platform's retry gets the same answer and changes nothing), the change,
+its audit entries and its outbox rows. A refused command rolls back to a savepoint, then the
+refusal is audited and answered in the same transaction. Nothing a user types can raise out of
+`handle`: an unexpected error is logged, rolled back, and answered with an apology.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from collabbot.bot import commands, sweep, texts
+from collabbot.bot.calendar import WorkCalendar
+from collabbot.bot.clock import Clock
+from collabbot.bot.commands import Command, ParseError
+from collabbot.bot.config import Config
+from collabbot.bot.context import Ctx, Refused
+from collabbot.bot.events import CardActionEvent, ChatRef, InboundEvent, MemberEvent, MessageEvent, UserRef
+from collabbot.bot.handlers import assist, projects, queries, tasks
+from collabbot.bot.replies import CardAction, Message, Reply
+from collabbot.storage import outbox
+from collabbot.storage.db import Database
+from collabbot.storage.models import Chat, Identity, InboundReceipt, User, Wait
+
+log = logging.getLogger(__name__)
+
+CommandHandler = Callable[[Ctx, Command], Reply | None]
+ActionHandler = Callable[[Ctx, CardAction], Reply | None]
+
+COMMANDS: dict[str, CommandHandler] = {
+    "bind_project": projects.bind_project,
+    "show_project": projects.show_project,
+    "weekly_note": projects.weekly_note,
+    "create_task": tasks.create_task,
+    "add_subtask": tasks.add_subtask,
+    "add_dependency": tasks.add_dependency,
+    "remove_dependency": tasks.remove_dependency,
+    "acknowledge": tasks.ack_command,
+    "start_task": tasks.start_command,
+    "report_progress": tasks.report_progress,
+    "finish_task": tasks.finish,
+    "accept_task": tasks.accept_command,
+    "return_task": tasks.return_task,
+    "reassign_task": tasks.reassign,
+    "comment": tasks.comment,
+    "cancel_task": tasks.cancel,
+    "ask_help": assist.ask_help,
+    "answer_help": assist.answer_command,
+    "my_tasks": queries.my_tasks,
+    "show_task": queries.show_task,
+    "waiting_on_me": queries.waiting_on_me,
+    "help": queries.help_command,
+}
+
+
+def _hint(key: str, task_id: int) -> ActionHandler:
+    return lambda ctx, action: Reply(toast=ctx.t(key, id=task_id))
+
+
+def _task_action(ctx: Ctx, action: CardAction) -> Reply | None:
+    task = ctx.task(action.entity_id)
+    if action.version != task.version:
+        return Reply(toast=ctx.t("stale_card"), toast_kind="warning", card=tasks.card(ctx, task))
+    handler = {
+        "ack": lambda: tasks.acknowledge(ctx, task, via_card=True),
+        "start": lambda: tasks.start(ctx, task, via_card=True),
+        "accept": lambda: tasks.accept(ctx, task, via_card=True),
+        "progress": lambda: Reply(toast=ctx.t("hint_progress", id=task.id)),
+        "finish": lambda: Reply(toast=ctx.t("hint_finish", id=task.id)),
+        "reassign": lambda: Reply(toast=ctx.t("hint_reassign", id=task.id)),
+        "return": lambda: Reply(toast=ctx.t("hint_return", id=task.id)),
+    }.get(action.action)
+    if handler is None:
+        raise Refused("bad_button")
+    return handler()
+
+
+def _help_action(ctx: Ctx, action: CardAction) -> Reply | None:
+    if action.action != "help_done":
+        raise Refused("bad_button")
+    return assist.answer_help(ctx, action.entity_id, "", via_card=True)
+
+
+def _wait_action(ctx: Ctx, action: CardAction) -> Reply | None:
+    """The escalation card's buttons: remind the person again, or how to reassign."""
+    wait = ctx.s.get(Wait, action.entity_id)
+    if wait is None or action.action not in ("remind", "reassign"):
+        raise Refused("bad_button")
+    boss = sweep.escalation_target(ctx.s, wait.person)
+    if not ((boss is not None and boss.id == ctx.actor.id) or ctx.is_admin()):
+        raise Refused("not_allowed", action=ctx.t("b_remind"), why=ctx.t("w_dept_head"))
+    if action.action == "reassign":
+        return Reply(toast=ctx.t("hint_reassign", id=wait.entity_id))
+    sweep.remind_again(ctx.bot, ctx.s, wait.id, ctx.now, ctx.actor, key=f"{ctx.event_key}:remind")
+    ctx.audit("wait.remind", wait)
+    return Reply(toast=ctx.t("reminded", name=wait.person.name), toast_kind="success")
+
+
+ACTIONS: dict[str, ActionHandler] = {"task": _task_action, "help": _help_action, "wait": _wait_action}
+
+
+class Bot:
+    """The workflow engine, built from its parts so tests can hand it any database and clock."""
+
+    def __init__(self, db: Database, config: Config, clock: Clock) -> None:
+        self.db = db
+        self.config = config
+        self.clock = clock
+        self.calendar: WorkCalendar = config.calendar
+        # extension points: other engine modules (approvals, reminders) register here
+        self.commands: dict[str, CommandHandler] = dict(COMMANDS)
+        self.actions: dict[str, ActionHandler] = dict(ACTIONS)
+        self.wait_describers: dict[str, Callable[[Ctx, Wait], str]] = {}
+
+    # --- people and places ----------------------------------------------------------------------
+    def is_admin(self, s: Session, user: User) -> bool:
+        admins = set(self.config.admins)
+        if not admins:
+            return False
+        if user.name in admins:
+            return True
+        ids = s.scalars(select(Identity.platform_user_id).where(Identity.user_id == user.id))
+        return any(i in admins for i in ids)
+
+    def platform_id(self, s: Session, user: User, platform: str) -> str:
+        return s.scalar(select(Identity.platform_user_id).where(Identity.user_id == user.id,
+                                                                Identity.platform == platform)) or ""
+
+    def resolve_user(self, s: Session, ref: UserRef, now: datetime) -> User:
+        """The user behind a platform identity; someone never seen before is created on the fly."""
+        identity = s.scalar(select(Identity).where(Identity.platform == ref.platform,
+                                                   Identity.platform_user_id == ref.platform_user_id))
+        if identity is not None:
+            return identity.user
+        name = texts_safe_name(ref.name) or ref.platform_user_id[:40]
+        user = User(name=name, created_at=now)
+        s.add(user)
+        s.flush()
+        s.add(Identity(platform=ref.platform, platform_user_id=ref.platform_user_id, user_id=user.id))
+        s.flush()
+        return user
+
+    def resolve_chat(self, s: Session, ref: ChatRef) -> Chat | None:
+        if not ref.is_group:
+            return None
+        chat = s.scalar(select(Chat).where(Chat.platform == ref.platform, Chat.platform_chat_id == ref.platform_chat_id))
+        if chat is None:
+            chat = Chat(platform=ref.platform, platform_chat_id=ref.platform_chat_id, name=ref.name[:200], active=True)
+            s.add(chat)
+            s.flush()
+        elif ref.name and chat.name != ref.name[:200]:
+            chat.name = ref.name[:200]
+        return chat
+
+    def post_to_user(self, s: Session, user: User, message: Message, key: str, now: datetime, *,
+                     platform: str | None = None, not_before: datetime | None = None) -> bool:
+        """Queue a private message to `user` on `platform` (or wherever they have an identity)."""
+        stmt = select(Identity).where(Identity.user_id == user.id).order_by(Identity.id)
+        if platform:
+            stmt = stmt.where(Identity.platform == platform)
+        identity = s.scalar(stmt.limit(1))
+        if identity is None:
+            log.warning("no platform identity for user %s; message %s not queued", user.id, key)
+            return False
+        return outbox.enqueue(s, dedupe_key=key, platform=identity.platform, target_kind="user",
+                              target_id=identity.platform_user_id, target_name=user.name,
+                              payload=message.to_json(), now=now, not_before=not_before,
+                              card_key=message.card.key if message.card else None)
+
+    def sweep(self, now: datetime | None = None) -> int:
+        """Run the time-driven rules due at `now` (see `bot/sweep.py`)."""
+        return sweep.sweep(self, now or self.clock.now())
+
+    def next_due(self, now: datetime) -> datetime | None:
+        return sweep.next_due(self, now)
+
+    def describe_wait(self, ctx: Ctx, wait: Wait) -> str:
+        describe = self.wait_describers.get(wait.entity_type)
+        return describe(ctx, wait) if describe else ""
+
+    # --- the door -------------------------------------------------------------------------------
+    def handle(self, event: InboundEvent) -> Reply:
+        if isinstance(event, MessageEvent) and event.chat.is_group and not event.to_bot:
+            return Reply()  # group chatter not addressed to us
+        try:
+            with self.db.transaction() as s:
+                return self._handle(s, event)
+        except IntegrityError:
+            # the same event arrived twice at the same moment: the other copy's answer stands
+            with self.db.transaction() as s:
+                receipt = s.scalar(select(InboundReceipt).where(InboundReceipt.platform == event.platform,
+                                                                InboundReceipt.event_id == event.event_id))
+                if receipt is None:
+                    raise
+                return Reply.from_json(receipt.reply)
+
+    def _handle(self, s: Session, event: InboundEvent) -> Reply:
+        now = self.clock.now()
+        receipt = s.scalar(select(InboundReceipt).where(InboundReceipt.platform == event.platform,
+                                                        InboundReceipt.event_id == event.event_id))
+        if receipt is not None:
+            return Reply.from_json(receipt.reply)
+        receipt = InboundReceipt(platform=event.platform, event_id=event.event_id[:200], seen_at=now)
+        s.add(receipt)
+        s.flush()
+        if isinstance(event, MemberEvent):
+            reply = self._member_event(s, event, now, receipt.id)
+            receipt.reply = reply.to_json()
+            return reply
+        actor = self.resolve_user(s, event.sender, now)
+        chat = self.resolve_chat(s, event.chat)
+        ctx = Ctx(s=s, bot=self, now=now, actor=actor, platform=event.platform, chat=chat,
+                  event_key=f"evt:{receipt.id}")
+        action_name = "message"
+        try:
+            with s.begin_nested():
+                if isinstance(event, MessageEvent):
+                    ctx.mentions = [self.resolve_user(s, m, now) for m in event.mentions]
+                    parsed = commands.parse(event.text)
+                    if isinstance(parsed, ParseError):
+                        action_name = "parse"
+                        raise Refused(parsed.reason, **self._parse_error_values(parsed))
+                    action_name = parsed.name
+                    reply = self.commands[parsed.name](ctx, parsed) or Reply()
+                else:
+                    action = CardAction.unpack(event.value)
+                    if action is None or action.entity not in self.actions:
+                        raise Refused("bad_button")
+                    action_name = f"tap.{action.entity}.{action.action}"
+                    reply = self.actions[action.entity](ctx, action) or Reply()
+        except Refused as refusal:
+            text = ctx.t(refusal.key, **refusal.values)
+            ctx._sent = 0
+            ctx.event_key = f"evt:{receipt.id}:refused"
+            if action_name != "parse":
+                ctx.audit(action_name, outcome="refused", reason=text)
+            reply = self._answer(ctx, event, text, "warning")
+        except Exception:
+            log.exception("handler failed on %s event %s", event.platform, event.event_id)
+            ctx._sent = 0
+            ctx.event_key = f"evt:{receipt.id}:error"
+            ctx.audit(action_name, outcome="error", reason="internal error")
+            reply = self._answer(ctx, event, ctx.t("internal_error"), "error")
+        receipt.reply = reply.to_json()
+        return reply
+
+    def _answer(self, ctx: Ctx, event: InboundEvent, text: str, kind: str) -> Reply:
+        if isinstance(event, CardActionEvent):
+            return Reply(toast=text, toast_kind=kind)  # only the tapper sees it
+        ctx.say(ctx.at(ctx.actor), " ", text) if ctx.chat is not None else ctx.say(text)
+        return Reply()
+
+    def _parse_error_values(self, error: ParseError) -> dict[str, str]:
+        lang = self.config.language
+        if error.reason == "unknown_command":
+            hint = texts.t(lang, "did_you_mean", names="、".join(error.suggestions)) if error.suggestions else ""
+            return {"value": error.value, "suggestions": hint}
+        if error.reason == "bad_field":
+            return {"field": texts.field_name(lang, error.field), "value": error.value[:40],
+                    "example": texts.field_example(lang, error.field)}
+        return {"value": error.value}
+
+    def _member_event(self, s: Session, event: MemberEvent, now: datetime, receipt_id: int) -> Reply:
+        chat = self.resolve_chat(s, event.chat)
+        if chat is None:
+            return Reply()
+        chat.active = event.added
+        if event.added:
+            outbox.enqueue(s, dedupe_key=f"welcome:{chat.id}:{receipt_id}", platform=chat.platform, target_kind="chat",
+                           target_id=chat.platform_chat_id, target_name=chat.name,
+                           payload=Message((texts.t(self.config.language, "welcome"),)).to_json(), now=now)
+        return Reply()
+
+
+def texts_safe_name(name: str) -> str:
+    """A display name from the network, stripped of control characters and capped."""
+    return "".join(ch for ch in name if ch.isprintable())[:60].strip()

@@ -1,0 +1,318 @@
+"""The configuration: one TOML file, every key documented in `config.example.toml`.
+
+`load_config` returns frozen values or raises `ConfigError` naming the key and what is wrong, so
+start-up can stop with a message an admin can act on (exit status 2). Any string value of the form
+`${NAME}` is read from the environment variable NAME (for secrets); `COLLABBOT_DATABASE_URL`
+overrides `database.url`. Unknown keys are errors: a typo must not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import time
+from pathlib import Path
+from typing import Any
+
+from collabbot.bot.calendar import WorkCalendar
+
+DEFAULT_DB_URL = "sqlite:///collabbot.db"
+
+
+class ConfigError(Exception):
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class SubtaskTemplate:
+    title: str
+    department: str = ""
+    offset_days: int = 0
+
+
+@dataclass(frozen=True)
+class TaskTemplate:
+    name: str
+    priority: str = "mid"
+    deliverable: str = ""
+    remarks: str = ""
+    due_in_days: int = 0
+    subtasks: tuple[SubtaskTemplate, ...] = ()
+
+
+@dataclass(frozen=True)
+class RuleSettings:
+    nag_enabled: bool = True
+    nag_after_working_hours: float = 2.0
+    nag_max: int = 2
+    nag_outside_working_hours: bool = False
+    escalation_enabled: bool = True
+    escalation_after_hours: float = 24.0
+    escalation_outside_working_hours: bool = False
+    daily_prompt_enabled: bool = True
+    daily_prompt_time: time = time(10, 0)
+    daily_prompt_spread_minutes: int = 5
+    overdue_enabled: bool = True
+    unblocked_enabled: bool = True
+    weekly_summary_enabled: bool = True
+    weekly_summary_time: time = time(17, 0)
+    weekly_summary_spread_minutes: int = 5
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    max_attempts: int = 8
+    base_delay_seconds: float = 2.0
+    max_delay_seconds: float = 600.0
+    batch_size: int = 50
+    claim_seconds: float = 60.0
+    per_chat_per_minute: int = 20
+    per_platform_per_second: float = 40.0
+
+
+@dataclass(frozen=True)
+class Config:
+    language: str = "zh"
+    bot_name: str = "bot"
+    admins: tuple[str, ...] = ()
+    org_file: str = ""
+    database_url: str = DEFAULT_DB_URL
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 1_048_576
+    calendar: WorkCalendar = field(default_factory=WorkCalendar)
+    rules: RuleSettings = field(default_factory=RuleSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    task_templates: tuple[TaskTemplate, ...] = ()
+    approval_templates: tuple[dict[str, Any], ...] = ()
+    platforms: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def task_template(self, name: str) -> TaskTemplate | None:
+        return next((t for t in self.task_templates if t.name == name), None)
+
+
+_ENV = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+PLATFORM_SECTIONS = ("feishu", "dingtalk", "wecom")
+
+
+def _expand_env(value: Any, key: str) -> Any:
+    if isinstance(value, str):
+        m = _ENV.match(value)
+        if m:
+            if m.group(1) not in os.environ:
+                raise ConfigError(key, f"environment variable {m.group(1)} is not set")
+            return os.environ[m.group(1)]
+        return value
+    if isinstance(value, dict):
+        return {k: _expand_env(v, f"{key}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, f"{key}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+class _Section:
+    """Typed reads from one table of the TOML file; every read key is remembered to find unknown ones."""
+
+    def __init__(self, data: Any, prefix: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(prefix, "must be a table")
+        self.data, self.prefix, self.seen = data, prefix, set[str]()
+
+    def _get(self, key: str, default: Any, kinds: tuple[type, ...], what: str) -> Any:
+        self.seen.add(key)
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        if isinstance(value, bool) and bool not in kinds:
+            raise ConfigError(self.key(key), f"must be {what}, not {value!r}")
+        if not isinstance(value, kinds):
+            raise ConfigError(self.key(key), f"must be {what}, not {value!r}")
+        return value
+
+    def key(self, key: str) -> str:
+        return f"{self.prefix}.{key}" if self.prefix else key
+
+    def str(self, key: str, default: str = "") -> str:
+        return self._get(key, default, (str,), "a string")
+
+    def bool(self, key: str, default: bool) -> bool:
+        return self._get(key, default, (bool,), "true or false")
+
+    def int(self, key: str, default: int, minimum: int = 0) -> int:
+        value = self._get(key, default, (int,), "a whole number")
+        if value < minimum:
+            raise ConfigError(self.key(key), f"must be at least {minimum}")
+        return value
+
+    def number(self, key: str, default: float, minimum: float = 0.0) -> float:
+        value = float(self._get(key, default, (int, float), "a number"))
+        if value <= minimum:
+            raise ConfigError(self.key(key), f"must be greater than {minimum:g}")
+        return value
+
+    def time(self, key: str, default: time) -> time:
+        value = self._get(key, None, (str,), 'a time like "10:00"')
+        if value is None:
+            return default
+        try:
+            return time.fromisoformat(value)
+        except ValueError:
+            raise ConfigError(self.key(key), f'must be a time like "10:00", not {value!r}') from None
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self._get(key, [], (list,), "a list of strings")
+        if not all(isinstance(v, str) for v in value):
+            raise ConfigError(self.key(key), "must be a list of strings")
+        return tuple(value)
+
+    def table(self, key: str) -> _Section:
+        self.seen.add(key)
+        return _Section(self.data.get(key, {}), self.key(key))
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.seen)
+        if unknown:
+            raise ConfigError(self.key(unknown[0]), "unknown key (see config.example.toml)")
+
+
+def _rules(s: _Section) -> RuleSettings:
+    nag, esc, prompt = s.table("nag"), s.table("escalation"), s.table("daily_prompt")
+    overdue, unblocked, weekly = s.table("overdue"), s.table("unblocked"), s.table("weekly_summary")
+    rules = RuleSettings(
+        nag_enabled=nag.bool("enabled", True),
+        nag_after_working_hours=nag.number("after_working_hours", 2.0),
+        nag_max=nag.int("max_nags", 2),
+        nag_outside_working_hours=nag.bool("outside_working_hours", False),
+        escalation_enabled=esc.bool("enabled", True),
+        escalation_after_hours=esc.number("after_hours", 24.0),
+        escalation_outside_working_hours=esc.bool("outside_working_hours", False),
+        daily_prompt_enabled=prompt.bool("enabled", True),
+        daily_prompt_time=prompt.time("time", time(10, 0)),
+        daily_prompt_spread_minutes=prompt.int("spread_minutes", 5),
+        overdue_enabled=overdue.bool("enabled", True),
+        unblocked_enabled=unblocked.bool("enabled", True),
+        weekly_summary_enabled=weekly.bool("enabled", True),
+        weekly_summary_time=weekly.time("time", time(17, 0)),
+        weekly_summary_spread_minutes=weekly.int("spread_minutes", 5),
+    )
+    for sub in (nag, esc, prompt, overdue, unblocked, weekly):
+        sub.done()
+    s.done()
+    return rules
+
+
+def _delivery(s: _Section) -> DeliverySettings:
+    d = DeliverySettings(
+        max_attempts=s.int("max_attempts", 8, minimum=1),
+        base_delay_seconds=s.number("base_delay_seconds", 2.0),
+        max_delay_seconds=s.number("max_delay_seconds", 600.0),
+        batch_size=s.int("batch_size", 50, minimum=1),
+        claim_seconds=s.number("claim_seconds", 60.0),
+        per_chat_per_minute=s.int("per_chat_per_minute", 20, minimum=1),
+        per_platform_per_second=s.number("per_platform_per_second", 40.0),
+    )
+    s.done()
+    return d
+
+
+PRIORITIES = {"高": "high", "中": "mid", "低": "low", "high": "high", "mid": "mid", "medium": "mid", "low": "low"}
+
+
+def _task_templates(items: Any) -> tuple[TaskTemplate, ...]:
+    if not isinstance(items, list):
+        raise ConfigError("task_templates", "must be an array of tables ([[task_templates]])")
+    out = []
+    for i, item in enumerate(items):
+        s = _Section(item, f"task_templates[{i}]")
+        name = s.str("name")
+        if not name:
+            raise ConfigError(s.key("name"), "is required")
+        priority = s.str("priority", "mid")
+        if priority not in PRIORITIES:
+            raise ConfigError(s.key("priority"), "must be one of 高/中/低 (or high/mid/low)")
+        subs = []
+        for j, sub in enumerate(s._get("subtasks", [], (list,), "an array of tables")):
+            ss = _Section(sub, f"{s.key('subtasks')}[{j}]")
+            title = ss.str("title")
+            if not title:
+                raise ConfigError(ss.key("title"), "is required")
+            subs.append(SubtaskTemplate(title, ss.str("department"), ss.int("offset_days", 0)))
+            ss.done()
+        out.append(
+            TaskTemplate(
+                name, PRIORITIES[priority], s.str("deliverable"), s.str("remarks"),
+                s.int("due_in_days", 0), tuple(subs),
+            )
+        )
+        s.done()
+    return tuple(out)
+
+
+def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
+    """Validate a parsed TOML document into a `Config` (raises `ConfigError`)."""
+    data = _expand_env(data, "")
+    root = _Section(data, "")
+    bot, db, server = root.table("bot"), root.table("database"), root.table("server")
+    language = bot.str("language", "zh")
+    if language not in ("zh", "en"):
+        raise ConfigError("bot.language", 'must be "zh" or "en"')
+    org_file = bot.str("org_file", "")
+    if org_file and base_dir is not None and not Path(org_file).is_absolute():
+        org_file = str(base_dir / org_file)
+    url = os.environ.get("COLLABBOT_DATABASE_URL") or db.str("url", DEFAULT_DB_URL)
+    if not url.startswith(("sqlite", "postgresql")):
+        raise ConfigError("database.url", "must be a sqlite:/// or postgresql+psycopg:// URL")
+    root.seen.add("calendar")
+    try:
+        calendar = WorkCalendar.from_config(data.get("calendar", {}))
+    except ValueError as exc:
+        key, _, problem = str(exc).partition(": ")
+        raise ConfigError(key if key.startswith("calendar") else "calendar", problem or str(exc)) from None
+    root.seen.update(["task_templates", "approval_templates", *PLATFORM_SECTIONS])
+    platforms = {}
+    for name in PLATFORM_SECTIONS:
+        if name in data:
+            if not isinstance(data[name], dict):
+                raise ConfigError(name, "must be a table")
+            platforms[name] = data[name]
+    approval_templates = data.get("approval_templates", [])
+    if not isinstance(approval_templates, list):
+        raise ConfigError("approval_templates", "must be an array of tables ([[approval_templates]])")
+    config = Config(
+        language=language,
+        bot_name=bot.str("name", "bot"),
+        admins=bot.strings("admins"),
+        org_file=org_file,
+        database_url=url,
+        host=server.str("host", "127.0.0.1"),
+        port=server.int("port", 8080, minimum=1),
+        max_body_bytes=server.int("max_body_bytes", 1_048_576, minimum=1024),
+        calendar=calendar,
+        rules=_rules(root.table("rules")),
+        delivery=_delivery(root.table("delivery")),
+        task_templates=_task_templates(data.get("task_templates", [])),
+        approval_templates=tuple(approval_templates),
+        platforms=platforms,
+    )
+    for s in (bot, db, server):
+        s.done()
+    root.done()
+    return config
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("(file)", f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("(file)", f"{path} is not valid TOML: {exc}") from None
+    return parse_config(data, path.parent)

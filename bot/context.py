@@ -1,0 +1,160 @@
+"""What a handler works with: the unit of work, the clock's now, who acts, where, and how to speak.
+
+A handler refuses by raising `Refused`; the engine then rolls back the handler's writes, audits
+the refusal and tells the person why. Every message a handler sends goes through `say`/`tell_*`,
+which write outbox rows in the same transaction as the change that caused them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from collabbot.bot import texts
+from collabbot.bot.replies import At, Card, Message, Part
+from collabbot.storage import outbox
+from collabbot.storage.models import AuditEntry, Chat, Department, HelpRequest, Identity, Task, User
+
+if TYPE_CHECKING:
+    from collabbot.bot.app import Bot
+
+
+class Refused(Exception):
+    """A command that may not or cannot be done; `key` and `values` make the reply."""
+
+    def __init__(self, key: str, **values: Any) -> None:
+        super().__init__(key)
+        self.key = key
+        self.values = values
+
+
+def snapshot(entity: Any) -> dict[str, Any]:
+    """The entity's columns as JSON-ready values, for the audit log's before/after."""
+    data: dict[str, Any] = {}
+    for column in entity.__table__.columns:
+        value = getattr(entity, column.key)
+        data[column.key] = value.isoformat() if hasattr(value, "isoformat") else value
+    return data
+
+
+@dataclass
+class Ctx:
+    s: Session
+    bot: Bot
+    now: datetime
+    actor: User
+    platform: str
+    chat: Chat | None  # None in a private chat
+    event_key: str  # makes the dedupe keys of this event's messages
+    mentions: list[User] = field(default_factory=list)
+    _sent: int = 0
+
+    # --- language -------------------------------------------------------------------------------
+    @property
+    def lang(self) -> str:
+        return self.bot.config.language
+
+    def t(self, key: str, **values: Any) -> str:
+        return texts.t(self.lang, key, **values)
+
+    def local(self, when: datetime) -> datetime:
+        return when.astimezone(self.bot.calendar.tz)
+
+    def fmt(self, when: datetime | None) -> str:
+        if when is None:
+            return self.t("none")
+        local, now = self.local(when), self.local(self.now)
+        return local.strftime("%m-%d %H:%M") if local.year == now.year else local.strftime("%Y-%m-%d %H:%M")
+
+    # --- roles ----------------------------------------------------------------------------------
+    def is_admin(self, user: User | None = None) -> bool:
+        return self.bot.is_admin(self.s, user or self.actor)
+
+    def heads_department(self, user: User, department_id: int | None) -> bool:
+        if department_id is None:
+            return False
+        dept = self.s.get(Department, department_id)
+        return dept is not None and dept.head_id == user.id
+
+    # --- lookups --------------------------------------------------------------------------------
+    def task(self, task_id: int, *, lock: bool = True) -> Task:
+        stmt = select(Task).where(Task.id == task_id)
+        if lock and self.s.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        task = self.s.scalar(stmt)
+        if task is None or (task.status == "cancelled" and not self.is_admin()):
+            raise Refused("not_found_task", id=task_id)
+        return task
+
+    def help_request(self, help_id: int) -> HelpRequest:
+        req = self.s.get(HelpRequest, help_id)
+        if req is None:
+            raise Refused("not_found_help", id=help_id)
+        return req
+
+    def department(self, name: str) -> Department:
+        dept = self.s.scalar(select(Department).where(Department.name == name.strip()))
+        if dept is None:
+            known = "、".join(self.s.scalars(select(Department.name).order_by(Department.id)))
+            raise Refused("unknown_dept", name=name.strip()[:50], known=known or self.t("none"))
+        return dept
+
+    def mention(self, index: int) -> User:
+        if index >= len(self.mentions):
+            raise Refused("unknown_user", name=f"#{index}")
+        return self.mentions[index]
+
+    # --- speaking -------------------------------------------------------------------------------
+    def at(self, user: User) -> At:
+        return At(user.id, self.bot.platform_id(self.s, user, self.platform), user.name)
+
+    def _key(self, suffix: str = "") -> str:
+        self._sent += 1
+        return f"{self.event_key}:{self._sent}{suffix}"
+
+    def say(self, *parts: Part, card: Card | None = None) -> None:
+        """Answer where the command came from: the group, or the person in private chat."""
+        message = Message(tuple(parts), card)
+        if self.chat is not None:
+            self.tell_chat(self.chat, message, self._key())
+        else:
+            self.tell_user(self.actor, message, self._key())
+
+    def tell_user(self, user: User, message: Message, key: str | None = None,
+                  not_before: datetime | None = None) -> bool:
+        platform = self.platform if self.bot.platform_id(self.s, user, self.platform) else None
+        return self.bot.post_to_user(self.s, user, message, key or self._key(), self.now,
+                                     platform=platform, not_before=not_before)
+
+    def tell_chat(self, chat: Chat, message: Message, key: str | None = None,
+                  not_before: datetime | None = None) -> bool:
+        return outbox.enqueue(
+            self.s, dedupe_key=key or self._key(), platform=chat.platform, target_kind="chat",
+            target_id=chat.platform_chat_id, target_name=chat.name, payload=message.to_json(), now=self.now,
+            not_before=not_before, card_key=message.card.key if message.card else None,
+        )
+
+    # --- audit ----------------------------------------------------------------------------------
+    def audit(self, action: str, entity: Any = None, before: dict[str, Any] | None = None,
+              *, outcome: str = "ok", reason: str = "", entity_type: str = "", entity_id: int | None = None) -> None:
+        self.s.add(
+            AuditEntry(
+                at=self.now,
+                actor_id=self.actor.id,
+                action=action,
+                entity_type=entity_type or (entity.__tablename__ if entity is not None else ""),
+                entity_id=entity_id if entity_id is not None else getattr(entity, "id", None),
+                outcome=outcome,
+                reason=reason[:2000],
+                before=before,
+                after=snapshot(entity) if entity is not None else None,
+            )
+        )
+
+
+def identity_of(s: Session, user: User, platform: str) -> Identity | None:
+    return s.scalar(select(Identity).where(Identity.user_id == user.id, Identity.platform == platform))

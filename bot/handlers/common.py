@@ -1,0 +1,120 @@
+"""Small helpers the handlers share: required fields, people, dates, permissions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+
+from collabbot.bot import texts
+from collabbot.bot.commands import Command
+from collabbot.bot.context import Ctx, Refused
+from collabbot.bot.dates import parse_when
+from collabbot.storage.models import Project, Task, User
+
+MAX_TITLE = 200
+MAX_TEXT = 2000
+
+
+def missing(ctx: Ctx, field: str) -> Refused:
+    return Refused("missing_field", field=texts.field_name(ctx.lang, field), example=texts.field_example(ctx.lang, field))
+
+
+def bad(ctx: Ctx, field: str, value: str) -> Refused:
+    return Refused("bad_field", field=texts.field_name(ctx.lang, field), value=value[:40],
+                   example=texts.field_example(ctx.lang, field))
+
+
+def not_allowed(ctx: Ctx, action: str, why: str) -> Refused:
+    return Refused("not_allowed", action=ctx.t(action), why=why)
+
+
+def capped(ctx: Ctx, value: str, field: str, limit: int = MAX_TEXT) -> str:
+    if len(value) > limit:
+        raise Refused("too_long_field", field=texts.field_name(ctx.lang, field), max=limit)
+    return value
+
+
+def one_task(ctx: Ctx, cmd: Command) -> Task:
+    if not cmd.tasks:
+        raise missing(ctx, "task")
+    return ctx.task(cmd.tasks[0])
+
+
+def user_by_name(ctx: Ctx, name: str) -> User:
+    name = name.strip().lstrip("@")
+    users = list(ctx.s.scalars(select(User).where(User.name == name).limit(2)))
+    if len(users) != 1:
+        raise Refused("unknown_user", name=name[:40])
+    return users[0]
+
+
+def people(ctx: Ctx, cmd: Command, field: str) -> list[User]:
+    """The people a field names: its @mentions, or plain names typed without @ (comma separated)."""
+    found = [ctx.mention(i) for i in cmd.field_mentions.get(field, ())]
+    text = cmd.get(field)
+    if text:
+        for name in text.replace("，", ",").replace("、", ",").replace(",", " ").split():
+            found.append(user_by_name(ctx, name))
+    unique: list[User] = []
+    for user in found:
+        if user not in unique:
+            unique.append(user)
+    return unique
+
+
+def when(ctx: Ctx, cmd: Command, field: str, example_field: str = "deadline") -> datetime | None:
+    value = cmd.get(field)
+    if not value:
+        if field in cmd.fields:
+            raise missing(ctx, example_field)
+        return None
+    parsed = parse_when(value, ctx.local(ctx.now))
+    if parsed is None:
+        raise bad(ctx, example_field, value)
+    return parsed
+
+
+def coordinator_of(ctx: Ctx, task: Task) -> User | None:
+    project = task.project
+    return project.coordinator if project is not None else None
+
+
+def is_manager(ctx: Ctx, task: Task) -> bool:
+    """Initiator, owner, coordinator or admin: may split, link and cancel."""
+    coordinator = coordinator_of(ctx, task)
+    return ctx.actor.id in (task.initiator_id, task.owner_id) or (
+        coordinator is not None and coordinator.id == ctx.actor.id) or ctx.is_admin()
+
+
+def is_reviewer(ctx: Ctx, task: Task) -> bool:
+    coordinator = coordinator_of(ctx, task)
+    return ctx.actor.id == task.initiator_id or (
+        coordinator is not None and coordinator.id == ctx.actor.id) or ctx.is_admin()
+
+
+def chat_project(ctx: Ctx, cmd: Command | None = None, *, create: bool = False) -> Project:
+    """The project of this group (or the one named with 项目 in a private chat).
+
+    With `create`, a group with no project yet gets one named after the group, coordinated by the
+    person who spoke: the first task in a new group should just work, and 绑定项目 can fill in the rest.
+    """
+    if ctx.chat is not None and ctx.chat.project_id is not None:
+        project = ctx.s.get(Project, ctx.chat.project_id)
+        if project is not None:
+            return project
+    if create and ctx.chat is not None and not (cmd is not None and cmd.get("project")):
+        project = Project(name=ctx.chat.name or ctx.chat.platform_chat_id, created_by_id=ctx.actor.id,
+                          created_at=ctx.now, coordinator_id=ctx.actor.id, initiating_dept_id=ctx.actor.department_id)
+        ctx.s.add(project)
+        ctx.s.flush()
+        ctx.chat.project_id = project.id
+        ctx.audit("project.bind", project)
+        ctx.say(ctx.t("project_auto", name=project.name, who=ctx.actor.name))
+        return project
+    name = cmd.get("project") if cmd is not None else ""
+    if name:
+        project = ctx.s.scalar(select(Project).where(Project.name == name).order_by(Project.id.desc()).limit(1))
+        if project is not None:
+            return project
+    raise Refused("no_project")

@@ -1,0 +1,117 @@
+"""Binding a group to a project, showing it, and department heads' weekly notes."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+
+from collabbot.bot.commands import Command
+from collabbot.bot.context import Ctx, Refused, snapshot
+from collabbot.bot.handlers.common import MAX_TITLE, capped, chat_project, missing, not_allowed, people, when
+from collabbot.bot.replies import Card, Reply
+from collabbot.storage.models import Department, Project, WeeklyNote
+
+
+def _departments(ctx: Ctx, text: str) -> list[Department]:
+    names = [n for n in re.split(r"[,，、\s]+", text) if n]
+    return [ctx.department(n) for n in names]
+
+
+def project_card(ctx: Ctx, project: Project) -> Card:
+    fields = [
+        (ctx.t("f_coordinator"), project.coordinator.name if project.coordinator else ctx.t("none")),
+        (ctx.t("f_dept"), project.initiating_dept.name if project.initiating_dept else ctx.t("none")),
+        (ctx.t("f_departments"), "、".join(d.name for d in project.departments) or ctx.t("none")),
+    ]
+    if project.goal:
+        fields.append((ctx.t("f_goal"), project.goal))
+    if project.kpis:
+        fields.append((ctx.t("f_kpis"), project.kpis))
+    if project.start_date or project.end_date:
+        fields.append((ctx.t("f_dates"), f"{project.start_date or '?'} ~ {project.end_date or '?'}"))
+    if project.remarks:
+        fields.append((ctx.t("f_remarks"), project.remarks))
+    return Card(kind="project", key=f"project:{project.id}", title=ctx.t("project_line", name=project.name),
+                color="blue", fields=tuple(fields))
+
+
+def bind_project(ctx: Ctx, cmd: Command) -> Reply | None:
+    if ctx.chat is None:
+        raise Refused("need_group")
+    project = ctx.s.get(Project, ctx.chat.project_id) if ctx.chat.project_id else None
+    if project is not None:
+        coordinator = project.coordinator
+        if not (ctx.is_admin() or (coordinator is not None and coordinator.id == ctx.actor.id)):
+            raise not_allowed(ctx, "a_edit_project", ctx.t("w_coordinator", name=coordinator.name if coordinator else "-"))
+    elif not cmd.text:
+        raise missing(ctx, "project_name")
+    coordinators = people(ctx, cmd, "coordinator") or [ctx.mention(i) for i in cmd.mentions[:1]]
+    start = when(ctx, cmd, "start", "date")
+    end = when(ctx, cmd, "end", "date")
+    before = snapshot(project) if project is not None else None
+    if project is None:
+        project = Project(name=capped(ctx, cmd.text, "project_name", MAX_TITLE), created_by_id=ctx.actor.id,
+                          created_at=ctx.now, coordinator_id=(coordinators[0] if coordinators else ctx.actor).id,
+                          initiating_dept_id=ctx.actor.department_id)
+        ctx.s.add(project)
+        ctx.s.flush()
+        ctx.chat.project_id = project.id
+        key = "project_bound"
+    else:
+        key = "project_updated"
+        if cmd.text:
+            project.name = capped(ctx, cmd.text, "project_name", MAX_TITLE)
+        if coordinators:
+            project.coordinator_id = coordinators[0].id
+    if cmd.get("initiating_dept"):
+        project.initiating_dept_id = ctx.department(cmd.get("initiating_dept")).id
+    if cmd.get("departments"):
+        project.departments = _departments(ctx, cmd.get("departments"))
+    for name in ("goal", "kpis", "remarks"):
+        if cmd.get(name):
+            setattr(project, name, capped(ctx, cmd.get(name), name))
+    if start is not None:
+        project.start_date = start.date()
+    if end is not None:
+        project.end_date = end.date()
+    if project.start_date and project.end_date and project.end_date < project.start_date:
+        raise Refused("bad_field", field=ctx.t("f_dates"), value=f"{project.start_date}~{project.end_date}",
+                      example="开始 12-01 结束 12-31")
+    ctx.s.flush()
+    ctx.s.refresh(project)
+    ctx.audit("project.bind" if before is None else "project.update", project, before)
+    if key == "project_bound":
+        ctx.say(ctx.t(key, name=project.name), ctx.at(project.coordinator), card=project_card(ctx, project))
+    else:
+        ctx.say(ctx.t(key, name=project.name), card=project_card(ctx, project))
+    return None
+
+
+def show_project(ctx: Ctx, cmd: Command) -> Reply | None:
+    project = chat_project(ctx, cmd)
+    ctx.say(card=project_card(ctx, project))
+    return None
+
+
+def weekly_note(ctx: Ctx, cmd: Command) -> Reply | None:
+    project = chat_project(ctx, cmd)
+    dept = ctx.s.scalar(select(Department).where(Department.head_id == ctx.actor.id).order_by(Department.id).limit(1))
+    if dept is None:
+        raise not_allowed(ctx, "a_weekly_note", ctx.t("w_dept_head"))
+    if not cmd.text:
+        raise missing(ctx, "weekly_note")
+    year, week, _ = ctx.local(ctx.now).isocalendar()
+    slot = f"{year}-W{week:02d}"
+    note = ctx.s.scalar(select(WeeklyNote).where(WeeklyNote.project_id == project.id,
+                                                 WeeklyNote.department_id == dept.id, WeeklyNote.week == slot))
+    if note is None:
+        note = WeeklyNote(project_id=project.id, department_id=dept.id, week=slot, author_id=ctx.actor.id,
+                          text="", created_at=ctx.now)
+        ctx.s.add(note)
+    note.text = capped(ctx, cmd.text, "weekly_note")
+    note.author_id = ctx.actor.id
+    ctx.s.flush()
+    ctx.audit("project.weekly_note", note)
+    ctx.say(ctx.t("weekly_note_saved", dept=dept.name))
+    return None

@@ -1,0 +1,491 @@
+"""Task commands: create, split, link, acknowledge, start, report, finish, accept, return, reassign,
+comment and cancel. Each runs inside the engine's unit of work and refuses with `Refused`."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from collabbot.bot.commands import Command, priority_of
+from collabbot.bot.context import Ctx, Refused, snapshot
+from collabbot.bot.handlers.common import (
+    MAX_TITLE,
+    bad,
+    capped,
+    chat_project,
+    coordinator_of,
+    is_manager,
+    is_reviewer,
+    missing,
+    not_allowed,
+    one_task,
+    people,
+    when,
+)
+from collabbot.bot.replies import Message, Reply
+from collabbot.bot.rules import states
+from collabbot.bot.rules.deps import find_cycle
+from collabbot.bot.texts import status_name
+from collabbot.bot.views import open_predecessors, task_card
+from collabbot.bot.waits import close_waits, open_wait
+from collabbot.storage.models import (
+    Chat,
+    Comment,
+    Department,
+    ProgressReport,
+    Project,
+    Task,
+    TaskDependency,
+    User,
+)
+
+
+def card(ctx: Ctx, task: Task, full: bool = False):
+    return task_card(ctx.s, task, ctx.lang, ctx.now, ctx.bot.calendar.tz, full=full)
+
+
+def _touch(ctx: Ctx, task: Task) -> None:
+    task.updated_at = ctx.now
+    task.version += 1
+    ctx.s.flush()
+
+
+def _task_chat(ctx: Ctx, project: Project | None) -> Chat | None:
+    if ctx.chat is not None:
+        return ctx.chat
+    if project is None:
+        return None
+    return ctx.s.scalar(select(Chat).where(Chat.project_id == project.id, Chat.active.is_(True)).order_by(Chat.id))
+
+
+def _new_task(ctx: Ctx, *, title: str, owner: User, project: Project | None, parent: Task | None,
+              deadline: datetime | None, priority: str, collaborators: list[User], department: Department | None,
+              initiating_dept_id: int | None, deliverable: str = "", attachments: list[str] | None = None,
+              remarks: str = "") -> Task:
+    chat = _task_chat(ctx, project) or (parent.chat if parent else None)
+    task = Task(
+        project_id=project.id if project else None,
+        parent_id=parent.id if parent else None,
+        chat_id=chat.id if chat else None,
+        title=title,
+        initiator_id=ctx.actor.id,
+        initiating_dept_id=initiating_dept_id,
+        department_id=department.id if department else owner.department_id,
+        owner_id=owner.id,
+        status="todo",
+        priority=priority,
+        deadline=deadline,
+        deliverable_expected=deliverable,
+        attachments=attachments or [],
+        remarks=remarks,
+        percent=0,
+        created_at=ctx.now,
+        updated_at=ctx.now,
+        version=1,
+    )
+    task.collaborators = [u for u in collaborators if u.id != owner.id]
+    ctx.s.add(task)
+    ctx.s.flush()
+    open_wait(ctx, "assign", "task", task.id, owner, task.chat)
+    ctx.audit("task.create", task)
+    return task
+
+
+def _announce_assignment(ctx: Ctx, task: Task, headline: str) -> None:
+    """The owner hears it privately with the card; the group sees one line with real mentions."""
+    c = card(ctx, task)
+    parts: list = [headline, ctx.at(task.owner)]
+    for u in task.collaborators:
+        parts += [" ", ctx.at(u)]
+    if task.chat is not None:
+        ctx.tell_chat(task.chat, Message(tuple(parts), c))
+    if task.chat is None or ctx.chat is None:
+        ctx.say(*parts)
+    ctx.tell_user(task.owner, Message((ctx.t("task_assigned"),), c), key=f"assign:task:{task.id}:{task.owner_id}:{task.version}")
+
+
+def create_task(ctx: Ctx, cmd: Command) -> Reply | None:
+    project = chat_project(ctx, cmd, create=True)
+    template = None
+    if cmd.get("template"):
+        template = ctx.bot.config.task_template(cmd.get("template"))
+        if template is None:
+            known = "、".join(t.name for t in ctx.bot.config.task_templates) or ctx.t("none")
+            raise Refused("unknown_template", name=cmd.get("template")[:40], known=known)
+    title = cmd.text or (template.name if template else "")
+    if not title:
+        raise missing(ctx, "title")
+    capped(ctx, title, "title", MAX_TITLE)
+    owners = people(ctx, cmd, "owner") or [ctx.mention(i) for i in cmd.mentions[:1]]
+    if not owners:
+        raise missing(ctx, "owner")
+    if len(owners) > 1:
+        raise bad(ctx, "owner", "、".join(u.name for u in owners))
+    owner = owners[0]
+    deadline = when(ctx, cmd, "deadline")
+    if deadline is None and template is not None and template.due_in_days:
+        local = ctx.local(ctx.now).replace(hour=18, minute=0, second=0, microsecond=0)
+        deadline = local + timedelta(days=template.due_in_days)
+    if deadline is not None and deadline < ctx.now:
+        raise Refused("deadline_past", when=ctx.fmt(deadline))
+    priority = template.priority if template else "mid"
+    if cmd.get("priority") or "priority" in cmd.fields:
+        priority = priority_of(cmd.get("priority")) or ""
+        if not priority:
+            raise bad(ctx, "priority", cmd.get("priority"))
+    attachments = cmd.get("attachments").split() if cmd.get("attachments") else []
+    if any(not a.startswith(("http://", "https://")) for a in attachments):
+        raise bad(ctx, "attachments", cmd.get("attachments"))
+    department = ctx.department(cmd.get("department")) if cmd.get("department") else None
+    init_dept = ctx.department(cmd.get("initiating_dept")).id if cmd.get("initiating_dept") else ctx.actor.department_id
+    task = _new_task(
+        ctx, title=title, owner=owner, project=project, parent=None, deadline=deadline, priority=priority,
+        collaborators=people(ctx, cmd, "collaborators"), department=department, initiating_dept_id=init_dept,
+        deliverable=capped(ctx, cmd.get("deliverable") or (template.deliverable if template else ""), "deliverable"),
+        attachments=attachments, remarks=capped(ctx, cmd.get("remarks") or (template.remarks if template else ""), "remarks"),
+    )
+    headline = ctx.t("task_created", id=task.id, title=task.title)
+    if template is not None and template.subtasks:
+        for sub in template.subtasks:
+            dept = ctx.department(sub.department) if sub.department else None
+            sub_owner = (dept.head if dept is not None and dept.head is not None else owner)
+            sub_deadline = deadline - timedelta(days=sub.offset_days) if deadline else None
+            child = _new_task(ctx, title=sub.title, owner=sub_owner, project=project, parent=task,
+                              deadline=sub_deadline, priority=priority, collaborators=[], department=dept,
+                              initiating_dept_id=init_dept)
+            ctx.tell_user(sub_owner, Message((ctx.t("task_assigned"),), card(ctx, child)),
+                          key=f"assign:task:{child.id}:{sub_owner.id}:{child.version}")
+        ctx.s.refresh(task)
+        headline = headline.rstrip() + ctx.t("template_applied", name=template.name, n=len(template.subtasks)) + " "
+    _announce_assignment(ctx, task, headline)
+    return None
+
+
+def add_subtask(ctx: Ctx, cmd: Command) -> Reply | None:
+    parent = one_task(ctx, cmd)
+    if not is_manager(ctx, parent) and not ctx.heads_department(ctx.actor, parent.department_id):
+        raise not_allowed(ctx, "a_subtask", ctx.t("w_managers"))
+    if parent.status in states.CLOSED:
+        raise Refused("bad_state", id=parent.id, status=status_name(ctx.lang, parent.status), action=ctx.t("a_subtask"))
+    if not cmd.text:
+        raise missing(ctx, "title")
+    capped(ctx, cmd.text, "title", MAX_TITLE)
+    owners = people(ctx, cmd, "owner") or [ctx.mention(i) for i in cmd.mentions[:1]]
+    if len(owners) != 1:
+        raise missing(ctx, "owner")
+    deadline = when(ctx, cmd, "deadline") or parent.deadline
+    if deadline is not None and deadline < ctx.now:
+        raise Refused("deadline_past", when=ctx.fmt(deadline))
+    if deadline and parent.deadline and deadline > parent.deadline:
+        raise Refused("deadline_after_parent", when=ctx.fmt(parent.deadline))
+    priority = parent.priority
+    if cmd.get("priority"):
+        priority = priority_of(cmd.get("priority")) or ""
+        if not priority:
+            raise bad(ctx, "priority", cmd.get("priority"))
+    department = ctx.department(cmd.get("department")) if cmd.get("department") else None
+    child = _new_task(ctx, title=cmd.text, owner=owners[0], project=parent.project, parent=parent, deadline=deadline,
+                      priority=priority, collaborators=people(ctx, cmd, "collaborators"), department=department,
+                      initiating_dept_id=parent.initiating_dept_id,
+                      deliverable=capped(ctx, cmd.get("deliverable"), "deliverable"),
+                      remarks=capped(ctx, cmd.get("remarks"), "remarks"))
+    _touch(ctx, parent)
+    _announce_assignment(ctx, child, ctx.t("subtask_created", parent=parent.id, id=child.id, title=child.title))
+    return None
+
+
+def _edges(ctx: Ctx) -> dict[int, set[int]]:
+    edges: dict[int, set[int]] = {}
+    for task_id, dep_id in ctx.s.execute(select(TaskDependency.task_id, TaskDependency.depends_on_id)):
+        edges.setdefault(task_id, set()).add(dep_id)
+    return edges
+
+
+def add_dependency(ctx: Ctx, cmd: Command) -> Reply | None:
+    if len(cmd.tasks) < 2:
+        raise missing(ctx, "dependency")
+    task = ctx.task(cmd.tasks[0])
+    if not is_manager(ctx, task):
+        raise not_allowed(ctx, "a_depend", ctx.t("w_managers"))
+    added = []
+    for dep_id in cmd.tasks[1:]:
+        dep = ctx.task(dep_id, lock=False)
+        if dep.id == task.id:
+            raise Refused("dependency_self")
+        cycle = find_cycle(_edges(ctx), task.id, dep.id)
+        if cycle is not None:
+            raise Refused("dependency_cycle", cycle=" → ".join(f"#{n}" for n in cycle))
+        if ctx.s.get(TaskDependency, (task.id, dep.id)) is None:
+            ctx.s.add(TaskDependency(task_id=task.id, depends_on_id=dep.id))
+            ctx.s.flush()
+            added.append(dep.id)
+            ctx.audit("task.depend", task, entity_type="task", entity_id=task.id, before=None)
+    _touch(ctx, task)
+    ctx.say(*[ctx.t("dependency_added", task=task.id, dep=d) for d in added] or [""])
+    return None
+
+
+def remove_dependency(ctx: Ctx, cmd: Command) -> Reply | None:
+    if len(cmd.tasks) != 2:
+        raise missing(ctx, "dependency")
+    task = ctx.task(cmd.tasks[0])
+    if not is_manager(ctx, task):
+        raise not_allowed(ctx, "a_depend", ctx.t("w_managers"))
+    link = ctx.s.get(TaskDependency, (task.id, cmd.tasks[1]))
+    if link is None:
+        raise Refused("dependency_missing", task=task.id, dep=cmd.tasks[1])
+    ctx.s.delete(link)
+    _touch(ctx, task)
+    ctx.audit("task.undepend", task, before={"depends_on": cmd.tasks[1]})
+    ctx.say(ctx.t("dependency_removed", task=task.id, dep=cmd.tasks[1]))
+    return None
+
+
+def _owner_only(ctx: Ctx, task: Task, action: str) -> None:
+    if ctx.actor.id != task.owner_id and not ctx.is_admin():
+        raise not_allowed(ctx, action, ctx.t("w_owner_only", name=task.owner.name))
+
+
+def _require_state(ctx: Ctx, task: Task, transition: str, action: str) -> None:
+    if not states.can(transition, task.status):
+        raise Refused("bad_state", id=task.id, status=status_name(ctx.lang, task.status), action=ctx.t(action))
+
+
+def _not_blocked(ctx: Ctx, task: Task) -> None:
+    preds = open_predecessors(ctx.s, task.id)
+    if preds:
+        raise Refused("blocked_by", id=task.id, deps="、".join(f"#{p.id}「{p.title}」" for p in preds))
+
+
+def acknowledge(ctx: Ctx, task: Task, via_card: bool = False) -> Reply | None:
+    _owner_only(ctx, task, "a_ack")
+    _require_state(ctx, task, "acknowledge", "a_ack")
+    if task.acknowledged_at is not None:
+        if via_card:
+            return Reply(toast=ctx.t("already_acknowledged", id=task.id), card=card(ctx, task))
+        raise Refused("already_acknowledged", id=task.id)
+    before = snapshot(task)
+    task.acknowledged_at = ctx.now
+    close_waits(ctx, "task", task.id, kind="assign")
+    _touch(ctx, task)
+    ctx.audit("task.acknowledge", task, before)
+    text = ctx.t("acknowledged", id=task.id, title=task.title)
+    if via_card:
+        return Reply(toast=text, toast_kind="success", card=card(ctx, task))
+    ctx.say(text)
+    return None
+
+
+def start(ctx: Ctx, task: Task, via_card: bool = False) -> Reply | None:
+    _owner_only(ctx, task, "a_start")
+    _require_state(ctx, task, "start", "a_start")
+    _not_blocked(ctx, task)
+    before = snapshot(task)
+    task.status = "in_progress"
+    if task.acknowledged_at is None:
+        task.acknowledged_at = ctx.now
+    close_waits(ctx, "task", task.id, kind="assign")
+    _touch(ctx, task)
+    ctx.audit("task.start", task, before)
+    if via_card:
+        return Reply(toast=ctx.t("started", id=task.id), toast_kind="success", card=card(ctx, task))
+    ctx.say(ctx.t("started", id=task.id))
+    return None
+
+
+def report_progress(ctx: Ctx, cmd: Command) -> Reply | None:
+    task = one_task(ctx, cmd)
+    _owner_only(ctx, task, "a_progress")
+    _require_state(ctx, task, "progress", "a_progress")
+    if cmd.percent is None:
+        raise missing(ctx, "percent")
+    if not 0 <= cmd.percent <= 100:
+        raise Refused("percent_range")
+    before = snapshot(task)
+    done_text = capped(ctx, " ".join(x for x in (cmd.text, cmd.get("done")) if x), "percent")
+    report = ProgressReport(task_id=task.id, author_id=ctx.actor.id, status="in_progress", percent=cmd.percent,
+                            done_text=done_text, next_step=capped(ctx, cmd.get("next_step"), "percent"),
+                            problems=capped(ctx, cmd.get("problems"), "percent"), created_at=ctx.now)
+    ctx.s.add(report)
+    task.status = "in_progress"
+    task.percent = cmd.percent
+    task.last_progress_at = ctx.now
+    if task.acknowledged_at is None:
+        task.acknowledged_at = ctx.now
+    close_waits(ctx, "task", task.id)
+    _touch(ctx, task)
+    ctx.audit("task.progress", task, before)
+    parts = [ctx.t("progress_saved", id=task.id, percent=cmd.percent)]
+    if cmd.percent == 100:
+        parts.append(" " + ctx.t("progress_hint_100", id=task.id))
+    ctx.say(*parts)
+    return None
+
+
+def finish(ctx: Ctx, cmd: Command) -> Reply | None:
+    task = one_task(ctx, cmd)
+    _owner_only(ctx, task, "a_finish")
+    _require_state(ctx, task, "finish", "a_finish")
+    deliverable = " ".join(x for x in (cmd.get("deliverable"), cmd.text) if x).strip()
+    if not deliverable:
+        raise missing(ctx, "deliverable")
+    capped(ctx, deliverable, "deliverable")
+    _not_blocked(ctx, task)
+    open_subs = [st for st in task.subtasks if st.status not in states.CLOSED]
+    if open_subs:
+        raise Refused("open_subtasks", id=task.id, subs="、".join(f"#{st.id}" for st in open_subs))
+    before = snapshot(task)
+    task.status = "review"
+    task.deliverable = deliverable
+    task.percent = 100
+    if task.acknowledged_at is None:
+        task.acknowledged_at = ctx.now
+    close_waits(ctx, "task", task.id)
+    _touch(ctx, task)
+    ctx.audit("task.finish", task, before)
+    reviewer = task.initiator
+    ctx.say(ctx.t("submitted", id=task.id, who=reviewer.name, deliverable=deliverable))
+    if reviewer.id != ctx.actor.id:
+        ctx.tell_user(reviewer, Message((ctx.t("review_request", id=task.id, title=task.title),), card(ctx, task)),
+                      key=f"review:task:{task.id}:{task.version}")
+    return None
+
+
+def accept(ctx: Ctx, task: Task, via_card: bool = False) -> Reply | None:
+    if not is_reviewer(ctx, task):
+        coordinator = coordinator_of(ctx, task)
+        raise not_allowed(ctx, "a_accept", ctx.t("w_reviewers", initiator=task.initiator.name,
+                                                 coordinator=coordinator.name if coordinator else "-"))
+    _require_state(ctx, task, "accept", "a_accept")
+    before = snapshot(task)
+    task.status = "done"
+    task.done_at = ctx.now
+    _touch(ctx, task)
+    ctx.audit("task.accept", task, before)
+    text = ctx.t("accepted", id=task.id, title=task.title)
+    if task.owner_id != ctx.actor.id:
+        ctx.tell_user(task.owner, Message((ctx.t("accepted_notice", id=task.id, title=task.title),)),
+                      key=f"accepted:task:{task.id}")
+    _notify_unblocked(ctx, task)
+    if via_card:
+        if task.chat is not None and (ctx.chat is None or ctx.chat.id != task.chat_id):
+            ctx.tell_chat(task.chat, Message((text,)))
+        return Reply(toast=text, toast_kind="success", card=card(ctx, task))
+    ctx.say(text)
+    return None
+
+
+def _notify_unblocked(ctx: Ctx, done: Task) -> None:
+    """Tell each successor's owner when their last open predecessor is this task."""
+    if not ctx.bot.config.rules.unblocked_enabled:
+        return
+    successors = ctx.s.scalars(select(Task).join(TaskDependency, TaskDependency.task_id == Task.id)
+                               .where(TaskDependency.depends_on_id == done.id, Task.status.in_(states.OPEN)))
+    for succ in successors:
+        if not open_predecessors(ctx.s, succ.id):
+            message = Message((ctx.at(succ.owner), " ", ctx.t("unblocked", id=succ.id, title=succ.title)))
+            ctx.tell_user(succ.owner, message, key=f"unblocked:task:{succ.id}")
+            if succ.chat is not None:
+                ctx.tell_chat(succ.chat, message, key=f"unblocked:task:{succ.id}:chat")
+
+
+def return_task(ctx: Ctx, cmd: Command) -> Reply | None:
+    task = one_task(ctx, cmd)
+    if not is_reviewer(ctx, task):
+        coordinator = coordinator_of(ctx, task)
+        raise not_allowed(ctx, "a_return", ctx.t("w_reviewers", initiator=task.initiator.name,
+                                                 coordinator=coordinator.name if coordinator else "-"))
+    _require_state(ctx, task, "return", "a_return")
+    reason = " ".join(x for x in (cmd.get("reason"), cmd.text) if x).strip()
+    if not reason:
+        raise missing(ctx, "reason")
+    capped(ctx, reason, "reason")
+    before = snapshot(task)
+    task.status = "in_progress"
+    _touch(ctx, task)
+    ctx.audit("task.return", task, before, reason=reason)
+    ctx.say(ctx.t("returned", id=task.id, reason=reason))
+    ctx.tell_user(task.owner, Message((ctx.t("returned_notice", id=task.id, reason=reason),), card(ctx, task)),
+                  key=f"returned:task:{task.id}:{task.version}")
+    return None
+
+
+def reassign(ctx: Ctx, cmd: Command) -> Reply | None:
+    task = one_task(ctx, cmd)
+    targets = people(ctx, cmd, "owner") or [ctx.mention(i) for i in cmd.mentions]
+    if len(targets) != 1:
+        raise missing(ctx, "new_owner")
+    new_owner = targets[0]
+    within_dept = (ctx.heads_department(ctx.actor, task.owner.department_id)
+                   and new_owner.department_id == task.owner.department_id)
+    if not (is_manager(ctx, task) or within_dept):
+        raise not_allowed(ctx, "a_reassign", ctx.t("w_reassign"))
+    _require_state(ctx, task, "reassign", "a_reassign")
+    if new_owner.id == task.owner_id:
+        raise Refused("same_owner", name=new_owner.name, id=task.id)
+    reason = capped(ctx, " ".join(x for x in (cmd.get("reason"), cmd.text) if x), "reason")
+    before = snapshot(task)
+    old = task.owner
+    close_waits(ctx, "task", task.id, kind="assign")
+    task.owner_id = new_owner.id
+    task.owner = new_owner
+    task.acknowledged_at = None
+    if new_owner in task.collaborators:
+        task.collaborators.remove(new_owner)
+    _touch(ctx, task)
+    open_wait(ctx, "assign", "task", task.id, new_owner, task.chat)
+    ctx.audit("task.reassign", task, before, reason=reason)
+    headline = ctx.t("reassigned", id=task.id)
+    c = card(ctx, task)
+    ctx.say(headline, ctx.at(new_owner), ctx.t("reassigned_from", name=old.name))
+    ctx.tell_user(new_owner, Message((ctx.t("task_assigned"),), c), key=f"assign:task:{task.id}:{new_owner.id}:{task.version}")
+    return None
+
+
+def comment(ctx: Ctx, cmd: Command) -> Reply | None:
+    task = one_task(ctx, cmd)
+    if not cmd.text and not cmd.mentions:
+        raise missing(ctx, "comment")
+    text = capped(ctx, cmd.text, "comment")
+    mentioned = [ctx.mention(i) for i in cmd.mentions]
+    ctx.s.add(Comment(task_id=task.id, author_id=ctx.actor.id, text=text, mentions=[u.id for u in mentioned],
+                      created_at=ctx.now))
+    ctx.s.flush()
+    ctx.audit("task.comment", task, entity_type="task", entity_id=task.id)
+    parts: list = [ctx.t("comment_posted", id=task.id, text=text)]
+    for u in mentioned:
+        parts += [" ", ctx.at(u)]
+    ctx.say(*parts)
+    if ctx.chat is None:
+        for u in mentioned:
+            if u.id != ctx.actor.id:
+                ctx.tell_user(u, Message((ctx.actor.name, " ", ctx.t("comment_notice", id=task.id, title=task.title,
+                                                                      text=text))))
+    return None
+
+
+def cancel(ctx: Ctx, cmd: Command) -> Reply | None:
+    task = one_task(ctx, cmd)
+    if not is_reviewer(ctx, task):
+        raise not_allowed(ctx, "a_cancel", ctx.t("w_managers"))
+    _require_state(ctx, task, "cancel", "a_cancel")
+    before = snapshot(task)
+    task.status = "cancelled"
+    close_waits(ctx, "task", task.id)
+    _touch(ctx, task)
+    ctx.audit("task.cancel", task, before)
+    ctx.say(ctx.t("cancelled", id=task.id))
+    return None
+
+
+def ack_command(ctx: Ctx, cmd: Command) -> Reply | None:
+    return acknowledge(ctx, one_task(ctx, cmd))
+
+
+def start_command(ctx: Ctx, cmd: Command) -> Reply | None:
+    return start(ctx, one_task(ctx, cmd))
+
+
+def accept_command(ctx: Ctx, cmd: Command) -> Reply | None:
+    return accept(ctx, one_task(ctx, cmd))

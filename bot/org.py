@@ -1,0 +1,159 @@
+"""The org: departments, their heads, people, their supervisors, and group chats with members.
+
+An org comes from a TOML file (the console and small deployments) or from a platform's contact
+API (`collabbot org sync`); either way it is applied with `apply_org`, idempotently, returning the
+list of changes it made for the log. People are matched by their platform identity, so renaming
+someone on the platform renames them here.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from collabbot.storage.models import Chat, Department, Identity, User
+
+CONSOLE = "console"
+
+
+class OrgError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class OrgPerson:
+    name: str
+    department: str = ""
+    supervisor: str = ""  # the supervisor's name (分管领导)
+    ids: dict[str, str] = field(default_factory=dict)  # platform -> platform user id
+
+
+@dataclass(frozen=True)
+class OrgChat:
+    name: str
+    members: tuple[str, ...] = ()
+    platform: str = CONSOLE
+    chat_id: str = ""
+
+
+@dataclass(frozen=True)
+class Org:
+    departments: dict[str, str]  # name -> head's name ("" when none)
+    people: tuple[OrgPerson, ...]
+    chats: tuple[OrgChat, ...] = ()
+
+    def person(self, name: str) -> OrgPerson | None:
+        return next((p for p in self.people if p.name == name), None)
+
+    def chat(self, name: str) -> OrgChat | None:
+        return next((c for c in self.chats if c.name == name), None)
+
+
+def parse_org(data: dict[str, Any]) -> Org:
+    """Validate an org document; errors name the entry that is wrong."""
+    departments: dict[str, str] = {}
+    for i, d in enumerate(data.get("departments", [])):
+        if not isinstance(d, dict) or not isinstance(d.get("name"), str) or not d["name"].strip():
+            raise OrgError(f"departments[{i}]: needs a name")
+        departments[d["name"].strip()] = str(d.get("head", "")).strip()
+    people: list[OrgPerson] = []
+    for i, p in enumerate(data.get("people", [])):
+        if not isinstance(p, dict) or not isinstance(p.get("name"), str) or not p["name"].strip():
+            raise OrgError(f"people[{i}]: needs a name")
+        dept = str(p.get("department", "")).strip()
+        if dept and dept not in departments:
+            raise OrgError(f"people[{i}] ({p['name']}): unknown department {dept!r}")
+        ids = p.get("ids", {})
+        if not isinstance(ids, dict) or not all(isinstance(v, str) for v in ids.values()):
+            raise OrgError(f"people[{i}] ({p['name']}): ids must be a table of strings")
+        people.append(OrgPerson(p["name"].strip(), dept, str(p.get("supervisor", "")).strip(), dict(ids)))
+    names = {p.name for p in people}
+    if len(names) != len(people):
+        raise OrgError("people: two people share a name; names must be unique in an org file")
+    for p in people:
+        if p.supervisor and p.supervisor not in names:
+            raise OrgError(f"people ({p.name}): unknown supervisor {p.supervisor!r}")
+    for dept, head in departments.items():
+        if head and head not in names:
+            raise OrgError(f"departments ({dept}): unknown head {head!r}")
+    chats: list[OrgChat] = []
+    for i, c in enumerate(data.get("chats", [])):
+        if not isinstance(c, dict) or not isinstance(c.get("name"), str):
+            raise OrgError(f"chats[{i}]: needs a name")
+        members = tuple(c.get("members", []))
+        unknown = [m for m in members if m not in names]
+        if unknown:
+            raise OrgError(f"chats[{i}] ({c['name']}): unknown members {unknown}")
+        chats.append(OrgChat(c["name"], members, str(c.get("platform", CONSOLE)), str(c.get("chat_id", ""))))
+    return Org(departments, tuple(people), tuple(chats))
+
+
+def load_org_file(path: str | Path) -> Org:
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise OrgError(f"cannot read org file {path}: {exc}") from None
+    return parse_org(data)
+
+
+def apply_org(s: Session, org: Org, now: datetime, platform: str = CONSOLE) -> list[str]:
+    """Make the tables match `org` for `platform`'s identities; returns what changed."""
+    changes: list[str] = []
+    depts: dict[str, Department] = {}
+    for name in org.departments:
+        dept = s.scalar(select(Department).where(Department.name == name))
+        if dept is None:
+            dept = Department(name=name)
+            s.add(dept)
+            changes.append(f"department added: {name}")
+        depts[name] = dept
+    s.flush()
+    users: dict[str, User] = {}
+    for person in org.people:
+        pid = person.ids.get(platform) or (person.name if platform == CONSOLE else "")
+        identity = s.scalar(select(Identity).where(Identity.platform == platform, Identity.platform_user_id == pid))
+        if identity is None:
+            user = User(name=person.name, created_at=now)
+            s.add(user)
+            s.flush()
+            s.add(Identity(platform=platform, platform_user_id=pid, user_id=user.id))
+            changes.append(f"person added: {person.name}")
+        else:
+            user = identity.user
+            if user.name != person.name:
+                changes.append(f"person renamed: {user.name} -> {person.name}")
+                user.name = person.name
+        for other, other_id in person.ids.items():
+            if other != platform and other_id and s.scalar(select(Identity).where(
+                    Identity.platform == other, Identity.platform_user_id == other_id)) is None:
+                s.add(Identity(platform=other, platform_user_id=other_id, user_id=user.id))
+        dept_id = depts[person.department].id if person.department else None
+        if user.department_id != dept_id:
+            user.department_id = dept_id
+            changes.append(f"department of {person.name}: {person.department or '-'}")
+        users[person.name] = user
+    s.flush()
+    for person in org.people:
+        sup_id = users[person.supervisor].id if person.supervisor else None
+        if users[person.name].supervisor_id != sup_id:
+            users[person.name].supervisor_id = sup_id
+            changes.append(f"supervisor of {person.name}: {person.supervisor or '-'}")
+    for name, head in org.departments.items():
+        head_id = users[head].id if head else None
+        if depts[name].head_id != head_id:
+            depts[name].head_id = head_id
+            changes.append(f"head of {name}: {head or '-'}")
+    for c in org.chats:
+        chat_id = c.chat_id or c.name
+        chat = s.scalar(select(Chat).where(Chat.platform == c.platform, Chat.platform_chat_id == chat_id))
+        if chat is None:
+            s.add(Chat(platform=c.platform, platform_chat_id=chat_id, name=c.name, active=True))
+            changes.append(f"chat added: {c.name}")
+    s.flush()
+    return changes

@@ -1,0 +1,155 @@
+"""Platform-neutral outbound things: messages, cards, buttons and the callback's `Reply`.
+
+A *message* is posted into a chat or to a person through the outbox. A `Reply` is only what rides
+on a callback's own response: nothing, a toast for the tapper, or the tapped card updated in place.
+A card's meaning (title, status, fields, history, buttons and their action values) is decided here
+in `bot/`; its look is decided by the templates in `cards/`.
+
+Button values are `CardAction`s packed as short strings ("v1|ack|task|12|3"): a version of the
+format, the action, the entity and the entity's version when the card was drawn, so that a tap on
+a stale card is refused instead of acting on a state the tapper never saw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+CARD_ACTION_FORMAT = "v1"
+MAX_ACTION_VALUE = 200
+
+
+@dataclass(frozen=True)
+class At:
+    """A real mention of one person, resolved to the platform's id when the message is enqueued."""
+
+    user_id: int
+    platform_user_id: str = ""
+    name: str = ""
+
+
+Part = str | At
+
+
+@dataclass(frozen=True)
+class CardAction:
+    action: str
+    entity: str
+    entity_id: int
+    version: int = 0
+
+    def pack(self) -> str:
+        packed = f"{CARD_ACTION_FORMAT}|{self.action}|{self.entity}|{self.entity_id}|{self.version}"
+        if len(packed) > MAX_ACTION_VALUE:
+            raise ValueError("card action too long")
+        return packed
+
+    @classmethod
+    def unpack(cls, value: str) -> CardAction | None:
+        """The action a button carried, or None for anything we did not pack ourselves."""
+        if not isinstance(value, str) or len(value) > MAX_ACTION_VALUE:
+            return None
+        parts = value.split("|")
+        if len(parts) != 5 or parts[0] != CARD_ACTION_FORMAT:
+            return None
+        _, action, entity, entity_id, version = parts
+        if not (action.isascii() and action.replace("_", "").isalnum() and entity.isascii() and entity.isalpha()):
+            return None
+        if not (entity_id.isdigit() and version.isdigit()) or len(entity_id) > 12 or len(version) > 9:
+            return None
+        return cls(action, entity, int(entity_id), int(version))
+
+
+@dataclass(frozen=True)
+class Button:
+    label: str
+    value: str  # a packed CardAction
+    style: str = "default"  # default | primary | danger
+
+
+@dataclass(frozen=True)
+class Card:
+    kind: str  # task | approval | approval_result | help | prompt | escalation | summary | notice
+    key: str  # which entity the card shows, e.g. "task:12": a tap updates the cards with this key
+    title: str
+    status: str = ""
+    color: str = "blue"  # blue | green | orange | red | grey
+    fields: tuple[tuple[str, str], ...] = ()
+    history: tuple[str, ...] = ()
+    buttons: tuple[Button, ...] = ()
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Message:
+    """Text with real mentions, optionally followed by a card."""
+
+    parts: tuple[Part, ...] = ()
+    card: Card | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "parts": [asdict(p) | {"at": True} if isinstance(p, At) else p for p in self.parts],
+            "card": None if self.card is None else card_to_json(self.card),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Message:
+        parts: list[Part] = []
+        for p in data.get("parts", []):
+            if isinstance(p, dict):
+                parts.append(At(p["user_id"], p.get("platform_user_id", ""), p.get("name", "")))
+            else:
+                parts.append(str(p))
+        card = data.get("card")
+        return cls(tuple(parts), None if card is None else card_from_json(card))
+
+    @property
+    def plain_text(self) -> str:
+        return "".join(p if isinstance(p, str) else f"@{p.name}" for p in self.parts)
+
+
+def card_to_json(card: Card) -> dict[str, Any]:
+    data = asdict(card)
+    data["fields"] = [list(f) for f in card.fields]
+    data["history"] = list(card.history)
+    data["buttons"] = [asdict(b) for b in card.buttons]
+    return data
+
+
+def card_from_json(data: dict[str, Any]) -> Card:
+    return Card(
+        kind=data["kind"],
+        key=data["key"],
+        title=data["title"],
+        status=data.get("status", ""),
+        color=data.get("color", "blue"),
+        fields=tuple((str(k), str(v)) for k, v in data.get("fields", [])),
+        history=tuple(data.get("history", [])),
+        buttons=tuple(Button(**b) for b in data.get("buttons", [])),
+        note=data.get("note", ""),
+    )
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What goes back on the callback's own response."""
+
+    toast: str = ""
+    toast_kind: str = "info"  # success | info | warning | error
+    card: Card | None = None  # the tapped card, updated in place
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "toast": self.toast,
+            "toast_kind": self.toast_kind,
+            "card": None if self.card is None else card_to_json(self.card),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Reply:
+        if not data:
+            return cls()
+        card = data.get("card")
+        return cls(data.get("toast", ""), data.get("toast_kind", "info"), None if card is None else card_from_json(card))

@@ -1,0 +1,398 @@
+"""The time-driven rules, derived from rows: nags, escalations, overdue warnings, the daily prompt and
+the weekly summary.
+
+`sweep(bot, now)` runs every minute (and the console runs it at each due moment). It finds what is
+due with indexed queries, writes the outbox rows and moves each row's `next_due_at` on, all in one
+transaction, so a restart loses nothing and a sweep after downtime sends each late reminder once.
+Calendar jobs fire once per slot anywhere: a `job_runs` row with a unique (job, slot) is inserted
+in the same transaction as the messages, so a second instance or a re-run inserts nothing.
+"""
+
+from __future__ import annotations
+
+import zlib
+from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, selectinload
+
+from collabbot.bot import texts
+from collabbot.bot.replies import Button, Card, CardAction, Message
+from collabbot.bot.rules import states
+from collabbot.bot.rules.reminders import next_step
+from collabbot.bot.views import open_predecessors, task_card
+from collabbot.storage import outbox
+from collabbot.storage.models import (
+    AuditEntry,
+    Chat,
+    Department,
+    HelpRequest,
+    JobRun,
+    Project,
+    Task,
+    User,
+    Wait,
+    WeeklyNote,
+)
+
+if TYPE_CHECKING:
+    from collabbot.bot.app import Bot
+
+BATCH = 5000
+
+
+class Notifier:
+    """Outbox rows and audit entries for the sweep, which acts as nobody in particular."""
+
+    def __init__(self, bot: Bot, s: Session, now: datetime) -> None:
+        self.bot, self.s, self.now = bot, s, now
+        self.lang = bot.config.language
+
+    def t(self, key: str, **values: object) -> str:
+        return texts.t(self.lang, key, **values)
+
+    def fmt(self, when: datetime | None) -> str:
+        if when is None:
+            return "-"
+        local = when.astimezone(self.bot.calendar.tz)
+        return local.strftime("%m-%d %H:%M")
+
+    def send_window(self, outside_ok: bool = False) -> datetime:
+        """Now, or the start of the next working period when now is outside working time."""
+        return self.now if outside_ok else self.bot.calendar.next_working_moment(self.now)
+
+    def at(self, user: User, platform: str):
+        from collabbot.bot.replies import At
+
+        return At(user.id, self.bot.platform_id(self.s, user, platform), user.name)
+
+    def to_user(self, user: User, message: Message, key: str, not_before: datetime) -> bool:
+        return self.bot.post_to_user(self.s, user, message, key, self.now, not_before=not_before)
+
+    def to_chat(self, chat: Chat, message: Message, key: str, not_before: datetime) -> bool:
+        return outbox.enqueue(self.s, dedupe_key=key, platform=chat.platform, target_kind="chat",
+                              target_id=chat.platform_chat_id, target_name=chat.name, payload=message.to_json(),
+                              now=self.now, not_before=not_before, card_key=message.card.key if message.card else None)
+
+    def audit(self, action: str, entity_type: str, entity_id: int, after: dict) -> None:
+        self.s.add(AuditEntry(at=self.now, actor_id=None, action=action, entity_type=entity_type,
+                              entity_id=entity_id, outcome="ok", reason="", before=None, after=after))
+
+
+def _insert_once(s: Session, job: str, slot: str, now: datetime) -> bool:
+    insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+    result = s.execute(insert(JobRun).values(job=job, slot=slot, ran_at=now)
+                       .on_conflict_do_nothing(index_elements=["job", "slot"]))
+    return bool(result.rowcount)
+
+
+def _spread(key: str, minutes: int) -> timedelta:
+    """A stable offset of 0..minutes for `key`, so 10:00 jobs do not all hit the platform at :00."""
+    return timedelta(seconds=zlib.crc32(key.encode()) % (max(minutes, 0) * 60 + 1))
+
+
+# --- waits: nags and escalations ----------------------------------------------------------------
+
+def _what(n: Notifier, wait: Wait) -> str:
+    if wait.entity_type == "task":
+        task = n.s.get(Task, wait.entity_id)
+        return n.t("what_assign", id=wait.entity_id, title=task.title if task else "")
+    if wait.entity_type == "help":
+        return n.t("what_help", id=wait.entity_id)
+    describe = n.bot.wait_describers.get(wait.entity_type + ":what")
+    return describe(n, wait) if describe else wait.entity_type  # type: ignore[arg-type]
+
+
+def _nag(n: Notifier, wait: Wait) -> None:
+    person, platform = wait.person, wait.chat.platform if wait.chat else ""
+    number = wait.nags_sent + 1
+    since = n.fmt(wait.raised_at)
+    card = None
+    if wait.entity_type == "task":
+        task = n.s.get(Task, wait.entity_id)
+        if task is None:
+            return
+        line = n.t("nag_assign", id=task.id, title=task.title, since=since)
+        card = task_card(n.s, task, n.lang, n.now, n.bot.calendar.tz)
+    elif wait.entity_type == "help":
+        req = n.s.get(HelpRequest, wait.entity_id)
+        line = n.t("nag_help", id=wait.entity_id, text=req.text[:60] if req else "", since=since)
+    else:
+        describe = n.bot.wait_describers.get(wait.entity_type + ":nag")
+        line = describe(n, wait) if describe else n.t("nag_generic", since=since)  # type: ignore[arg-type]
+    when = n.send_window(n.bot.config.rules.nag_outside_working_hours)
+    key = f"nag:{wait.entity_type}:{wait.entity_id}:{wait.kind}:{wait.id}:{number}"
+    if wait.chat is not None and wait.chat.active:
+        n.to_chat(wait.chat, Message((n.at(person, platform), " ", line)), key + ":chat", when)
+    n.to_user(person, Message((line,), card), key + ":dm", when)
+    n.audit("rule.nag", wait.entity_type, wait.entity_id, {"wait": wait.id, "person": person.id, "nag": number})
+
+
+def escalation_target(s: Session, person: User) -> User | None:
+    """The supervisor (分管领导), else the head of the person's department, else that head's supervisor."""
+    if person.supervisor is not None and person.supervisor.id != person.id:
+        return person.supervisor
+    if person.department_id is not None:
+        dept = s.get(Department, person.department_id)
+        if dept is not None and dept.head is not None and dept.head.id != person.id:
+            return dept.head
+        if dept is not None and dept.head is not None and dept.head.supervisor is not None:
+            return dept.head.supervisor
+    return None
+
+
+def _escalate(n: Notifier, wait: Wait) -> None:
+    person = wait.person
+    boss = escalation_target(n.s, person)
+    hours = f"{n.bot.config.rules.escalation_after_hours:g}"
+    what = _what(n, wait)
+    when = n.send_window(n.bot.config.rules.escalation_outside_working_hours)
+    key = f"escalate:{wait.entity_type}:{wait.entity_id}:{wait.kind}:{wait.id}"
+    if boss is not None:
+        card = Card(
+            kind="escalation", key=f"wait:{wait.id}", title=n.t("escalation_title", name=person.name),
+            status=n.t("unanswered"), color="red",
+            fields=((n.t("f_waiting"), what), (n.t("f_person"), person.name),
+                    (n.t("f_since"), n.fmt(wait.raised_at)), (n.t("f_nags"), str(wait.nags_sent))),
+            buttons=(Button(n.t("b_remind"), CardAction("remind", "wait", wait.id, 0).pack(), "primary"),
+                     Button(n.t("b_reassign"), CardAction("reassign", "wait", wait.id, 0).pack())),
+        )
+        n.to_user(boss, Message((n.t("escalation_private", name=person.name, hours=hours),), card), key + ":boss", when)
+    if wait.chat is not None and wait.chat.active:
+        platform = wait.chat.platform
+        n.to_chat(wait.chat, Message((n.at(person, platform), " ", n.t(
+            "escalation_group", what=what, hours=hours, boss=boss.name if boss else "-"))), key + ":chat", when)
+    n.audit("rule.escalate", wait.entity_type, wait.entity_id,
+            {"wait": wait.id, "person": person.id, "to": boss.id if boss else None})
+
+
+def sweep_waits(bot: Bot, s: Session, now: datetime) -> int:
+    stmt = (select(Wait).where(Wait.answered_at.is_(None), Wait.next_due_at.is_not(None), Wait.next_due_at <= now)
+            .order_by(Wait.next_due_at).limit(BATCH)
+            .options(selectinload(Wait.person).selectinload(User.supervisor), selectinload(Wait.chat)))
+    if s.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True, of=Wait)
+    n = Notifier(bot, s, now)
+    rules = bot.config.rules
+    count = 0
+    for wait in s.scalars(stmt):
+        step = next_step(wait.raised_at, wait.nags_sent, wait.last_nag_at, wait.escalated_at is not None,
+                         rules, bot.calendar)
+        if step is None:
+            wait.next_due_at = None
+            continue
+        kind, _due = step
+        if kind == "nag":
+            _nag(n, wait)
+            wait.nags_sent += 1
+            wait.last_nag_at = now
+        else:
+            _escalate(n, wait)
+            wait.escalated_at = now
+        following = next_step(wait.raised_at, wait.nags_sent, wait.last_nag_at, wait.escalated_at is not None,
+                              rules, bot.calendar)
+        wait.next_due_at = following[1] if following else None
+        count += 1
+    return count
+
+
+# --- overdue ------------------------------------------------------------------------------------
+
+def sweep_overdue(bot: Bot, s: Session, now: datetime) -> int:
+    if not bot.config.rules.overdue_enabled:
+        return 0
+    stmt = (select(Task).where(Task.status.in_(states.OPEN), Task.status != "done", Task.status != "cancelled",
+                               Task.overdue_warned_at.is_(None), Task.deadline.is_not(None), Task.deadline <= now)
+            .order_by(Task.deadline).limit(BATCH)
+            .options(selectinload(Task.owner), selectinload(Task.project).selectinload(Project.coordinator)))
+    if s.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True, of=Task)
+    n = Notifier(bot, s, now)
+    when = n.send_window()
+    count = 0
+    for task in s.scalars(stmt):
+        task.overdue_warned_at = now
+        if task.status == "review":
+            continue  # submitted in time for review: nothing to chase
+        deadline = n.fmt(task.deadline)
+        card = task_card(s, task, n.lang, now, bot.calendar.tz)
+        n.to_user(task.owner, Message((n.t("overdue_owner", id=task.id, title=task.title, deadline=deadline),), card),
+                  f"overdue:task:{task.id}:owner", when)
+        coordinator = task.project.coordinator if task.project else None
+        if coordinator is not None and coordinator.id != task.owner_id:
+            n.to_user(coordinator, Message((n.t("overdue_coordinator", id=task.id, title=task.title,
+                                                owner=task.owner.name, deadline=deadline),)),
+                      f"overdue:task:{task.id}:coordinator", when)
+        n.audit("rule.overdue", "task", task.id, {"deadline": task.deadline.isoformat() if task.deadline else None})
+        count += 1
+    return count
+
+
+# --- calendar jobs ------------------------------------------------------------------------------
+
+def _local_day_start(bot: Bot, day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=bot.calendar.tz)
+
+
+def daily_prompt(bot: Bot, s: Session, now: datetime, force: bool = False) -> int:
+    rules = bot.config.rules
+    local = now.astimezone(bot.calendar.tz)
+    today = local.date()
+    if not rules.daily_prompt_enabled or not bot.calendar.is_workday(today):
+        return 0
+    if local.time() < rules.daily_prompt_time and not force:
+        return 0
+    if not _insert_once(s, "daily_prompt", today.isoformat(), now):
+        return 0
+    n = Notifier(bot, s, now)
+    day_start = _local_day_start(bot, today)
+    sent = 0
+    chats = s.scalars(select(Chat).where(Chat.project_id.is_not(None), Chat.active.is_(True)).order_by(Chat.id))
+    for chat in chats:
+        stale = list(s.scalars(
+            select(Task).where(Task.project_id == chat.project_id, Task.status == "in_progress",
+                               (Task.last_progress_at.is_(None)) | (Task.last_progress_at < day_start))
+            .order_by(Task.id).options(selectinload(Task.owner))))
+        if not stale:
+            continue
+        when = now + _spread(f"prompt:{chat.id}", rules.daily_prompt_spread_minutes)
+        parts: list = [n.t("prompt_group")]
+        for task in stale:
+            parts += ["\n", f"#{task.id} {task.title} {task.percent}% ", n.at(task.owner, chat.platform)]
+        card = Card(kind="prompt", key=f"prompt:{chat.id}:{today.isoformat()}", title=n.t("prompt_title"),
+                    color="blue", fields=tuple((f"#{t.id} {t.title}", f"{t.owner.name} · {t.percent}%") for t in stale),
+                    buttons=tuple(Button(f"{n.t('b_progress')} #{t.id}",
+                                         CardAction("progress", "task", t.id, t.version).pack()) for t in stale[:6]))
+        n.to_chat(chat, Message(tuple(parts), card), f"prompt:{today.isoformat()}:chat:{chat.id}", when)
+        for task in stale:
+            n.to_user(task.owner, Message((n.t("prompt_private", id=task.id, title=task.title, percent=task.percent),),
+                                          task_card(s, task, n.lang, now, bot.calendar.tz)),
+                      f"prompt:{today.isoformat()}:task:{task.id}", when)
+        sent += 1
+    return sent
+
+
+def _week_bounds(bot: Bot, day: date) -> tuple[datetime, datetime]:
+    monday = day - timedelta(days=day.weekday())
+    start = _local_day_start(bot, monday)
+    return start, start + timedelta(days=7)
+
+
+def weekly_summary(bot: Bot, s: Session, now: datetime, force: bool = False) -> int:
+    rules = bot.config.rules
+    local = now.astimezone(bot.calendar.tz)
+    today = local.date()
+    if not rules.weekly_summary_enabled:
+        return 0
+    if not force and (bot.calendar.last_workday_of_week(today) != today or local.time() < rules.weekly_summary_time):
+        return 0
+    year, week, _ = today.isocalendar()
+    slot = f"{year}-W{week:02d}"
+    if not _insert_once(s, "weekly_summary", slot, now):
+        return 0
+    n = Notifier(bot, s, now)
+    start, end = _week_bounds(bot, today)
+    sent = 0
+    for chat in s.scalars(select(Chat).where(Chat.project_id.is_not(None), Chat.active.is_(True)).order_by(Chat.id)):
+        card = summary_card(bot, s, n, chat.project_id, start, end, slot)  # type: ignore[arg-type]
+        when = now + _spread(f"summary:{chat.id}", rules.weekly_summary_spread_minutes)
+        n.to_chat(chat, Message((n.t("summary_intro"),), card), f"summary:{slot}:chat:{chat.id}", when)
+        sent += 1
+    return sent
+
+
+def summary_card(bot: Bot, s: Session, n: Notifier, project_id: int, start: datetime, end: datetime,
+                 slot: str) -> Card:
+    project = s.get(Project, project_id)
+    tasks = list(s.scalars(select(Task).where(Task.project_id == project_id, Task.status != "cancelled")
+                           .order_by(Task.id).options(selectinload(Task.owner), selectinload(Task.department))))
+    now = n.now
+    lines = lambda items: "；".join(items) or n.t("none")  # noqa: E731
+    done = [t for t in tasks if t.status == "done" and t.done_at and start <= t.done_at < end]
+    in_progress = [t for t in tasks if t.status in ("in_progress", "review")]
+    overdue = [t for t in tasks if states.is_overdue(t.status, t.deadline, now)]
+    blocked = [t for t in tasks if t.status in ("todo", "in_progress") and open_predecessors(s, t.id)]
+    next_week = [t for t in tasks if t.status in states.OPEN and t.deadline and end <= t.deadline < end + timedelta(days=7)]
+    rate: dict[str, list[int]] = {}
+    for t in tasks:
+        if t.status == "done" and t.done_at and start <= t.done_at < end and t.deadline:
+            name = t.department.name if t.department else "-"
+            rate.setdefault(name, [0, 0])
+            rate[name][1] += 1
+            rate[name][0] += t.done_at <= t.deadline
+    notes = s.execute(select(Department.name, WeeklyNote.text).join(Department, Department.id == WeeklyNote.department_id)
+                      .where(WeeklyNote.project_id == project_id, WeeklyNote.week == slot).order_by(Department.id)).all()
+    fields = [
+        (n.t("summary_done"), lines(f"#{t.id} {t.title}" for t in done)),
+        (n.t("summary_in_progress"), lines(f"#{t.id} {t.title} {t.percent}%" for t in in_progress)),
+        (n.t("summary_overdue"), lines(f"#{t.id} {t.title}（{t.owner.name}）" for t in overdue)),
+        (n.t("summary_blocked"), lines(f"#{t.id} {t.title}" for t in blocked)),
+        (n.t("summary_next_week"), lines(f"#{t.id} {t.title} {n.fmt(t.deadline)}" for t in next_week)),
+        (n.t("summary_on_time"), lines(f"{d} {ok}/{total}（{round(100 * ok / total)}%）"
+                                        for d, (ok, total) in sorted(rate.items()))),
+    ]
+    if notes:
+        fields.append((n.t("summary_notes"), lines(f"{d}：{text}" for d, text in notes)))
+    return Card(kind="summary", key=f"summary:{project_id}:{slot}",
+                title=n.t("summary_title", project=project.name if project else "-"), color="blue",
+                fields=tuple(fields))
+
+
+# --- the whole sweep ----------------------------------------------------------------------------
+
+def sweep(bot: Bot, now: datetime) -> int:
+    """Run every rule that is due at `now`; the number of things it acted on."""
+    with bot.db.transaction() as s:
+        count = sweep_waits(bot, s, now)
+        count += sweep_overdue(bot, s, now)
+    with bot.db.transaction() as s:
+        count += daily_prompt(bot, s, now)
+    with bot.db.transaction() as s:
+        count += weekly_summary(bot, s, now)
+    return count
+
+
+def next_due(bot: Bot, now: datetime) -> datetime | None:
+    """The earliest moment after which a sweep or a delivery would do something (for the console)."""
+    candidates: list[datetime] = []
+    with bot.db.transaction() as s:
+        w = s.scalar(select(func.min(Wait.next_due_at)).where(Wait.answered_at.is_(None), Wait.next_due_at.is_not(None)))
+        d = s.scalar(select(func.min(Task.deadline)).where(Task.status.in_(("todo", "in_progress")),
+                                                           Task.overdue_warned_at.is_(None), Task.deadline.is_not(None)))
+        o = outbox.next_due(s)
+        ran_prompt = set(s.scalars(select(JobRun.slot).where(JobRun.job == "daily_prompt")))
+        ran_summary = set(s.scalars(select(JobRun.slot).where(JobRun.job == "weekly_summary")))
+    candidates += [x for x in (w, d, o) if x is not None]
+    rules, cal = bot.config.rules, bot.calendar
+    local = now.astimezone(cal.tz)
+    for offset in range(0, 15):
+        day = local.date() + timedelta(days=offset)
+        if rules.daily_prompt_enabled and cal.is_workday(day) and day.isoformat() not in ran_prompt:
+            candidates.append(datetime.combine(day, rules.daily_prompt_time, tzinfo=cal.tz))
+            break
+    for offset in range(0, 15):
+        day = local.date() + timedelta(days=offset)
+        year, week, _ = day.isocalendar()
+        if (rules.weekly_summary_enabled and cal.last_workday_of_week(day) == day
+                and f"{year}-W{week:02d}" not in ran_summary):
+            candidates.append(datetime.combine(day, rules.weekly_summary_time, tzinfo=cal.tz))
+            break
+    return min(candidates) if candidates else None
+
+
+def remind_again(bot: Bot, s: Session, wait_id: int, now: datetime, by: User, key: str) -> Wait | None:
+    """The escalation card's 再次提醒: one more reminder to the person, now."""
+    wait = s.get(Wait, wait_id)
+    if wait is None:
+        return None
+    n = Notifier(bot, s, now)
+    what = _what(n, wait)
+    message = Message((n.t("remind_again", boss=by.name, what=what),))
+    n.to_user(wait.person, message, key, n.send_window())
+    if wait.chat is not None and wait.chat.active:
+        n.to_chat(wait.chat, Message((n.at(wait.person, wait.chat.platform), " ", message.plain_text)), key + ":chat",
+                  n.send_window())
+    s.execute(update(Wait).where(Wait.id == wait.id).values(last_nag_at=now))
+    return wait

@@ -1,0 +1,338 @@
+"""The database tables, as SQLAlchemy 2.0 typed models.
+
+Everything the bot knows lives here: the org (departments, people and their platform identities,
+chats), projects and tasks with their progress, comments, help requests and dependencies, the
+"waits" the reminder rules watch, the audit log, the outbox of messages to send and the receipts
+of inbound events. Times are stored as naive UTC (`UtcDateTime` converts at the edge) so that SQLite
+and PostgreSQL compare them the same way. This module must not import anything from `bot/`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in Python, naive UTC in the database (both back-ends compare them alike)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use the Clock's aware times")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSON, list[Any]: JSON}  # noqa: RUF012
+
+
+class Department(Base):
+    __tablename__ = "departments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    head_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", use_alter=True, name="fk_dept_head"))
+    head: Mapped[User | None] = relationship(foreign_keys=[head_id], post_update=True)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), index=True)
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    supervisor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime]
+    department: Mapped[Department | None] = relationship(foreign_keys=[department_id])
+    supervisor: Mapped[User | None] = relationship(remote_side=[id], foreign_keys=[supervisor_id])
+    identities: Mapped[list[Identity]] = relationship(back_populates="user")
+
+
+class Identity(Base):
+    """A person as one platform knows them."""
+
+    __tablename__ = "identities"
+    __table_args__ = (UniqueConstraint("platform", "platform_user_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform: Mapped[str] = mapped_column(String(20))
+    platform_user_id: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    user: Mapped[User] = relationship(back_populates="identities")
+
+
+class Chat(Base):
+    __tablename__ = "chats"
+    __table_args__ = (UniqueConstraint("platform", "platform_chat_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform: Mapped[str] = mapped_column(String(20))
+    platform_chat_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"), index=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Project(Base):
+    __tablename__ = "projects"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    initiating_dept_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    coordinator_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    goal: Mapped[str] = mapped_column(Text, default="")
+    kpis: Mapped[str] = mapped_column(Text, default="")
+    start_date: Mapped[date | None] = mapped_column(Date)
+    end_date: Mapped[date | None] = mapped_column(Date)
+    remarks: Mapped[str] = mapped_column(Text, default="")
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime]
+    initiating_dept: Mapped[Department | None] = relationship(foreign_keys=[initiating_dept_id])
+    coordinator: Mapped[User | None] = relationship(foreign_keys=[coordinator_id])
+    departments: Mapped[list[Department]] = relationship(secondary="project_departments")
+
+
+class ProjectDepartment(Base):
+    __tablename__ = "project_departments"
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"), primary_key=True)
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"), index=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"), index=True)
+    chat_id: Mapped[int | None] = mapped_column(ForeignKey("chats.id"))
+    title: Mapped[str] = mapped_column(String(200))
+    initiator_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    initiating_dept_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="todo")
+    priority: Mapped[str] = mapped_column(String(10), default="mid")
+    deadline: Mapped[datetime | None]
+    deliverable_expected: Mapped[str] = mapped_column(Text, default="")
+    deliverable: Mapped[str] = mapped_column(Text, default="")
+    attachments: Mapped[list[Any]] = mapped_column(default=list)
+    remarks: Mapped[str] = mapped_column(Text, default="")
+    percent: Mapped[int] = mapped_column(Integer, default=0)
+    acknowledged_at: Mapped[datetime | None]
+    last_progress_at: Mapped[datetime | None]
+    done_at: Mapped[datetime | None]
+    overdue_warned_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    project: Mapped[Project | None] = relationship()
+    chat: Mapped[Chat | None] = relationship()
+    owner: Mapped[User] = relationship(foreign_keys=[owner_id])
+    initiator: Mapped[User] = relationship(foreign_keys=[initiator_id])
+    initiating_dept: Mapped[Department | None] = relationship(foreign_keys=[initiating_dept_id])
+    department: Mapped[Department | None] = relationship(foreign_keys=[department_id])
+    collaborators: Mapped[list[User]] = relationship(secondary="task_collaborators")
+    parent: Mapped[Task | None] = relationship(remote_side=[id], back_populates="subtasks")
+    subtasks: Mapped[list[Task]] = relationship(back_populates="parent", order_by="Task.id")
+
+    __table_args__ = (
+        # The overdue sweep looks only at open tasks with a deadline that were not warned yet.
+        Index(
+            "ix_tasks_overdue_due",
+            "deadline",
+            postgresql_where=text("status <> 'done' AND status <> 'cancelled' AND overdue_warned_at IS NULL"),
+            sqlite_where=text("status <> 'done' AND status <> 'cancelled' AND overdue_warned_at IS NULL"),
+        ),
+    )
+
+
+class TaskCollaborator(Base):
+    __tablename__ = "task_collaborators"
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+
+
+class TaskDependency(Base):
+    """`task_id` cannot be finished before `depends_on_id` is done."""
+
+    __tablename__ = "task_dependencies"
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True)
+    depends_on_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True)
+
+
+class ProgressReport(Base):
+    __tablename__ = "progress_reports"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    status: Mapped[str] = mapped_column(String(20))
+    percent: Mapped[int] = mapped_column(Integer)
+    done_text: Mapped[str] = mapped_column(Text, default="")
+    next_step: Mapped[str] = mapped_column(Text, default="")
+    problems: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+    author: Mapped[User] = relationship()
+
+
+class Comment(Base):
+    __tablename__ = "comments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    text: Mapped[str] = mapped_column(Text)
+    mentions: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime]
+    author: Mapped[User] = relationship()
+
+
+class HelpRequest(Base):
+    __tablename__ = "help_requests"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))
+    chat_id: Mapped[int | None] = mapped_column(ForeignKey("chats.id"))
+    requester_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    helper_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    answer: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+    answered_at: Mapped[datetime | None]
+    requester: Mapped[User] = relationship(foreign_keys=[requester_id])
+    helper: Mapped[User] = relationship(foreign_keys=[helper_id])
+    department: Mapped[Department | None] = relationship()
+
+
+class Wait(Base):
+    """Something a person must answer (an assignment, an approval step, a help request).
+
+    The reminder rules derive nags and escalations from these rows alone: `next_due_at` is the time
+    of the next step (nag or escalation), indexed for the open rows, so a restart loses nothing.
+    """
+
+    __tablename__ = "waits"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # assign | approval | help
+    entity_type: Mapped[str] = mapped_column(String(20))
+    entity_id: Mapped[int] = mapped_column(Integer)
+    person_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    chat_id: Mapped[int | None] = mapped_column(ForeignKey("chats.id"))
+    raised_at: Mapped[datetime]
+    nags_sent: Mapped[int] = mapped_column(Integer, default=0)
+    last_nag_at: Mapped[datetime | None]
+    escalated_at: Mapped[datetime | None]
+    next_due_at: Mapped[datetime | None]
+    answered_at: Mapped[datetime | None]
+    person: Mapped[User] = relationship()
+    chat: Mapped[Chat | None] = relationship()
+
+    __table_args__ = (
+        Index(
+            "ix_waits_open_due",
+            "next_due_at",
+            postgresql_where=text("answered_at IS NULL AND next_due_at IS NOT NULL"),
+            sqlite_where=text("answered_at IS NULL AND next_due_at IS NOT NULL"),
+        ),
+        Index("ix_waits_entity", "entity_type", "entity_id"),
+    )
+
+
+class WeeklyNote(Base):
+    """A department head's 本周协作总结, shown in the weekly summary."""
+
+    __tablename__ = "weekly_notes"
+    __table_args__ = (UniqueConstraint("project_id", "department_id", "week"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"))
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    week: Mapped[str] = mapped_column(String(10))  # ISO week, e.g. 2026-W49
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    action: Mapped[str] = mapped_column(String(40))
+    entity_type: Mapped[str] = mapped_column(String(20), default="")
+    entity_id: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(10), default="ok")  # ok | refused
+    reason: Mapped[str] = mapped_column(Text, default="")
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class InboundReceipt(Base):
+    """First sight of a platform event: a retry finds this row and gets the same reply."""
+
+    __tablename__ = "inbound_receipts"
+    __table_args__ = (UniqueConstraint("platform", "event_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform: Mapped[str] = mapped_column(String(20))
+    event_id: Mapped[str] = mapped_column(String(200))
+    seen_at: Mapped[datetime] = mapped_column(index=True)
+    reply: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class OutboxMessage(Base):
+    """A message to post, written in the transaction that caused it; the delivery worker sends it."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    platform: Mapped[str] = mapped_column(String(20))
+    target_kind: Mapped[str] = mapped_column(String(10))  # chat | user
+    target_id: Mapped[str] = mapped_column(String(128))  # the platform's chat or user id
+    target_name: Mapped[str] = mapped_column(String(200), default="")
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    card_key: Mapped[str | None] = mapped_column(String(60), index=True)
+    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending | sent | dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime]
+    claimed_until: Mapped[datetime | None]
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    platform_message_id: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index(
+            "ix_outbox_pending",
+            "not_before",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+    )
+
+
+class JobRun(Base):
+    """One row per firing of a calendar job (daily prompt, weekly summary): it fires once, anywhere."""
+
+    __tablename__ = "job_runs"
+    __table_args__ = (UniqueConstraint("job", "slot"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job: Mapped[str] = mapped_column(String(40))
+    slot: Mapped[str] = mapped_column(String(40))
+    ran_at: Mapped[datetime]
