@@ -165,7 +165,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = load_settings(args)
     warn_calendar(config, datetime.now(config.calendar.tz))
-    return serve(config, load_org(config) if config.org_file or not config.platforms else None)
+    org = load_org(config) if config.org_file or not config.platforms else None
+    print(f"collabbot serve on http://{config.host}:{config.port} — database {config.database_url.split('@')[-1]}",
+          file=sys.stderr)
+    return serve(config, org)
 
 
 def cmd_org_sync(args: argparse.Namespace) -> int:

@@ -35,3 +35,21 @@ class ManualClock:
 
     def advance(self, delta: timedelta) -> None:
         self._now = self._now + delta
+
+
+class FileClock:
+    """Reads "now" from a file (an ISO datetime) on every call.
+
+    For tests and demos of `collabbot serve` only ($COLLABBOT_CLOCK_FILE): several real processes
+    can share one simulated clock that the test moves forward.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def now(self) -> datetime:
+        with open(self.path, encoding="utf-8") as f:
+            value = datetime.fromisoformat(f.read().strip())
+        if value.tzinfo is None:
+            raise ValueError(f"{self.path}: the time must carry its UTC offset")
+        return value

@@ -76,6 +76,12 @@ class DeliverySettings:
 
 
 @dataclass(frozen=True)
+class SchedulerSettings:
+    tick_seconds: float = 60.0
+    idle_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
 class Config:
     language: str = "zh"
     bot_name: str = "bot"
@@ -88,6 +94,7 @@ class Config:
     calendar: WorkCalendar = field(default_factory=WorkCalendar)
     rules: RuleSettings = field(default_factory=RuleSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     task_templates: tuple[TaskTemplate, ...] = ()
     approval_templates: tuple[dict[str, Any], ...] = ()
     platforms: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -206,6 +213,12 @@ def _rules(s: _Section) -> RuleSettings:
     return rules
 
 
+def _scheduler(s: _Section) -> SchedulerSettings:
+    settings = SchedulerSettings(tick_seconds=s.number("tick_seconds", 60.0), idle_seconds=s.number("idle_seconds", 1.0))
+    s.done()
+    return settings
+
+
 def _delivery(s: _Section) -> DeliverySettings:
     d = DeliverySettings(
         max_attempts=s.int("max_attempts", 8, minimum=1),
@@ -295,6 +308,7 @@ def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
         calendar=calendar,
         rules=_rules(root.table("rules")),
         delivery=_delivery(root.table("delivery")),
+        scheduler=_scheduler(root.table("scheduler")),
         task_templates=_task_templates(data.get("task_templates", [])),
         approval_templates=tuple(approval_templates),
         platforms=platforms,

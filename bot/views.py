@@ -123,7 +123,7 @@ def task_buttons(task: Task, lang: str) -> tuple[Button, ...]:
     return tuple(buttons)
 
 
-def task_history(s: Session, task: Task, lang: str, now: datetime, tz) -> list[str]:  # noqa: ANN001
+def task_history(s: Session, task: Task, lang: str, now: datetime, tz) -> list[str]:
     """The task's latest changes, read from the audit log (the one record of who did what, when)."""
     rows = s.execute(
         select(AuditEntry.at, AuditEntry.action, AuditEntry.reason, User.name)

@@ -218,9 +218,7 @@ def _server_user() -> str:
             return name
         except KeyError:
             continue
-    raise PgServerError(
-        "Running as root, but there is neither a `postgres` nor a `nobody` user to run PostgreSQL."
-    )
+    raise PgServerError("Running as root, but there is neither a `postgres` nor a `nobody` user to run PostgreSQL.")
 
 
 def _chown(path: Path, user: str | None) -> None:
@@ -236,10 +234,7 @@ def _make_owned_dir(parent: Path, prefix: str, user: str | None) -> Path:
     for candidate in candidates:
         path = Path(tempfile.mkdtemp(prefix=prefix, dir=candidate))
         _chown(path, user)
-        if (
-            user is None
-            or _run(["test", "-w", str(path), "-a", "-x", str(path)], user, check=False).returncode == 0
-        ):
+        if user is None or _run(["test", "-w", str(path), "-a", "-x", str(path)], user, check=False).returncode == 0:
             return path
         shutil.rmtree(path, ignore_errors=True)
     raise PgServerError(
@@ -313,9 +308,7 @@ def _wait_for_connection(server: PgServer) -> None:
             return
         except psycopg.OperationalError as exc:
             if time.monotonic() > deadline:
-                raise PgServerError(
-                    f"PostgreSQL on port {server.port} does not accept connections: {exc}"
-                ) from exc
+                raise PgServerError(f"PostgreSQL on port {server.port} does not accept connections: {exc}") from exc
             time.sleep(0.1)
 
 

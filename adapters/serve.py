@@ -1,0 +1,178 @@
+"""`collabbot serve`: one aiohttp application with each configured platform's routes (or long
+connection), the scheduler, the delivery worker, `/healthz` and `/metrics`.
+
+With no platform configured it runs the console platform (messages printed) on the configured
+database, so a newcomer sees the machinery work at once. Several instances may share one
+PostgreSQL; a SQLite file belongs to one process, and a second one is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import IO
+
+from aiohttp import web
+from sqlalchemy import func, select
+
+from collabbot.adapters.hub import Hub, PlatformAdapter
+from collabbot.bot.app import Bot
+from collabbot.bot.clock import Clock, FileClock, SystemClock
+from collabbot.bot.config import Config, ConfigError
+from collabbot.bot.org import Org, apply_org
+from collabbot.scheduler.delivery import DeliveryWorker
+from collabbot.scheduler.runner import Runner
+from collabbot.storage.db import Database
+from collabbot.storage.migrate import upgrade
+from collabbot.storage.models import InboundReceipt, OutboxMessage
+
+log = logging.getLogger(__name__)
+
+
+def make_clock() -> Clock:
+    path = os.environ.get("COLLABBOT_CLOCK_FILE")
+    return FileClock(path) if path else SystemClock()
+
+
+def check_c_parser() -> bool:
+    """aiohttp's C HTTP parser (llhttp) is faster and stricter than the pure-Python fallback."""
+    from aiohttp import http_parser
+
+    c_parser = getattr(http_parser, "HttpRequestParserC", None)
+    ok = c_parser is not None and http_parser.HttpRequestParser is c_parser
+    if not ok:
+        log.warning("aiohttp runs without its C HTTP parser; install a wheel built for this platform")
+    return ok
+
+
+def lock_sqlite(url: str) -> IO[str] | None:
+    """Refuse a second process on the same SQLite file (SQLite is for one process)."""
+    if not url.startswith("sqlite:///") or url == "sqlite:///:memory:":
+        return None
+    path = Path(url.removeprefix("sqlite:///")).resolve()
+    handle = open(f"{path}.lock", "w")  # noqa: SIM115 - held for the life of the process
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise ConfigError("database.url", f"{path} is in use by another collabbot process; "
+                          "use PostgreSQL to run several instances") from None
+    return handle
+
+
+def build_adapters(config: Config, hub: Hub, clock: Clock) -> list[PlatformAdapter]:
+    adapters: list[PlatformAdapter] = []
+    if "feishu" in config.platforms:
+        from collabbot.adapters.feishu.adapter import FeishuAdapter
+
+        adapters.append(FeishuAdapter.from_config(config.platforms["feishu"], hub, config))
+    if not adapters:
+        from collabbot.adapters.console.stdout import ConsoleAdapter
+
+        adapters.append(ConsoleAdapter(clock))
+    return adapters
+
+
+def build_app(config: Config, bot: Bot, adapters: list[PlatformAdapter]) -> web.Application:
+    app = web.Application(client_max_size=config.max_body_bytes)
+    started = time.monotonic()
+
+    async def healthz(_: web.Request) -> web.Response:
+        ok = await asyncio.to_thread(_db_ok, bot)
+        return web.json_response({"ok": ok}, status=200 if ok else 503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        counts = await asyncio.to_thread(_counts, bot)
+        lines = [f"collabbot_uptime_seconds {time.monotonic() - started:.0f}"]
+        for status, n in sorted(counts["outbox"].items()):
+            lines.append(f'collabbot_outbox_messages{{status="{status}"}} {n}')
+        lines.append(f"collabbot_inbound_receipts {counts['receipts']}")
+        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    for adapter in adapters:
+        adapter.add_routes(app)
+    return app
+
+
+def _db_ok(bot: Bot) -> bool:
+    try:
+        with bot.db.transaction() as s:
+            s.execute(select(1))
+        return True
+    except Exception:
+        log.exception("health check failed")
+        return False
+
+
+def _counts(bot: Bot) -> dict:
+    with bot.db.transaction() as s:
+        outbox = dict(s.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).all())
+        receipts = s.scalar(select(func.count()).select_from(InboundReceipt))
+    return {"outbox": outbox, "receipts": receipts}
+
+
+async def run(config: Config, org: Org | None, *, ready: asyncio.Event | None = None) -> None:
+    check_c_parser()
+    clock = make_clock()
+    db = Database(config.database_url)
+    await asyncio.to_thread(upgrade, db.engine)
+    if org is not None:
+        def load() -> None:
+            with db.transaction() as s:
+                for change in apply_org(s, org, clock.now()):
+                    log.info("org: %s", change)
+        await asyncio.to_thread(load)
+    bot = Bot(db, config, clock)
+    hub = Hub(bot)
+    adapters = build_adapters(config, hub, clock)
+    worker = DeliveryWorker(db, {a.platform: a.sender for a in adapters}, config.delivery, clock)
+    hub.worker = worker
+    app = build_app(config, bot, adapters)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port)
+    await site.start()
+    log.warning("collabbot serving on http://%s:%s (%s)", config.host, config.port,
+                ", ".join(a.platform for a in adapters))
+    scheduler = Runner(bot, worker)
+    scheduler.start()
+    for adapter in adapters:
+        await adapter.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+    for adapter in adapters:
+        await adapter.stop()
+    await scheduler.stop()
+    await runner.cleanup()
+    db.dispose()
+
+
+def serve(config: Config, org: Org | None) -> int:
+    lock = lock_sqlite(config.database_url)
+    try:
+        asyncio.run(run(config, org))
+    finally:
+        if lock is not None:
+            lock.close()
+    return 0
+
+
+def org_sync(config: Config, platform: str) -> int:
+    if platform not in config.platforms:
+        raise ConfigError(platform, f"no [{platform}] section in the config")
+    if platform == "feishu":
+        from collabbot.adapters.feishu.contacts import sync_org
+
+        return sync_org(config)
+    raise ConfigError(platform, "org sync is not available for this platform yet")

@@ -1,0 +1,142 @@
+"""The time-driven rules through the console platform: nags, escalations, overdue warnings, the
+daily prompt, the weekly summary — on working time, each once (both databases)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+
+from collabbot.storage.models import AuditEntry, OutboxMessage, Wait
+
+from .conftest import TZ, Harness
+
+G = "in 新品上市群 as"
+
+
+def lines_with(out: list[str], needle: str) -> list[str]:
+    return [line for line in out if needle in line]
+
+
+def test_unacknowledged_assignment_is_nagged_twice_then_escalated(make_harness) -> None:  # noqa: ANN001
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @孙九 截止 12-10")
+    out = h.run("wait 1d2h")
+    nags = lines_with(out, "新品上市群: @孙九 请确认收到任务 #1")
+    assert [n[:13] for n in nags] == ["[12-01 11:00]", "[12-01 14:30]"]
+    assert len(lines_with(out, "孙九（私聊）: 请确认收到任务 #1")) == 2
+    escalation = lines_with(out, "→ 赵总（私聊）: 孙九 的以下事项超过 24 小时未回应")
+    assert len(escalation) == 1 and escalation[0].startswith("[12-02 09:00]")
+    assert lines_with(out, "已超过 24 小时未回应，已告知 赵总")
+    assert "[再次提醒] [转交]" in "\n".join(out)
+    with h.db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "rule.escalate")) == 1
+    assert h.run("wait 3d") == [] or not lines_with(h.run("wait 1d"), "孙九")  # then silence
+
+
+def test_an_answer_stops_the_later_steps(make_harness) -> None:  # noqa: ANN001
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 渠道报名 负责人 @吴十 截止 12-10")
+    out = h.run("wait 2h30m")
+    assert len(lines_with(out, "@吴十 请确认收到任务 #1")) == 1
+    h.run(f"{G} 吴十: tap 确认收到")
+    out = h.run("wait 2d")
+    assert not lines_with(out, "请确认收到") and not lines_with(out, "升级提醒")
+
+
+def test_acknowledged_in_time_gets_nothing(make_harness) -> None:  # noqa: ANN001
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 渠道报名 负责人 @吴十 截止 12-10", f"{G} 吴十: @bot 确认收到 #1")
+    out = h.run("wait 1d2h")
+    assert not lines_with(out, "吴十")
+
+
+def test_escalation_waits_for_the_nags_across_a_holiday(make_harness) -> None:  # noqa: ANN001
+    """DESIGN.md's worked example: assigned 2026-09-30 17:30, the eve of the National Day week."""
+    h: Harness = make_harness(start=datetime(2026, 9, 30, 17, 30, tzinfo=TZ))
+    h.run(f"{G} 张三: @bot 新建任务 国庆物料 负责人 @孙九")
+    out = h.run("wait 9d")
+    nags = [line[:13] for line in lines_with(out, "新品上市群: @孙九 请确认收到")]
+    assert nags == ["[10-08 10:30]", "[10-08 14:00]"]
+    assert [line[:13] for line in lines_with(out, "赵总（私聊）")] == ["[10-08 16:00]"]
+
+
+def test_help_request_is_nagged_and_an_answer_stops_it(make_harness) -> None:  # noqa: ANN001
+    h: Harness = make_harness()
+    h.run(f"{G} 李四: @bot 求助 设计部 需要一名设计师")
+    out = h.run("wait 2h")
+    assert lines_with(out, "@周八 求助 #H1 还在等你答复")
+    h.run(f"{G} 周八: @bot 答复 #H1 已安排")
+    assert not lines_with(h.run("wait 2d"), "周八")
+
+
+def test_overdue_warning_once_and_outside_working_time_waits_for_monday(make_harness) -> None:  # noqa: ANN001
+    h: Harness = make_harness(start=datetime(2026, 11, 27, 9, 0, tzinfo=TZ))  # a Friday
+    h.run(f"{G} 张三: @bot 新建任务 周末上线 负责人 @李四 截止 11-29 03:00", f"{G} 李四: @bot 开始 #1")
+    out = h.run("wait 3d")
+    owner = lines_with(out, "→ 李四（私聊）: 任务 #1「周末上线」已过截止时间")
+    coordinator = lines_with(out, "→ 张三（私聊）: 延期预警：任务 #1「周末上线」")
+    assert [line[:13] for line in owner] == ["[11-30 09:00]"]  # due Sunday 03:00 → Monday 09:00
+    assert len(coordinator) == 1
+
+
+def test_daily_prompt_lists_in_progress_tasks_without_progress_today(make_harness) -> None:  # noqa: ANN001
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 A 负责人 @李四 截止 12-20", f"{G} 张三: @bot 新建任务 B 负责人 @王五 截止 12-20",
+          f"{G} 李四: @bot 开始 #1", f"{G} 王五: @bot 开始 #2", f"{G} 王五: @bot 进度 #2 20%")
+    out = h.run("wait 2h")
+    prompt = lines_with(out, "新品上市群: 今日进度提醒")
+    assert len(prompt) == 1 and "@李四" in prompt[0] and prompt[0][:12] >= "[12-01 10:00"
+    assert "#2 B" not in prompt[0]
+    assert lines_with(out, "→ 李四（私聊）: 今天请更新任务 #1「A」的进度")
+    assert not lines_with(out, "→ 王五（私聊）: 今天请更新")
+    out = h.run("wait 1d")  # Wednesday: both lack progress now
+    assert len(lines_with(out, "新品上市群: 今日进度提醒")) == 1 and lines_with(out, "→ 王五（私聊）: 今天请更新")
+
+
+def test_no_daily_prompt_on_a_holiday_or_weekend(make_harness) -> None:  # noqa: ANN001
+    h: Harness = make_harness(start=datetime(2026, 9, 30, 9, 0, tzinfo=TZ))
+    h.run(f"{G} 张三: @bot 新建任务 A 负责人 @李四 截止 2026-10-30", f"{G} 李四: @bot 开始 #1")
+    out = h.run("wait 10d2h")  # to Saturday 10-10, a make-up workday (调休)
+    days = sorted({line[1:6] for line in lines_with(out, "新品上市群: 今日进度提醒")})
+    assert days == ["09-30", "10-08", "10-09", "10-10"]
+
+
+def test_weekly_summary_on_friday_and_on_the_last_workday_before_a_holiday_friday(make_harness) -> None:  # noqa: ANN001
+    h: Harness = make_harness(start=datetime(2026, 9, 28, 9, 0, tzinfo=TZ))
+    h.run(f"{G} 张三: @bot 新建任务 A 负责人 @李四 截止 2026-10-09", f"{G} 李四: @bot 进度 #1 40%",
+          f"{G} 张三: @bot 新建任务 B 负责人 @王五 截止 2026-09-29", f"{G} 王五: @bot 完成 #2 交付物 稿件",
+          f"{G} 张三: @bot 通过 #2", f"{G} 陈七: @bot 本周总结 技术部本周完成接口联调")
+    out = h.run("wait 3d")
+    start = [i for i, line in enumerate(out) if "本周周报如下" in line]
+    assert len(start) == 1 and out[start[0]].startswith("[09-30 17:0")  # Friday 10-02 is a holiday
+    card = "\n".join(out[start[0]:start[0] + 12])
+    assert "本周完成：#2 B" in card and "进行中：#1 A 40%" in card
+    assert "技术部：技术部本周完成接口联调" in card
+    out = h.run("wait 10d")
+    assert [line[1:6] for line in lines_with(out, "本周周报如下")] == ["10-09"]
+
+
+def test_a_sweep_after_downtime_sends_each_late_nag_once(db) -> None:  # noqa: ANN001
+    h = Harness(db)
+    h.run(f"{G} 张三: @bot 新建任务 A 负责人 @李四 截止 12-20")
+    h.clock.advance(timedelta(hours=6))  # nobody swept for six hours
+    h.bot.sweep()
+    h.bot.sweep()
+    with db.transaction() as s:
+        nags = s.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.dedupe_key.like("nag:%dm")))
+        wait = s.scalar(select(Wait))
+        assert nags == 1 and wait is not None and wait.nags_sent == 1
+        assert wait.next_due_at is not None and wait.next_due_at > h.clock.now()
+
+
+def test_rules_can_be_switched_off(make_harness) -> None:  # noqa: ANN001
+    from dataclasses import replace
+
+    from collabbot.bot.config import Config
+
+    cfg = Config()
+    cfg = replace(cfg, rules=replace(cfg.rules, nag_enabled=False, escalation_enabled=False))
+    h: Harness = make_harness(config=cfg)
+    h.run(f"{G} 张三: @bot 新建任务 A 负责人 @李四 截止 12-20")
+    assert not lines_with(h.run("wait 3d"), "请确认收到")
