@@ -40,11 +40,13 @@ class Runner:
         if self._lock.locked():
             return  # the previous sweep is still running: the next tick catches up
         async with self._lock:
+            now = self.bot.clock.now()
             try:
-                count = await asyncio.to_thread(self.bot.sweep)
+                count = await asyncio.to_thread(self.bot.sweep, now)
             except Exception:
                 log.exception("sweep failed")
                 return
+            log.info("swept %s: %d", now.isoformat(), count)
         if count:
             self.worker.wake.set()
 

@@ -18,7 +18,7 @@ def lines_with(out: list[str], needle: str) -> list[str]:
     return [line for line in out if needle in line]
 
 
-def test_unacknowledged_assignment_is_nagged_twice_then_escalated(make_harness) -> None:  # noqa: ANN001
+def test_unacknowledged_assignment_is_nagged_twice_then_escalated(make_harness) -> None:
     h: Harness = make_harness()
     h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @孙九 截止 12-10")
     out = h.run("wait 1d2h")
@@ -34,7 +34,7 @@ def test_unacknowledged_assignment_is_nagged_twice_then_escalated(make_harness) 
     assert h.run("wait 3d") == [] or not lines_with(h.run("wait 1d"), "孙九")  # then silence
 
 
-def test_an_answer_stops_the_later_steps(make_harness) -> None:  # noqa: ANN001
+def test_an_answer_stops_the_later_steps(make_harness) -> None:
     h: Harness = make_harness()
     h.run(f"{G} 张三: @bot 新建任务 渠道报名 负责人 @吴十 截止 12-10")
     out = h.run("wait 2h30m")
@@ -44,14 +44,14 @@ def test_an_answer_stops_the_later_steps(make_harness) -> None:  # noqa: ANN001
     assert not lines_with(out, "请确认收到") and not lines_with(out, "升级提醒")
 
 
-def test_acknowledged_in_time_gets_nothing(make_harness) -> None:  # noqa: ANN001
+def test_acknowledged_in_time_gets_nothing(make_harness) -> None:
     h: Harness = make_harness()
     h.run(f"{G} 张三: @bot 新建任务 渠道报名 负责人 @吴十 截止 12-10", f"{G} 吴十: @bot 确认收到 #1")
     out = h.run("wait 1d2h")
     assert not lines_with(out, "吴十")
 
 
-def test_escalation_waits_for_the_nags_across_a_holiday(make_harness) -> None:  # noqa: ANN001
+def test_escalation_waits_for_the_nags_across_a_holiday(make_harness) -> None:
     """DESIGN.md's worked example: assigned 2026-09-30 17:30, the eve of the National Day week."""
     h: Harness = make_harness(start=datetime(2026, 9, 30, 17, 30, tzinfo=TZ))
     h.run(f"{G} 张三: @bot 新建任务 国庆物料 负责人 @孙九")
@@ -61,7 +61,7 @@ def test_escalation_waits_for_the_nags_across_a_holiday(make_harness) -> None:  
     assert [line[:13] for line in lines_with(out, "赵总（私聊）")] == ["[10-08 16:00]"]
 
 
-def test_help_request_is_nagged_and_an_answer_stops_it(make_harness) -> None:  # noqa: ANN001
+def test_help_request_is_nagged_and_an_answer_stops_it(make_harness) -> None:
     h: Harness = make_harness()
     h.run(f"{G} 李四: @bot 求助 设计部 需要一名设计师")
     out = h.run("wait 2h")
@@ -70,7 +70,7 @@ def test_help_request_is_nagged_and_an_answer_stops_it(make_harness) -> None:  #
     assert not lines_with(h.run("wait 2d"), "周八")
 
 
-def test_overdue_warning_once_and_outside_working_time_waits_for_monday(make_harness) -> None:  # noqa: ANN001
+def test_overdue_warning_once_and_outside_working_time_waits_for_monday(make_harness) -> None:
     h: Harness = make_harness(start=datetime(2026, 11, 27, 9, 0, tzinfo=TZ))  # a Friday
     h.run(f"{G} 张三: @bot 新建任务 周末上线 负责人 @李四 截止 11-29 03:00", f"{G} 李四: @bot 开始 #1")
     out = h.run("wait 3d")
@@ -80,7 +80,7 @@ def test_overdue_warning_once_and_outside_working_time_waits_for_monday(make_har
     assert len(coordinator) == 1
 
 
-def test_daily_prompt_lists_in_progress_tasks_without_progress_today(make_harness) -> None:  # noqa: ANN001
+def test_daily_prompt_lists_in_progress_tasks_without_progress_today(make_harness) -> None:
     h: Harness = make_harness()
     h.run(f"{G} 张三: @bot 新建任务 A 负责人 @李四 截止 12-20", f"{G} 张三: @bot 新建任务 B 负责人 @王五 截止 12-20",
           f"{G} 李四: @bot 开始 #1", f"{G} 王五: @bot 开始 #2", f"{G} 王五: @bot 进度 #2 20%")
@@ -94,7 +94,7 @@ def test_daily_prompt_lists_in_progress_tasks_without_progress_today(make_harnes
     assert len(lines_with(out, "新品上市群: 今日进度提醒")) == 1 and lines_with(out, "→ 王五（私聊）: 今天请更新")
 
 
-def test_no_daily_prompt_on_a_holiday_or_weekend(make_harness) -> None:  # noqa: ANN001
+def test_no_daily_prompt_on_a_holiday_or_weekend(make_harness) -> None:
     h: Harness = make_harness(start=datetime(2026, 9, 30, 9, 0, tzinfo=TZ))
     h.run(f"{G} 张三: @bot 新建任务 A 负责人 @李四 截止 2026-10-30", f"{G} 李四: @bot 开始 #1")
     out = h.run("wait 10d2h")  # to Saturday 10-10, a make-up workday (调休)
@@ -102,7 +102,7 @@ def test_no_daily_prompt_on_a_holiday_or_weekend(make_harness) -> None:  # noqa:
     assert days == ["09-30", "10-08", "10-09", "10-10"]
 
 
-def test_weekly_summary_on_friday_and_on_the_last_workday_before_a_holiday_friday(make_harness) -> None:  # noqa: ANN001
+def test_weekly_summary_on_friday_and_on_the_last_workday_before_a_holiday_friday(make_harness) -> None:
     h: Harness = make_harness(start=datetime(2026, 9, 28, 9, 0, tzinfo=TZ))
     h.run(f"{G} 张三: @bot 新建任务 A 负责人 @李四 截止 2026-10-09", f"{G} 李四: @bot 进度 #1 40%",
           f"{G} 张三: @bot 新建任务 B 负责人 @王五 截止 2026-09-29", f"{G} 王五: @bot 完成 #2 交付物 稿件",
@@ -117,7 +117,7 @@ def test_weekly_summary_on_friday_and_on_the_last_workday_before_a_holiday_frida
     assert [line[1:6] for line in lines_with(out, "本周周报如下")] == ["10-09"]
 
 
-def test_a_sweep_after_downtime_sends_each_late_nag_once(db) -> None:  # noqa: ANN001
+def test_a_sweep_after_downtime_sends_each_late_nag_once(db) -> None:
     h = Harness(db)
     h.run(f"{G} 张三: @bot 新建任务 A 负责人 @李四 截止 12-20")
     h.clock.advance(timedelta(hours=6))  # nobody swept for six hours
@@ -130,7 +130,7 @@ def test_a_sweep_after_downtime_sends_each_late_nag_once(db) -> None:  # noqa: A
         assert wait.next_due_at is not None and wait.next_due_at > h.clock.now()
 
 
-def test_rules_can_be_switched_off(make_harness) -> None:  # noqa: ANN001
+def test_rules_can_be_switched_off(make_harness) -> None:
     from dataclasses import replace
 
     from collabbot.bot.config import Config
