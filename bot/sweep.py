@@ -15,21 +15,24 @@ from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, update
+from sqlalchemy import insert as sa_insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
 from collabbot.bot import texts
-from collabbot.bot.replies import Button, Card, CardAction, Message
+from collabbot.bot.replies import At, Button, Card, CardAction, Message
 from collabbot.bot.rules import states
 from collabbot.bot.rules.reminders import next_step
-from collabbot.bot.views import open_predecessors, task_card
+from collabbot.bot.views import blocked_ids, open_predecessors, task_card
 from collabbot.storage import outbox
 from collabbot.storage.models import (
     AuditEntry,
     Chat,
     Department,
     HelpRequest,
+    Identity,
     JobRun,
+    OutboxMessage,
     Project,
     Task,
     User,
@@ -44,11 +47,40 @@ BATCH = 5000
 
 
 class Notifier:
-    """Outbox rows and audit entries for the sweep, which acts as nobody in particular."""
+    """Outbox rows and audit entries for the sweep, which acts as nobody in particular.
+
+    Rows are collected and written in one multi-row INSERT per table by `flush()`, and platform
+    identities are loaded once per batch: a sweep with 1,000 due reminders must not make 10,000 queries.
+    """
 
     def __init__(self, bot: Bot, s: Session, now: datetime) -> None:
         self.bot, self.s, self.now = bot, s, now
         self.lang = bot.config.language
+        self.rows: list[dict] = []
+        self.audits: list[dict] = []
+        self.ids: dict[int, dict[str, str]] = {}
+
+    def load_identities(self, user_ids: set[int]) -> None:
+        missing = [u for u in user_ids if u not in self.ids]
+        for u in missing:
+            self.ids[u] = {}
+        if missing:
+            for ident in self.s.scalars(select(Identity).where(Identity.user_id.in_(missing)).order_by(Identity.id)):
+                self.ids[ident.user_id].setdefault(ident.platform, ident.platform_user_id)
+
+    def platform_ids(self, user: User) -> dict[str, str]:
+        self.load_identities({user.id})
+        return self.ids[user.id]
+
+    def flush(self) -> None:
+        dialect = self.s.get_bind().dialect.name
+        if self.rows:
+            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            self.s.execute(insert(OutboxMessage).on_conflict_do_nothing(index_elements=["dedupe_key"]), self.rows)
+            self.rows = []
+        if self.audits:
+            self.s.execute(sa_insert(AuditEntry), self.audits)
+            self.audits = []
 
     def t(self, key: str, **values: object) -> str:
         return texts.t(self.lang, key, **values)
@@ -63,22 +95,31 @@ class Notifier:
         """Now, or the start of the next working period when now is outside working time."""
         return self.now if outside_ok else self.bot.calendar.next_working_moment(self.now)
 
-    def at(self, user: User, platform: str):
-        from collabbot.bot.replies import At
+    def at(self, user: User, platform: str) -> At:
+        return At(user.id, self.platform_ids(user).get(platform, ""), user.name)
 
-        return At(user.id, self.bot.platform_id(self.s, user, platform), user.name)
+    def _row(self, key: str, platform: str, kind: str, target_id: str, name: str, message: Message,
+             not_before: datetime) -> None:
+        self.rows.append(dict(dedupe_key=key, platform=platform, target_kind=kind, target_id=target_id,
+                              target_name=name, payload=message.to_json(), status="pending", attempts=0,
+                              card_key=message.card.key if message.card else None, not_before=not_before,
+                              created_at=self.now, last_error=""))
 
-    def to_user(self, user: User, message: Message, key: str, not_before: datetime) -> bool:
-        return self.bot.post_to_user(self.s, user, message, key, self.now, not_before=not_before)
+    def to_user(self, user: User, message: Message, key: str, not_before: datetime, platform: str = "") -> bool:
+        ids = self.platform_ids(user)
+        if not ids:
+            return False
+        chosen = platform if platform in ids else next(iter(ids))
+        self._row(key, chosen, "user", ids[chosen], user.name, message, not_before)
+        return True
 
     def to_chat(self, chat: Chat, message: Message, key: str, not_before: datetime) -> bool:
-        return outbox.enqueue(self.s, dedupe_key=key, platform=chat.platform, target_kind="chat",
-                              target_id=chat.platform_chat_id, target_name=chat.name, payload=message.to_json(),
-                              now=self.now, not_before=not_before, card_key=message.card.key if message.card else None)
+        self._row(key, chat.platform, "chat", chat.platform_chat_id, chat.name, message, not_before)
+        return True
 
     def audit(self, action: str, entity_type: str, entity_id: int, after: dict) -> None:
-        self.s.add(AuditEntry(at=self.now, actor_id=None, action=action, entity_type=entity_type,
-                              entity_id=entity_id, outcome="ok", reason="", before=None, after=after))
+        self.audits.append(dict(at=self.now, actor_id=None, action=action, entity_type=entity_type,
+                                entity_id=entity_id, outcome="ok", reason="", before=None, after=after))
 
 
 def _insert_once(s: Session, job: str, slot: str, now: datetime) -> bool:
@@ -95,9 +136,9 @@ def _spread(key: str, minutes: int) -> timedelta:
 
 # --- waits: nags and escalations ----------------------------------------------------------------
 
-def _what(n: Notifier, wait: Wait) -> str:
+def _what(n: Notifier, wait: Wait, tasks: dict[int, Task] | None = None) -> str:
     if wait.entity_type == "task":
-        task = n.s.get(Task, wait.entity_id)
+        task = (tasks or {}).get(wait.entity_id) or n.s.get(Task, wait.entity_id)
         return n.t("what_assign", id=wait.entity_id, title=task.title if task else "")
     if wait.entity_type == "help":
         return n.t("what_help", id=wait.entity_id)
@@ -105,17 +146,17 @@ def _what(n: Notifier, wait: Wait) -> str:
     return describe(n, wait) if describe else wait.entity_type  # type: ignore[arg-type]
 
 
-def _nag(n: Notifier, wait: Wait) -> None:
+def _nag(n: Notifier, wait: Wait, tasks: dict[int, Task], blocked: set[int]) -> None:
     person, platform = wait.person, wait.chat.platform if wait.chat else ""
     number = wait.nags_sent + 1
     since = n.fmt(wait.raised_at)
     card = None
     if wait.entity_type == "task":
-        task = n.s.get(Task, wait.entity_id)
+        task = tasks.get(wait.entity_id)
         if task is None:
             return
         line = n.t("nag_assign", id=task.id, title=task.title, since=since)
-        card = task_card(n.s, task, n.lang, n.now, n.bot.calendar.tz)
+        card = task_card(n.s, task, n.lang, n.now, n.bot.calendar.tz, blocked=task.id in blocked)
     elif wait.entity_type == "help":
         req = n.s.get(HelpRequest, wait.entity_id)
         line = n.t("nag_help", id=wait.entity_id, text=req.text[:60] if req else "", since=since)
@@ -126,7 +167,7 @@ def _nag(n: Notifier, wait: Wait) -> None:
     key = f"nag:{wait.entity_type}:{wait.entity_id}:{wait.kind}:{wait.id}:{number}"
     if wait.chat is not None and wait.chat.active:
         n.to_chat(wait.chat, Message((n.at(person, platform), " ", line)), key + ":chat", when)
-    n.to_user(person, Message((line,), card), key + ":dm", when)
+    n.to_user(person, Message((line,), card), key + ":dm", when, platform)
     n.audit("rule.nag", wait.entity_type, wait.entity_id, {"wait": wait.id, "person": person.id, "nag": number})
 
 
@@ -143,11 +184,11 @@ def escalation_target(s: Session, person: User) -> User | None:
     return None
 
 
-def _escalate(n: Notifier, wait: Wait) -> None:
+def _escalate(n: Notifier, wait: Wait, tasks: dict[int, Task]) -> None:
     person = wait.person
     boss = escalation_target(n.s, person)
     hours = f"{n.bot.config.rules.escalation_after_hours:g}"
-    what = _what(n, wait)
+    what = _what(n, wait, tasks)
     when = n.send_window(n.bot.config.rules.escalation_outside_working_hours)
     key = f"escalate:{wait.entity_type}:{wait.entity_id}:{wait.kind}:{wait.id}"
     if boss is not None:
@@ -177,7 +218,14 @@ def sweep_waits(bot: Bot, s: Session, now: datetime) -> int:
     n = Notifier(bot, s, now)
     rules = bot.config.rules
     count = 0
-    for wait in s.scalars(stmt):
+    waits = list(s.scalars(stmt))
+    task_ids = [w.entity_id for w in waits if w.entity_type == "task"]
+    tasks = {t.id: t for t in s.scalars(select(Task).where(Task.id.in_(task_ids)).options(
+        selectinload(Task.owner), selectinload(Task.collaborators), selectinload(Task.project),
+        selectinload(Task.department)))} if task_ids else {}
+    blocked = blocked_ids(s, task_ids)
+    n.load_identities({w.person_id for w in waits} | {w.person.supervisor_id for w in waits if w.person.supervisor_id})
+    for wait in waits:
         step = next_step(wait.raised_at, wait.nags_sent, wait.last_nag_at, wait.escalated_at is not None,
                          rules, bot.calendar)
         if step is None:
@@ -185,16 +233,17 @@ def sweep_waits(bot: Bot, s: Session, now: datetime) -> int:
             continue
         kind, _due = step
         if kind == "nag":
-            _nag(n, wait)
+            _nag(n, wait, tasks, blocked)
             wait.nags_sent += 1
             wait.last_nag_at = now
         else:
-            _escalate(n, wait)
+            _escalate(n, wait, tasks)
             wait.escalated_at = now
         following = next_step(wait.raised_at, wait.nags_sent, wait.last_nag_at, wait.escalated_at is not None,
                               rules, bot.calendar)
         wait.next_due_at = following[1] if following else None
         count += 1
+    n.flush()
     return count
 
 
@@ -212,12 +261,16 @@ def sweep_overdue(bot: Bot, s: Session, now: datetime) -> int:
     n = Notifier(bot, s, now)
     when = n.send_window()
     count = 0
-    for task in s.scalars(stmt):
+    tasks = list(s.scalars(stmt))
+    blocked = blocked_ids(s, [t.id for t in tasks])
+    n.load_identities({t.owner_id for t in tasks} | {t.project.coordinator_id for t in tasks
+                                                      if t.project and t.project.coordinator_id})
+    for task in tasks:
         task.overdue_warned_at = now
         if task.status == "review":
             continue  # submitted in time for review: nothing to chase
         deadline = n.fmt(task.deadline)
-        card = task_card(s, task, n.lang, now, bot.calendar.tz)
+        card = task_card(s, task, n.lang, now, bot.calendar.tz, blocked=task.id in blocked)
         n.to_user(task.owner, Message((n.t("overdue_owner", id=task.id, title=task.title, deadline=deadline),), card),
                   f"overdue:task:{task.id}:owner", when)
         coordinator = task.project.coordinator if task.project else None
@@ -227,6 +280,7 @@ def sweep_overdue(bot: Bot, s: Session, now: datetime) -> int:
                       f"overdue:task:{task.id}:coordinator", when)
         n.audit("rule.overdue", "task", task.id, {"deadline": task.deadline.isoformat() if task.deadline else None})
         count += 1
+    n.flush()
     return count
 
 
@@ -271,6 +325,7 @@ def daily_prompt(bot: Bot, s: Session, now: datetime, force: bool = False) -> in
                                           task_card(s, task, n.lang, now, bot.calendar.tz)),
                       f"prompt:{today.isoformat()}:task:{task.id}", when)
         sent += 1
+    n.flush()
     return sent
 
 
@@ -300,6 +355,7 @@ def weekly_summary(bot: Bot, s: Session, now: datetime, force: bool = False) -> 
         when = now + _spread(f"summary:{chat.id}", rules.weekly_summary_spread_minutes)
         n.to_chat(chat, Message((n.t("summary_intro"),), card), f"summary:{slot}:chat:{chat.id}", when)
         sent += 1
+    n.flush()
     return sent
 
 
@@ -394,5 +450,6 @@ def remind_again(bot: Bot, s: Session, wait_id: int, now: datetime, by: User, ke
     if wait.chat is not None and wait.chat.active:
         n.to_chat(wait.chat, Message((n.at(wait.person, wait.chat.platform), " ", message.plain_text)), key + ":chat",
                   n.send_window())
+    n.flush()
     s.execute(update(Wait).where(Wait.id == wait.id).values(last_nag_at=now))
     return wait

@@ -32,6 +32,15 @@ def open_predecessors(s: Session, task_id: int) -> list[Task]:
     return list(s.scalars(stmt))
 
 
+def blocked_ids(s: Session, task_ids: list[int]) -> set[int]:
+    """Which of these tasks wait for an open predecessor, in one query."""
+    if not task_ids:
+        return set()
+    stmt = (select(TaskDependency.task_id).join(Task, Task.id == TaskDependency.depends_on_id)
+            .where(TaskDependency.task_id.in_(task_ids), Task.status.not_in(states.CLOSED)))
+    return set(s.scalars(stmt))
+
+
 def predecessors(s: Session, task_id: int) -> list[Task]:
     stmt = (select(Task).join(TaskDependency, TaskDependency.depends_on_id == Task.id)
             .where(TaskDependency.task_id == task_id).order_by(Task.id))
@@ -51,10 +60,15 @@ def _fmt(when: datetime | None, tz, now: datetime, lang: str) -> str:
     return local.strftime("%m-%d %H:%M") if local.year == now.astimezone(tz).year else local.strftime("%Y-%m-%d %H:%M")
 
 
-def task_card(s: Session, task: Task, lang: str, now: datetime, tz, *, full: bool = False) -> Card:
-    """The task card; `full` adds subtasks, dependencies, the latest progress and history."""
+def task_card(s: Session, task: Task, lang: str, now: datetime, tz, *, full: bool = False,
+              blocked: bool | None = None) -> Card:
+    """The task card; `full` adds subtasks, dependencies, the latest progress and history.
+
+    `blocked` may be given when the caller already knows it (the sweep loads it for many tasks at once).
+    """
     t = lambda key, **kw: texts.t(lang, key, **kw)  # noqa: E731
-    blocked = bool(open_predecessors(s, task.id))
+    if blocked is None:
+        blocked = bool(open_predecessors(s, task.id))
     label, color = status_label(lang, task, now, blocked)
     fields: list[tuple[str, str]] = [
         (t("f_owner"), task.owner.name),

@@ -142,7 +142,7 @@ def test_two_instances_fire_every_rule_once_over_a_simulated_week(pg_url: str, t
         for when in steps:
             clock_file.write_text(when.isoformat())
             for p in procs:
-                p.wait_for(lambda p=p: any(f"swept {when.isoformat()}" in line for line in p.log[-50:]),
+                p.wait_for(lambda p=p, when=when: any(f"swept {when.isoformat()}" in line for line in p.log[-50:]),
                            what=f"a sweep at {when}")
 
             def drained(when: datetime = when) -> bool:
