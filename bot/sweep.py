@@ -139,7 +139,8 @@ def _spread(key: str, minutes: int) -> timedelta:
 def _what(n: Notifier, wait: Wait, tasks: dict[int, Task] | None = None) -> str:
     if wait.entity_type == "task":
         task = (tasks or {}).get(wait.entity_id) or n.s.get(Task, wait.entity_id)
-        return n.t("what_assign", id=wait.entity_id, title=task.title if task else "")
+        key = "what_overdue" if wait.kind == "overdue" else "what_assign"
+        return n.t(key, id=wait.entity_id, title=task.title if task else "")
     if wait.entity_type == "help":
         return n.t("what_help", id=wait.entity_id)
     describe = n.bot.wait_describers.get(wait.entity_type + ":what")
@@ -155,7 +156,8 @@ def _nag(n: Notifier, wait: Wait, tasks: dict[int, Task], blocked: set[int]) -> 
         task = tasks.get(wait.entity_id)
         if task is None:
             return
-        line = n.t("nag_assign", id=task.id, title=task.title, since=since)
+        line = n.t("nag_overdue" if wait.kind == "overdue" else "nag_assign", id=task.id, title=task.title,
+                   since=since)
         card = task_card(n.s, task, n.lang, n.now, n.bot.calendar.tz, blocked=task.id in blocked)
     elif wait.entity_type == "help":
         req = n.s.get(HelpRequest, wait.entity_id)
@@ -273,6 +275,11 @@ def sweep_overdue(bot: Bot, s: Session, now: datetime) -> int:
         card = task_card(s, task, n.lang, now, bot.calendar.tz, blocked=task.id in blocked)
         n.to_user(task.owner, Message((n.t("overdue_owner", id=task.id, title=task.title, deadline=deadline),), card),
                   f"overdue:task:{task.id}:owner", when)
+        # The owner owes a reason and a remedy: a wait, so the nag and escalation rules chase it until a
+        # progress update, a submission or an approved extension answers it.
+        step = next_step(when, 0, None, False, bot.config.rules, bot.calendar)
+        s.add(Wait(kind="overdue", entity_type="task", entity_id=task.id, person_id=task.owner_id,
+                   chat_id=task.chat_id, raised_at=when, nags_sent=0, next_due_at=step[1] if step else None))
         coordinator = task.project.coordinator if task.project else None
         if coordinator is not None and coordinator.id != task.owner_id:
             n.to_user(coordinator, Message((n.t("overdue_coordinator", id=task.id, title=task.title,

@@ -262,6 +262,9 @@ TEXTS.update({
 TEXTS.update({
     "nag_assign": ("请确认收到任务 #{id}「{title}」（{since} 分派，还没有回应）",
                    "please acknowledge task #{id} \"{title}\" (assigned {since}, no answer yet)"),
+    "nag_overdue": ("任务 #{id}「{title}」已延期，请回复原因和补救措施：进度 #{id} … 或申请延期",
+                    "task #{id} \"{title}\" is overdue: reply with a reason and a remedy (progress #{id} … or an extension)"),
+    "what_overdue": ("任务 #{id}「{title}」延期未说明原因", "overdue task #{id} \"{title}\" has no reason yet"),
     "nag_help": ("求助 #H{id} 还在等你答复：{text}（{since} 起）", "help request #H{id} still waits for you: {text} (since {since})"),
     "nag_generic": ("有一项事务在等你处理（{since} 起）", "something waits for you (since {since})"),
     "escalation_title": ("升级提醒：{name} 未回应", "Escalation: {name} has not answered"),

@@ -140,3 +140,13 @@ def test_rules_can_be_switched_off(make_harness) -> None:
     h: Harness = make_harness(config=cfg)
     h.run(f"{G} 张三: @bot 新建任务 A 负责人 @李四 截止 12-20")
     assert not lines_with(h.run("wait 3d"), "请确认收到")
+
+
+def test_an_overdue_owner_is_chased_for_a_reason_until_a_progress_update(make_harness) -> None:  # noqa: ANN001
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 A 负责人 @李四 截止 12-01 12:00", f"{G} 李四: @bot 开始 #1")
+    out = h.run("wait 7h")  # due 12:00, warned at 13:30 (after lunch), chased 2 working hours later
+    assert [line[:13] for line in lines_with(out, "→ 李四（私聊）: 任务 #1「A」已过截止时间")] == ["[12-01 13:30]"]
+    assert [line[:13] for line in lines_with(out, "@李四 任务 #1「A」已延期，请回复原因")] == ["[12-01 15:30]"]
+    h.run(f"{G} 李四: @bot 进度 #1 80% 问题 接口延期 下一步 明天上线")
+    assert not lines_with(h.run("wait 2d"), "已延期，请回复原因")

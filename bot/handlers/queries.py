@@ -52,6 +52,8 @@ def waiting_on_me(ctx: Ctx, cmd: Command) -> Reply | None:
     lines = [ctx.t("waiting_title")]
     for wait in ctx.s.scalars(select(Wait).where(Wait.person_id == me, Wait.answered_at.is_(None)).order_by(Wait.raised_at)):
         since = ctx.fmt(wait.raised_at)
+        if wait.entity_type == "task" and wait.kind == "overdue":
+            continue  # listed below with the other overdue tasks
         if wait.entity_type == "task":
             task = ctx.s.get(Task, wait.entity_id)
             if task is not None:
