@@ -164,7 +164,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from collabbot.adapters.serve import serve
 
     config = load_settings(args)
-    warn_calendar(config, datetime.now(config.calendar.tz))
+    from collabbot.adapters.serve import make_clock
+
+    warn_calendar(config, make_clock().now().astimezone(config.calendar.tz))
     org = load_org(config) if config.org_file or not config.platforms else None
     print(f"collabbot serve on http://{config.host}:{config.port} — database {config.database_url.split('@')[-1]}",
           file=sys.stderr)
