@@ -142,7 +142,7 @@ def test_rules_can_be_switched_off(make_harness) -> None:
     assert not lines_with(h.run("wait 3d"), "请确认收到")
 
 
-def test_an_overdue_owner_is_chased_for_a_reason_until_a_progress_update(make_harness) -> None:  # noqa: ANN001
+def test_an_overdue_owner_is_chased_for_a_reason_until_a_progress_update(make_harness) -> None:
     h: Harness = make_harness()
     h.run(f"{G} 张三: @bot 新建任务 A 负责人 @李四 截止 12-01 12:00", f"{G} 李四: @bot 开始 #1")
     out = h.run("wait 7h")  # due 12:00, warned at 13:30 (after lunch), chased 2 working hours later

@@ -240,3 +240,23 @@ def test_admin_may_do_anything(make_harness) -> None:
     create(h)
     assert "已确认收到任务 #1" in h.text(f"{G} 孙九: @bot 确认收到 #1")
     assert "任务 #1 已取消" in h.text(f"{G} 孙九: @bot 取消任务 #1")
+
+
+def test_english_replies_when_configured(make_harness) -> None:
+    h = make_harness(language="en")
+    out = h.text(f"{G} 张三: @bot task new Campaign-H5 owner @李四 due fri priority high")
+    assert "Created task #1 \"Campaign-H5\", owner @李四" in out
+    assert "[Acknowledge]" in out
+    assert "Missing the owner. For example: task new" in h.text(f"{G} 张三: @bot task new X")
+    assert "There is no command" in h.text(f"{G} 张三: @bot frobnicate")
+    out = h.text("dm as 李四: help")
+    assert out.count("•") >= 20 and "task new / 新建任务" in out
+
+
+def test_project_info_and_weekly_note_permissions(harness) -> None:
+    harness.run(f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三 目标 双十二上线")
+    out = harness.text(f"{G} 李四: @bot 项目信息")
+    assert "项目「新品上市」" in out and "目标：双十二上线" in out
+    assert "只有部门负责人可以" in harness.text(f"{G} 李四: @bot 本周总结 完成联调")
+    assert "已记录技术部本周协作总结" in harness.text(f"{G} 陈七: @bot 本周总结 完成联调")
+    assert "本群还没有绑定项目" in harness.text("in 双十二大促群 as 张三: @bot 项目信息")
