@@ -32,7 +32,7 @@ from collabbot.storage.db import Database  # noqa: E402
 from collabbot.storage.migrate import upgrade  # noqa: E402
 from collabbot.storage.models import Chat, Identity, OutboxMessage, Project, Task, User, Wait  # noqa: E402
 
-NOW = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)  # 17:30 in Shanghai, a Wednesday: working time, no cron job due
+NOW = datetime(2026, 12, 2, 1, 30, tzinfo=UTC)  # Wednesday 09:30 in Shanghai: working time, before the 10:00 prompt
 CHUNK = 20_000
 
 

@@ -73,14 +73,16 @@ class Notifier:
         return self.ids[user.id]
 
     def flush(self) -> None:
+        """Write the collected rows with one executemany per table (batched into multi-row INSERTs)."""
         dialect = self.s.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        connection = self.s.connection()
         if self.rows:
-            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-            self.s.execute(insert(OutboxMessage).on_conflict_do_nothing(index_elements=["dedupe_key"]), self.rows)
-            self.rows = []
+            stmt = insert(OutboxMessage.__table__).on_conflict_do_nothing(index_elements=["dedupe_key"])
+            connection.execute(stmt, self.rows)
         if self.audits:
-            self.s.execute(sa_insert(AuditEntry), self.audits)
-            self.audits = []
+            connection.execute(sa_insert(AuditEntry.__table__), self.audits)
+        self.rows, self.audits = [], []
 
     def t(self, key: str, **values: object) -> str:
         return texts.t(self.lang, key, **values)
@@ -366,6 +368,12 @@ def weekly_summary(bot: Bot, s: Session, now: datetime, force: bool = False) -> 
     return sent
 
 
+def bar(percent: int, width: int = 10) -> str:
+    """A text progress bar, the weekly summary's chart that every platform can show: ▓▓▓▓▓▓░░░░."""
+    filled = max(0, min(width, round(percent * width / 100)))
+    return "▓" * filled + "░" * (width - filled)
+
+
 def summary_card(bot: Bot, s: Session, n: Notifier, project_id: int, start: datetime, end: datetime,
                  slot: str) -> Card:
     project = s.get(Project, project_id)
@@ -389,7 +397,7 @@ def summary_card(bot: Bot, s: Session, n: Notifier, project_id: int, start: date
                       .where(WeeklyNote.project_id == project_id, WeeklyNote.week == slot).order_by(Department.id)).all()
     fields = [
         (n.t("summary_done"), lines(f"#{t.id} {t.title}" for t in done)),
-        (n.t("summary_in_progress"), lines(f"#{t.id} {t.title} {t.percent}%" for t in in_progress)),
+        (n.t("summary_in_progress"), lines(f"#{t.id} {t.title} {bar(t.percent)} {t.percent}%" for t in in_progress)),
         (n.t("summary_overdue"), lines(f"#{t.id} {t.title}（{t.owner.name}）" for t in overdue)),
         (n.t("summary_blocked"), lines(f"#{t.id} {t.title}" for t in blocked)),
         (n.t("summary_next_week"), lines(f"#{t.id} {t.title} {n.fmt(t.deadline)}" for t in next_week)),

@@ -111,7 +111,7 @@ def test_weekly_summary_on_friday_and_on_the_last_workday_before_a_holiday_frida
     start = [i for i, line in enumerate(out) if "本周周报如下" in line]
     assert len(start) == 1 and out[start[0]].startswith("[09-30 17:0")  # Friday 10-02 is a holiday
     card = "\n".join(out[start[0]:start[0] + 12])
-    assert "本周完成：#2 B" in card and "进行中：#1 A 40%" in card
+    assert "本周完成：#2 B" in card and "进行中：#1 A ▓▓▓▓░░░░░░ 40%" in card
     assert "技术部：技术部本周完成接口联调" in card
     out = h.run("wait 10d")
     assert [line[1:6] for line in lines_with(out, "本周周报如下")] == ["10-09"]
