@@ -3,6 +3,7 @@ instances side by side for a simulated week. Output is read from the console pla
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -119,6 +120,14 @@ def reference_run(bot: Bot, end: datetime) -> tuple[list[datetime], set[str]]:
     return steps, keys
 
 
+def without_wait_id(key: str) -> str:
+    """`nag:task:12:overdue:529:1:dm` -> `nag:task:12:overdue:1:dm`: the key less its wait's row id."""
+    return WAIT_ID.sub(r"\1", key)
+
+
+WAIT_ID = re.compile(r"^((?:nag|escalate):[a-z]+:\d+:[a-z_]+):\d+")
+
+
 def test_two_instances_fire_every_rule_once_over_a_simulated_week(pg_url: str, tmp_path: Path) -> None:
     _, ref_db = fresh_db(pg_url, "week_ref")
     ref_bot = populate(ref_db)
@@ -157,8 +166,12 @@ def test_two_instances_fire_every_rule_once_over_a_simulated_week(pg_url: str, t
     sent = Counter(m["key"] for p in procs for m in p.sent)
     per_process = [len(p.sent) for p in procs]
     print(f"simulated week: {len(steps)} steps, {len(expected)} messages, per process {per_process}")
-    assert not expected - set(sent), sorted(expected - set(sent))[:20]
-    assert not set(sent) - expected, sorted(set(sent) - expected)[:20]
     assert max(sent.values()) == 1
+    # Two instances sweep the tasks in another order than one does, so the waits they open (an
+    # overdue warning's, say) get other row ids; the keys are compared without that id, as multisets,
+    # so a rule that fired twice for one task still shows as one key too many.
+    want, got = Counter(map(without_wait_id, expected)), Counter(map(without_wait_id, sent.elements()))
+    assert not want - got, sorted((want - got).elements())[:20]
+    assert not got - want, sorted((got - want).elements())[:20]
     assert all(n > 0 for n in per_process)  # both instances did real work
     db.dispose()
