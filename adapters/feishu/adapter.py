@@ -1,0 +1,87 @@
+"""`FeishuAdapter`: the Feishu platform inside `collabbot serve` (the `PlatformAdapter` protocol).
+
+Composition only: settings from `[feishu]`, one API client shared by the sender, the org sync and the
+bot-id lookup, the inbound dispatcher, and either the webhook route or the long connection. At start
+it learns the bot's own open_id (from the config, else `GET /open-apis/bot/v3/info`), which is how a
+group message addressed to the bot is told from chatter: Feishu lists the bot among the mentions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from collabbot.adapters.feishu.client import FeishuApiError, FeishuClient
+from collabbot.adapters.feishu.config import FeishuSettings, parse_settings
+from collabbot.adapters.feishu.inbound import FeishuInbound
+from collabbot.adapters.feishu.sender import FeishuSender
+from collabbot.adapters.feishu.webhook import FeishuWebhook
+from collabbot.adapters.hub import Hub
+from collabbot.bot.config import Config
+
+log = logging.getLogger(__name__)
+
+BOT_ID_RETRY_SECONDS = 30.0
+
+
+class FeishuAdapter:
+    platform = "feishu"
+
+    def __init__(self, settings: FeishuSettings, hub: Hub, *, client: FeishuClient | None = None) -> None:
+        self.settings = settings
+        self.hub = hub
+        self.client = client or FeishuClient(settings)
+        self.sender = FeishuSender(self.client, settings, hub.bot.db)
+        self.inbound = FeishuInbound(hub, settings)
+        self.webhook = FeishuWebhook(settings, self.inbound, hub.bot.clock)
+        self.long_connection: Any = None
+        self._bot_id_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_config(cls, raw: dict[str, Any], hub: Hub, config: Config) -> FeishuAdapter:
+        settings = parse_settings(raw, config)
+        if settings.mode == "webhook" and not settings.encrypt_key:
+            log.warning("feishu: no encrypt_key: callbacks are neither signed nor encrypted, and no replay window "
+                        "applies; set an Encrypt Key in the developer console (事件与回调 → 加密策略)")
+        return cls(settings, hub)
+
+    def add_routes(self, app: web.Application) -> None:
+        if self.settings.mode == "webhook":
+            app.router.add_post(self.settings.path, self.webhook.handle)
+
+    async def start(self) -> None:
+        if not self.inbound.bot_open_id and not await self._learn_bot_id():
+            self._bot_id_task = asyncio.create_task(self._learn_bot_id_later(), name="feishu-bot-id")
+        if self.settings.mode == "websocket":
+            from collabbot.adapters.feishu.ws import LongConnection
+
+            self.long_connection = LongConnection(self.settings, self.inbound)
+            await self.long_connection.start()
+
+    async def _learn_bot_id(self) -> bool:
+        try:
+            self.inbound.bot_open_id = await self.client.bot_open_id()
+        except FeishuApiError as exc:
+            log.error("feishu: cannot learn the bot's open_id (%s); group messages are not recognised as "
+                      "addressed to the bot until it is known (or set [feishu] bot_open_id)", exc)
+            return False
+        log.info("feishu: the bot is %s", self.inbound.bot_open_id)
+        return True
+
+    async def _learn_bot_id_later(self) -> None:
+        while not await self._learn_bot_id():
+            await asyncio.sleep(BOT_ID_RETRY_SECONDS)
+
+    async def stop(self) -> None:
+        if self._bot_id_task is not None:
+            self._bot_id_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._bot_id_task
+        if self.long_connection is not None:
+            await self.long_connection.stop()
+        await self.inbound.drain()
+        await self.client.close()

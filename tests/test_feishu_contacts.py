@@ -1,0 +1,107 @@
+"""`collabbot org sync` from Feishu's contact API (the fake, paging two items at a time): idempotent."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+
+from collabbot.adapters.feishu.client import FeishuClient
+from collabbot.adapters.feishu.config import parse_settings
+from collabbot.adapters.feishu.contacts import fetch_org
+from collabbot.bot.org import apply_org
+from collabbot.storage.db import Database
+from collabbot.storage.models import Department, Identity, User
+
+from .fake_feishu import FakeFeishu, ThreadedFake
+
+
+def company(fake: FakeFeishu) -> None:
+    def dept(did: str, name: str, parent: str, leader: str) -> dict:
+        return {"open_department_id": did, "department_id": did[3:], "name": name, "parent_department_id": parent,
+                "leader_user_id": leader, "member_count": 1, "status": {"is_deleted": False}}
+
+    def user(oid: str, name: str, depts: list[str], leader: str = "", resigned: bool = False) -> dict:
+        return {"open_id": oid, "union_id": f"on_{oid}", "name": name, "department_ids": depts,
+                "leader_user_id": leader, "status": {"is_resigned": resigned, "is_activated": True}}
+
+    fake.departments = [
+        dept("od-market", "市场部", "0", "ou_zhang"),
+        dept("od-tech", "技术部", "0", "ou_chen"),
+        dept("od-test-a", "测试组", "od-tech", "ou_li"),
+        dept("od-test-b", "测试组", "od-market", ""),
+        dept("od-design", "设计部", "0", "ou_gone"),
+    ]
+    fake.users = [
+        user("ou_boss", "赵总", ["0"]),
+        user("ou_zhang", "张三", ["od-market"], "ou_boss"),
+        user("ou_chen", "陈七", ["od-tech"], "ou_boss"),
+        user("ou_li", "李四", ["od-test-a", "od-tech"], "ou_chen"),
+        user("ou_wei1", "张伟", ["od-tech"], "ou_chen"),
+        user("ou_wei2", "张伟", ["od-market"], "ou_zhang"),
+        user("ou_gone", "离职者", ["od-design"], resigned=True),
+    ]
+
+
+def settings(url: str):
+    return parse_settings({"app_id": "cli_test", "app_secret": "test-secret", "verification_token": "t",
+                           "base_url": url})
+
+
+async def test_org_sync_pages_through_everything_and_is_idempotent(sqlite_db: Database) -> None:
+    fake = FakeFeishu()
+    company(fake)
+    client = FeishuClient(settings(await fake.start()))
+    try:
+        org = await fetch_org(client)
+    finally:
+        await client.close()
+        await fake.close()
+    children = fake.api_calls("GET", "/open-apis/contact/v3/departments/0/children")
+    assert len(children) == 3 and {c.query.get("page_token", "") for c in children} == {"", "2", "4"}
+    assert all(c.query["fetch_child"] == "true" and c.auth.startswith("Bearer t-fake-") for c in children)
+    assert org.departments == {"市场部": "张三", "技术部": "陈七", "测试组（技术部）": "李四", "测试组（市场部）": "",
+                               "设计部": ""}  # the resigned head is left out
+    people = {p.name: p for p in org.people}
+    assert set(people) == {"赵总", "张三", "陈七", "李四", "张伟（技术部）", "张伟（市场部）"}
+    assert people["李四"].department == "测试组（技术部）" and people["李四"].supervisor == "陈七"
+    assert people["张伟（市场部）"].supervisor == "张三" and people["赵总"].supervisor == ""
+    assert people["张三"].ids == {"feishu": "ou_zhang"}
+
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    with sqlite_db.transaction() as s:
+        first = apply_org(s, org, now, platform="feishu")
+    assert "person added: 李四" in first and "head of 技术部: 陈七" in first and "supervisor of 李四: 陈七" in first
+    with sqlite_db.transaction() as s:
+        assert apply_org(s, org, now, platform="feishu") == []
+        li = s.scalar(select(User).join(Identity).where(Identity.platform == "feishu", Identity.platform_user_id == "ou_li"))
+        assert li.name == "李四" and li.supervisor.name == "陈七" and li.department.name == "测试组（技术部）"
+        assert s.scalar(select(Department).where(Department.name == "技术部")).head.name == "陈七"
+
+
+def test_org_sync_command_against_the_fake(tmp_path: Path) -> None:
+    with ThreadedFake() as fake:
+        company(fake)
+        config = tmp_path / "c.toml"
+        config.write_text(f"""
+[database]
+url = "sqlite:///{tmp_path / 'bot.db'}"
+[feishu]
+app_id = "cli_test"
+app_secret = "${{FEISHU_SECRET}}"
+verification_token = "t"
+base_url = "{fake.url}"
+""", encoding="utf-8")
+        env = {"FEISHU_SECRET": "test-secret", "PATH": "/usr/bin:/bin"}
+        command = [sys.executable, "-m", "collabbot.adapters.server", "--config", str(config), "org", "sync",
+                   "--platform", "feishu"]
+        first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+        assert first.returncode == 0, first.stderr
+        assert "person added: 李四" in first.stdout and "6 people from Feishu" in first.stdout
+        second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+        assert second.returncode == 0 and "; 0 change(s)" in second.stdout
+        bad = subprocess.run(command, capture_output=True, text=True, env={**env, "FEISHU_SECRET": "wrong"}, timeout=60)
+        assert bad.returncode == 4 and "org sync failed" in bad.stdout

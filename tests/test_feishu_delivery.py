@@ -1,0 +1,163 @@
+"""Delivery through the fake Feishu API: uuid = dedupe key, retries with backoff, cards updated in place,
+加急 for escalations. The outbox rows come from the real engine handling real (encrypted) callbacks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from collabbot.bot.replies import CardAction
+from collabbot.storage import outbox
+from collabbot.storage.db import Database
+from collabbot.storage.models import OutboxMessage, Task
+
+from . import feishu_callbacks as cb
+from .conftest import TZ
+from .feishu_env import FeishuEnv, make_env
+
+START = datetime(2026, 12, 1, 9, 0, tzinfo=TZ)  # Tuesday
+
+
+@pytest.fixture
+async def env(sqlite_db: Database) -> AsyncIterator[FeishuEnv]:
+    e = await make_env(sqlite_db, START)
+    yield e
+    await e.close()
+
+
+def rows(db: Database) -> list[OutboxMessage]:
+    with db.transaction() as s:
+        found = list(s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+        s.expunge_all()
+        return found
+
+
+async def create_task(env: FeishuEnv, owner: tuple[str, str] = ("ou_li", "李四"), extra: str = "") -> None:
+    status, _ = await env.say(f"新建任务 活动H5开发 负责人 @_user_2 截止 12-10 {extra}", sender="ou_zhang",
+                              mentions=[owner])
+    assert status == 200
+
+
+async def test_messages_go_out_with_the_dedupe_key_as_uuid(env: FeishuEnv) -> None:
+    await create_task(env)
+    assert await env.deliver() >= 2
+    sent = rows(env.db)
+    assert all(r.status == "sent" and r.platform_message_id for r in sent)
+    calls = env.fake.api_calls("POST", "/open-apis/im/v1/messages")
+    assert sorted(c.body["uuid"] for c in calls) == sorted(r.dedupe_key for r in sent)
+    group = env.fake.sent("oc_group")
+    owner = env.fake.sent("ou_li")
+    assert group and group[0]["receive_id_type"] == "chat_id"
+    assert owner and owner[0]["receive_id_type"] == "open_id" and owner[0]["msg_type"] == "interactive"
+    assert "ou_li" in json.dumps(group, ensure_ascii=False)  # a real mention of the owner
+
+
+async def test_rate_limits_are_retried_with_backoff_and_sent_once(env: FeishuEnv) -> None:
+    with env.db.transaction() as s:
+        outbox.enqueue(s, dedupe_key="k:rate", platform="feishu", target_kind="chat", target_id="oc_group",
+                       target_name="g", payload={"parts": ["hello"], "card": None}, now=env.clock.now())
+    env.fake.fail("rate_limit")  # HTTP 429, code 99991400, x-ogw-ratelimit-reset: 2
+    assert await env.worker.run_once() == 1
+    [row] = rows(env.db)
+    assert row.status == "pending" and row.attempts == 1 and "99991400" in row.last_error
+    assert row.not_before >= env.clock.now() + timedelta(seconds=2)  # Feishu's reset time is respected
+    assert await env.worker.run_once() == 0  # not due yet
+    env.clock.advance(timedelta(seconds=row.not_before.timestamp() - env.clock.now().timestamp() + 0.1))
+    assert await env.worker.run_once() == 1
+    [row] = rows(env.db)
+    assert row.status == "sent" and row.attempts == 2
+    posts = env.fake.api_calls("POST", "/open-apis/im/v1/messages")
+    assert [c.status for c in posts] == [429, 200] and {c.body["uuid"] for c in posts} == {"k:rate"}
+    assert len(env.fake.sent("oc_group")) == 1
+
+
+async def test_server_errors_retry_permanent_errors_go_dead_and_expired_tokens_refresh(env: FeishuEnv) -> None:
+    now = env.clock.now()
+    with env.db.transaction() as s:
+        for key in ("k:5xx", "k:gone", "k:token"):
+            outbox.enqueue(s, dedupe_key=key, platform="feishu", target_kind="chat", target_id="oc_group",
+                           target_name="g", payload={"parts": [key], "card": None}, now=now)
+    env.fake.fail("server_error")
+    env.fake.fail("bot_not_in_chat", times=1)
+    await env.worker.run_once()  # 502 for the first, 230002 for the second, the third fine
+    status = {r.dedupe_key: r.status for r in rows(env.db)}
+    assert status == {"k:5xx": "pending", "k:gone": "dead", "k:token": "sent"}
+    env.fake.expire_tokens()
+    env.clock.advance(timedelta(minutes=15))
+    await env.worker.drain()
+    assert {r.dedupe_key: r.status for r in rows(env.db)}["k:5xx"] == "sent"
+    assert env.adapter.client.token_fetches == 2
+
+
+async def test_a_card_tap_updates_the_tapped_card_and_every_other_copy_in_place(env: FeishuEnv) -> None:
+    await create_task(env)
+    await env.deliver()
+    [owner_card] = [m for m in env.fake.sent("ou_li") if m["msg_type"] == "interactive"]
+    [group_card] = [m for m in env.fake.sent("oc_group") if m["msg_type"] == "interactive"]
+    ack = next(v for v in cb.button_values(owner_card["content"]) if CardAction.unpack(v).action == "ack")
+    tap = cb.card_action({"action": ack}, operator="ou_li", message_id=owner_card["message_id"],
+                         chat_id="oc_p2p_ou_li", at=env.clock.now())
+    status, answer = await env.post(tap)
+    assert status == 200
+    assert answer["toast"]["type"] in ("success", "info") and answer["toast"]["content"]
+    assert answer["card"]["type"] == "raw" and answer["card"]["data"] != owner_card["content"]
+    assert ack not in cb.button_values(answer["card"]["data"])  # 确认收到 is gone from the new card
+    with env.db.transaction() as s:
+        assert s.scalar(select(Task)).acknowledged_at is not None
+    await env.deliver()
+    patches = env.fake.patches()
+    assert [p.path.rsplit("/", 1)[-1] for p in patches] == [group_card["message_id"]]  # the tapped one rides the answer
+    assert env.fake.messages[group_card["message_id"]]["updates"][-1]["header"] == answer["card"]["data"]["header"]
+    assert await env.post(tap) == (200, answer)  # the same tap again: the same answer, nothing new
+    await env.deliver()
+    assert len(env.fake.patches()) == 1
+
+
+async def test_a_stale_or_foreign_button_only_answers_a_toast(env: FeishuEnv) -> None:
+    await create_task(env)
+    await env.deliver()
+    [owner_card] = [m for m in env.fake.sent("ou_li") if m["msg_type"] == "interactive"]
+    status, answer = await env.post(cb.card_action({"x": "whatever"}, operator="ou_li",
+                                                   message_id=owner_card["message_id"], chat_id="oc_p2p_li",
+                                                   at=env.clock.now()))
+    assert status == 200 and answer["toast"]["type"] == "warning" and "card" not in answer
+
+
+@pytest.mark.parametrize(("urgent", "priority", "expected"), [("high", "高", True), ("high", "中", False),
+                                                              ("all", "中", True), ("off", "高", False)])
+async def test_escalations_are_sent_urgent_when_configured(sqlite_db: Database, urgent: str, priority: str,
+                                                           expected: bool) -> None:
+    env = await make_env(sqlite_db, START, urgent=urgent)
+    try:
+        await create_task(env, ("ou_zhao", "赵六"), f"优先级 {priority}")
+        await env.deliver()
+        for moment in ("2026-12-01T11:01", "2026-12-01T14:31", "2026-12-02T09:01"):
+            env.clock.set(datetime.fromisoformat(moment).replace(tzinfo=TZ))
+            env.bot.sweep()
+            await env.deliver()
+        boss = env.fake.sent("ou_chen")  # 陈七 supervises 赵六
+        assert len(boss) == 1 and boss[0]["msg_type"] == "interactive"
+        assert boss[0]["urgent"] == (["ou_chen"] if expected else [])
+        assert len(env.fake.api_calls("PATCH", "/open-apis/im/v1/messages/")) == (1 if expected else 0)
+    finally:
+        await env.close()
+
+
+async def test_a_refused_urgent_does_not_fail_the_message(sqlite_db: Database) -> None:
+    env = await make_env(sqlite_db, START, urgent="all")
+    try:
+        await create_task(env, ("ou_zhao", "赵六"))
+        await env.deliver()
+        env.fake.fail("forbidden", method="PATCH", path="/open-apis/im/v1/messages/")
+        for moment in ("2026-12-01T11:01", "2026-12-01T14:31", "2026-12-02T09:01"):
+            env.clock.set(datetime.fromisoformat(moment).replace(tzinfo=TZ))
+            env.bot.sweep()
+            await env.deliver()
+        assert len(env.fake.sent("ou_chen")) == 1
+        assert all(r.status == "sent" for r in rows(env.db))
+    finally:
+        await env.close()

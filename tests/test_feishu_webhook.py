@@ -1,0 +1,217 @@
+"""The webhook behind a real aiohttp server, with callbacks encrypted and signed as Feishu does it.
+
+Refused requests (forged, stale, wrong token, malformed, oversized) change nothing; a retried or
+re-sent event changes nothing; a group message addressed to the bot creates a task; chatter does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from collabbot.adapters.feishu import crypto, inbound
+from collabbot.storage.db import Database
+from collabbot.storage.models import Chat, InboundReceipt, OutboxMessage, Task
+
+from . import feishu_callbacks as cb
+from .conftest import TZ
+from .feishu_env import FeishuEnv, count, make_env
+
+START = datetime(2026, 12, 1, 9, 0, tzinfo=TZ)  # a Tuesday, a working day
+CREATE = "新建任务 活动H5开发 负责人 @_user_2 截止 12-10"
+
+
+@pytest.fixture
+async def env(sqlite_db: Database) -> AsyncIterator[FeishuEnv]:
+    e = await make_env(sqlite_db, START)
+    yield e
+    await e.close()
+
+
+def snapshot(db: Database) -> tuple[int, int, int]:
+    return count(db, Task), count(db, OutboxMessage), count(db, InboundReceipt)
+
+
+async def test_url_verification_challenge_is_answered_after_its_token(env: FeishuEnv) -> None:
+    status, answer = await env.post(cb.challenge(), signed=False)  # Feishu sends it unsigned
+    assert (status, answer) == (200, {"challenge": "ajls384kdjx98XX"})
+    status, answer = await env.post(cb.challenge(token="forged"), signed=False)
+    assert status == 401 and "challenge" not in answer
+
+
+@pytest.mark.parametrize("flavour", ["sqlite", "postgresql"])
+async def test_a_group_message_creates_a_task_once_however_often_it_arrives(
+        flavour: str, sqlite_db: Database, request: pytest.FixtureRequest) -> None:
+    db = sqlite_db if flavour == "sqlite" else request.getfixturevalue("pg_database")
+    if flavour == "postgresql":
+        from .conftest import truncate_all
+        truncate_all(db)
+    env = await make_env(db, START)
+    try:
+        body = cb.message("@_user_1 " + CREATE, sender="ou_zhang", mentions=[("ou_bot", "bot"), ("ou_li", "李四")],
+                          at=START, message_id="om_create")
+        headers, raw = cb.envelope(body, at=START)
+        status, answer = await env.post_raw(headers, raw)
+        assert (status, answer) == (200, {})
+        with db.transaction() as s:
+            task = s.scalar(select(Task))
+            assert task.title == "活动H5开发" and task.owner.name == "李四" and task.initiator.name == "张三"
+            assert s.scalar(select(Chat).where(Chat.platform_chat_id == "oc_group")).platform == "feishu"
+            rows = {(r.target_kind, r.target_id, r.card_key) for r in s.scalars(select(OutboxMessage))}
+        assert ("chat", "oc_group", f"task:{task.id}") in rows and ("user", "ou_li", f"task:{task.id}") in rows
+        before = snapshot(db)
+        assert await env.post_raw(headers, raw) == (200, {})  # Feishu's retry of the same request
+        again = cb.message("@_user_1 " + CREATE, sender="ou_zhang", mentions=[("ou_bot", "bot"), ("ou_li", "李四")],
+                           at=START, message_id="om_create")  # a re-push under a new event_id
+        assert again["header"]["event_id"] != body["header"]["event_id"]
+        assert await env.post(again) == (200, {})
+        assert snapshot(db) == before
+    finally:
+        await env.close()
+
+
+async def test_group_chatter_without_the_bot_does_nothing(env: FeishuEnv) -> None:
+    assert await env.say(CREATE, sender="ou_zhang", mentions=[("ou_li", "李四")], bot=False) == (200, {})
+    assert snapshot(env.db) == (0, 0, 0)
+
+
+async def test_private_messages_are_commands_and_answered_privately(env: FeishuEnv) -> None:
+    await env.say("帮助", sender="ou_li", bot=False, chat_id="oc_p2p_li", chat_type="p2p")
+    with env.db.transaction() as s:
+        rows = [(r.target_kind, r.target_id) for r in s.scalars(select(OutboxMessage))]
+        assert s.scalar(select(Chat)) is None  # a private chat is not a group
+    assert rows == [("user", "ou_li")]
+
+
+async def test_an_unknown_sender_is_created_on_the_fly(env: FeishuEnv) -> None:
+    await env.say("我的任务", sender="ou_newcomer", bot=False, chat_type="p2p", chat_id="oc_p2p_new")
+    with env.db.transaction() as s:
+        from collabbot.storage.models import Identity
+        identity = s.scalar(select(Identity).where(Identity.platform_user_id == "ou_newcomer"))
+        assert identity is not None and identity.user.name == "ou_newcomer"
+
+
+async def test_forged_stale_and_wrongly_tokened_requests_are_refused_and_change_nothing(env: FeishuEnv) -> None:
+    body = cb.message("@_user_1 " + CREATE, sender="ou_zhang", mentions=[("ou_bot", "bot"), ("ou_li", "李四")], at=START)
+    headers, raw = cb.envelope(body, at=START)
+    forged = dict(headers, **{crypto.SIGNATURE_HEADER: crypto.signature(
+        headers[crypto.TIMESTAMP_HEADER], headers[crypto.NONCE_HEADER], "guessed-key", raw)})
+    assert (await env.post_raw(forged, raw))[0] == 401
+    other_body = json.dumps({"encrypt": crypto.encrypt(b'{"schema": "2.0"}', cb.ENCRYPT_KEY, b"1" * 16)}).encode()
+    assert (await env.post_raw(headers, other_body))[0] == 401  # a body swapped under a valid signature
+    assert (await env.post(body, at=START - timedelta(minutes=6)))[0] == 401  # stale
+    assert (await env.post(body, at=START + timedelta(minutes=6)))[0] == 401  # from the future
+    assert (await env.post(body, signed=False))[0] == 401  # unsigned, and not a challenge
+    wrong_token = cb.message("@_user_1 " + CREATE, sender="ou_zhang", token="nope",
+                             mentions=[("ou_bot", "bot"), ("ou_li", "李四")], at=START)
+    assert (await env.post(wrong_token))[0] == 401
+    assert (await env.post(body, key="another-key"))[0] == 401
+    assert snapshot(env.db) == (0, 0, 0)
+    assert env.adapter.webhook.refused == 7
+    assert (await env.post(body))[0] == 200 and count(env.db, Task) == 1  # the genuine one still works
+
+
+async def test_malformed_and_oversized_bodies(env: FeishuEnv) -> None:
+    def signed(raw: bytes) -> dict[str, str]:
+        ts, nonce = str(int(START.timestamp())), "n1"
+        return {crypto.TIMESTAMP_HEADER: ts, crypto.NONCE_HEADER: nonce,
+                crypto.SIGNATURE_HEADER: crypto.signature(ts, nonce, cb.ENCRYPT_KEY, raw)}
+
+    for raw in (b"not json", b'{"schema": "2.0"}', b'{"encrypt": "@@@"}', b"[]",
+                json.dumps({"encrypt": crypto.encrypt(b"not json", cb.ENCRYPT_KEY, b"2" * 16)}).encode(),
+                json.dumps({"encrypt": crypto.encrypt(b'{"schema": "2.0", "header": {}}', cb.ENCRYPT_KEY, b"3" * 16)}).encode()):
+        status, _ = await env.post_raw(signed(raw), raw)
+        assert status == 400, raw
+    huge = json.dumps({"encrypt": "A" * (env.adapter.settings.max_body_bytes + 10)}).encode()
+    assert (await env.post_raw(signed(huge), huge))[0] == 413
+    assert snapshot(env.db) == (0, 0, 0)
+
+
+async def test_a_message_typed_long_ago_is_not_executed(env: FeishuEnv) -> None:
+    """Feishu retries for hours and flushes queues after a reconnect: old commands are not run blindly."""
+    old = cb.message("@_user_1 " + CREATE, sender="ou_zhang", mentions=[("ou_bot", "bot"), ("ou_li", "李四")],
+                     at=START - timedelta(minutes=20))
+    assert await env.post(old, at=START) == (200, {})
+    assert snapshot(env.db) == (0, 0, 0)
+
+
+async def test_bot_added_to_a_group_says_welcome_and_removed_deactivates(env: FeishuEnv) -> None:
+    await env.post(cb.bot_member("oc_new", "新品上市群", added=True, operator="ou_zhang", at=START))
+    with env.db.transaction() as s:
+        chat = s.scalar(select(Chat).where(Chat.platform_chat_id == "oc_new"))
+        assert chat.name == "新品上市群" and chat.active
+        assert [(r.target_kind, r.target_id) for r in s.scalars(select(OutboxMessage))] == [("chat", "oc_new")]
+    await env.post(cb.bot_member("oc_new", "新品上市群", added=False, operator="ou_zhang", at=START))
+    with env.db.transaction() as s:
+        assert not s.scalar(select(Chat).where(Chat.platform_chat_id == "oc_new")).active
+
+
+async def test_linked_approval_instances_are_recorded(sqlite_db: Database) -> None:
+    env = await make_env(sqlite_db, START, approvals={"7C468A54-8745": "人力支持申请"})
+    try:
+        assert await env.post(cb.approval_instance("7C468A54-8745", "INST-1", "APPROVED")) == (200, {})
+        assert await env.post(cb.approval_instance("UNLINKED", "INST-2", "APPROVED")) == (200, {})
+        assert [(a.instance_code, a.template, a.status) for a in env.adapter.inbound.approval_events] == [
+            ("INST-1", "人力支持申请", "APPROVED")]
+        assert snapshot(env.db) == (0, 0, 0)
+    finally:
+        await env.close()
+
+
+async def test_the_answer_does_not_wait_for_a_slow_engine(env: FeishuEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inbound, "ANSWER_WITHIN", 0.2)
+    handle = env.bot.handle
+
+    def slow(event):  # type: ignore[no-untyped-def]
+        time.sleep(1.0)
+        return handle(event)
+
+    monkeypatch.setattr(env.bot, "handle", slow)
+    headers, raw = cb.envelope(cb.message("@_user_1 " + CREATE, sender="ou_zhang",
+                                          mentions=[("ou_bot", "bot"), ("ou_li", "李四")], at=START), at=START)
+    started = time.monotonic()
+    response = await env.http.post(env.adapter.settings.path, data=raw, headers=headers)
+    assert response.status == 200 and await response.json() == {}
+    assert time.monotonic() - started < 0.8
+    await env.adapter.inbound.drain()  # the engine still finishes the work
+    assert count(env.db, Task) == 1
+
+
+async def test_no_encrypt_key_means_plain_bodies_checked_by_token(sqlite_db: Database) -> None:
+    env = await make_env(sqlite_db, START, encrypt_key="")
+    try:
+        body = cb.message("@_user_1 " + CREATE, sender="ou_zhang", mentions=[("ou_bot", "bot"), ("ou_li", "李四")],
+                          at=START)
+        response = await env.http.post(env.adapter.settings.path, json=body)
+        assert response.status == 200
+        wrong = dict(body, header=dict(body["header"], token="nope"))
+        assert (await env.http.post(env.adapter.settings.path, json=wrong)).status == 401
+        headers, raw = cb.envelope(body, at=START)
+        assert (await env.post_raw(headers, raw))[0] == 400  # encrypted, but we have no key
+        assert count(env.db, Task) == 1
+    finally:
+        await env.close()
+
+
+async def test_bot_open_id_is_learned_from_the_bot_info_api(sqlite_db: Database) -> None:
+    env = await make_env(sqlite_db, START, bot_open_id="")
+    try:
+        assert env.adapter.inbound.bot_open_id == "ou_bot"
+        assert len(env.fake.api_calls("GET", "/open-apis/bot/v3/info")) == 1
+        await env.say(CREATE, sender="ou_zhang", mentions=[("ou_li", "李四")])
+        assert count(env.db, Task) == 1
+    finally:
+        await env.close()
+
+
+async def test_concurrent_copies_of_one_event_make_one_task(env: FeishuEnv) -> None:
+    body = cb.message("@_user_1 " + CREATE, sender="ou_zhang", mentions=[("ou_bot", "bot"), ("ou_li", "李四")], at=START)
+    results = await asyncio.gather(*(env.post(body) for _ in range(5)))
+    assert {status for status, _ in results} == {200}
+    assert count(env.db, Task) == 1
