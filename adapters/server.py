@@ -26,7 +26,7 @@ from sqlalchemy import select
 
 from collabbot.bot.app import Bot
 from collabbot.bot.clock import ManualClock, SystemClock
-from collabbot.bot.config import Config, ConfigError, load_config
+from collabbot.bot.config import Config, ConfigError, load_config, parse_config
 from collabbot.bot.org import Org, OrgError, apply_org, load_org_file
 from collabbot.storage import outbox
 from collabbot.storage.db import Database
@@ -45,7 +45,7 @@ def demo_org_path() -> Path:
 
 def load_settings(args: argparse.Namespace) -> Config:
     path = getattr(args, "config", None) or os.environ.get("COLLABBOT_CONFIG")
-    config = load_config(path) if path else Config()
+    config = load_config(path) if path else parse_config({})  # parse: COLLABBOT_DATABASE_URL applies
     if getattr(args, "db", None):
         config = replace(config, database_url=args.db)
     if getattr(args, "org", None):

@@ -23,8 +23,17 @@ from collabbot.bot.clock import Clock
 from collabbot.bot.commands import Command, ParseError
 from collabbot.bot.config import Config
 from collabbot.bot.context import Ctx, Refused
-from collabbot.bot.events import CardActionEvent, ChatRef, InboundEvent, MemberEvent, MessageEvent, UserRef
-from collabbot.bot.handlers import assist, projects, queries, tasks
+from collabbot.bot.events import (
+    CardActionEvent,
+    ChatRef,
+    InboundEvent,
+    MemberEvent,
+    MessageEvent,
+    UserRef,
+    sanitized,
+    show_markers,
+)
+from collabbot.bot.handlers import approvals, assist, projects, queries, tasks
 from collabbot.bot.replies import CardAction, Message, Reply
 from collabbot.storage import outbox
 from collabbot.storage.db import Database
@@ -49,7 +58,7 @@ COMMANDS: dict[str, CommandHandler] = {
     "finish_task": tasks.finish,
     "accept_task": tasks.accept_command,
     "return_task": tasks.return_task,
-    "reassign_task": tasks.reassign,
+    "reassign_task": lambda ctx, cmd: (approvals.transfer if cmd.approvals and not cmd.tasks else tasks.reassign)(ctx, cmd),
     "comment": tasks.comment,
     "cancel_task": tasks.cancel,
     "ask_help": assist.ask_help,
@@ -58,6 +67,14 @@ COMMANDS: dict[str, CommandHandler] = {
     "show_task": queries.show_task,
     "waiting_on_me": queries.waiting_on_me,
     "help": queries.help_command,
+    "apply": approvals.apply,
+    "my_approvals": approvals.my_approvals,
+    "show_approval": approvals.show,
+    "approve": approvals.approve_command,
+    "reject": approvals.reject_command,
+    "withdraw": approvals.withdraw,
+    "cancel_approval": approvals.cancel,
+    "resubmit": approvals.resubmit,
 }
 
 
@@ -104,7 +121,8 @@ def _wait_action(ctx: Ctx, action: CardAction) -> Reply | None:
     return Reply(toast=ctx.t("reminded", name=wait.person.name), toast_kind="success")
 
 
-ACTIONS: dict[str, ActionHandler] = {"task": _task_action, "help": _help_action, "wait": _wait_action}
+ACTIONS: dict[str, ActionHandler] = {"task": _task_action, "help": _help_action, "wait": _wait_action,
+                                     "approval": approvals.card_action}
 
 
 class Bot:
@@ -118,7 +136,7 @@ class Bot:
         # extension points: other engine modules (approvals, reminders) register here
         self.commands: dict[str, CommandHandler] = dict(COMMANDS)
         self.actions: dict[str, ActionHandler] = dict(ACTIONS)
-        self.wait_describers: dict[str, Callable[[Ctx, Wait], str]] = {}
+        self.wait_describers: dict[str, Callable[[Ctx, Wait], str]] = dict(approvals.WAIT_DESCRIBERS)
 
     # --- people and places ----------------------------------------------------------------------
     def is_admin(self, s: Session, user: User) -> bool:
@@ -190,6 +208,7 @@ class Bot:
     def handle(self, event: InboundEvent) -> Reply:
         if isinstance(event, MessageEvent) and event.chat.is_group and not event.to_bot:
             return Reply()  # group chatter not addressed to us
+        event = sanitized(event)
         try:
             with self.db.transaction() as s:
                 return self._handle(s, event)
@@ -208,7 +227,7 @@ class Bot:
                                                         InboundReceipt.event_id == event.event_id))
         if receipt is not None:
             return Reply.from_json(receipt.reply)
-        receipt = InboundReceipt(platform=event.platform, event_id=event.event_id[:200], seen_at=now)
+        receipt = InboundReceipt(platform=event.platform, event_id=event.event_id, seen_at=now)
         s.add(receipt)
         s.flush()
         if isinstance(event, MemberEvent):
@@ -237,7 +256,9 @@ class Bot:
                     action_name = f"tap.{action.entity}.{action.action}"
                     reply = self.actions[action.entity](ctx, action) or Reply()
         except Refused as refusal:
-            text = ctx.t(refusal.key, **refusal.values)
+            names = [m.name for m in ctx.mentions]
+            text = ctx.t(refusal.key, **{k: show_markers(v, names) if isinstance(v, str) else v
+                                         for k, v in refusal.values.items()})
             ctx._sent = 0
             ctx.event_key = f"evt:{receipt.id}:refused"
             if action_name != "parse":

@@ -3,11 +3,16 @@
 Chinese first, with an English alias for every command. A command is its name, then free text and
 fields: a field starts at one of its keywords (`负责人 @李四`, `截止=12-10`, `priority: high`) and
 runs to the next keyword. People are mentions; tasks are `#12`, approvals `#A12`, help requests `#H3`.
+Commands in `PAIR_COMMANDS` (an approval's form) also take generic `名称=值` pairs, whose names come
+from a template in the config rather than from `FIELD_WORDS`; every other command keeps such tokens
+as plain text, so nothing that parsed before parses differently.
 
     新建任务 活动H5开发 负责人 @李四 协作 @王五 截止 12-10 优先级 高
       -> CreateTask(title="活动H5开发", owner=0, collaborators=(1,), deadline="12-10", priority="high")
     进度 #12 60% 完成 首页 下一步 联调 问题 接口未就绪
       -> ReportProgress(task=12, percent=60, done="首页", next_step="联调", problems="接口未就绪")
+    申请 市场活动预算审批 活动方案=双十二 快闪店 预算金额=5万
+      -> Command(name="apply", text="市场活动预算审批", pairs=(("活动方案", "双十二 快闪店"), ("预算金额", "5万")))
 
 Mentions arrive as markers (see `events.mention_marker`) and come out as indexes into the event's
 mention list. Parsing never raises: anything unparseable becomes a `ParseError` with a hint and an
@@ -48,6 +53,14 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "show_task": ("任务", "task", "查看"),
     "waiting_on_me": ("待我处理", "待办", "todo", "inbox"),
     "help": ("帮助", "help", "?", "？"),
+    "apply": ("申请", "apply"),
+    "my_approvals": ("待我审批", "approvals", "my approvals"),
+    "approve": ("同意", "approve"),
+    "reject": ("驳回", "reject"),
+    "withdraw": ("撤回", "withdraw"),
+    "show_approval": ("审批", "approval"),
+    "cancel_approval": ("取消审批", "approval cancel", "cancel approval"),
+    "resubmit": ("重新提交", "resubmit"),
 }
 
 FIELD_WORDS: dict[str, tuple[str, ...]] = {
@@ -82,6 +95,9 @@ _REF = re.compile(r"^#([AH]?)(\d{1,9})$", re.IGNORECASE)
 _MARKER = re.compile(f"{MENTION_OPEN}(\\d+){MENTION_CLOSE}")
 _PERCENT = re.compile(r"^(\d{1,3})[%％]$")
 _URL = re.compile(r"^https?://[^\s<>\"']{1,1000}$")
+# a generic pair's name: a word (CJK included) that cannot be a URL's scheme or path
+PAIR_NAME = r"\w[\w\-·/]{0,29}"
+_PAIR = re.compile(f"^({PAIR_NAME})[=＝](.*)$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -110,6 +126,7 @@ class Command:
     percent: int | None = None
     links: tuple[str, ...] = ()
     raw: str = ""
+    pairs: tuple[tuple[str, str], ...] = ()  # generic `名称=值` pairs, in order (PAIR_COMMANDS only)
 
     def get(self, name: str, default: str = "") -> str:
         return self.fields.get(name, default)
@@ -126,7 +143,12 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
     "return_task": ("reason",),
     "reassign_task": ("reason",),
     "ask_help": ("department",),
+    "reject": ("reason",),
+    "cancel_approval": ("reason",),
 }
+
+# commands whose `名称=值` tokens are generic pairs (an approval template's fields)
+PAIR_COMMANDS: frozenset[str] = frozenset({"apply", "resubmit"})
 
 
 def _alias_table() -> list[tuple[str, str]]:
@@ -198,13 +220,29 @@ def parse(text: str) -> Command | ParseError:
     tasks, approvals, helps, mentions, links = [], [], [], [], []
     field_mentions: dict[str, list[int]] = {}
     percent: int | None = None
+    pairs: list[tuple[str, list[str]]] = []
+    in_pair = False  # the tokens now being read belong to the last pair's value
     for token in _tokens(rest):
         fw = _field_word(token, allowed)
         if fw is not None and (fw[0] not in fields or fw[0] == current):
-            current = fw[0]
+            current, in_pair = fw[0], False
             fields.setdefault(current, [])
             if fw[1]:
                 fields[current].append(fw[1])
+            continue
+        pair = _PAIR.match(token) if name in PAIR_COMMANDS else None
+        if pair is not None:
+            current, in_pair = None, True
+            pairs.append((pair.group(1), [pair.group(2)] if pair.group(2) else []))
+            continue
+        if in_pair:
+            marker = _MARKER.fullmatch(token)
+            if marker:
+                mentions.append(int(marker.group(1)))
+                continue
+            if _URL.match(token):
+                links.append(token)
+            pairs[-1][1].append(token)
             continue
         marker = _MARKER.fullmatch(token)
         if marker:
@@ -243,6 +281,7 @@ def parse(text: str) -> Command | ParseError:
         percent=percent,
         links=tuple(links),
         raw=text,
+        pairs=tuple((k, " ".join(v).strip()) for k, v in pairs),
     )
 
 

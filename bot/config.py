@@ -14,9 +14,12 @@ import tomllib
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from collabbot.bot.calendar import WorkCalendar
+
+if TYPE_CHECKING:
+    from collabbot.bot.approval_templates import ApprovalTemplate
 
 DEFAULT_DB_URL = "sqlite:///collabbot.db"
 
@@ -96,27 +99,28 @@ class Config:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     task_templates: tuple[TaskTemplate, ...] = ()
-    approval_templates: tuple[dict[str, Any], ...] = ()
+    approval_templates: tuple[ApprovalTemplate, ...] = ()  # empty: the built-ins (bot/approval_templates.py)
     platforms: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def task_template(self, name: str) -> TaskTemplate | None:
         return next((t for t in self.task_templates if t.name == name), None)
 
 
-_ENV = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PLATFORM_SECTIONS = ("feishu", "dingtalk", "wecom")
 
 
 def _expand_env(value: Any, key: str) -> Any:
+    """Replace each "${NAME}" in string values (whole or embedded, as in a URL's password)."""
     if isinstance(value, str):
-        m = _ENV.match(value)
-        if m:
+        def variable(m: re.Match[str]) -> str:
             if m.group(1) not in os.environ:
                 raise ConfigError(key, f"environment variable {m.group(1)} is not set")
             return os.environ[m.group(1)]
-        return value
+
+        return _ENV.sub(variable, value)
     if isinstance(value, dict):
-        return {k: _expand_env(v, f"{key}.{k}") for k, v in value.items()}
+        return {k: _expand_env(v, f"{key}.{k}" if key else k) for k, v in value.items()}
     if isinstance(value, list):
         return [_expand_env(v, f"{key}[{i}]") for i, v in enumerate(value)]
     return value
@@ -277,7 +281,8 @@ def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
     org_file = bot.str("org_file", "")
     if org_file and base_dir is not None and not Path(org_file).is_absolute():
         org_file = str(base_dir / org_file)
-    url = os.environ.get("COLLABBOT_DATABASE_URL") or db.str("url", DEFAULT_DB_URL)
+    url = db.str("url", DEFAULT_DB_URL)
+    url = os.environ.get("COLLABBOT_DATABASE_URL") or url
     if not url.startswith(("sqlite", "postgresql")):
         raise ConfigError("database.url", "must be a sqlite:/// or postgresql+psycopg:// URL")
     root.seen.add("calendar")
@@ -286,16 +291,16 @@ def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
     except ValueError as exc:
         key, _, problem = str(exc).partition(": ")
         raise ConfigError(key if key.startswith("calendar") else "calendar", problem or str(exc)) from None
-    root.seen.update(["task_templates", "approval_templates", *PLATFORM_SECTIONS])
+    root.seen.update(["task_templates", "approval_templates", "approval_roles", *PLATFORM_SECTIONS])
     platforms = {}
     for name in PLATFORM_SECTIONS:
         if name in data:
             if not isinstance(data[name], dict):
                 raise ConfigError(name, "must be a table")
             platforms[name] = data[name]
-    approval_templates = data.get("approval_templates", [])
-    if not isinstance(approval_templates, list):
-        raise ConfigError("approval_templates", "must be an array of tables ([[approval_templates]])")
+    from collabbot.bot.approval_templates import parse_approval_templates  # it imports ConfigError from here
+
+    approval_templates = parse_approval_templates(data.get("approval_templates", []), data.get("approval_roles"))
     config = Config(
         language=language,
         bot_name=bot.str("name", "bot"),

@@ -8,7 +8,10 @@ first strips from anything the user typed), and lists the people in `mentions`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import re
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import Any
 
 MENTION_OPEN = "\ue000"
 MENTION_CLOSE = "\ue001"
@@ -18,9 +21,22 @@ def mention_marker(index: int) -> str:
     return f"{MENTION_OPEN}{index}{MENTION_CLOSE}"
 
 
+MARKER = re.compile(f"{MENTION_OPEN}(\\d{{1,6}}){MENTION_CLOSE}")
+MAX_EVENT_ID = 200  # the receipts' column
+
+
 def strip_markers(text: str) -> str:
     """Remove our private-use marker characters from user text, so nobody can forge a mention."""
     return text.replace(MENTION_OPEN, "").replace(MENTION_CLOSE, "")
+
+
+def show_markers(text: str, names: list[str]) -> str:
+    """User text as a person should see it quoted back: each marker as "@name", stray markers gone."""
+    def name(m: re.Match[str]) -> str:
+        i = int(m.group(1))
+        return f"@{names[i]}" if i < len(names) else ""
+
+    return strip_markers(MARKER.sub(name, text))
 
 
 @dataclass(frozen=True)
@@ -84,3 +100,26 @@ class MemberEvent:
 
 
 InboundEvent = MessageEvent | CardActionEvent | MemberEvent
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, tuple):
+        return tuple(_clean(v) for v in value)
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if is_dataclass(value) and not isinstance(value, type):
+        return replace(value, **{f.name: _clean(getattr(value, f.name)) for f in fields(value)})
+    return value
+
+
+def sanitized(event: InboundEvent) -> InboundEvent:
+    """The event as the engine may store it: no U+0000 anywhere (PostgreSQL text cannot hold one, and
+    no person means one), and an event id that fits its column: a longer one becomes a prefix plus its
+    hash, so a retry of the same event still finds its receipt."""
+    event = _clean(event)
+    if len(event.event_id) > MAX_EVENT_ID:
+        digest = hashlib.sha256(event.event_id.encode()).hexdigest()
+        event = replace(event, event_id=f"{event.event_id[:MAX_EVENT_ID - 65]}:{digest}")
+    return event

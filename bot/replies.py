@@ -55,9 +55,14 @@ class CardAction:
         _, action, entity, entity_id, version = parts
         if not (action.isascii() and action.replace("_", "").isalnum() and entity.isascii() and entity.isalpha()):
             return None
-        if not (entity_id.isdigit() and version.isdigit()) or len(entity_id) > 12 or len(version) > 9:
+        if not (_ascii_digits(entity_id) and _ascii_digits(version)) or len(entity_id) > 9 or len(version) > 9:
             return None
         return cls(action, entity, int(entity_id), int(version))
+
+
+def _ascii_digits(text: str) -> bool:
+    """0-9 only: str.isdigit() also takes "²" and "١", which int() then refuses or misreads."""
+    return text.isascii() and text.isdigit()
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
 from collabbot.bot import texts
+from collabbot.bot.org import CONSOLE
 from collabbot.bot.replies import At, Button, Card, CardAction, Message
 from collabbot.bot.rules import states
 from collabbot.bot.rules.reminders import next_step
@@ -111,7 +112,8 @@ class Notifier:
         ids = self.platform_ids(user)
         if not ids:
             return False
-        chosen = platform if platform in ids else next(iter(ids))
+        # someone with a platform identity and a console one (an org file loaded by `serve`) hears it on the platform
+        chosen = platform if platform in ids else next((p for p in ids if p != CONSOLE), next(iter(ids)))
         self._row(key, chosen, "user", ids[chosen], user.name, message, not_before)
         return True
 
@@ -126,9 +128,9 @@ class Notifier:
 
 def _insert_once(s: Session, job: str, slot: str, now: datetime) -> bool:
     insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
-    result = s.execute(insert(JobRun).values(job=job, slot=slot, ran_at=now)
-                       .on_conflict_do_nothing(index_elements=["job", "slot"]))
-    return bool(result.rowcount)
+    stmt = (insert(JobRun).values(job=job, slot=slot, ran_at=now)
+            .on_conflict_do_nothing(index_elements=["job", "slot"]).returning(JobRun.id))
+    return s.execute(stmt).first() is not None  # not rowcount: -1 on PostgreSQL through the ORM insert
 
 
 def _spread(key: str, minutes: int) -> timedelta:

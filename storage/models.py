@@ -336,3 +336,88 @@ class JobRun(Base):
     job: Mapped[str] = mapped_column(String(40))
     slot: Mapped[str] = mapped_column(String(40))
     ran_at: Mapped[datetime]
+
+
+class ApprovalRequest(Base):
+    """One filled-in approval form (审批 #A12) and where its flow stands.
+
+    `stage_index` is the current stage of the current `round` (a resubmission after "return to
+    initiator" starts a new round from the first stage). Every change bumps `version`. The engine
+    locks this row (`FOR UPDATE` on PostgreSQL) before any vote, so concurrent votes serialise on it.
+    """
+
+    __tablename__ = "approval_requests"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    template: Mapped[str] = mapped_column(String(100))
+    initiator_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))  # the initiator's, when filed
+    chat_id: Mapped[int | None] = mapped_column(ForeignKey("chats.id"))
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"))
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"), index=True)  # 延期申请: the task
+    values: Mapped[dict[str, Any]] = mapped_column(default=dict)  # field name -> stored value
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    round: Mapped[int] = mapped_column(Integer, default=1)
+    stage_index: Mapped[int] = mapped_column(Integer, default=0)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    result_task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))  # 一键转任务
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None]
+
+    initiator: Mapped[User] = relationship(foreign_keys=[initiator_id])
+    department: Mapped[Department | None] = relationship()
+    chat: Mapped[Chat | None] = relationship()
+    project: Mapped[Project | None] = relationship()
+    task: Mapped[Task | None] = relationship(foreign_keys=[task_id])
+
+
+class ApprovalStep(Base):
+    """One stage of one round of a request: waiting, pending (current), approved, rejected, skipped or void."""
+
+    __tablename__ = "approval_steps"
+    __table_args__ = (UniqueConstraint("request_id", "round", "stage_index"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("approval_requests.id", ondelete="CASCADE"))
+    round: Mapped[int] = mapped_column(Integer)
+    stage_index: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(50))
+    kind: Mapped[str] = mapped_column(String(20))
+    mode: Mapped[str] = mapped_column(String(5))  # all | any
+    status: Mapped[str] = mapped_column(String(10), default="waiting")
+    note: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime | None]
+    decided_at: Mapped[datetime | None]
+    approvers: Mapped[list[ApprovalApprover]] = relationship(order_by="ApprovalApprover.id")
+
+
+class ApprovalApprover(Base):
+    """Who may decide a step. A 转交 deactivates the row and adds one for the new person."""
+
+    __tablename__ = "approval_approvers"
+    __table_args__ = (UniqueConstraint("step_id", "user_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    step_id: Mapped[int] = mapped_column(ForeignKey("approval_steps.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))  # 会签: the department signed for
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    delegated_from_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+    user: Mapped[User] = relationship(foreign_keys=[user_id])
+    department: Mapped[Department | None] = relationship()
+
+
+class ApprovalVote(Base):
+    """A decision on a step. The unique (step, voter) makes a second vote by the same person impossible,
+    whatever path it comes by (a retried callback, a tap and a command at once, two instances)."""
+
+    __tablename__ = "approval_votes"
+    __table_args__ = (UniqueConstraint("step_id", "voter_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("approval_requests.id", ondelete="CASCADE"), index=True)
+    step_id: Mapped[int] = mapped_column(ForeignKey("approval_steps.id", ondelete="CASCADE"))
+    voter_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    decision: Mapped[str] = mapped_column(String(10))  # approve | reject
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+    voter: Mapped[User] = relationship()

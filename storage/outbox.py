@@ -66,9 +66,10 @@ def enqueue(
     )
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(OutboxMessage).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
-    result = session.execute(stmt)
-    return bool(result.rowcount)
+    stmt = (insert(OutboxMessage).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(OutboxMessage.id))
+    # RETURNING, not rowcount: psycopg through SQLAlchemy 2.1's ORM insert reports rowcount -1
+    return session.execute(stmt).first() is not None
 
 
 def claim(session: Session, now: datetime, limit: int, lease: timedelta) -> list[OutboxItem]:

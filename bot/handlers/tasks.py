@@ -303,10 +303,10 @@ def report_progress(ctx: Ctx, cmd: Command) -> Reply | None:
     if not 0 <= cmd.percent <= 100:
         raise Refused("percent_range")
     before = snapshot(task)
-    done_text = capped(ctx, " ".join(x for x in (cmd.text, cmd.get("done")) if x), "percent")
+    done_text = capped(ctx, " ".join(x for x in (cmd.text, cmd.get("done")) if x), "done")
     report = ProgressReport(task_id=task.id, author_id=ctx.actor.id, status="in_progress", percent=cmd.percent,
-                            done_text=done_text, next_step=capped(ctx, cmd.get("next_step"), "percent"),
-                            problems=capped(ctx, cmd.get("problems"), "percent"), created_at=ctx.now)
+                            done_text=done_text, next_step=capped(ctx, cmd.get("next_step"), "next_step"),
+                            problems=capped(ctx, cmd.get("problems"), "problems"), created_at=ctx.now)
     ctx.s.add(report)
     task.status = "in_progress"
     task.percent = cmd.percent

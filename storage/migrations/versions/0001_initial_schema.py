@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 01:22:17.262181
+Create Date: 2026-11-25 01:52:13.125856
 """
 
 import sqlalchemy as sa
@@ -82,6 +82,11 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_users_name'), ['name'], unique=False)
+
+    # departments.head_id -> users.id closes a cycle: SQLite keeps it inline in CREATE TABLE,
+    # PostgreSQL leaves a use_alter key out of it and needs it added once users exists.
+    if op.get_bind().dialect.name != 'sqlite':
+        op.create_foreign_key('fk_dept_head', 'departments', 'users', ['head_id'], ['id'])
 
     op.create_table('audit_log',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -226,6 +231,36 @@ def upgrade() -> None:
         batch_op.create_index('ix_waits_open_due', ['next_due_at'], unique=False, postgresql_where=sa.text('answered_at IS NULL AND next_due_at IS NOT NULL'), sqlite_where=sa.text('answered_at IS NULL AND next_due_at IS NOT NULL'))
         batch_op.create_index(batch_op.f('ix_waits_person_id'), ['person_id'], unique=False)
 
+    op.create_table('approval_requests',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('template', sa.String(length=100), nullable=False),
+    sa.Column('initiator_id', sa.Integer(), nullable=False),
+    sa.Column('department_id', sa.Integer(), nullable=True),
+    sa.Column('chat_id', sa.Integer(), nullable=True),
+    sa.Column('project_id', sa.Integer(), nullable=True),
+    sa.Column('task_id', sa.Integer(), nullable=True),
+    sa.Column('values', sa.JSON(), nullable=False),
+    sa.Column('status', sa.String(length=20), nullable=False),
+    sa.Column('round', sa.Integer(), nullable=False),
+    sa.Column('stage_index', sa.Integer(), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('result_task_id', sa.Integer(), nullable=True),
+    sa.Column('created_at', collabbot.storage.models.UtcDateTime(), nullable=False),
+    sa.Column('updated_at', collabbot.storage.models.UtcDateTime(), nullable=False),
+    sa.Column('decided_at', collabbot.storage.models.UtcDateTime(), nullable=True),
+    sa.ForeignKeyConstraint(['chat_id'], ['chats.id'], ),
+    sa.ForeignKeyConstraint(['department_id'], ['departments.id'], ),
+    sa.ForeignKeyConstraint(['initiator_id'], ['users.id'], ),
+    sa.ForeignKeyConstraint(['project_id'], ['projects.id'], ),
+    sa.ForeignKeyConstraint(['result_task_id'], ['tasks.id'], ),
+    sa.ForeignKeyConstraint(['task_id'], ['tasks.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('approval_requests', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_approval_requests_initiator_id'), ['initiator_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_approval_requests_status'), ['status'], unique=False)
+        batch_op.create_index(batch_op.f('ix_approval_requests_task_id'), ['task_id'], unique=False)
+
     op.create_table('comments',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('task_id', sa.Integer(), nullable=False),
@@ -293,11 +328,72 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['task_id'], ['tasks.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('task_id', 'depends_on_id')
     )
+    op.create_table('approval_steps',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('request_id', sa.Integer(), nullable=False),
+    sa.Column('round', sa.Integer(), nullable=False),
+    sa.Column('stage_index', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=50), nullable=False),
+    sa.Column('kind', sa.String(length=20), nullable=False),
+    sa.Column('mode', sa.String(length=5), nullable=False),
+    sa.Column('status', sa.String(length=10), nullable=False),
+    sa.Column('note', sa.Text(), nullable=False),
+    sa.Column('started_at', collabbot.storage.models.UtcDateTime(), nullable=True),
+    sa.Column('decided_at', collabbot.storage.models.UtcDateTime(), nullable=True),
+    sa.ForeignKeyConstraint(['request_id'], ['approval_requests.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('request_id', 'round', 'stage_index')
+    )
+    op.create_table('approval_approvers',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('step_id', sa.Integer(), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('department_id', sa.Integer(), nullable=True),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('delegated_from_id', sa.Integer(), nullable=True),
+    sa.Column('note', sa.Text(), nullable=False),
+    sa.Column('created_at', collabbot.storage.models.UtcDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['delegated_from_id'], ['users.id'], ),
+    sa.ForeignKeyConstraint(['department_id'], ['departments.id'], ),
+    sa.ForeignKeyConstraint(['step_id'], ['approval_steps.id'], ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('step_id', 'user_id')
+    )
+    with op.batch_alter_table('approval_approvers', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_approval_approvers_user_id'), ['user_id'], unique=False)
+
+    op.create_table('approval_votes',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('request_id', sa.Integer(), nullable=False),
+    sa.Column('step_id', sa.Integer(), nullable=False),
+    sa.Column('voter_id', sa.Integer(), nullable=False),
+    sa.Column('decision', sa.String(length=10), nullable=False),
+    sa.Column('comment', sa.Text(), nullable=False),
+    sa.Column('created_at', collabbot.storage.models.UtcDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['request_id'], ['approval_requests.id'], ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['step_id'], ['approval_steps.id'], ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['voter_id'], ['users.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('step_id', 'voter_id')
+    )
+    with op.batch_alter_table('approval_votes', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_approval_votes_request_id'), ['request_id'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('approval_votes', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_approval_votes_request_id'))
+
+    op.drop_table('approval_votes')
+    with op.batch_alter_table('approval_approvers', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_approval_approvers_user_id'))
+
+    op.drop_table('approval_approvers')
+    op.drop_table('approval_steps')
     op.drop_table('task_dependencies')
     op.drop_table('task_collaborators')
     with op.batch_alter_table('progress_reports', schema=None) as batch_op:
@@ -312,6 +408,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_comments_task_id'))
 
     op.drop_table('comments')
+    with op.batch_alter_table('approval_requests', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_approval_requests_task_id'))
+        batch_op.drop_index(batch_op.f('ix_approval_requests_status'))
+        batch_op.drop_index(batch_op.f('ix_approval_requests_initiator_id'))
+
+    op.drop_table('approval_requests')
     with op.batch_alter_table('waits', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_waits_person_id'))
         batch_op.drop_index('ix_waits_open_due', postgresql_where=sa.text('answered_at IS NULL AND next_due_at IS NOT NULL'), sqlite_where=sa.text('answered_at IS NULL AND next_due_at IS NOT NULL'))
@@ -343,6 +445,8 @@ def downgrade() -> None:
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_users_name'))
 
+    if op.get_bind().dialect.name != 'sqlite':
+        op.drop_constraint('fk_dept_head', 'departments', type_='foreignkey')
     op.drop_table('users')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_index('ix_outbox_pending', postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'"))
