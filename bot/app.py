@@ -24,6 +24,7 @@ from collabbot.bot.commands import Command, ParseError
 from collabbot.bot.config import Config
 from collabbot.bot.context import Ctx, Refused
 from collabbot.bot.events import (
+    ApprovalEvent,
     CardActionEvent,
     ChatRef,
     InboundEvent,
@@ -249,6 +250,9 @@ class Bot:
                         raise Refused(parsed.reason, **self._parse_error_values(parsed))
                     action_name = parsed.name
                     reply = self.commands[parsed.name](ctx, parsed) or Reply()
+                elif isinstance(event, ApprovalEvent):
+                    action_name = "approval.native"
+                    reply = approvals.native(ctx, event)
                 else:
                     action = CardAction.unpack(event.value)
                     if action is None or action.entity not in self.actions:
@@ -276,6 +280,8 @@ class Bot:
     def _answer(self, ctx: Ctx, event: InboundEvent, text: str, kind: str) -> Reply:
         if isinstance(event, CardActionEvent):
             return Reply(toast=text, toast_kind=kind)  # only the tapper sees it
+        if isinstance(event, ApprovalEvent):
+            return Reply()  # nobody typed anything: the refusal is audited (and logged) only
         ctx.say(ctx.at(ctx.actor), " ", text) if ctx.chat is not None else ctx.say(text)
         return Reply()
 

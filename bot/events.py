@@ -99,7 +99,26 @@ class MemberEvent:
         return self.chat.platform
 
 
-InboundEvent = MessageEvent | CardActionEvent | MemberEvent
+@dataclass(frozen=True)
+class ApprovalEvent:
+    """A platform's own approval instance (飞书审批) changed, for a definition the config links to one
+    of our templates. `status` is ours (pending, approved, rejected, withdrawn, cancelled); `values`
+    are its form's fields by name; `chat` is a private pseudo-chat (nobody typed anything anywhere)."""
+
+    event_id: str
+    chat: ChatRef
+    sender: UserRef  # the initiator
+    external_id: str  # "<platform>:<instance code>", the same for every event of one instance
+    template: str
+    status: str
+    values: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def platform(self) -> str:
+        return self.chat.platform
+
+
+InboundEvent = MessageEvent | CardActionEvent | MemberEvent | ApprovalEvent
 
 
 def _clean(value: Any) -> Any:

@@ -405,6 +405,7 @@ TEXTS.update({
     "approvals_empty": ("没有等你审批的事项。", "Nothing waits for your approval."),
     "approvals_mine_title": ("我发起的", "My requests"),
     "approval_line": ("#A{id} {template}｜{initiator}｜{stage}｜{since} 起", "#A{id} {template} | {initiator} | {stage} | since {since}"),
+    "native_decided": ("详见原审批单", "see the original approval form"),
     "approval_mine_line": ("#A{id} {template}｜{status}", "#A{id} {template} | {status}"),
     "approvals_hint": ("发送「审批 #A编号」看详情，「同意 #A编号 意见」或「驳回 #A编号 原因」。",
                        "Send approval #AN for details, approve #AN COMMENT or reject #AN REASON."),

@@ -360,6 +360,8 @@ class ApprovalRequest(Base):
     stage_index: Mapped[int] = mapped_column(Integer, default=0)
     version: Mapped[int] = mapped_column(Integer, default=1)
     result_task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))  # 一键转任务
+    # a platform's own approval mirrored here ("feishu:<instance code>"); its platform decides, not our stages
+    external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     decided_at: Mapped[datetime | None]

@@ -70,6 +70,7 @@ class FakeFeishu:
         self.images: dict[str, int] = {}
         self.departments: list[dict[str, Any]] = []
         self.users: list[dict[str, Any]] = []
+        self.approval_instances: dict[str, dict[str, Any]] = {}  # instance code -> 审批实例详情 data
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self.url = ""
@@ -120,6 +121,7 @@ class FakeFeishu:
         r.add_post("/open-apis/im/v1/images", self._image)
         r.add_get("/open-apis/contact/v3/departments/{department_id}/children", self._children)
         r.add_get("/open-apis/contact/v3/users/find_by_department", self._find_by_department)
+        r.add_get("/open-apis/approval/v4/instances/{instance_id}", self._approval_instance)
         r.add_post("/callback/ws/endpoint", self._ws_endpoint)
         r.add_get("/ws", self._ws)
         return app
@@ -306,6 +308,25 @@ class FakeFeishu:
             return denied
         dept = call.query.get("department_id", "")
         return self._page(call, [u for u in self.users if dept in u.get("department_ids", [])])
+
+    async def _approval_instance(self, request: web.Request) -> web.Response:
+        """获取单个审批实例详情: {code, msg, data: {approval_code, approval_name, status, open_id, form, …}}."""
+        call, denied = await self._guard(request)
+        if denied is not None:
+            return denied
+        instance = self.approval_instances.get(request.match_info["instance_id"])
+        if instance is None:
+            return self._answer(call, 400, 1390001, "param is invalid: instance not found")
+        return self._answer(call, 200, 0, "success", {"data": {"instance_code": request.match_info["instance_id"],
+                                                               **instance}})
+
+    def add_approval_instance(self, code: str, approval_code: str, status: str, open_id: str,
+                              form: list[dict[str, Any]]) -> None:
+        self.approval_instances[code] = {
+            "approval_code": approval_code, "approval_name": "人力支持", "status": status, "open_id": open_id,
+            "user_id": "u-" + open_id, "department_id": "od-1", "serial_number": "202612010001",
+            "start_time": "1764550800000", "end_time": "0", "uuid": "", "reverted": False,
+            "form": json.dumps(form, ensure_ascii=False), "task_list": [], "comment_list": [], "timeline": []}
 
     # --- long connection -------------------------------------------------------------------------
     async def _ws_endpoint(self, request: web.Request) -> web.Response:

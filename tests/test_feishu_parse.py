@@ -175,3 +175,14 @@ def test_the_commented_feishu_section_of_the_example_config_is_complete_and_vali
     for key in feishu_config._KNOWN - {"app_id", "app_secret", "verification_token", "encrypt_key", "approvals"}:
         assert getattr(settings, key) == getattr(defaults, key), key
     assert settings.approvals == {"7C468A54-8745-2245-9675-08B7C63E7A85": "人力支持申请"}
+
+
+@pytest.mark.parametrize(("form", "expected"), [
+    ('[{"name": "人数", "value": 2}, {"name": "用途", "value": "H5"}]', {"人数": "2", "用途": "H5"}),
+    ('[{"name": "附件", "value": ["a"]}, {"name": "开关", "value": true}, {"value": "x"}, 3]', {}),
+    ("not json", {}),
+    ('{"name": "人数"}', {}),
+    (None, {}),
+])
+def test_an_approval_form_keeps_plain_values_only(form: object, expected: dict[str, str]) -> None:
+    assert parse.approval_form(form) == expected

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
@@ -17,7 +18,7 @@ from sqlalchemy import select
 
 from collabbot.adapters.feishu import crypto, inbound
 from collabbot.storage.db import Database
-from collabbot.storage.models import Chat, InboundReceipt, OutboxMessage, Task
+from collabbot.storage.models import ApprovalRequest, Chat, InboundReceipt, OutboxMessage, Task
 
 from . import feishu_callbacks as cb
 from .conftest import TZ
@@ -152,14 +153,46 @@ async def test_bot_added_to_a_group_says_welcome_and_removed_deactivates(env: Fe
         assert not s.scalar(select(Chat).where(Chat.platform_chat_id == "oc_new")).active
 
 
-async def test_linked_approval_instances_are_recorded(sqlite_db: Database) -> None:
+async def test_linked_approval_instances_are_mirrored_and_their_outcome_told_once(sqlite_db: Database) -> None:
+    """审批实例状态变更 carries codes only: the adapter answers at once, reads the instance (form and
+    initiator) from the approval API, and the engine mirrors it; retries and duplicates change nothing."""
     env = await make_env(sqlite_db, START, approvals={"7C468A54-8745": "人力支持申请"})
     try:
-        assert await env.post(cb.approval_instance("7C468A54-8745", "INST-1", "APPROVED")) == (200, {})
+        form = [{"id": "w1", "name": "支持部门", "type": "input", "value": "技术部"},
+                {"id": "w2", "name": "人数", "type": "number", "value": 2},
+                {"id": "w3", "name": "用途", "type": "textarea", "value": '<at user_id="all">活动H5</at>'},
+                {"id": "w4", "name": "附件", "type": "attachmentV2", "value": ["https://x/1"]}]
+        env.fake.add_approval_instance("INST-1", "7C468A54-8745", "PENDING", "ou_zhang", form)
+        assert await env.post(cb.approval_instance("7C468A54-8745", "INST-1", "PENDING")) == (200, {})
+        env.fake.approval_instances["INST-1"]["status"] = "APPROVED"
+        approved = cb.approval_instance("7C468A54-8745", "INST-1", "APPROVED")
+        assert await env.post(approved) == (200, {})
+        assert await env.post(approved) == (200, {})  # Feishu's retry
+        assert await env.post({**approved, "uuid": "another-id"}) == (200, {})  # a duplicate under a new id
         assert await env.post(cb.approval_instance("UNLINKED", "INST-2", "APPROVED")) == (200, {})
-        assert [(a.instance_code, a.template, a.status) for a in env.adapter.inbound.approval_events] == [
-            ("INST-1", "人力支持申请", "APPROVED")]
-        assert snapshot(env.db) == (0, 0, 0)
+        reads = env.fake.api_calls("GET", "/open-apis/approval/v4/instances/")
+        assert {c.path.rsplit("/", 1)[-1] for c in reads} == {"INST-1"}
+        assert all(c.query.get("user_id_type") == "open_id" for c in reads)
+        with env.db.transaction() as s:
+            [req] = s.scalars(select(ApprovalRequest)).all()
+            assert (req.status, req.external_id, req.initiator.name) == ("approved", "feishu:INST-1", "张三")
+            assert req.values["支持部门"] == "技术部" and req.values["人数"] == "2" and "附件" not in req.values
+        await env.deliver()
+        [told] = env.fake.sent("ou_zhang")
+        assert told["msg_type"] == "interactive" and "人力支持申请" in json.dumps(told["content"], ensure_ascii=False)
+        assert "<at" not in json.dumps(told["content"], ensure_ascii=False)  # the form's text mentions nobody
+        assert [(a.external_id, a.status) for a in env.adapter.inbound.approval_events] == [
+            ("feishu:INST-1", "pending"), ("feishu:INST-1", "approved"), ("feishu:INST-1", "approved"),
+            ("feishu:INST-1", "approved")]
+    finally:
+        await env.close()
+
+
+async def test_an_approval_instance_that_cannot_be_read_changes_nothing(sqlite_db: Database) -> None:
+    env = await make_env(sqlite_db, START, approvals={"7C468A54-8745": "人力支持申请"})
+    try:
+        assert await env.post(cb.approval_instance("7C468A54-8745", "NO-SUCH", "APPROVED")) == (200, {})
+        assert env.adapter.inbound.approval_events == deque() and count(env.db, ApprovalRequest) == 0
     finally:
         await env.close()
 

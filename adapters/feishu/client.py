@@ -26,6 +26,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -196,6 +197,16 @@ class FeishuClient:
         if not isinstance(key, str) or not key:
             raise FeishuApiError("upload answer has no image_key")
         return key
+
+    async def approval_instance(self, instance_code: str) -> dict[str, Any]:
+        """GET /open-apis/approval/v4/instances/{code} (获取单个审批实例详情): its `data` — status,
+        the initiator's `open_id`, and `form`, a JSON string of the filled-in widgets."""
+        answer = await self.call("GET", f"/open-apis/approval/v4/instances/{quote(instance_code, safe='')}",
+                                 params={"user_id_type": "open_id"})
+        data = answer.get("data")
+        if not isinstance(data, dict):
+            raise FeishuApiError("approval instance answer has no data", transient=False)
+        return data
 
     async def bot_open_id(self) -> str:
         """GET /open-apis/bot/v3/info: the bot's own open_id (its answer is {code, msg, bot: {…}}, no `data`)."""

@@ -25,10 +25,11 @@ from typing import Any
 from sqlalchemy import select
 
 from collabbot.adapters.feishu import parse
+from collabbot.adapters.feishu.client import FeishuApiError, FeishuClient
 from collabbot.adapters.feishu.config import FeishuSettings
 from collabbot.adapters.feishu.sender import PLATFORM, UPDATE_KIND, render_card_of, sent_copies
 from collabbot.adapters.hub import Hub
-from collabbot.bot.events import InboundEvent, MessageEvent
+from collabbot.bot.events import ApprovalEvent, ChatRef, InboundEvent, MessageEvent, UserRef
 from collabbot.bot.replies import Message, Reply
 from collabbot.storage import outbox
 from collabbot.storage.models import Chat
@@ -40,12 +41,12 @@ TOAST_TYPES = ("success", "info", "warning", "error")
 
 
 class FeishuInbound:
-    def __init__(self, hub: Hub, settings: FeishuSettings) -> None:
+    def __init__(self, hub: Hub, settings: FeishuSettings, client: FeishuClient) -> None:
         self.hub = hub
+        self.client = client
         self.settings = settings
         self.bot_open_id = settings.bot_open_id
-        # recorded (and logged) only: the engine has no ApprovalEvent to apply them to yet
-        self.approval_events: deque[parse.ApprovalInstance] = deque(maxlen=100)
+        self.approval_events: deque[ApprovalEvent] = deque(maxlen=100)  # the latest handed on, for tests
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
@@ -85,10 +86,8 @@ class FeishuInbound:
             log.debug("feishu: %s ignored: %s", callback.event_type, what.reason)
             return {}
         if isinstance(what, parse.ApprovalInstance):
-            # Mapped to its template, but the engine has no ApprovalEvent to apply it to (yet).
-            self.approval_events.append(what)
-            log.info("feishu: approval instance %s (%s, template %s) is now %s; recorded, not applied",
-                     what.instance_code, what.approval_code, what.template, what.status)
+            # the event carries codes and a status only: the form and the initiator are fetched after the answer
+            self.spawn(self._approval(what))
             return {}
         if isinstance(what, parse.CardTap):
             return await self._card_tap(what)
@@ -115,6 +114,30 @@ class FeishuInbound:
         except TimeoutError:
             log.warning("feishu: %s took longer than %.1f s; answered empty", event.event_id, ANSWER_WITHIN)
             return None
+
+    # --- Feishu's own approvals -----------------------------------------------------------------
+    async def _approval(self, what: parse.ApprovalInstance) -> None:
+        """The instance's details, then one `ApprovalEvent`. Its id is instance + status, so Feishu's
+        retries and its duplicate events under new ids change nothing; a fetch that fails is logged
+        and left to Feishu's own retry of the event."""
+        status = parse.NATIVE_STATUS.get(what.status)
+        if status is None or not what.instance_code:
+            log.info("feishu: approval instance %r status %r ignored", what.instance_code, what.status)
+            return
+        try:
+            detail = await self.client.approval_instance(what.instance_code)
+        except FeishuApiError as exc:
+            log.error("feishu: cannot read approval instance %s: %s", what.instance_code, exc)
+            return
+        open_id = detail.get("open_id")
+        if not isinstance(open_id, str) or not open_id:
+            log.error("feishu: approval instance %s has no initiator open_id", what.instance_code)
+            return
+        event = ApprovalEvent(f"approval:{what.instance_code}:{status}"[:200], ChatRef(PLATFORM, "", is_group=False),
+                              UserRef(PLATFORM, open_id), f"{PLATFORM}:{what.instance_code}", what.template, status,
+                              parse.approval_form(detail.get("form")))
+        self.approval_events.append(event)
+        await self.hub.handle(event)
 
     # --- card taps ------------------------------------------------------------------------------
     async def _card_tap(self, tap: parse.CardTap) -> dict[str, Any]:

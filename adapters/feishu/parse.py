@@ -166,6 +166,29 @@ def _approval(event_id: str, event: dict[str, Any], approvals: dict[str, str]) -
                             approvals[code])
 
 
+# Feishu's instance statuses -> the engine's (approval_stages): CANCELED is the initiator's 撤回
+NATIVE_STATUS = {"PENDING": "pending", "APPROVED": "approved", "REJECTED": "rejected", "CANCELED": "withdrawn",
+                 "DELETED": "cancelled"}
+
+
+def approval_form(form: Any) -> dict[str, str]:
+    """An instance's `form` (a JSON string of widgets {id, name, type, value}) as field name -> text.
+    Values that are not plain (attachments, tables) are left out; a malformed form gives {}."""
+    try:
+        widgets = json.loads(form) if isinstance(form, str) else form
+    except ValueError:
+        return {}
+    values: dict[str, str] = {}
+    for widget in widgets if isinstance(widgets, list) else []:
+        if not isinstance(widget, dict) or not isinstance(widget.get("name"), str):
+            continue
+        value = widget.get("value")
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            continue
+        values[widget["name"].strip()[:100]] = str(value)[:2000]
+    return values
+
+
 def message_text(message_type: str, content: str) -> str | None:
     """The plain text of a text or rich-text (post) message, placeholders kept; None for other kinds."""
     try:

@@ -46,6 +46,7 @@ from collabbot.bot.approval_views import (
 )
 from collabbot.bot.commands import ALIASES, Command
 from collabbot.bot.context import Ctx, Refused, snapshot
+from collabbot.bot.events import ApprovalEvent
 from collabbot.bot.handlers import queries
 from collabbot.bot.handlers.common import MAX_TEXT, capped, missing, not_allowed, people
 from collabbot.bot.handlers.tasks import _announce_assignment, _new_task
@@ -573,6 +574,46 @@ def _stop(ctx: Ctx, req: ApprovalRequest, status: str, reason: str) -> None:
         ctx.tell_user(req.initiator, Message((notice,)), key=f"approval:{req.id}:r{req.round}:{status}:initiator")
     if req.chat is not None and req.chat.active and (ctx.chat is None or ctx.chat.id != req.chat.id):
         ctx.tell_chat(req.chat, Message((text,)), key=f"approval:{req.id}:r{req.round}:{status}:chat")
+
+
+def native(ctx: Ctx, event: ApprovalEvent) -> Reply:
+    """A platform's own approval (飞书审批) linked to a template: mirrored as a request, so 审批 #A shows
+    it and its outcome is announced (and a resource request offers 一键转任务) as for ours. The
+    platform runs the flow: the mirror has no stages, and a status after the final one changes nothing
+    (events come at least once, and not always in order)."""
+    template = find_template(templates_of(ctx.bot.config), event.template)
+    if template is None or template.name != event.template:
+        raise Refused("unknown_approval_template", name=event.template[:40],
+                      known="、".join(t.name for t in templates_of(ctx.bot.config)))
+    stmt = select(ApprovalRequest).where(ApprovalRequest.external_id == event.external_id)
+    if ctx.s.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    req = ctx.s.scalar(stmt)
+    if req is None:
+        specs = {f.name: f for f in template.fields}
+        values = {name: parse_value(specs[name], raw, ctx.now) or raw.strip()[:MAX_TEXT]
+                  for name, raw in event.values.items() if name in specs and raw.strip()}
+        req = ApprovalRequest(template=template.name, initiator_id=ctx.actor.id, department_id=ctx.actor.department_id,
+                              values=values, status=rules.PENDING, round=1, stage_index=0, version=1,
+                              created_at=ctx.now, updated_at=ctx.now, external_id=event.external_id)
+        ctx.s.add(req)
+        ctx.s.flush()
+        ctx.s.refresh(req)
+        ctx.audit("approval.native", req, reason=event.external_id)
+    if req.status in rules.FINAL or event.status not in rules.FINAL:
+        return Reply()
+    if event.status in (rules.APPROVED, rules.REJECTED):
+        ctx.audit(f"approval.{'approve' if event.status == rules.APPROVED else 'reject'}", req,
+                  reason=event.external_id)
+        _finish(ctx, req, template, event.status, ctx.t("native_decided"))
+        return Reply()
+    req.status, req.decided_at = event.status, ctx.now
+    ctx.audit(f"approval.{'withdraw' if event.status == rules.WITHDRAWN else 'cancel'}", req, reason=event.external_id)
+    _touch(ctx, req)
+    ctx.tell_user(req.initiator, Message((ctx.t(f"approval_{event.status}", id=req.id, template=req.template,
+                                                reason=""),)),
+                  key=f"approval:{req.id}:r{req.round}:{event.status}:initiator")
+    return Reply()
 
 
 def withdraw(ctx: Ctx, cmd: Command) -> Reply | None:

@@ -248,13 +248,15 @@ def upgrade() -> None:
     sa.Column('created_at', collabbot.storage.models.UtcDateTime(), nullable=False),
     sa.Column('updated_at', collabbot.storage.models.UtcDateTime(), nullable=False),
     sa.Column('decided_at', collabbot.storage.models.UtcDateTime(), nullable=True),
+    sa.Column('external_id', sa.String(length=200), nullable=True),
     sa.ForeignKeyConstraint(['chat_id'], ['chats.id'], ),
     sa.ForeignKeyConstraint(['department_id'], ['departments.id'], ),
     sa.ForeignKeyConstraint(['initiator_id'], ['users.id'], ),
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], ),
     sa.ForeignKeyConstraint(['result_task_id'], ['tasks.id'], ),
     sa.ForeignKeyConstraint(['task_id'], ['tasks.id'], ),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('external_id')
     )
     with op.batch_alter_table('approval_requests', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_approval_requests_initiator_id'), ['initiator_id'], unique=False)
