@@ -35,7 +35,8 @@ async def until(condition: Callable[[], bool], timeout: float = 20, what: str = 
 
 @pytest.fixture
 async def env(sqlite_db: Database) -> AsyncIterator[FeishuEnv]:
-    e = await make_env(sqlite_db, START, mode="websocket", verification_token="", watchdog_seconds=1)
+    # a watchdog far longer than the fake's 1 s pings: a busy machine's pause must not look like a dead socket
+    e = await make_env(sqlite_db, START, mode="websocket", verification_token="", watchdog_seconds=15)
     yield e
     await e.close()
 
