@@ -83,6 +83,7 @@ class Card:
     history: tuple[str, ...] = ()
     buttons: tuple[Button, ...] = ()
     note: str = ""
+    chart: tuple[tuple[str, int], ...] = ()  # bars (label, percent 0-100), for platforms that draw charts
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ def card_to_json(card: Card) -> dict[str, Any]:
         "history": list(card.history),
         "buttons": [{"label": b.label, "value": b.value, "style": b.style} for b in card.buttons],
         "note": card.note,
+        "chart": [[label, value] for label, value in card.chart],
     }
 
 
@@ -137,6 +139,7 @@ def card_from_json(data: dict[str, Any]) -> Card:
         history=tuple(data.get("history", [])),
         buttons=tuple(Button(**b) for b in data.get("buttons", [])),
         note=data.get("note", ""),
+        chart=tuple((str(label), int(value)) for label, value in data.get("chart", [])),
     )
 
 

@@ -410,7 +410,8 @@ def summary_card(bot: Bot, s: Session, n: Notifier, project_id: int, start: date
         fields.append((n.t("summary_notes"), lines(f"{d}：{text}" for d, text in notes)))
     return Card(kind="summary", key=f"summary:{project_id}:{slot}",
                 title=n.t("summary_title", project=project.name if project else "-"), color="blue",
-                fields=tuple(fields))
+                fields=tuple(fields),
+                chart=tuple((d, round(100 * ok / total)) for d, (ok, total) in sorted(rate.items())))
 
 
 # --- the whole sweep ----------------------------------------------------------------------------

@@ -59,6 +59,7 @@ _KIND = re.compile(r"[a-z][a-z0-9_]{0,30}")
 _PLATFORM_ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 _TASK_ID_CHARS = re.compile(r"[^A-Za-z0-9_@-]+")
 MAX_MENTIONS = 20
+MAX_BARS = 30  # a chart's bars: one per department
 
 
 @cache
@@ -113,6 +114,7 @@ class CardView:
     buttons: tuple[ButtonView, ...]
     text: str = ""  # the message's own text parts, mentions in the platform's card syntax
     task_id: str = ""  # WeCom only
+    chart: tuple[tuple[str, int], ...] = ()  # bars (label, 0-100): Feishu draws them as a chart element
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,8 @@ def card_view(card: Card, esc: Escaper, caps: Caps, *, text: str = "", task_id: 
         buttons=_button_views(card, esc, caps),
         text=text,
         task_id=task_id,
+        chart=tuple((esc(label, caps.field_name, oneline=True) or "-", max(0, min(100, int(value))))
+                    for label, value in card.chart[:MAX_BARS]),
     )
 
 

@@ -68,7 +68,8 @@ def realistic() -> dict[str, Card]:
         "summary": Card(kind="summary", key="summary:1:2026-W49", title="周报：双十二活动", color="blue",
                         fields=(("已完成", "#3 需求评审\n#4 原型"), ("进行中", "#12 活动H5开发 █████░░░░░ 50%\n#13 接口 ██░░░░░░░░ 20%"),
                                 ("逾期", "#9 设计稿（王五）"), ("受阻", "—"), ("下周截止", "#12 活动H5开发 12-10"),
-                                ("准时率", "研发部 3/4（75%）\n设计部 1/2（50%）"))),
+                                ("准时率", "研发部 3/4（75%）\n设计部 1/2（50%）")),
+                        chart=(("研发部", 75), ("设计部", 50))),
         "notice": Card(kind="notice", key="notice:1", title="系统通知", color="grey", note="本群已绑定项目：双十二活动"),
         "project": Card(kind="project", key="project:1", title="项目：双十二活动", color="blue",
                         fields=(("负责人", "张三"), ("群", "双十二项目群"))),
@@ -280,7 +281,8 @@ def test_feishu_header_colours(color: str, template: str) -> None:
 def test_a_kind_with_its_own_template_looks_different_and_others_fall_back() -> None:
     summary = realistic()["summary"]
     elements = render_card("feishu", summary)["body"]["elements"]
-    assert [e["content"].split("\n")[0] for e in elements] == [f"**{name}**" for name, _ in summary.fields]
+    assert [e["content"].split("\n")[0] for e in elements if e["tag"] == "markdown"] == [
+        f"**{name}**" for name, _ in summary.fields]
     generic = render_card("feishu", Card(**{**summary.__dict__, "kind": "notice"}))
     assert len(generic["body"]["elements"]) == 1  # all fields in one markdown: card.j2
     assert "进行中：" in render_card("wecom", summary)["sub_title_text"]
@@ -451,3 +453,20 @@ def test_wecom_escape_kills_id_translation() -> None:
 def test_console_text_rendering_still_works() -> None:
     out = render.render("text", "task", card=realistic()["task"])
     assert "#12 活动H5开发" in out and "[确认收到]" in out and "负责人：李四" in out
+
+
+def test_the_weekly_summary_draws_its_on_time_rates_as_a_feishu_chart() -> None:
+    hostile = '<at user_id="all">所有人</at>'
+    card = Card(kind="summary", key="summary:1:w", title="周报", chart=(("研发部", 75), (hostile, 140), ("设计部", -5)))
+    rendered = render_card("feishu", card)
+    validator("feishu", "card").validate(rendered)
+    [chart] = [e for e in rendered["body"]["elements"] if e["tag"] == "chart"]
+    spec = chart["chart_spec"]
+    assert (spec["type"], spec["xField"], spec["yField"]) == ("bar", "percent", "label")
+    values = spec["data"]["values"]
+    assert [v["percent"] for v in values] == [75, 100, 0]  # clamped to 0-100
+    assert values[0]["label"] == "研发部" and "<" not in values[1]["label"] and "@" not in values[1]["label"]
+    # no chart data, no chart element; the other platforms show the text bars of the fields only
+    plain = render_card("feishu", Card(kind="summary", key="summary:1:w", title="周报"))
+    assert all(e["tag"] != "chart" for e in plain["body"]["elements"])
+    assert "chart" not in json.dumps(render_card("wecom", card)) and "chart" not in json.dumps(render_card("dingtalk", card))

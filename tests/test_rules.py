@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
+from collabbot.bot.replies import Message
 from collabbot.storage.models import AuditEntry, OutboxMessage, Wait
 
 from .conftest import TZ, Harness
@@ -113,6 +114,10 @@ def test_weekly_summary_on_friday_and_on_the_last_workday_before_a_holiday_frida
     card = "\n".join(out[start[0]:start[0] + 12])
     assert "本周完成：#2 B" in card and "进行中：#1 A ▓▓▓▓░░░░░░ 40%" in card
     assert "技术部：技术部本周完成接口联调" in card
+    with h.db.transaction() as s:
+        [summary] = [Message.from_json(m.payload).card for m in s.scalars(select(OutboxMessage).where(
+            OutboxMessage.dedupe_key.like("summary:%")))]
+    assert summary is not None and summary.chart == (("设计部", 100),)  # 王五 (设计部) did B on time
     out = h.run("wait 10d")
     assert [line[1:6] for line in lines_with(out, "本周周报如下")] == ["10-09"]
 
