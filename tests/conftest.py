@@ -121,6 +121,16 @@ class Harness:
     def text(self, *lines: str) -> str:
         return "\n".join(self.run(*lines))
 
+    def script(self, path: Path) -> list[str]:
+        """What `collabbot console --echo --script PATH` prints, produced in-process."""
+        out: list[str] = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                out.append(f"» {line}")
+            for printed in self.run(line):
+                out += printed.split("\n")
+        return out
+
 
 @pytest.fixture
 def harness(db: Database) -> Harness:

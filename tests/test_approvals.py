@@ -67,19 +67,8 @@ def through_countersign(h: Harness) -> None:
 
 # --- the transcript -----------------------------------------------------------------------------
 
-def run_transcript(h: Harness, path: Path) -> list[str]:
-    """What `collabbot console --echo --script PATH` prints."""
-    out: list[str] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            out.append(f"» {line}")
-        for printed in h.run(line):
-            out += printed.split("\n")
-    return out
-
-
 def test_the_transcript_matches_its_golden_output(harness) -> None:
-    got = run_transcript(harness, EXAMPLES / "approvals.txt")
+    got = harness.script(EXAMPLES / "approvals.txt")
     if os.environ.get("COLLABBOT_UPDATE_GOLDEN"):
         GOLDEN.write_text("\n".join(got) + "\n", encoding="utf-8")
     want = GOLDEN.read_text(encoding="utf-8").splitlines()
@@ -87,7 +76,7 @@ def test_the_transcript_matches_its_golden_output(harness) -> None:
 
 
 def test_the_transcript_leaves_the_expected_rows(harness) -> None:
-    run_transcript(harness, EXAMPLES / "approvals.txt")
+    harness.script(EXAMPLES / "approvals.txt")
     budget_req, extension = request(harness.db, 1), request(harness.db, 2)
     assert (budget_req.status, budget_req.round, budget_req.values["预算金额"]) == ("approved", 2, "60000")
     assert extension.status == "approved"

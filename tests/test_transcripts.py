@@ -49,17 +49,6 @@ def console(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           check=False)
 
 
-def run_with_harness(h: Harness, path: Path) -> list[str]:
-    """What `collabbot console --echo --script PATH` prints, produced in-process."""
-    out: list[str] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            out.append(f"» {line}")
-        for printed in h.run(line):
-            out += printed.split("\n")
-    return out
-
-
 # --- golden output --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", TRANSCRIPTS)
@@ -73,7 +62,7 @@ def test_the_cli_prints_the_golden_output(tmp_path: Path, name: str) -> None:
 
 @pytest.mark.parametrize("name", TRANSCRIPTS)
 def test_the_harness_prints_the_golden_output_on_both_databases(harness: Harness, name: str) -> None:
-    check_golden(name, run_with_harness(harness, EXAMPLES / f"{name}.txt"))
+    check_golden(name, harness.script(EXAMPLES / f"{name}.txt"))
 
 
 def test_the_golden_escalation_follows_the_working_clock() -> None:
