@@ -112,7 +112,7 @@ def _wait_action(ctx: Ctx, action: CardAction) -> Reply | None:
     wait = ctx.s.get(Wait, action.entity_id)
     if wait is None or action.action not in ("remind", "reassign"):
         raise Refused("bad_button")
-    boss = sweep.escalation_target(ctx.s, wait.person)
+    boss = sweep.escalation_target(ctx.s, wait.person, ctx.bot.config.rules.escalation_to)
     if not ((boss is not None and boss.id == ctx.actor.id) or ctx.is_admin()):
         raise Refused("not_allowed", action=ctx.t("b_remind"), why=ctx.t("w_dept_head"))
     if action.action == "reassign":

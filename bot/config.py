@@ -54,13 +54,20 @@ class RuleSettings:
     nag_after_working_hours: float = 2.0
     nag_max: int = 2
     nag_outside_working_hours: bool = False
+    nag_in_group: bool = True  # who hears: an @mention in the group the wait came from
+    nag_private: bool = True  # … and a private message
     escalation_enabled: bool = True
     escalation_after_hours: float = 24.0
     escalation_outside_working_hours: bool = False
+    escalation_to: str = "supervisor"  # or "department_head": whom to try first (ESCALATION_TARGETS)
+    escalation_in_group: bool = True
     daily_prompt_enabled: bool = True
     daily_prompt_time: time = time(10, 0)
     daily_prompt_spread_minutes: int = 5
+    daily_prompt_in_group: bool = True
+    daily_prompt_private: bool = True
     overdue_enabled: bool = True
+    overdue_tell_coordinator: bool = True
     unblocked_enabled: bool = True
     weekly_summary_enabled: bool = True
     weekly_summary_time: time = time(17, 0)
@@ -108,6 +115,8 @@ class Config:
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PLATFORM_SECTIONS = ("feishu", "dingtalk", "wecom")
+# escalation: the supervisor (分管领导) first, or the department head first; the other one next
+ESCALATION_TARGETS = ("supervisor", "department_head")
 
 
 def _expand_env(value: Any, key: str) -> Any:
@@ -175,6 +184,12 @@ class _Section:
         except ValueError:
             raise ConfigError(self.key(key), f'must be a time like "10:00", not {value!r}') from None
 
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.str(key, default)
+        if value not in choices:
+            raise ConfigError(self.key(key), f"must be one of {', '.join(repr(c) for c in choices)}, not {value!r}")
+        return value
+
     def strings(self, key: str) -> tuple[str, ...]:
         value = self._get(key, [], (list,), "a list of strings")
         if not all(isinstance(v, str) for v in value):
@@ -199,13 +214,20 @@ def _rules(s: _Section) -> RuleSettings:
         nag_after_working_hours=nag.number("after_working_hours", 2.0),
         nag_max=nag.int("max_nags", 2),
         nag_outside_working_hours=nag.bool("outside_working_hours", False),
+        nag_in_group=nag.bool("in_group", True),
+        nag_private=nag.bool("private", True),
         escalation_enabled=esc.bool("enabled", True),
         escalation_after_hours=esc.number("after_hours", 24.0),
         escalation_outside_working_hours=esc.bool("outside_working_hours", False),
+        escalation_to=esc.choice("to", "supervisor", ESCALATION_TARGETS),
+        escalation_in_group=esc.bool("in_group", True),
         daily_prompt_enabled=prompt.bool("enabled", True),
         daily_prompt_time=prompt.time("time", time(10, 0)),
         daily_prompt_spread_minutes=prompt.int("spread_minutes", 5),
+        daily_prompt_in_group=prompt.bool("in_group", True),
+        daily_prompt_private=prompt.bool("private", True),
         overdue_enabled=overdue.bool("enabled", True),
+        overdue_tell_coordinator=overdue.bool("tell_coordinator", True),
         unblocked_enabled=unblocked.bool("enabled", True),
         weekly_summary_enabled=weekly.bool("enabled", True),
         weekly_summary_time=weekly.time("time", time(17, 0)),
@@ -213,6 +235,12 @@ def _rules(s: _Section) -> RuleSettings:
     )
     for sub in (nag, esc, prompt, overdue, unblocked, weekly):
         sub.done()
+    if rules.nag_enabled and not (rules.nag_in_group or rules.nag_private):
+        raise ConfigError("rules.nag.private", "in_group and private are both false: nobody would hear a nag "
+                          "(set enabled = false to switch nags off)")
+    if rules.daily_prompt_enabled and not (rules.daily_prompt_in_group or rules.daily_prompt_private):
+        raise ConfigError("rules.daily_prompt.private", "in_group and private are both false: nobody would hear "
+                          "the prompt (set enabled = false to switch it off)")
     s.done()
     return rules
 

@@ -171,28 +171,29 @@ def _nag(n: Notifier, wait: Wait, tasks: dict[int, Task], blocked: set[int]) -> 
         line = describe(n, wait) if describe else n.t("nag_generic", since=since)  # type: ignore[arg-type]
     when = n.send_window(n.bot.config.rules.nag_outside_working_hours)
     key = f"nag:{wait.entity_type}:{wait.entity_id}:{wait.kind}:{wait.id}:{number}"
-    if wait.chat is not None and wait.chat.active:
+    rules = n.bot.config.rules
+    if rules.nag_in_group and wait.chat is not None and wait.chat.active:
         n.to_chat(wait.chat, Message((n.at(person, platform), " ", line)), key + ":chat", when)
-    n.to_user(person, Message((line,), card), key + ":dm", when, platform)
+    if rules.nag_private:
+        n.to_user(person, Message((line,), card), key + ":dm", when, platform)
     n.audit("rule.nag", wait.entity_type, wait.entity_id, {"wait": wait.id, "person": person.id, "nag": number})
 
 
-def escalation_target(s: Session, person: User) -> User | None:
-    """The supervisor (分管领导), else the head of the person's department, else that head's supervisor."""
-    if person.supervisor is not None and person.supervisor.id != person.id:
-        return person.supervisor
-    if person.department_id is not None:
-        dept = s.get(Department, person.department_id)
-        if dept is not None and dept.head is not None and dept.head.id != person.id:
-            return dept.head
-        if dept is not None and dept.head is not None and dept.head.supervisor is not None:
-            return dept.head.supervisor
-    return None
+def escalation_target(s: Session, person: User, first: str = "supervisor") -> User | None:
+    """Whom an escalation about `person` goes to: their supervisor (分管领导) and the head of their
+    department, in the order `first` says (`[rules.escalation] to`), else that head's supervisor."""
+    supervisor = person.supervisor if person.supervisor is not None and person.supervisor.id != person.id else None
+    dept = s.get(Department, person.department_id) if person.department_id is not None else None
+    head = dept.head if dept is not None and dept.head is not None and dept.head.id != person.id else None
+    above = dept.head.supervisor if dept is not None and dept.head is not None else None
+    order = (head, supervisor) if first == "department_head" else (supervisor, head)
+    return next((u for u in (*order, above) if u is not None and u.id != person.id), None)
 
 
 def _escalate(n: Notifier, wait: Wait, tasks: dict[int, Task]) -> None:
     person = wait.person
-    boss = escalation_target(n.s, person)
+    rules = n.bot.config.rules
+    boss = escalation_target(n.s, person, rules.escalation_to)
     hours = f"{n.bot.config.rules.escalation_after_hours:g}"
     what = _what(n, wait, tasks)
     when = n.send_window(n.bot.config.rules.escalation_outside_working_hours)
@@ -207,7 +208,7 @@ def _escalate(n: Notifier, wait: Wait, tasks: dict[int, Task]) -> None:
                      Button(n.t("b_reassign"), CardAction("reassign", "wait", wait.id, 0).pack())),
         )
         n.to_user(boss, Message((n.t("escalation_private", name=person.name, hours=hours),), card), key + ":boss", when)
-    if wait.chat is not None and wait.chat.active:
+    if rules.escalation_in_group and wait.chat is not None and wait.chat.active:
         platform = wait.chat.platform
         n.to_chat(wait.chat, Message((n.at(person, platform), " ", n.t(
             "escalation_group", what=what, hours=hours, boss=boss.name if boss else "-"))), key + ":chat", when)
@@ -285,7 +286,7 @@ def sweep_overdue(bot: Bot, s: Session, now: datetime) -> int:
         s.add(Wait(kind="overdue", entity_type="task", entity_id=task.id, person_id=task.owner_id,
                    chat_id=task.chat_id, raised_at=when, nags_sent=0, next_due_at=step[1] if step else None))
         coordinator = task.project.coordinator if task.project else None
-        if coordinator is not None and coordinator.id != task.owner_id:
+        if bot.config.rules.overdue_tell_coordinator and coordinator is not None and coordinator.id != task.owner_id:
             n.to_user(coordinator, Message((n.t("overdue_coordinator", id=task.id, title=task.title,
                                                 owner=task.owner.name, deadline=deadline),)),
                       f"overdue:task:{task.id}:coordinator", when)
@@ -330,8 +331,9 @@ def daily_prompt(bot: Bot, s: Session, now: datetime, force: bool = False) -> in
                     color="blue", fields=tuple((f"#{t.id} {t.title}", f"{t.owner.name} · {t.percent}%") for t in stale),
                     buttons=tuple(Button(f"{n.t('b_progress')} #{t.id}",
                                          CardAction("progress", "task", t.id, t.version).pack()) for t in stale[:6]))
-        n.to_chat(chat, Message(tuple(parts), card), f"prompt:{today.isoformat()}:chat:{chat.id}", when)
-        for task in stale:
+        if rules.daily_prompt_in_group:
+            n.to_chat(chat, Message(tuple(parts), card), f"prompt:{today.isoformat()}:chat:{chat.id}", when)
+        for task in stale if rules.daily_prompt_private else ():
             n.to_user(task.owner, Message((n.t("prompt_private", id=task.id, title=task.title, percent=task.percent),),
                                           task_card(s, task, n.lang, now, bot.calendar.tz)),
                       f"prompt:{today.isoformat()}:task:{task.id}", when)

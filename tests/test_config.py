@@ -158,6 +158,9 @@ BAD = [
     ({"task_templates": [{"priority": "high"}]}, "task_templates[0].name"),
     ({"task_templates": [{"name": "x", "subtask": []}]}, "task_templates[0].subtask"),
     ({"feishu": "on"}, "feishu"),
+    ({"rules": {"escalation": {"to": "ceo"}}}, "rules.escalation.to"),
+    ({"rules": {"nag": {"in_group": False, "private": False}}}, "rules.nag.private"),
+    ({"rules": {"daily_prompt": {"in_group": False, "private": False}}}, "rules.daily_prompt.private"),
     ({"database": {"url": "${COLLABBOT_TEST_UNSET_VARIABLE}"}}, "database.url"),
     ({"bot": {"admins": ["${COLLABBOT_TEST_UNSET_VARIABLE}"]}}, "bot.admins[0]"),
 ]

@@ -155,3 +155,48 @@ def test_an_overdue_owner_is_chased_for_a_reason_until_a_progress_update(make_ha
     assert [line[:13] for line in lines_with(out, "@李四 任务 #1「A」已延期，请回复原因")] == ["[12-01 15:30]"]
     h.run(f"{G} 李四: @bot 进度 #1 80% 问题 接口延期 下一步 明天上线")
     assert not lines_with(h.run("wait 2d"), "已延期，请回复原因")
+
+
+def rules_with(**changes: object):
+    from dataclasses import replace
+
+    from collabbot.bot.config import Config
+
+    cfg = Config()
+    return replace(cfg, rules=replace(cfg.rules, **changes))
+
+
+def test_who_hears_a_nag_and_an_escalation_is_configurable(make_harness) -> None:
+    h: Harness = make_harness(config=rules_with(nag_in_group=False, escalation_in_group=False))
+    h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @孙九 截止 12-10")
+    out = h.run("wait 1d2h")
+    assert not lines_with(out, "新品上市群: @孙九 请确认收到") and not lines_with(out, "已告知 赵总")
+    assert len(lines_with(out, "孙九（私聊）: 请确认收到任务 #1")) == 2
+    assert len(lines_with(out, "→ 赵总（私聊）: 孙九 的以下事项超过 24 小时未回应")) == 1
+
+    h = make_harness(config=rules_with(nag_private=False))
+    h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @孙九 截止 12-10")
+    out = h.run("wait 6h")  # 11:00 and 14:30 (lunch is not working time)
+    assert len(lines_with(out, "新品上市群: @孙九 请确认收到任务")) == 2 and not lines_with(out, "孙九（私聊）: 请确认收到")
+
+
+def test_an_escalation_can_go_to_the_department_head_first(make_harness) -> None:
+    from collabbot.storage.models import User
+
+    for first, boss in (("supervisor", "钱总"), ("department_head", "陈七")):
+        h: Harness = make_harness(config=rules_with(escalation_to=first))
+        with h.db.transaction() as s:  # 李四 of 技术部 (head 陈七) reports to 钱总 on this project
+            users = {u.name: u for u in s.scalars(select(User))}
+            users["李四"].supervisor_id = users["钱总"].id
+        h.run(f"{G} 张三: @bot 新建任务 接口联调 负责人 @李四 截止 12-10")
+        out = h.run("wait 1d2h")
+        assert [line.split("→ ")[1].split("（")[0] for line in lines_with(out, "的以下事项超过 24 小时未回应")] == [boss]
+
+
+def test_the_prompt_and_the_overdue_warning_can_leave_out_the_group_or_the_coordinator(make_harness) -> None:
+    h: Harness = make_harness(config=rules_with(daily_prompt_in_group=False, overdue_tell_coordinator=False))
+    h.run(f"{G} 张三: @bot 新建任务 A 负责人 @李四 截止 12-01 12:00", f"{G} 李四: @bot 开始 #1")
+    out = h.run("wait 1d2h")  # the overdue warning on 12-01, the prompt on 12-02 10:00
+    assert lines_with(out, "→ 李四（私聊）: 任务 #1「A」已过截止时间")
+    assert not lines_with(out, "→ 张三（私聊）: 任务 #1「A」")  # the coordinator is not told
+    assert not lines_with(out, "新品上市群: 今日进度提醒") and lines_with(out, "→ 李四（私聊）")
