@@ -101,7 +101,7 @@ class MemberEvent:
 
 @dataclass(frozen=True)
 class ApprovalEvent:
-    """A platform's own approval instance (飞书审批) changed, for a definition the config links to one
+    """A platform's own approval instance (its approval app, not our stages) changed, for a definition the config links to one
     of our templates. `status` is ours (pending, approved, rejected, withdrawn, cancelled); `values`
     are its form's fields by name; `chat` is a private pseudo-chat (nobody typed anything anywhere)."""
 
