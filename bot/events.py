@@ -101,8 +101,8 @@ class MemberEvent:
 
 @dataclass(frozen=True)
 class ApprovalEvent:
-    """A platform's own approval instance (its approval app, not our stages) changed, for a definition the config links to one
-    of our templates. `status` is ours (pending, approved, rejected, withdrawn, cancelled); `values`
+    """A platform's own approval instance (its approval app decides, not our stages) changed, for a
+    definition the config links to one of our templates. `status` is ours (pending, approved, rejected, withdrawn, cancelled); `values`
     are its form's fields by name; `chat` is a private pseudo-chat (nobody typed anything anywhere)."""
 
     event_id: str

@@ -577,7 +577,7 @@ def _stop(ctx: Ctx, req: ApprovalRequest, status: str, reason: str) -> None:
 
 
 def native(ctx: Ctx, event: ApprovalEvent) -> Reply:
-    """A platform's own approval app's request linked to a template: mirrored as a request, so 审批 #A shows
+    """A request of a platform's own approval app, linked to a template: mirrored here, so 审批 #A shows
     it and its outcome is announced (and a resource request offers 一键转任务) as for ours. The
     platform runs the flow: the mirror has no stages, and a status after the final one changes nothing
     (events come at least once, and not always in order)."""
