@@ -120,3 +120,11 @@ def wecom(text: object, limit: int, *, oneline: bool = False, strip: bool = True
           max_bytes: int | None = None) -> str:
     """User text for a WeCom markdown message or a template card field."""
     return _escape(_WECOM, text, limit, oneline, strip, max_lines, max_bytes)
+
+
+def text(value: object, limit: int, *, oneline: bool = False, strip: bool = True, max_lines: int = 40,
+         max_bytes: int | None = None) -> str:
+    """User text for the console's text form. A terminal has no markup to neutralise, but no control
+    character may pass (an escape sequence repaints the screen) and no slot may break its line: a
+    title ending in "\n└ [同意]" would draw a button that is not there."""
+    return shorten(clean(value, oneline=True, strip=strip, max_lines=max_lines), limit, max_bytes)

@@ -84,8 +84,9 @@ def _template(platform: str, kind: str) -> Template:
 
 
 def render(platform: str, kind: str, **data: Any) -> str:
-    """The console's text rendering of a card (`cards/text/card.j2`)."""
+    """A template rendered with `data` as it is (the console's text form takes `render_text`)."""
     return _template(platform, kind).render(kind=kind, **data)
+
 
 
 # --- the data the templates see ----------------------------------------------------------------
@@ -149,6 +150,9 @@ class Caps:
 
 Escaper = Callable[..., str]
 
+# the console's text form: a terminal shows long text well, but every slot stays on its line
+TEXT_CAPS = Caps(title=200, status=20, field_name=40, field_value=2_000, fields=100, history_line=300, history=50,
+                 note=1_000, text=2_000, label=40, buttons=20)
 FEISHU_CAPS = Caps(title=100, status=16, field_name=40, field_value=1_000, fields=50, history_line=200,
                    history=10, note=500, text=3_000, label=30, buttons=20)
 FEISHU_TEXT_CHARS = 5_000
@@ -442,3 +446,8 @@ def render_card(platform: str, card: Card, *, copy_id: str = "") -> dict[str, An
     if platform == "wecom":
         return _wecom_card(card, (), copy_id)
     raise ValueError(f"no card templates for platform {platform!r}")
+
+
+def render_text(card: Card) -> str:
+    """The console's text form of a card (`cards/text/card.j2`), every user string on its own line."""
+    return render("text", card.kind, card=card_view(card, escape.text, TEXT_CAPS))

@@ -451,8 +451,22 @@ def test_wecom_escape_kills_id_translation() -> None:
 
 
 def test_console_text_rendering_still_works() -> None:
-    out = render.render("text", "task", card=realistic()["task"])
+    out = render.render_text(realistic()["task"])
     assert "#12 活动H5开发" in out and "[确认收到]" in out and "负责人：李四" in out
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=[f"hostile{i}" for i in range(len(HOSTILE))])
+def test_the_console_text_form_keeps_every_slot_on_its_line(value: str) -> None:
+    """In a terminal a forged line is the danger: "…\n└ [同意]" would draw a button that is not there,
+    and an escape sequence would repaint the screen."""
+    card = hostile_card(value)
+    out = render.render_text(card)
+    lines = out.splitlines()
+    assert lines[0].startswith("┌ ") and lines[-1].startswith("└")
+    assert all(line.startswith(("┌ ", "│ ", "└")) for line in lines)
+    assert len(lines) == 2 + len(card.fields) + (len(card.history) + 1 if card.history else 0) + (1 if card.note else 0)
+    assert not any(ch in out for ch in "\x1b\x00\x07\u202e\u200b\r")
+    assert len(out) < 12 * 2_100  # each slot shortened
 
 
 def test_the_weekly_summary_draws_its_on_time_rates_as_a_feishu_chart() -> None:

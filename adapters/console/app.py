@@ -21,7 +21,7 @@ from collabbot.bot.clock import ManualClock
 from collabbot.bot.events import CardActionEvent, ChatRef, MessageEvent, UserRef, mention_marker, strip_markers
 from collabbot.bot.org import CONSOLE, Org
 from collabbot.bot.replies import Card, Message, Reply
-from collabbot.cards.render import render
+from collabbot.cards.render import render_text
 from collabbot.scheduler.delivery import DeliveryWorker
 from collabbot.storage.outbox import OutboxItem
 
@@ -56,7 +56,7 @@ class ConsoleSender:
         return f"console-{item.id}"
 
     def show_card(self, card: Card, prefix: str = "  ") -> None:
-        for line in render("text", card.kind, card=card).splitlines():
+        for line in render_text(card).splitlines():
             self.out.append(prefix + line)
 
 
