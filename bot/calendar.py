@@ -214,17 +214,9 @@ class WorkCalendar:
     def _local(self, instant: datetime) -> datetime:
         return instant.astimezone(self.tz)
 
-    def _day_periods(self, day: date) -> list[tuple[datetime, datetime]]:
+    def _day_periods(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
         """The working periods of `day` as UTC instants; empty on a day off."""
-        if not self.is_workday(day):
-            return []
-        return [
-            (
-                datetime.combine(day, start, tzinfo=self.tz).astimezone(UTC),
-                datetime.combine(day, end, tzinfo=self.tz).astimezone(UTC),
-            )
-            for start, end in self.periods
-        ]
+        return _day_periods(self, day)
 
     def _periods_from(
         self, instant: datetime, day: date | None = None
@@ -235,6 +227,18 @@ class WorkCalendar:
         while True:
             yield from self._day_periods(day)
             day += timedelta(days=1)
+
+
+@lru_cache(maxsize=4096)
+def _day_periods(calendar: WorkCalendar, day: date) -> tuple[tuple[datetime, datetime], ...]:
+    """Cached: a sweep of 1,000 nags asks for the same few days thousands of times."""
+    if not calendar.is_workday(day):
+        return ()
+    return tuple(
+        (datetime.combine(day, start, tzinfo=calendar.tz).astimezone(UTC),
+         datetime.combine(day, end, tzinfo=calendar.tz).astimezone(UTC))
+        for start, end in calendar.periods
+    )
 
 
 def _parse_periods(value: Any) -> tuple[tuple[time, time], ...]:
