@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import deque
 from collections.abc import Coroutine
 from datetime import datetime
 from typing import Any
@@ -46,7 +45,6 @@ class FeishuInbound:
         self.client = client
         self.settings = settings
         self.bot_open_id = settings.bot_open_id
-        self.approval_events: deque[ApprovalEvent] = deque(maxlen=100)  # the latest handed on, for tests
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
@@ -136,7 +134,6 @@ class FeishuInbound:
         event = ApprovalEvent(f"approval:{what.instance_code}:{status}"[:200], ChatRef(PLATFORM, "", is_group=False),
                               UserRef(PLATFORM, open_id), f"{PLATFORM}:{what.instance_code}", what.template, status,
                               parse.approval_form(detail.get("form")))
-        self.approval_events.append(event)
         await self.hub.handle(event)
 
     # --- card taps ------------------------------------------------------------------------------

@@ -581,8 +581,8 @@ def native(ctx: Ctx, event: ApprovalEvent) -> Reply:
     it and its outcome is announced (and a resource request offers 一键转任务) as for ours. The
     platform runs the flow: the mirror has no stages, and a status after the final one changes nothing
     (events come at least once, and not always in order)."""
-    template = find_template(templates_of(ctx.bot.config), event.template)
-    if template is None or template.name != event.template:
+    template = next((t for t in templates_of(ctx.bot.config) if t.name == event.template), None)
+    if template is None:
         raise Refused("unknown_approval_template", name=event.template[:40],
                       known="、".join(t.name for t in templates_of(ctx.bot.config)))
     stmt = select(ApprovalRequest).where(ApprovalRequest.external_id == event.external_id)
