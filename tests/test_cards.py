@@ -484,3 +484,27 @@ def test_the_weekly_summary_draws_its_on_time_rates_as_a_feishu_chart() -> None:
     plain = render_card("feishu", Card(kind="summary", key="summary:1:w", title="周报"))
     assert all(e["tag"] != "chart" for e in plain["body"]["elements"])
     assert "chart" not in json.dumps(render_card("wecom", card)) and "chart" not in json.dumps(render_card("dingtalk", card))
+
+
+def test_each_platform_renders_from_its_own_folder_through_one_dict() -> None:
+    """Adding a platform is one folder (templates + render.py) and one entry in `RENDERERS`: every entry
+    is that folder's renderer, has its templates and schema beside it, and an unknown platform is a clear
+    refusal, not a silent fall-through to another platform's look."""
+    import importlib
+
+    from collabbot.cards.render import RENDERERS
+
+    assert set(RENDERERS) == set(PLATFORMS) == {"feishu", "dingtalk", "wecom"}
+    root = resources.files("collabbot.cards")
+    for platform, renderer in RENDERERS.items():
+        module = importlib.import_module(f"collabbot.cards.{platform}.render")
+        assert renderer is module.RENDERER
+        assert (root / platform / "card.j2").is_file() and (root / "schemas" / f"{platform}.json").is_file()
+        card = realistic()["task"]
+        assert render_card(platform, card) == module.render_card(card)
+        assert render_message(platform, Message(("hi",), card)) == module.render_message(Message(("hi",), card))
+    for bad in ("text", "console", "Feishu", ""):
+        with pytest.raises(ValueError, match="no card templates"):
+            render_card(bad, realistic()["task"])
+        with pytest.raises(ValueError, match="no card templates"):
+            render_message(bad, Message(("hi",)))

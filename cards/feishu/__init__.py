@@ -1,0 +1,1 @@
+"""Feishu's cards: the JSON 2.0 card templates and their renderer."""

@@ -1,0 +1,1 @@
+"""The console's plain-text form of a card."""

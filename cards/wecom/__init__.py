@@ -1,0 +1,1 @@
+"""WeCom's cards: template cards (button_interaction) and markdown messages."""
