@@ -316,6 +316,7 @@ class OutboxMessage(Base):
     platform_message_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+    claim_token: Mapped[str | None] = mapped_column(String(32))  # who holds the lease (see outbox.claim)
 
     __table_args__ = (
         Index(
@@ -324,7 +325,29 @@ class OutboxMessage(Base):
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
         ),
+        Index(  # retention: sent rows are pruned by age
+            "ix_outbox_sent",
+            "sent_at",
+            postgresql_where=text("status = 'sent'"),
+            sqlite_where=text("status = 'sent'"),
+        ),
     )
+
+
+class InstallationSetting(Base):
+    """Facts about this installation, one row each (its random id: storage/installation.py)."""
+
+    __tablename__ = "installation"
+    key: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+
+
+class RateSlot(Base):
+    """The next free send time of one rate-limit key (scheduler/limits.py), shared by every instance."""
+
+    __tablename__ = "rate_slots"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    next_at: Mapped[datetime]
 
 
 class JobRun(Base):

@@ -5,18 +5,24 @@ re-run sweep or a second instance makes no second message. `claim` takes due row
 on PostgreSQL with `FOR UPDATE SKIP LOCKED`, so several instances never take the same row; every
 claim also sets `claimed_until`, so a row whose worker died (kill -9 between claim and mark) is
 taken again once that lease has run out.
+
+Every claim draws a random `claim_token`; marking a row sent, failed or deferred only changes it
+`WHERE id = … AND claim_token = …`, so a worker whose lease ran out (and whose row another worker
+has claimed since) changes nothing: the functions say so by returning False.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from collabbot.storage.installation import installation_id
 from collabbot.storage.models import OutboxMessage
 
 
@@ -34,6 +40,8 @@ class OutboxItem:
     card_key: str | None
     attempts: int
     created_at: datetime
+    idempotency_key: str = ""  # installation id + ":" + dedupe key: the platform's idempotency key
+    claim_token: str = ""  # the lease this worker holds on the row
 
 
 def enqueue(
@@ -72,10 +80,15 @@ def enqueue(
     return session.execute(stmt).first() is not None
 
 
-def claim(session: Session, now: datetime, limit: int, lease: timedelta) -> list[OutboxItem]:
-    """Take up to `limit` due rows for this worker (the caller commits)."""
-    stmt = (
-        select(OutboxMessage)
+def claim(session: Session, now: datetime, limit: int, lease: timedelta, *,
+          installation: str | None = None) -> list[OutboxItem]:
+    """Take up to `limit` due rows for this worker under a fresh claim token (the caller commits).
+
+    `installation` is this database's installation id (read, or created, here when not given).
+    """
+    installation = installation or installation_id(session)
+    due = (
+        select(OutboxMessage.id)
         .where(
             OutboxMessage.status == "pending",
             OutboxMessage.not_before <= now,
@@ -85,36 +98,79 @@ def claim(session: Session, now: datetime, limit: int, lease: timedelta) -> list
         .limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    rows = list(session.scalars(stmt))
-    until = now + lease
-    for row in rows:
-        row.claimed_until = until
-    session.flush()
+        due = due.with_for_update(skip_locked=True)
+    token = secrets.token_hex(8)
+    t = OutboxMessage
+    rows = session.execute(
+        update(t).where(t.id.in_(due.scalar_subquery())).values(claimed_until=now + lease, claim_token=token)
+        .returning(t.id, t.dedupe_key, t.platform, t.target_kind, t.target_id, t.target_name, t.payload,
+                   t.card_key, t.attempts, t.created_at, t.not_before)
+        .execution_options(synchronize_session=False)
+    ).all()
+    rows.sort(key=lambda r: (r.not_before, r.id))
     return [
         OutboxItem(r.id, r.dedupe_key, r.platform, r.target_kind, r.target_id, r.target_name, r.payload,
-                   r.card_key, r.attempts, r.created_at)
+                   r.card_key, r.attempts, r.created_at, f"{installation}:{r.dedupe_key}", token)
         for r in rows
     ]
 
 
-def mark_sent(session: Session, item_id: int, now: datetime, platform_message_id: str | None) -> None:
-    session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == item_id)
-        .values(status="sent", sent_at=now, claimed_until=None, attempts=OutboxMessage.attempts + 1,
-                platform_message_id=platform_message_id, last_error="")
-    )
+def _owned(item_id: int, claim_token: str | None) -> Any:
+    """The row, and only while `claim_token` still holds it (no token: unconditionally, for admin tools)."""
+    cond = OutboxMessage.id == item_id
+    return cond if claim_token is None else cond & (OutboxMessage.claim_token == claim_token)
 
 
-def mark_failed(session: Session, item_id: int, error: str, retry_at: datetime | None) -> None:
-    """Record a failed try: retry at `retry_at`, or dead (visible to an admin) when it is None."""
-    values: dict[str, Any] = dict(attempts=OutboxMessage.attempts + 1, last_error=error[:2000], claimed_until=None)
+def _changed(session: Session, stmt: Any) -> bool:
+    # RETURNING, not rowcount (see enqueue)
+    return session.execute(stmt.returning(OutboxMessage.id).execution_options(synchronize_session=False)
+                           ).first() is not None
+
+
+def mark_sent(session: Session, item_id: int, now: datetime, platform_message_id: str | None,
+              claim_token: str | None = None) -> bool:
+    """Record a delivered row; False when the claim was lost (another worker holds the row now)."""
+    return _changed(session, update(OutboxMessage).where(_owned(item_id, claim_token)).values(
+        status="sent", sent_at=now, claimed_until=None, claim_token=None, attempts=OutboxMessage.attempts + 1,
+        platform_message_id=platform_message_id, last_error=""))
+
+
+def mark_failed(session: Session, item_id: int, error: str, retry_at: datetime | None,
+                claim_token: str | None = None) -> bool:
+    """Record a failed try: retry at `retry_at`, or dead (visible to an admin) when it is None.
+
+    False when the claim was lost."""
+    values: dict[str, Any] = dict(attempts=OutboxMessage.attempts + 1, last_error=error[:2000], claimed_until=None,
+                                  claim_token=None)
     if retry_at is None:
         values["status"] = "dead"
     else:
         values["not_before"] = retry_at
-    session.execute(update(OutboxMessage).where(OutboxMessage.id == item_id).values(**values))
+    return _changed(session, update(OutboxMessage).where(_owned(item_id, claim_token)).values(**values))
+
+
+def defer(session: Session, item_id: int, until: datetime, claim_token: str | None, reason: str = "") -> bool:
+    """Put a row back until `until` WITHOUT counting an attempt (a throttle, a rate-limit wait)."""
+    values: dict[str, Any] = dict(not_before=until, claimed_until=None, claim_token=None)
+    if reason:
+        values["last_error"] = reason[:2000]
+    return _changed(session, update(OutboxMessage).where(_owned(item_id, claim_token), OutboxMessage.status == "pending")
+                    .values(**values))
+
+
+def renew(session: Session, item_id: int, claim_token: str, until: datetime) -> bool:
+    """Extend this worker's lease on a row; False when the lease is already lost."""
+    return _changed(session, update(OutboxMessage).where(_owned(item_id, claim_token), OutboxMessage.status == "pending")
+                    .values(claimed_until=until))
+
+
+def prune_sent(session: Session, before: datetime, limit: int) -> int:
+    """Delete up to `limit` rows sent before `before` (retention); returns how many."""
+    old = (select(OutboxMessage.id).where(OutboxMessage.status == "sent", OutboxMessage.sent_at < before)
+           .order_by(OutboxMessage.sent_at).limit(limit))
+    result = session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(old.scalar_subquery()))
+                             .returning(OutboxMessage.id).execution_options(synchronize_session=False))
+    return len(result.all())
 
 
 def retry_dead(session: Session, now: datetime, ids: list[int] | None = None) -> int:
@@ -122,7 +178,8 @@ def retry_dead(session: Session, now: datetime, ids: list[int] | None = None) ->
     stmt = update(OutboxMessage).where(OutboxMessage.status == "dead")
     if ids:
         stmt = stmt.where(OutboxMessage.id.in_(ids))
-    result = session.execute(stmt.values(status="pending", not_before=now, attempts=0, claimed_until=None))
+    result = session.execute(stmt.values(status="pending", not_before=now, attempts=0, claimed_until=None,
+                                         claim_token=None))
     return result.rowcount or 0
 
 

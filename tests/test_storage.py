@@ -13,13 +13,14 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from collabbot.storage import outbox
 from collabbot.storage.db import Database
+from collabbot.storage.installation import installation_id
 from collabbot.storage.migrate import alembic_config, current_revision, upgrade
-from collabbot.storage.models import Base, InboundReceipt, OutboxMessage, Task, User
+from collabbot.storage.models import Base, InboundReceipt, InstallationSetting, OutboxMessage, Task, User
 
 from .conftest import truncate_all
 
@@ -207,6 +208,8 @@ def test_postgresql_claimers_skip_rows_locked_by_an_open_claim(pg_database: Data
     db = pg_database
     truncate_all(db)
     add_rows(db, 10)
+    with db.transaction() as s:
+        installation_id(s)  # made once beforehand, as the worker does (its insert would wait for the other claim)
     both_claimed = threading.Barrier(2, timeout=20)
     got: dict[str, list[int]] = {}
     errors: list[BaseException] = []
@@ -297,3 +300,86 @@ def test_comparisons_in_sql_use_utc_on_both_back_ends(db: Database) -> None:
     tokyo = timezone(timedelta(hours=9))
     assert claim(db, datetime(2026, 12, 1, 17, 59, tzinfo=tokyo)) == []  # 08:59 UTC
     assert len(claim(db, datetime(2026, 12, 1, 18, 0, tzinfo=tokyo))) == 1
+
+
+# --- installation id, idempotency keys, claim tokens ----------------------------------------------
+
+def test_idempotency_keys_carry_an_installation_id_that_a_reset_database_changes(db: Database) -> None:
+    add_rows(db, 1)
+    with db.transaction() as s:
+        first = outbox.claim(s, NOW, 10, LEASE)[0]
+        iid = installation_id(s)
+    assert first.idempotency_key == f"{iid}:k:0" and len(iid) >= 8
+    with db.transaction() as s:
+        assert installation_id(s) == iid  # stored: the same id every time
+    with db.transaction() as s:  # a reset (or a second deployment on an empty database) on the same app
+        s.execute(delete(OutboxMessage))
+        s.execute(delete(InstallationSetting))
+    add_rows(db, 1)
+    with db.transaction() as s:
+        again = outbox.claim(s, NOW, 10, LEASE)[0]
+    assert again.dedupe_key == first.dedupe_key and again.idempotency_key != first.idempotency_key
+
+
+def test_instances_starting_together_agree_on_one_installation_id(db: Database) -> None:
+    start = threading.Barrier(4, timeout=20)
+    got: list[str] = []
+    errors: list[BaseException] = []
+
+    def boot() -> None:
+        try:
+            start.wait()
+            with db.transaction() as s:
+                got.append(installation_id(s))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=boot) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors and len(got) == 4 and len(set(got)) == 1
+
+
+def test_a_worker_that_lost_its_lease_changes_nothing(db: Database) -> None:
+    add_rows(db, 1)
+    with db.transaction() as s:
+        (old,) = outbox.claim(s, NOW, 10, LEASE)
+    with db.transaction() as s:  # the lease ran out; another worker claims the row
+        (new,) = outbox.claim(s, NOW + LEASE, 10, LEASE)
+    assert new.id == old.id and new.claim_token != old.claim_token
+    with db.transaction() as s:
+        assert not outbox.mark_sent(s, old.id, NOW, "late", old.claim_token)
+        assert not outbox.mark_failed(s, old.id, "late", None, old.claim_token)
+        assert not outbox.defer(s, old.id, NOW + timedelta(hours=1), old.claim_token)
+        assert not outbox.renew(s, old.id, old.claim_token, NOW + timedelta(hours=1))
+    (row,) = rows(db)
+    assert (row.status, row.attempts, row.claim_token) == ("pending", 0, new.claim_token)
+    with db.transaction() as s:
+        assert outbox.mark_sent(s, new.id, NOW + LEASE, "m-1", new.claim_token)
+    assert rows(db)[0].status == "sent"
+
+
+def test_defer_puts_a_row_back_without_spending_an_attempt(db: Database) -> None:
+    add_rows(db, 1)
+    with db.transaction() as s:
+        (item,) = outbox.claim(s, NOW, 10, LEASE)
+        assert outbox.defer(s, item.id, NOW + timedelta(seconds=5), item.claim_token, "throttled")
+    (row,) = rows(db)
+    assert (row.attempts, row.claimed_until, row.last_error) == (0, None, "throttled")
+    assert claim(db, NOW + timedelta(seconds=4)) == []
+    assert claim(db, NOW + timedelta(seconds=5)) == [item.id]
+
+
+def test_prune_sent_deletes_only_old_sent_rows_in_batches(db: Database) -> None:
+    add_rows(db, 5)
+    ids = claim(db)
+    with db.transaction() as s:
+        for i in ids[:4]:
+            outbox.mark_sent(s, i, NOW, None)
+    with db.transaction() as s:
+        assert outbox.prune_sent(s, NOW, 10) == 0  # not older than the cut-off
+        assert outbox.prune_sent(s, NOW + timedelta(seconds=1), 3) == 3
+        assert outbox.prune_sent(s, NOW + timedelta(seconds=1), 3) == 1
+    assert [r.id for r in rows(db)] == [ids[4]]  # the pending row stays
