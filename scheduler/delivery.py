@@ -38,6 +38,14 @@ class DeliveryError(Exception):
         self.retry_after = retry_after
 
 
+class Throttled(DeliveryError):
+    """The platform asked us to slow down: not a failure. The row waits `retry_after` seconds (None: the
+    longest window of its limits) and is sent again without spending an attempt."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message, transient=True, retry_after=retry_after)
+
+
 class Sender(Protocol):
     platform: str
 
