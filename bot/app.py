@@ -22,7 +22,7 @@ from collabbot.bot.calendar import WorkCalendar
 from collabbot.bot.clock import Clock
 from collabbot.bot.commands import Command, ParseError
 from collabbot.bot.config import Config
-from collabbot.bot.context import Ctx, Refused
+from collabbot.bot.context import Ctx, HelpLine, Refused
 from collabbot.bot.events import (
     ApprovalEvent,
     CardActionEvent,
@@ -35,10 +35,11 @@ from collabbot.bot.events import (
     show_markers,
 )
 from collabbot.bot.handlers import approvals, assist, projects, queries, tasks
+from collabbot.bot.people import resolve_chat, resolve_user
 from collabbot.bot.replies import CardAction, Message, Reply
 from collabbot.storage import outbox
 from collabbot.storage.db import Database
-from collabbot.storage.models import Chat, Identity, InboundReceipt, User, Wait
+from collabbot.storage.models import Chat, InboundReceipt, User, Wait
 
 log = logging.getLogger(__name__)
 
@@ -138,61 +139,14 @@ class Bot:
         self.commands: dict[str, CommandHandler] = dict(COMMANDS)
         self.actions: dict[str, ActionHandler] = dict(ACTIONS)
         self.wait_describers: dict[str, Callable[[Ctx, Wait], str]] = dict(approvals.WAIT_DESCRIBERS)
+        self.help_lines: tuple[HelpLine, ...] = (*queries.HELP_EXAMPLES, *approvals.HELP_LINES)
 
-    # --- people and places ----------------------------------------------------------------------
-    def is_admin(self, s: Session, user: User) -> bool:
-        admins = set(self.config.admins)
-        if not admins:
-            return False
-        if user.name in admins:
-            return True
-        ids = s.scalars(select(Identity.platform_user_id).where(Identity.user_id == user.id))
-        return any(i in admins for i in ids)
-
-    def platform_id(self, s: Session, user: User, platform: str) -> str:
-        return s.scalar(select(Identity.platform_user_id).where(Identity.user_id == user.id,
-                                                                Identity.platform == platform)) or ""
-
+    # --- people and places (bot/people.py) -----------------------------------------------------
     def resolve_user(self, s: Session, ref: UserRef, now: datetime) -> User:
-        """The user behind a platform identity; someone never seen before is created on the fly."""
-        identity = s.scalar(select(Identity).where(Identity.platform == ref.platform,
-                                                   Identity.platform_user_id == ref.platform_user_id))
-        if identity is not None:
-            return identity.user
-        name = texts_safe_name(ref.name) or ref.platform_user_id[:40]
-        user = User(name=name, created_at=now)
-        s.add(user)
-        s.flush()
-        s.add(Identity(platform=ref.platform, platform_user_id=ref.platform_user_id, user_id=user.id))
-        s.flush()
-        return user
+        return resolve_user(s, ref, now)
 
     def resolve_chat(self, s: Session, ref: ChatRef) -> Chat | None:
-        if not ref.is_group:
-            return None
-        chat = s.scalar(select(Chat).where(Chat.platform == ref.platform, Chat.platform_chat_id == ref.platform_chat_id))
-        if chat is None:
-            chat = Chat(platform=ref.platform, platform_chat_id=ref.platform_chat_id, name=ref.name[:200], active=True)
-            s.add(chat)
-            s.flush()
-        elif ref.name and chat.name != ref.name[:200]:
-            chat.name = ref.name[:200]
-        return chat
-
-    def post_to_user(self, s: Session, user: User, message: Message, key: str, now: datetime, *,
-                     platform: str | None = None, not_before: datetime | None = None) -> bool:
-        """Queue a private message to `user` on `platform` (or wherever they have an identity)."""
-        stmt = select(Identity).where(Identity.user_id == user.id).order_by(Identity.id)
-        if platform:
-            stmt = stmt.where(Identity.platform == platform)
-        identity = s.scalar(stmt.limit(1))
-        if identity is None:
-            log.warning("no platform identity for user %s; message %s not queued", user.id, key)
-            return False
-        return outbox.enqueue(s, dedupe_key=key, platform=identity.platform, target_kind="user",
-                              target_id=identity.platform_user_id, target_name=user.name,
-                              payload=message.to_json(), now=now, not_before=not_before,
-                              card_key=message.card.key if message.card else None)
+        return resolve_chat(s, ref)
 
     def sweep(self, now: datetime | None = None) -> int:
         """Run the time-driven rules due at `now` (see `bot/sweep.py`)."""
@@ -306,7 +260,3 @@ class Bot:
                            payload=Message((texts.t(self.config.language, "welcome"),)).to_json(), now=now)
         return Reply()
 
-
-def texts_safe_name(name: str) -> str:
-    """A display name from the network, stripped of control characters and capped."""
-    return "".join(ch for ch in name if ch.isprintable())[:60].strip()

@@ -35,14 +35,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from collabbot.bot.commands import PAIR_NAME
-from collabbot.bot.config import ConfigError
 from collabbot.bot.dates import parse_when
-
-if TYPE_CHECKING:
-    from collabbot.bot.config import Config
+from collabbot.bot.errors import ConfigError
 
 FIELD_TYPES = ("text", "number", "money", "date", "choice", "link")
 STAGE_KINDS = ("dept_head", "countersign", "any_of", "person", "role", "task_initiator")
@@ -314,7 +311,14 @@ def builtin_templates() -> tuple[ApprovalTemplate, ...]:
     return parse_approval_templates([])
 
 
-def templates_of(config: Config) -> tuple[ApprovalTemplate, ...]:
+class HasTemplates(Protocol):
+    """What `templates_of` reads of the config (so this module need not import the config's)."""
+
+    @property
+    def approval_templates(self) -> tuple[ApprovalTemplate, ...]: ...
+
+
+def templates_of(config: HasTemplates) -> tuple[ApprovalTemplate, ...]:
     """What `申请` offers: the config's templates, or the built-ins when it lists none."""
     return tuple(config.approval_templates) or builtin_templates()
 

@@ -14,21 +14,13 @@ import tomllib
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from collabbot.bot.approval_templates import ApprovalTemplate, parse_approval_templates
 from collabbot.bot.calendar import WorkCalendar
-
-if TYPE_CHECKING:
-    from collabbot.bot.approval_templates import ApprovalTemplate
+from collabbot.bot.errors import ConfigError  # re-exported: callers import it from here
 
 DEFAULT_DB_URL = "sqlite:///collabbot.db"
-
-
-class ConfigError(Exception):
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"{key}: {problem}")
-        self.key = key
-        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -326,8 +318,6 @@ def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
             if not isinstance(data[name], dict):
                 raise ConfigError(name, "must be a table")
             platforms[name] = data[name]
-    from collabbot.bot.approval_templates import parse_approval_templates  # it imports ConfigError from here
-
     approval_templates = parse_approval_templates(data.get("approval_templates", []), data.get("approval_roles"))
     config = Config(
         language=language,

@@ -7,20 +7,39 @@ which write outbox rows in the same transaction as the change that caused them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from collabbot.bot import texts
+from collabbot.bot import people, texts
 from collabbot.bot.replies import At, Card, Message, Part
 from collabbot.storage import outbox
-from collabbot.storage.models import AuditEntry, Chat, Department, HelpRequest, Identity, Task, User
+from collabbot.storage.models import AuditEntry, Chat, Department, HelpRequest, Identity, Task, User, Wait
 
 if TYPE_CHECKING:
-    from collabbot.bot.app import Bot
+    from collabbot.bot.calendar import WorkCalendar
+    from collabbot.bot.clock import Clock
+    from collabbot.bot.config import Config
+    from collabbot.storage.db import Database
+
+HelpLine = tuple[str, str, str]  # (command name, zh example, en example)
+
+
+class Engine(Protocol):
+    """What handlers and rules use of the engine (`bot.app.Bot` is the one), so they need not import it."""
+
+    db: Database
+    config: Config
+    clock: Clock
+    calendar: WorkCalendar
+    wait_describers: dict[str, Callable[..., str]]  # "approval", "approval:nag", "approval:what" -> a sentence
+    help_lines: tuple[HelpLine, ...]
+
+    def describe_wait(self, ctx: Ctx, wait: Wait) -> str: ...
 
 
 class Refused(Exception):
@@ -44,7 +63,7 @@ def snapshot(entity: Any) -> dict[str, Any]:
 @dataclass
 class Ctx:
     s: Session
-    bot: Bot
+    bot: Engine
     now: datetime
     actor: User
     platform: str
@@ -72,7 +91,7 @@ class Ctx:
 
     # --- roles ----------------------------------------------------------------------------------
     def is_admin(self, user: User | None = None) -> bool:
-        return self.bot.is_admin(self.s, user or self.actor)
+        return people.is_admin(self.s, user or self.actor, self.bot.config.admins)
 
     def heads_department(self, user: User, department_id: int | None) -> bool:
         if department_id is None:
@@ -110,7 +129,7 @@ class Ctx:
 
     # --- speaking -------------------------------------------------------------------------------
     def at(self, user: User) -> At:
-        return At(user.id, self.bot.platform_id(self.s, user, self.platform), user.name)
+        return At(user.id, people.platform_id(self.s, user, self.platform), user.name)
 
     def _key(self, suffix: str = "") -> str:
         self._sent += 1
@@ -126,9 +145,9 @@ class Ctx:
 
     def tell_user(self, user: User, message: Message, key: str | None = None,
                   not_before: datetime | None = None) -> bool:
-        platform = self.platform if self.bot.platform_id(self.s, user, self.platform) else None
-        return self.bot.post_to_user(self.s, user, message, key or self._key(), self.now,
-                                     platform=platform, not_before=not_before)
+        platform = self.platform if people.platform_id(self.s, user, self.platform) else None
+        return people.post_to_user(self.s, user, message, key or self._key(), self.now,
+                                   platform=platform, not_before=not_before)
 
     def tell_chat(self, chat: Chat, message: Message, key: str | None = None,
                   not_before: datetime | None = None) -> bool:

@@ -42,7 +42,7 @@ from collabbot.storage.models import (
 )
 
 if TYPE_CHECKING:
-    from collabbot.bot.app import Bot
+    from collabbot.bot.context import Engine
 
 BATCH = 5000
 
@@ -54,7 +54,7 @@ class Notifier:
     identities are loaded once per batch: a sweep with 1,000 due reminders must not make 10,000 queries.
     """
 
-    def __init__(self, bot: Bot, s: Session, now: datetime) -> None:
+    def __init__(self, bot: Engine, s: Session, now: datetime) -> None:
         self.bot, self.s, self.now = bot, s, now
         self.lang = bot.config.language
         self.rows: list[dict] = []
@@ -216,7 +216,7 @@ def _escalate(n: Notifier, wait: Wait, tasks: dict[int, Task]) -> None:
             {"wait": wait.id, "person": person.id, "to": boss.id if boss else None})
 
 
-def sweep_waits(bot: Bot, s: Session, now: datetime) -> int:
+def sweep_waits(bot: Engine, s: Session, now: datetime) -> int:
     stmt = (select(Wait).where(Wait.answered_at.is_(None), Wait.next_due_at.is_not(None), Wait.next_due_at <= now)
             .order_by(Wait.next_due_at).limit(BATCH)
             .options(selectinload(Wait.person).selectinload(User.supervisor), selectinload(Wait.chat)))
@@ -256,7 +256,7 @@ def sweep_waits(bot: Bot, s: Session, now: datetime) -> int:
 
 # --- overdue ------------------------------------------------------------------------------------
 
-def sweep_overdue(bot: Bot, s: Session, now: datetime) -> int:
+def sweep_overdue(bot: Engine, s: Session, now: datetime) -> int:
     if not bot.config.rules.overdue_enabled:
         return 0
     stmt = (select(Task).where(Task.status.in_(states.OPEN), Task.status != "done", Task.status != "cancelled",
@@ -298,11 +298,11 @@ def sweep_overdue(bot: Bot, s: Session, now: datetime) -> int:
 
 # --- calendar jobs ------------------------------------------------------------------------------
 
-def _local_day_start(bot: Bot, day: date) -> datetime:
+def _local_day_start(bot: Engine, day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=bot.calendar.tz)
 
 
-def daily_prompt(bot: Bot, s: Session, now: datetime, force: bool = False) -> int:
+def daily_prompt(bot: Engine, s: Session, now: datetime, force: bool = False) -> int:
     rules = bot.config.rules
     local = now.astimezone(bot.calendar.tz)
     today = local.date()
@@ -342,13 +342,13 @@ def daily_prompt(bot: Bot, s: Session, now: datetime, force: bool = False) -> in
     return sent
 
 
-def _week_bounds(bot: Bot, day: date) -> tuple[datetime, datetime]:
+def _week_bounds(bot: Engine, day: date) -> tuple[datetime, datetime]:
     monday = day - timedelta(days=day.weekday())
     start = _local_day_start(bot, monday)
     return start, start + timedelta(days=7)
 
 
-def weekly_summary(bot: Bot, s: Session, now: datetime, force: bool = False) -> int:
+def weekly_summary(bot: Engine, s: Session, now: datetime, force: bool = False) -> int:
     rules = bot.config.rules
     local = now.astimezone(bot.calendar.tz)
     today = local.date()
@@ -378,7 +378,7 @@ def bar(percent: int, width: int = 10) -> str:
     return "▓" * filled + "░" * (width - filled)
 
 
-def summary_card(bot: Bot, s: Session, n: Notifier, project_id: int, start: datetime, end: datetime,
+def summary_card(bot: Engine, s: Session, n: Notifier, project_id: int, start: datetime, end: datetime,
                  slot: str) -> Card:
     project = s.get(Project, project_id)
     tasks = list(s.scalars(select(Task).where(Task.project_id == project_id, Task.status != "cancelled")
@@ -418,7 +418,7 @@ def summary_card(bot: Bot, s: Session, n: Notifier, project_id: int, start: date
 
 # --- the whole sweep ----------------------------------------------------------------------------
 
-def sweep(bot: Bot, now: datetime) -> int:
+def sweep(bot: Engine, now: datetime) -> int:
     """Run every rule that is due at `now`; the number of things it acted on."""
     with bot.db.transaction() as s:
         count = sweep_waits(bot, s, now)
@@ -430,7 +430,7 @@ def sweep(bot: Bot, now: datetime) -> int:
     return count
 
 
-def next_due(bot: Bot, now: datetime) -> datetime | None:
+def next_due(bot: Engine, now: datetime) -> datetime | None:
     """The earliest moment after which a sweep or a delivery would do something (for the console)."""
     candidates: list[datetime] = []
     with bot.db.transaction() as s:
@@ -458,7 +458,7 @@ def next_due(bot: Bot, now: datetime) -> datetime | None:
     return min(candidates) if candidates else None
 
 
-def remind_again(bot: Bot, s: Session, wait_id: int, now: datetime, by: User, key: str) -> Wait | None:
+def remind_again(bot: Engine, s: Session, wait_id: int, now: datetime, by: User, key: str) -> Wait | None:
     """The escalation card's 再次提醒: one more reminder to the person, now."""
     wait = s.get(Wait, wait_id)
     if wait is None:

@@ -47,9 +47,8 @@ from collabbot.bot.approval_views import (
 from collabbot.bot.commands import ALIASES, Command
 from collabbot.bot.context import Ctx, Refused, snapshot
 from collabbot.bot.events import ApprovalEvent
-from collabbot.bot.handlers import queries
 from collabbot.bot.handlers.common import MAX_TEXT, capped, missing, not_allowed, people
-from collabbot.bot.handlers.tasks import _announce_assignment, _new_task
+from collabbot.bot.handlers.task_creation import announce_assignment, new_task
 from collabbot.bot.replies import Card, CardAction, Message, Part, Reply
 from collabbot.bot.rules import approval_stages as rules
 from collabbot.bot.waits import close_waits, open_wait
@@ -750,13 +749,13 @@ def _to_task(ctx: Ctx, req: ApprovalRequest) -> Reply:
     specs = {f.name: f for f in template.fields}
     remarks = "；".join(f"{k}：{display_value(specs.get(k), v, lambda d: fmt(d, ctx))}" for k, v in req.values.items())
     title = ctx.t("to_task_title", template=req.template, id=req.id)[:200]
-    task = _new_task(ctx, title=title, owner=dept.head, project=req.project, parent=None, deadline=deadline,
+    task = new_task(ctx, title=title, owner=dept.head, project=req.project, parent=None, deadline=deadline,
                      priority="mid", collaborators=[], department=dept, initiating_dept_id=req.department_id,
                      remarks=remarks[:MAX_TEXT])
     req.result_task_id = task.id
     ctx.audit("approval.to_task", req, reason=f"#{task.id}")
     _touch(ctx, req)
-    _announce_assignment(ctx, task, ctx.t("task_created", id=task.id, title=task.title))
+    announce_assignment(ctx, task, ctx.t("task_created", id=task.id, title=task.title))
     return Reply(toast=ctx.t("to_task_created", task=task.id, name=dept.head.name), toast_kind="success",
                  card=_card(ctx, req, ctx.actor, result=True))
 
@@ -836,4 +835,3 @@ HELP_LINES: tuple[tuple[str, str, str], ...] = (
     ("resubmit", "重新提交 #A1 预算金额=6万", "resubmit #A1 预算金额=60000"),
     ("cancel_approval", "取消审批 #A1 原因 活动取消（管理员）", "approval cancel #A1 reason called off (admins)"),
 )
-queries.EXTRA_HELP.extend(HELP_LINES)

@@ -8,7 +8,7 @@ from collabbot.bot import texts
 from collabbot.bot.commands import ALIASES, Command
 from collabbot.bot.context import Ctx
 from collabbot.bot.handlers.common import one_task
-from collabbot.bot.handlers.tasks import card
+from collabbot.bot.handlers.task_creation import card
 from collabbot.bot.replies import Reply
 from collabbot.bot.rules import states
 from collabbot.bot.views import open_predecessors
@@ -104,12 +104,10 @@ HELP_EXAMPLES: tuple[tuple[str, str, str], ...] = (
     ("help", "帮助", "help"),
 )
 
-EXTRA_HELP: list[tuple[str, str, str]] = []  # other handler modules (approvals) add their lines here
-
-
 def help_command(ctx: Ctx, cmd: Command) -> Reply | None:
+    """帮助: one example per command; the engine assembles the lines of every handler module (`Bot.help_lines`)."""
     lines = [ctx.t("help_title")]
-    for name, zh, en in (*HELP_EXAMPLES, *EXTRA_HELP):
+    for name, zh, en in ctx.bot.help_lines:
         aliases = ALIASES[name]
         english = next((a for a in aliases if a.isascii()), "")
         head = f"{aliases[0]} / {english}" if ctx.lang == "zh" else f"{english} / {aliases[0]}"

@@ -3,7 +3,7 @@ comment and cancel. Each runs inside the engine's unit of work and refuses with 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import select
 
@@ -23,86 +23,25 @@ from collabbot.bot.handlers.common import (
     people,
     when,
 )
+from collabbot.bot.handlers.task_creation import announce_assignment, card, new_task
 from collabbot.bot.replies import Message, Reply
 from collabbot.bot.rules import states
 from collabbot.bot.rules.deps import find_cycle
 from collabbot.bot.texts import status_name
-from collabbot.bot.views import open_predecessors, task_card
+from collabbot.bot.views import open_predecessors
 from collabbot.bot.waits import close_waits, open_wait
 from collabbot.storage.models import (
-    Chat,
     Comment,
-    Department,
     ProgressReport,
-    Project,
     Task,
     TaskDependency,
-    User,
 )
-
-
-def card(ctx: Ctx, task: Task, full: bool = False):
-    return task_card(ctx.s, task, ctx.lang, ctx.now, ctx.bot.calendar.tz, full=full)
 
 
 def _touch(ctx: Ctx, task: Task) -> None:
     task.updated_at = ctx.now
     task.version += 1
     ctx.s.flush()
-
-
-def _task_chat(ctx: Ctx, project: Project | None) -> Chat | None:
-    if ctx.chat is not None:
-        return ctx.chat
-    if project is None:
-        return None
-    return ctx.s.scalar(select(Chat).where(Chat.project_id == project.id, Chat.active.is_(True)).order_by(Chat.id))
-
-
-def _new_task(ctx: Ctx, *, title: str, owner: User, project: Project | None, parent: Task | None,
-              deadline: datetime | None, priority: str, collaborators: list[User], department: Department | None,
-              initiating_dept_id: int | None, deliverable: str = "", attachments: list[str] | None = None,
-              remarks: str = "") -> Task:
-    chat = _task_chat(ctx, project) or (parent.chat if parent else None)
-    task = Task(
-        project_id=project.id if project else None,
-        parent_id=parent.id if parent else None,
-        chat_id=chat.id if chat else None,
-        title=title,
-        initiator_id=ctx.actor.id,
-        initiating_dept_id=initiating_dept_id,
-        department_id=department.id if department else owner.department_id,
-        owner_id=owner.id,
-        status="todo",
-        priority=priority,
-        deadline=deadline,
-        deliverable_expected=deliverable,
-        attachments=attachments or [],
-        remarks=remarks,
-        percent=0,
-        created_at=ctx.now,
-        updated_at=ctx.now,
-        version=1,
-    )
-    task.collaborators = [u for u in collaborators if u.id != owner.id]
-    ctx.s.add(task)
-    ctx.s.flush()
-    open_wait(ctx, "assign", "task", task.id, owner, task.chat)
-    ctx.audit("task.create", task)
-    return task
-
-
-def _announce_assignment(ctx: Ctx, task: Task, headline: str) -> None:
-    """The owner hears it privately with the card; the group sees one line with real mentions."""
-    c = card(ctx, task)
-    parts: list = [headline, ctx.at(task.owner)]
-    for u in task.collaborators:
-        parts += [" ", ctx.at(u)]
-    if task.chat is not None:
-        ctx.tell_chat(task.chat, Message(tuple(parts), c))
-    if task.chat is None or ctx.chat is None:
-        ctx.say(*parts)
-    ctx.tell_user(task.owner, Message((ctx.t("task_assigned"),), c), key=f"assign:task:{task.id}:{task.owner_id}:{task.version}")
 
 
 def create_task(ctx: Ctx, cmd: Command) -> Reply | None:
@@ -139,7 +78,7 @@ def create_task(ctx: Ctx, cmd: Command) -> Reply | None:
         raise bad(ctx, "attachments", cmd.get("attachments"))
     department = ctx.department(cmd.get("department")) if cmd.get("department") else None
     init_dept = ctx.department(cmd.get("initiating_dept")).id if cmd.get("initiating_dept") else ctx.actor.department_id
-    task = _new_task(
+    task = new_task(
         ctx, title=title, owner=owner, project=project, parent=None, deadline=deadline, priority=priority,
         collaborators=people(ctx, cmd, "collaborators"), department=department, initiating_dept_id=init_dept,
         deliverable=capped(ctx, cmd.get("deliverable") or (template.deliverable if template else ""), "deliverable"),
@@ -151,14 +90,14 @@ def create_task(ctx: Ctx, cmd: Command) -> Reply | None:
             dept = ctx.department(sub.department) if sub.department else None
             sub_owner = (dept.head if dept is not None and dept.head is not None else owner)
             sub_deadline = deadline - timedelta(days=sub.offset_days) if deadline else None
-            child = _new_task(ctx, title=sub.title, owner=sub_owner, project=project, parent=task,
+            child = new_task(ctx, title=sub.title, owner=sub_owner, project=project, parent=task,
                               deadline=sub_deadline, priority=priority, collaborators=[], department=dept,
                               initiating_dept_id=init_dept)
             ctx.tell_user(sub_owner, Message((ctx.t("task_assigned"),), card(ctx, child)),
                           key=f"assign:task:{child.id}:{sub_owner.id}:{child.version}")
         ctx.s.refresh(task)
         headline = headline.rstrip() + ctx.t("template_applied", name=template.name, n=len(template.subtasks)) + " "
-    _announce_assignment(ctx, task, headline)
+    announce_assignment(ctx, task, headline)
     return None
 
 
@@ -185,13 +124,13 @@ def add_subtask(ctx: Ctx, cmd: Command) -> Reply | None:
         if not priority:
             raise bad(ctx, "priority", cmd.get("priority"))
     department = ctx.department(cmd.get("department")) if cmd.get("department") else None
-    child = _new_task(ctx, title=cmd.text, owner=owners[0], project=parent.project, parent=parent, deadline=deadline,
+    child = new_task(ctx, title=cmd.text, owner=owners[0], project=parent.project, parent=parent, deadline=deadline,
                       priority=priority, collaborators=people(ctx, cmd, "collaborators"), department=department,
                       initiating_dept_id=parent.initiating_dept_id,
                       deliverable=capped(ctx, cmd.get("deliverable"), "deliverable"),
                       remarks=capped(ctx, cmd.get("remarks"), "remarks"))
     _touch(ctx, parent)
-    _announce_assignment(ctx, child, ctx.t("subtask_created", parent=parent.id, id=child.id, title=child.title))
+    announce_assignment(ctx, child, ctx.t("subtask_created", parent=parent.id, id=child.id, title=child.title))
     return None
 
 

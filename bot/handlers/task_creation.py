@@ -1,0 +1,71 @@
+"""Making a task and telling its owner: shared by the task commands and by approvals (一键转任务)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+
+from collabbot.bot.context import Ctx
+from collabbot.bot.replies import Card, Message, Part
+from collabbot.bot.views import task_card
+from collabbot.bot.waits import open_wait
+from collabbot.storage.models import Chat, Department, Project, Task, User
+
+
+def card(ctx: Ctx, task: Task, full: bool = False) -> Card:
+    return task_card(ctx.s, task, ctx.lang, ctx.now, ctx.bot.calendar.tz, full=full)
+
+
+def task_chat(ctx: Ctx, project: Project | None) -> Chat | None:
+    if ctx.chat is not None:
+        return ctx.chat
+    if project is None:
+        return None
+    return ctx.s.scalar(select(Chat).where(Chat.project_id == project.id, Chat.active.is_(True)).order_by(Chat.id))
+
+
+def new_task(ctx: Ctx, *, title: str, owner: User, project: Project | None, parent: Task | None,
+             deadline: datetime | None, priority: str, collaborators: list[User], department: Department | None,
+             initiating_dept_id: int | None, deliverable: str = "", attachments: list[str] | None = None,
+             remarks: str = "") -> Task:
+    chat = task_chat(ctx, project) or (parent.chat if parent else None)
+    task = Task(
+        project_id=project.id if project else None,
+        parent_id=parent.id if parent else None,
+        chat_id=chat.id if chat else None,
+        title=title,
+        initiator_id=ctx.actor.id,
+        initiating_dept_id=initiating_dept_id,
+        department_id=department.id if department else owner.department_id,
+        owner_id=owner.id,
+        status="todo",
+        priority=priority,
+        deadline=deadline,
+        deliverable_expected=deliverable,
+        attachments=attachments or [],
+        remarks=remarks,
+        percent=0,
+        created_at=ctx.now,
+        updated_at=ctx.now,
+        version=1,
+    )
+    task.collaborators = [u for u in collaborators if u.id != owner.id]
+    ctx.s.add(task)
+    ctx.s.flush()
+    open_wait(ctx, "assign", "task", task.id, owner, task.chat)
+    ctx.audit("task.create", task)
+    return task
+
+
+def announce_assignment(ctx: Ctx, task: Task, headline: str) -> None:
+    """The owner hears it privately with the card; the group sees one line with real mentions."""
+    c = card(ctx, task)
+    parts: list[Part] = [headline, ctx.at(task.owner)]
+    for u in task.collaborators:
+        parts += [" ", ctx.at(u)]
+    if task.chat is not None:
+        ctx.tell_chat(task.chat, Message(tuple(parts), c))
+    if task.chat is None or ctx.chat is None:
+        ctx.say(*parts)
+    ctx.tell_user(task.owner, Message((ctx.t("task_assigned"),), c), key=f"assign:task:{task.id}:{task.owner_id}:{task.version}")

@@ -1,0 +1,86 @@
+"""People and places: who a platform identity is, who is an admin, where a private message goes.
+
+Both the engine (`Bot`) and a handler's `Ctx` need these; they live here so neither imports the other.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from collabbot.bot.events import ChatRef, UserRef
+from collabbot.bot.replies import Message
+from collabbot.storage import outbox
+from collabbot.storage.models import Chat, Identity, User
+
+log = logging.getLogger(__name__)
+
+
+def safe_name(name: str) -> str:
+    """A display name from the network, stripped of control characters and capped."""
+    return "".join(ch for ch in name if ch.isprintable())[:60].strip()
+
+
+def is_admin(s: Session, user: User, admins: Collection[str]) -> bool:
+    """`admins` lists names or platform user ids (the config's `bot.admins`)."""
+    if not admins:
+        return False
+    if user.name in admins:
+        return True
+    ids = s.scalars(select(Identity.platform_user_id).where(Identity.user_id == user.id))
+    return any(i in admins for i in ids)
+
+
+def platform_id(s: Session, user: User, platform: str) -> str:
+    """The user's id on `platform`, or "" when they have none there."""
+    return s.scalar(select(Identity.platform_user_id).where(Identity.user_id == user.id,
+                                                            Identity.platform == platform)) or ""
+
+
+def resolve_user(s: Session, ref: UserRef, now: datetime) -> User:
+    """The user behind a platform identity; someone never seen before is created on the fly."""
+    identity = s.scalar(select(Identity).where(Identity.platform == ref.platform,
+                                               Identity.platform_user_id == ref.platform_user_id))
+    if identity is not None:
+        return identity.user
+    name = safe_name(ref.name) or ref.platform_user_id[:40]
+    user = User(name=name, created_at=now)
+    s.add(user)
+    s.flush()
+    s.add(Identity(platform=ref.platform, platform_user_id=ref.platform_user_id, user_id=user.id))
+    s.flush()
+    return user
+
+
+def resolve_chat(s: Session, ref: ChatRef) -> Chat | None:
+    """The group behind a platform chat (created on first contact); None for a private chat."""
+    if not ref.is_group:
+        return None
+    chat = s.scalar(select(Chat).where(Chat.platform == ref.platform, Chat.platform_chat_id == ref.platform_chat_id))
+    if chat is None:
+        chat = Chat(platform=ref.platform, platform_chat_id=ref.platform_chat_id, name=ref.name[:200], active=True)
+        s.add(chat)
+        s.flush()
+    elif ref.name and chat.name != ref.name[:200]:
+        chat.name = ref.name[:200]
+    return chat
+
+
+def post_to_user(s: Session, user: User, message: Message, key: str, now: datetime, *,
+                 platform: str | None = None, not_before: datetime | None = None) -> bool:
+    """Queue a private message to `user` on `platform` (or wherever they have an identity)."""
+    stmt = select(Identity).where(Identity.user_id == user.id).order_by(Identity.id)
+    if platform:
+        stmt = stmt.where(Identity.platform == platform)
+    identity = s.scalar(stmt.limit(1))
+    if identity is None:
+        log.warning("no platform identity for user %s; message %s not queued", user.id, key)
+        return False
+    return outbox.enqueue(s, dedupe_key=key, platform=identity.platform, target_kind="user",
+                          target_id=identity.platform_user_id, target_name=user.name,
+                          payload=message.to_json(), now=now, not_before=not_before,
+                          card_key=message.card.key if message.card else None)
