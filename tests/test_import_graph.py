@@ -119,3 +119,11 @@ def test_a_layer_imports_nothing_of_what_sits_above_it(layer: str, forbidden: tu
            for target, line in _imports(name, path, modules)
            if any(target == f or target.startswith(f + ".") for f in forbidden)]
     assert not bad, "\n".join(bad)
+
+
+def test_every_package_folder_is_listed_in_pyproject() -> None:
+    """pyproject.toml names its packages one by one: a folder left out would be missing from a wheel."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    listed = set(pyproject["tool"]["setuptools"]["packages"])
+    packages = {name for name, path in _modules().items() if path.name == "__init__.py"}
+    assert packages - listed == set()

@@ -1,0 +1,226 @@
+"""The state machine: opening stages (skipping empty ones), votes, returns, stops, and the end of a flow."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from collabbot.bot.approval_templates import ApprovalTemplate
+from collabbot.bot.approval_views import current_step, steps_of, votes_on, waiting_on
+from collabbot.bot.context import Ctx, Refused, snapshot
+from collabbot.bot.handlers.approvals.base import (
+    card_for,
+    mention_list,
+    not_your_turn,
+    require,
+    slot_of,
+    template_for,
+    touch,
+)
+from collabbot.bot.handlers.common import MAX_TEXT, capped
+from collabbot.bot.replies import Message, Part, Reply
+from collabbot.bot.rules import approval_stages as rules
+from collabbot.bot.waits import close_waits, open_wait
+from collabbot.storage.models import ApprovalRequest, ApprovalStep, ApprovalVote, Chat, Task
+
+
+def advance(ctx: Ctx, req: ApprovalRequest, template: ApprovalTemplate) -> ApprovalStep | None:
+    """Open the current stage, skipping stages left with nobody to ask; None when no stage is left.
+
+    The caller announces, then calls `ask` to tell the open stage's approvers."""
+    steps = steps_of(ctx.s, req)
+    while req.stage_index < len(steps):
+        step = steps[req.stage_index]
+        stage = template.stages[req.stage_index] if req.stage_index < len(template.stages) else None
+        approved_before = {v.voter_id for earlier in steps[:req.stage_index]
+                           for v in votes_on(ctx.s, earlier).values() if v.decision == "approve"}
+        active = [a for a in step.approvers if a.active]
+        left, why = rules.who_decides(step.mode, [a.user_id for a in active], req.initiator_id, approved_before,
+                                      stage.on_self if stage else "keep")
+        for a in active:
+            if a.user_id not in left:
+                a.active = False
+                a.note = "skip:initiator" if a.user_id == req.initiator_id else "skip:approved_before"
+        step.started_at = ctx.now
+        if left:
+            step.status = "pending"
+            ctx.s.flush()
+            return step
+        step.status, step.note, step.decided_at = "skipped", why, ctx.now
+        ctx.s.flush()
+        ctx.audit("approval.skip", req, reason=ctx.t(f"skip_{why}"))
+        req.stage_index += 1
+    ctx.s.flush()
+    return None
+
+
+
+def ask(ctx: Ctx, req: ApprovalRequest, step: ApprovalStep, template: ApprovalTemplate) -> None:
+    """Each undecided approver of the open step: a wait row and a private card (once per step)."""
+    for user in waiting_on(ctx.s, step):
+        open_wait(ctx, "approval", "approval", req.id, user, req.chat)
+        text = ctx.t("approval_ask", name=req.initiator.name, id=req.id, template=req.template, stage=step.name)
+        ctx.tell_user(user, Message((text,), card_for(ctx, req, user)), key=f"approval:{req.id}:step:{step.id}:ask:{user.id}")
+
+
+
+def _project_chats(ctx: Ctx, req: ApprovalRequest) -> list[Chat]:
+    """Where the outcome is posted: the request's group and the other groups of its project."""
+    chats = [req.chat] if req.chat is not None and req.chat.active else []
+    if req.project_id is not None:
+        for chat in ctx.s.scalars(select(Chat).where(Chat.project_id == req.project_id, Chat.active.is_(True))
+                                  .order_by(Chat.id)):
+            if chat not in chats:
+                chats.append(chat)
+    return chats
+
+
+
+def _extend_task(ctx: Ctx, req: ApprovalRequest, template: ApprovalTemplate) -> str:
+    """An approved 延期申请: the task's new deadline, its overdue warning cleared; the sentence to add."""
+    task = ctx.s.get(Task, req.task_id) if req.task_id else None
+    if task is None or task.status not in ("todo", "in_progress"):
+        return ""
+    before = snapshot(task)
+    task.deadline = datetime.fromisoformat(req.values[template.deadline_field])
+    task.overdue_warned_at = None
+    task.updated_at = ctx.now
+    task.version += 1
+    close_waits(ctx, "task", task.id, kind="overdue")
+    ctx.s.flush()
+    ctx.audit("task.extend", task, before, reason=ctx.t("extend_trail", when=ctx.fmt(task.deadline), id=req.id))
+    return ctx.t("task_extended", id=task.id, title=task.title, when=ctx.fmt(task.deadline))
+
+
+
+def finish(ctx: Ctx, req: ApprovalRequest, template: ApprovalTemplate, status: str, reason: str = "") -> None:
+    """The flow ended (approved or rejected): effects, then the initiator and the project's groups hear it."""
+    req.status = status
+    req.decided_at = ctx.now
+    close_waits(ctx, "approval", req.id)
+    touch(ctx, req)
+    extra = _extend_task(ctx, req, template) if status == rules.APPROVED and template.kind == "extension" else ""
+    card = card_for(ctx, req, None, result=True)
+    mine = ctx.t(f"approval_mine_{status}", id=req.id, template=req.template, reason=reason)
+    ctx.tell_user(req.initiator, Message((mine + extra,), card), key=f"approval:{req.id}:r{req.round}:{status}:initiator")
+    headline = ctx.t(f"approval_result_{status}", id=req.id, template=req.template)
+    for chat in _project_chats(ctx, req):
+        ctx.tell_chat(chat, Message((headline, ctx.at(req.initiator), extra and "\n" + extra), card),
+                      key=f"approval:{req.id}:r{req.round}:{status}:chat:{chat.id}")
+
+
+
+def return_to_initiator(ctx: Ctx, req: ApprovalRequest, step: ApprovalStep, reason: str) -> None:
+    req.status = rules.RETURNED
+    close_waits(ctx, "approval", req.id)
+    touch(ctx, req)
+    text = ctx.t("approval_returned_mine", id=req.id, template=req.template, name=ctx.actor.name, stage=step.name,
+                 reason=reason)
+    ctx.tell_user(req.initiator, Message((text,), card_for(ctx, req, req.initiator)),
+                  key=f"approval:{req.id}:r{req.round}:returned:initiator")
+    if req.chat is not None and req.chat.active and (ctx.chat is None or ctx.chat.id != req.chat.id):
+        ctx.tell_chat(req.chat, Message((ctx.t("approval_returned_group", id=req.id, template=req.template,
+                                                reason=reason),)), key=f"approval:{req.id}:r{req.round}:returned:chat")
+
+
+
+def decide(ctx: Ctx, req: ApprovalRequest, decision: str, comment: str, via_card: bool) -> Reply | None:
+    """One approver's 同意 or 驳回 on the current step, and whatever it completes."""
+    template = template_for(ctx, req)
+    require(ctx, req, decision, "a_approve" if decision == "approve" else "a_reject")
+    step = current_step(ctx.s, req)
+    assert step is not None  # a pending request always has its step open
+    mine = votes_on(ctx.s, step).get(ctx.actor.id)
+    if mine is not None:
+        raise Refused("already_voted", id=req.id, decision=ctx.t(f"decision_{mine.decision}"), when=ctx.fmt(mine.created_at))
+    if slot_of(step, ctx.actor.id) is None:
+        raise not_your_turn(ctx, req, step)
+    capped(ctx, comment, "reject_reason", MAX_TEXT)
+    try:
+        with ctx.s.begin_nested():
+            ctx.s.add(ApprovalVote(request_id=req.id, step_id=step.id, voter_id=ctx.actor.id, decision=decision,
+                                   comment=comment, created_at=ctx.now))
+            ctx.s.flush()
+    except IntegrityError:  # the same person's other copy got there first (guarded by the row lock too)
+        raise Refused("already_voted", id=req.id, decision=ctx.t(f"decision_{decision}"), when=ctx.fmt(ctx.now)) from None
+    close_waits(ctx, "approval", req.id, person_id=ctx.actor.id)
+    ctx.audit(f"approval.{decision}", req, reason=comment)
+    votes = votes_on(ctx.s, step)
+    approvals = {uid for uid, v in votes.items() if v.decision == "approve"}
+    rejections = {uid for uid, v in votes.items() if v.decision == "reject"}
+    active = [a.user_id for a in step.approvers if a.active]
+    outcome = rules.stage_outcome(step.mode, active, approvals, rejections)
+    after: ApprovalStep | None = None
+    if outcome == rules.PENDING:
+        done, need = rules.progress(step.mode, active, approvals)
+        waiting = "、".join(u.name for u in waiting_on(ctx.s, step))
+        parts: list[Part] = [ctx.t("approval_approved_partial", id=req.id, stage=step.name, done=done, need=need,
+                             waiting=waiting)]
+    elif outcome == rules.APPROVED:
+        step.status, step.decided_at = "approved", ctx.now
+        close_waits(ctx, "approval", req.id)
+        req.stage_index += 1
+        after = advance(ctx, req, template)
+        parts = ([ctx.t("approval_approved_final", id=req.id)] if after is None else
+                 [ctx.t("approval_approved_next", id=req.id, stage=step.name, next=after.name),
+                  *mention_list(ctx, waiting_on(ctx.s, after))])
+    else:
+        step.status, step.decided_at = "rejected", ctx.now
+        returned = rules.after_rejection(template.on_reject) == rules.RETURNED
+        parts = [ctx.t("approval_rejected_return", id=req.id, name=req.initiator.name, reason=comment) if returned
+                 else ctx.t("approval_rejected_end", id=req.id, reason=comment)]
+    touch(ctx, req)
+    if not via_card:
+        ctx.say(*parts)  # the decider's confirmation first, then what it set off
+    if outcome == rules.APPROVED and after is None:
+        finish(ctx, req, template, rules.APPROVED)
+    elif outcome == rules.REJECTED:
+        if rules.after_rejection(template.on_reject) == rules.RETURNED:
+            return_to_initiator(ctx, req, step, comment)
+        else:
+            finish(ctx, req, template, rules.REJECTED, comment)
+    elif after is not None:
+        ask(ctx, req, after, template)
+    if not via_card:
+        return None
+    toast = "".join(p if isinstance(p, str) else f"@{p.name}" for p in parts)
+    return Reply(toast=toast, toast_kind="success", card=card_for(ctx, req, ctx.actor, result=req.status in rules.FINAL))
+
+
+
+def announce_round(ctx: Ctx, req: ApprovalRequest, template: ApprovalTemplate, step: ApprovalStep | None,
+                    key: str) -> None:
+    """After 申请 / 重新提交: where it stands, said where it was asked, then the approvers are asked."""
+    if step is None:
+        ctx.say(ctx.t(key + "_done", id=req.id, template=req.template, round=req.round))
+        finish(ctx, req, template, rules.APPROVED)
+        return
+    headline = ctx.t(key, id=req.id, template=req.template, stage=step.name, round=req.round)
+    ctx.say(headline, *mention_list(ctx, waiting_on(ctx.s, step)), card=card_for(ctx, req, None if ctx.chat else ctx.actor))
+    ask(ctx, req, step, template)
+
+
+
+def stop(ctx: Ctx, req: ApprovalRequest, status: str, reason: str) -> None:
+    """撤回 / 取消审批: the open step is void, its approvers are told, the request's group hears it."""
+    step = current_step(ctx.s, req)
+    told = waiting_on(ctx.s, step) if step is not None else []
+    if step is not None:
+        step.status, step.decided_at = "void", ctx.now
+    req.status = status
+    req.decided_at = ctx.now
+    close_waits(ctx, "approval", req.id)
+    ctx.audit(f"approval.{'withdraw' if status == rules.WITHDRAWN else 'cancel'}", req, reason=reason)
+    touch(ctx, req)
+    text = ctx.t(f"approval_{status}", id=req.id, template=req.template, reason=reason)
+    ctx.say(text)
+    notice = ctx.t(f"approval_{status}_notice", name=ctx.actor.name, id=req.id, template=req.template)
+    for user in told:
+        if user.id != ctx.actor.id:
+            ctx.tell_user(user, Message((notice,)), key=f"approval:{req.id}:r{req.round}:{status}:{user.id}")
+    if req.initiator_id != ctx.actor.id:
+        ctx.tell_user(req.initiator, Message((notice,)), key=f"approval:{req.id}:r{req.round}:{status}:initiator")
+    if req.chat is not None and req.chat.active and (ctx.chat is None or ctx.chat.id != req.chat.id):
+        ctx.tell_chat(req.chat, Message((text,)), key=f"approval:{req.id}:r{req.round}:{status}:chat")
