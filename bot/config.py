@@ -73,8 +73,12 @@ class DeliverySettings:
     max_delay_seconds: float = 600.0
     batch_size: int = 50
     claim_seconds: float = 60.0
-    per_chat_per_minute: int = 20
+    per_chat_per_minute: int = 20  # the defaults for a sender that declares no limits (0 = none)
     per_platform_per_second: float = 40.0
+    limit_margin: float = 0.05  # sends paced this much slower than a limit (clock and network jitter)
+    receipt_retention_days: float = 7.0  # inbound receipts (a platform retries within minutes)
+    sent_retention_days: float = 30.0  # sent outbox rows (dead ones stay for an admin); audit is kept
+    prune_batch: int = 1000  # rows deleted per statement by the retention sweep
 
 
 @dataclass(frozen=True)
@@ -250,9 +254,16 @@ def _delivery(s: _Section) -> DeliverySettings:
         max_delay_seconds=s.number("max_delay_seconds", 600.0),
         batch_size=s.int("batch_size", 50, minimum=1),
         claim_seconds=s.number("claim_seconds", 60.0),
-        per_chat_per_minute=s.int("per_chat_per_minute", 20, minimum=1),
-        per_platform_per_second=s.number("per_platform_per_second", 40.0),
+        per_chat_per_minute=s.int("per_chat_per_minute", 20, minimum=0),
+        per_platform_per_second=s.number("per_platform_per_second", 40.0, minimum=-1),  # 0: no limit
+        limit_margin=s.number("limit_margin", 0.05, minimum=-1),
+        receipt_retention_days=s.number("receipt_retention_days", 7.0),
+        sent_retention_days=s.number("sent_retention_days", 30.0),
+        prune_batch=s.int("prune_batch", 1000, minimum=1),
     )
+    for key in ("per_platform_per_second", "limit_margin"):
+        if getattr(d, key) < 0:
+            raise ConfigError(s.key(key), "must not be negative")
     s.done()
     return d
 

@@ -1,11 +1,26 @@
 """The delivery worker: drains the outbox through each platform's sender.
 
-Claims due rows (SKIP LOCKED on PostgreSQL, a lease on every row), sends each through the sender
-of its platform under per-platform and per-chat rate limits, and marks it sent; a transient failure
-(timeout, 5xx, rate limit) is retried later with backoff and jitter, up to `max_attempts`, then the
-row is dead and visible to an admin (`collabbot outbox list/retry`). The crash window between a send
-and its mark is covered by passing the dedupe key as the platform's idempotency key where it has one.
-Database calls run in a worker thread so the event loop keeps answering callbacks.
+Claims due rows (SKIP LOCKED on PostgreSQL) under a lease and a random claim token, and sends them
+one row at a time, each at the time its rate limits allow:
+
+* **Limits.** Each sender declares its `limits` (scheduler/limits.py: per app, chat and user);
+  a sender that declares none gets the [delivery] defaults. Every row takes a paced slot on each of
+  its keys before it is sent (in the `rate_slots` table on PostgreSQL, so all instances share one
+  pace). A row whose slot is further off than `hold` seconds goes back to the queue until then,
+  spending no attempt ("deferred").
+* **Outcomes.** A `Throttled` answer defers the row by the platform's reset time, or its limits'
+  longest window, spending no attempt. Every other exception from `send` is an attempt: retried
+  with backoff and jitter while it is transient and attempts remain, then the row is dead (visible
+  to an admin: `collabbot outbox list/retry`). One row's failure never stops the rest of its batch.
+* **Leases.** Claims are small (`batch_size`) and a row is held at most `hold` seconds, half the
+  lease, before its send; while a row waits or its send runs, a heartbeat renews its lease every
+  third of it, so a slow send never outlives its lease. Every mark updates `WHERE id AND
+  claim_token`: if the lease was lost anyway (the process stalled), the mark changes nothing and is
+  logged, and the platform idempotency key (installation id + dedupe key) makes the other worker's
+  resend harmless.
+
+Outcomes are counted in `counters` (sent, retried, throttled, deferred, dead, lost), which
+`/metrics` prints. Database calls run in a worker thread so the event loop keeps answering callbacks.
 """
 
 from __future__ import annotations
@@ -14,19 +29,23 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
-from collections import defaultdict, deque
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from collabbot.bot.clock import Clock
 from collabbot.bot.config import DeliverySettings
 from collabbot.scheduler.backoff import retry_delay
+from collabbot.scheduler.limits import DatabaseSlots, Limit, MemorySlots, Slots, default_limits, limit_keys, window_of
 from collabbot.storage import outbox
 from collabbot.storage.db import Database
+from collabbot.storage.installation import installation_id
 from collabbot.storage.outbox import OutboxItem
 
 log = logging.getLogger(__name__)
+
+OUTCOMES = ("sent", "retried", "throttled", "deferred", "dead", "lost")
 
 
 class DeliveryError(Exception):
@@ -47,6 +66,8 @@ class Throttled(DeliveryError):
 
 
 class Sender(Protocol):
+    """One platform's sender. It may also declare `limits: tuple[Limit, ...]` (absent: the [delivery] defaults)."""
+
     platform: str
 
     async def send(self, item: OutboxItem) -> str | None:
@@ -54,105 +75,161 @@ class Sender(Protocol):
         ...
 
 
-class RateLimiter:
-    """Per-platform messages per second (a smoothed pace) and per-chat messages per minute (a window).
-
-    Per process: several instances each keep their own, so set the limits for one instance's share.
-    """
-
-    def __init__(self, per_second: float, per_chat_per_minute: int) -> None:
-        self.interval = 1.0 / per_second if per_second > 0 else 0.0
-        self.per_chat = per_chat_per_minute
-        self._next_slot = 0.0
-        self._chats: dict[str, deque[float]] = defaultdict(deque)
-
-    def chat_wait(self, chat_key: str) -> float:
-        """Seconds until this chat may receive another message (0 when it may now)."""
-        now = time.monotonic()
-        window = self._chats[chat_key]
-        while window and window[0] <= now - 60:
-            window.popleft()
-        return 0.0 if len(window) < self.per_chat else window[0] + 60 - now
-
-    async def acquire(self, chat_key: str) -> None:
-        now = time.monotonic()
-        if self._next_slot > now:
-            await asyncio.sleep(self._next_slot - now)
-        self._next_slot = max(now, self._next_slot) + self.interval
-        self._chats[chat_key].append(time.monotonic())
-
-
 class DeliveryWorker:
     def __init__(self, db: Database, senders: dict[str, Sender], settings: DeliverySettings, clock: Clock,
-                 *, rng: random.Random | None = None, send_timeout: float = 10.0) -> None:
+                 *, rng: random.Random | None = None, send_timeout: float = 10.0, slots: Slots | None = None,
+                 sleep_until: Callable[[datetime], Awaitable[None]] | None = None) -> None:
         self.db = db
         self.senders = senders
         self.settings = settings
         self.clock = clock
         self.rng = rng or random.Random()
         self.send_timeout = send_timeout
-        self.limiters = {name: RateLimiter(settings.per_platform_per_second, settings.per_chat_per_minute)
-                         for name in senders}
+        self.lease = timedelta(seconds=settings.claim_seconds)
+        self.hold = settings.claim_seconds / 2
+        self.slots: Slots = slots or (DatabaseSlots(db) if db.is_postgres else MemorySlots())
+        self._sleep_until = sleep_until or self._wall_sleep_until
+        self.limits: dict[str, tuple[Limit, ...]] = {
+            name: tuple(getattr(sender, "limits", None) if getattr(sender, "limits", None) is not None
+                        else default_limits(settings.per_chat_per_minute, settings.per_platform_per_second))
+            for name, sender in senders.items()}
+        self.counters: Counter[str] = Counter({name: 0 for name in OUTCOMES})
+        self.installation = ""
         self.wake = asyncio.Event()
 
+    async def _wall_sleep_until(self, at: datetime) -> None:
+        await asyncio.sleep(max(0.0, (at - self.clock.now()).total_seconds()))
+
+    # --- database calls (run in a thread) ----------------------------------------------------------
     def _claim(self) -> list[OutboxItem]:
         with self.db.transaction() as s:
-            return outbox.claim(s, self.clock.now(), self.settings.batch_size,
-                                timedelta(seconds=self.settings.claim_seconds))
-
-    def _mark_sent(self, item: OutboxItem, message_id: str | None) -> None:
+            if not self.installation:
+                self.installation = installation_id(s)
         with self.db.transaction() as s:
-            outbox.mark_sent(s, item.id, self.clock.now(), message_id)
+            return outbox.claim(s, self.clock.now(), self.settings.batch_size, self.lease,
+                                installation=self.installation)
 
-    def _mark_failed(self, item: OutboxItem, error: str, retry_at: datetime | None) -> None:
+    def _mark_sent(self, item: OutboxItem, message_id: str | None) -> bool:
         with self.db.transaction() as s:
-            outbox.mark_failed(s, item.id, error, retry_at)
+            return outbox.mark_sent(s, item.id, self.clock.now(), message_id, item.claim_token)
 
-    def _defer(self, item: OutboxItem, seconds: float) -> None:
-        from sqlalchemy import update
-
-        from collabbot.storage.models import OutboxMessage
-
+    def _mark_failed(self, item: OutboxItem, error: str, retry_at: datetime | None) -> bool:
         with self.db.transaction() as s:
-            s.execute(update(OutboxMessage).where(OutboxMessage.id == item.id).values(
-                not_before=self.clock.now() + timedelta(seconds=seconds), claimed_until=None))
+            return outbox.mark_failed(s, item.id, error, retry_at, item.claim_token)
 
-    async def deliver(self, item: OutboxItem) -> str:
-        """Send one claimed row and record the outcome: "sent", "retry", "dead" or "deferred"."""
+    def _defer(self, item: OutboxItem, until: datetime, reason: str) -> bool:
+        with self.db.transaction() as s:
+            return outbox.defer(s, item.id, until, item.claim_token, reason)
+
+    def _renew(self, item: OutboxItem) -> bool:
+        with self.db.transaction() as s:
+            return outbox.renew(s, item.id, item.claim_token, self.clock.now() + self.lease)
+
+    async def _db(self, fn: Callable[..., bool], *args: object) -> bool:
+        return await asyncio.to_thread(fn, *args)
+
+    def _count(self, outcome: str, item: OutboxItem, held: bool) -> str:
+        if not held:
+            log.warning("outbox %s (%s %s): lease lost before %s was recorded; another worker has the row",
+                        item.id, item.target_kind, item.target_id, outcome)
+            outcome = "lost"
+        self.counters[outcome] += 1
+        return outcome
+
+    # --- one row -----------------------------------------------------------------------------------
+    async def _slot(self, item: OutboxItem) -> tuple[datetime, bool]:
+        """This row's send time under its limits, and whether it was taken (within `hold`)."""
+        keys = limit_keys(item.platform, item.target_kind, item.target_id, self.limits.get(item.platform, ()),
+                          self.settings.limit_margin)
+        if not keys:
+            return self.clock.now(), True
+        if isinstance(self.slots, MemorySlots):
+            return self.slots.reserve(keys, self.clock.now(), self.hold)
+        return await asyncio.to_thread(self.slots.reserve, keys, self.clock.now(), self.hold)
+
+    async def _heartbeat(self, item: OutboxItem) -> None:
+        """Renew the row's lease every third of it while it waits for its slot or its send runs."""
+        while True:
+            await asyncio.sleep(self.settings.claim_seconds / 3)
+            try:
+                if not await self._db(self._renew, item):
+                    log.warning("outbox %s: lease lost while sending to %s %s", item.id, item.target_kind,
+                                item.target_id)
+                    return
+            except Exception:
+                log.exception("outbox %s: lease renewal failed", item.id)
+
+    async def deliver(self, item: OutboxItem, at: datetime | None = None) -> str:
+        """Send one claimed row at `at` (its slot) and record the outcome (one of OUTCOMES)."""
         sender = self.senders.get(item.platform)
         if sender is None:
-            await asyncio.to_thread(self._mark_failed, item, f"no sender for platform {item.platform!r}", None)
-            return "dead"
-        limiter = self.limiters[item.platform]
-        chat_key = f"{item.target_kind}:{item.target_id}"
-        wait = limiter.chat_wait(chat_key)
-        if wait > 0:
-            await asyncio.to_thread(self._defer, item, wait)
-            return "deferred"
-        await limiter.acquire(chat_key)
+            held = await self._db(self._mark_failed, item, f"no sender for platform {item.platform!r}", None)
+            return self._count("dead", item, held)
+        beat = asyncio.create_task(self._heartbeat(item))
         try:
-            message_id = await asyncio.wait_for(sender.send(item), self.send_timeout)
-        except (DeliveryError, TimeoutError, OSError) as exc:
-            transient = not isinstance(exc, DeliveryError) or exc.transient
-            attempt = item.attempts + 1
-            if transient and attempt < self.settings.max_attempts:
-                retry_after = exc.retry_after if isinstance(exc, DeliveryError) else None
-                delay = retry_delay(attempt, self.settings.base_delay_seconds, self.settings.max_delay_seconds,
-                                    self.rng, retry_after)
-                await asyncio.to_thread(self._mark_failed, item, repr(exc),
-                                        self.clock.now() + timedelta(seconds=delay))
-                return "retry"
-            log.error("outbox %s dead after %s attempts: %r", item.dedupe_key, attempt, exc)
-            await asyncio.to_thread(self._mark_failed, item, repr(exc), None)
-            return "dead"
-        await asyncio.to_thread(self._mark_sent, item, message_id)
-        return "sent"
+            if at is not None:
+                await self._sleep_until(at)
+            try:
+                message_id = await asyncio.wait_for(sender.send(item), self.send_timeout)
+            except Exception as exc:  # every exception is an attempt (or, a throttle, a wait)
+                error = exc
+            else:
+                return self._count("sent", item, await self._db(self._mark_sent, item, message_id))
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+        return await self._failed(item, error)
 
+    async def _failed(self, item: OutboxItem, exc: Exception) -> str:
+        target = f"{item.target_kind} {item.target_id}"
+        if isinstance(exc, Throttled):
+            wait = exc.retry_after if exc.retry_after is not None else window_of(
+                self.limits.get(item.platform, ()), item.target_kind)
+            until = self.clock.now() + timedelta(seconds=max(wait, 0.05))
+            log.info("outbox %s to %s throttled: waits %.2fs (%s)", item.id, target, wait, exc)
+            return self._count("throttled", item, await self._db(self._defer, item, until, f"throttled: {exc}"))
+        transient = not isinstance(exc, DeliveryError) or exc.transient
+        attempt = item.attempts + 1
+        if transient and attempt < self.settings.max_attempts:
+            retry_after = exc.retry_after if isinstance(exc, DeliveryError) else None
+            delay = retry_delay(attempt, self.settings.base_delay_seconds, self.settings.max_delay_seconds,
+                                self.rng, retry_after)
+            log.info("outbox %s to %s failed (attempt %d of %d), retry in %.1fs: %r", item.id, target, attempt,
+                     self.settings.max_attempts, delay, exc)
+            held = await self._db(self._mark_failed, item, repr(exc), self.clock.now() + timedelta(seconds=delay))
+            return self._count("retried", item, held)
+        log.error("outbox %s to %s (%s) dead after %s attempts: %r", item.id, target, item.dedupe_key, attempt, exc)
+        return self._count("dead", item, await self._db(self._mark_failed, item, repr(exc), None))
+
+    async def _guarded(self, item: OutboxItem, at: datetime | None) -> str:
+        try:
+            return await self.deliver(item, at)
+        except Exception:  # the database failed while recording: the lease runs out, the row comes back
+            log.exception("outbox %s: delivery not recorded", item.id)
+            return "error"
+
+    # --- batches -----------------------------------------------------------------------------------
     async def run_once(self) -> int:
-        """Claim one batch and deliver it; the number of rows claimed."""
+        """Claim one batch and deliver it; the number of rows claimed.
+
+        Slots are taken in the batch's order (so one chat's messages keep their order); each row is then
+        sent at its slot, concurrently with the others."""
         items = await asyncio.to_thread(self._claim)
+        sends: list[asyncio.Task[str]] = []
         for item in items:
-            await self.deliver(item)
+            try:
+                at, taken = await self._slot(item)
+                if not taken:
+                    held = await self._db(self._defer, item, at, "")
+                    self._count("deferred", item, held)
+                    continue
+            except Exception:
+                log.exception("outbox %s: no rate slot", item.id)
+                continue
+            sends.append(asyncio.create_task(self._guarded(item, at if at > self.clock.now() else None)))
+        if sends:
+            await asyncio.gather(*sends)
         return len(items)
 
     async def drain(self) -> int:

@@ -155,7 +155,7 @@ def reserve_in(session: Session, keys: dict[str, float], now: datetime, horizon:
     stmt = select(RateSlot.key, RateSlot.next_at).where(RateSlot.key.in_(names)).order_by(RateSlot.key)
     if postgres:
         stmt = stmt.with_for_update()
-    found = dict(session.execute(stmt).tuples().all())
+    found: dict[str, datetime] = {k: t for k, t in session.execute(stmt)}
     at, taken = _take(list(found.values()), now, horizon)
     if taken:
         for key in names:

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select
 
-from collabbot.bot.clock import ManualClock
+from collabbot.bot.clock import ManualClock, SystemClock
 from collabbot.bot.config import DeliverySettings
 from collabbot.scheduler.backoff import retry_delay
-from collabbot.scheduler.delivery import DeliveryError, DeliveryWorker
+from collabbot.scheduler.delivery import DeliveryError, DeliveryWorker, Throttled
+from collabbot.scheduler.limits import Limit, MemorySlots, limit_keys
 from collabbot.storage import outbox
+from collabbot.storage.db import Database
 from collabbot.storage.models import OutboxMessage
 from collabbot.storage.outbox import OutboxItem
+
+from .conftest import truncate_all
 
 START = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
 
@@ -108,6 +114,13 @@ def test_permanent_failures_and_exhausted_retries_go_dead_and_can_be_retried(db)
         assert {r.status for r in s.scalars(select(OutboxMessage))} == {"pending"}
 
 
+def manual_sleep(clock: ManualClock):
+    """The worker's wait for a rate slot, on the manual clock: time jumps to the slot."""
+    async def sleep_until(at: datetime) -> None:
+        clock.set(max(clock.now(), at))
+    return sleep_until
+
+
 def test_a_chat_over_its_limit_is_deferred_not_failed(db) -> None:
     clock = ManualClock(START)
     with db.transaction() as s:
@@ -115,13 +128,20 @@ def test_a_chat_over_its_limit_is_deferred_not_failed(db) -> None:
             outbox.enqueue(s, dedupe_key=f"k:{i}", platform="fake", target_kind="chat", target_id="one",
                            target_name="c", payload={"parts": ["x"], "card": None}, now=clock.now())
     sender = FlakySender(0.0)
-    settings = replace(DeliverySettings(), per_chat_per_minute=3, per_platform_per_second=0)
-    worker = DeliveryWorker(db, {"fake": sender}, settings, clock)
+    settings = replace(DeliverySettings(), per_chat_per_minute=3, per_platform_per_second=0, limit_margin=0)
+
+    async def still(at: datetime) -> None:  # the clock stands: rows beyond the hold are deferred
+        assert at <= START + timedelta(seconds=30)
+
+    worker = DeliveryWorker(db, {"fake": sender}, settings, clock, sleep_until=still)
     asyncio.run(worker.drain())
-    assert len(sender.delivered) == 3
+    # 3 a minute = one every 20 s; a row is held up to half the 60 s lease: slots at 0 and 20 s, the rest wait
+    assert len(sender.delivered) == 2
     with db.transaction() as s:
         deferred = list(s.scalars(select(OutboxMessage).where(OutboxMessage.status == "pending")))
-        assert len(deferred) == 2 and all(r.attempts == 0 and r.not_before > clock.now() for r in deferred)
+        assert len(deferred) == 3
+        assert all(r.attempts == 0 and r.not_before == START + timedelta(seconds=40) for r in deferred)
+    assert worker.counters["deferred"] == 3 and worker.counters["sent"] == 2
 
 
 def test_backoff_grows_with_full_jitter_and_honours_retry_after() -> None:
@@ -130,3 +150,219 @@ def test_backoff_grows_with_full_jitter_and_honours_retry_after() -> None:
         delays = [retry_delay(attempt, 2, 600, rng) for _ in range(200)]
         assert max(delays) <= bound and min(delays) < bound / 4
     assert retry_delay(1, 2, 600, rng, retry_after=30) >= 30
+
+
+# --- throttles, unexpected errors, leases -------------------------------------------------------
+
+class ScriptedSender:
+    """Answers each dedupe key from a script of outcomes (an exception to raise, or None: send)."""
+
+    platform = "fake"
+
+    def __init__(self, script: dict[str, list[BaseException | None]], limits: tuple[Limit, ...] | None = ()) -> None:
+        self.script = script
+        self.delivered: Counter[str] = Counter()
+        self.tries: Counter[str] = Counter()
+        if limits is not None:
+            self.limits = limits
+
+    async def send(self, item: OutboxItem) -> str | None:
+        self.tries[item.dedupe_key] += 1
+        steps = self.script.get(item.dedupe_key, [])
+        outcome = steps.pop(0) if steps else None
+        if outcome is not None:
+            raise outcome
+        self.delivered[item.dedupe_key] += 1
+        return f"m-{item.id}"
+
+
+def statuses(db) -> dict[str, tuple[str, int]]:
+    with db.transaction() as s:
+        return {r.dedupe_key: (r.status, r.attempts) for r in s.scalars(select(OutboxMessage))}
+
+
+def test_throttles_wait_for_the_reset_and_spend_no_attempt(db) -> None:
+    clock = ManualClock(START)
+    fill(db, 2, clock.now())
+    sender = ScriptedSender({"k:0": [Throttled("429", retry_after=7.0) for _ in range(12)],
+                             "k:1": [Throttled("230020")]}, limits=(Limit("chat", 5, 1.0),))
+    settings = DeliverySettings(max_attempts=3)
+    worker = DeliveryWorker(db, {"fake": sender}, settings, clock, sleep_until=manual_sleep(clock))
+    asyncio.run(worker.drain())
+    with db.transaction() as s:
+        due = {r.dedupe_key: r.not_before for r in s.scalars(select(OutboxMessage))}
+    assert due == {"k:0": START + timedelta(seconds=7), "k:1": START + timedelta(seconds=1)}  # reset; else the window
+    for _ in range(12):
+        clock.advance(timedelta(seconds=7))
+        asyncio.run(worker.drain())
+    # twelve throttles and max_attempts = 3: still sent, each with its one real attempt
+    assert statuses(db) == {"k:0": ("sent", 1), "k:1": ("sent", 1)}
+    assert sender.tries["k:0"] == 13 and worker.counters["throttled"] == 13
+    assert max(sender.delivered.values()) == 1
+
+
+def test_any_exception_is_an_attempt_and_the_batch_goes_on(db) -> None:
+    clock = ManualClock(START)
+    fill(db, 3, clock.now())
+    sender = ScriptedSender({"k:1": [KeyError("card"), ValueError("render")]})
+    settings = DeliverySettings(max_attempts=2, base_delay_seconds=1, max_delay_seconds=1)
+    worker = DeliveryWorker(db, {"fake": sender}, settings, clock, sleep_until=manual_sleep(clock))
+    asyncio.run(worker.drain())
+    assert statuses(db) == {"k:0": ("sent", 1), "k:1": ("pending", 1), "k:2": ("sent", 1)}
+    clock.advance(timedelta(seconds=2))
+    asyncio.run(worker.drain())
+    assert statuses(db)["k:1"] == ("dead", 2)
+    assert (worker.counters["retried"], worker.counters["dead"], worker.counters["sent"]) == (1, 1, 2)
+
+
+def test_a_mark_after_the_lease_was_lost_changes_nothing(db) -> None:
+    clock = ManualClock(START)
+    fill(db, 1, clock.now())
+    stolen: list[OutboxItem] = []
+
+    class Stalling:
+        platform = "fake"
+        limits = ()
+
+        async def send(self, item: OutboxItem) -> str | None:
+            clock.advance(timedelta(seconds=61))  # this process stalled past its lease; another worker claims
+            with db.transaction() as s:
+                stolen.extend(outbox.claim(s, clock.now(), 10, timedelta(seconds=60)))
+            return "m-late"
+
+    worker = DeliveryWorker(db, {"fake": Stalling()}, DeliverySettings(), clock)
+    asyncio.run(worker.run_once())
+    assert len(stolen) == 1 and worker.counters["lost"] == 1 and worker.counters["sent"] == 0
+    with db.transaction() as s:
+        row = s.scalars(select(OutboxMessage)).one()
+        assert (row.status, row.attempts, row.claim_token) == ("pending", 0, stolen[0].claim_token)
+
+
+def test_sends_slower_than_the_lease_are_never_sent_twice_by_two_workers(db) -> None:
+    """Real time: a 0.6 s lease, sends of 1 s; the heartbeat keeps each row with its worker."""
+    fill(db, 6, SystemClock().now())
+
+    class Slow:
+        platform = "fake"
+        limits = ()
+
+        def __init__(self) -> None:
+            self.delivered: Counter[str] = Counter()
+
+        async def send(self, item: OutboxItem) -> str | None:
+            await asyncio.sleep(1.0)
+            self.delivered[item.dedupe_key] += 1
+            return None
+
+    sender = Slow()
+    settings = DeliverySettings(claim_seconds=0.6, batch_size=3)
+
+    async def run() -> None:
+        workers = [DeliveryWorker(db, {"fake": sender}, settings, SystemClock()) for _ in range(2)]
+        for _ in range(3):
+            await asyncio.gather(*(w.run_once() for w in workers))
+
+    asyncio.run(run())
+    assert sorted(sender.delivered) == [f"k:{i}" for i in range(6)] and max(sender.delivered.values()) == 1
+    assert {st for st, _ in statuses(db).values()} == {"sent"}
+
+
+# --- limits -----------------------------------------------------------------------------------
+
+def most_in_any_window(times: list[float], window: float) -> int:
+    times = sorted(times)
+    return max((sum(1 for u in times[i:] if u < t + window) for i, t in enumerate(times)), default=0)
+
+
+class Recording:
+    platform = "fake"
+
+    def __init__(self, limits: tuple[Limit, ...]) -> None:
+        self.limits = limits
+        self.at: dict[str, list[float]] = {}
+
+    async def send(self, item: OutboxItem) -> str | None:
+        self.at.setdefault(item.target_id, []).append(time.monotonic())
+        return None
+
+
+def enqueue_to(db, targets: list[str]) -> None:
+    with db.transaction() as s:
+        for i, target in enumerate(targets):
+            outbox.enqueue(s, dedupe_key=f"k:{i}", platform="fake", target_kind="chat", target_id=target,
+                           target_name="c", payload={"parts": ["x"], "card": None}, now=SystemClock().now())
+
+
+def test_declared_limits_are_never_exceeded_and_a_burst_drains_at_their_pace(db) -> None:
+    limits = (Limit("chat", 4, 0.4), Limit("app", 12, 0.4))
+    enqueue_to(db, ["a"] * 12 + ["b", "c", "d", "e"] * 3)
+    sender = Recording(limits)
+    worker = DeliveryWorker(db, {"fake": sender}, DeliverySettings(batch_size=50), SystemClock())
+    began = time.monotonic()
+
+    async def run() -> None:
+        while sum(map(len, sender.at.values())) < 24:
+            await worker.drain()
+            await asyncio.sleep(0.05)  # deferred rows come due again
+
+    asyncio.run(run())
+    took = time.monotonic() - began
+    assert all(most_in_any_window(t, 0.4) <= 4 for t in sender.at.values())
+    assert most_in_any_window([u for t in sender.at.values() for u in t], 0.4) <= 12
+    span = sender.at["a"][-1] - sender.at["a"][0]
+    assert 11 * 0.1 <= span < 11 * 0.1 * 1.05 / 0.8, took  # chat "a": 12 sends 0.1 s apart, near its ideal
+
+
+def test_limits_hold_across_instances_on_postgresql(pg_database) -> None:
+    db = pg_database
+    truncate_all(db)
+    enqueue_to(db, ["a"] * 20)
+    limits = (Limit("chat", 5, 0.5),)
+    senders = [Recording(limits) for _ in range(2)]
+    other = Database(db.url)  # a second instance: its own engine, the same rate_slots
+
+    async def run() -> None:
+        workers = [DeliveryWorker(d, {"fake": s}, DeliverySettings(batch_size=4), SystemClock())
+                   for d, s in zip((db, other), senders, strict=True)]
+        while sum(len(s.at.get("a", [])) for s in senders) < 20:
+            await asyncio.gather(*(w.drain() for w in workers))
+            await asyncio.sleep(0.05)
+
+    try:
+        asyncio.run(run())
+    finally:
+        other.dispose()
+    both = [u for s in senders for u in s.at["a"]]
+    assert len(both) == 20 and all(s.at.get("a") for s in senders)  # both instances sent
+    assert most_in_any_window(both, 0.5) <= 5
+
+
+def test_limits_default_to_the_delivery_settings_and_an_empty_tuple_means_none() -> None:
+    settings = DeliverySettings(per_chat_per_minute=20, per_platform_per_second=40)
+
+    class Plain:
+        platform = "plain"
+
+        async def send(self, item: OutboxItem) -> str | None:
+            return None
+
+    unlimited = Recording(())
+    worker = DeliveryWorker(Database("sqlite://"), {"plain": Plain(), "fake": unlimited}, settings,
+                            ManualClock(START))
+    assert worker.limits == {"plain": (Limit("app", 40, 1.0), Limit("chat", 20, 60.0)), "fake": ()}
+    assert limit_keys("feishu", "user", "ou_1", (Limit("app", 50, 1), Limit("chat", 5, 1), Limit("user", 5, 1))) \
+        == {"feishu:app": 0.02, "feishu:user:ou_1": 0.2}
+    with pytest.raises(ValueError):
+        Limit("group", 5, 1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        Limit("chat", 0, 1)
+
+
+def test_the_in_memory_slots_stay_small_with_endless_new_targets() -> None:
+    slots = MemorySlots(max_keys=100)
+    now = START
+    for i in range(10_000):
+        now += timedelta(milliseconds=10)
+        at, taken = slots.reserve({f"fake:chat:{i}": 0.5}, now, 1.0)
+        assert taken and at == now
+    assert len(slots) <= 101
