@@ -5,7 +5,8 @@
 * two cron ticks at the daily prompt's and the weekly summary's times, so they go out on the minute
   even with a long sweep interval (they run the same sweep; the `job_runs` table makes them fire
   once across all instances);
-* the delivery worker, as a long-running task woken whenever a message is queued.
+* the delivery worker, as a long-running task woken whenever a message is queued;
+* retention (scheduler/retention.py): after each sweep, old receipts and sent rows in batches.
 
 APScheduler keeps no job store here: its jobs are the same in every process and carry no state
 (PLATFORM-NOTES: a shared job store between processes is not supported).
@@ -22,6 +23,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from collabbot.bot.app import Bot
 from collabbot.scheduler.delivery import DeliveryWorker
+from collabbot.scheduler.retention import prune
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,10 @@ class Runner:
                 log.exception("sweep failed")
                 return
             log.info("swept %s: %d", now.isoformat(), count)
+            try:
+                await asyncio.to_thread(prune, self.bot.db, now, self.bot.config.delivery)
+            except Exception:
+                log.exception("retention pruning failed")
         if count:
             self.worker.wake.set()
 
