@@ -20,7 +20,9 @@ from typing import IO
 from aiohttp import web
 from sqlalchemy import func, select
 
+from collabbot.adapters import registry
 from collabbot.adapters.hub import Hub, PlatformAdapter
+from collabbot.adapters.kit.orgsync import sync_org
 from collabbot.bot.app import Bot
 from collabbot.bot.clock import Clock, FileClock, SystemClock
 from collabbot.bot.config import Config, ConfigError
@@ -65,11 +67,8 @@ def lock_sqlite(url: str) -> IO[str] | None:
 
 
 def build_adapters(config: Config, hub: Hub, clock: Clock) -> list[PlatformAdapter]:
-    adapters: list[PlatformAdapter] = []
-    if "feishu" in config.platforms:
-        from collabbot.adapters.feishu.adapter import FeishuAdapter
-
-        adapters.append(FeishuAdapter.from_config(config.platforms["feishu"], hub, config))
+    """Each configured platform's adapter (see `registry`), or the console platform when there is none."""
+    adapters = registry.build_adapters(config, hub)
     if not adapters:
         from collabbot.adapters.console.stdout import ConsoleAdapter
 
@@ -119,6 +118,7 @@ def _counts(bot: Bot) -> dict:
 
 async def run(config: Config, org: Org | None, *, ready: asyncio.Event | None = None) -> None:
     check_c_parser()
+    registry.check_config(config)
     clock = make_clock()
     db = Database(config.database_url)
     await asyncio.to_thread(upgrade, db.engine)
@@ -155,6 +155,7 @@ async def run(config: Config, org: Org | None, *, ready: asyncio.Event | None = 
         await adapter.stop()
     await scheduler.stop()
     await runner.cleanup()
+    hub.close()
     db.dispose()
 
 
@@ -169,10 +170,4 @@ def serve(config: Config, org: Org | None) -> int:
 
 
 def org_sync(config: Config, platform: str) -> int:
-    if platform not in config.platforms:
-        raise ConfigError(platform, f"no [{platform}] section in the config")
-    if platform == "feishu":
-        from collabbot.adapters.feishu.contacts import sync_org
-
-        return sync_org(config)
-    raise ConfigError(platform, "org sync is not available for this platform yet")
+    return sync_org(config, registry.org_source(config, platform))

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from collabbot.bot import commands, sweep, texts
+from collabbot.bot import commands, copies, sweep, texts
 from collabbot.bot.calendar import WorkCalendar
 from collabbot.bot.clock import Clock
 from collabbot.bot.commands import Command, ParseError
@@ -140,10 +141,16 @@ class Bot:
         self.actions: dict[str, ActionHandler] = dict(ACTIONS)
         self.wait_describers: dict[str, Callable[[Ctx, Wait], str]] = dict(approvals.WAIT_DESCRIBERS)
         self.help_lines: tuple[HelpLine, ...] = (*queries.HELP_EXAMPLES, *approvals.HELP_LINES)
+        self.help_lines: tuple[HelpLine, ...] = (*queries.HELP_EXAMPLES, *approvals.HELP_LINES)
 
     # --- people and places (bot/people.py) -----------------------------------------------------
     def resolve_user(self, s: Session, ref: UserRef, now: datetime) -> User:
         return resolve_user(s, ref, now)
+
+    def find_chat(self, s: Session, ref: ChatRef) -> Chat | None:
+        if not ref.platform_chat_id:
+            return None
+        return s.scalar(select(Chat).where(Chat.platform == ref.platform, Chat.platform_chat_id == ref.platform_chat_id))
 
     def resolve_chat(self, s: Session, ref: ChatRef) -> Chat | None:
         return resolve_chat(s, ref)
@@ -190,7 +197,8 @@ class Bot:
             receipt.reply = reply.to_json()
             return reply
         actor = self.resolve_user(s, event.sender, now)
-        chat = self.resolve_chat(s, event.chat)
+        # a tap's chat is a group when we know it as one (private chats never get a Chat row)
+        chat = self.find_chat(s, event.chat) if isinstance(event, CardActionEvent) else self.resolve_chat(s, event.chat)
         ctx = Ctx(s=s, bot=self, now=now, actor=actor, platform=event.platform, chat=chat,
                   event_key=f"evt:{receipt.id}")
         action_name = "message"
@@ -228,8 +236,19 @@ class Bot:
             ctx.event_key = f"evt:{receipt.id}:error"
             ctx.audit(action_name, outcome="error", reason="internal error")
             reply = self._answer(ctx, event, ctx.t("internal_error"), "error")
+        if isinstance(event, CardActionEvent) and reply.card is not None:
+            reply = self._follow_card(s, event, reply, receipt.id, now)
         receipt.reply = reply.to_json()
         return reply
+
+    def _follow_card(self, s: Session, event: CardActionEvent, reply: Reply, receipt_id: int, now: datetime) -> Reply:
+        """The tapped copy is updated by the answer (with the text it showed); every other copy by the outbox."""
+        assert reply.card is not None
+        found = copies.sent_copies(s, reply.card.key)
+        tapped = copies.tapped_copy(found, event.platform, event.message_id)
+        copies.update_copies(s, reply.card, key=f"evt:{receipt_id}", now=now, copies=found,
+                             except_message=(event.platform, event.message_id))
+        return replace(reply, parts=tapped.parts) if tapped is not None else reply
 
     def _answer(self, ctx: Ctx, event: InboundEvent, text: str, kind: str) -> Reply:
         if isinstance(event, CardActionEvent):

@@ -53,6 +53,7 @@ class RuleSettings:
     escalation_outside_working_hours: bool = False
     escalation_to: str = "supervisor"  # or "department_head": whom to try first (ESCALATION_TARGETS)
     escalation_in_group: bool = True
+    escalation_urgent: str = "off"  # the platform's strongest alert (加急, DING) on escalations: URGENT_POLICIES
     daily_prompt_enabled: bool = True
     daily_prompt_time: time = time(10, 0)
     daily_prompt_spread_minutes: int = 5
@@ -111,6 +112,8 @@ class Config:
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PLATFORM_SECTIONS = ("feishu", "dingtalk", "wecom")
+# escalations sent urgent (加急 / DING): never, for high-priority tasks, or always
+URGENT_POLICIES = ("off", "high", "all")
 # escalation: the supervisor (分管领导) first, or the department head first; the other one next
 ESCALATION_TARGETS = ("supervisor", "department_head")
 
@@ -217,6 +220,7 @@ def _rules(s: _Section) -> RuleSettings:
         escalation_outside_working_hours=esc.bool("outside_working_hours", False),
         escalation_to=esc.choice("to", "supervisor", ESCALATION_TARGETS),
         escalation_in_group=esc.bool("in_group", True),
+        escalation_urgent=esc.choice("urgent", "off", URGENT_POLICIES),
         daily_prompt_enabled=prompt.bool("enabled", True),
         daily_prompt_time=prompt.time("time", time(10, 0)),
         daily_prompt_spread_minutes=prompt.int("spread_minutes", 5),

@@ -79,6 +79,7 @@ class CardActionEvent:
     sender: UserRef
     value: str
     form: dict[str, str] = field(default_factory=dict)
+    message_id: str = ""  # the platform's id of the tapped message: the copy the callback's answer updates
 
     @property
     def platform(self) -> str:
@@ -142,3 +143,45 @@ def sanitized(event: InboundEvent) -> InboundEvent:
         digest = hashlib.sha256(event.event_id.encode()).hexdigest()
         event = replace(event, event_id=f"{event.event_id[:MAX_EVENT_ID - 65]}:{digest}")
     return event
+
+
+_KINDS: dict[str, type] = {"message": MessageEvent, "tap": CardActionEvent, "member": MemberEvent,
+                           "approval": ApprovalEvent}
+
+
+def _ref_json(ref: UserRef | ChatRef | None) -> dict[str, Any] | None:
+    return None if ref is None else {f.name: getattr(ref, f.name) for f in fields(ref)}
+
+
+def event_to_json(event: InboundEvent) -> dict[str, Any]:
+    """The event as JSON, for the durable inbound queue (a restart resumes the event from its row)."""
+    kind = next(k for k, cls in _KINDS.items() if isinstance(event, cls))
+    data: dict[str, Any] = {"kind": kind}
+    for f in fields(event):
+        value = getattr(event, f.name)
+        if isinstance(value, UserRef | ChatRef):
+            value = _ref_json(value)
+        elif isinstance(value, tuple):
+            value = [_ref_json(v) for v in value]
+        data[f.name] = value
+    return data
+
+
+def event_from_json(data: dict[str, Any]) -> InboundEvent:
+    """The inverse of `event_to_json`; ValueError for anything it did not write."""
+    cls = _KINDS.get(data.get("kind", "")) if isinstance(data, dict) else None
+    if cls is None:
+        raise ValueError(f"not an inbound event: {str(data)[:80]!r}")
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if f.name == "chat":
+            value = ChatRef(**value)
+        elif f.name in ("sender", "operator") and value is not None:
+            value = UserRef(**value)
+        elif f.name == "mentions":
+            value = tuple(UserRef(**m) for m in value)
+        values[f.name] = value
+    return cls(**values)

@@ -92,13 +92,17 @@ class Message:
 
     parts: tuple[Part, ...] = ()
     card: Card | None = None
+    urgent: bool = False  # the rules decided it deserves the platform's strongest alert (加急, DING)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "parts": [{"user_id": p.user_id, "platform_user_id": p.platform_user_id, "name": p.name, "at": True}
                       if isinstance(p, At) else p for p in self.parts],
             "card": None if self.card is None else card_to_json(self.card),
         }
+        if self.urgent:
+            data["urgent"] = True
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Message:
@@ -109,7 +113,7 @@ class Message:
             else:
                 parts.append(str(p))
         card = data.get("card")
-        return cls(tuple(parts), None if card is None else card_from_json(card))
+        return cls(tuple(parts), None if card is None else card_from_json(card), bool(data.get("urgent", False)))
 
     @property
     def plain_text(self) -> str:
@@ -151,12 +155,19 @@ class Reply:
     toast_kind: str = "info"  # success | info | warning | error
     card: Card | None = None  # the tapped card, updated in place
     extra: dict[str, Any] = field(default_factory=dict)
+    parts: tuple[Part, ...] = ()  # the text the tapped message showed above its card (kept on update)
+
+    @property
+    def message(self) -> Message | None:
+        """The tapped message as it should now look: its text, then the updated card."""
+        return None if self.card is None else Message(self.parts, self.card)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "toast": self.toast,
             "toast_kind": self.toast_kind,
             "card": None if self.card is None else card_to_json(self.card),
+            "parts": Message(self.parts).to_json()["parts"],
         }
 
     @classmethod
@@ -164,4 +175,6 @@ class Reply:
         if not data:
             return cls()
         card = data.get("card")
-        return cls(data.get("toast", ""), data.get("toast_kind", "info"), None if card is None else card_from_json(card))
+        parts = Message.from_json({"parts": data.get("parts") or []}).parts
+        return cls(data.get("toast", ""), data.get("toast_kind", "info"), None if card is None else card_from_json(card),
+                   parts=parts)

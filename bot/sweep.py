@@ -207,7 +207,11 @@ def _escalate(n: Notifier, wait: Wait, tasks: dict[int, Task]) -> None:
             buttons=(Button(n.t("b_remind"), CardAction("remind", "wait", wait.id, 0).pack(), "primary"),
                      Button(n.t("b_reassign"), CardAction("reassign", "wait", wait.id, 0).pack())),
         )
-        n.to_user(boss, Message((n.t("escalation_private", name=person.name, hours=hours),), card), key + ":boss", when)
+        urgent = rules.escalation_urgent == "all" or (
+            rules.escalation_urgent == "high" and wait.entity_type == "task"
+            and getattr(tasks.get(wait.entity_id), "priority", "") == "high")
+        n.to_user(boss, Message((n.t("escalation_private", name=person.name, hours=hours),), card, urgent=urgent),
+                  key + ":boss", when)
     if rules.escalation_in_group and wait.chat is not None and wait.chat.active:
         platform = wait.chat.platform
         n.to_chat(wait.chat, Message((n.at(person, platform), " ", n.t(

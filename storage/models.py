@@ -296,6 +296,27 @@ class InboundReceipt(Base):
     reply: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
+class InboundQueueItem(Base):
+    """A verified inbound event (or an adapter's follow-up job) made durable BEFORE its callback is answered.
+
+    A platform does not retry a callback we answered, so an answered event must survive a crash: the
+    row is written first, the engine works from it, and the row is deleted once the engine's own
+    transaction (with its receipt) has committed. A row whose lease ran out (its process died) is
+    taken up again by any instance; the receipt makes the second run harmless.
+    """
+
+    __tablename__ = "inbound_queue"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform: Mapped[str] = mapped_column(String(20))
+    kind: Mapped[str] = mapped_column(String(40))  # "event", or an adapter's follow-up job name
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime]
+    claimed_until: Mapped[datetime | None] = mapped_column(index=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+
+
 class OutboxMessage(Base):
     """A message to post, written in the transaction that caused it; the delivery worker sends it."""
 

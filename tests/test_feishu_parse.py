@@ -131,7 +131,7 @@ def test_message_content_that_is_not_json_is_malformed() -> None:
 def test_settings_validation() -> None:
     base = {"app_id": "cli_1", "app_secret": "s", "verification_token": "t"}
     settings = parse_settings(base)
-    assert settings.mode == "webhook" and settings.base_url == "https://open.feishu.cn" and settings.urgent == "off"
+    assert settings.mode == "webhook" and settings.base_url == "https://open.feishu.cn"
     for bad, key in [({"app_secret": "s", "verification_token": "t"}, "feishu.app_id"),
                      ({**base, "mode": "stream"}, "feishu.mode"),
                      ({**base, "encrypt_kye": "x"}, "feishu.encrypt_kye"),

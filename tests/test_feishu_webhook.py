@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from collabbot.adapters.feishu import crypto, inbound
+from collabbot.adapters.feishu import crypto
 from collabbot.storage.db import Database
 from collabbot.storage.models import ApprovalRequest, Chat, InboundReceipt, OutboxMessage, Task
 
@@ -198,7 +198,7 @@ async def test_an_approval_instance_that_cannot_be_read_changes_nothing(sqlite_d
 
 
 async def test_the_answer_does_not_wait_for_a_slow_engine(env: FeishuEnv, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(inbound, "ANSWER_WITHIN", 0.2)
+    monkeypatch.setattr(env.adapter.inbound.pipeline, "answer_within", 0.2)
     handle = env.bot.handle
 
     def slow(event):  # type: ignore[no-untyped-def]

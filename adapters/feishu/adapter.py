@@ -21,7 +21,8 @@ from collabbot.adapters.feishu.inbound import FeishuInbound
 from collabbot.adapters.feishu.sender import FeishuSender
 from collabbot.adapters.feishu.webhook import FeishuWebhook
 from collabbot.adapters.hub import Hub
-from collabbot.bot.config import Config
+from collabbot.bot.config import Config, ConfigError
+from collabbot.bot.org import Org
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class FeishuAdapter:
         self.settings = settings
         self.hub = hub
         self.client = client or FeishuClient(settings)
-        self.sender = FeishuSender(self.client, settings, hub.bot.db)
+        self.sender = FeishuSender(self.client, settings)
         self.inbound = FeishuInbound(hub, settings, self.client)
         self.webhook = FeishuWebhook(settings, self.inbound, hub.bot.clock)
         self.long_connection: Any = None
@@ -44,6 +45,8 @@ class FeishuAdapter:
     @classmethod
     def from_config(cls, raw: dict[str, Any], hub: Hub, config: Config) -> FeishuAdapter:
         settings = parse_settings(raw, config)
+        if settings.mode == "websocket":
+            require_long_connection_sdk()
         if settings.mode == "webhook" and not settings.encrypt_key:
             log.warning("feishu: no encrypt_key: callbacks are neither signed nor encrypted, and no replay window "
                         "applies; set an Encrypt Key in the developer console (事件与回调 → 加密策略)")
@@ -54,6 +57,7 @@ class FeishuAdapter:
             app.router.add_post(self.settings.path, self.webhook.handle)
 
     async def start(self) -> None:
+        await self.inbound.pipeline.start()
         if not self.inbound.bot_open_id and not await self._learn_bot_id():
             self._bot_id_task = asyncio.create_task(self._learn_bot_id_later(), name="feishu-bot-id")
         if self.settings.mode == "websocket":
@@ -83,5 +87,32 @@ class FeishuAdapter:
                 await self._bot_id_task
         if self.long_connection is not None:
             await self.long_connection.stop()
-        await self.inbound.drain()
+        await self.inbound.pipeline.stop()
+        await self.client.close()
+
+
+def require_long_connection_sdk() -> None:
+    """Long-connection mode runs on lark-oapi, installed by the `feishu` extra."""
+    try:
+        import lark_oapi  # noqa: F401
+    except ImportError:
+        raise ConfigError("feishu.mode", "websocket mode needs lark-oapi: pip install 'collabbot[feishu]'") from None
+
+
+class FeishuOrgSource:
+    """`collabbot org sync --platform feishu`: the tenant's 通讯录 through the contact API."""
+
+    platform = "feishu"
+    display_name = "Feishu"
+
+    def __init__(self, raw: dict[str, Any], config: Config) -> None:
+        self.settings = parse_settings(raw, config)
+        self.client = FeishuClient(self.settings)
+
+    async def fetch(self) -> Org:
+        from collabbot.adapters.feishu.contacts import fetch_org
+
+        return await fetch_org(self.client, self.settings.org_root_department)
+
+    async def close(self) -> None:
         await self.client.close()

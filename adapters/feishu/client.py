@@ -31,6 +31,7 @@ from urllib.parse import quote
 import aiohttp
 
 from collabbot.adapters.feishu.config import FeishuSettings
+from collabbot.adapters.kit.client import ApiClient, ApiError
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +43,8 @@ REFRESH_MARGIN_SECONDS = 600.0
 MAX_UUID = 50  # 发送消息: uuid 最大长度 50 字符
 
 
-class FeishuApiError(Exception):
-    """A failed API call: `transient` ones may succeed later (after `retry_after` seconds, if known)."""
-
-    def __init__(self, message: str, *, code: int = -1, status: int = 0, transient: bool = False,
-                 retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.status = status
-        self.transient = transient
-        self.retry_after = retry_after
+class FeishuApiError(ApiError):
+    """A failed Feishu call: `transient` ones may succeed later (after `retry_after` seconds, if known)."""
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -62,46 +55,26 @@ def _retry_after(headers: Any) -> float | None:
         return None
 
 
-class FeishuClient:
+class FeishuClient(ApiClient):
+    platform = "feishu"
+    error = FeishuApiError
+    refresh_margin = REFRESH_MARGIN_SECONDS
+
     def __init__(self, settings: FeishuSettings, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(settings.base_url, settings.request_timeout_seconds, monotonic=monotonic)
         self.settings = settings
-        self.base_url = settings.base_url
-        self._monotonic = monotonic
-        self._session: aiohttp.ClientSession | None = None
-        self._token = ""
-        self._token_expires = 0.0
-        self._token_lock = asyncio.Lock()
-        self.token_fetches = 0
 
-    # --- plumbing -------------------------------------------------------------------------------
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout_seconds)
-            self._session = aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": "collabbot"})
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-
-    async def _raw(self, method: str, path: str, *, token: str | None, params: dict[str, str] | None = None,
-                   json_body: Any = None, data: Any = None) -> dict[str, Any]:
-        """One HTTP exchange; the parsed body, or FeishuApiError with the right transience."""
+    async def _raw(self, method: str, path: str, *, token: str | None, **kwargs: Any) -> dict[str, Any]:
+        """One HTTP exchange; the parsed body, or FeishuApiError with the right class."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        try:
-            async with self.session().request(method, self.base_url + path, params=params, json=json_body,
-                                              data=data, headers=headers) as resp:
-                text = await resp.text()
-                status, resp_headers = resp.status, resp.headers
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise FeishuApiError(f"{method} {path}: {exc!r}", transient=True) from exc
+        status, resp_headers, text = await self.exchange(method, path, headers=headers, **kwargs)
         try:
             body = json.loads(text) if text else {}
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            transient = status >= 500 or status == 429
-            raise FeishuApiError(f"{method} {path}: HTTP {status}, not JSON", status=status, transient=transient,
+            raise FeishuApiError(f"{method} {path}: HTTP {status}, not JSON", status=status,
+                                 transient=status >= 500, throttle=status == 429,
                                  retry_after=_retry_after(resp_headers) if status == 429 else None)
         code = body.get("code", 0 if status < 400 else -1)
         if not isinstance(code, int):
@@ -110,54 +83,25 @@ class FeishuClient:
             return body
         message = f"{method} {path}: HTTP {status}, code {code}: {str(body.get('msg', ''))[:200]}"
         if status == 429 or code in (RATE_LIMITED, CHAT_RATE_LIMITED):
-            raise FeishuApiError(message, code=code, status=status, transient=True,
+            raise FeishuApiError(message, code=code, status=status, throttle=True,
                                  retry_after=_retry_after(resp_headers) or (1.0 if code == CHAT_RATE_LIMITED else None))
         raise FeishuApiError(message, code=code, status=status, transient=status >= 500)
 
-    # --- the tenant access token ----------------------------------------------------------------
-    async def token(self, *, stale: str = "") -> str:
-        """The cached token, or a fresh one; `stale` names a token Feishu just refused.
+    # --- the tenant access token (the kit caches it, single-flight) ---------------------------
+    async def fetch_token(self) -> tuple[str, float]:
+        body = await self._raw("POST", TOKEN_PATH, token=None,
+                               json={"app_id": self.settings.app_id, "app_secret": self.settings.app_secret})
+        token = body.get("tenant_access_token")
+        if not isinstance(token, str) or not token:
+            raise FeishuApiError("token answer has no tenant_access_token", transient=True)
+        expire = body.get("expire", 7200)
+        return token, float(expire) if isinstance(expire, int | float) else 7200.0
 
-        Single-flight: concurrent callers wait on one lock, and whoever comes second finds the token
-        the first one fetched (unless it is the very token that was refused).
-        """
-        async with self._token_lock:
-            fresh = self._token and self._monotonic() < self._token_expires - REFRESH_MARGIN_SECONDS
-            if fresh and self._token != stale:
-                return self._token
-            body = await self._raw("POST", TOKEN_PATH, token=None,
-                                   json_body={"app_id": self.settings.app_id, "app_secret": self.settings.app_secret})
-            token = body.get("tenant_access_token")
-            if not isinstance(token, str) or not token:
-                raise FeishuApiError("token answer has no tenant_access_token", transient=True)
-            expire = body.get("expire", 7200)
-            self._token = token
-            self._token_expires = self._monotonic() + (expire if isinstance(expire, int | float) else 7200)
-            self.token_fetches += 1
-            return token
+    def token_invalid(self, exc: ApiError) -> bool:
+        return exc.code == TOKEN_INVALID
 
-    async def call(self, method: str, path: str, *, params: dict[str, str] | None = None, json_body: Any = None,
-                   data: Callable[[], Any] | None = None) -> dict[str, Any]:
-        """An authorised call; refreshes the token once when Feishu says it is invalid.
-
-        `data` is a factory (a multipart form can be sent only once, so the retry builds a new one).
-        """
-        token = await self.token()
-        try:
-            return await self._raw(method, path, token=token, params=params, json_body=json_body,
-                                   data=data() if data else None)
-        except FeishuApiError as exc:
-            if exc.code != TOKEN_INVALID:
-                raise
-            log.info("feishu: tenant token refused (%s); fetching a new one", exc.code)
-        token = await self.token(stale=token)
-        try:
-            return await self._raw(method, path, token=token, params=params, json_body=json_body,
-                                   data=data() if data else None)
-        except FeishuApiError as exc:
-            if exc.code == TOKEN_INVALID:  # twice in a row: not a stale token; try the row again later
-                raise FeishuApiError(str(exc), code=exc.code, status=exc.status, transient=True) from exc
-            raise
+    async def request(self, method: str, path: str, token: str, **kwargs: Any) -> dict[str, Any]:
+        return await self._raw(method, path, token=token, **kwargs)
 
     # --- messages -------------------------------------------------------------------------------
     async def send_message(self, receive_id_type: str, receive_id: str, msg_type: str, content: dict[str, Any] | str,
@@ -167,7 +111,7 @@ class FeishuClient:
                 "content": content if isinstance(content, str) else json.dumps(content, ensure_ascii=False),
                 "uuid": uuid}
         answer = await self.call("POST", "/open-apis/im/v1/messages", params={"receive_id_type": receive_id_type},
-                                 json_body=body)
+                                 json=body)
         message_id = (answer.get("data") or {}).get("message_id")
         if not isinstance(message_id, str) or not message_id:
             raise FeishuApiError("send answer has no message_id", transient=False)
@@ -176,12 +120,12 @@ class FeishuClient:
     async def update_card(self, message_id: str, card: dict[str, Any]) -> None:
         """PATCH /open-apis/im/v1/messages/{id}: a sent card updated in place (shared cards, 14 days)."""
         await self.call("PATCH", f"/open-apis/im/v1/messages/{message_id}",
-                        json_body={"content": json.dumps(card, ensure_ascii=False)})
+                        json={"content": json.dumps(card, ensure_ascii=False)})
 
     async def urgent_app(self, message_id: str, open_ids: list[str]) -> list[str]:
         """加急 (in-app) for a sent message; returns the ids Feishu refused (invalid_user_id_list)."""
         answer = await self.call("PATCH", f"/open-apis/im/v1/messages/{message_id}/urgent_app",
-                                 params={"user_id_type": "open_id"}, json_body={"user_id_list": open_ids})
+                                 params={"user_id_type": "open_id"}, json={"user_id_list": open_ids})
         return list((answer.get("data") or {}).get("invalid_user_id_list") or [])
 
     async def upload_image(self, image: bytes, filename: str = "chart.png") -> str:

@@ -16,7 +16,6 @@ from urllib.parse import urlparse
 from collabbot.bot.config import Config, ConfigError
 
 MODES = ("webhook", "websocket")
-URGENT = ("off", "high", "all")
 DEFAULT_BASE_URL = "https://open.feishu.cn"
 
 
@@ -33,7 +32,6 @@ class FeishuSettings:
     max_body_bytes: int = 262_144
     replay_window_seconds: float = 300.0
     stale_message_seconds: float = 900.0  # 0: execute however late a message arrives
-    urgent: str = "off"  # 加急 for escalations: off | high (high-priority tasks) | all
     request_timeout_seconds: float = 10.0
     watchdog_seconds: float = 300.0  # long connection: reconnect after this long without any frame
     org_root_department: str = "0"
@@ -42,7 +40,7 @@ class FeishuSettings:
 
 _KNOWN = {
     "app_id", "app_secret", "verification_token", "encrypt_key", "bot_open_id", "base_url", "mode", "path",
-    "max_body_bytes", "replay_window_seconds", "stale_message_seconds", "urgent", "request_timeout_seconds",
+    "max_body_bytes", "replay_window_seconds", "stale_message_seconds", "request_timeout_seconds",
     "watchdog_seconds", "org_root_department", "approvals",
 }
 
@@ -67,6 +65,9 @@ def parse_settings(raw: dict[str, Any], config: Config | None = None) -> FeishuS
     """Validate the raw `[feishu]` table; `config` (when given) checks the approval links' template names."""
     if not isinstance(raw, dict):
         raise ConfigError("feishu", "must be a table")
+    if "urgent" in raw:
+        raise ConfigError("feishu.urgent", 'has moved to [rules.escalation] urgent ("off", "high" or "all"), '
+                          "which applies on every platform")
     unknown = sorted(set(raw) - _KNOWN)
     if unknown:
         raise ConfigError(f"feishu.{unknown[0]}", "unknown key (see config.example.toml)")
@@ -90,9 +91,6 @@ def parse_settings(raw: dict[str, Any], config: Config | None = None) -> FeishuS
     path = _str(raw, "path", "/feishu/events")
     if not path.startswith("/"):
         raise ConfigError("feishu.path", "must start with /")
-    urgent = _str(raw, "urgent", "off")
-    if urgent not in URGENT:
-        raise ConfigError("feishu.urgent", f'must be "off", "high" or "all", not {urgent!r}')
     max_body = raw.get("max_body_bytes", 262_144)
     if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1024:
         raise ConfigError("feishu.max_body_bytes", "must be a whole number of at least 1024")
@@ -117,7 +115,6 @@ def parse_settings(raw: dict[str, Any], config: Config | None = None) -> FeishuS
         max_body_bytes=max_body,
         replay_window_seconds=_number(raw, "replay_window_seconds", 300.0, minimum=10),
         stale_message_seconds=_number(raw, "stale_message_seconds", 900.0, minimum=60, allow_zero=True),
-        urgent=urgent,
         request_timeout_seconds=_number(raw, "request_timeout_seconds", 10.0, minimum=1),
         watchdog_seconds=_number(raw, "watchdog_seconds", 300.0, minimum=1),
         org_root_department=root,

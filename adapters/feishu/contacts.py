@@ -7,8 +7,7 @@ Reads (tenant token, contact scope of the app's 通讯录权限范围):
 * `GET /open-apis/contact/v3/users/find_by_department` for the root and every department, paged:
   each person's open_id, name, `department_ids` and `leader_user_id` (their supervisor, 直属上级).
 
-It builds an `Org` and applies it with `apply_org(…, platform="feishu")`, which matches people by
-their open_id, so a second run changes nothing and a rename on Feishu renames them here. The org's
+It builds an `Org`, which the kit's generic org sync applies (people matched by their open_id). The org's
 keys are names, so two departments or two people with the same name are told apart with their
 department path ("测试组（技术部）") rather than one silently replacing the other. Resigned people are left
 out. Group chats are not synced: the bot learns them when it is added to one or @mentioned there.
@@ -16,26 +15,19 @@ out. Group chats are not synced: the bot learns them when it is added to one or 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from collabbot.adapters.feishu.client import FeishuApiError, FeishuClient
-from collabbot.adapters.feishu.config import parse_settings
-from collabbot.bot.clock import SystemClock
-from collabbot.bot.config import Config
-from collabbot.bot.org import Org, OrgPerson, apply_org
-from collabbot.storage.db import Database
-from collabbot.storage.migrate import upgrade
+from collabbot.adapters.feishu.client import FeishuClient
+from collabbot.bot.org import Org, OrgPerson
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "feishu"
 DEPARTMENTS = "/open-apis/contact/v3/departments/{}/children"
 USERS = "/open-apis/contact/v3/users/find_by_department"
-EXIT_API = 4
 
 
 @dataclass(frozen=True)
@@ -97,34 +89,3 @@ def build_org(depts: list[_Dept], users: list[dict[str, Any]]) -> Org:
         ))
     departments = {dept_names[d.id]: person_names.get(d.leader, "") for d in depts}
     return Org(departments, tuple(people))
-
-
-def sync_org(config: Config) -> int:
-    """`collabbot org sync --platform feishu`: 0 when applied (changed or not), EXIT_API when Feishu failed."""
-    settings = parse_settings(config.platforms[PLATFORM], config)
-
-    async def fetch() -> Org:
-        client = FeishuClient(settings)
-        try:
-            return await fetch_org(client, settings.org_root_department)
-        finally:
-            await client.close()
-
-    try:
-        org = asyncio.run(fetch())
-    except FeishuApiError as exc:
-        log.error("feishu org sync failed: %s", exc)
-        print(f"feishu org sync failed: {exc}")
-        return EXIT_API
-    db = Database(config.database_url)
-    try:
-        upgrade(db.engine)
-        with db.transaction() as s:
-            changes = apply_org(s, org, SystemClock().now(), platform=PLATFORM)
-    finally:
-        db.dispose()
-    for change in changes:
-        log.info("org: %s", change)
-        print(change)
-    print(f"{len(org.departments)} department(s), {len(org.people)} people from Feishu; {len(changes)} change(s)")
-    return 0

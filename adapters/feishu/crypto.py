@@ -29,19 +29,15 @@ from datetime import datetime
 
 from Crypto.Cipher import AES
 
+from collabbot.adapters.kit.webhook import Refused
+
 TIMESTAMP_HEADER = "X-Lark-Request-Timestamp"
 NONCE_HEADER = "X-Lark-Request-Nonce"
 SIGNATURE_HEADER = "X-Lark-Signature"
 MAX_HEADER_CHARS = 128
 
 
-class CallbackRejected(Exception):
-    """A callback refused before any processing; `status` is the HTTP answer (4xx)."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
+CallbackRejected = Refused  # a refusal (the kit answers every one alike; the reason is logged)
 
 
 def signature(timestamp: str, nonce: str, encrypt_key: str, body: bytes) -> str:

@@ -58,7 +58,7 @@ class CardTap:
 
     def event(self, is_group: bool) -> CardActionEvent:
         return CardActionEvent(event_id=self.event_id, chat=ChatRef(PLATFORM, self.chat_id, "", is_group),
-                               sender=self.operator, value=self.value, form=self.form)
+                               sender=self.operator, value=self.value, form=self.form, message_id=self.message_id)
 
 
 @dataclass(frozen=True)

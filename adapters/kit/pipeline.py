@@ -1,0 +1,162 @@
+"""The inbound pipeline every platform shares, for webhooks and long connections alike.
+
+A platform adapter verifies and parses a callback into a neutral event (every event with the
+platform's `sent_at`) and hands it here. The pipeline then does, once for all platforms:
+
+1. the stale rule: a message typed long ago (a platform flushing queued events after a reconnect,
+   or retrying for hours) is not executed blindly;
+2. durability: the event is written to the inbound queue BEFORE anything is answered, because a
+   platform never retries a callback we answered (concurrent callbacks share one commit);
+3. the engine, in the hub's bounded thread pool, working from that row, which is deleted when the
+   engine's transaction (with its receipt) has committed;
+4. the deadline: the caller gets the engine's `Reply`, or None when it did not come within
+   `answer_within` seconds: the platform is answered empty and the engine finishes on its own.
+
+Work an adapter must do after answering (fetching a platform's approval instance, say) is a
+*follow-up*: a durable row too, worked with retries and backoff by a handler the adapter registers.
+A restart, or another instance once the lease has run out, resumes whatever a dead process left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime, timedelta
+from typing import Any
+
+from collabbot.adapters.hub import Hub
+from collabbot.bot.events import InboundEvent, MessageEvent, event_from_json, event_to_json
+from collabbot.bot.replies import Reply
+from collabbot.storage import inbound
+
+log = logging.getLogger(__name__)
+
+EVENT = "event"
+LEASE = inbound.DEFAULT_LEASE
+RESUME_EVERY = 5.0  # seconds between looks for rows a dead process left
+MAX_FOLLOW_UP_ATTEMPTS = 12
+FollowUp = Callable[[dict[str, Any]], Awaitable[InboundEvent | None]]
+
+
+class FollowUpFailed(Exception):
+    """A follow-up that may work later (the platform's API was down, say)."""
+
+
+class InboundPipeline:
+    def __init__(self, hub: Hub, platform: str, *, answer_within: float, stale_seconds: float = 0.0) -> None:
+        self.hub = hub
+        self.platform = platform
+        self.answer_within = answer_within
+        self.stale_seconds = stale_seconds
+        self.follow_ups: dict[str, FollowUp] = {}
+        self.stale_refused = 0
+        self.late_answers = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._resumer: asyncio.Task[None] | None = None
+
+    # --- background work ------------------------------------------------------------------------
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: inbound work failed", self.platform, exc_info=task.exception())
+
+    async def drain(self) -> None:
+        """Wait for the work under way (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def start(self) -> None:
+        """Resume what a previous process left in the queue, then keep looking now and then."""
+        self._resumer = asyncio.create_task(self._resume_forever(), name=f"{self.platform}-inbound-resume")
+
+    async def stop(self) -> None:
+        if self._resumer is not None:
+            self._resumer.cancel()
+            await asyncio.gather(self._resumer, return_exceptions=True)
+        await self.drain()
+
+    # --- the pipeline ---------------------------------------------------------------------------
+    def stale(self, event: InboundEvent, sent_at: datetime | None) -> bool:
+        if not isinstance(event, MessageEvent) or not self.stale_seconds or sent_at is None:
+            return False
+        return (self.hub.bot.clock.now() - sent_at).total_seconds() > self.stale_seconds
+
+    async def handle(self, event: InboundEvent, sent_at: datetime | None = None) -> Reply | None:
+        """The engine's reply to a verified event, or None (answer empty) when it is not ready in time."""
+        if self.stale(event, sent_at):
+            self.stale_refused += 1
+            log.warning("%s: message %s sent at %s arrived too late; not executed", self.platform,
+                        event.event_id, sent_at)
+            return None
+        row_id = (await self.hub.journal.put([(self.platform, EVENT, event_to_json(event))]))[0]
+        task = self.spawn(self._work_event(row_id, event))
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self.answer_within)
+        except TimeoutError:
+            self.late_answers += 1
+            log.warning("%s: %s took longer than %.1f s; answered empty (it completes from the queue)",
+                        self.platform, event.event_id, self.answer_within)
+            return None
+
+    async def follow_up(self, kind: str, payload: dict[str, Any]) -> None:
+        """Make `kind` work durable now, and start it; the handler must be registered in `follow_ups`."""
+        if kind not in self.follow_ups:
+            raise KeyError(f"no follow-up handler {kind!r}")
+        row_id = (await self.hub.journal.put([(self.platform, kind, payload)]))[0]
+        self.spawn(self._work_follow_up(inbound.QueuedItem(row_id, self.platform, kind, payload, 0)))
+
+    async def _work_event(self, row_id: int, event: InboundEvent) -> Reply:
+        reply = await self.hub.handle(event)
+        self.hub.journal.forget(row_id)
+        return reply
+
+    async def _work_follow_up(self, item: inbound.QueuedItem) -> None:
+        try:
+            event = await self.follow_ups[item.kind](item.payload)
+        except FollowUpFailed as exc:
+            attempt = item.attempts + 1
+            if attempt >= MAX_FOLLOW_UP_ATTEMPTS:
+                log.error("%s: follow-up %s #%s given up after %s attempts: %s", self.platform, item.kind, item.id,
+                          attempt, exc)
+                self.hub.journal.forget(item.id)
+                return
+            delay = timedelta(seconds=min(3600.0, 5.0 * 2 ** item.attempts))
+            log.info("%s: follow-up %s #%s failed (%s); again in %s", self.platform, item.kind, item.id, exc, delay)
+            await self.hub.journal.run(inbound.retry, item.id, str(exc), delay)
+            return
+        if event is not None:
+            await self.hub.handle(event)
+        self.hub.journal.forget(item.id)
+
+    async def resume(self) -> int:
+        """Work the rows nobody holds (a dead process's, or follow-ups due again); how many were taken."""
+        items = await self.hub.journal.run(inbound.claim, 50, LEASE, (self.platform,))
+        for item in items:
+            if item.kind == EVENT:
+                try:
+                    event = event_from_json(item.payload)
+                except (ValueError, TypeError, KeyError) as exc:
+                    log.error("%s: queued row #%s is not an event (%s); dropped", self.platform, item.id, exc)
+                    self.hub.journal.forget(item.id)
+                    continue
+                self.spawn(self._work_event(item.id, event))
+            elif item.kind in self.follow_ups:
+                self.spawn(self._work_follow_up(item))
+            else:
+                log.error("%s: queued row #%s has no handler for %r; left for later", self.platform, item.id, item.kind)
+        return len(items)
+
+    async def _resume_forever(self) -> None:
+        while True:
+            try:
+                await self.resume()
+            except Exception:
+                log.exception("%s: resuming the inbound queue failed", self.platform)
+            await asyncio.sleep(RESUME_EVERY)

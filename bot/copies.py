@@ -1,0 +1,63 @@
+"""Every sent copy of a card follows its entity.
+
+A card is posted in several places (the group's copy of a task card, the owner's private copy, a
+leader's approval card); the outbox rows that carried it record the card's key (`task:12`) and the
+platform's message id. When a tap changes the entity, the engine — not the adapter — queues an
+`update` row for every other sent copy, in the same transaction as the change, so a crash between
+the answer and those rows cannot leave a copy showing a stale state with live buttons. The tapped
+copy itself is updated by the callback's own answer (`Reply.card` with `Reply.parts`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from collabbot.bot.replies import Card, Message, Part
+from collabbot.storage import outbox
+from collabbot.storage.models import OutboxMessage
+
+UPDATE = "update"  # target_kind of an outbox row that edits a sent message (target_id = its message id)
+
+
+@dataclass(frozen=True)
+class SentCopy:
+    row_id: int
+    platform: str
+    message_id: str
+    parts: tuple[Part, ...]
+
+
+def sent_copies(s: Session, card_key: str) -> list[SentCopy]:
+    """The sent messages, on every platform, that show the card `card_key`, oldest first."""
+    rows = s.execute(select(OutboxMessage.id, OutboxMessage.platform, OutboxMessage.platform_message_id,
+                            OutboxMessage.payload)
+                     .where(OutboxMessage.card_key == card_key, OutboxMessage.status == "sent",
+                            OutboxMessage.target_kind.in_(("chat", "user")),
+                            OutboxMessage.platform_message_id.is_not(None))
+                     .order_by(OutboxMessage.id))
+    return [SentCopy(row_id, platform, mid, Message.from_json(payload).parts)
+            for row_id, platform, mid, payload in rows]
+
+
+def update_copies(s: Session, card: Card, *, key: str, now: datetime, except_message: tuple[str, str] | None = None,
+                  copies: list[SentCopy] | None = None) -> int:
+    """Queue an update of every sent copy of `card` but `except_message` ((platform, message id));
+    `key` names the change, so a re-run queues nothing twice. How many were queued."""
+    queued = 0
+    for copy in copies if copies is not None else sent_copies(s, card.key):
+        if except_message == (copy.platform, copy.message_id):
+            continue
+        payload: dict[str, Any] = Message(copy.parts, card).to_json()
+        queued += outbox.enqueue(s, dedupe_key=f"{key}:update:{copy.row_id}"[:200], platform=copy.platform,
+                                 target_kind=UPDATE, target_id=copy.message_id, target_name="", payload=payload,
+                                 now=now)
+    return queued
+
+
+def tapped_copy(copies: list[SentCopy], platform: str, message_id: str) -> SentCopy | None:
+    return next((c for c in copies if (c.platform, c.message_id) == (platform, message_id)), None)

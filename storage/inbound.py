@@ -1,0 +1,87 @@
+"""The inbound queue: verified events written down before their callback is answered.
+
+`put_many` writes a batch of rows in one transaction (the adapter kit group-commits concurrent
+callbacks), each already leased to the writing process, so that process works them at once and no
+other instance takes them while it does. `claim` takes rows whose lease ran out: a process that
+died (kill -9) between answering and finishing leaves its rows to the next one. `done` deletes a row
+once the engine's transaction, with its inbound receipt, has committed; `retry` puts a failed
+follow-up job back for later.
+
+Leases use wall-clock time, not the engine's `Clock`: they measure how long a process may hold a
+row, which has nothing to do with the business time that tests and the console move around.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from collabbot.storage.models import InboundQueueItem
+
+DEFAULT_LEASE = timedelta(seconds=120)
+
+
+@dataclass(frozen=True)
+class QueuedItem:
+    id: int
+    platform: str
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+def wall_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def put_many(session: Session, rows: list[tuple[str, str, dict[str, Any]]], lease: timedelta) -> list[int]:
+    """Insert (platform, kind, payload) rows leased to the caller; their ids, in order."""
+    now = wall_now()
+    ids: list[int] = []
+    for platform, kind, payload in rows:  # one statement each: RETURNING ids in order on both back-ends
+        ids.append(session.execute(insert(InboundQueueItem).values(
+            platform=platform, kind=kind, payload=payload, attempts=0, not_before=now,
+            claimed_until=now + lease, last_error="", created_at=now).returning(InboundQueueItem.id)).scalar_one())
+    return ids
+
+
+def claim(session: Session, limit: int, lease: timedelta, platforms: tuple[str, ...]) -> list[QueuedItem]:
+    """Rows of these platforms that nobody holds (lease run out) and are due; leased to the caller."""
+    now = wall_now()
+    stmt = (select(InboundQueueItem)
+            .where(InboundQueueItem.platform.in_(platforms), InboundQueueItem.not_before <= now,
+                   or_(InboundQueueItem.claimed_until.is_(None), InboundQueueItem.claimed_until <= now))
+            .order_by(InboundQueueItem.id).limit(limit))
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    rows = list(session.scalars(stmt))
+    for row in rows:
+        row.claimed_until = now + lease
+    session.flush()
+    return [QueuedItem(r.id, r.platform, r.kind, r.payload, r.attempts) for r in rows]
+
+
+def done(session: Session, item_id: int) -> None:
+    session.execute(delete(InboundQueueItem).where(InboundQueueItem.id == item_id))
+
+
+def delete_many(session: Session, item_ids: list[int]) -> None:
+    session.execute(delete(InboundQueueItem).where(InboundQueueItem.id.in_(item_ids)))
+
+
+def retry(session: Session, item_id: int, error: str, after: timedelta) -> None:
+    """A failed attempt: due again after `after`, and free for any instance to take then."""
+    at = wall_now() + after
+    session.execute(update(InboundQueueItem).where(InboundQueueItem.id == item_id).values(
+        attempts=InboundQueueItem.attempts + 1, last_error=error[:2000], not_before=at, claimed_until=None))
+
+
+def depth(session: Session) -> tuple[int, float]:
+    """(rows waiting, age in seconds of the oldest), for /metrics."""
+    count, oldest = session.execute(select(func.count(), func.min(InboundQueueItem.created_at))).one()
+    lag = (wall_now() - oldest).total_seconds() if oldest is not None else 0.0
+    return int(count or 0), max(0.0, lag)
