@@ -13,8 +13,9 @@ one row at a time, each at the time its rate limits allow:
   with backoff and jitter while it is transient and attempts remain, then the row is dead (visible
   to an admin: `collabbot outbox list/retry`). One row's failure never stops the rest of its batch.
 * **Leases.** Claims are small (`batch_size`) and a row is held at most `hold` seconds, half the
-  lease, before its send; while a row waits or its send runs, a heartbeat renews its lease every
-  third of it, so a slow send never outlives its lease. Every mark updates `WHERE id AND
+  lease, before its send; while any row of a batch waits or sends, a heartbeat renews the lease of
+  the batch's remaining rows every third of it (one statement by claim token), so a slow send never
+  outlives its lease. Every mark updates `WHERE id AND
   claim_token`: if the lease was lost anyway (the process stalled), the mark changes nothing and is
   logged, and the platform idempotency key (installation id + dedupe key) makes the other worker's
   resend harmless.
@@ -46,6 +47,12 @@ from collabbot.storage.outbox import OutboxItem
 log = logging.getLogger(__name__)
 
 OUTCOMES = ("sent", "retried", "throttled", "deferred", "dead", "lost")
+_PROCESS: Counter[str] = Counter({name: 0 for name in OUTCOMES})  # every worker of this process
+
+
+def process_counters() -> dict[str, int]:
+    """Delivery outcomes counted by every worker in this process since it started (for /metrics)."""
+    return {name: _PROCESS[name] for name in OUTCOMES}
 
 
 class DeliveryError(Exception):
@@ -121,9 +128,9 @@ class DeliveryWorker:
         with self.db.transaction() as s:
             return outbox.defer(s, item.id, until, item.claim_token, reason)
 
-    def _renew(self, item: OutboxItem) -> bool:
+    def _renew(self, token: str) -> list[int]:
         with self.db.transaction() as s:
-            return outbox.renew(s, item.id, item.claim_token, self.clock.now() + self.lease)
+            return outbox.renew_claim(s, token, self.clock.now() + self.lease)
 
     async def _db(self, fn: Callable[..., bool], *args: object) -> bool:
         return await asyncio.to_thread(fn, *args)
@@ -134,6 +141,7 @@ class DeliveryWorker:
                         item.id, item.target_kind, item.target_id, outcome)
             outcome = "lost"
         self.counters[outcome] += 1
+        _PROCESS[outcome] += 1
         return outcome
 
     # --- one row -----------------------------------------------------------------------------------
@@ -147,17 +155,18 @@ class DeliveryWorker:
             return self.slots.reserve(keys, self.clock.now(), self.hold)
         return await asyncio.to_thread(self.slots.reserve, keys, self.clock.now(), self.hold)
 
-    async def _heartbeat(self, item: OutboxItem) -> None:
-        """Renew the row's lease every third of it while it waits for its slot or its send runs."""
-        while True:
+    async def _heartbeat(self, token: str, pending: set[int]) -> None:
+        """Renew the lease of the batch's rows still waiting or sending, every third of it, in one statement."""
+        while pending:
             await asyncio.sleep(self.settings.claim_seconds / 3)
             try:
-                if not await self._db(self._renew, item):
-                    log.warning("outbox %s: lease lost while sending to %s %s", item.id, item.target_kind,
-                                item.target_id)
-                    return
+                held = set(await asyncio.to_thread(self._renew, token))
             except Exception:
-                log.exception("outbox %s: lease renewal failed", item.id)
+                log.exception("outbox: lease renewal failed")
+                continue
+            for item_id in sorted(pending - held):
+                log.warning("outbox %s: lease lost while waiting or sending", item_id)
+                pending.discard(item_id)
 
     async def deliver(self, item: OutboxItem, at: datetime | None = None) -> str:
         """Send one claimed row at `at` (its slot) and record the outcome (one of OUTCOMES)."""
@@ -165,21 +174,13 @@ class DeliveryWorker:
         if sender is None:
             held = await self._db(self._mark_failed, item, f"no sender for platform {item.platform!r}", None)
             return self._count("dead", item, held)
-        beat = asyncio.create_task(self._heartbeat(item))
+        if at is not None:
+            await self._sleep_until(at)
         try:
-            if at is not None:
-                await self._sleep_until(at)
-            try:
-                message_id = await asyncio.wait_for(sender.send(item), self.send_timeout)
-            except Exception as exc:  # every exception is an attempt (or, a throttle, a wait)
-                error = exc
-            else:
-                return self._count("sent", item, await self._db(self._mark_sent, item, message_id))
-        finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
-        return await self._failed(item, error)
+            message_id = await asyncio.wait_for(sender.send(item), self.send_timeout)
+        except Exception as exc:  # every exception is an attempt (or, a throttle, a wait)
+            return await self._failed(item, exc)
+        return self._count("sent", item, await self._db(self._mark_sent, item, message_id))
 
     async def _failed(self, item: OutboxItem, exc: Exception) -> str:
         target = f"{item.target_kind} {item.target_id}"
@@ -202,12 +203,14 @@ class DeliveryWorker:
         log.error("outbox %s to %s (%s) dead after %s attempts: %r", item.id, target, item.dedupe_key, attempt, exc)
         return self._count("dead", item, await self._db(self._mark_failed, item, repr(exc), None))
 
-    async def _guarded(self, item: OutboxItem, at: datetime | None) -> str:
+    async def _guarded(self, item: OutboxItem, at: datetime | None, pending: set[int]) -> str:
         try:
             return await self.deliver(item, at)
         except Exception:  # the database failed while recording: the lease runs out, the row comes back
             log.exception("outbox %s: delivery not recorded", item.id)
             return "error"
+        finally:
+            pending.discard(item.id)
 
     # --- batches -----------------------------------------------------------------------------------
     async def run_once(self) -> int:
@@ -216,21 +219,35 @@ class DeliveryWorker:
         Slots are taken in the batch's order (so one chat's messages keep their order); each row is then
         sent at its slot, concurrently with the others."""
         items = await asyncio.to_thread(self._claim)
+        if not items:
+            return 0
+        pending = {item.id for item in items}
+        beat = asyncio.create_task(self._heartbeat(items[0].claim_token, pending))
+        try:
+            await self._deliver_batch(items, pending)
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+        return len(items)
+
+    async def _deliver_batch(self, items: list[OutboxItem], pending: set[int]) -> None:
         sends: list[asyncio.Task[str]] = []
         for item in items:
             try:
                 at, taken = await self._slot(item)
                 if not taken:
+                    pending.discard(item.id)
                     held = await self._db(self._defer, item, at, "")
                     self._count("deferred", item, held)
                     continue
             except Exception:
+                pending.discard(item.id)
                 log.exception("outbox %s: no rate slot", item.id)
                 continue
-            sends.append(asyncio.create_task(self._guarded(item, at if at > self.clock.now() else None)))
+            sends.append(asyncio.create_task(self._guarded(item, at if at > self.clock.now() else None, pending)))
         if sends:
             await asyncio.gather(*sends)
-        return len(items)
 
     async def drain(self) -> int:
         """Deliver until nothing is due now (the console and tests use this)."""

@@ -164,6 +164,13 @@ def renew(session: Session, item_id: int, claim_token: str, until: datetime) -> 
                     .values(claimed_until=until))
 
 
+def renew_claim(session: Session, claim_token: str, until: datetime) -> list[int]:
+    """Extend the lease on every row still held under `claim_token` (one claim's batch); their ids."""
+    return list(session.scalars(
+        update(OutboxMessage).where(OutboxMessage.claim_token == claim_token, OutboxMessage.status == "pending")
+        .values(claimed_until=until).returning(OutboxMessage.id).execution_options(synchronize_session=False)))
+
+
 def prune_sent(session: Session, before: datetime, limit: int) -> int:
     """Delete up to `limit` rows sent before `before` (retention); returns how many."""
     old = (select(OutboxMessage.id).where(OutboxMessage.status == "sent", OutboxMessage.sent_at < before)
