@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -40,14 +42,15 @@ idle_seconds = 0.05
 class ServeProcess:
     """A `collabbot serve` subprocess whose stdout (JSON lines) and stderr are read by threads."""
 
-    def __init__(self, config: Path, *, clock_file: Path | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Path, *, clock_file: Path | None = None, env: dict[str, str] | None = None,
+                 module: str = "collabbot.adapters.server") -> None:
         full_env = dict(os.environ, COLLABBOT_CONSOLE_JSON="1", COLLABBOT_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
         if clock_file is not None:
             full_env["COLLABBOT_CLOCK_FILE"] = str(clock_file)
         full_env.update(env or {})
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "collabbot.adapters.server", "--config", str(config), "serve"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
+            [sys.executable, "-m", module, "--config", str(config), "serve"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, cwd=ROOT,
         )
         self.sent: list[dict] = []
         self.log: list[str] = []
@@ -92,3 +95,52 @@ class ServeProcess:
                 self.proc.wait(5)
         for t in self._threads:
             t.join(5)
+
+
+def metrics(port: int) -> dict[str, float]:
+    """A serve process's /metrics, as {name with labels: value}."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {name: float(value) for name, value in (line.rsplit(" ", 1) for line in text.splitlines() if line)}
+
+
+def slow_instances(db_url: str, tmp: Path, *, processes: int, rows: int, delay: float, claim_seconds: float,
+                   batch_size: int = 200, timeout: float = 120) -> dict[str, float]:
+    """`processes` serve processes drain `rows` outbox rows through a sender slower than the lease.
+
+    The rows must already be queued for the `slowtest` platform (tests/slow_platform.py). Returns the
+    figures: rows delivered, duplicates, lost, seconds, the fewest rows one process sent, and the sum
+    of the processes' /metrics "sent" counters."""
+    procs: list[tuple[ServeProcess, int]] = []
+    began = time.monotonic()
+    for n in range(processes):
+        port = free_port()
+        config = write_config(tmp / f"slow{n}.toml", db_url, port=port, extra=f"""
+[delivery]
+batch_size = {batch_size}
+claim_seconds = {claim_seconds}
+[slowtest]
+delay_seconds = {delay}
+""")
+        procs.append((ServeProcess(config, module="tests.slow_platform"), port))
+    try:
+        for p, _ in procs:
+            p.wait_for(lambda p=p: any("serving on" in line for line in p.log), what="a server to start")
+        first = procs[0][0]
+        first.wait_for(lambda: len({m["key"] for p, _ in procs for m in p.sent}) >= rows, timeout=timeout,
+                       what=f"{rows} deliveries")
+        seconds = time.monotonic() - began
+        time.sleep(3 * claim_seconds)  # any late duplicate (an expired lease re-sent) would show up now
+        counted = sum(metrics(port).get('collabbot_delivery_total{outcome="sent"}', 0) for _, port in procs)
+    finally:
+        for p, _ in procs:
+            p.stop()
+    keys: dict[str, int] = {}
+    for p, _ in procs:
+        for m in p.sent:
+            keys[m["key"]] = keys.get(m["key"], 0) + 1
+    return {"rows": rows, "delivered": len(keys), "duplicates": sum(n - 1 for n in keys.values()),
+            "lost": rows - len(keys), "seconds": seconds, "fewest_per_process": min(len(p.sent) for p, _ in procs),
+            "metrics_sent": counted}

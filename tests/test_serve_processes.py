@@ -8,6 +8,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select, update
 
 from collabbot.adapters.console.app import Console
@@ -23,7 +24,7 @@ from collabbot.storage.models import OutboxMessage
 
 from .conftest import EXAMPLES, TZ
 from .pgserver import make_database
-from .serve_process import ServeProcess, free_port, write_config
+from .serve_process import ServeProcess, free_port, slow_instances, write_config
 
 
 def fresh_db(pg_url: str, name: str) -> tuple[str, Database]:
@@ -174,4 +175,27 @@ def test_two_instances_fire_every_rule_once_over_a_simulated_week(pg_url: str, t
     assert not want - got, sorted((want - got).elements())[:20]
     assert not got - want, sorted((got - want).elements())[:20]
     assert all(n > 0 for n in per_process)  # both instances did real work
+    db.dispose()
+
+
+def queue_slow_rows(db: Database, n: int) -> None:
+    now = datetime.now(TZ)
+    rows = [dict(dedupe_key=f"slow:{i}", platform="slowtest", target_kind="chat", target_id=f"c{i % 50}",
+                 target_name="c", payload={"parts": [f"m{i}"], "card": None}, status="pending", attempts=0,
+                 not_before=now, created_at=now, last_error="") for i in range(n)]
+    with db.transaction() as s:
+        s.execute(OutboxMessage.__table__.insert(), rows)
+
+
+@pytest.mark.slow
+def test_three_instances_with_sends_slower_than_the_lease_send_each_row_once(pg_url: str, tmp_path: Path) -> None:
+    url, db = fresh_db(pg_url, "slow_instances")
+    queue_slow_rows(db, 2000)
+    figures = slow_instances(url, tmp_path, processes=3, rows=2000, delay=1.5, claim_seconds=1.0)
+    print(f"3 instances, sends of 1.5 s under a 1 s lease: {figures}")
+    assert figures["delivered"] == 2000 and figures["duplicates"] == 0 and figures["lost"] == 0
+    assert figures["fewest_per_process"] > 0  # all three took part
+    assert figures["metrics_sent"] == 2000  # /metrics counts every send, across the processes
+    with db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status != "sent")) == 0
     db.dispose()
