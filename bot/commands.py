@@ -1,8 +1,9 @@
 """The command language: text (bot mention already removed) -> a frozen `Command` or a `ParseError`.
 
-Chinese first, with an English alias for every command. A command is its name, then free text and
-fields: a field starts at one of its keywords (`负责人 @李四`, `截止=12-10`, `priority: high`) and
-runs to the next keyword. People are mentions; tasks are `#12`, approvals `#A12`, help requests `#H3`.
+Chinese first, with an English alias for every command, optionally after a `/`. A command is its
+name, then free text and fields: a field starts at one of its keywords where that cannot cut free
+text (`负责人 @李四`, `截止=12-10`, `priority: high`; the rules are `parse`'s), quotes keep text whole.
+People are mentions; tasks are `#12`, approvals `#A12`, help requests `#H3`.
 Commands in `PAIR_COMMANDS` (an approval's form) also take generic `名称=值` pairs, whose names come
 from a template in the config rather than from `FIELD_WORDS`; every other command keeps such tokens
 as plain text, so nothing that parsed before parses differently.
@@ -24,7 +25,9 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+from collabbot.bot.dates import parse_when
 from collabbot.bot.events import MENTION_CLOSE, MENTION_OPEN
 
 MAX_COMMAND_CHARS = 4000
@@ -185,85 +188,276 @@ def suggest(text: str, limit: int = 3) -> tuple[str, ...]:
     return tuple(primary[:limit])
 
 
-def _tokens(text: str) -> list[str]:
-    spaced = _MARKER.sub(lambda m: f" {m.group(0)} ", text)
-    return spaced.split()
+# --- words, quotes and mentions -----------------------------------------------------------------
+
+# opening quote -> closing quote: what is quoted is one piece of text, whatever words it holds
+QUOTES = {"「": "」", "『": "』", '"': '"', "'": "'", "“": "”", "‘": "’", "＂": "＂", "＇": "＇"}
+_ASSIGN = "=:：＝"  # `截止=12-10`, `负责人：@李四`: the unambiguous way to start any field
+SLASHES = "/／"
 
 
-def _field_word(token: str, allowed: tuple[str, ...]) -> tuple[str, str] | None:
-    """(field, inline value) when `token` starts a field: `截止`, `截止=12-10`, `截止:12-10`."""
+@dataclass(frozen=True)
+class _Token:
+    text: str
+    quoted: bool = False  # quoted text: never a field word, a reference, a percent or a link
+    marker: int | None = None  # a mention's index
+
+
+def _quoted_end(s: str, i: int) -> int | None:
+    """Where the quote opening at `s[i]` closes (its index), if the close ends a word; else None."""
+    close = s.find(QUOTES[s[i]], i + 1)
+    if close == -1 or (close + 1 < len(s) and not s[close + 1].isspace()):
+        return None
+    return close
+
+
+def _scan(s: str, out: list[_Token]) -> None:
+    """Words of `s` (no markers in it): split at whitespace, except inside quotes. A quote counts only
+    where it opens a word (or follows a field's `=`/`：`) and closes one; `评审「双十二」方案` keeps its
+    brackets, `「设计 交付 流程」` is one piece of text."""
+    i, n = 0, len(s)
+    while i < n:
+        if s[i].isspace():
+            i += 1
+            continue
+        if s[i] in QUOTES and (close := _quoted_end(s, i)) is not None:
+            out.append(_Token(s[i + 1:close], quoted=True))
+            i = close + 1
+            continue
+        j = i
+        while j < n and not s[j].isspace():
+            j += 1
+        word = s[i:j]
+        for k, ch in enumerate(word[:-1]):
+            if ch in _ASSIGN and word[k + 1] in QUOTES and (close := _quoted_end(s, i + k + 1)) is not None:
+                out.append(_Token(word[:k + 1]))
+                out.append(_Token(s[i + k + 2:close], quoted=True))
+                j = close + 1
+                break
+        else:
+            out.append(_Token(word))
+        i = j
+
+
+def _tokens(text: str) -> list[_Token]:
+    out: list[_Token] = []
+    pos = 0
+    for m in _MARKER.finditer(text):
+        _scan(text[pos:m.start()], out)
+        out.append(_Token(m.group(0), marker=int(m.group(1))))
+        pos = m.end()
+    _scan(text[pos:], out)
+    return out
+
+
+# --- fields ---------------------------------------------------------------------------------------
+
+# What a field's value looks like. A field word followed by such a value starts the field; the text
+# fields (TEXT below) take any words, so their word alone is ambiguous in the middle of free text.
+PERSON, DATE, PRIORITY, NUMBER, LINK, TEXT = "person", "date", "priority", "number", "link", "text"
+FIELD_TYPES: dict[str, str] = {
+    "owner": PERSON, "collaborators": PERSON, "coordinator": PERSON,
+    "deadline": DATE, "start": DATE, "end": DATE,
+    "priority": PRIORITY, "percent": NUMBER, "attachments": LINK,
+}
+_NUMBER = re.compile(r"^\d{1,3}[%％]?$")
+# what people type when they mean a date, parseable or not (`13-45`, `下周八`): the handler then refuses
+# it clearly instead of it vanishing into the title
+_DATE_ATTEMPT = re.compile(r"^(?:[0-9０-９]|今天|今日|明天|明日|后天|大后天|月底|月末|年底|下个?月"
+                           r"|(?:下个?|本|这|上)?(?:周|星期|礼拜)[一二三四五六七八九十日天末0-9])")
+_ANY_DAY = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)  # dates are only recognised here, read by the handler
+
+
+# a priority as people type it, known or not (`超高`, `P0`, `urgent`): refused clearly by the handler
+_PRIORITY_ATTEMPT = re.compile(r"^(?:\S{0,2}[高中低急]\S{0,2}|[pP]\d|urgent|highest|lowest|normal|critical)$", re.IGNORECASE)
+
+
+def _looks_like_date(words: list[str]) -> bool:
+    """A date (and time) at the start of `words`, or a typed attempt at one."""
+    if not words:
+        return False
+    if _DATE_ATTEMPT.match(words[0]):
+        return True
+    return any(parse_when(" ".join(words[:n]), _ANY_DAY) is not None for n in (1, 2, 3) if n <= len(words))
+
+
+def _is_value(kind: str, tokens: list[_Token], i: int) -> bool:
+    """Whether `tokens[i:]` begins with a value of a typed field of `kind`."""
+    if i >= len(tokens):
+        return False
+    tok = tokens[i]
+    if kind == PERSON:
+        return tok.marker is not None
+    if tok.marker is not None or tok.quoted:
+        return False
+    if kind == DATE:
+        words: list[str] = []
+        for t in tokens[i:i + 3]:
+            if t.marker is not None or t.quoted:
+                break
+            words.append(t.text)
+        return _looks_like_date(words)
+    if kind == PRIORITY:
+        return tok.text.lower() in PRIORITY_WORDS or bool(_PRIORITY_ATTEMPT.search(tok.text))
+    if kind == NUMBER:
+        return bool(_NUMBER.match(tok.text))
+    if kind == LINK:
+        return bool(_URL.match(tok.text))
+    return False
+
+
+def _field_word(token: _Token, allowed: tuple[str, ...]) -> tuple[str, str, bool] | None:
+    """(field, inline value, assigned) when `token` is a field word: `截止` or `截止=12-10`, `截止：`."""
+    if token.quoted or token.marker is not None:
+        return None
+    low = token.text.lower()
     for name in allowed:
         for word in FIELD_WORDS[name]:
-            low, wl = token.lower(), word.lower()
+            wl = word.lower()
             if low == wl:
-                return name, ""
-            if low.startswith(wl) and len(token) > len(word) and token[len(word)] in "=:：":
-                return name, token[len(word) + 1:]
+                return name, "", False
+            if low.startswith(wl) and len(low) > len(wl) and low[len(wl)] in _ASSIGN:
+                return name, token.text[len(word) + 1:], True
     return None
 
 
+def _typed_starts(tokens: list[_Token], allowed: tuple[str, ...]) -> list[bool]:
+    """Which tokens start a field whatever comes before them: a field word with `=`/`：`, or the word of
+    a typed field followed by a value of its type (`截止 12-10`, `负责人 @李四`, `优先级 高`)."""
+    out = []
+    for i, tok in enumerate(tokens):
+        fw = _field_word(tok, allowed)
+        out.append(fw is not None and (fw[2] or (FIELD_TYPES.get(fw[0], TEXT) != TEXT
+                                                 and _is_value(FIELD_TYPES[fw[0]], tokens, i + 1))))
+    return out
+
+
+def _strip_slash(text: str) -> str:
+    """`/帮助`, `／新建任务 …`, `/task new …`: a leading slash is how some people (and platforms'
+    command menus) type a command; it means nothing more."""
+    if text[:1] in SLASHES:
+        return text[1:].lstrip()
+    return text
+
+
 def parse(text: str) -> Command | ParseError:
-    """Parse one command; never raises."""
-    text = text.strip()
+    """Parse one command; never raises.
+
+    A field word starts its field only where that is unambiguous, so that free text (a title, a
+    remark) is never cut by a word that happens to name a field:
+
+    * with `=` or `：`/`:` (`负责人：李四`, `备注:先对齐`): always;
+    * a typed field's word (people, dates, priority, percent, links) in free text or in a text field's
+      value: when a value of its type follows (`截止 12-10`, `负责人 @李四`, `截止 下周八` as an attempt
+      the handler refuses by name); `with animations`, `开始 前先对齐` stay text. Right after a value,
+      a reference or a mention (among the fields) any value: `… @李四 优先级 超高` is refused, not kept;
+    * a text field's word (备注, 交付物, 原因, 问题 …): when a value follows and it stands neither inside
+      free text nor right after another field word: `进度 #2 60% 完成 首页 下一步 联调` and
+      `… 负责人 @李四 备注 开始 前先对齐` split, `新建任务 设计 交付 流程` is one title;
+    * in a field begun with `=`/`：` only another such field or a typed one ends it; a field begun by its
+      word alone ends at the next field, people and links at the first word that is not one, a date
+      where the words stop being one (`截止 周五 18:00 评审`: 评审 is text again);
+    * each field once (a person field may be named again to add people); anything else is text.
+
+    Quotes (「」『』“”‘’ "" '') keep any text whole, where they open a word (or follow `=`/`：`) and close
+    one: `新建任务 「交付 流程 截止 周五」 负责人 @李四`. A leading `/` or `／` is accepted on every command.
+    """
+    raw = text.strip()
+    text = _strip_slash(raw)
     if not text:
         return ParseError("empty")
-    if len(text) > MAX_COMMAND_CHARS:
+    if len(raw) > MAX_COMMAND_CHARS:
         return ParseError("too_long", value=str(MAX_COMMAND_CHARS))
     matched = _match_command(text)
     if matched is None:
-        return ParseError("unknown_command", value=text[:30], suggestions=suggest(text))
+        return ParseError("unknown_command", value=raw[:30], suggestions=suggest(text))
     name, rest = matched
     allowed = COMMAND_FIELDS.get(name, ())
+    tokens = _tokens(rest)
+    typed_start = _typed_starts(tokens, allowed)
     free: list[str] = []
     fields: dict[str, list[str]] = {}
     current: str | None = None
+    assigned = False  # the current field was begun with `=`/`：`
+    # what the previous token was: start | free (free text) | word (a field word) | text (a text field's
+    # value) | value (a typed field's value, a reference, a percent, a mention)
+    last = "start"
     tasks, approvals, helps, mentions, links = [], [], [], [], []
     field_mentions: dict[str, list[int]] = {}
     percent: int | None = None
     pairs: list[tuple[str, list[str]]] = []
     in_pair = False  # the tokens now being read belong to the last pair's value
-    for token in _tokens(rest):
+    for i, token in enumerate(tokens):
         fw = _field_word(token, allowed)
-        if fw is not None and (fw[0] not in fields or fw[0] == current):
-            current, in_pair = fw[0], False
-            fields.setdefault(current, [])
-            if fw[1]:
-                fields[current].append(fw[1])
-            continue
-        pair = _PAIR.match(token) if name in PAIR_COMMANDS else None
-        if pair is not None:
-            current, in_pair = None, True
+        if fw is not None:
+            field_name, inline, by_assign = fw
+            kind = FIELD_TYPES.get(field_name, TEXT)
+            has_next = i + 1 < len(tokens) and _field_word(tokens[i + 1], allowed) is None
+            if by_assign:
+                starts = True
+            elif kind != TEXT:
+                # among fields (after a value, a reference, a mention) any value is meant for the
+                # field, and a wrong one is refused by name; in free text only a value of its type
+                starts = (typed_start[i] or (last == "value" and has_next)) and (
+                    field_name not in fields or (kind == PERSON and field_name == current))
+            else:
+                starts = (not assigned and last not in ("free", "word") and field_name not in fields
+                          and i + 1 < len(tokens) and not typed_start[i + 1])
+            if starts:
+                current, assigned, in_pair = field_name, by_assign, False
+                fields.setdefault(current, [])
+                if inline:
+                    fields[current].append(inline)
+                last = "word" if not inline else ("text" if kind == TEXT else "value")
+                continue
+        if current is not None and not assigned:
+            # a field begun by its word alone ends where its type says
+            kind = FIELD_TYPES.get(current, TEXT)
+            began = bool(fields[current] or field_mentions.get(current))
+            if began and ((kind in (PERSON, LINK) and not _is_value(kind, tokens, i))
+                          or kind in (PRIORITY, NUMBER)
+                          or (kind == DATE and _date_complete(fields[current], token))):
+                current = None
+        pair = _PAIR.match(token.text) if name in PAIR_COMMANDS and not token.quoted else None
+        if pair is not None and token.marker is None:
+            current, in_pair, last = None, True, "text"
             pairs.append((pair.group(1), [pair.group(2)] if pair.group(2) else []))
             continue
-        if in_pair:
-            marker = _MARKER.fullmatch(token)
-            if marker:
-                mentions.append(int(marker.group(1)))
-                continue
-            if _URL.match(token):
-                links.append(token)
-            pairs[-1][1].append(token)
-            continue
-        marker = _MARKER.fullmatch(token)
-        if marker:
-            index = int(marker.group(1))
-            if current is not None:
-                field_mentions.setdefault(current, []).append(index)
+        if token.marker is not None:
+            if in_pair:
+                mentions.append(token.marker)
+            elif current is not None:
+                field_mentions.setdefault(current, []).append(token.marker)
             else:
-                mentions.append(index)
+                mentions.append(token.marker)
+            last = "value"
             continue
-        ref = _REF.match(token)
-        if ref and current is None:
-            kind, number = ref.group(1).upper(), int(ref.group(2))
-            {"": tasks, "A": approvals, "H": helps}[kind].append(number)
+        if in_pair:
+            if not token.quoted and _URL.match(token.text):
+                links.append(token.text)
+            pairs[-1][1].append(token.text)
+            last = "text"
             continue
-        pct = _PERCENT.match(token)
-        if pct and percent is None and current in (None, "percent"):
-            percent = int(pct.group(1))
-            continue
-        if _URL.match(token):
-            links.append(token)
-        (fields[current] if current is not None else free).append(token)
+        if not token.quoted:
+            ref = _REF.match(token.text)
+            if ref and current is None:
+                kind_letter, number = ref.group(1).upper(), int(ref.group(2))
+                {"": tasks, "A": approvals, "H": helps}[kind_letter].append(number)
+                last = "value"
+                continue
+            pct = _PERCENT.match(token.text)
+            if pct and percent is None and current in (None, "percent"):
+                percent = int(pct.group(1))
+                last = "value"
+                continue
+            if _URL.match(token.text):
+                links.append(token.text)
+        if current is not None:
+            fields[current].append(token.text)
+            last = "text" if FIELD_TYPES.get(current, TEXT) == TEXT else "value"
+        else:
+            free.append(token.text)
+            last = "free"
     if "percent" in fields and percent is None:
         value = " ".join(fields.pop("percent")).rstrip("%％")
         if not value.isdigit():
@@ -280,9 +474,22 @@ def parse(text: str) -> Command | ParseError:
         field_mentions={k: tuple(v) for k, v in field_mentions.items()},
         percent=percent,
         links=tuple(links),
-        raw=text,
+        raw=raw,
         pairs=tuple((k, " ".join(v).strip()) for k, v in pairs),
     )
+
+
+def _date_complete(value: list[str], token: _Token) -> bool:
+    """Whether a date field begun by its word alone ends before `token`: its value is a date (or three
+    words long) and `token` adds nothing a date could take (`截止 周五 18:00 评审` -> 周五 18:00)."""
+    if not value:
+        return False
+    if token.marker is not None or token.quoted or len(value) >= 3:
+        return True
+    joined = " ".join(value)
+    if parse_when(joined, _ANY_DAY) is None:
+        return False  # `next` of `next fri`, or an attempt the handler will refuse whole
+    return parse_when(f"{joined} {token.text}", _ANY_DAY) is None
 
 
 def priority_of(value: str) -> str | None:

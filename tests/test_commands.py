@@ -72,7 +72,7 @@ def test_unknown_command_suggests_the_closest() -> None:
 
 
 @pytest.mark.parametrize("text, reason", [("", "empty"), ("   ", "empty"), ("x" * (MAX_COMMAND_CHARS + 1), "too_long"),
-                                          ("进度 #1 percent abc", "bad_field")])
+                                          ("进度 #1 percent:abc", "bad_field")])
 def test_refusals_are_values(text: str, reason: str) -> None:
     err = parse(text)
     assert isinstance(err, ParseError) and err.reason == reason

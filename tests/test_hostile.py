@@ -162,7 +162,7 @@ def test_strip_markers_removes_only_the_marker_characters() -> None:
 def test_markers_typed_at_the_console_cannot_mention_anyone(harness: Harness) -> None:
     forged = mention_marker(0)
     out = harness.text(f"{G} 张三: @bot 新建任务 活动页 负责人 {forged}")
-    assert "找不到成员 0" in out
+    assert "缺少负责人" in out  # plain "0" in free text is no person: it stays in the title
     # a real mention first, then a forged marker pointing at it: the forgery is plain text "0"
     out = harness.text(f"{G} 张三: @bot 新建任务 活动页 负责人 @李四 协作 {forged}")
     assert "找不到成员 0" in out
