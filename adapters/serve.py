@@ -29,6 +29,7 @@ from collabbot.bot.config import Config, ConfigError
 from collabbot.bot.org import Org, apply_org
 from collabbot.scheduler.delivery import DeliveryWorker
 from collabbot.scheduler.runner import Runner
+from collabbot.storage import inbound
 from collabbot.storage.db import Database
 from collabbot.storage.migrate import upgrade
 from collabbot.storage.models import OutboxMessage
@@ -76,7 +77,7 @@ def build_adapters(config: Config, hub: Hub, clock: Clock) -> list[PlatformAdapt
     return adapters
 
 
-def build_app(config: Config, bot: Bot, adapters: list[PlatformAdapter]) -> web.Application:
+def build_app(config: Config, bot: Bot, adapters: list[PlatformAdapter], hub: Hub | None = None) -> web.Application:
     app = web.Application(client_max_size=config.max_body_bytes)
     started = time.monotonic()
 
@@ -91,6 +92,16 @@ def build_app(config: Config, bot: Bot, adapters: list[PlatformAdapter]) -> web.
                  f"collabbot_outbox_pending {counts['pending']}"]
         for outcome, n in counts["delivery"].items():
             lines.append(f'collabbot_delivery_total{{outcome="{outcome}"}} {n}')
+        if hub is not None:  # the inbound path: what waits for the engine, and how long the oldest has waited
+            depth, lag = await asyncio.to_thread(_inbound_depth, bot)
+            lines += [f"collabbot_inbound_queue_depth {depth}", f"collabbot_inbound_queue_lag_seconds {lag:.1f}",
+                      f"collabbot_engine_backlog {hub.backlog}"]
+            for adapter in adapters:
+                pipeline = getattr(getattr(adapter, "inbound", None), "pipeline", None)
+                if pipeline is not None:
+                    lines += [f'collabbot_inbound_late_answers_total{{platform="{adapter.platform}"}} '
+                              f"{pipeline.late_answers}",
+                              f'collabbot_inbound_stale_total{{platform="{adapter.platform}"}} {pipeline.stale_refused}']
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
     app.router.add_get("/healthz", healthz)
@@ -108,6 +119,11 @@ def _db_ok(bot: Bot) -> bool:
     except Exception:
         log.exception("health check failed")
         return False
+
+
+def _inbound_depth(bot: Bot) -> tuple[int, float]:
+    with bot.db.transaction() as s:
+        return inbound.depth(s)
 
 
 def _counts(bot: Bot) -> dict:
@@ -135,7 +151,7 @@ async def run(config: Config, org: Org | None, *, ready: asyncio.Event | None = 
     adapters = build_adapters(config, hub, clock)
     worker = DeliveryWorker(db, {a.platform: a.sender for a in adapters}, config.delivery, clock)
     hub.worker = worker
-    app = build_app(config, bot, adapters)
+    app = build_app(config, bot, adapters, hub)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)

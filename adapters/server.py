@@ -36,6 +36,9 @@ from collabbot.storage.models import OutboxMessage
 log = logging.getLogger("collabbot")
 
 EXIT_CONFIG = 2
+# a module an optional feature needs -> the extra that installs it (pyproject.toml)
+EXTRAS = {"psycopg": "postgres", "lark_oapi": "feishu", "Crypto": "feishu", "dingtalk_stream": "dingtalk",
+          "websockets": "dingtalk", "wechatpy": "wecom"}
 EXIT_TRANSCRIPT = 3
 
 
@@ -239,6 +242,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     except OrgError as exc:
         print(f"org error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ModuleNotFoundError as exc:
+        extra = EXTRAS.get((exc.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        print(f"missing package {exc.name!r}: pip install 'collabbot[{extra}]'", file=sys.stderr)
         return EXIT_CONFIG
 
 

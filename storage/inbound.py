@@ -49,13 +49,18 @@ def put_many(session: Session, rows: list[tuple[str, str, dict[str, Any]]], leas
     return ids
 
 
-def claim(session: Session, limit: int, lease: timedelta, platforms: tuple[str, ...]) -> list[QueuedItem]:
-    """Rows of these platforms that nobody holds (lease run out) and are due; leased to the caller."""
+def claim(session: Session, limit: int, lease: timedelta, platforms: tuple[str, ...], *,
+          ignore_leases: bool = False) -> list[QueuedItem]:
+    """Rows of these platforms that nobody holds (lease run out) and are due; leased to the caller.
+
+    `ignore_leases` takes held rows too: right after start on SQLite, where one process owns the file,
+    whatever is held was held by this process's dead predecessor."""
     now = wall_now()
     stmt = (select(InboundQueueItem)
-            .where(InboundQueueItem.platform.in_(platforms), InboundQueueItem.not_before <= now,
-                   or_(InboundQueueItem.claimed_until.is_(None), InboundQueueItem.claimed_until <= now))
+            .where(InboundQueueItem.platform.in_(platforms), InboundQueueItem.not_before <= now)
             .order_by(InboundQueueItem.id).limit(limit))
+    if not ignore_leases:
+        stmt = stmt.where(or_(InboundQueueItem.claimed_until.is_(None), InboundQueueItem.claimed_until <= now))
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     rows = list(session.scalars(stmt))

@@ -32,6 +32,7 @@ class FeishuSettings:
     max_body_bytes: int = 262_144
     replay_window_seconds: float = 300.0
     stale_message_seconds: float = 900.0  # 0: execute however late a message arrives
+    answer_within_seconds: float = 2.5  # Feishu waits 3 s; past this the answer goes out empty (the work is queued)
     request_timeout_seconds: float = 10.0
     watchdog_seconds: float = 300.0  # long connection: reconnect after this long without any frame
     org_root_department: str = "0"
@@ -40,7 +41,7 @@ class FeishuSettings:
 
 _KNOWN = {
     "app_id", "app_secret", "verification_token", "encrypt_key", "bot_open_id", "base_url", "mode", "path",
-    "max_body_bytes", "replay_window_seconds", "stale_message_seconds", "request_timeout_seconds",
+    "max_body_bytes", "replay_window_seconds", "stale_message_seconds", "answer_within_seconds", "request_timeout_seconds",
     "watchdog_seconds", "org_root_department", "approvals",
 }
 
@@ -115,11 +116,19 @@ def parse_settings(raw: dict[str, Any], config: Config | None = None) -> FeishuS
         max_body_bytes=max_body,
         replay_window_seconds=_number(raw, "replay_window_seconds", 300.0, minimum=10),
         stale_message_seconds=_number(raw, "stale_message_seconds", 900.0, minimum=60, allow_zero=True),
+        answer_within_seconds=_answer_within(raw),
         request_timeout_seconds=_number(raw, "request_timeout_seconds", 10.0, minimum=1),
         watchdog_seconds=_number(raw, "watchdog_seconds", 300.0, minimum=1),
         org_root_department=root,
         approvals={k.strip(): v.strip() for k, v in approvals.items()},
     )
+
+
+def _answer_within(raw: dict[str, Any]) -> float:
+    value = _number(raw, "answer_within_seconds", 2.5, minimum=0.01)
+    if value > 2.9:
+        raise ConfigError("feishu.answer_within_seconds", "must be under Feishu's 3 s (at most 2.9)")
+    return value
 
 
 def _template_names(config: Config) -> set[str] | None:

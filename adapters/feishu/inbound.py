@@ -28,7 +28,7 @@ from collabbot.bot.replies import Reply
 
 log = logging.getLogger(__name__)
 
-ANSWER_WITHIN = 2.5  # seconds: Feishu's limit is 3
+ANSWER_WITHIN = 2.5  # seconds, by default ([feishu] answer_within_seconds): Feishu's limit is 3
 TOAST_TYPES = ("success", "info", "warning", "error")
 APPROVAL_FETCH = "feishu.approval"
 
@@ -39,7 +39,7 @@ class FeishuInbound:
         self.client = client
         self.settings = settings
         self.bot_open_id = settings.bot_open_id
-        self.pipeline = InboundPipeline(hub, PLATFORM, answer_within=ANSWER_WITHIN,
+        self.pipeline = InboundPipeline(hub, PLATFORM, answer_within=settings.answer_within_seconds,
                                         stale_seconds=settings.stale_message_seconds)
         self.pipeline.follow_ups[APPROVAL_FETCH] = self._approval
 

@@ -90,6 +90,8 @@ class InboundPipeline:
 
     async def handle(self, event: InboundEvent, sent_at: datetime | None = None) -> Reply | None:
         """The engine's reply to a verified event, or None (answer empty) when it is not ready in time."""
+        if isinstance(event, MessageEvent) and event.chat.is_group and not event.to_bot:
+            return None  # group chatter not addressed to the bot: nothing to keep, nothing to do
         if self.stale(event, sent_at):
             self.stale_refused += 1
             log.warning("%s: message %s sent at %s arrived too late; not executed", self.platform,
@@ -135,9 +137,12 @@ class InboundPipeline:
             await self.hub.handle(event)
         self.hub.journal.forget(item.id)
 
-    async def resume(self) -> int:
-        """Work the rows nobody holds (a dead process's, or follow-ups due again); how many were taken."""
-        items = await self.hub.journal.run(inbound.claim, 50, LEASE, (self.platform,))
+    async def resume(self, *, after_start: bool = False) -> int:
+        """Work the rows nobody holds (a dead process's, or follow-ups due again); how many were taken.
+        Right after start on SQLite (one process per file) held rows are taken too: their holder is gone."""
+        sole = after_start and not self.hub.bot.db.is_postgres
+        items = await self.hub.journal.run(lambda s: inbound.claim(s, 5000 if sole else 100, LEASE, (self.platform,),
+                                                                   ignore_leases=sole))
         for item in items:
             if item.kind == EVENT:
                 try:
@@ -154,9 +159,11 @@ class InboundPipeline:
         return len(items)
 
     async def _resume_forever(self) -> None:
+        after_start = True
         while True:
             try:
-                await self.resume()
+                await self.resume(after_start=after_start)
+                after_start = False
             except Exception:
                 log.exception("%s: resuming the inbound queue failed", self.platform)
             await asyncio.sleep(RESUME_EVERY)

@@ -1,0 +1,236 @@
+"""Nothing is answered before it is durable: the inbound queue, its resumption, and the webhook's guards.
+
+A platform does not retry a callback we answered, so the kit writes each verified event to the
+inbound queue before answering, works it from there, and a restart resumes what a dead process left.
+Follow-up work after the answer (fetching a Feishu approval instance) is durable too, with retries.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+import urllib.request
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, update
+
+from collabbot.adapters.feishu import crypto
+from collabbot.bot.events import event_from_json, event_to_json
+from collabbot.storage import inbound
+from collabbot.storage.db import Database
+from collabbot.storage.models import ApprovalRequest, InboundQueueItem, InboundReceipt, Task
+
+from . import feishu_callbacks as cb
+from .conftest import TZ
+from .feishu_env import FeishuEnv, count, make_env
+from .serve_process import ServeProcess, free_port, write_config
+from .test_feishu_serve import ORG, post, wait
+
+START = datetime(2026, 12, 1, 9, 0, tzinfo=TZ)
+CREATE = "新建任务 活动H5开发 负责人 @_user_2 截止 12-10"
+
+
+@pytest.fixture
+async def env(sqlite_db: Database) -> AsyncIterator[FeishuEnv]:
+    e = await make_env(sqlite_db, START)
+    yield e
+    await e.close()
+
+
+def queued(db: Database) -> int:
+    return count(db, InboundQueueItem)
+
+
+async def test_an_answered_event_leaves_no_queue_row_once_worked(env: FeishuEnv) -> None:
+    status, _ = await env.say(CREATE, sender="ou_zhang", mentions=[("ou_li", "李四")])
+    assert status == 200 and count(env.db, Task) == 1
+    await env.adapter.inbound.pipeline.hub.journal.put([])  # the next commit carries the pending delete
+    assert queued(env.db) == 0
+
+
+async def test_group_chatter_not_to_the_bot_is_neither_queued_nor_worked(env: FeishuEnv) -> None:
+    assert (await env.say("大家好", sender="ou_zhang", bot=False))[0] == 200
+    assert queued(env.db) == 0 and count(env.db, InboundReceipt) == 0
+
+
+def test_every_event_kind_survives_its_queue_row() -> None:
+    body = cb.message("@_user_1 " + CREATE, sender="ou_zhang", mentions=[("ou_bot", "bot"), ("ou_li", "李四")],
+                      at=START)
+    from collabbot.adapters.feishu import parse
+
+    events = [parse.parse_callback(body, "ou_bot").what,
+              parse.parse_callback(cb.card_action({"action": "v1|ack|task|1|0"}, operator="ou_li", message_id="om_1",
+                                                  chat_id="oc_group", at=START), "ou_bot").what.event(True),
+              parse.parse_callback(cb.bot_member("oc_x", "群", added=True, operator="ou_li", at=START), "ou_bot").what]
+    for event in events:
+        assert event_from_json(json.loads(json.dumps(event_to_json(event)))) == event
+    with pytest.raises(ValueError):
+        event_from_json({"kind": "nope"})
+
+
+async def test_a_row_left_by_a_dead_process_is_resumed_after_a_restart(sqlite_db: Database) -> None:
+    first = await make_env(sqlite_db, START)
+    body = cb.message("@_user_1 " + CREATE, sender="ou_zhang", mentions=[("ou_bot", "bot"), ("ou_li", "李四")],
+                      at=START)
+    event = first.adapter.inbound.parse(body).what
+    # the process wrote the row and answered, then died before the engine ran
+    await first.hub.journal.put([("feishu", "event", event_to_json(event))])
+    await first.close()
+    assert queued(sqlite_db) == 1 and count(sqlite_db, Task) == 0
+
+    second = await make_env(sqlite_db, START)  # its pipeline resumes at start
+    try:
+        await wait_until(lambda: count(sqlite_db, Task) == 1, second)
+        await second.hub.journal.put([])
+        assert queued(sqlite_db) == 0
+        # the platform's retry of that same event now changes nothing
+        assert (await second.post(body))[0] == 200 and count(sqlite_db, Task) == 1
+    finally:
+        await second.close()
+
+
+async def test_on_postgresql_a_row_is_resumed_once_its_lease_ran_out(pg_database: Database) -> None:
+    from .conftest import truncate_all
+
+    truncate_all(pg_database)
+    env = await make_env(pg_database, START)
+    try:
+        body = cb.message("@_user_1 " + CREATE, sender="ou_zhang", mentions=[("ou_bot", "bot"), ("ou_li", "李四")],
+                          at=START)
+        event = env.adapter.inbound.parse(body).what
+        [row_id] = await env.hub.journal.put([("feishu", "event", event_to_json(event))])
+        pipeline = env.adapter.inbound.pipeline
+        assert await pipeline.resume() == 0  # still leased to its (live, other) holder
+        with pg_database.transaction() as s:
+            s.execute(update(InboundQueueItem).where(InboundQueueItem.id == row_id).values(
+                claimed_until=inbound.wall_now() - timedelta(seconds=1)))
+        assert await pipeline.resume() == 1
+        await pipeline.drain()
+        assert count(pg_database, Task) == 1
+    finally:
+        await env.close()
+
+
+async def wait_until(condition, env: FeishuEnv, rounds: int = 200) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    for _ in range(rounds):
+        await env.adapter.inbound.drain()
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not met")
+
+
+async def test_an_approval_fetch_that_fails_is_retried_from_its_row(sqlite_db: Database) -> None:
+    env = await make_env(sqlite_db, START, approvals={"APPROVAL-1": "人力支持申请"})
+    try:
+        env.fake.add_approval_instance("INST-1", "APPROVAL-1", "APPROVED", "ou_zhang",
+                                       [{"id": "w1", "name": "支持部门", "type": "input", "value": "技术部"}])
+        env.fake.fail("server_error", method="GET", path="/open-apis/approval/v4/instances/", times=1)
+        assert (await env.post(cb.approval_instance("APPROVAL-1", "INST-1", "APPROVED")))[0] == 200
+        await env.adapter.inbound.drain()
+        with sqlite_db.transaction() as s:
+            row = s.scalar(select(InboundQueueItem))
+            assert row is not None and row.attempts == 1 and "502" in row.last_error
+            assert s.scalar(select(func.count()).select_from(ApprovalRequest)) == 0
+            row.not_before = inbound.wall_now()  # its backoff has passed
+        assert await env.adapter.inbound.pipeline.resume() == 1
+        await env.adapter.inbound.drain()
+        assert count(sqlite_db, ApprovalRequest) == 1
+        await env.hub.journal.put([])
+        assert queued(sqlite_db) == 0
+    finally:
+        await env.close()
+
+
+async def test_compressed_deeply_nested_and_huge_bodies_are_refused_before_any_work(env: FeishuEnv) -> None:
+    body = cb.message("@_user_1 " + CREATE, sender="ou_zhang", mentions=[("ou_bot", "bot"), ("ou_li", "李四")],
+                      at=START)
+    headers, raw = cb.envelope(body, at=START)
+    bomb = gzip.compress(b"{" + b" " * 5_000_000 + b"}")
+    response = await env.http.post(env.adapter.settings.path, data=bomb,
+                                   headers=dict(headers, **{"Content-Encoding": "gzip"}))
+    assert response.status == 415
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for raw_body, signed in ((deep, True), (deep, False),
+                             (json.dumps({"encrypt": crypto.encrypt(b"[" * 5000 + b"]" * 5000, cb.ENCRYPT_KEY,
+                                                                    b"4" * 16)}).encode(), True)):
+        ts, nonce = str(int(START.timestamp())), "n-deep"
+        h = {crypto.TIMESTAMP_HEADER: ts, crypto.NONCE_HEADER: nonce,
+             crypto.SIGNATURE_HEADER: crypto.signature(ts, nonce, cb.ENCRYPT_KEY, raw_body)} if signed else {}
+        status, answer = await env.post_raw(h, raw_body)
+        assert status == (400 if signed else 401) and answer == {"msg": "refused"}
+    assert count(env.db, Task) == 0 and queued(env.db) == 0
+    assert (await env.post_raw(headers, raw))[0] == 200 and count(env.db, Task) == 1
+
+
+@pytest.mark.slow
+def test_a_burst_then_kill_9_loses_no_acknowledged_callback(tmp_path: Path) -> None:
+    """Every callback answered 200 becomes a task, though the process is killed right after the last answer."""
+    from .fake_feishu import ThreadedFake
+
+    (tmp_path / "org.toml").write_text(ORG, encoding="utf-8")
+    db_url = f"sqlite:///{tmp_path / 'bot.db'}"
+    port = free_port()
+    with ThreadedFake() as fake:
+        config = write_config(tmp_path / "config.toml", db_url, port=port, extra=f"""
+[bot]
+org_file = "org.toml"
+[feishu]
+app_id = "{fake.app_id}"
+app_secret = "{fake.app_secret}"
+verification_token = "{cb.TOKEN}"
+encrypt_key = "{cb.ENCRYPT_KEY}"
+bot_open_id = "ou_bot"
+base_url = "{fake.url}"
+stale_message_seconds = 0
+answer_within_seconds = 0.02
+""")
+        url = f"http://127.0.0.1:{port}/feishu/events"
+        serve = ServeProcess(config)
+
+        def healthy() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+
+        wait(healthy, "the server", serve)
+        answered: list[str] = []
+        lock = threading.Lock()
+
+        def one(i: int) -> None:
+            now = datetime.now(TZ)
+            body = cb.message(f"@_user_1 新建任务 任务{i} 负责人 @_user_2 截止 12-10", sender="ou_zhang",
+                              mentions=[("ou_bot", "bot"), ("ou_li", "李四")], at=now, message_id=f"om_burst_{i}")
+            if post(url, *cb.envelope(body, at=now))[0] == 200:
+                with lock:
+                    answered.append(f"任务{i}")
+
+        with ThreadPoolExecutor(24) as pool:
+            list(pool.map(one, range(400)))
+        serve.kill()  # kill -9 the moment the last answer went out
+        db = Database(db_url)
+        try:
+            with db.transaction() as s:
+                done_before = s.scalar(select(func.count()).select_from(Task))
+            restarted = ServeProcess(config)
+            try:
+                wait(lambda: count(db, Task) >= len(answered), "every acknowledged task after the restart",
+                     restarted, timeout=60)
+                with db.transaction() as s:
+                    titles = set(s.scalars(select(Task.title)))
+                assert set(answered) <= titles and len(titles) == count(db, Task)  # none lost, none twice
+            finally:
+                restarted.stop()
+        finally:
+            db.dispose()
+        print(f"\nburst: {len(answered)} answered, {done_before} done before kill -9, "
+              f"{len(answered) - done_before} resumed after the restart")
