@@ -1,7 +1,7 @@
 """Working time for Chinese companies: which days are workdays and which hours count.
 
 Nags are counted in working time and nothing is pushed outside it unless a rule says so
-(DESIGN.md, "Time-driven rules"). China's statutory holidays and make-up workdays (调休) come from the
+(README, "How it chases"). China's statutory holidays and make-up workdays (调休) come from the
 `chinese_calendar` package; for a year it does not cover yet, or for company-specific days, the
 `[calendar]` config section lists extra holidays and workdays. Beyond both, Monday–Friday are workdays.
 

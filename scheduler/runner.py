@@ -9,7 +9,7 @@
 * retention (scheduler/retention.py): after each sweep, old receipts and sent rows in batches.
 
 APScheduler keeps no job store here: its jobs are the same in every process and carry no state
-(PLATFORM-NOTES: a shared job store between processes is not supported).
+(its FAQ: a job store shared between processes is not supported).
 """
 
 from __future__ import annotations

@@ -184,8 +184,8 @@ def test_next_working_moment_converts_other_zones() -> None:
 @pytest.mark.parametrize(("start", "hours", "expected"), [
     ("2026-09-30 17:30", 2, "2026-10-08 10:30"),   # 0.5h on 09-30, holiday week, 1.5h on 10-08
     ("2026-09-30 17:00", 2, "2026-10-08 10:00"),
-    ("2026-10-08 10:30", 2, "2026-10-08 14:00"),   # DESIGN.md: second nag, lunch not counted
-    ("2026-10-08 14:00", 2, "2026-10-08 16:00"),   # DESIGN.md: escalation
+    ("2026-10-08 10:30", 2, "2026-10-08 14:00"),   # the worked example: second nag, lunch not counted
+    ("2026-10-08 14:00", 2, "2026-10-08 16:00"),   # the worked example: escalation
     ("2026-11-30 11:00", 2, "2026-11-30 14:30"),   # across lunch
     ("2026-11-30 10:00", 2, "2026-11-30 12:00"),   # ends exactly at a period's end: stays there
     ("2026-11-30 16:00", 2, "2026-11-30 18:00"),

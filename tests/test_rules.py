@@ -53,7 +53,7 @@ def test_acknowledged_in_time_gets_nothing(make_harness) -> None:
 
 
 def test_escalation_waits_for_the_nags_across_a_holiday(make_harness) -> None:
-    """DESIGN.md's worked example: assigned 2026-09-30 17:30, the eve of the National Day week."""
+    """The README's worked example: assigned 2026-09-30 17:30, the eve of the National Day week."""
     h: Harness = make_harness(start=datetime(2026, 9, 30, 17, 30, tzinfo=TZ))
     h.run(f"{G} 张三: @bot 新建任务 国庆物料 负责人 @孙九")
     out = h.run("wait 9d")

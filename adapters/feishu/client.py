@@ -2,7 +2,7 @@
 
 Why aiohttp and not lark-oapi's async API: lark-oapi's `a…` methods fetch and refresh the tenant
 access token with a blocking `requests` call inside (`lark_oapi/core/token/auth.py`), which would
-stall the event loop that must answer callbacks within 3 s (PLATFORM-NOTES). The handful of calls
+stall the event loop that must answer callbacks within 3 s. The handful of calls
 we need are small, and owning them lets tests point `base_url` at a local fake.
 
 Rules, each from Feishu's documents:

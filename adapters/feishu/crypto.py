@@ -1,6 +1,6 @@
 """Feishu callback security: the signature, the replay window, the token and the AES envelope.
 
-Everything here works on raw bytes and runs BEFORE the body is parsed as JSON (PLATFORM-NOTES: verify
+Everything here works on raw bytes and runs BEFORE the body is parsed as JSON (the rule for every platform: verify
 on the raw bytes first, compare in constant time, reject stale timestamps). lark-oapi's own
 dispatcher compares the signature with `!=` and never looks at the timestamp's age
 (`lark_oapi/event/dispatcher_handler.py`, `_verify_sign`), so we do not use it for this; the tests

@@ -2,7 +2,7 @@
 
 Pure functions over dicts: no I/O, no clock, no aiohttp, so the webhook and the long connection
 parse alike and the tests can feed captured payloads straight in. Mentions are decoded here, once
-(STYLE.md §2): Feishu writes `@_user_1` placeholders in the text and lists who they are in
+(at the edge, so the engine sees the same text on every platform): Feishu writes `@_user_1` placeholders in the text and lists who they are in
 `message.mentions` (开放平台 → 接收消息 im.message.receive_v1); the bot's own mention is removed and
 sets `to_bot`, every other one becomes `mention_marker(i)` with a `UserRef`. Our private-use marker
 characters are stripped from the user's text first, so nobody can type a forged mention.

@@ -8,7 +8,7 @@ Pure arithmetic over one wait's facts (raised when, nags sent, last nag) with th
   raised, but never before the last nag has had `nag_after_working_hours` of working time to work,
   and what falls due outside working time waits for the next working period.
 
-Worked example (DESIGN.md), 09:00–12:00 and 13:30–18:00, National Day week off: raised Wed
+Worked example (README, "How it chases"), 09:00–12:00 and 13:30–18:00, National Day week off: raised Wed
 2026-09-30 17:30 → nag 1 on 10-08 10:30, nag 2 at 14:00, escalation at 16:00 (not at 09:00 just
 because 24 wall-clock hours passed during the holiday).
 """
