@@ -33,6 +33,7 @@ MAX_BARS = 30  # a chart's bars: one per department
 
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,30}")
 _PLATFORM_ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+EVERYONE = {"all", "everyone", "here", "所有人"}  # ids the platforms read as "everyone": never a mention
 
 Escaper = Callable[..., str]
 
@@ -158,7 +159,9 @@ def card_view(card: Card, esc: Escaper, caps: Caps, *, text: str = "", task_id: 
 def real_id(at: At) -> str | None:
     """The platform id of a mention when it looks like one (anything else is shown as a name, inert)."""
     pid = at.platform_user_id
-    return pid if isinstance(pid, str) and _PLATFORM_ID.fullmatch(pid) else None
+    if not isinstance(pid, str) or not _PLATFORM_ID.fullmatch(pid) or pid.lstrip("@").lower() in EVERYONE:
+        return None
+    return pid
 
 
 def text_of(parts: tuple[Any, ...], esc: Escaper, limit: int, mention: Callable[[str, str], str],

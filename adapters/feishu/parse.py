@@ -34,6 +34,7 @@ from collabbot.bot.replies import CardAction
 PLATFORM = "feishu"
 MAX_TEXT = 8000
 _PLACEHOLDER = re.compile(r"@_user_\d+")
+OPEN_ID = re.compile(r"ou_[A-Za-z0-9_-]{1,64}")  # 用户身份概述: an open_id is "ou_" and letters/digits
 
 
 class Malformed(ValueError):
@@ -155,7 +156,10 @@ def _schema2(token: str, event_type: str, event_id: str, event: dict[str, Any], 
 
 
 def _open_id(user_id: Any) -> str:
-    return str(user_id.get("open_id") or "") if isinstance(user_id, dict) else ""
+    """A person's open_id, or "" when there is none or it is not shaped like one (`all`, say: an id that
+    is not `ou_…` must never reach a mention)."""
+    value = user_id.get("open_id") if isinstance(user_id, dict) else None
+    return value if isinstance(value, str) and OPEN_ID.fullmatch(value) else ""
 
 
 def _approval(event_id: str, event: dict[str, Any], approvals: dict[str, str]) -> ApprovalInstance | Ignored:
