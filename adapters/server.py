@@ -3,16 +3,18 @@
     collabbot console [--script FILE] [--org FILE] [--db URL] [--config FILE]
     collabbot serve [--config FILE]
     collabbot db upgrade [--db URL] [--config FILE]
-    collabbot org load FILE | collabbot org sync [--platform feishu]
+    collabbot org load FILE [--dry-run] | collabbot org sync [--platform feishu]
     collabbot outbox list [--status dead] | collabbot outbox retry [ID ...]
 
-A bad config stops with the key's name and exit status 2; a malformed transcript line stops with its
-line number and exit status 3.
+Whatever the admin got wrong (a config key, a `--db` URL, a database that cannot be reached, a port
+in use, an org file's unknown key, an argument) stops with one line naming it and exit status 2, never
+a traceback; a malformed transcript line stops with its line number and exit status 3.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -23,6 +25,8 @@ from importlib import resources
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
 
 from collabbot.bot.app import Bot
 from collabbot.bot.clock import ManualClock, SystemClock
@@ -46,19 +50,67 @@ def demo_org_path() -> Path:
     return Path(str(resources.files("collabbot.examples").joinpath("demo-org.toml")))
 
 
+SQLITE_DRIVERS = ("sqlite", "sqlite+pysqlite")
+POSTGRES_DRIVERS = ("postgresql", "postgresql+psycopg")
+PG_CONNECT_TIMEOUT = "10"  # seconds: an unreachable host is reported, not waited on for minutes
+
+
+class DatabaseUnavailable(Exception):
+    """The database URL is well formed but nothing usable answers there."""
+
+
+def check_database_url(url: str, key: str) -> str:
+    """`url` if SQLAlchemy can open it as one of our databases (the driver spelled out, a connect
+    timeout for PostgreSQL), else `ConfigError(key, …)`: a bad `--db` is refused like a bad config key."""
+    example = "sqlite:///collabbot.db or postgresql+psycopg://USER@HOST:5432/DB"
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise ConfigError(key, f"is not a database URL; use {example}") from None
+    if parsed.drivername in SQLITE_DRIVERS:
+        if not parsed.database or parsed.database == ":memory:":
+            raise ConfigError(key, "a SQLite URL needs a file: sqlite:///collabbot.db (in memory, everything "
+                                   "would be lost at exit)")
+        return url
+    if parsed.drivername in POSTGRES_DRIVERS:
+        if not parsed.database:
+            raise ConfigError(key, "a PostgreSQL URL needs a database name: postgresql+psycopg://USER@HOST:5432/DB")
+        parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3 is the driver we install
+        if "connect_timeout" not in parsed.query:
+            parsed = parsed.update_query_dict({"connect_timeout": PG_CONNECT_TIMEOUT})
+        return parsed.render_as_string(hide_password=False)
+    raise ConfigError(key, f"{parsed.drivername}:// is not supported; use {example}")
+
+
+def shown_url(url: str) -> str:
+    """A database URL as it may be printed: no password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "(unparsable URL)"
+
+
 def load_settings(args: argparse.Namespace) -> Config:
     path = getattr(args, "config", None) or os.environ.get("COLLABBOT_CONFIG")
     config = load_config(path) if path else parse_config({})  # parse: COLLABBOT_DATABASE_URL applies
     if getattr(args, "db", None):
-        config = replace(config, database_url=args.db)
+        config = replace(config, database_url=check_database_url(args.db, "--db"))
+    else:
+        config = replace(config, database_url=check_database_url(config.database_url, "database.url"))
     if getattr(args, "org", None):
         config = replace(config, org_file=args.org)
     return config
 
 
 def open_database(config: Config) -> Database:
+    """The database, migrated; `DatabaseUnavailable` when it cannot be reached or opened."""
     db = Database(config.database_url)
-    upgrade(db.engine)
+    try:
+        upgrade(db.engine)
+    except (OperationalError, InterfaceError) as exc:
+        db.dispose()
+        reason = str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc).strip() else type(exc).__name__
+        raise DatabaseUnavailable(f"cannot open {shown_url(config.database_url)}: {reason}") from None
     return db
 
 
@@ -74,17 +126,39 @@ def warn_calendar(config: Config, today: datetime) -> None:
 # --- console ------------------------------------------------------------------------------------
 
 def cmd_console(args: argparse.Namespace) -> int:
+    """The console on a fresh temporary database (removed at exit) unless `--db` names one."""
+    config = load_settings(args)
+    with tempfile.TemporaryDirectory(prefix="collabbot-console-") as tmp:
+        if not args.db:
+            # a fresh database for each console run (whatever the config names), so a transcript always
+            # starts clean; it goes with the temporary directory when the console exits
+            config = replace(config, database_url=f"sqlite:///{Path(tmp) / 'console.db'}")
+        db = open_database(config)
+        try:
+            return _console(args, config, db)
+        finally:
+            db.dispose()
+
+
+def _console(args: argparse.Namespace, config: Config, db: Database) -> int:
     from collabbot.adapters.console.app import Console
     from collabbot.adapters.console.transcript import TranscriptError, parse_line
 
-    config = load_settings(args)
-    if not args.db and not (getattr(args, "config", None) or os.environ.get("COLLABBOT_CONFIG")):
-        # a fresh embedded database for each console run, so a transcript always starts clean
-        tmp = Path(tempfile.mkdtemp(prefix="collabbot-console-")) / "console.db"
-        config = replace(config, database_url=f"sqlite:///{tmp}")
     org = load_org(config)
-    db = open_database(config)
     clock = ManualClock(SystemClock().now().astimezone(config.calendar.tz).replace(second=0, microsecond=0))
+    warned: set[int] = set()
+
+    def warn_new_years() -> None:
+        """Like `serve`, a year without holiday data is said, once, when the console's clock is in it
+        (a script's first `clock` line comes before the first check)."""
+        today = clock.now().astimezone(config.calendar.tz)
+        if today.year not in warned:
+            warned.add(today.year)
+            if not config.calendar.has_holiday_data(today.year):
+                log.warning("%s", config.calendar.coverage_warnings(today.date())[0])
+
+    if not args.script:
+        warn_new_years()
     bot = Bot(db, config, clock)
     with db.transaction() as s:
         apply_org(s, org, clock.now())
@@ -95,6 +169,7 @@ def cmd_console(args: argparse.Namespace) -> int:
             step = parse_line(line)
             if step is not None:
                 console.run(step)
+                warn_new_years()
         except TranscriptError as exc:
             print(f"line {number}: {exc}: {line.strip()}", file=sys.stderr)
             return False
@@ -126,9 +201,9 @@ def cmd_console(args: argparse.Namespace) -> int:
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     config = load_settings(args)
-    db = Database(config.database_url)
-    upgrade(db.engine)
-    print(f"database at {db.engine.url.render_as_string(hide_password=True)} is up to date")
+    db = open_database(config)
+    db.dispose()
+    print(f"database at {shown_url(config.database_url)} is up to date")
     return 0
 
 
@@ -138,9 +213,12 @@ def cmd_org_load(args: argparse.Namespace) -> int:
     db = open_database(config)
     with db.transaction() as s:
         changes = apply_org(s, org, SystemClock().now())
+        if args.dry_run:
+            s.rollback()  # shown, not written
+    db.dispose()
     for change in changes:
-        print(change)
-    print(f"{len(changes)} change(s)")
+        print(f"would change: {change}" if args.dry_run else change)
+    print(f"{len(changes)} change(s)" + (" (dry run: nothing written)" if args.dry_run else ""))
     return 0
 
 
@@ -156,6 +234,11 @@ def cmd_outbox_list(args: argparse.Namespace) -> int:
 
 
 def cmd_outbox_retry(args: argparse.Namespace) -> int:
+    bad = [i for i in args.ids if not (i.isascii() and i.isdigit() and 0 < int(i) < 2**63)]
+    if bad:
+        print(f"outbox retry: {bad[0][:40]!r} is not a message id (the numbers `outbox list` shows)",
+              file=sys.stderr)
+        return EXIT_CONFIG
     db = open_database(load_settings(args))
     with db.transaction() as s:
         count = outbox.retry_dead(s, SystemClock().now(), [int(i) for i in args.ids] or None)
@@ -191,7 +274,7 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("console", help="talk to the bot as any member of the org")
     c.add_argument("--script", help="run a transcript file instead of reading the terminal")
     c.add_argument("--org", help="org file (default: the demo org)")
-    c.add_argument("--db", help="database URL (default: a fresh SQLite file)")
+    c.add_argument("--db", help="database URL (default: a fresh temporary SQLite file, removed at exit)")
     c.add_argument("--echo", action="store_true", help="print each transcript line before its output")
     c.set_defaults(func=cmd_console)
 
@@ -209,6 +292,7 @@ def parser() -> argparse.ArgumentParser:
     osub = o.add_subparsers(dest="org_command", required=True)
     ol = osub.add_parser("load", help="apply an org TOML file")
     ol.add_argument("file")
+    ol.add_argument("--dry-run", action="store_true", help="show what would change, write nothing")
     ol.add_argument("--db")
     ol.set_defaults(func=cmd_org_load)
     os_ = osub.add_parser("sync", help="pull the org from a platform's contact API")
@@ -242,6 +326,17 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     except OrgError as exc:
         print(f"org error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except DatabaseUnavailable as exc:
+        print(f"database error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (OperationalError, InterfaceError) as exc:  # the database went away after start-up checks
+        print(f"database error: {str(exc.orig or exc).strip().splitlines()[0]}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise
+        print(f"cannot listen: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except ModuleNotFoundError as exc:
         extra = EXTRAS.get((exc.name or "").partition(".")[0])

@@ -334,6 +334,9 @@ def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
                 raise ConfigError(name, "must be a table")
             platforms[name] = data[name]
     approval_templates = parse_approval_templates(data.get("approval_templates", []), data.get("approval_roles"))
+    port = server.int("port", 8080, minimum=1)
+    if port > 65535:
+        raise ConfigError("server.port", "must be at most 65535 (a TCP port)")
     config = Config(
         language=language,
         bot_name=bot.str("name", "bot"),
@@ -341,7 +344,7 @@ def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
         org_file=org_file,
         database_url=url,
         host=server.str("host", "127.0.0.1"),
-        port=server.int("port", 8080, minimum=1),
+        port=port,
         max_body_bytes=server.int("max_body_bytes", 1_048_576, minimum=1024),
         calendar=calendar,
         rules=_rules(root.table("rules")),

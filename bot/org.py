@@ -4,10 +4,14 @@ An org comes from a TOML file (the console and small deployments) or from a plat
 API (`collabbot org sync`); either way it is applied with `apply_org`, idempotently, returning the
 list of changes it made for the log. People are matched by their platform identity, so renaming
 someone on the platform renames them here.
+
+A file's unknown key is refused with its line: a typo such as `departmnet = "技术部"` would otherwise
+read as "no department" and quietly take the person out of theirs.
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -55,8 +59,64 @@ class Org:
         return next((c for c in self.chats if c.name == name), None)
 
 
-def parse_org(data: dict[str, Any]) -> Org:
-    """Validate an org document; errors name the entry that is wrong."""
+# the keys each part of an org file may have
+KNOWN_KEYS: dict[str, frozenset[str]] = {
+    "": frozenset({"departments", "people", "chats"}),
+    "departments": frozenset({"name", "head"}),
+    "people": frozenset({"name", "department", "supervisor", "ids"}),
+    "chats": frozenset({"name", "members", "platform", "chat_id"}),
+}
+_HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]?\s*(?:#.*)?$")
+
+
+def _line_of(source: str, table: str, index: int | None, key: str) -> int | None:
+    """The line (1-based) of `key` in a TOML text: at the top level (`table` ""), or in the `index`-th
+    `[[table]]` entry; None when it is written some other way (inline tables, dotted keys)."""
+    assignment = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=")
+    current, seen = "", -1
+    for number, line in enumerate(source.splitlines(), 1):
+        header = _HEADER.match(line)
+        if header:
+            name = header.group(1).strip()
+            if not table and name.split(".")[0] == key:
+                return number
+            if line.lstrip().startswith("[[") and name == table:
+                seen += 1
+            current = name
+            continue
+        in_place = (current == "" if not table else (current == table and seen == index))
+        if in_place and assignment.match(line):
+            return number
+    return None
+
+
+def _check_keys(data: dict[str, Any], source: str | None) -> None:
+    """Refuse keys the org format does not have, by line when the text is at hand."""
+    def refuse(where: str, table: str, index: int | None, key: str, known: frozenset[str]) -> None:
+        line = _line_of(source, table, index, key) if source is not None else None
+        at = f"line {line}: " if line is not None else ""
+        raise OrgError(f"{at}{where}unknown key {key!r} (known: {', '.join(sorted(known))})")
+
+    for key in data:
+        if key not in KNOWN_KEYS[""]:
+            refuse("", "", None, key, KNOWN_KEYS[""])
+    for table in ("departments", "people", "chats"):
+        entries = data.get(table, [])
+        if not isinstance(entries, list):
+            raise OrgError(f"{table}: must be a list of tables ([[{table}]])")
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                continue  # parse_org says what is wrong with it
+            for key in entry:
+                if key not in KNOWN_KEYS[table]:
+                    name = entry.get("name")
+                    label = f" ({name})" if isinstance(name, str) else ""
+                    refuse(f"{table}[{i}]{label}: ", table, i, key, KNOWN_KEYS[table])
+
+
+def parse_org(data: dict[str, Any], source: str | None = None) -> Org:
+    """Validate an org document; errors name the entry that is wrong (and its line, given the text)."""
+    _check_keys(data, source)
     departments: dict[str, str] = {}
     for i, d in enumerate(data.get("departments", [])):
         if not isinstance(d, dict) or not isinstance(d.get("name"), str) or not d["name"].strip():
@@ -96,10 +156,14 @@ def parse_org(data: dict[str, Any]) -> Org:
 
 def load_org_file(path: str | Path) -> Org:
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        source = Path(path).read_text(encoding="utf-8")
+        data = tomllib.loads(source)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise OrgError(f"cannot read org file {path}: {exc}") from None
-    return parse_org(data)
+    try:
+        return parse_org(data, source)
+    except OrgError as exc:
+        raise OrgError(f"{path}: {exc}") from None
 
 
 def apply_org(s: Session, org: Org, now: datetime, platform: str = CONSOLE) -> list[str]:

@@ -1,18 +1,22 @@
-"""The admin's command line: outbox list/retry, the start-up calendar warning, db upgrade."""
+"""The admin's command line: outbox list/retry, the start-up calendar warning, db upgrade, org load, the
+console's database; and every mistake an admin can make is one clear line with exit status 2."""
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import func, select
 
 from collabbot.storage import outbox
 from collabbot.storage.db import Database
 from collabbot.storage.migrate import upgrade
-from collabbot.storage.models import OutboxMessage
+from collabbot.storage.models import OutboxMessage, User
 
 from .serve_process import ServeProcess, free_port, write_config
 
@@ -71,3 +75,148 @@ def test_serve_warns_when_a_year_has_no_holiday_data_and_answers_health(tmp_path
         proc.stop()
     warnings = [line for line in proc.log if "No holiday data for" in line and "extra_holidays" in line]
     assert any("2030" in line for line in warnings) and any("2031" in line for line in warnings)
+
+
+# --- whatever the admin got wrong: one line, exit status 2 ------------------------------------------
+
+def one_line_refusal(result: subprocess.CompletedProcess[str]) -> str:
+    """The single line a refused command prints; no traceback, nothing on stdout."""
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip() and " WARNING " not in line]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("url, says", [
+    ("notaurl", "--db: is not a database URL"),
+    ("mysql://root@localhost/collabbot", "--db: mysql:// is not supported"),
+    ("sqlite://", "--db: a SQLite URL needs a file"),
+    ("sqlite:///:memory:", "--db: a SQLite URL needs a file"),
+    ("postgresql+psycopg://bot@127.0.0.1/", "--db: a PostgreSQL URL needs a database name"),
+    ("postgresql+psycopg://bot:s3cret@127.0.0.1:{port}/collabbot", "database error: cannot open postgresql+psycopg://bot:***@127.0.0.1:{port}/collabbot"),
+    ("postgresql://bot@127.0.0.1:{port}/collabbot", "Connection refused"),
+    ("sqlite:///{tmp}/no/such/dir/x.db", "database error: cannot open sqlite:///"),
+])
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("outbox", "list"), ("console", "--script", "/dev/null")])
+def test_a_bad_db_url_is_one_clear_line(tmp_path: Path, url: str, says: str, command: tuple[str, ...]) -> None:
+    port = free_port()  # nothing listens there: an unreachable PostgreSQL
+    url, says = url.format(port=port, tmp=tmp_path), says.format(port=port)
+    line = one_line_refusal(cli(*command, "--db", url))
+    assert says in line
+    assert "s3cret" not in line
+
+
+def test_a_bad_url_in_the_config_file_is_named_by_its_key(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[database]\nurl = "sqlite://"\n', encoding="utf-8")
+    line = one_line_refusal(cli("--config", str(config), "db", "upgrade"))
+    assert line.startswith("config error: database.url: a SQLite URL needs a file")
+
+
+def test_a_port_out_of_range_or_in_use_is_one_clear_line(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path / 's.db'}", port=99999)
+    assert one_line_refusal(cli("--config", str(config), "serve")) == \
+        "config error: server.port: must be at most 65535 (a TCP port)"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path / 's.db'}", port=port)
+        result = cli("--config", str(config), "serve")
+    lines = [line for line in result.stderr.splitlines() if line.startswith(("cannot listen", "Traceback"))]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert "address already in use" in lines[0] and str(port) in lines[0]
+
+
+@pytest.mark.parametrize("bad", ["abc", "-1", "1.5", "０", "0", "99999999999999999999999"])
+def test_outbox_retry_refuses_what_is_not_a_message_id(tmp_path: Path, bad: str) -> None:
+    line = one_line_refusal(cli("outbox", "retry", "1", bad, "--db", f"sqlite:///{tmp_path / 'o.db'}"))
+    assert line.startswith("outbox retry:") and "is not a message id" in line
+    assert not (tmp_path / "o.db").exists()  # refused before anything was opened
+
+
+ORG_WITH_A_TYPO = """\
+# a typo in the second person's department
+[[departments]]
+name = "技术部"
+head = "李四"
+
+[[people]]
+name = "李四"
+department = "技术部"
+
+[[people]]
+name = "王五"
+departmnet = "技术部"
+supervisor = "李四"
+"""
+
+
+def test_org_load_refuses_an_unknown_key_with_its_line(tmp_path: Path) -> None:
+    org = tmp_path / "org.toml"
+    org.write_text(ORG_WITH_A_TYPO, encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'org.db'}"
+    line = one_line_refusal(cli("org", "load", str(org), "--db", url))
+    assert "line 12: people[1] (王五): unknown key 'departmnet'" in line
+    org.write_text(ORG_WITH_A_TYPO.replace("[[people]]\nname = \"李四\"", "[[peopel]]\nname = \"李四\""), encoding="utf-8")
+    assert "line 6: unknown key 'peopel'" in one_line_refusal(cli("org", "load", str(org), "--db", url))
+
+
+def test_org_load_dry_run_shows_the_changes_and_writes_nothing(tmp_path: Path) -> None:
+    org = tmp_path / "org.toml"
+    org.write_text(ORG_WITH_A_TYPO.replace("departmnet", "department"), encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'org.db'}"
+    dry = cli("org", "load", str(org), "--dry-run", "--db", url)
+    assert dry.returncode == 0, dry.stderr
+    assert "would change: person added: 王五" in dry.stdout and "would change: department of 王五: 技术部" in dry.stdout
+    assert "(dry run: nothing written)" in dry.stdout
+    db = Database(url)
+    with db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(User)) == 0
+    real = cli("org", "load", str(org), "--db", url)
+    assert real.returncode == 0 and "person added: 王五" in real.stdout and "would" not in real.stdout
+    with db.transaction() as s:
+        wang = s.scalar(select(User).where(User.name == "王五"))
+        assert wang is not None and wang.department is not None and wang.department.name == "技术部"
+    again = cli("org", "load", str(org), "--dry-run", "--db", url)
+    assert again.stdout.strip() == "0 change(s) (dry run: nothing written)"
+    db.dispose()
+
+
+def console(tmp_path: Path, script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "script.txt"
+    path.write_text(script, encoding="utf-8")
+    temp = tmp_path / "tmp"
+    temp.mkdir(exist_ok=True)
+    return subprocess.run([sys.executable, "-m", "collabbot.adapters.server", *args, "console", "--script", str(path)],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                          env={**os.environ, "TMPDIR": str(temp), "COLLABBOT_CONFIG": ""})
+
+
+def test_the_console_warns_like_serve_about_years_without_holiday_data(tmp_path: Path) -> None:
+    """Once per year the clock is in; a script's clock line comes first (the real date is not checked)."""
+    script = "clock 2026-12-01 09:00\nwait 1h\nclock 2030-06-01 09:00\nwait 1h\nclock 2030-12-31 17:00\nwait 1d\n"
+    result = console(tmp_path, script)
+    assert result.returncode == 0, result.stderr
+    warned = [line for line in result.stderr.splitlines() if "No holiday data for" in line]
+    assert [line.split("No holiday data for ")[1][:4] for line in warned] == ["2030", "2031"]
+    assert all("extra_holidays" in line for line in warned)
+    assert console(tmp_path, "clock 2026-12-01 09:00\nwait 1d\n").stderr == ""
+
+
+def test_the_console_runs_on_a_fresh_temporary_database_removed_at_exit(tmp_path: Path) -> None:
+    """Even with a config naming a database: only --db makes the console use (and keep) one."""
+    config = tmp_path / "c.toml"
+    config.write_text('[database]\nurl = "sqlite:///kept.db"\n', encoding="utf-8")
+    script = "in 新品上市群 as 张三: @bot 新建任务 活动页 负责人 @李四\n"
+    for args in ((), ("--config", str(config))):
+        result = console(tmp_path, script, *args)
+        assert result.returncode == 0 and "已创建任务 #1" in result.stdout, result.stderr
+        assert list((tmp_path / "tmp").iterdir()) == []  # the temporary database went with the run
+    assert not (tmp_path / "kept.db").exists() and not (tmp_path / "collabbot.db").exists()
+    # with --db the database is the one named, and it stays: a second run sees the first task
+    url = f"sqlite:///{tmp_path / 'named.db'}"
+    path = tmp_path / "script.txt"
+    first = cli("console", "--db", url, "--script", str(path))
+    second = cli("console", "--db", url, "--script", str(path))
+    assert "已创建任务 #1" in first.stdout and "已创建任务 #2" in second.stdout

@@ -136,6 +136,8 @@ BAD = [
     ({"delivery": {"max_attempt": 3}}, "delivery.max_attempt"),
     ({"server": {"port": "8080"}}, "server.port"),
     ({"server": {"port": 0}}, "server.port"),
+    ({"server": {"port": 99999}}, "server.port"),
+    ({"server": {"port": 65536}}, "server.port"),
     ({"rules": {"nag": {"enabled": "yes"}}}, "rules.nag.enabled"),
     ({"rules": {"nag": {"max_nags": True}}}, "rules.nag.max_nags"),
     ({"rules": {"escalation": {"after_hours": -1}}}, "rules.escalation.after_hours"),
@@ -281,3 +283,7 @@ def test_the_cli_db_option_beats_the_environment(tmp_path: Path) -> None:
                  env={"COLLABBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'env.db'}"})
     assert result.returncode == 0, result.stderr
     assert target.exists() and not (tmp_path / "env.db").exists()
+
+
+def test_the_highest_tcp_port_is_accepted() -> None:
+    assert parse_config({"server": {"port": 65535}}).port == 65535
