@@ -268,4 +268,18 @@ class DeliveryWorker:
             if n == 0:
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), idle_seconds)
+                    await asyncio.wait_for(self.wake.wait(), await self._idle(idle_seconds))
+
+    async def _idle(self, idle_seconds: float) -> float:
+        """How long to sleep: until the earliest deferred row is due, at most `idle_seconds`."""
+        def next_due() -> datetime | None:
+            with self.db.transaction() as s:
+                return outbox.next_due(s)
+
+        try:
+            due = await asyncio.to_thread(next_due)
+        except Exception:
+            return idle_seconds
+        if due is None:
+            return idle_seconds
+        return min(idle_seconds, max(0.01, (due - self.clock.now()).total_seconds()))

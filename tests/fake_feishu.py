@@ -5,7 +5,12 @@ unwrapped {code, msg, tenant_access_token, expire}; {code, msg, data} elsewhere;
 {code, msg, bot}), checks the `Authorization: Bearer` header on every authorised call, records every
 call, and can be told to answer a rate limit (HTTP 429, code 99991400, `x-ogw-ratelimit-reset`), the
 per-chat limit (230020), a 5xx, an expired token (99991663 with HTTP 200) or a permission error.
-The long-connection endpoint (`/callback/ws/endpoint`) and a websocket speaking the SDK's protobuf
+Off by default, two switches make it behave like a busy platform: `enforce_chat_limit` refuses a
+send to a chat or user that already had `count` sends in the last `per_seconds` (230020, counted in
+`limit_refusals`; every send that reaches the message service counts, a 5xx or a lost answer too), and
+`set_chaos` answers a share of the sends at random with a throttle or an expired token (at the gateway,
+before the chat's count), a 5xx, or creates the message and then drops the answer (the platform
+acted, the caller never hears). The long-connection endpoint (`/callback/ws/endpoint`) and a websocket speaking the SDK's protobuf
 frames are here too, so lark-oapi's real `ws.Client` can connect to it.
 
 `ThreadedFake` runs one in a thread of its own, for tests that drive a `collabbot serve` subprocess
@@ -18,8 +23,10 @@ import asyncio
 import base64
 import itertools
 import json
+import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +56,36 @@ class Call:
 
 
 @dataclass
+class Chaos:
+    """Random trouble on message sends (shares of all sends), from a seeded generator."""
+
+    rng: random.Random
+    throttle: float = 0.0  # HTTP 429 / 99991400 with x-ogw-ratelimit-reset
+    server_error: float = 0.0  # HTTP 502
+    lost_answers: float = 0.0  # the message is created, then the connection drops before the answer
+    token_expiry_every: int = 0  # every n-th send finds its token expired (99991663)
+    reset_seconds: int = 1
+    sends: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def roll(self) -> str | None:
+        self.sends += 1
+        if self.token_expiry_every and self.sends % self.token_expiry_every == 0:
+            return self._count("token_expired")
+        r = self.rng.random()
+        for kind, share in (("rate_limit", self.throttle), ("server_error", self.server_error),
+                            ("lost_answer", self.lost_answers)):
+            if r < share:
+                return self._count(kind)
+            r -= share
+        return None
+
+    def _count(self, kind: str) -> str:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        return kind
+
+
+@dataclass
 class Fault:
     kind: str
     method: str
@@ -73,6 +110,11 @@ class FakeFeishu:
         self.approval_instances: dict[str, dict[str, Any]] = {}  # instance code -> 审批实例详情 data
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        # off by default: see enforce_chat_limit and set_chaos
+        self.chat_limit: tuple[int, float] | None = None
+        self.limit_refusals: list[tuple[str, float]] = []
+        self._arrivals: dict[str, deque[float]] = {}
+        self.chaos: Chaos | None = None
         self.url = ""
         self._runner: web.AppRunner | None = None
         # long connection
@@ -89,6 +131,30 @@ class FakeFeishu:
         assert kind in FAULTS, kind
         with self._lock:
             self.faults.append(Fault(kind, method, path, times))
+
+    def enforce_chat_limit(self, count: int = 5, per_seconds: float = 1.0) -> None:
+        """Refuse (230020) a send to a receive_id that had `count` sends in the last `per_seconds`."""
+        self.chat_limit = (count, per_seconds)
+
+    def set_chaos(self, seed: int = 1, **shares: Any) -> Chaos:
+        """Random throttles, 5xx, expired tokens and lost answers on message sends (see `Chaos`)."""
+        self.chaos = Chaos(random.Random(seed), **shares)
+        return self.chaos
+
+    def _over_chat_limit(self, receive_id: str) -> bool:
+        if self.chat_limit is None:
+            return False
+        count, window = self.chat_limit
+        now = time.monotonic()
+        with self._lock:
+            arrivals = self._arrivals.setdefault(receive_id, deque())
+            while arrivals and arrivals[0] <= now - window:
+                arrivals.popleft()
+            if len(arrivals) >= count:  # a refused send does not count as one of the chat's messages
+                self.limit_refusals.append((receive_id, now))
+                return True
+            arrivals.append(now)
+        return False
 
     def expire_tokens(self) -> None:
         """Every token issued so far becomes invalid (as when Feishu rotates it)."""
@@ -221,6 +287,18 @@ class FakeFeishu:
         if not isinstance(body.get("content"), str) or len(uuid) > 50:
             return self._answer(call, 400, 99992402, "field validation failed")
         content = json.loads(body["content"])
+        # the gateway's answers (an expired token, the app's frequency limit) come before the message service
+        trouble = self.chaos.roll() if self.chaos is not None else None
+        if trouble == "rate_limit":
+            return self._answer(call, 429, 99991400, FAULTS["rate_limit"][2],
+                                headers={"x-ogw-ratelimit-reset": str(self.chaos.reset_seconds)})  # type: ignore[union-attr]
+        if trouble == "token_expired":
+            self.expire_tokens()
+            return self._answer(call, *FAULTS["token_expired"])
+        if self._over_chat_limit(str(body.get("receive_id"))):
+            return self._answer(call, *FAULTS["chat_rate_limit"])
+        if trouble == "server_error":
+            return self._answer(call, *FAULTS["server_error"])
         if len(body["content"].encode()) > 30_000 and body.get("msg_type") in ("interactive", "post"):
             return self._answer(call, 400, 230025, "The length of the message content reaches its limit.")
         with self._lock:
@@ -236,6 +314,11 @@ class FakeFeishu:
                 if uuid:
                     self.by_uuid[uuid] = message_id
         m = self.messages[message_id]
+        if trouble == "lost_answer":  # the message exists; its answer never arrives
+            call.status, call.code = 0, -2
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response(status=200)  # never reaches the caller: the connection is gone
         chat_id = m["receive_id"] if id_type == "chat_id" else f"oc_p2p_{m['receive_id']}"
         return self._answer(call, 200, 0, "success", {"data": {
             "message_id": message_id, "root_id": "", "parent_id": "", "msg_type": m["msg_type"],

@@ -146,7 +146,8 @@ def test_a_chat_over_its_limit_is_deferred_not_failed(db) -> None:
 
 def test_backoff_grows_with_full_jitter_and_honours_retry_after() -> None:
     rng = random.Random(3)
-    for attempt, bound in [(1, 2), (2, 4), (3, 8), (10, 600), (30, 600)]:
+    assert retry_delay(1, 2, 600, rng) == 0.05  # the first retry: at the next rate slot
+    for attempt, bound in [(2, 2), (3, 4), (4, 8), (11, 600), (30, 600)]:
         delays = [retry_delay(attempt, 2, 600, rng) for _ in range(200)]
         assert max(delays) <= bound and min(delays) < bound / 4
     assert retry_delay(1, 2, 600, rng, retry_after=30) >= 30
@@ -366,3 +367,27 @@ def test_the_in_memory_slots_stay_small_with_endless_new_targets() -> None:
         at, taken = slots.reserve({f"fake:chat:{i}": 0.5}, now, 1.0)
         assert taken and at == now
     assert len(slots) <= 101
+
+
+async def test_a_burst_through_the_fake_feishu_is_never_refused_and_arrives_once(sqlite_db: Database) -> None:
+    """The Feishu sender's declared limits under the fake's per-chat limit, with lost answers and 5xx."""
+    from .fake_feishu import FakeFeishu
+    from .feishu_env import make_env
+
+    fake = FakeFeishu()
+    env = await make_env(sqlite_db, SystemClock().now(), fake=fake)
+    try:
+        with sqlite_db.transaction() as s:
+            for i in range(12):
+                outbox.enqueue(s, dedupe_key=f"burst:{i}", platform="feishu", target_kind="chat", target_id="oc_group",
+                               target_name="g", payload={"parts": [f"第{i}条"], "card": None}, now=SystemClock().now())
+        fake.enforce_chat_limit(5, 1.0)
+        chaos = fake.set_chaos(3, server_error=0.15, lost_answers=0.15)
+        worker = DeliveryWorker(sqlite_db, {"feishu": env.adapter.sender}, DeliverySettings(), SystemClock())
+        while any(status != "sent" for status, _ in statuses(sqlite_db).values()):
+            await worker.drain()
+            await asyncio.sleep(0.05)
+    finally:
+        await env.close()
+    assert sum(chaos.counts.values()) > 0 and fake.limit_refusals == []
+    assert len(fake.sent("oc_group")) == 12  # each once, though lost answers were re-sent
