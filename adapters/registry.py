@@ -20,6 +20,7 @@ from collabbot.bot.config import Config, ConfigError
 # section name -> (module with check_config / make_adapter / make_org_source, the pip extra it needs)
 PLATFORMS: dict[str, tuple[str, str]] = {
     "feishu": ("collabbot.adapters.feishu.platform", "feishu"),
+    "wecom": ("collabbot.adapters.wecom.platform", "wecom"),
 }
 
 

@@ -12,8 +12,9 @@ from collabbot.storage.db import Database
 from ..conftest import TZ
 from .driver import Driver
 from .feishu_driver import FeishuDriver
+from .wecom_driver import WecomDriver
 
-DRIVERS: dict[str, type] = {"feishu": FeishuDriver}
+DRIVERS: dict[str, type] = {"feishu": FeishuDriver, "wecom": WecomDriver}
 START = datetime(2026, 12, 1, 9, 0, tzinfo=TZ)  # a Tuesday, working time
 
 

@@ -1,0 +1,146 @@
+"""What a verified WeCom callback means, and how WeCom is answered (robot and app alike).
+
+The kit's pipeline does the rest (stale rule, durable queue row, engine, deadline). This module knows:
+
+* a robot tap is answered on its own frame (`aibot_respond_update_msg`, or the URL callback's
+  passive answer) with the card as it now looks and the SAME task_id, for everyone (no `userids`),
+  within WeCom's 5 s;
+* an app tap is answered empty, and its card is replaced with `message/update_template_card` using
+  the click's `ResponseCode` (72 h, once) — only that copy: the engine queued the others;
+* "@名字" is resolved through the app's contact directory, read at start and every
+  `directory_refresh_seconds`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from collabbot.adapters.hub import Hub
+from collabbot.adapters.kit.pipeline import InboundPipeline
+from collabbot.adapters.wecom import parse
+from collabbot.adapters.wecom.client import WecomApiError, WecomClient
+from collabbot.adapters.wecom.config import WecomSettings
+from collabbot.adapters.wecom.contacts import directory
+from collabbot.adapters.wecom.sender import WecomSender, render_card
+from collabbot.bot.replies import Reply
+
+log = logging.getLogger(__name__)
+
+ANSWER_WITHIN = 4.0  # seconds: WeCom's limit is 5
+PLATFORM = parse.PLATFORM
+
+
+class WecomInbound:
+    def __init__(self, hub: Hub, settings: WecomSettings, client: WecomClient, sender: WecomSender) -> None:
+        self.hub = hub
+        self.settings = settings
+        self.client = client
+        self.sender = sender
+        self.pipeline = InboundPipeline(hub, PLATFORM, answer_within=ANSWER_WITHIN,
+                                        stale_seconds=settings.stale_message_seconds)
+        self.directory: dict[str, str] = {}
+        self._directory_at = 0.0
+        self._directory_task: asyncio.Task[None] | None = None
+        self.card_updates_failed = 0
+
+    async def start(self) -> None:
+        await self.pipeline.start()
+        await self.refresh_directory()
+        self._directory_task = asyncio.create_task(self._refresh_forever(), name="wecom-directory")
+
+    async def stop(self) -> None:
+        if self._directory_task is not None:
+            self._directory_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._directory_task
+        await self.pipeline.stop()
+
+    async def drain(self) -> None:
+        await self.pipeline.drain()
+
+    # --- the contact names ----------------------------------------------------------------------
+    async def refresh_directory(self) -> bool:
+        try:
+            users = await self.client.users(self.settings.org_root_department)
+        except WecomApiError as exc:
+            log.warning("wecom: cannot read the contact directory (%s); \"@名字\" stays text until it can", exc)
+            return False
+        self.directory = directory(users)
+        self._directory_at = time.monotonic()
+        return True
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.directory_refresh_seconds)
+            await self.refresh_directory()
+
+    # --- the robot ------------------------------------------------------------------------------
+    async def robot_body(self, body: Any) -> dict[str, Any] | None:
+        """A robot callback body (long connection or URL callback) → the template card answering a tap,
+        or None (nothing rides on the answer)."""
+        try:
+            parsed = parse.parse_robot(body, self.directory, self.settings.bot_name)
+        except ValueError as exc:
+            log.warning("wecom: malformed robot callback refused: %s", exc)
+            return None
+        what = parsed.what
+        if isinstance(what, parse.Ignored | parse.Disconnected):
+            log.debug("wecom: %s", what)
+            return None
+        if self.settings.robot_mode == "callback" and isinstance(body, dict) and isinstance(body.get("response_url"), str):
+            chat = body.get("chatid") or (body.get("from") or {}).get("userid")
+            if isinstance(chat, str):
+                self.sender.remember_response_url(chat, body["response_url"])
+        if isinstance(what, parse.Tap):
+            return self.card(await self.pipeline.handle(what.event), what.task_id)
+        await self.pipeline.handle(what, parsed.sent_at)
+        return None
+
+    async def robot_frame(self, frame: dict[str, Any]) -> dict[str, Any] | None:
+        """The long connection's handler: the frame to answer on the callback's req_id, or None."""
+        card = await self.robot_body(frame.get("body"))
+        if card is None:
+            return None
+        return {"cmd": "aibot_respond_update_msg",
+                "body": {"response_type": "update_template_card", "template_card": card}}
+
+    def card(self, reply: Reply | None, task_id: str) -> dict[str, Any] | None:
+        if reply is None or reply.message is None:
+            return None
+        try:
+            return render_card(reply.message, task_id)
+        except Exception:  # the tap itself is done: better no update than a failed answer
+            log.exception("wecom: cannot render the updated card %s", reply.message.card)
+            return None
+
+    # --- the app --------------------------------------------------------------------------------
+    async def app_document(self, doc: Mapping[str, Any]) -> None:
+        """An app callback's decrypted XML document; answered empty once the event is queued."""
+        try:
+            parsed = parse.parse_app(doc, self.settings.corp_id, self.settings.agent_id, self.directory)
+        except ValueError as exc:
+            log.warning("wecom: malformed app callback refused: %s", exc)
+            return
+        what = parsed.what
+        if isinstance(what, parse.Ignored | parse.Disconnected):
+            log.debug("wecom: %s", what)
+            return
+        if isinstance(what, parse.Tap):
+            reply = await self.pipeline.handle(what.event)
+            card = self.card(reply, what.task_id)
+            if card is not None and what.response_code:
+                self.pipeline.spawn(self._update_app_card(what.response_code, what.event.sender.platform_user_id, card))
+            return
+        await self.pipeline.handle(what, parsed.sent_at)
+
+    async def _update_app_card(self, response_code: str, userid: str, card: dict[str, Any]) -> None:
+        try:
+            await self.client.update_template_card(response_code, userid, card)
+        except WecomApiError as exc:
+            self.card_updates_failed += 1
+            log.warning("wecom: updating the tapped app card failed: %s", exc)

@@ -1,0 +1,189 @@
+"""The WeCom sender: groups through the robot, people through the app; WeCom's declared limits.
+
+* A row for a chat goes out through the robot: `aibot_send_msg` on the long connection (markdown, or
+  a `template_card`, after a markdown prelude when the text @mentions someone: a card cannot). WeCom
+  accepts a push only in a conversation where someone has written to the robot, so a group we never
+  heard from is refused here with a clear log line (binding the project there is that first message).
+  In URL-callback mode the robot cannot push at all; it answers the latest message of the chat once
+  through its `response_url` (valid an hour) and refuses the rest.
+* A row for a person goes out through the app: `message/send` (markdown, or `template_card` of
+  `button_interaction`), `enable_duplicate_check` on, `enable_id_trans` off.
+* A card's `task_id` is made from the row's installation-unique idempotency key, so a resend after a
+  crash carries the same task_id (WeCom refuses a task_id twice) and a tap names the copy it came from.
+* An `update` row: WeCom changes a card in place only while answering a tap on it (the robot within
+  5 s, the app with the click's response_code), so a copy changed by a tap elsewhere is sent again in
+  its current state, with a new task_id derived from the copy and its content (a retried row repeats it).
+
+Limits (智能机器人: 30 messages a minute and 1,000 an hour per chat, replies and pushes together;
+应用消息: 30 a minute and 1,000 an hour per member, the excess silently dropped) are declared to the
+kit's limiter, which paces every send under them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlparse
+
+from collabbot.adapters.kit.sender import PlatformSender, render
+from collabbot.adapters.wecom.client import WecomApiError, WecomClient
+from collabbot.adapters.wecom.config import WecomSettings
+from collabbot.adapters.wecom.parse import PLATFORM, app_message_id, robot_message_id, split_message_id
+from collabbot.adapters.wecom.robot import RobotConnection
+from collabbot.bot.replies import Message
+from collabbot.scheduler.delivery import DeliveryError
+from collabbot.scheduler.limits import Limit
+
+log = logging.getLogger(__name__)
+
+LIMITS = (Limit("chat", 30, 60.0), Limit("chat", 1000, 3600.0), Limit("user", 30, 60.0), Limit("user", 1000, 3600.0))
+RESPONSE_URL_SECONDS = 3500.0  # WeCom: a response_url may be used once within an hour
+CARD_CODE_SECONDS = 71 * 3600.0  # an app card's response_code: 72 h, once
+MAX_CARD_CODES = 50_000
+
+
+def task_id_of(key: str) -> str:
+    """A template card's task_id from an idempotency key: [A-Za-z0-9_@-], at most 128 bytes, stable."""
+    return "cb-" + hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+def render_message(message: Message, task_id: str) -> dict[str, Any]:
+    from collabbot.cards import render as cards
+
+    rendered = cards.render_message(PLATFORM, message)
+    if "template_card" in rendered:
+        rendered["template_card"]["task_id"] = task_id
+    return rendered
+
+
+def render_card(message: Message, task_id: str) -> dict[str, Any]:
+    """The template_card alone, showing `message`'s card, with the given task_id."""
+    from collabbot.cards import render as cards
+
+    assert message.card is not None
+    card = cards.render_card(PLATFORM, message.card)
+    card["task_id"] = task_id
+    return card
+
+
+class WecomSender(PlatformSender):
+    platform = PLATFORM
+
+    def __init__(self, client: WecomClient, settings: WecomSettings, robot: RobotConnection | None,
+                 bound: Callable[[str], bool], *, limits: tuple[Limit, ...] = LIMITS) -> None:
+        self.client = client
+        self.settings = settings
+        self.robot = robot
+        self.bound = bound  # has anyone written to the robot in this group?
+        self.limits = limits
+        self.response_urls: dict[str, tuple[str, float]] = {}
+        self.unbound_refused = 0
+        # the response_code message/send gave each app card (72 h, once): its in-place update without a click.
+        # Kept in memory: after a restart, or on another instance, the copy is sent again instead.
+        self.card_codes: dict[str, tuple[str, float]] = {}
+
+    # --- rows -----------------------------------------------------------------------------------
+    async def post(self, target_kind: str, target_id: str, message: Message, idempotency_key: str) -> str | None:
+        task_id = task_id_of(idempotency_key)
+        rendered = render(render_message, message, task_id)
+        if target_kind == "chat":
+            return await self._to_chat(target_id, rendered, task_id)
+        return await self._to_user(target_id, rendered, task_id)
+
+    async def update(self, message_id: str, message: Message) -> None:
+        try:
+            kind, target, task_id = split_message_id(message_id)
+        except ValueError as exc:
+            raise DeliveryError(str(exc), transient=False) from exc
+        card = render(render_card, message, "")
+        if kind == "app" and await self._update_in_place(target, task_id, card):
+            return
+        new_task_id = task_id_of(message_id + json.dumps(card, ensure_ascii=False, sort_keys=True))
+        card["task_id"] = new_task_id
+        rendered = {"msgtype": "template_card", "template_card": card}
+        if kind == "robot":
+            await self._to_chat(target, rendered, new_task_id)
+        else:
+            await self._to_user(target, rendered, new_task_id)
+
+    async def _update_in_place(self, userid: str, task_id: str, card: dict[str, Any]) -> bool:
+        code, expires = self.card_codes.pop(task_id, ("", 0.0))
+        if not code or time.monotonic() > expires:
+            return False
+        card["task_id"] = task_id
+        try:
+            await self.client.update_template_card(code, userid, card)
+        except WecomApiError as exc:
+            if exc.transient:
+                self.card_codes[task_id] = (code, expires)
+                raise
+            log.info("wecom: the app card %s cannot be updated in place (%s); sending it again", task_id, exc)
+            return False
+        return True
+
+    def _prune_codes(self) -> None:
+        if len(self.card_codes) >= MAX_CARD_CODES:
+            now = time.monotonic()
+            self.card_codes = {k: v for k, v in self.card_codes.items() if v[1] > now}
+            while len(self.card_codes) >= MAX_CARD_CODES:
+                self.card_codes.pop(next(iter(self.card_codes)))
+
+    # --- the robot (groups) ---------------------------------------------------------------------
+    async def _to_chat(self, chat_id: str, rendered: dict[str, Any], task_id: str) -> str:
+        if not self.bound(chat_id):
+            self.unbound_refused += 1
+            log.error("wecom: not posting to group %s: nobody has written to the robot there, and WeCom accepts "
+                      "the robot's pushes only where someone has; binding the project (its first @message to the "
+                      "robot in that group) makes the group reachable", chat_id)
+            raise DeliveryError(f"group {chat_id} has never written to the robot", transient=False)
+        parts = [rendered["prelude"]] if "prelude" in rendered else []
+        parts.append({k: v for k, v in rendered.items() if k != "prelude"})
+        if self.settings.robot_mode == "callback":
+            await self._answer_once(chat_id, parts)
+        else:
+            assert self.robot is not None
+            for i, part in enumerate(parts):
+                msgtype = part["msgtype"]
+                await self.robot.push(chat_id, msgtype, part[msgtype], req_id=f"{task_id}-{i}")
+        return robot_message_id(chat_id, task_id)
+
+    def remember_response_url(self, chat_id: str, url: str) -> None:
+        """URL-callback mode: the latest message's response_url, the only way the robot can speak later."""
+        host = urlparse(url).hostname or ""
+        allowed = urlparse(self.settings.base_url).hostname or ""
+        if urlparse(url).scheme not in ("https", "http") or host != allowed:
+            log.warning("wecom: a response_url on an unexpected host %r ignored", host[:80])
+            return
+        self.response_urls[chat_id] = (url, time.monotonic() + RESPONSE_URL_SECONDS)
+
+    async def _answer_once(self, chat_id: str, parts: list[dict[str, Any]]) -> None:
+        url, expires = self.response_urls.pop(chat_id, ("", 0.0))
+        if not url or time.monotonic() > expires:
+            log.error("wecom: the robot is in URL-callback mode and cannot push to group %s (it may only answer a "
+                      "message within an hour, once); use the long connection (robot_mode = \"websocket\")", chat_id)
+            raise DeliveryError(f"callback mode: no response_url for {chat_id}", transient=False)
+        part = parts[-1]  # one answer only: the card (or the text), without a mention prelude
+        target = urlparse(url)
+        path = target.path + (f"?{target.query}" if target.query else "")
+        status, _, _ = await self.client.exchange("POST", path, json=part)
+        if status >= 400:
+            raise WecomApiError(f"response_url answered HTTP {status}", status=status, transient=status >= 500)
+
+    # --- the app (people) -----------------------------------------------------------------------
+    async def _to_user(self, userid: str, rendered: dict[str, Any], task_id: str) -> str:
+        if "prelude" in rendered:
+            prelude = rendered["prelude"]
+            await self.client.send(userid, "markdown", prelude["markdown"])
+        msgtype = rendered["msgtype"]
+        answer = await self.client.send(userid, msgtype, rendered[msgtype])
+        if msgtype == "template_card":
+            code = answer.get("response_code")
+            if isinstance(code, str) and code:
+                self._prune_codes()
+                self.card_codes[task_id] = (code, time.monotonic() + CARD_CODE_SECONDS)
+            return app_message_id(userid, task_id)
+        return app_message_id(userid, str(answer.get("msgid") or task_id))

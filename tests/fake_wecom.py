@@ -1,0 +1,453 @@
+"""A local fake of WeCom for the adapter's tests: no test reaches the internet.
+
+* The intelligent robot's long connection (`/ws`): JSON frames `{cmd, headers: {req_id}, body}`;
+  `aibot_subscribe` checks bot id and secret, `ping` is answered, a second subscriber kicks the first
+  with a `disconnected_event` and closes it, `aibot_msg_callback` / `aibot_event_callback` are pushed
+  by the tests, `aibot_respond_update_msg` must answer a template_card_event's req_id within 5 s and
+  repeat its task_id (it replaces the card for everyone), `aibot_send_msg` is refused in a chat nobody
+  wrote in (`NOT_BOUND`) and beyond 30 a minute / 1,000 an hour per chat (45009; windows scaled by
+  `time_scale`), and refuses a task_id twice. `silent = True` stops answering heartbeats.
+* The robot's URL callback and the app's callback: `robot_envelope` / `app_envelope` build the
+  encrypted, signed requests WeCom makes.
+* The app API under `/cgi-bin`: `gettoken`, `message/send` (per-member limit: the excess is answered
+  ok and silently dropped, as WeCom does), `message/update_template_card` (response_code once),
+  `media/upload`, `department/list`, `user/list`; `expire_tokens()` turns every issued token into
+  42001, `fail_next(path, errcode)` answers one call with an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import threading
+import time
+import uuid
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import WSMsgType, web
+
+from collabbot.adapters.wecom import crypto
+
+CORP_ID = "ww_test_corp"
+AGENT_ID = 1000002
+APP_SECRET = "app-secret-1"
+APP_TOKEN = "apptoken1"
+APP_AES_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
+BOT_ID = "aib_test"
+BOT_SECRET = "bot-secret-1"
+ROBOT_TOKEN = "robottoken1"
+ROBOT_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+NOT_BOUND = 93017  # our fake's answer to a push into a conversation nobody wrote in
+DUPLICATE_TASK_ID = 40107
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    code: int = 0
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Card:
+    """A template card as the fake shows it: where it is, and every version it had."""
+
+    target: str
+    task_id: str
+    versions: list[tuple[str, dict[str, Any]]]  # (how: sent | tap | click | code, the card)
+    via: str  # robot | app
+
+    def changed(self, how: str) -> list[dict[str, Any]]:
+        return [card for h, card in self.versions if h == how]
+
+
+class FakeWecom:
+    def __init__(self, *, time_scale: float = 1.0, users: list[dict[str, Any]] | None = None,
+                 departments: list[dict[str, Any]] | None = None) -> None:
+        self.time_scale = time_scale
+        self.users = users or []
+        self.departments = departments or [{"id": 1, "name": "公司", "parentid": 0, "department_leader": []}]
+        self.app = web.Application(client_max_size=16 * 1024 * 1024)
+        self.app.router.add_get("/ws", self.ws)
+        self.app.router.add_route("*", "/cgi-bin/{path:.*}", self.api)
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+        self.calls: list[Call] = []
+        self.tokens: dict[str, bool] = {}
+        self.token_fetches = 0
+        self._failures: dict[str, deque[int]] = defaultdict(deque)
+        # robot
+        self.subscribers: list[web.WebSocketResponse] = []
+        self.subscribes = 0
+        self.kicks = 0
+        self.silent = False
+        self.bound: set[str] = set()
+        self.pushes: list[dict[str, Any]] = []  # accepted aibot_send_msg bodies, with "at"
+        self.refused_pushes: list[tuple[str, int]] = []
+        self.frames_in: list[dict[str, Any]] = []
+        self._event_req: dict[str, tuple[str, float]] = {}  # req_id -> (task_id, sent at)
+        self._answers: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._ids = itertools.count(1)
+        # app
+        self.sent: list[dict[str, Any]] = []  # accepted message/send bodies (dropped ones excluded), with "at"
+        self.dropped: list[dict[str, Any]] = []
+        self.response_codes: dict[str, tuple[str, str, str]] = {}  # code -> (userid, task_id, click | code)
+        self.used_codes: set[str] = set()
+        self.cards: dict[str, Card] = {}  # task_id -> card
+        self.media: dict[str, bytes] = {}
+        self._window: dict[str, deque[float]] = defaultdict(deque)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.runner = web.AppRunner(self.app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://") + "/ws"
+
+    async def close(self) -> None:
+        for ws in list(self.subscribers):
+            await ws.close()
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    # --- limits ---------------------------------------------------------------------------------
+    def _within(self, key: str, limits: tuple[tuple[int, float], ...]) -> bool:
+        now = time.monotonic()
+        window = self._window[key]
+        longest = max(p for _, p in limits) * self.time_scale
+        while window and now - window[0] > longest:
+            window.popleft()
+        for count, per in limits:
+            if sum(1 for t in window if now - t <= per * self.time_scale) >= count:
+                return False
+        window.append(now)
+        return True
+
+    # --- the robot's long connection ------------------------------------------------------------
+    async def ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            frame = json.loads(msg.data)
+            self.frames_in.append(frame)
+            await self._frame(ws, frame)
+        if ws in self.subscribers:
+            self.subscribers.remove(ws)
+        return ws
+
+    async def _answer(self, ws: web.WebSocketResponse, req_id: str, errcode: int = 0, errmsg: str = "ok",
+                      **extra: Any) -> None:
+        if not ws.closed:
+            await ws.send_json({"headers": {"req_id": req_id}, "errcode": errcode, "errmsg": errmsg, **extra})
+
+    async def _frame(self, ws: web.WebSocketResponse, frame: dict[str, Any]) -> None:
+        cmd, req_id = frame.get("cmd"), str((frame.get("headers") or {}).get("req_id", ""))
+        body = frame.get("body") or {}
+        if cmd == "aibot_subscribe":
+            if body.get("bot_id") != BOT_ID or body.get("secret") != BOT_SECRET:
+                await self._answer(ws, req_id, 40001, "invalid secret")
+                return
+            for old in list(self.subscribers):  # one live connection per robot: the newcomer wins
+                self.kicks += 1
+                await old.send_json({"cmd": "aibot_event_callback", "headers": {"req_id": self._req()},
+                                     "body": {"msgid": uuid.uuid4().hex, "create_time": int(time.time()),
+                                              "aibotid": BOT_ID, "msgtype": "event",
+                                              "event": {"eventtype": "disconnected_event"}}})
+                self.subscribers.remove(old)
+                await old.close()
+            self.subscribers.append(ws)
+            self.subscribes += 1
+            await self._answer(ws, req_id)
+        elif ws not in self.subscribers:
+            await self._answer(ws, req_id, 40001, "not subscribed")
+        elif cmd == "ping":
+            if not self.silent:
+                await self._answer(ws, req_id)
+        elif cmd == "aibot_send_msg":
+            chat = str(body.get("chatid", ""))
+            if chat not in self.bound:
+                self.refused_pushes.append((chat, NOT_BOUND))
+                await self._answer(ws, req_id, NOT_BOUND, "no conversation with the robot in this chat")
+                return
+            task_id = (body.get("template_card") or {}).get("task_id") if body.get("msgtype") == "template_card" else None
+            if task_id and task_id in self.cards:
+                await self._answer(ws, req_id, DUPLICATE_TASK_ID, "task_id exists")
+                return
+            if not self._within(f"chat:{chat}", ((30, 60.0), (1000, 3600.0))):
+                self.refused_pushes.append((chat, 45009))
+                await self._answer(ws, req_id, 45009, "api freq out of limit")
+                return
+            self.pushes.append(dict(body, at=time.monotonic(), req_id=req_id))
+            if task_id:
+                self.cards[task_id] = Card(chat, task_id, [("sent", body["template_card"])], "robot")
+            await self._answer(ws, req_id)
+        elif cmd == "aibot_respond_update_msg":
+            task = self._event_req.get(req_id)
+            card = body.get("template_card") or {}
+            if task is None or time.monotonic() - task[1] > 5.0 or card.get("task_id") != task[0]:
+                await self._answer(ws, req_id, 40058, "invalid req_id or task_id")
+            else:
+                if task[0] in self.cards:
+                    self.cards[task[0]].versions.append(("tap", card))
+                await self._answer(ws, req_id)
+            future = self._answers.pop(req_id, None)
+            if future is not None and not future.done():
+                future.set_result(body)
+        else:
+            await self._answer(ws, req_id, 40058, f"unknown cmd {cmd}")
+
+    def _req(self) -> str:
+        return f"srv_{next(self._ids)}_{uuid.uuid4().hex[:6]}"
+
+    async def push(self, cmd: str, body: dict[str, Any], *, wait: float = 0.0) -> dict[str, Any] | None:
+        """Send a callback frame to the subscriber; with `wait`, the answer on its req_id (or None)."""
+        if not self.subscribers:
+            raise RuntimeError("no subscriber")
+        req_id = self._req()
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._answers[req_id] = future
+        if cmd == "aibot_event_callback" and (body.get("event") or {}).get("eventtype") == "template_card_event":
+            self._event_req[req_id] = (body["event"]["template_card_event"]["task_id"], time.monotonic())
+        await self.subscribers[-1].send_json({"cmd": cmd, "headers": {"req_id": req_id}, "body": body})
+        if not wait:
+            return None
+        try:
+            return await asyncio.wait_for(future, wait)
+        except TimeoutError:
+            return None
+        finally:
+            self._answers.pop(req_id, None)
+
+    async def say(self, text: str, *, userid: str, chatid: str = "", msgid: str = "", create_time: int | None = None,
+                  wait: float = 0.0) -> None:
+        """Someone writes to the robot (in a group when `chatid` is given); the chat is bound from now."""
+        body = robot_message(text, userid=userid, chatid=chatid, msgid=msgid, create_time=create_time)
+        if chatid:
+            self.bound.add(chatid)
+        await self.push("aibot_msg_callback", body, wait=wait)
+
+    async def tap(self, task_id: str, key: str, *, userid: str, chatid: str = "", msgid: str = "",
+                  wait: float = 5.0) -> dict[str, Any] | None:
+        return await self.push("aibot_event_callback", robot_tap(task_id, key, userid=userid, chatid=chatid,
+                                                                 msgid=msgid), wait=wait)
+
+    # --- the app API ----------------------------------------------------------------------------
+    def expire_tokens(self) -> None:
+        for token in self.tokens:
+            self.tokens[token] = False
+
+    def fail_next(self, path: str, errcode: int, times: int = 1) -> None:
+        self._failures[path].extend([errcode] * times)
+
+    def api_calls(self, path: str) -> list[Call]:
+        return [c for c in self.calls if c.path == path]
+
+    async def api(self, request: web.Request) -> web.Response:
+        path = "/cgi-bin/" + request.match_info["path"]
+        query = dict(request.query)
+        body: Any = None
+        if request.content_type == "application/json":
+            body = await request.json()
+        elif request.content_type.startswith("multipart/"):
+            form = await request.post()
+            media = form.get("media")
+            body = {"media": getattr(media, "file", None) and media.file.read()}  # type: ignore[union-attr]
+        call = Call(request.method, path, query, body)
+        self.calls.append(call)
+
+        def answer(code: int = 0, msg: str = "ok", **data: Any) -> web.Response:
+            call.code = code
+            return web.json_response({"errcode": code, "errmsg": msg, **data})
+
+        if path == "/cgi-bin/gettoken":
+            if query.get("corpid") != CORP_ID or query.get("corpsecret") != APP_SECRET:
+                return answer(40001, "invalid credential")
+            token = "tok-" + uuid.uuid4().hex
+            self.tokens[token] = True
+            self.token_fetches += 1
+            return answer(access_token=token, expires_in=7200)
+        token = query.get("access_token", "")
+        if token not in self.tokens:
+            return answer(40014, "invalid access_token")
+        if not self.tokens[token]:
+            return answer(42001, "access_token expired")
+        if self._failures[path]:
+            return answer(self._failures[path].popleft(), "injected failure")
+        if path == "/cgi-bin/message/send":
+            return self._send(body, answer)
+        if path == "/cgi-bin/message/update_template_card":
+            code = body.get("response_code", "")
+            if code not in self.response_codes or code in self.used_codes:
+                return answer(40156, "invalid response_code")
+            self.used_codes.add(code)
+            userid, task_id, how = self.response_codes[code]
+            if body.get("userids") not in (None, [userid]):
+                return answer(40058, "userids do not match the card's member")
+            self.cards[task_id].versions.append((how, body["template_card"]))
+            return answer(invaliduser="")
+        if path == "/cgi-bin/media/upload":
+            media_id = "media-" + uuid.uuid4().hex[:12]
+            self.media[media_id] = (body or {}).get("media") or b""
+            return answer(type="image", media_id=media_id, created_at=str(int(time.time())))
+        if path == "/cgi-bin/department/list":
+            return answer(department=self.departments)
+        if path == "/cgi-bin/user/list":
+            return answer(userlist=self.users)
+        return answer(40058, f"unknown path {path}")
+
+    def _send(self, body: dict[str, Any], answer: Callable[..., web.Response]) -> web.Response:
+        if body.get("agentid") != AGENT_ID:
+            return answer(40056, "invalid agentid")
+        if body.get("enable_id_trans") not in (0, None):
+            return answer(40058, "enable_id_trans must be off in these tests")
+        msgtype = body.get("msgtype")
+        touser = str(body.get("touser", ""))
+        if "@all" in touser.split("|"):
+            return answer(40058, "tests never send to @all")
+        task_id = (body.get("template_card") or {}).get("task_id") if msgtype == "template_card" else None
+        if task_id and task_id in self.cards:
+            return answer(DUPLICATE_TASK_ID, "task_id exists")
+        msgid = "msg-" + uuid.uuid4().hex[:16]
+        if not self._within(f"user:{touser}", ((30, 60.0), (1000, 3600.0))):
+            self.dropped.append(body)  # WeCom answers ok and drops the excess
+            return answer(msgid=msgid)
+        self.sent.append(dict(body, at=time.monotonic(), msgid=msgid))
+        extra: dict[str, Any] = {}
+        if task_id:
+            self.cards[task_id] = Card(touser, task_id, [("sent", body["template_card"])], "app")
+            code = "rc-" + uuid.uuid4().hex[:16]
+            self.response_codes[code] = (touser, task_id, "code")
+            extra["response_code"] = code
+        return answer(invaliduser="", msgid=msgid, **extra)
+
+    def app_tap_code(self, task_id: str, userid: str) -> str:
+        """The ResponseCode WeCom would put in a click's callback on this app card."""
+        code = "rc-" + uuid.uuid4().hex[:16]
+        self.response_codes[code] = (userid, task_id, "click")
+        return code
+
+
+# --- bodies and envelopes, as WeCom builds them --------------------------------------------------
+def robot_message(text: str, *, userid: str, chatid: str = "", msgid: str = "", create_time: int | None = None,
+                  msgtype: str = "text") -> dict[str, Any]:
+    body: dict[str, Any] = {"msgid": msgid or uuid.uuid4().hex, "aibotid": BOT_ID,
+                            "chattype": "group" if chatid else "single", "from": {"userid": userid},
+                            "create_time": create_time if create_time is not None else int(time.time()),
+                            "msgtype": msgtype}
+    if chatid:
+        body["chatid"] = chatid
+    if msgtype == "text":
+        body["text"] = {"content": text}
+    return body
+
+
+def robot_tap(task_id: str, key: str, *, userid: str, chatid: str = "", msgid: str = "") -> dict[str, Any]:
+    body: dict[str, Any] = {"msgid": msgid or uuid.uuid4().hex, "create_time": int(time.time()), "aibotid": BOT_ID,
+                            "chattype": "group" if chatid else "single", "from": {"userid": userid},
+                            "msgtype": "event",
+                            "event": {"eventtype": "template_card_event",
+                                      "template_card_event": {"card_type": "button_interaction", "event_key": key,
+                                                              "task_id": task_id}}}
+    if chatid:
+        body["chatid"] = chatid
+    return body
+
+
+def app_xml(fields: dict[str, Any]) -> str:
+    inner = "".join(f"<{k}>{v}</{k}>" if isinstance(v, int) else f"<{k}><![CDATA[{v}]]></{k}>"
+                    for k, v in fields.items())
+    return f"<xml>{inner}</xml>"
+
+
+def app_text(text: str, *, userid: str, msgid: str = "", create_time: int | None = None) -> str:
+    return app_xml({"ToUserName": CORP_ID, "FromUserName": userid,
+                    "CreateTime": create_time if create_time is not None else int(time.time()),
+                    "MsgType": "text", "Content": text, "MsgId": msgid or str(int(time.time() * 1e6)),
+                    "AgentID": AGENT_ID})
+
+
+def app_tap(task_id: str, key: str, *, userid: str, response_code: str, create_time: int | None = None) -> str:
+    return app_xml({"ToUserName": CORP_ID, "FromUserName": userid,
+                    "CreateTime": create_time if create_time is not None else int(time.time()),
+                    "MsgType": "event", "Event": "template_card_event", "EventKey": key, "TaskId": task_id,
+                    "CardType": "button_interaction", "ResponseCode": response_code, "AgentID": AGENT_ID})
+
+
+def app_event(event: str, *, userid: str, create_time: int | None = None) -> str:
+    return app_xml({"ToUserName": CORP_ID, "FromUserName": userid,
+                    "CreateTime": create_time if create_time is not None else int(time.time()),
+                    "MsgType": "event", "Event": event, "AgentID": AGENT_ID})
+
+
+def app_envelope(xml: str, *, at: float | None = None, token: str = APP_TOKEN, key: str = APP_AES_KEY,
+                 receive_id: str = CORP_ID) -> tuple[str, bytes]:
+    """(query string, body) of the POST WeCom makes to an app's callback URL."""
+    encrypted = crypto.encrypt(xml.encode(), key, receive_id, os.urandom(16))
+    timestamp, nonce = str(int(at if at is not None else time.time())), uuid.uuid4().hex[:10]
+    signature = crypto.signature(token, timestamp, nonce, encrypted)
+    body = (f"<xml><ToUserName><![CDATA[{CORP_ID}]]></ToUserName><AgentID><![CDATA[{AGENT_ID}]]></AgentID>"
+            f"<Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>")
+    return urlencode({"msg_signature": signature, "timestamp": timestamp, "nonce": nonce}), body.encode()
+
+
+def robot_envelope(body: dict[str, Any], *, at: float | None = None, token: str = ROBOT_TOKEN,
+                   key: str = ROBOT_AES_KEY) -> tuple[str, bytes]:
+    """(query string, body) of the POST WeCom makes to a robot's callback URL."""
+    encrypted = crypto.encrypt(json.dumps(body, ensure_ascii=False).encode(), key, "", os.urandom(16))
+    timestamp, nonce = str(int(at if at is not None else time.time())), uuid.uuid4().hex[:10]
+    signature = crypto.signature(token, timestamp, nonce, encrypted)
+    return (urlencode({"msg_signature": signature, "timestamp": timestamp, "nonce": nonce}),
+            json.dumps({"encrypt": encrypted}).encode())
+
+
+def echo_query(echo: str, *, token: str, key: str, receive_id: str, at: float | None = None) -> str:
+    """The URL-verification GET's query: an encrypted echostr, signed."""
+    echostr = crypto.encrypt(echo.encode(), key, receive_id, os.urandom(16))
+    timestamp, nonce = str(int(at if at is not None else time.time())), uuid.uuid4().hex[:10]
+    return urlencode({"msg_signature": crypto.signature(token, timestamp, nonce, echostr), "timestamp": timestamp,
+                      "nonce": nonce, "echostr": echostr})
+
+
+class ThreadedFake:
+    """A FakeWecom served from its own thread and loop (for blocking tests of real serve processes)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.fake = FakeWecom(**kwargs)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def __enter__(self) -> ThreadedFake:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.fake.start(), self._loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.fake.close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def run(self, coro: Any, timeout: float = 15) -> Any:
+        """Run a coroutine on the fake's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        async def run() -> Any:
+            return fn()
+        return self.run(run())
