@@ -97,7 +97,7 @@ def guard_xml(body: bytes) -> str:
     if _DECLARATION.search(body):
         raise Refused(UNAUTHENTICATED, "XML with a <!DOCTYPE> or <!ENTITY> declaration refused unparsed")
     declared = _ENCODING.search(body[:200])
-    if declared and declared.group(1).lower().replace("-", "") != b"utf8":
+    if declared and declared.group(1).lower().replace(b"-", b"") != b"utf8":
         raise Refused(UNAUTHENTICATED, "XML not declared UTF-8 refused unparsed")
     try:
         return body.decode("utf-8")
