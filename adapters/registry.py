@@ -21,6 +21,7 @@ from collabbot.bot.config import Config, ConfigError
 PLATFORMS: dict[str, tuple[str, str]] = {
     "feishu": ("collabbot.adapters.feishu.platform", "feishu"),
     "wecom": ("collabbot.adapters.wecom.platform", "wecom"),
+    "dingtalk": ("collabbot.adapters.dingtalk.platform", "dingtalk"),
 }
 
 

@@ -70,11 +70,17 @@ def render_message(message: Message, *, copy_id: str = "") -> dict[str, Any]:
         at_ids = {pid: escape.dingtalk(a.name, 32, oneline=True) for a in mentioned if (pid := real_id(a))}
         return {"cardParamMap": params, "atUserIds": at_ids}
 
+    return text_message(message)
+
+
+def text_message(message: Message, *, real_mentions: bool = True) -> dict[str, Any]:
+    """A robot text message. A robot send cannot mention anyone; through a sessionWebhook "@<userId>"
+    in the text together with at.atUserIds does, and isAtAll stays false whatever the text says.
+    `real_mentions=False` (a send that cannot mention) writes "@name" instead of the id."""
+
     def build(scale: float) -> dict[str, Any]:
-        # a robot message cannot mention anyone; through a sessionWebhook "@<userId>" in the text
-        # together with at.atUserIds does, and isAtAll stays false whatever the text says
         text, mentioned = text_of(message.parts, escape.dingtalk, int(DINGTALK_TEXT_CHARS * scale),
-                                  lambda pid, name: f"@{pid}")
+                                  (lambda pid, name: f"@{pid}") if real_mentions else (lambda pid, name: f"@{name}"))
         ids = list(dict.fromkeys(pid for a in mentioned if (pid := real_id(a))))
         return {"msgKey": "sampleText", "msgParam": json.dumps({"content": text or "…"}, ensure_ascii=False),
                 "at": {"atUserIds": ids, "isAtAll": False}}

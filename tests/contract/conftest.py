@@ -11,6 +11,7 @@ from collabbot.storage.db import Database
 
 from ..conftest import TZ
 from .driver import Driver
+from .dingtalk_driver import DingTalkDriver
 from .feishu_driver import FeishuDriver
 from .wecom_driver import WecomDriver
 

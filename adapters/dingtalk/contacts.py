@@ -1,0 +1,84 @@
+"""`collabbot org sync --platform dingtalk`: departments, heads, people and supervisors from 通讯录.
+
+Through the topapi contact endpoints (the app needs 通讯录 read permissions), from the configured root
+department (1 = the whole organisation):
+* `/topapi/v2/department/listsub` {dept_id}: the child departments, walked breadth first;
+* `/topapi/v2/department/get` {dept_id}: each department's `dept_manager_userid_list` (its head);
+* `/topapi/user/listid` {dept_id}: the userids in each department;
+* `/topapi/v2/user/get` {userid}: name, `dept_id_list` and `manager_userid` (the supervisor).
+
+People are keyed by userid (staffId), the id robot messages carry and the send APIs take. Names that
+repeat are told apart as the Feishu sync does (department in brackets, then the id's tail).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from collabbot.adapters.dingtalk.client import DingTalkClient
+from collabbot.bot.org import Org, OrgPerson
+
+PLATFORM = "dingtalk"
+MAX_DEPARTMENTS = 5000
+
+
+def _result(answer: dict[str, Any]) -> Any:
+    return answer.get("result")
+
+
+async def fetch_org(client: DingTalkClient, root: int = 1) -> Org:
+    departments: dict[int, dict[str, Any]] = {}
+    frontier = [root]
+    while frontier and len(departments) < MAX_DEPARTMENTS:
+        parent = frontier.pop(0)
+        children = _result(await client.topapi("/topapi/v2/department/listsub", {"dept_id": parent})) or []
+        for child in children:
+            if isinstance(child, dict) and isinstance(child.get("dept_id"), int) and child["dept_id"] not in departments:
+                departments[child["dept_id"]] = dict(child)
+                frontier.append(child["dept_id"])
+    heads: dict[int, str] = {}
+    for dept_id in departments:
+        detail = _result(await client.topapi("/topapi/v2/department/get", {"dept_id": dept_id})) or {}
+        managers = detail.get("dept_manager_userid_list") if isinstance(detail, dict) else None
+        if isinstance(managers, list) and managers:
+            heads[dept_id] = str(managers[0])
+    user_ids: list[str] = []
+    for dept_id in [root, *departments]:
+        listed = _result(await client.topapi("/topapi/user/listid", {"dept_id": dept_id})) or {}
+        for uid in listed.get("userid_list") or [] if isinstance(listed, dict) else []:
+            if str(uid) not in user_ids:
+                user_ids.append(str(uid))
+    users = []
+    for uid in user_ids:
+        user = _result(await client.topapi("/topapi/v2/user/get", {"userid": uid, "language": "zh_CN"}))
+        if isinstance(user, dict) and str(user.get("name") or "").strip() and user.get("active", True) is not False:
+            users.append(user)
+    return build_org(departments, heads, users)
+
+
+def _unique(names: dict[str, str], qualifier: dict[str, str]) -> dict[str, str]:
+    counts = Counter(names.values())
+    out = {k: (f"{v}（{qualifier[k]}）" if counts[v] > 1 and qualifier.get(k) else v) for k, v in names.items()}
+    counts = Counter(out.values())
+    return {k: (f"{v}·{k[-6:]}" if counts[v] > 1 else v) for k, v in out.items()}
+
+
+def build_org(departments: dict[int, dict[str, Any]], heads: dict[int, str], users: list[dict[str, Any]]) -> Org:
+    dept_names = _unique({str(d): str(v.get("name") or "").strip()[:60] or str(d) for d, v in departments.items()},
+                         {str(d): str(departments.get(v.get("parent_id"), {}).get("name") or "")
+                          for d, v in departments.items()})
+    home = {}
+    for u in users:
+        ids = [str(i) for i in u.get("dept_id_list") or [] if str(i) in dept_names]
+        home[str(u["userid"])] = ids[0] if ids else ""
+    person_names = _unique({str(u["userid"]): str(u["name"]).strip()[:60] for u in users},
+                           {k: dept_names.get(v, "") for k, v in home.items()})
+    people = []
+    for u in users:
+        uid = str(u["userid"])
+        manager = str(u.get("manager_userid") or "")
+        people.append(OrgPerson(name=person_names[uid], department=dept_names.get(home[uid], ""),
+                                supervisor=person_names.get(manager, "") if manager != uid else "", ids={PLATFORM: uid}))
+    heads_by_name = {dept_names[str(d)]: person_names.get(heads.get(d, ""), "") for d in departments}
+    return Org(heads_by_name, tuple(people))
