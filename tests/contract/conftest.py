@@ -15,7 +15,7 @@ from .dingtalk_driver import DingTalkDriver
 from .feishu_driver import FeishuDriver
 from .wecom_driver import WecomDriver
 
-DRIVERS: dict[str, type] = {"feishu": FeishuDriver, "wecom": WecomDriver}
+DRIVERS: dict[str, type] = {"feishu": FeishuDriver, "dingtalk": DingTalkDriver, "wecom": WecomDriver}
 START = datetime(2026, 12, 1, 9, 0, tzinfo=TZ)  # a Tuesday, working time
 
 
