@@ -1,0 +1,248 @@
+"""The robot's long connection (subscribe, heartbeat, watchdog, a second subscriber kicking the first, one
+holder across instances), group messages with "@名字", pushes to unbound groups, the app client's token
+and throttles, the per-member limit, org sync, and the config."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+
+import aiohttp
+import pytest
+
+from collabbot.adapters.kit.client import ApiError
+from collabbot.adapters.wecom import parse
+from collabbot.adapters.wecom.config import parse_settings
+from collabbot.adapters.wecom.contacts import build_org, directory
+from collabbot.adapters.wecom.sender import LIMITS
+from collabbot.bot.config import ConfigError
+from collabbot.bot.events import MessageEvent, mention_marker
+from collabbot.bot.replies import Message
+from collabbot.scheduler.delivery import DeliveryError
+from collabbot.storage.db import Database
+from collabbot.storage.models import OutboxMessage, Task
+
+from . import fake_wecom as fw
+from .conftest import TZ
+from .feishu_env import count
+from .wecom_env import DEPARTMENTS, USERS, WecomEnv, make_env, settings_raw
+
+START = datetime(2026, 12, 1, 9, 0, tzinfo=TZ)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait for a network condition (a reconnect, a takeover), polling; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def env(sqlite_db: Database) -> AsyncIterator[WecomEnv]:
+    e = await make_env(sqlite_db, START)
+    yield e
+    await e.close()
+
+
+def test_declared_limits_are_wecoms() -> None:
+    assert {(lim.scope, lim.count, lim.per_seconds) for lim in LIMITS} == {
+        ("chat", 30, 60.0), ("chat", 1000, 3600.0), ("user", 30, 60.0), ("user", 1000, 3600.0)}
+
+
+def test_group_text_loses_the_robots_name_and_names_become_mentions() -> None:
+    names = directory(USERS)
+    assert "离职者" not in names and names["李四"] == "lisi"
+    body = fw.robot_message("@协作机器人 新建任务 设计 负责人 @李四 协作 @赵六截止 截止 12-10 @不认识",
+                            userid="zhangsan", chatid="wr1", msgid="m1")
+    event = parse.parse_robot(body, names, "协作机器人").what
+    assert isinstance(event, MessageEvent) and event.event_id == "robot:m1" and event.chat.is_group
+    assert event.text == f"新建任务 设计 负责人 {mention_marker(0)} 协作 {mention_marker(1)} 截止 截止 12-10 @不认识"
+    assert [m.platform_user_id for m in event.mentions] == ["lisi", "zhaoliu"]
+    # no bot_name configured: the leading @word is the robot (unless it names a person)
+    event = parse.parse_robot(body, names, "").what
+    assert isinstance(event, MessageEvent) and event.text.startswith("新建任务")
+    # a forged marker typed by a user is stripped
+    forged = fw.robot_message(f"@协作机器人 评论 #1 {mention_marker(0)}", userid="zhangsan", chatid="wr1")
+    event = parse.parse_robot(forged, names, "协作机器人").what
+    assert isinstance(event, MessageEvent) and mention_marker(0) not in event.text and not event.mentions
+
+
+async def test_subscribe_and_heartbeats(env: WecomEnv) -> None:
+    robot = env.adapter.robot
+    assert robot is not None and robot.subscriptions == 1 and env.fake.subscribes == 1
+    await until(lambda: sum(1 for f in env.fake.frames_in if f.get("cmd") == "ping") >= 2)
+    assert robot.watchdog_kicks == 0
+
+
+async def test_the_watchdog_reconnects_when_heartbeats_go_unanswered(env: WecomEnv) -> None:
+    robot = env.adapter.robot
+    assert robot is not None
+    env.fake.silent = True
+    await until(lambda: robot.watchdog_kicks >= 1, timeout=5)
+    env.fake.silent = False
+    await until(lambda: robot.subscriptions >= 2 and robot.connected.is_set(), timeout=5)
+    await env.robot_says("@协作机器人 绑定项目 官网 协同负责人 @张三", userid="zhangsan", chatid="wr1")
+    assert count(env.db, OutboxMessage) >= 1  # and it hears again
+
+
+async def test_a_second_subscriber_kicks_the_first_which_does_not_fight_back(env: WecomEnv) -> None:
+    robot = env.adapter.robot
+    assert robot is not None
+    async with aiohttp.ClientSession() as session, session.ws_connect(env.fake.ws_url) as ws:
+        await ws.send_json({"cmd": "aibot_subscribe", "headers": {"req_id": "intruder"},
+                            "body": {"bot_id": fw.BOT_ID, "secret": fw.BOT_SECRET}})
+        answer = await ws.receive_json(timeout=5)
+        assert answer["errcode"] == 0
+        await until(lambda: robot.kicked == 1)
+        assert not robot.connected.is_set()
+        await asyncio.sleep(1.0)  # longer than a reconnect's backoff: it stays away
+        assert env.fake.subscribes == 2 and robot.subscriptions == 1
+        with pytest.raises(ApiError) as caught:
+            await robot.push("wr1", "markdown", {"content": "x"})
+        assert caught.value.throttle  # a push waits (no attempt spent) rather than failing
+
+
+async def test_a_group_nobody_wrote_in_is_refused_with_a_clear_log_line(env: WecomEnv,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR), pytest.raises(DeliveryError) as caught:
+        await env.adapter.sender.post("chat", "wr_never", Message(("进度汇总",)), "inst:key-1")
+    assert not caught.value.transient
+    assert any("nobody has written to the robot" in r.getMessage() for r in caplog.records)
+    assert env.fake.pushes == [] and env.fake.refused_pushes == []  # refused here, never sent
+    # once someone writes there (binding the project), the group is reachable
+    await env.robot_says("@协作机器人 绑定项目 官网 协同负责人 @张三", userid="zhangsan", chatid="wr_never")
+    await env.deliver()
+    assert [p["chatid"] for p in env.fake.pushes] and env.fake.refused_pushes == []
+
+
+async def test_an_at_message_creates_a_task_a_tap_updates_the_card_for_everyone_and_redelivery_changes_nothing(
+        env: WecomEnv) -> None:
+    await env.robot_says("@协作机器人 绑定项目 官网 协同负责人 @张三", userid="zhangsan", chatid="wr1", msgid="b1")
+    await env.robot_says("@协作机器人 新建任务 活动H5开发 负责人 @李四 截止 12-10", userid="zhangsan", chatid="wr1",
+                         msgid="m1")
+    await env.robot_says("@协作机器人 新建任务 活动H5开发 负责人 @李四 截止 12-10", userid="zhangsan", chatid="wr1",
+                         msgid="m1")  # WeCom's redelivery
+    assert count(env.db, Task) == 1
+    await env.deliver()
+    group_cards = [p for p in env.fake.pushes if p["msgtype"] == "template_card" and p["chatid"] == "wr1"]
+    card = group_cards[-1]["template_card"]
+    action = next(b["key"] for b in card["button_list"] if "|ack|" in b["key"] or "|finish|" in b["key"])
+    started = time.monotonic()
+    answer = await env.fake.tap(card["task_id"], action, userid="lisi", chatid="wr1", msgid="t1")
+    assert answer is not None and time.monotonic() - started < 5.0
+    assert answer["response_type"] == "update_template_card" and "userids" not in answer  # for everyone
+    assert answer["template_card"]["task_id"] == card["task_id"]
+    assert env.fake.cards[card["task_id"]].changed("tap")  # WeCom accepted it (req_id and task_id match)
+    before = count(env.db, OutboxMessage)
+    await env.fake.tap(card["task_id"], action, userid="lisi", chatid="wr1", msgid="t1")  # redelivered tap
+    await env.settle()
+    assert count(env.db, OutboxMessage) == before
+
+
+async def test_the_app_token_is_refreshed_once_and_throttles_are_throttles(env: WecomEnv) -> None:
+    client = env.adapter.client
+    await client.send("lisi", "markdown", {"content": "a"})
+    fetched = client.token_fetches
+    env.fake.expire_tokens()
+    await asyncio.gather(*(client.send("lisi", "markdown", {"content": f"b{i}"}) for i in range(4)))
+    assert client.token_fetches - fetched == 1
+    for code in (45009, 45033):
+        env.fake.fail_next("/cgi-bin/message/send", code)
+        with pytest.raises(ApiError) as caught:
+            await client.send("lisi", "markdown", {"content": "c"})
+        assert caught.value.throttle and caught.value.retry_after
+    env.fake.fail_next("/cgi-bin/message/send", 40003)
+    with pytest.raises(ApiError) as caught:
+        await client.send("lisi", "markdown", {"content": "d"})
+    assert not caught.value.transient
+    sent = env.fake.sent[-1]
+    assert sent["enable_id_trans"] == 0 and sent["enable_duplicate_check"] == 1
+    assert await client.upload_image(b"\x89PNG...") in env.fake.media
+
+
+async def test_the_member_limit_is_kept_so_nothing_is_silently_dropped(env: WecomEnv) -> None:
+    for i in range(40):
+        await env.adapter.sender.post("user", "lisi", Message((f"提醒 {i}",)), f"inst:burst-{i}")
+    # called directly, nothing paces them: WeCom answers ok and drops the excess, which only the fake sees
+    assert len(env.fake.dropped) == 10
+    env.fake.dropped.clear()
+    env.fake._window.clear()
+    with env.db.transaction() as s:
+        from collabbot.storage import outbox
+
+        for i in range(40):
+            outbox.enqueue(s, dedupe_key=f"burst2-{i}", platform="wecom", target_kind="user", target_id="zhaoliu",
+                           target_name="", payload=Message((f"提醒 {i}",)).to_json(), now=env.clock.now())
+    await env.deliver()  # through the worker: paced under the declared limits
+    assert len([s for s in env.fake.sent if s["touser"] == "zhaoliu"]) == 40 and env.fake.dropped == []
+
+
+async def test_org_sync_reads_departments_heads_and_direct_leaders(env: WecomEnv) -> None:
+    from collabbot.adapters.wecom.contacts import fetch_org
+
+    org = await fetch_org(env.adapter.client, 1)
+    people = {p.name: p for p in org.people}
+    assert set(people) == {"赵总", "张三", "陈七", "李四", "赵六"}  # the inactive one left out
+    assert people["张三"].supervisor == "赵总"  # direct_leader
+    assert people["李四"].supervisor == "陈七"  # no direct_leader: the head of 技术部
+    assert people["陈七"].supervisor == "赵总"
+    assert org.departments["技术部"] == "陈七" and people["李四"].ids == {"wecom": "lisi"}
+    same = build_org([*DEPARTMENTS, {"id": 4, "name": "技术部", "parentid": 2, "department_leader": []}], USERS)
+    assert {"技术部（公司）", "技术部（市场部）"} <= set(same.departments)
+
+
+async def test_two_instances_on_postgresql_hold_one_connection_and_the_standby_takes_over(
+        pg_database: Database) -> None:
+    from .conftest import truncate_all
+
+    truncate_all(pg_database)
+    first = await make_env(pg_database, START)
+    try:
+        from collabbot.adapters.hub import Hub
+        from collabbot.adapters.wecom.adapter import WecomAdapter
+
+        settings = parse_settings(settings_raw(first.fake), first.bot.config)
+        second = WecomAdapter(settings, Hub(first.bot))
+        await second.start()
+        try:
+            assert second.robot is not None and first.adapter.robot is not None
+            await asyncio.sleep(0.5)  # a few takeover periods: the standby must not subscribe
+            assert first.fake.subscribes == 1 and not second.robot.connected.is_set()
+            with pytest.raises(ApiError) as caught:
+                await second.robot.push("wr1", "markdown", {"content": "x"})
+            assert caught.value.throttle
+            started = time.monotonic()
+            await first.adapter.robot.stop()  # the holder goes away (its lock with it)
+            await asyncio.wait_for(second.robot.connected.wait(), 10)
+            assert time.monotonic() - started < 5.0 and first.fake.subscribes == 2 and first.fake.kicks == 0
+        finally:
+            await second.stop()
+    finally:
+        await first.close()
+
+
+def test_config_refuses_what_would_not_work() -> None:
+    ok = {k: v for k, v in settings_raw(fw.FakeWecom()).items() if k not in ("base_url", "ws_url")}
+    assert parse_settings(ok).robot_mode == "websocket"
+    for bad, key in ((dict(ok, bot_secret=""), "wecom.bot_secret"),
+                     (dict(ok, app_encoding_aes_key="short"), "wecom.app_encoding_aes_key"),
+                     (dict(ok, robot_mode="callback"), "wecom.robot_token"),
+                     (dict(ok, secret_typo="x"), "wecom.secret_typo"),
+                     ({k: v for k, v in ok.items() if k != "agent_id"}, "wecom.agent_id"),
+                     (dict(ok, heartbeat_seconds=5, watchdog_seconds=2), "wecom.watchdog_seconds")):
+        with pytest.raises(ConfigError) as caught:
+            parse_settings(bad)
+        assert caught.value.args[0] == key or key in str(caught.value), (key, caught.value)
+
+
+def test_robot_card_ids_round_trip() -> None:
+    assert parse.split_message_id(parse.robot_message_id("wr|x", "cb-1")) == ("robot", "wr|x", "cb-1")
+    with pytest.raises(ValueError):
+        parse.split_message_id("om_feishu_id")
+    assert json.loads(json.dumps(fw.robot_tap("cb-1", "k", userid="u")))["event"]["eventtype"] == "template_card_event"
+
