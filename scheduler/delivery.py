@@ -103,22 +103,52 @@ class DeliveryWorker:
         self.counters: Counter[str] = Counter({name: 0 for name in OUTCOMES})
         self.installation = ""
         self.wake = asyncio.Event()
+        self._marks: list[tuple[OutboxItem, str | None, asyncio.Future[bool]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def _wall_sleep_until(self, at: datetime) -> None:
         await asyncio.sleep(max(0.0, (at - self.clock.now()).total_seconds()))
 
     # --- database calls (run in a thread) ----------------------------------------------------------
     def _claim(self) -> list[OutboxItem]:
-        with self.db.transaction() as s:
-            if not self.installation:
+        if not self.installation:
+            with self.db.transaction() as s:
                 self.installation = installation_id(s)
         with self.db.transaction() as s:
             return outbox.claim(s, self.clock.now(), self.settings.batch_size, self.lease,
                                 installation=self.installation)
 
-    def _mark_sent(self, item: OutboxItem, message_id: str | None) -> bool:
+    def _mark_sent_many(self, token: str, message_ids: dict[int, str | None]) -> set[int]:
         with self.db.transaction() as s:
-            return outbox.mark_sent(s, item.id, self.clock.now(), message_id, item.claim_token)
+            return outbox.mark_sent_many(s, token, self.clock.now(), message_ids)
+
+    async def _mark_sent(self, item: OutboxItem, message_id: str | None) -> bool:
+        """Record a sent row; the sends that finish together are recorded in one statement."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._marks.append((item, message_id, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_marks())
+        return await done
+
+    async def _flush_marks(self) -> None:
+        await asyncio.sleep(0)  # let the sends finishing in this turn of the loop join
+        while self._marks:
+            marks, self._marks = self._marks, []
+            by_token: dict[str, dict[int, str | None]] = {}
+            for item, message_id, _ in marks:
+                by_token.setdefault(item.claim_token, {})[item.id] = message_id
+            try:
+                held: set[int] = set()
+                for token, ids in by_token.items():
+                    held |= await asyncio.to_thread(self._mark_sent_many, token, ids)
+            except Exception as exc:
+                for _, _, done in marks:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for item, _, done in marks:
+                if not done.done():
+                    done.set_result(item.id in held)
 
     def _mark_failed(self, item: OutboxItem, error: str, retry_at: datetime | None) -> bool:
         with self.db.transaction() as s:
@@ -180,7 +210,7 @@ class DeliveryWorker:
             message_id = await asyncio.wait_for(sender.send(item), self.send_timeout)
         except Exception as exc:  # every exception is an attempt (or, a throttle, a wait)
             return await self._failed(item, exc)
-        return self._count("sent", item, await self._db(self._mark_sent, item, message_id))
+        return self._count("sent", item, await self._mark_sent(item, message_id))
 
     async def _failed(self, item: OutboxItem, exc: Exception) -> str:
         target = f"{item.target_kind} {item.target_id}"

@@ -340,9 +340,10 @@ class OutboxMessage(Base):
     claim_token: Mapped[str | None] = mapped_column(String(32))  # who holds the lease (see outbox.claim)
 
     __table_args__ = (
-        Index(
+        Index(  # the claim's order: (not_before, id), so a claim reads its batch off the index, unsorted
             "ix_outbox_pending",
             "not_before",
+            "id",
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
         ),

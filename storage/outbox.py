@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import case, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -133,6 +133,20 @@ def mark_sent(session: Session, item_id: int, now: datetime, platform_message_id
     return _changed(session, update(OutboxMessage).where(_owned(item_id, claim_token)).values(
         status="sent", sent_at=now, claimed_until=None, claim_token=None, attempts=OutboxMessage.attempts + 1,
         platform_message_id=platform_message_id, last_error=""))
+
+
+def mark_sent_many(session: Session, claim_token: str, now: datetime,
+                   message_ids: dict[int, str | None]) -> set[int]:
+    """`mark_sent` for several rows of one claim in one statement; the ids this claim still held."""
+    if not message_ids:
+        return set()
+    t = OutboxMessage
+    mid = case(message_ids, value=t.id) if any(v is not None for v in message_ids.values()) else None
+    stmt = (update(t).where(t.id.in_(list(message_ids)), t.claim_token == claim_token)
+            .values(status="sent", sent_at=now, claimed_until=None, claim_token=None, attempts=t.attempts + 1,
+                    platform_message_id=mid, last_error="")
+            .returning(t.id).execution_options(synchronize_session=False))
+    return set(session.scalars(stmt))
 
 
 def mark_failed(session: Session, item_id: int, error: str, retry_at: datetime | None,

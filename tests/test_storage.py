@@ -13,7 +13,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from collabbot.storage import outbox
@@ -383,3 +383,18 @@ def test_prune_sent_deletes_only_old_sent_rows_in_batches(db: Database) -> None:
         assert outbox.prune_sent(s, NOW + timedelta(seconds=1), 3) == 3
         assert outbox.prune_sent(s, NOW + timedelta(seconds=1), 3) == 1
     assert [r.id for r in rows(db)] == [ids[4]]  # the pending row stays
+
+
+def test_mark_sent_many_records_only_the_rows_this_claim_still_holds(db: Database) -> None:
+    add_rows(db, 3)
+    with db.transaction() as s:
+        a, b, c = outbox.claim(s, NOW, 10, LEASE)
+    with db.transaction() as s:  # c's lease ran out and another worker took it
+        s.execute(update(OutboxMessage).where(OutboxMessage.id == c.id).values(claim_token="someone-else"))
+    with db.transaction() as s:
+        held = outbox.mark_sent_many(s, a.claim_token, NOW, {a.id: "m-a", b.id: None, c.id: "m-c"})
+    assert held == {a.id, b.id}
+    by_id = {r.id: r for r in rows(db)}
+    assert (by_id[a.id].status, by_id[a.id].platform_message_id, by_id[a.id].attempts) == ("sent", "m-a", 1)
+    assert (by_id[b.id].status, by_id[b.id].platform_message_id) == ("sent", None)
+    assert (by_id[c.id].status, by_id[c.id].platform_message_id) == ("pending", None)

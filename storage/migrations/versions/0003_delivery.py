@@ -1,4 +1,4 @@
-"""delivery: installation id, outbox claim tokens, shared rate-limit slots, retention index
+"""delivery: installation id, outbox claim tokens, shared rate-limit slots, claim and retention indexes
 
 Revision ID: 0003
 Revises: 0002
@@ -27,6 +27,10 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('key')
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.drop_index('ix_outbox_pending', postgresql_where=sa.text("status = 'pending'"),
+                            sqlite_where=sa.text("status = 'pending'"))
+        batch_op.create_index('ix_outbox_pending', ['not_before', 'id'], unique=False,
+                              postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'"))
         batch_op.add_column(sa.Column('claim_token', sa.String(length=32), nullable=True))
         batch_op.create_index('ix_outbox_sent', ['sent_at'], unique=False,
                               postgresql_where=sa.text("status = 'sent'"), sqlite_where=sa.text("status = 'sent'"))
@@ -37,5 +41,9 @@ def downgrade() -> None:
         batch_op.drop_index('ix_outbox_sent', postgresql_where=sa.text("status = 'sent'"),
                             sqlite_where=sa.text("status = 'sent'"))
         batch_op.drop_column('claim_token')
+        batch_op.drop_index('ix_outbox_pending', postgresql_where=sa.text("status = 'pending'"),
+                            sqlite_where=sa.text("status = 'pending'"))
+        batch_op.create_index('ix_outbox_pending', ['not_before'], unique=False,
+                              postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'"))
     op.drop_table('rate_slots')
     op.drop_table('installation')
