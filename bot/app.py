@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from collabbot.bot import commands, copies, sweep, texts
@@ -43,6 +43,7 @@ from collabbot.storage.db import Database
 from collabbot.storage.models import Chat, InboundReceipt, User, Wait
 
 log = logging.getLogger(__name__)
+HANDLE_ATTEMPTS = 3  # an event that loses a race on a unique row or a deadlock runs again, this many times in all
 
 CommandHandler = Callable[[Ctx, Command], Reply | None]
 ActionHandler = Callable[[Ctx, CardAction], Reply | None]
@@ -171,17 +172,36 @@ class Bot:
         if isinstance(event, MessageEvent) and event.chat.is_group and not event.to_bot:
             return Reply()  # group chatter not addressed to us
         event = sanitized(event)
+        for attempt in range(1, HANDLE_ATTEMPTS + 1):
+            try:
+                with self.db.transaction() as s:
+                    return self._handle(s, event)
+            except (IntegrityError, OperationalError) as exc:
+                # The same event arrived twice at the same moment: the other copy's answer stands. Or a row
+                # this event creates (someone's first message, a new group) was created by another event
+                # meanwhile, or PostgreSQL broke a deadlock: run it again, it then finds those rows.
+                stored = self._stored_reply(event)
+                if stored is not None:
+                    return stored
+                log.warning("%s event %s lost a race (attempt %s): %s", event.platform, event.event_id, attempt,
+                            type(exc).__name__)
+            except Exception:
+                log.exception("%s event %s failed and was not recorded", event.platform, event.event_id)
+                break
+        else:
+            log.error("%s event %s lost %s races; not recorded", event.platform, event.event_id, HANDLE_ATTEMPTS)
+        # Nothing was recorded, so a platform's retry of this event runs it again. Never raise to the adapter.
+        return Reply(toast=texts.t(self.config.language, "internal_error"), toast_kind="error")
+
+    def _stored_reply(self, event: InboundEvent) -> Reply | None:
         try:
-            with self.db.transaction() as s:
-                return self._handle(s, event)
-        except IntegrityError:
-            # the same event arrived twice at the same moment: the other copy's answer stands
             with self.db.transaction() as s:
                 receipt = s.scalar(select(InboundReceipt).where(InboundReceipt.platform == event.platform,
                                                                 InboundReceipt.event_id == event.event_id))
-                if receipt is None:
-                    raise
-                return Reply.from_json(receipt.reply)
+                return None if receipt is None else Reply.from_json(receipt.reply)
+        except Exception:
+            log.exception("cannot read the receipt of %s event %s", event.platform, event.event_id)
+            return None
 
     def _handle(self, s: Session, event: InboundEvent) -> Reply:
         now = self.clock.now()
@@ -231,6 +251,8 @@ class Bot:
                 ctx.audit(action_name, outcome="refused", reason=text)
             reply = self._answer(ctx, event, text, "warning")
         except Exception:
+            if isinstance(event, ApprovalEvent):
+                raise  # a machine's event: not recorded as failed, so its redelivery runs it again
             log.exception("handler failed on %s event %s", event.platform, event.event_id)
             ctx._sent = 0
             ctx.event_key = f"evt:{receipt.id}:error"

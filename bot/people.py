@@ -10,6 +10,7 @@ from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from collabbot.bot.events import ChatRef, UserRef
@@ -48,24 +49,42 @@ def resolve_user(s: Session, ref: UserRef, now: datetime) -> User:
     if identity is not None:
         return identity.user
     name = safe_name(ref.name) or ref.platform_user_id[:40]
-    user = User(name=name, created_at=now)
-    s.add(user)
-    s.flush()
-    s.add(Identity(platform=ref.platform, platform_user_id=ref.platform_user_id, user_id=user.id))
-    s.flush()
-    return user
+    try:
+        with s.begin_nested():
+            user = User(name=name, created_at=now)
+            s.add(user)
+            s.flush()
+            s.add(Identity(platform=ref.platform, platform_user_id=ref.platform_user_id, user_id=user.id))
+            s.flush()
+        return user
+    except IntegrityError:
+        # their first two messages arrived at once and the other one created them: use that one
+        identity = s.scalar(select(Identity).where(Identity.platform == ref.platform,
+                                                   Identity.platform_user_id == ref.platform_user_id))
+        if identity is None:
+            raise
+        return identity.user
 
 
 def resolve_chat(s: Session, ref: ChatRef) -> Chat | None:
     """The group behind a platform chat (created on first contact); None for a private chat."""
     if not ref.is_group:
         return None
-    chat = s.scalar(select(Chat).where(Chat.platform == ref.platform, Chat.platform_chat_id == ref.platform_chat_id))
+    find = select(Chat).where(Chat.platform == ref.platform, Chat.platform_chat_id == ref.platform_chat_id)
+    chat = s.scalar(find)
     if chat is None:
-        chat = Chat(platform=ref.platform, platform_chat_id=ref.platform_chat_id, name=ref.name[:200], active=True)
-        s.add(chat)
-        s.flush()
-    elif ref.name and chat.name != ref.name[:200]:
+        try:
+            with s.begin_nested():
+                chat = Chat(platform=ref.platform, platform_chat_id=ref.platform_chat_id, name=ref.name[:200],
+                            active=True)
+                s.add(chat)
+                s.flush()
+            return chat
+        except IntegrityError:  # two first messages in a new group: the other one created it
+            chat = s.scalar(find)
+            if chat is None:
+                raise
+    if ref.name and chat.name != ref.name[:200]:
         chat.name = ref.name[:200]
     return chat
 

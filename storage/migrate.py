@@ -10,9 +10,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+MIGRATION_LOCK = 0x636F6C6C61622D6D  # the advisory lock key every instance's upgrade takes ("collab-m")
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -23,9 +24,16 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema up to `revision` (the newest by default)."""
+    """Bring the schema up to `revision` (the newest by default).
+
+    Instances started together each upgrade at start-up; on PostgreSQL they take turns on an advisory
+    lock held until the migration's transaction ends, so the later ones find the schema done and do
+    nothing (instead of failing on a table the first one is creating). SQLite serialises writers anyway.
+    """
     config = alembic_config(engine)
     with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
         connection.commit()

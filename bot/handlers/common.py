@@ -104,6 +104,10 @@ def chat_project(ctx: Ctx, cmd: Command | None = None, *, create: bool = False) 
         if project is not None:
             return project
     if create and ctx.chat is not None and not (cmd is not None and cmd.get("project")):
+        # two first commands in a new group at once: the second waits here, then finds the first's project
+        ctx.s.refresh(ctx.chat, with_for_update=True)
+        if ctx.chat.project_id is not None and (project := ctx.s.get(Project, ctx.chat.project_id)) is not None:
+            return project
         project = Project(name=ctx.chat.name or ctx.chat.platform_chat_id, created_by_id=ctx.actor.id,
                           created_at=ctx.now, coordinator_id=ctx.actor.id, initiating_dept_id=ctx.actor.department_id)
         ctx.s.add(project)

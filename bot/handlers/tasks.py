@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from collabbot.bot import locks
 from collabbot.bot.commands import Command, priority_of
 from collabbot.bot.context import Ctx, Refused, snapshot
 from collabbot.bot.handlers.common import (
@@ -134,10 +135,19 @@ def add_subtask(ctx: Ctx, cmd: Command) -> Reply | None:
     return None
 
 
-def _edges(ctx: Ctx) -> dict[int, set[int]]:
+GRAPH_LOCK = "task-dependencies"  # one lock for the whole graph: an edge may join tasks of two projects
+
+
+def _edges_from(ctx: Ctx, start: int) -> dict[int, set[int]]:
+    """The dependency edges reachable from `start`, read one level per query (not the whole table)."""
     edges: dict[int, set[int]] = {}
-    for task_id, dep_id in ctx.s.execute(select(TaskDependency.task_id, TaskDependency.depends_on_id)):
-        edges.setdefault(task_id, set()).add(dep_id)
+    frontier = {start}
+    while frontier:
+        rows = ctx.s.execute(select(TaskDependency.task_id, TaskDependency.depends_on_id)
+                             .where(TaskDependency.task_id.in_(frontier))).all()
+        for task_id, dep_id in rows:
+            edges.setdefault(task_id, set()).add(dep_id)
+        frontier = {dep_id for _, dep_id in rows} - edges.keys()
     return edges
 
 
@@ -147,12 +157,15 @@ def add_dependency(ctx: Ctx, cmd: Command) -> Reply | None:
     task = ctx.task(cmd.tasks[0])
     if not is_manager(ctx, task):
         raise not_allowed(ctx, "a_depend", ctx.t("w_managers"))
+    # Two commands each adding one edge may close a cycle that neither sees alone (1→2, 3→4, then
+    # 依赖 #2 #3 and 依赖 #4 #1 at once): changes to the graph take turns, each reading it committed.
+    locks.hold(ctx.s, GRAPH_LOCK)
     added = []
     for dep_id in cmd.tasks[1:]:
         dep = ctx.task(dep_id, lock=False)
         if dep.id == task.id:
             raise Refused("dependency_self")
-        cycle = find_cycle(_edges(ctx), task.id, dep.id)
+        cycle = find_cycle(_edges_from(ctx, dep.id), task.id, dep.id)
         if cycle is not None:
             raise Refused("dependency_cycle", cycle=" → ".join(f"#{n}" for n in cycle))
         if ctx.s.get(TaskDependency, (task.id, dep.id)) is None:
@@ -246,8 +259,10 @@ def report_progress(ctx: Ctx, cmd: Command) -> Reply | None:
     report = ProgressReport(task_id=task.id, author_id=ctx.actor.id, status="in_progress", percent=cmd.percent,
                             done_text=done_text, next_step=capped(ctx, cmd.get("next_step"), "next_step"),
                             problems=capped(ctx, cmd.get("problems"), "problems"), created_at=ctx.now)
+    # a task still waiting for an open predecessor keeps its state: progress is noted, the task is not started
+    waits_for = open_predecessors(ctx.s, task.id) if task.status == "todo" else []
+    report.status = task.status = "todo" if waits_for else "in_progress"
     ctx.s.add(report)
-    task.status = "in_progress"
     task.percent = cmd.percent
     task.last_progress_at = ctx.now
     if task.acknowledged_at is None:
@@ -256,6 +271,8 @@ def report_progress(ctx: Ctx, cmd: Command) -> Reply | None:
     _touch(ctx, task)
     ctx.audit("task.progress", task, before)
     parts = [ctx.t("progress_saved", id=task.id, percent=cmd.percent)]
+    if waits_for:
+        parts.append(" " + ctx.t("progress_still_blocked", deps="、".join(f"#{p.id}" for p in waits_for)))
     if cmd.percent == 100:
         parts.append(" " + ctx.t("progress_hint_100", id=task.id))
     ctx.say(*parts)

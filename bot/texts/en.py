@@ -124,6 +124,7 @@ TEXTS: dict[str, str] = {
     "already_acknowledged": "Task #{id} was already acknowledged.",
     "started": "Task #{id} started.",
     "progress_saved": "Task #{id} progress: {percent}%",
+    "progress_still_blocked": "(it still waits for {deps}, so it stays to do.)",
     "submitted": "Task #{id} submitted for review by {who}. Deliverable: {deliverable}",
     "accepted": 'Task #{id} "{title}" accepted.',
     "returned": "Task #{id} was sent back: {reason}",

@@ -124,6 +124,7 @@ TEXTS: dict[str, str] = {
     "already_acknowledged": "任务 #{id} 已经确认过了。",
     "started": "任务 #{id} 已开始。",
     "progress_saved": "任务 #{id} 进度已更新：{percent}%",
+    "progress_still_blocked": "（仍在等待 {deps} 完成，状态保持待启动。）",
     "submitted": "任务 #{id} 已提交，等待 {who} 验收。交付物：{deliverable}",
     "accepted": "任务 #{id}「{title}」已验收通过。",
     "returned": "任务 #{id} 被退回，原因：{reason}",

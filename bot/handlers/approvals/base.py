@@ -17,7 +17,6 @@ from collabbot.storage.models import ApprovalApprover, ApprovalRequest, Approval
 TASK_PAIR_NAMES = ("任务", "task")  # 延期申请 may name its task as a pair as well as with #12
 
 
-
 def load(ctx: Ctx, approval_id: int) -> ApprovalRequest:
     """The request, locked for the rest of the transaction (PostgreSQL) and read fresh."""
     stmt = select(ApprovalRequest).where(ApprovalRequest.id == approval_id).execution_options(populate_existing=True)
@@ -29,12 +28,10 @@ def load(ctx: Ctx, approval_id: int) -> ApprovalRequest:
     return req
 
 
-
 def one(ctx: Ctx, cmd: Command) -> ApprovalRequest:
     if not cmd.approvals:
         raise missing(ctx, "approval_id")
     return load(ctx, cmd.approvals[0])
-
 
 
 def template_for(ctx: Ctx, req: ApprovalRequest) -> ApprovalTemplate:
@@ -44,23 +41,19 @@ def template_for(ctx: Ctx, req: ApprovalRequest) -> ApprovalTemplate:
     return template
 
 
-
 def require(ctx: Ctx, req: ApprovalRequest, action: str, action_text: str) -> None:
     if not rules.can(action, req.status):
         raise Refused("approval_closed", id=req.id, status=texts.approval_status_name(ctx.lang, req.status),
                       action=ctx.t(action_text))
 
 
-
 def slot_of(step: ApprovalStep, user_id: int) -> ApprovalApprover | None:
     return next((a for a in step.approvers if a.user_id == user_id and a.active), None)
-
 
 
 def not_your_turn(ctx: Ctx, req: ApprovalRequest, step: ApprovalStep) -> Refused:
     who = "、".join(u.name for u in waiting_on(ctx.s, step)) or ctx.t("none")
     return Refused("not_your_turn", id=req.id, stage=step.name, who=who)
-
 
 
 def touch(ctx: Ctx, req: ApprovalRequest) -> None:
@@ -69,10 +62,8 @@ def touch(ctx: Ctx, req: ApprovalRequest) -> None:
     ctx.s.flush()
 
 
-
 def card_for(ctx: Ctx, req: ApprovalRequest, viewer: User | None, *, result: bool = False) -> Card:
     return approval_card(ctx, req, viewer.id if viewer is not None else None, result=result)
-
 
 
 def mention_list(ctx: Ctx, users: list[User]) -> list[Part]:

@@ -46,7 +46,6 @@ def _list_templates(ctx: Ctx) -> None:
     ctx.say("\n".join(lines))
 
 
-
 def _extension_task(ctx: Ctx, cmd: Command, template: ApprovalTemplate, values: dict[str, str]) -> Task:
     refs = list(cmd.tasks)
     for name, raw in cmd.pairs:
@@ -70,7 +69,6 @@ def _extension_task(ctx: Ctx, cmd: Command, template: ApprovalTemplate, values: 
     if open_one is not None:
         raise Refused("extension_pending", task=task.id, id=open_one)
     return task
-
 
 
 def apply(ctx: Ctx, cmd: Command) -> Reply | None:
@@ -111,10 +109,8 @@ def apply(ctx: Ctx, cmd: Command) -> Reply | None:
     return None
 
 
-
 def approve_command(ctx: Ctx, cmd: Command) -> Reply | None:
     return decide(ctx, one(ctx, cmd), "approve", cmd.text, via_card=False)
-
 
 
 def reject_command(ctx: Ctx, cmd: Command) -> Reply | None:
@@ -123,7 +119,6 @@ def reject_command(ctx: Ctx, cmd: Command) -> Reply | None:
     if not reason:
         raise missing(ctx, "reject_reason")
     return decide(ctx, req, "reject", reason, via_card=False)
-
 
 
 def transfer(ctx: Ctx, cmd: Command) -> Reply | None:
@@ -172,7 +167,6 @@ def transfer(ctx: Ctx, cmd: Command) -> Reply | None:
     return None
 
 
-
 def withdraw(ctx: Ctx, cmd: Command) -> Reply | None:
     req = one(ctx, cmd)
     if req.initiator_id != ctx.actor.id:
@@ -180,7 +174,6 @@ def withdraw(ctx: Ctx, cmd: Command) -> Reply | None:
     require(ctx, req, "withdraw", "a_withdraw")
     stop(ctx, req, rules.WITHDRAWN, "")
     return None
-
 
 
 def cancel(ctx: Ctx, cmd: Command) -> Reply | None:
@@ -191,7 +184,6 @@ def cancel(ctx: Ctx, cmd: Command) -> Reply | None:
     reason = capped(ctx, " ".join(x for x in (cmd.get("reason"), cmd.text) if x).strip(), "reason")
     stop(ctx, req, rules.CANCELLED, reason)
     return None
-
 
 
 def resubmit(ctx: Ctx, cmd: Command) -> Reply | None:
@@ -226,7 +218,6 @@ def resubmit(ctx: Ctx, cmd: Command) -> Reply | None:
     return None
 
 
-
 def _may_view(ctx: Ctx, req: ApprovalRequest) -> bool:
     if ctx.actor.id == req.initiator_id or ctx.is_admin():
         return True
@@ -237,7 +228,6 @@ def _may_view(ctx: Ctx, req: ApprovalRequest) -> bool:
         ApprovalStep.request_id == req.id))))
 
 
-
 def show(ctx: Ctx, cmd: Command) -> Reply | None:
     """审批 #A12: the card with its whole trail (the result card once the flow ended)."""
     req = one(ctx, cmd)
@@ -245,7 +235,6 @@ def show(ctx: Ctx, cmd: Command) -> Reply | None:
         raise not_allowed(ctx, "a_view_approval", ctx.t("w_approval_viewers"))
     ctx.say(card=card_for(ctx, req, None if ctx.chat else ctx.actor, result=req.status in rules.FINAL))
     return None
-
 
 
 def _waiting_for(ctx: Ctx, user_id: int) -> Sequence[Row[tuple[ApprovalRequest, ApprovalStep]]]:
@@ -260,7 +249,6 @@ def _waiting_for(ctx: Ctx, user_id: int) -> Sequence[Row[tuple[ApprovalRequest, 
                ApprovalApprover.user_id == user_id, ApprovalApprover.active.is_(True), ~voted)
         .order_by(ApprovalRequest.id)
     ).all()
-
 
 
 def my_approvals(ctx: Ctx, cmd: Command) -> Reply | None:
@@ -281,7 +269,6 @@ def my_approvals(ctx: Ctx, cmd: Command) -> Reply | None:
                              status=texts.approval_status_name(ctx.lang, req.status) + (f" · {step.name}" if step else "")))
     ctx.say("\n".join(out))
     return None
-
 
 
 HELP_LINES: tuple[tuple[str, str, str], ...] = (

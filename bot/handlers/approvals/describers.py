@@ -18,7 +18,6 @@ def _wait_facts(src: Viewer, wait: Wait) -> tuple[ApprovalRequest, str] | None:
     return req, step.name if step is not None else texts.approval_status_name(src.lang, req.status)
 
 
-
 def describe_waiting(ctx: Ctx, wait: Wait) -> str:
     facts = _wait_facts(ctx, wait)
     if facts is None:
@@ -26,7 +25,6 @@ def describe_waiting(ctx: Ctx, wait: Wait) -> str:
     req, stage = facts
     return ctx.t("waiting_approval", id=req.id, template=req.template, initiator=req.initiator.name, stage=stage,
                  since=ctx.fmt(wait.raised_at))
-
 
 
 def describe_nag(n: Any, wait: Wait) -> str:  # n: the sweep's Notifier
@@ -37,14 +35,12 @@ def describe_nag(n: Any, wait: Wait) -> str:  # n: the sweep's Notifier
     return n.t("nag_approval", id=req.id, template=req.template, stage=stage, since=n.fmt(wait.raised_at))
 
 
-
 def describe_what(n: Any, wait: Wait) -> str:
     facts = _wait_facts(n, wait)
     if facts is None:
         return ""
     req, stage = facts
     return n.t("what_approval", id=req.id, template=req.template, stage=stage)
-
 
 
 WAIT_DESCRIBERS = {"approval": describe_waiting, "approval:nag": describe_nag, "approval:what": describe_what}

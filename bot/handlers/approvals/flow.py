@@ -56,14 +56,12 @@ def advance(ctx: Ctx, req: ApprovalRequest, template: ApprovalTemplate) -> Appro
     return None
 
 
-
 def ask(ctx: Ctx, req: ApprovalRequest, step: ApprovalStep, template: ApprovalTemplate) -> None:
     """Each undecided approver of the open step: a wait row and a private card (once per step)."""
     for user in waiting_on(ctx.s, step):
         open_wait(ctx, "approval", "approval", req.id, user, req.chat)
         text = ctx.t("approval_ask", name=req.initiator.name, id=req.id, template=req.template, stage=step.name)
         ctx.tell_user(user, Message((text,), card_for(ctx, req, user)), key=f"approval:{req.id}:step:{step.id}:ask:{user.id}")
-
 
 
 def _project_chats(ctx: Ctx, req: ApprovalRequest) -> list[Chat]:
@@ -77,10 +75,12 @@ def _project_chats(ctx: Ctx, req: ApprovalRequest) -> list[Chat]:
     return chats
 
 
-
 def _extend_task(ctx: Ctx, req: ApprovalRequest, template: ApprovalTemplate) -> str:
     """An approved 延期申请: the task's new deadline, its overdue warning cleared; the sentence to add."""
-    task = ctx.s.get(Task, req.task_id) if req.task_id else None
+    task = None
+    if req.task_id is not None:  # locked and read fresh: the owner may be changing it at this moment
+        stmt = select(Task).where(Task.id == req.task_id).execution_options(populate_existing=True)
+        task = ctx.s.scalar(stmt.with_for_update() if ctx.s.get_bind().dialect.name == "postgresql" else stmt)
     if task is None or task.status not in ("todo", "in_progress"):
         return ""
     before = snapshot(task)
@@ -92,7 +92,6 @@ def _extend_task(ctx: Ctx, req: ApprovalRequest, template: ApprovalTemplate) -> 
     ctx.s.flush()
     ctx.audit("task.extend", task, before, reason=ctx.t("extend_trail", when=ctx.fmt(task.deadline), id=req.id))
     return ctx.t("task_extended", id=task.id, title=task.title, when=ctx.fmt(task.deadline))
-
 
 
 def finish(ctx: Ctx, req: ApprovalRequest, template: ApprovalTemplate, status: str, reason: str = "") -> None:
@@ -111,7 +110,6 @@ def finish(ctx: Ctx, req: ApprovalRequest, template: ApprovalTemplate, status: s
                       key=f"approval:{req.id}:r{req.round}:{status}:chat:{chat.id}")
 
 
-
 def return_to_initiator(ctx: Ctx, req: ApprovalRequest, step: ApprovalStep, reason: str) -> None:
     req.status = rules.RETURNED
     close_waits(ctx, "approval", req.id)
@@ -123,7 +121,6 @@ def return_to_initiator(ctx: Ctx, req: ApprovalRequest, step: ApprovalStep, reas
     if req.chat is not None and req.chat.active and (ctx.chat is None or ctx.chat.id != req.chat.id):
         ctx.tell_chat(req.chat, Message((ctx.t("approval_returned_group", id=req.id, template=req.template,
                                                 reason=reason),)), key=f"approval:{req.id}:r{req.round}:returned:chat")
-
 
 
 def decide(ctx: Ctx, req: ApprovalRequest, decision: str, comment: str, via_card: bool) -> Reply | None:
@@ -189,7 +186,6 @@ def decide(ctx: Ctx, req: ApprovalRequest, decision: str, comment: str, via_card
     return Reply(toast=toast, toast_kind="success", card=card_for(ctx, req, ctx.actor, result=req.status in rules.FINAL))
 
 
-
 def announce_round(ctx: Ctx, req: ApprovalRequest, template: ApprovalTemplate, step: ApprovalStep | None,
                     key: str) -> None:
     """After 申请 / 重新提交: where it stands, said where it was asked, then the approvers are asked."""
@@ -200,7 +196,6 @@ def announce_round(ctx: Ctx, req: ApprovalRequest, template: ApprovalTemplate, s
     headline = ctx.t(key, id=req.id, template=req.template, stage=step.name, round=req.round)
     ctx.say(headline, *mention_list(ctx, waiting_on(ctx.s, step)), card=card_for(ctx, req, None if ctx.chat else ctx.actor))
     ask(ctx, req, step, template)
-
 
 
 def stop(ctx: Ctx, req: ApprovalRequest, status: str, reason: str) -> None:

@@ -19,17 +19,14 @@ def word(ctx: Ctx, command: str) -> str:
     return next((a for a in aliases if a.isascii()), aliases[0]) if ctx.lang == "en" else aliases[0]
 
 
-
 def example(ctx: Ctx, template: ApprovalTemplate) -> str:
     task = " #12" if template.kind == "extension" else ""
     pairs = " ".join(f"{f.name}={example_value(f)}" for f in template.fields if f.required)
     return f"{word(ctx, 'apply')} {template.name}{task} {pairs}".strip()
 
 
-
 def _kind_name(ctx: Ctx, spec: FieldSpec) -> str:
     return ctx.t(f"approval_type_{spec.type}", choices="/".join(spec.choices))
-
 
 
 def read_pairs(ctx: Ctx, template: ApprovalTemplate, pairs: tuple[tuple[str, str], ...],
@@ -64,7 +61,6 @@ def read_pairs(ctx: Ctx, template: ApprovalTemplate, pairs: tuple[tuple[str, str
     return out, changed
 
 
-
 def departments(ctx: Ctx, text: str) -> list[Department]:
     found: list[Department] = []
     for name in re.split(r"[,，、\s]+", text):
@@ -75,7 +71,6 @@ def departments(ctx: Ctx, text: str) -> list[Department]:
     return found
 
 
-
 def receiving_department(ctx: Ctx, template: ApprovalTemplate, values: dict[str, str]) -> Department:
     depts = departments(ctx, values.get(template.receiving_department_field, ""))
     if not depts:
@@ -83,13 +78,11 @@ def receiving_department(ctx: Ctx, template: ApprovalTemplate, values: dict[str,
     return depts[0]
 
 
-
 def _person(ctx: Ctx, name: str, stage: StageSpec) -> User:
     users = list(ctx.s.scalars(select(User).where(User.name == name).limit(2)))
     if len(users) != 1:
         raise Refused("approver_missing", stage=stage.name, name=name)
     return users[0]
-
 
 
 def plan_stages(ctx: Ctx, template: ApprovalTemplate, values: dict[str, str], project: Project | None,
@@ -126,7 +119,6 @@ def plan_stages(ctx: Ctx, template: ApprovalTemplate, values: dict[str, str], pr
                     approvers.append((user, None))
         plan.append(approvers)
     return plan
-
 
 
 def create_round(ctx: Ctx, req: ApprovalRequest, template: ApprovalTemplate,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
-from collabbot.bot.approval_templates import parse_value, templates_of
+from collabbot.bot import locks
+from collabbot.bot.approval_templates import ApprovalTemplate, parse_value, templates_of
 from collabbot.bot.context import Ctx, Refused
 from collabbot.bot.events import ApprovalEvent
 from collabbot.bot.handlers.approvals.base import touch
@@ -24,21 +26,19 @@ def native(ctx: Ctx, event: ApprovalEvent) -> Reply:
     if template is None:
         raise Refused("unknown_approval_template", name=event.template[:40],
                       known="、".join(t.name for t in templates_of(ctx.bot.config)))
-    stmt = select(ApprovalRequest).where(ApprovalRequest.external_id == event.external_id)
+    # Two events of one instance (submitted, approved) may arrive at the same moment: they take turns on
+    # the instance, so the second finds the first's mirror instead of failing to insert its own.
+    locks.hold(ctx.s, f"approval-instance:{event.external_id}")
+    stmt = (select(ApprovalRequest).where(ApprovalRequest.external_id == event.external_id)
+            .execution_options(populate_existing=True))
     if ctx.s.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update()
     req = ctx.s.scalar(stmt)
     if req is None:
-        specs = {f.name: f for f in template.fields}
-        values = {name: parse_value(specs[name], raw, ctx.now) or raw.strip()[:MAX_TEXT]
-                  for name, raw in event.values.items() if name in specs and raw.strip()}
-        req = ApprovalRequest(template=template.name, initiator_id=ctx.actor.id, department_id=ctx.actor.department_id,
-                              values=values, status=rules.PENDING, round=1, stage_index=0, version=1,
-                              created_at=ctx.now, updated_at=ctx.now, external_id=event.external_id)
-        ctx.s.add(req)
-        ctx.s.flush()
-        ctx.s.refresh(req)
-        ctx.audit("approval.native", req, reason=event.external_id)
+        req = _mirror(ctx, event, template)
+        if req is None:  # inserted meanwhile by an instance that does not take the lock: read theirs
+            req = ctx.s.scalar(stmt)
+            assert req is not None
     if req.status in rules.FINAL or event.status not in rules.FINAL:
         return Reply()
     if event.status in (rules.APPROVED, rules.REJECTED):
@@ -53,3 +53,22 @@ def native(ctx: Ctx, event: ApprovalEvent) -> Reply:
                                                 reason=""),)),
                   key=f"approval:{req.id}:r{req.round}:{event.status}:initiator")
     return Reply()
+
+
+def _mirror(ctx: Ctx, event: ApprovalEvent, template: ApprovalTemplate) -> ApprovalRequest | None:
+    """The new mirror of the instance, or None when its external id is already taken."""
+    specs = {f.name: f for f in template.fields}
+    values = {name: parse_value(specs[name], raw, ctx.now) or raw.strip()[:MAX_TEXT]
+              for name, raw in event.values.items() if name in specs and raw.strip()}
+    req = ApprovalRequest(template=template.name, initiator_id=ctx.actor.id, department_id=ctx.actor.department_id,
+                          values=values, status=rules.PENDING, round=1, stage_index=0, version=1,
+                          created_at=ctx.now, updated_at=ctx.now, external_id=event.external_id)
+    try:
+        with ctx.s.begin_nested():
+            ctx.s.add(req)
+            ctx.s.flush()
+    except IntegrityError:
+        return None
+    ctx.s.refresh(req)
+    ctx.audit("approval.native", req, reason=event.external_id)
+    return req

@@ -24,7 +24,6 @@ def _ignored(ctx: Ctx, req: ApprovalRequest, text: str) -> Reply:
     return Reply(toast=text, toast_kind="warning", card=card_for(ctx, req, ctx.actor, result=req.status in rules.FINAL))
 
 
-
 def _to_task(ctx: Ctx, req: ApprovalRequest) -> Reply:
     """一键转任务: an approved resource request becomes a task for the receiving department's head."""
     template = template_for(ctx, req)
@@ -56,7 +55,6 @@ def _to_task(ctx: Ctx, req: ApprovalRequest) -> Reply:
     announce_assignment(ctx, task, ctx.t("task_created", id=task.id, title=task.title))
     return Reply(toast=ctx.t("to_task_created", task=task.id, name=dept.head.name), toast_kind="success",
                  card=card_for(ctx, req, ctx.actor, result=True))
-
 
 
 def card_action(ctx: Ctx, action: CardAction) -> Reply | None:
