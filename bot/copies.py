@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from collabbot.bot.replies import Card, Message, Part
+from collabbot.bot.replies import Card, Message, Part, card_to_json
 from collabbot.storage import outbox
 from collabbot.storage.models import OutboxMessage
 
@@ -30,17 +30,27 @@ class SentCopy:
     platform: str
     message_id: str
     parts: tuple[Part, ...]
+    shows: dict[str, Any] | None  # the card as this copy shows it now (its last update, else as sent)
 
 
 def sent_copies(s: Session, card_key: str) -> list[SentCopy]:
     """The sent messages, on every platform, that show the card `card_key`, oldest first."""
-    rows = s.execute(select(OutboxMessage.id, OutboxMessage.platform, OutboxMessage.platform_message_id,
-                            OutboxMessage.payload)
-                     .where(OutboxMessage.card_key == card_key, OutboxMessage.status == "sent",
-                            OutboxMessage.target_kind.in_(("chat", "user")),
-                            OutboxMessage.platform_message_id.is_not(None))
-                     .order_by(OutboxMessage.id))
-    return [SentCopy(row_id, platform, mid, Message.from_json(payload).parts)
+    rows = list(s.execute(select(OutboxMessage.id, OutboxMessage.platform, OutboxMessage.platform_message_id,
+                                 OutboxMessage.payload)
+                          .where(OutboxMessage.card_key == card_key, OutboxMessage.status == "sent",
+                                 OutboxMessage.target_kind.in_(("chat", "user")),
+                                 OutboxMessage.platform_message_id.is_not(None))
+                          .order_by(OutboxMessage.id)))
+    shows = {(platform, mid): payload.get("card") for _, platform, mid, payload in rows}
+    if rows:  # later updates of those messages (queued or sent) say what they show now
+        updates = s.execute(select(OutboxMessage.platform, OutboxMessage.target_id, OutboxMessage.payload)
+                            .where(OutboxMessage.target_kind == UPDATE, OutboxMessage.status != "dead",
+                                   OutboxMessage.target_id.in_([mid for _, _, mid, _ in rows]))
+                            .order_by(OutboxMessage.id))
+        for platform, mid, payload in updates:
+            if (platform, mid) in shows:
+                shows[(platform, mid)] = payload.get("card")
+    return [SentCopy(row_id, platform, mid, Message.from_json(payload).parts, shows[(platform, mid)])
             for row_id, platform, mid, payload in rows]
 
 
@@ -49,9 +59,10 @@ def update_copies(s: Session, card: Card, *, key: str, now: datetime, except_mes
     """Queue an update of every sent copy of `card` but `except_message` ((platform, message id));
     `key` names the change, so a re-run queues nothing twice. How many were queued."""
     queued = 0
+    drawn = card_to_json(card)
     for copy in copies if copies is not None else sent_copies(s, card.key):
-        if except_message == (copy.platform, copy.message_id):
-            continue
+        if except_message == (copy.platform, copy.message_id) or copy.shows == drawn:
+            continue  # the tapped copy rides the answer; a copy already showing this card needs nothing
         payload: dict[str, Any] = Message(copy.parts, card).to_json()
         queued += outbox.enqueue(s, dedupe_key=f"{key}:update:{copy.row_id}"[:200], platform=copy.platform,
                                  target_kind=UPDATE, target_id=copy.message_id, target_name="", payload=payload,
