@@ -88,6 +88,7 @@ class FakeDingTalk:
         self.open_calls = 0
         self.connections: list[web.WebSocketResponse] = []
         self.silent_first = 0  # the first N connections get no frame at all (a dead socket)
+        self.open_delay = 0.0  # seconds the gateway takes to answer an open call
         self.redeliver_after: float | None = None  # resend a robot frame not acked within this many seconds
         self.acks: list[dict[str, Any]] = []
         self._ack_waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -362,6 +363,8 @@ class FakeDingTalk:
     # --- the Stream gateway ----------------------------------------------------------------------
     async def _open(self, request: web.Request) -> web.Response:
         call = await self._record(request)
+        if self.open_delay:
+            await asyncio.sleep(self.open_delay)
         body = call.body if isinstance(call.body, dict) else {}
         if body.get("clientId") != self.client_id or body.get("clientSecret") != self.client_secret:
             return self._error(call, 401, "Unauthorized", "clientId 或 clientSecret 不正确")

@@ -191,6 +191,12 @@ class StreamConnection:
             answer = {}
         await self._send(ws, ack(frame, {"response": answer or None}))
 
+    async def drain(self) -> None:
+        """Wait for the frames' work under way, and the engine's (tests, shutdown)."""
+        while self._work:
+            await asyncio.gather(*list(self._work), return_exceptions=True)
+        await self.inbound.drain()
+
     async def drop(self) -> None:
         """Close the current socket (tests; the loop reconnects)."""
         if self._ws is not None:
