@@ -391,3 +391,17 @@ async def test_a_burst_through_the_fake_feishu_is_never_refused_and_arrives_once
         await env.close()
     assert sum(chaos.counts.values()) > 0 and fake.limit_refusals == []
     assert len(fake.sent("oc_group")) == 12  # each once, though lost answers were re-sent
+
+
+def test_delivery_settings_parse_limits_margin_and_retention() -> None:
+    from collabbot.bot.config import ConfigError, parse_config
+
+    d = parse_config({"delivery": {"per_platform_per_second": 0, "per_chat_per_minute": 0, "limit_margin": 0.1,
+                                   "receipt_retention_days": 3, "sent_retention_days": 90, "prune_batch": 50}}).delivery
+    assert (d.per_platform_per_second, d.per_chat_per_minute, d.limit_margin) == (0, 0, 0.1)
+    assert (d.receipt_retention_days, d.sent_retention_days, d.prune_batch) == (3, 90, 50)
+    assert parse_config({}).delivery == DeliverySettings()
+    for bad in ({"limit_margin": -0.1}, {"sent_retention_days": 0}, {"per_platform_per_second": -1},
+                {"prune_batch": 0}):
+        with pytest.raises(ConfigError, match="delivery"):
+            parse_config({"delivery": bad})
