@@ -134,14 +134,16 @@ def parse_message(data: Any) -> Incoming:
 
 def decode_mentions(text: str, at_users: Any, robot_id: str) -> tuple[str, tuple[UserRef, ...]]:
     """"@nick" tokens → markers, matched in order with `atUsers` (staffId known). The robot's entry is
-    dropped, and so is its token when the text kept one (as many tokens as entries). Tokens beyond
+    dropped, and so is its token when the text kept one (see below). Tokens beyond
     what the list explains (an "@" typed as text) stay text."""
     users = [u for u in at_users if isinstance(u, dict)] if isinstance(at_users, list) else []
     tokens = list(_MENTION.finditer(text))
     robot_at = [i for i, u in enumerate(users) if robot_id and _str(u, "dingtalkId") == robot_id]
     people = [u for i, u in enumerate(users) if i not in robot_at]
-    # the robot's token still in the text (as many tokens as entries): dropped
-    drop = {tokens[i].start() for i in robot_at} if robot_at and len(tokens) == len(users) else set()
+    # DingTalk removes the robot's own "@name" from the text; should one remain (as many tokens as entries,
+    # the robot first, its token leading the text) it is dropped — an "@" typed mid-text never is
+    leading = bool(tokens) and not text[:tokens[0].start()].strip()
+    drop = {tokens[0].start()} if robot_at == [0] and len(tokens) == len(users) and leading else set()
     refs: list[UserRef] = []
     index_of: dict[str, int] = {}
     out, last, n = [], 0, 0

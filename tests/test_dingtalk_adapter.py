@@ -1,0 +1,311 @@
+"""DingTalk's pieces on their own: the parser (one test per parsing rule), the HTTP sign, the config, each
+send path against the fake (cards, robot sends, session webhooks, DING, errors), and the org sync."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from collabbot.adapters.dingtalk import parse, sign
+from collabbot.adapters.dingtalk.client import DingTalkClient
+from collabbot.adapters.dingtalk.config import parse_settings
+from collabbot.adapters.dingtalk.contacts import fetch_org
+from collabbot.adapters.dingtalk.sender import DingTalkSender, SessionWebhooks, out_track_id
+from collabbot.adapters.kit.webhook import Refused
+from collabbot.bot.clock import ManualClock
+from collabbot.bot.config import ConfigError
+from collabbot.bot.events import MARKER, mention_marker
+from collabbot.bot.replies import At, Button, Card, CardAction, Message
+from collabbot.scheduler.delivery import DeliveryError, Throttled
+from collabbot.storage.outbox import OutboxItem
+
+from . import dingtalk_payloads as p
+from .conftest import TZ
+from .fake_dingtalk import FakeDingTalk
+
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=TZ)
+ACK = CardAction("ack", "task", 1, 0).pack()
+
+
+# --- parsing -----------------------------------------------------------------------------------
+def test_a_group_message_resolves_mentions_in_order_and_drops_the_robot() -> None:
+    data = p.robot_message("新建任务 H5 负责人 @李四 协助 @赵六 截止 12-10", sender="zhang01", at=NOW,
+                           at_users=["li01", "zhao01"])
+    event = parse.parse_message(data).what
+    assert isinstance(event, parse.MessageEvent) and event.to_bot and event.chat.is_group
+    assert [m.platform_user_id for m in event.mentions] == ["li01", "zhao01"]
+    assert event.text == f"新建任务 H5 负责人  {mention_marker(0)}  协助  {mention_marker(1)}  截止 12-10".strip()
+
+
+def test_the_robots_own_token_is_removed_when_dingtalk_leaves_it_in_the_text() -> None:
+    data = p.robot_message("@协作机器人 负责人 @李四", sender="zhang01", at=NOW, at_users=["li01"])
+    event = parse.parse_message(data).what
+    assert isinstance(event, parse.MessageEvent)
+    assert "协作机器人" not in event.text and [m.platform_user_id for m in event.mentions] == ["li01"]
+
+
+def test_an_email_address_is_not_a_mention() -> None:
+    data = p.robot_message("备注 a@b.com 负责人 @李四", sender="zhang01", at=NOW, at_users=["li01"])
+    event = parse.parse_message(data).what
+    assert isinstance(event, parse.MessageEvent) and "a@b.com" in event.text and len(event.mentions) == 1
+
+
+def test_an_at_sign_without_a_listed_user_stays_text() -> None:
+    event = parse.parse_message(p.robot_message("评论 #1 @all 看看", sender="zhang01", at=NOW)).what
+    assert isinstance(event, parse.MessageEvent) and "@all" in event.text and event.mentions == ()
+
+
+def test_typed_marker_characters_cannot_forge_a_mention() -> None:
+    event = parse.parse_message(p.robot_message(f"负责人 {mention_marker(0)}", sender="zhang01", at=NOW)).what
+    assert isinstance(event, parse.MessageEvent) and not MARKER.search(event.text)
+
+
+def test_a_group_message_not_addressed_to_the_robot_is_ignored() -> None:
+    data = p.robot_message("大家好", sender="zhang01", at=NOW, to_robot=False)
+    assert isinstance(parse.parse_message(data).what, parse.Ignored)
+
+
+def test_a_private_message_is_addressed_to_the_robot_and_has_no_chat() -> None:
+    event = parse.parse_message(p.robot_message("我的任务", sender="li01", at=NOW, group=False)).what
+    assert isinstance(event, parse.MessageEvent) and event.to_bot and not event.chat.is_group
+
+
+def test_a_message_without_msg_id_is_malformed() -> None:
+    data = p.robot_message("x", sender="li01", at=NOW)
+    del data["msgId"]
+    with pytest.raises(parse.Malformed):
+        parse.parse_message(data)
+
+
+def test_a_card_callback_carries_the_packed_action_and_the_card_instance() -> None:
+    tap = parse.parse_card_callback("f-1", p.card_callback(ACK, user="li01", out_track_id="cb-1"))
+    assert tap.value == ACK and tap.out_track_id == "cb-1" and tap.event().message_id == "cb-1"
+    assert tap.is_group and tap.operator.platform_user_id == "li01"
+    forged = parse.parse_card_callback("f-2", p.card_callback("v1|ack|task|1|0|extra", user="li01", out_track_id="c"))
+    assert forged.value == ""
+    with pytest.raises(parse.Malformed):
+        parse.parse_card_callback("f-3", dict(p.card_callback(ACK, user="li01", out_track_id="c"), content="{not json"))
+
+
+# --- the HTTP sign -------------------------------------------------------------------------------
+def test_the_sign_is_hmac_sha256_of_timestamp_and_secret_in_base64() -> None:
+    # computed independently: base64(HMAC-SHA256(key=secret, "1764550800000\nsecret"))
+    import base64
+    import hashlib
+    import hmac
+    expected = base64.b64encode(hmac.new(b"secret", b"1764550800000\nsecret", hashlib.sha256).digest()).decode()
+    assert sign.sign("1764550800000", "secret") == expected
+    sign.check({"timestamp": "1764550800000", "sign": expected}, "secret",
+               datetime.fromtimestamp(1764550800, TZ) + timedelta(minutes=59), 3600)
+
+
+@pytest.mark.parametrize("headers", [
+    {}, {"timestamp": "1764550800000"}, {"sign": "x"}, {"timestamp": "abc", "sign": "x"},
+    {"timestamp": "1764550800000", "sign": "wrong"}, {"timestamp": "１７６４５５０８０００００", "sign": "x"},
+])
+def test_a_bad_sign_is_refused_with_one_answer(headers: dict[str, str]) -> None:
+    with pytest.raises(Refused) as refused:
+        sign.check(headers, "secret", datetime.fromtimestamp(1764550800, TZ), 3600)
+    assert refused.value.status == 401
+
+
+def test_a_sign_older_than_the_window_is_refused() -> None:
+    headers = p.signed_headers("secret", NOW - timedelta(minutes=61))
+    with pytest.raises(Refused):
+        sign.check(headers, "secret", NOW, 3600)
+
+
+# --- config --------------------------------------------------------------------------------------
+def test_the_config_refuses_typos_and_missing_keys() -> None:
+    base = {"client_id": "ding1", "client_secret": "s", "card_template_id": "t"}
+    assert parse_settings(base).mode == "stream" and parse_settings(base).robot == "ding1"
+    for raw, key in [({**base, "modee": "http"}, "dingtalk.modee"), ({**base, "mode": "webhook"}, "dingtalk.mode"),
+                     ({k: v for k, v in base.items() if k != "card_template_id"}, "dingtalk.card_template_id"),
+                     ({**base, "answer_within_seconds": 2.5}, "dingtalk.answer_within_seconds"),
+                     ({**base, "sign_window_seconds": 7200}, "dingtalk.sign_window_seconds"),
+                     ({**base, "group_text": "both"}, "dingtalk.group_text")]:
+        with pytest.raises(ConfigError) as error:
+            parse_settings(raw)
+        assert str(error.value).startswith(key + ":")
+
+
+# --- sending -------------------------------------------------------------------------------------
+@pytest.fixture
+async def fake() -> Any:
+    fake = FakeDingTalk()
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+def sender_for(fake: FakeDingTalk, clock: ManualClock | None = None, **raw: Any) -> DingTalkSender:
+    settings = parse_settings({"client_id": fake.client_id, "client_secret": fake.client_secret,
+                               "card_template_id": "tpl", "base_url": fake.url, "oapi_url": fake.url,
+                               "session_webhook_hosts": [fake.url], **raw})
+    return DingTalkSender(DingTalkClient(settings), settings, clock or ManualClock(NOW))
+
+
+def item(kind: str, target: str, message: Message, key: str = "k1") -> OutboxItem:
+    return OutboxItem(1, key, "dingtalk", kind, target, "", message.to_json(), None, 0, NOW, f"inst:{key}", "tok")
+
+
+CARD = Card(kind="task", key="task:1", title="活动H5开发", buttons=(Button("确认收到", ACK),))
+
+
+async def test_a_card_is_created_once_under_its_out_track_id(fake: FakeDingTalk) -> None:
+    sender = sender_for(fake)
+    try:
+        message = Message((At(2, "li01", "李四"), " 请确认"), CARD)
+        first = await sender.send(item("chat", "cidG", message))
+        again = await sender.send(item("chat", "cidG", message))  # a resend after a crash: cardAlreadyExist
+        assert first == again == out_track_id("inst:k1")
+        assert len(fake.sent("cidG")) == 1
+        card = fake.cards[first]
+        assert card["at_users"] == {"li01": "李四"} and card["callback"] == "STREAM"
+        assert card["params"]["btn1_action"] == ACK
+    finally:
+        await sender.client.close()
+
+
+async def test_a_card_not_delivered_is_a_permanent_failure(fake: FakeDingTalk) -> None:
+    fake.undelivered.add("cidBroken")
+    sender = sender_for(fake)
+    try:
+        with pytest.raises(DeliveryError) as failed:
+            await sender.send(item("chat", "cidBroken", Message((), CARD)))
+        assert not failed.value.transient and "not delivered" in str(failed.value)
+    finally:
+        await sender.client.close()
+
+
+async def test_a_private_text_goes_by_batch_send_and_unreached_users_are_never_sent(fake: FakeDingTalk) -> None:
+    fake.unreached.update({"gone01": "invalid", "busy01": "flow"})
+    sender = sender_for(fake)
+    try:
+        assert await sender.send(item("user", "li01", Message(("你好",))))
+        assert fake.sent("li01")[0]["content"] == {"content": "你好"}
+        with pytest.raises(Throttled):
+            await sender.send(item("user", "busy01", Message(("你好",))))
+        with pytest.raises(DeliveryError) as failed:
+            await sender.send(item("user", "gone01", Message(("你好",))))
+        assert failed.value.transient
+    finally:
+        await sender.client.close()
+
+
+async def test_group_text_with_a_mention_is_a_card_by_default(fake: FakeDingTalk) -> None:
+    sender = sender_for(fake)
+    try:
+        await sender.send(item("chat", "cidG", Message((At(2, "li01", "李四"), " 该更新进度了"))))
+        [sent] = fake.sent("cidG")
+        assert sent["kind"] == "card" and sent["content"]["atUserIds"] == {"li01": "李四"}
+        assert sender.paths["text_as_card"] == 1
+    finally:
+        await sender.client.close()
+
+
+async def test_robot_mode_uses_group_send_and_a_valid_session_webhook_for_mentions(fake: FakeDingTalk) -> None:
+    clock = ManualClock(NOW)
+    sender = sender_for(fake, clock, group_text="robot")
+    try:
+        await sender.send(item("chat", "cidG", Message(("大家好",)), key="a"))
+        assert fake.sent("cidG")[0]["kind"] == "text"
+        nag = Message((At(2, "li01", "李四"), " 该更新进度了"))
+        await sender.send(item("chat", "cidG", nag, key="b"))  # no webhook known yet: a card
+        assert fake.sent("cidG")[-1]["kind"] == "card"
+        assert sender.webhooks.remember(parse.SessionWebhook("cidG", f"{fake.url}/robot/sendBySession?session=s1",
+                                                             NOW + timedelta(minutes=90)))
+        await sender.send(item("chat", "cidG", nag, key="c"))
+        [post] = fake.webhook_posts
+        assert post["at"] == {"atUserIds": ["li01"], "isAtAll": False} and "@li01" in post["text"]["content"]
+        clock.advance(timedelta(minutes=90))  # expired: back to a card
+        await sender.send(item("chat", "cidG", nag, key="d"))
+        assert len(fake.webhook_posts) == 1 and fake.sent("cidG")[-1]["kind"] == "card"
+    finally:
+        await sender.client.close()
+
+
+def test_a_session_webhook_on_another_host_is_refused() -> None:
+    hooks = SessionWebhooks(("oapi.dingtalk.com",))
+    for url in ("http://oapi.dingtalk.com/robot/sendBySession?session=1", "https://evil.example/robot?x=1",
+                "https://user:pw@oapi.dingtalk.com/x", "https://oapi.dingtalk.com.evil.example/x"):
+        assert not hooks.remember(parse.SessionWebhook("c", url, NOW + timedelta(hours=1))), url
+    assert hooks.remember(parse.SessionWebhook("c", "https://oapi.dingtalk.com/robot/sendBySession?session=1",
+                                               NOW + timedelta(hours=1)))
+
+
+async def test_an_urgent_message_goes_as_ding_when_allowed(fake: FakeDingTalk) -> None:
+    allowed, off = sender_for(fake, ding=True), sender_for(fake)
+    try:
+        urgent = Message(("李四的任务已超时",), CARD, urgent=True)
+        await allowed.send(item("user", "chen01", urgent, key="e1"))
+        await off.send(item("user", "chen01", urgent, key="e2"))
+        [ding] = fake.dings
+        assert ding["receiverUserIdList"] == ["chen01"] and ding["remindType"] == 1
+        fake.fail("no_permission", path="/v1.0/robot/ding/send")
+        assert await allowed.send(item("user", "chen01", urgent, key="e3"))  # a refused DING fails nothing
+    finally:
+        await allowed.client.close()
+        await off.client.close()
+
+
+async def test_the_qps_limit_is_a_throttle_and_a_refused_token_is_refreshed_once(fake: FakeDingTalk) -> None:
+    sender = sender_for(fake)
+    try:
+        fake.fail("qps_limit", path="/v1.0/card/instances/createAndDeliver")
+        with pytest.raises(Throttled):
+            await sender.send(item("chat", "cidG", Message((), CARD), key="q1"))
+        assert await sender.send(item("chat", "cidG", Message((), CARD), key="q1"))
+        fetched = sender.client.token_fetches
+        fake.fail("token_invalid", path="/v1.0/card/instances/createAndDeliver")
+        assert await sender.send(item("chat", "cidG", Message((), CARD), key="q2"))
+        assert sender.client.token_fetches == fetched + 1
+    finally:
+        await sender.client.close()
+
+
+async def test_an_update_replaces_the_cards_variables(fake: FakeDingTalk) -> None:
+    sender = sender_for(fake)
+    try:
+        track = await sender.send(item("chat", "cidG", Message((), CARD)))
+        done = Card(kind="task", key="task:1", title="活动H5开发", status="已确认")
+        await sender.send(OutboxItem(2, "u1", "dingtalk", "update", track, "", Message((), done).to_json(), None, 0,
+                                     NOW, "inst:u1", "tok"))
+        [update] = fake.messages[track]["updates"]
+        assert update["status"] == "已确认" and update["btn1_visible"] == "false"
+    finally:
+        await sender.client.close()
+
+
+# --- org sync ------------------------------------------------------------------------------------
+async def test_org_sync_reads_departments_heads_people_and_supervisors(fake: FakeDingTalk) -> None:
+    fake.add_department(2, "技术部", 1, ["chen01"])
+    fake.add_department(3, "测试组", 2, [])
+    fake.add_department(4, "测试组", 1, [])
+    fake.add_user("boss01", "赵总", [1])
+    fake.add_user("chen01", "陈七", [2], manager="boss01")
+    fake.add_user("li01", "李四", [3], manager="chen01")
+    fake.add_user("gone01", "离职", [2], active=False)
+    settings = parse_settings({"client_id": fake.client_id, "client_secret": fake.client_secret,
+                               "card_template_id": "t", "base_url": fake.url, "oapi_url": fake.url})
+    client = DingTalkClient(settings)
+    try:
+        org = await fetch_org(client, 1)
+    finally:
+        await client.close()
+    people = {person.name: person for person in org.people}
+    assert set(people) == {"赵总", "陈七", "李四"}
+    assert people["李四"].supervisor == "陈七" and people["李四"].ids == {"dingtalk": "li01"}
+    assert people["李四"].department == "测试组（技术部）"
+    assert org.departments["技术部"] == "陈七"
+    assert all(c.token for c in fake.api_calls("POST", "/topapi/"))
+
+
+def test_a_rendered_text_message_never_mentions_everyone() -> None:
+    from collabbot.adapters.dingtalk.sender import text
+
+    rendered = text(Message((At(2, "@ALL", "所有人"), " hi")), real_mentions=True)
+    assert json.loads(json.dumps(rendered))["at"]["isAtAll"] is False
