@@ -17,6 +17,7 @@ keep a connection silent (no frames at all: the client's watchdog must notice).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import threading
@@ -89,6 +90,8 @@ class FakeDingTalk:
         self.connections: list[web.WebSocketResponse] = []
         self.silent_first = 0  # the first N connections get no frame at all (a dead socket)
         self.open_delay = 0.0  # seconds the gateway takes to answer an open call
+        self.ping_every = 0.0  # > 0: a `ping` to every live connection this often, as DingTalk does (~30 s)
+        self._pinger: asyncio.Task[None] | None = None
         self.redeliver_after: float | None = None  # resend a robot frame not acked within this many seconds
         self.acks: list[dict[str, Any]] = []
         self._ack_waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -148,9 +151,29 @@ class FakeDingTalk:
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"http://127.0.0.1:{port}"
+        if self.ping_every:
+            self._pinger = asyncio.create_task(self._ping_forever())
         return self.url
 
+    async def _ping_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.ping_every)
+            for ws in self.live():
+                frame = {"specVersion": "1.0", "type": "SYSTEM", "headers": {
+                    "topic": "ping", "messageId": f"ping-{next(self._ids)}", "contentType": "application/json",
+                    "time": str(int(time.time() * 1000))}, "data": json.dumps({"opaque": f"o-{next(self._ids)}"})}
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await ws.send_str(json.dumps(frame))
+
+    def silence(self) -> web.WebSocketResponse:
+        """The newest connection goes quiet for good (no frames, no pings) while its socket stays open."""
+        ws = self.live()[-1]
+        ws.silent = True  # type: ignore[attr-defined]
+        return ws
+
     async def close(self) -> None:
+        if self._pinger is not None:
+            self._pinger.cancel()
         for ws in list(self.connections):
             await ws.close()
         if self._runner is not None:
