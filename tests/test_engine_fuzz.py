@@ -208,6 +208,7 @@ def check_event(db: Database, event: MessageEvent | CardActionEvent, reply: Repl
     if retried:
         assert new_keys == [] and task_count(db) == tasks_before, "a retry changed something"
         return
+    assert not any(k.startswith(f"evt:{receipt.id}:error:") for k in new_keys), f"an internal error: {event!r}"
     answer_keys = (f"evt:{receipt.id}:refused:", f"evt:{receipt.id}:error:")
     refused = reply.toast_kind in ("warning", "error") or any(k.startswith(answer_keys) for k in new_keys)
     if refused:
@@ -229,6 +230,9 @@ def check_database(db: Database) -> None:
         keys = list(s.scalars(select(OutboxMessage.dedupe_key)))
         receipts = set(s.scalars(select(InboundReceipt.id)))
         unanswered = s.scalar(select(func.count()).select_from(InboundReceipt).where(InboundReceipt.reply.is_(None)))
+        # an internal error is answered politely too, but it is a bug, never a refusal
+        errors = list(s.execute(select(AuditEntry.action, AuditEntry.reason).where(AuditEntry.outcome == "error")))
+    assert errors == [], f"internal errors: {errors}"
     assert created == Counter(t.id for t in tasks), "task rows and their task.create audit entries differ"
     assert set(waits) <= {t.id for t in tasks}
     for task in tasks:
