@@ -6,7 +6,8 @@
   by the tests, `aibot_respond_update_msg` must answer a template_card_event's req_id within 5 s and
   repeat its task_id (it replaces the card for everyone), `aibot_send_msg` is refused in a chat nobody
   wrote in (`NOT_BOUND`) and beyond 30 a minute / 1,000 an hour per chat (45009; windows scaled by
-  `time_scale`), and refuses a task_id twice. `silent = True` stops answering heartbeats.
+  `time_scale`), and refuses a task_id twice. `silent = True` stops answering heartbeats; `hold_pushes = True`
+  leaves pushes unanswered (and not posted).
 * The robot's URL callback and the app's callback: `robot_envelope` / `app_envelope` build the
   encrypted, signed requests WeCom makes.
 * The app API under `/cgi-bin`: `gettoken`, `message/send` (per-member limit: the excess is answered
@@ -90,6 +91,8 @@ class FakeWecom:
         self.subscribes = 0
         self.kicks = 0
         self.silent = False
+        self.hold_pushes = False
+        self.held: list[dict[str, Any]] = []
         self.bound: set[str] = set()
         self.pushes: list[dict[str, Any]] = []  # accepted aibot_send_msg bodies, with "at"
         self.refused_pushes: list[tuple[str, int]] = []
@@ -182,6 +185,9 @@ class FakeWecom:
                 await self._answer(ws, req_id)
         elif cmd == "aibot_send_msg":
             chat = str(body.get("chatid", ""))
+            if self.hold_pushes:  # a platform that went quiet: the push is neither accepted nor answered
+                self.held.append(body)
+                return
             if chat not in self.bound:
                 self.refused_pushes.append((chat, NOT_BOUND))
                 await self._answer(ws, req_id, NOT_BOUND, "no conversation with the robot in this chat")
