@@ -171,3 +171,26 @@ async def test_two_instances_each_hold_a_stream_and_a_message_on_both_makes_one_
     finally:
         await second.close()
         await first.close()
+
+
+async def test_a_tap_the_engine_misses_the_deadline_for_is_answered_empty_then_updated_by_the_api(
+        sqlite_db: Database) -> None:
+    env = await make_env(sqlite_db, START, answer_within_seconds=0.01)  # HTTP mode: the engine always late
+    try:
+        await env.post(create(env))
+        await env.adapter.inbound.drain()
+        await env.deliver()
+        [private] = [m for m in env.fake.sent(NAMES["李四"]) if m["kind"] == "card"]
+        params = private["content"]["cardParamMap"]
+        ack_value = next(v for k, v in params.items()
+                         if k.endswith("_action") and (a := CardAction.unpack(v)) and a.action == "ack")
+        status, answer = await env.post(p.card_callback(ack_value, user=NAMES["李四"], out_track_id=private["id"],
+                                                        space_id=NAMES["李四"], group=False))
+        assert status == 200 and answer == {}
+        await env.adapter.inbound.drain()
+        [update] = env.fake.messages[private["id"]]["updates"]
+        assert ack_value not in update.values()
+        with sqlite_db.transaction() as s:
+            assert s.scalar(select(Task)).acknowledged_at is not None
+    finally:
+        await env.close()

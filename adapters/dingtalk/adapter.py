@@ -31,7 +31,7 @@ class DingTalkAdapter:
         self.client = client or DingTalkClient(settings)
         webhooks = SessionWebhooks(settings.session_webhook_hosts)
         self.sender = DingTalkSender(self.client, settings, hub.bot.clock, webhooks)
-        self.inbound = DingTalkInbound(hub, settings, webhooks)
+        self.inbound = DingTalkInbound(hub, settings, webhooks, late_update=self.sender.update)
         self.webhook = DingTalkWebhook(settings, self.inbound, hub.bot.clock)
         self.stream: StreamConnection | None = None
 

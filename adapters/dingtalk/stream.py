@@ -97,16 +97,22 @@ class StreamConnection:
                 endpoint, ticket = await self.client.open_connection(self.topics)
                 assert self._session is not None
                 url = f"{endpoint}{'&' if '?' in endpoint else '?'}ticket={quote_plus(ticket)}"
-                async with self._session.ws_connect(url, heartbeat=None, autoping=True,
-                                                    max_msg_size=MAX_FRAME_BYTES,
-                                                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
-                                                    ) as ws:
+                connect = self._session.ws_connect(url, heartbeat=None, autoping=True, max_msg_size=MAX_FRAME_BYTES,
+                                                   timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0))
+                # the handshake is bounded too: a gateway that accepts and then hangs must not leave us deaf
+                ws = await asyncio.wait_for(connect, self.settings.request_timeout_seconds)
+                async with ws:
                     self._ws = ws
                     self.connections += 1
                     failures = 0
                     self.connected.set()
                     log.info("dingtalk: stream connected (connection %s)", self.connections)
-                    await self._receive(ws)
+                    opened = asyncio.get_running_loop().time()
+                    reason = await self._receive(ws)
+                if reason == "closed" and asyncio.get_running_loop().time() - opened < 2.0:
+                    # a socket closed as soon as it opened: back off rather than hammer the gateway
+                    failures += 1
+                    await asyncio.sleep(min(MAX_BACKOFF, 0.5 * 2 ** min(failures, 8)))
             except asyncio.CancelledError:
                 raise
             except (DingTalkApiError, aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -122,19 +128,19 @@ class StreamConnection:
                 self._ws = None
                 self.connected.clear()
 
-    async def _receive(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        """Frames until the socket closes, DingTalk says disconnect, or the watchdog finds it silent."""
+    async def _receive(self, ws: aiohttp.ClientWebSocketResponse) -> str:
+        """Frames until the socket closes, DingTalk says disconnect, or the watchdog finds it silent (why)."""
         while True:
             try:
                 msg = await ws.receive(timeout=self.settings.watchdog_seconds)
             except TimeoutError:
                 self.kicks += 1
                 log.warning("dingtalk: no frame for %.0f s; reconnecting", self.settings.watchdog_seconds)
-                return
+                return "silent"
             if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
                             aiohttp.WSMsgType.ERROR):
                 log.info("dingtalk: stream closed (%s); reconnecting", msg.type.name)
-                return
+                return "closed"
             if msg.type != aiohttp.WSMsgType.TEXT:
                 continue
             self.frames += 1
@@ -148,7 +154,7 @@ class StreamConnection:
             if await self._frame(ws, frame) == "disconnect":
                 self.disconnects += 1
                 log.info("dingtalk: disconnect asked; reconnecting at once")
-                return
+                return "disconnect"
 
     async def _send(self, ws: aiohttp.ClientWebSocketResponse, text: str) -> None:
         async with self._send_lock:
