@@ -207,7 +207,8 @@ class DeliveryWorker:
         if at is not None:
             await self._sleep_until(at)
         try:
-            message_id = await asyncio.wait_for(sender.send(item), self.send_timeout)
+            async with asyncio.timeout(self.send_timeout):
+                message_id = await sender.send(item)
         except Exception as exc:  # every exception is an attempt (or, a throttle, a wait)
             return await self._failed(item, exc)
         return self._count("sent", item, await self._mark_sent(item, message_id))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, or_, select, update
+from sqlalchemy import case, delete, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -99,6 +99,10 @@ def claim(session: Session, now: datetime, limit: int, lease: timedelta, *,
     )
     if session.get_bind().dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
+        # Read the batch off ix_outbox_pending in order and stop after `limit` rows. With a backlog the
+        # planner may pick a bitmap scan instead, which visits every due row (and every dead index
+        # entry of the rows sent since the last vacuum) and sorts them: the whole backlog per batch.
+        session.execute(text("SET LOCAL enable_bitmapscan = off"))
     token = secrets.token_hex(8)
     t = OutboxMessage
     rows = session.execute(
