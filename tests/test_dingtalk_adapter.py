@@ -4,7 +4,10 @@ send path against the fake (cards, robot sends, session webhooks, DING, errors),
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +27,7 @@ from collabbot.storage.outbox import OutboxItem
 
 from . import dingtalk_payloads as p
 from .conftest import TZ
-from .fake_dingtalk import FakeDingTalk
+from .fake_dingtalk import FakeDingTalk, ThreadedFake
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=TZ)
 ACK = CardAction("ack", "task", 1, 0).pack()
@@ -309,3 +312,32 @@ def test_a_rendered_text_message_never_mentions_everyone() -> None:
 
     rendered = text(Message((At(2, "@ALL", "所有人"), " hi")), real_mentions=True)
     assert json.loads(json.dumps(rendered))["at"]["isAtAll"] is False
+
+
+def test_the_org_sync_command_against_the_fake(tmp_path: Path) -> None:
+    with ThreadedFake() as threaded:
+        fake = threaded.fake
+        threaded.call(lambda: (fake.add_department(2, "技术部", 1, ["chen01"]), fake.add_user("chen01", "陈七", [2]),
+                               fake.add_user("li01", "李四", [2], manager="chen01")))
+        config = tmp_path / "c.toml"
+        config.write_text(f"""
+[database]
+url = "sqlite:///{tmp_path / 'bot.db'}"
+[dingtalk]
+client_id = "{fake.client_id}"
+client_secret = "${{DINGTALK_SECRET}}"
+card_template_id = "tpl"
+base_url = "{fake.url}"
+oapi_url = "{fake.url}"
+""", encoding="utf-8")
+        env = {"DINGTALK_SECRET": fake.client_secret, "PATH": "/usr/bin:/bin"}
+        command = [sys.executable, "-m", "collabbot.adapters.server", "--config", str(config), "org", "sync",
+                   "--platform", "dingtalk"]
+        first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+        assert first.returncode == 0, first.stderr
+        assert "李四" in first.stdout and "2 people from DingTalk" in first.stdout
+        second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+        assert second.returncode == 0 and "; 0 change(s)" in second.stdout
+        bad = subprocess.run(command, capture_output=True, text=True, env={**env, "DINGTALK_SECRET": "wrong"},
+                             timeout=60)
+        assert bad.returncode == 4 and "org sync failed" in bad.stdout
