@@ -246,3 +246,34 @@ def test_robot_card_ids_round_trip() -> None:
         parse.split_message_id("om_feishu_id")
     assert json.loads(json.dumps(fw.robot_tap("cb-1", "k", userid="u")))["event"]["eventtype"] == "template_card_event"
 
+
+
+def test_the_commented_wecom_section_of_the_example_config_is_complete_and_valid(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Uncommented, config.example.toml's [wecom] lines parse, show every key, and show the defaults."""
+    import tomllib
+
+    from collabbot.adapters.wecom import config as wecom_config
+    from collabbot.bot.config import parse_config
+
+    from .conftest import ROOT
+
+    lines = (ROOT / "config.example.toml").read_text(encoding="utf-8").splitlines()
+    section = []
+    for line in lines[lines.index("# [wecom]"):]:
+        if not line.startswith("# "):
+            break
+        if not line[2:].startswith(("#", " ")):
+            section.append(line[2:])
+    data = tomllib.loads("\n".join(section))
+    assert set(data["wecom"]) == wecom_config._KNOWN
+    for name, value in (("WECOM_APP_SECRET", "s"), ("WECOM_APP_TOKEN", "t"), ("WECOM_APP_AES_KEY", fw.APP_AES_KEY),
+                        ("WECOM_BOT_SECRET", "b")):
+        monkeypatch.setenv(name, value)
+    config = parse_config(data)
+    settings = parse_settings(config.platforms["wecom"], config)
+    assert settings.robot_mode == "websocket" and settings.app_encoding_aes_key == fw.APP_AES_KEY
+    defaults = parse_settings({"corp_id": "c", "agent_id": 1, "app_secret": "s", "bot_id": "b", "bot_secret": "x"})
+    for key in wecom_config._KNOWN - {"corp_id", "agent_id", "app_secret", "app_token", "app_encoding_aes_key",
+                                      "bot_id", "bot_secret"}:
+        assert getattr(settings, key) == getattr(defaults, key), key
