@@ -277,3 +277,14 @@ def test_the_commented_wecom_section_of_the_example_config_is_complete_and_valid
     for key in wecom_config._KNOWN - {"corp_id", "agent_id", "app_secret", "app_token", "app_encoding_aes_key",
                                       "bot_id", "bot_secret"}:
         assert getattr(settings, key) == getattr(defaults, key), key
+
+
+def test_a_card_with_nothing_to_tap_goes_as_markdown() -> None:
+    from collabbot.adapters.wecom.sender import render_message
+    from collabbot.bot.replies import Button, Card
+
+    quiet = render_message(Message((), Card("summary", "summary:1", "本周总结", fields=(("完成", "3 项"),))), "cb-1")
+    assert quiet["msgtype"] == "markdown" and "template_card" not in quiet
+    assert "本周总结" in quiet["markdown"]["content"] and "完成：3 项" in quiet["markdown"]["content"]
+    card = Card("task", "task:1", "设计", buttons=(Button("确认收到", "v1|ack|task|1|0"),))
+    assert render_message(Message((), card), "cb-2")["template_card"]["task_id"] == "cb-2"

@@ -44,6 +44,7 @@ LIMITS = (Limit("chat", 30, 60.0), Limit("chat", 1000, 3600.0), Limit("user", 30
 RESPONSE_URL_SECONDS = 3500.0  # WeCom: a response_url may be used once within an hour
 CARD_CODE_SECONDS = 71 * 3600.0  # an app card's response_code: 72 h, once
 MAX_CARD_CODES = 50_000
+MARKDOWN_BYTES = 2_048  # the app's markdown limit (the robot allows 4,096)
 
 
 def task_id_of(key: str) -> str:
@@ -57,7 +58,27 @@ def render_message(message: Message, task_id: str) -> dict[str, Any]:
     rendered = cards.render_message(PLATFORM, message)
     if "template_card" in rendered:
         rendered["template_card"]["task_id"] = task_id
+        if not rendered["template_card"].get("button_list"):
+            # button_interaction needs 1-6 buttons and text_notice a link to open: a card with nothing to tap
+            # (a summary, a notice) goes as markdown
+            rendered.update(as_markdown(rendered.pop("template_card")))
     return rendered
+
+
+def as_markdown(card: dict[str, Any]) -> dict[str, Any]:
+    """A template card without buttons as a markdown message (its strings are already escaped for WeCom)."""
+    title = card.get("main_title") or {}
+    lines = [f"**{title.get('title', '')}**" + (f"　{title['desc']}" if title.get("desc") else "")]
+    quote = (card.get("quote_area") or {}).get("quote_text")
+    if quote:
+        lines.append(f"> {quote}")
+    lines += [f"{row.get('keyname', '')}：{row.get('value', '')}" for row in card.get("horizontal_content_list") or []]
+    if card.get("sub_title_text"):
+        lines.append(str(card["sub_title_text"]))
+    content = "\n".join(lines)
+    while len(content.encode()) > MARKDOWN_BYTES:
+        content = content[: int(len(content) * 0.9)] + "…"
+    return {"msgtype": "markdown", "markdown": {"content": content}}
 
 
 def render_card(message: Message, task_id: str) -> dict[str, Any]:
@@ -100,11 +121,15 @@ class WecomSender(PlatformSender):
         except ValueError as exc:
             raise DeliveryError(str(exc), transient=False) from exc
         card = render(render_card, message, "")
-        if kind == "app" and await self._update_in_place(target, task_id, card):
-            return
-        new_task_id = task_id_of(message_id + json.dumps(card, ensure_ascii=False, sort_keys=True))
-        card["task_id"] = new_task_id
-        rendered = {"msgtype": "template_card", "template_card": card}
+        if not card.get("button_list"):
+            rendered = as_markdown(card)
+            new_task_id = task_id_of(message_id + json.dumps(rendered, ensure_ascii=False, sort_keys=True))
+        else:
+            if kind == "app" and await self._update_in_place(target, task_id, card):
+                return
+            new_task_id = task_id_of(message_id + json.dumps(card, ensure_ascii=False, sort_keys=True))
+            card["task_id"] = new_task_id
+            rendered = {"msgtype": "template_card", "template_card": card}
         if kind == "robot":
             await self._to_chat(target, rendered, new_task_id)
         else:
