@@ -269,12 +269,13 @@ class FakeWecom:
         path = "/cgi-bin/" + request.match_info["path"]
         query = dict(request.query)
         body: Any = None
-        if request.content_type == "application/json":
-            body = await request.json()
-        elif request.content_type.startswith("multipart/"):
+        if request.content_type.startswith("multipart/"):
             form = await request.post()
             media = form.get("media")
             body = {"media": getattr(media, "file", None) and media.file.read()}  # type: ignore[union-attr]
+        elif request.can_read_body:  # JSON, whatever the Content-Type says (wechatpy sends none)
+            raw = await request.read()
+            body = json.loads(raw) if raw.strip() else None
         call = Call(request.method, path, query, body)
         self.calls.append(call)
 

@@ -20,8 +20,7 @@ from collabbot.storage.models import InboundReceipt, Task
 
 from . import fake_wecom as fw
 from .conftest import TZ
-from .feishu_env import count
-from .wecom_env import WecomEnv, make_env
+from .wecom_env import WecomEnv, count, make_env
 
 START = datetime(2026, 12, 1, 9, 0, tzinfo=TZ)
 

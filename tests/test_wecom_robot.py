@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from typing import Any
 
 import aiohttp
 import pytest
@@ -28,8 +29,7 @@ from collabbot.storage.models import OutboxMessage, Task
 
 from . import fake_wecom as fw
 from .conftest import TZ
-from .feishu_env import count
-from .wecom_env import DEPARTMENTS, USERS, WecomEnv, make_env, settings_raw
+from .wecom_env import DEPARTMENTS, USERS, WecomEnv, count, make_env, settings_raw
 
 START = datetime(2026, 12, 1, 9, 0, tzinfo=TZ)
 
@@ -288,3 +288,27 @@ def test_a_card_with_nothing_to_tap_goes_as_markdown() -> None:
     assert "本周总结" in quiet["markdown"]["content"] and "3 项" in quiet["markdown"]["content"]
     card = Card("task", "task:1", "设计", buttons=(Button("确认收到", "v1|ack|task|1|0"),))
     assert render_message(Message((), card), "cb-2")["template_card"]["task_id"] == "cb-2"
+
+
+async def test_wechatpys_client_reads_the_fakes_answers(env: WecomEnv) -> None:
+    """The fake's app API, checked with WeCom's most used Python client (its host made configurable)."""
+    from wechatpy.enterprise import WeChatClient
+
+    base = env.fake.url + "/cgi-bin/"
+
+    class Local(WeChatClient):  # type: ignore[misc]
+        API_BASE_URL = base
+
+        def fetch_access_token(self) -> Any:
+            return self._fetch_access_token(url=base + "gettoken",
+                                            params={"corpid": self.corp_id, "corpsecret": self.secret})
+
+    def run() -> tuple[Any, Any, Any]:
+        client = Local(fw.CORP_ID, fw.APP_SECRET)
+        return (client.message.send_text(fw.AGENT_ID, "lisi", "你好"), client.user.list(1, fetch_child=True),
+                client.department.get())
+
+    sent, users, departments = await asyncio.to_thread(run)
+    assert sent["errcode"] == 0 and sent["msgid"] and env.fake.sent[-1]["touser"] == "lisi"
+    assert {u["userid"] for u in users} >= {"lisi", "zhangsan"}
+    assert {d["name"] for d in departments} == {"公司", "市场部", "技术部"}

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.web import Application
+from sqlalchemy import func, select
 
 from collabbot.adapters.hub import Hub
 from collabbot.adapters.wecom.adapter import WecomAdapter
@@ -49,6 +50,11 @@ USERS = [
      "status": 1},
     {"userid": "gone", "name": "离职者", "department": [3], "main_department": 3, "direct_leader": [], "status": 5},
 ]
+def count(db: Database, model: Any) -> int:
+    with db.transaction() as s:
+        return s.scalar(select(func.count()).select_from(model)) or 0
+
+
 TIME_SCALE = 0.01  # the fake's windows and our declared limits, both 100 times shorter: a burst takes milliseconds
 SCALED_LIMITS = (Limit("chat", 30, 60.0 * TIME_SCALE), Limit("chat", 1000, 3600.0 * TIME_SCALE),
                  Limit("user", 30, 60.0 * TIME_SCALE), Limit("user", 1000, 3600.0 * TIME_SCALE))
