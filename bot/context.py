@@ -36,7 +36,8 @@ class Engine(Protocol):
     config: Config
     clock: Clock
     calendar: WorkCalendar
-    wait_describers: dict[str, Callable[..., str]]  # "approval", "approval:nag", "approval:what" -> a sentence
+    # "approval", "approval:nag", "approval:what" -> a sentence; "approval:prefetch" loads a sweep batch's rows
+    wait_describers: dict[str, Callable[..., Any]]
     help_lines: tuple[HelpLine, ...]
 
     def describe_wait(self, ctx: Ctx, wait: Wait) -> str: ...

@@ -10,11 +10,13 @@ in the same transaction as the messages, so a second instance or a re-run insert
 
 from __future__ import annotations
 
+import logging
 import zlib
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, time, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, func, select, update
 from sqlalchemy import insert as sa_insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
@@ -24,7 +26,7 @@ from collabbot.bot.org import CONSOLE
 from collabbot.bot.replies import At, Button, Card, CardAction, Message
 from collabbot.bot.rules import states
 from collabbot.bot.rules.reminders import next_step
-from collabbot.bot.views import blocked_ids, open_predecessors, task_card
+from collabbot.bot.views import blocked_ids, task_card
 from collabbot.storage import outbox
 from collabbot.storage.models import (
     AuditEntry,
@@ -36,6 +38,7 @@ from collabbot.storage.models import (
     OutboxMessage,
     Project,
     Task,
+    TaskDependency,
     User,
     Wait,
     WeeklyNote,
@@ -45,6 +48,10 @@ if TYPE_CHECKING:
     from collabbot.bot.context import Engine
 
 BATCH = 5000
+SKIPPED_WAIT_RETRY = timedelta(hours=1)  # a wait whose reminder failed is tried again this much later
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Notifier:
@@ -60,6 +67,8 @@ class Notifier:
         self.rows: list[dict] = []
         self.audits: list[dict] = []
         self.ids: dict[int, dict[str, str]] = {}
+        self.facts: dict[tuple[str, int], object] = {}  # what describers read for many waits at once (prefetch)
+        self.keep: list[object] = []  # rows loaded ahead, held so the session's identity map keeps them
 
     def load_identities(self, user_ids: set[int]) -> None:
         missing = [u for u in user_ids if u not in self.ids]
@@ -121,9 +130,52 @@ class Notifier:
         self._row(key, chat.platform, "chat", chat.platform_chat_id, chat.name, message, not_before)
         return True
 
-    def audit(self, action: str, entity_type: str, entity_id: int, after: dict) -> None:
+    def audit(self, action: str, entity_type: str, entity_id: int, after: dict | None, *, outcome: str = "ok",
+              reason: str = "") -> None:
         self.audits.append(dict(at=self.now, actor_id=None, action=action, entity_type=entity_type,
-                                entity_id=entity_id, outcome="ok", reason="", before=None, after=after))
+                                entity_id=entity_id, outcome=outcome, reason=reason[:2000], before=None, after=after))
+
+    def each(self, rule: str, items: Iterable[T], work: Callable[[T], bool], entity: Callable[[T], tuple[str, int]],
+             skipped: Callable[[T], None] | None = None) -> int:
+        """`work(item)` for every item, isolated: an item that fails is logged, audited and skipped (then
+        `skipped(item)` runs), and the others go on. How many items `work` acted on.
+
+        The whole batch runs in one savepoint first; only when it fails is it run again with one savepoint
+        per item, so a sweep with nothing wrong pays for no per-item savepoints.
+        """
+        items = list(items)
+        rows, audits = len(self.rows), len(self.audits)
+        try:
+            with self.s.begin_nested():
+                with self.s.no_autoflush:  # rows changed here are written once, at the end of the batch
+                    done = sum(1 for item in items if work(item))
+                self.s.flush()
+            return done
+        except Exception:
+            del self.rows[rows:], self.audits[audits:]
+            log.warning("sweep: a %s batch of %s failed; running it item by item", rule, len(items))
+        done = 0
+        for item in items:
+            rows, audits = len(self.rows), len(self.audits)
+            try:
+                with self.s.begin_nested():
+                    acted = work(item)
+                    self.s.flush()
+                done += acted
+            except Exception as exc:
+                del self.rows[rows:], self.audits[audits:]
+                entity_type, entity_id = entity(item)
+                log.exception("sweep: %s skipped %s #%s", rule, entity_type, entity_id)
+                self.audit(f"{rule}.skip", entity_type, entity_id, None, outcome="error",
+                           reason=f"{type(exc).__name__}: {exc}")
+                if skipped is not None:
+                    try:
+                        with self.s.begin_nested():
+                            skipped(item)
+                            self.s.flush()
+                    except Exception:
+                        log.exception("sweep: cannot set %s #%s aside", entity_type, entity_id)
+        return done
 
 
 def _insert_once(s: Session, job: str, slot: str, now: datetime) -> bool:
@@ -220,6 +272,32 @@ def _escalate(n: Notifier, wait: Wait, tasks: dict[int, Task]) -> None:
             {"wait": wait.id, "person": person.id, "to": boss.id if boss else None})
 
 
+def _prefetch(n: Notifier, waits: list[Wait]) -> None:
+    """Everything the batch's nags and escalations read, in a few queries for the whole batch: help
+    requests, what other modules' describers need, the people's departments, heads and supervisors
+    (escalation targets) and all of their platform identities."""
+    s = n.s
+    help_ids = [w.entity_id for w in waits if w.entity_type == "help"]
+    if help_ids:
+        n.keep += s.scalars(select(HelpRequest).where(HelpRequest.id.in_(help_ids))).all()
+    by_type: dict[str, list[Wait]] = {}
+    for w in waits:
+        by_type.setdefault(w.entity_type, []).append(w)
+    for entity_type, some in by_type.items():
+        prefetch = n.bot.wait_describers.get(entity_type + ":prefetch")
+        if prefetch is not None:
+            prefetch(n, some)
+    dept_ids = {w.person.department_id for w in waits if w.person.department_id is not None}
+    depts = s.scalars(select(Department).where(Department.id.in_(dept_ids))
+                      .options(selectinload(Department.head).selectinload(User.supervisor))).all() if dept_ids else []
+    n.keep += depts
+    people = {w.person_id for w in waits} | {w.person.supervisor_id for w in waits if w.person.supervisor_id}
+    for d in depts:
+        if d.head is not None:
+            people |= {d.head.id} | ({d.head.supervisor_id} if d.head.supervisor_id else set())
+    n.load_identities(people)
+
+
 def sweep_waits(bot: Engine, s: Session, now: datetime) -> int:
     stmt = (select(Wait).where(Wait.answered_at.is_(None), Wait.next_due_at.is_not(None), Wait.next_due_at <= now)
             .order_by(Wait.next_due_at).limit(BATCH)
@@ -228,20 +306,20 @@ def sweep_waits(bot: Engine, s: Session, now: datetime) -> int:
         stmt = stmt.with_for_update(skip_locked=True, of=Wait)
     n = Notifier(bot, s, now)
     rules = bot.config.rules
-    count = 0
     waits = list(s.scalars(stmt))
     task_ids = [w.entity_id for w in waits if w.entity_type == "task"]
     tasks = {t.id: t for t in s.scalars(select(Task).where(Task.id.in_(task_ids)).options(
         selectinload(Task.owner), selectinload(Task.collaborators), selectinload(Task.project),
         selectinload(Task.department)))} if task_ids else {}
     blocked = blocked_ids(s, task_ids)
-    n.load_identities({w.person_id for w in waits} | {w.person.supervisor_id for w in waits if w.person.supervisor_id})
-    for wait in waits:
+    _prefetch(n, waits)
+
+    def one(wait: Wait) -> bool:
         step = next_step(wait.raised_at, wait.nags_sent, wait.last_nag_at, wait.escalated_at is not None,
                          rules, bot.calendar)
         if step is None:
             wait.next_due_at = None
-            continue
+            return False
         kind, _due = step
         if kind == "nag":
             _nag(n, wait, tasks, blocked)
@@ -253,7 +331,12 @@ def sweep_waits(bot: Engine, s: Session, now: datetime) -> int:
         following = next_step(wait.raised_at, wait.nags_sent, wait.last_nag_at, wait.escalated_at is not None,
                               rules, bot.calendar)
         wait.next_due_at = following[1] if following else None
-        count += 1
+        return True
+
+    def set_aside(wait: Wait) -> None:
+        wait.next_due_at = now + SKIPPED_WAIT_RETRY
+
+    count = n.each("rule.wait", waits, one, lambda w: ("wait", w.id), set_aside)
     n.flush()
     return count
 
@@ -266,20 +349,21 @@ def sweep_overdue(bot: Engine, s: Session, now: datetime) -> int:
     stmt = (select(Task).where(Task.status.in_(states.OPEN), Task.status != "done", Task.status != "cancelled",
                                Task.overdue_warned_at.is_(None), Task.deadline.is_not(None), Task.deadline <= now)
             .order_by(Task.deadline).limit(BATCH)
-            .options(selectinload(Task.owner), selectinload(Task.project).selectinload(Project.coordinator)))
+            .options(selectinload(Task.owner), selectinload(Task.project).selectinload(Project.coordinator),
+                     selectinload(Task.collaborators), selectinload(Task.department)))
     if s.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True, of=Task)
     n = Notifier(bot, s, now)
     when = n.send_window()
-    count = 0
     tasks = list(s.scalars(stmt))
     blocked = blocked_ids(s, [t.id for t in tasks])
     n.load_identities({t.owner_id for t in tasks} | {t.project.coordinator_id for t in tasks
                                                       if t.project and t.project.coordinator_id})
-    for task in tasks:
+
+    def one(task: Task) -> bool:
         task.overdue_warned_at = now
         if task.status == "review":
-            continue  # submitted in time for review: nothing to chase
+            return False  # submitted in time for review: nothing to chase
         deadline = n.fmt(task.deadline)
         card = task_card(s, task, n.lang, now, bot.calendar.tz, blocked=task.id in blocked)
         n.to_user(task.owner, Message((n.t("overdue_owner", id=task.id, title=task.title, deadline=deadline),), card),
@@ -295,7 +379,12 @@ def sweep_overdue(bot: Engine, s: Session, now: datetime) -> int:
                                                 owner=task.owner.name, deadline=deadline),)),
                       f"overdue:task:{task.id}:coordinator", when)
         n.audit("rule.overdue", "task", task.id, {"deadline": task.deadline.isoformat() if task.deadline else None})
-        count += 1
+        return True
+
+    def set_aside(task: Task) -> None:
+        task.overdue_warned_at = now  # audited as skipped: not retried every minute
+
+    count = n.each("rule.overdue", tasks, one, lambda t: ("task", t.id), set_aside)
     n.flush()
     return count
 
@@ -318,15 +407,25 @@ def daily_prompt(bot: Engine, s: Session, now: datetime, force: bool = False) ->
         return 0
     n = Notifier(bot, s, now)
     day_start = _local_day_start(bot, today)
-    sent = 0
-    chats = s.scalars(select(Chat).where(Chat.project_id.is_not(None), Chat.active.is_(True)).order_by(Chat.id))
-    for chat in chats:
-        stale = list(s.scalars(
-            select(Task).where(Task.project_id == chat.project_id, Task.status == "in_progress",
-                               (Task.last_progress_at.is_(None)) | (Task.last_progress_at < day_start))
-            .order_by(Task.id).options(selectinload(Task.owner))))
+    chats = list(s.scalars(select(Chat).where(Chat.project_id.is_not(None), Chat.active.is_(True)).order_by(Chat.id)))
+    # every group's stale tasks in one query (not one per group)
+    stale_by_project: dict[int, list[Task]] = {}
+    stale_stmt = (select(Task).where(Task.project_id.in_({c.project_id for c in chats}), Task.status == "in_progress",
+                                     (Task.last_progress_at.is_(None)) | (Task.last_progress_at < day_start))
+                  .order_by(Task.id).options(selectinload(Task.owner)))
+    if rules.daily_prompt_private:  # the private copies carry the task card
+        stale_stmt = stale_stmt.options(selectinload(Task.collaborators), selectinload(Task.project),
+                                        selectinload(Task.department))
+    for task in s.scalars(stale_stmt) if chats else ():
+        stale_by_project.setdefault(task.project_id, []).append(task)  # type: ignore[arg-type]
+    every = [t for tasks in stale_by_project.values() for t in tasks]
+    blocked = blocked_ids(s, [t.id for t in every]) if rules.daily_prompt_private else set()
+    n.load_identities({t.owner_id for t in every})
+
+    def one(chat: Chat) -> bool:
+        stale = stale_by_project.get(chat.project_id, [])  # type: ignore[arg-type]
         if not stale:
-            continue
+            return False
         when = now + _spread(f"prompt:{chat.id}", rules.daily_prompt_spread_minutes)
         parts: list = [n.t("prompt_group")]
         for task in stale:
@@ -339,9 +438,11 @@ def daily_prompt(bot: Engine, s: Session, now: datetime, force: bool = False) ->
             n.to_chat(chat, Message(tuple(parts), card), f"prompt:{today.isoformat()}:chat:{chat.id}", when)
         for task in stale if rules.daily_prompt_private else ():
             n.to_user(task.owner, Message((n.t("prompt_private", id=task.id, title=task.title, percent=task.percent),),
-                                          task_card(s, task, n.lang, now, bot.calendar.tz)),
+                                          task_card(s, task, n.lang, now, bot.calendar.tz, blocked=task.id in blocked)),
                       f"prompt:{today.isoformat()}:task:{task.id}", when)
-        sent += 1
+        return True
+
+    sent = n.each("rule.daily_prompt", chats, one, lambda c: ("chat", c.id))
     n.flush()
     return sent
 
@@ -366,12 +467,16 @@ def weekly_summary(bot: Engine, s: Session, now: datetime, force: bool = False) 
         return 0
     n = Notifier(bot, s, now)
     start, end = _week_bounds(bot, today)
-    sent = 0
-    for chat in s.scalars(select(Chat).where(Chat.project_id.is_not(None), Chat.active.is_(True)).order_by(Chat.id)):
-        card = summary_card(bot, s, n, chat.project_id, start, end, slot)  # type: ignore[arg-type]
+    chats = list(s.scalars(select(Chat).where(Chat.project_id.is_not(None), Chat.active.is_(True)).order_by(Chat.id)))
+    facts = SummaryFacts.load(s, {c.project_id for c in chats}, start, end, now, slot)  # type: ignore[misc]
+
+    def one(chat: Chat) -> bool:
+        card = summary_card(n, facts, chat.project_id, start, end, slot)  # type: ignore[arg-type]
         when = now + _spread(f"summary:{chat.id}", rules.weekly_summary_spread_minutes)
         n.to_chat(chat, Message((n.t("summary_intro"),), card), f"summary:{slot}:chat:{chat.id}", when)
-        sent += 1
+        return True
+
+    sent = n.each("rule.weekly_summary", chats, one, lambda c: ("chat", c.id))
     n.flush()
     return sent
 
@@ -382,31 +487,75 @@ def bar(percent: int, width: int = 10) -> str:
     return "▓" * filled + "░" * (width - filled)
 
 
-def summary_card(bot: Engine, s: Session, n: Notifier, project_id: int, start: datetime, end: datetime,
+class SummaryFacts:
+    """What the weekly summaries of many projects show, read with a handful of queries for all of them.
+
+    Only the tasks a summary can list are read (in progress or in review, done this week, due before the
+    end of next week, or waiting for an open predecessor), as plain rows rather than ORM objects.
+    """
+
+    def __init__(self) -> None:
+        self.projects: dict[int, str] = {}
+        self.tasks: dict[int, list[Row]] = {}
+        self.blocked: set[int] = set()
+        self.notes: dict[int, list[tuple[str, str]]] = {}
+
+    @classmethod
+    def load(cls, s: Session, project_ids: set[int], start: datetime, end: datetime, now: datetime,
+             slot: str) -> SummaryFacts:
+        facts = cls()
+        if not project_ids:
+            return facts
+        ids = sorted(project_ids)
+        facts.projects = dict(s.execute(select(Project.id, Project.name).where(Project.id.in_(ids))).all())
+        open_preds = (select(TaskDependency.task_id).join(Task, Task.id == TaskDependency.depends_on_id)
+                      .where(Task.status.not_in(states.CLOSED)))
+        facts.blocked = set(s.scalars(select(TaskDependency.task_id).join(Task, Task.id == TaskDependency.task_id)
+                                      .where(Task.project_id.in_(ids), Task.status.in_(("todo", "in_progress")),
+                                             TaskDependency.task_id.in_(open_preds))))
+        later = end + timedelta(days=7)
+        rows = s.execute(
+            select(Task.id, Task.project_id, Task.title, Task.status, Task.percent, Task.deadline, Task.done_at,
+                   User.name.label("owner"), Department.name.label("department"))
+            .join(User, User.id == Task.owner_id).outerjoin(Department, Department.id == Task.department_id)
+            .where(Task.project_id.in_(ids), Task.status != "cancelled",
+                   Task.status.in_(("in_progress", "review"))
+                   | ((Task.status == "done") & (Task.done_at >= start) & (Task.done_at < end))
+                   | (Task.status.in_(states.OPEN) & (Task.deadline < later))
+                   | Task.id.in_(facts.blocked or {0}))
+            .order_by(Task.id)).all()
+        for row in rows:
+            facts.tasks.setdefault(row.project_id, []).append(row)
+        for project_id, dept, text in s.execute(
+                select(WeeklyNote.project_id, Department.name, WeeklyNote.text)
+                .join(Department, Department.id == WeeklyNote.department_id)
+                .where(WeeklyNote.project_id.in_(ids), WeeklyNote.week == slot).order_by(Department.id)):
+            facts.notes.setdefault(project_id, []).append((dept, text))
+        return facts
+
+
+def summary_card(n: Notifier, facts: SummaryFacts, project_id: int, start: datetime, end: datetime,
                  slot: str) -> Card:
-    project = s.get(Project, project_id)
-    tasks = list(s.scalars(select(Task).where(Task.project_id == project_id, Task.status != "cancelled")
-                           .order_by(Task.id).options(selectinload(Task.owner), selectinload(Task.department))))
+    tasks = facts.tasks.get(project_id, [])
     now = n.now
     lines = lambda items: "；".join(items) or n.t("none")  # noqa: E731
     done = [t for t in tasks if t.status == "done" and t.done_at and start <= t.done_at < end]
     in_progress = [t for t in tasks if t.status in ("in_progress", "review")]
     overdue = [t for t in tasks if states.is_overdue(t.status, t.deadline, now)]
-    blocked = [t for t in tasks if t.status in ("todo", "in_progress") and open_predecessors(s, t.id)]
+    blocked = [t for t in tasks if t.status in ("todo", "in_progress") and t.id in facts.blocked]
     next_week = [t for t in tasks if t.status in states.OPEN and t.deadline and end <= t.deadline < end + timedelta(days=7)]
     rate: dict[str, list[int]] = {}
-    for t in tasks:
-        if t.status == "done" and t.done_at and start <= t.done_at < end and t.deadline:
-            name = t.department.name if t.department else "-"
+    for t in done:
+        if t.deadline:
+            name = t.department or "-"
             rate.setdefault(name, [0, 0])
             rate[name][1] += 1
             rate[name][0] += t.done_at <= t.deadline
-    notes = s.execute(select(Department.name, WeeklyNote.text).join(Department, Department.id == WeeklyNote.department_id)
-                      .where(WeeklyNote.project_id == project_id, WeeklyNote.week == slot).order_by(Department.id)).all()
+    notes = facts.notes.get(project_id, [])
     fields = [
         (n.t("summary_done"), lines(f"#{t.id} {t.title}" for t in done)),
         (n.t("summary_in_progress"), lines(f"#{t.id} {t.title} {bar(t.percent)} {t.percent}%" for t in in_progress)),
-        (n.t("summary_overdue"), lines(f"#{t.id} {t.title}（{t.owner.name}）" for t in overdue)),
+        (n.t("summary_overdue"), lines(f"#{t.id} {t.title}（{t.owner}）" for t in overdue)),
         (n.t("summary_blocked"), lines(f"#{t.id} {t.title}" for t in blocked)),
         (n.t("summary_next_week"), lines(f"#{t.id} {t.title} {n.fmt(t.deadline)}" for t in next_week)),
         (n.t("summary_on_time"), lines(f"{d} {ok}/{total}（{round(100 * ok / total)}%）"
@@ -415,7 +564,7 @@ def summary_card(bot: Engine, s: Session, n: Notifier, project_id: int, start: d
     if notes:
         fields.append((n.t("summary_notes"), lines(f"{d}：{text}" for d, text in notes)))
     return Card(kind="summary", key=f"summary:{project_id}:{slot}",
-                title=n.t("summary_title", project=project.name if project else "-"), color="blue",
+                title=n.t("summary_title", project=facts.projects.get(project_id, "-")), color="blue",
                 fields=tuple(fields),
                 chart=tuple((d, round(100 * ok / total)) for d, (ok, total) in sorted(rate.items())))
 
@@ -437,16 +586,20 @@ def sweep(bot: Engine, now: datetime) -> int:
 def next_due(bot: Engine, now: datetime) -> datetime | None:
     """The earliest moment after which a sweep or a delivery would do something (for the console)."""
     candidates: list[datetime] = []
+    rules, cal = bot.config.rules, bot.calendar
+    local = now.astimezone(cal.tz)
+    year, week, _ = local.date().isocalendar()
     with bot.db.transaction() as s:
         w = s.scalar(select(func.min(Wait.next_due_at)).where(Wait.answered_at.is_(None), Wait.next_due_at.is_not(None)))
         d = s.scalar(select(func.min(Task.deadline)).where(Task.status.in_(("todo", "in_progress")),
                                                            Task.overdue_warned_at.is_(None), Task.deadline.is_not(None)))
         o = outbox.next_due(s)
-        ran_prompt = set(s.scalars(select(JobRun.slot).where(JobRun.job == "daily_prompt")))
-        ran_summary = set(s.scalars(select(JobRun.slot).where(JobRun.job == "weekly_summary")))
+        # only the slots from today / this week on (ISO dates and weeks sort as text), not every slot ever run
+        ran_prompt = set(s.scalars(select(JobRun.slot).where(JobRun.job == "daily_prompt",
+                                                             JobRun.slot >= local.date().isoformat())))
+        ran_summary = set(s.scalars(select(JobRun.slot).where(JobRun.job == "weekly_summary",
+                                                              JobRun.slot >= f"{year}-W{week:02d}")))
     candidates += [x for x in (w, d, o) if x is not None]
-    rules, cal = bot.config.rules, bot.calendar
-    local = now.astimezone(cal.tz)
     for offset in range(0, 15):
         day = local.date() + timedelta(days=offset)
         if rules.daily_prompt_enabled and cal.is_workday(day) and day.isoformat() not in ran_prompt:
