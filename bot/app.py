@@ -35,12 +35,13 @@ from collabbot.bot.events import (
     sanitized,
     show_markers,
 )
-from collabbot.bot.handlers import approvals, assist, projects, queries, tasks
+from collabbot.bot.handlers import approvals, assist, projects, queries, task_creation, tasks
+from collabbot.bot.handlers.approvals import base as approvals_base
 from collabbot.bot.people import resolve_chat, resolve_user
-from collabbot.bot.replies import CardAction, Message, Reply
+from collabbot.bot.replies import Card, CardAction, Message, Reply
 from collabbot.storage import outbox
 from collabbot.storage.db import Database
-from collabbot.storage.models import Chat, InboundReceipt, User, Wait
+from collabbot.storage.models import ApprovalRequest, Chat, Identity, InboundReceipt, Task, User, Wait
 
 log = logging.getLogger(__name__)
 HANDLE_ATTEMPTS = 3  # an event that loses a race on a unique row or a deadlock runs again, this many times in all
@@ -127,6 +128,23 @@ def _wait_action(ctx: Ctx, action: CardAction) -> Reply | None:
 
 ACTIONS: dict[str, ActionHandler] = {"task": _task_action, "help": _help_action, "wait": _wait_action,
                                      "approval": approvals.card_action}
+
+
+def _task_view(ctx: Ctx, task_id: int, viewer: User | None) -> Card | None:
+    task = ctx.s.get(Task, task_id)
+    return task_creation.card(ctx, task) if task is not None else None
+
+
+def _approval_view(result: bool) -> Callable[[Ctx, int, User | None], Card | None]:
+    def draw(ctx: Ctx, request_id: int, viewer: User | None) -> Card | None:
+        req = ctx.s.get(ApprovalRequest, request_id)
+        return approvals_base.card_for(ctx, req, viewer, result=result) if req is not None else None
+    return draw
+
+
+# a sent card's kind -> how to draw it again for one viewer (None: a group's copy), after its entity changed
+CARD_VIEWS: dict[str, Callable[[Ctx, int, User | None], Card | None]] = {
+    "task": _task_view, "approval": _approval_view(False), "approval_result": _approval_view(True)}
 
 
 class Bot:
@@ -259,17 +277,31 @@ class Bot:
             ctx.audit(action_name, outcome="error", reason="internal error")
             reply = self._answer(ctx, event, ctx.t("internal_error"), "error")
         if isinstance(event, CardActionEvent) and reply.card is not None:
-            reply = self._follow_card(s, event, reply, receipt.id, now)
+            reply = self._follow_card(ctx, event, reply, receipt.id)
         receipt.reply = reply.to_json()
         return reply
 
-    def _follow_card(self, s: Session, event: CardActionEvent, reply: Reply, receipt_id: int, now: datetime) -> Reply:
-        """The tapped copy is updated by the answer (with the text it showed); every other copy by the outbox."""
+    def _follow_card(self, ctx: Ctx, event: CardActionEvent, reply: Reply, receipt_id: int) -> Reply:
+        """The tapped copy is updated by the answer (with the text it showed); every other copy by the outbox,
+        each drawn for whoever sees it (an approval card's buttons are for the approver whose turn it is)."""
         assert reply.card is not None
-        found = copies.sent_copies(s, reply.card.key)
+        found = copies.sent_copies(ctx.s, reply.card.key)
         tapped = copies.tapped_copy(found, event.platform, event.message_id)
-        copies.update_copies(s, reply.card, key=f"evt:{receipt_id}", now=now, copies=found,
-                             except_message=(event.platform, event.message_id))
+        raw_id = reply.card.key.partition(":")[2]
+
+        def view(copy: copies.SentCopy) -> Card | None:
+            shown = (copy.shows or {}).get("kind", reply.card.kind) if reply.card else ""
+            draw = CARD_VIEWS.get(shown)
+            if draw is None or not raw_id.isdigit():
+                return None
+            viewer = None
+            if copy.target_kind == "user":
+                viewer = ctx.s.scalar(select(User).join(Identity, Identity.user_id == User.id).where(
+                    Identity.platform == copy.platform, Identity.platform_user_id == copy.target_id))
+            return draw(ctx, int(raw_id), viewer)
+
+        copies.update_copies(ctx.s, reply.card, key=f"evt:{receipt_id}", now=ctx.now, copies=found,
+                             except_message=(event.platform, event.message_id), view=view)
         return replace(reply, parts=tapped.parts) if tapped is not None else reply
 
     def _answer(self, ctx: Ctx, event: InboundEvent, text: str, kind: str) -> Reply:

@@ -10,6 +10,7 @@ copy itself is updated by the callback's own answer (`Reply.card` with `Reply.pa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,39 +32,44 @@ class SentCopy:
     message_id: str
     parts: tuple[Part, ...]
     shows: dict[str, Any] | None  # the card as this copy shows it now (its last update, else as sent)
+    target_kind: str = "chat"  # chat | user: who sees this copy (a card may differ per viewer)
+    target_id: str = ""
 
 
 def sent_copies(s: Session, card_key: str) -> list[SentCopy]:
     """The sent messages, on every platform, that show the card `card_key`, oldest first."""
     rows = list(s.execute(select(OutboxMessage.id, OutboxMessage.platform, OutboxMessage.platform_message_id,
-                                 OutboxMessage.payload)
+                                 OutboxMessage.payload, OutboxMessage.target_kind, OutboxMessage.target_id)
                           .where(OutboxMessage.card_key == card_key, OutboxMessage.status == "sent",
                                  OutboxMessage.target_kind.in_(("chat", "user")),
                                  OutboxMessage.platform_message_id.is_not(None))
                           .order_by(OutboxMessage.id)))
-    shows = {(platform, mid): payload.get("card") for _, platform, mid, payload in rows}
+    shows = {(platform, mid): payload.get("card") for _, platform, mid, payload, _, _ in rows}
     if rows:  # later updates of those messages (queued or sent) say what they show now
         updates = s.execute(select(OutboxMessage.platform, OutboxMessage.target_id, OutboxMessage.payload)
                             .where(OutboxMessage.target_kind == UPDATE, OutboxMessage.status != "dead",
-                                   OutboxMessage.target_id.in_([mid for _, _, mid, _ in rows]))
+                                   OutboxMessage.target_id.in_([mid for _, _, mid, _, _, _ in rows]))
                             .order_by(OutboxMessage.id))
         for platform, mid, payload in updates:
             if (platform, mid) in shows:
                 shows[(platform, mid)] = payload.get("card")
-    return [SentCopy(row_id, platform, mid, Message.from_json(payload).parts, shows[(platform, mid)])
-            for row_id, platform, mid, payload in rows]
+    return [SentCopy(row_id, platform, mid, Message.from_json(payload).parts, shows[(platform, mid)], kind, target)
+            for row_id, platform, mid, payload, kind, target in rows]
 
 
 def update_copies(s: Session, card: Card, *, key: str, now: datetime, except_message: tuple[str, str] | None = None,
-                  copies: list[SentCopy] | None = None) -> int:
-    """Queue an update of every sent copy of `card` but `except_message` ((platform, message id));
-    `key` names the change, so a re-run queues nothing twice. How many were queued."""
+                  copies: list[SentCopy] | None = None, view: Callable[[SentCopy], Card | None] | None = None) -> int:
+    """Queue an update of every sent copy of `card` but `except_message` ((platform, message id)); `view`
+    draws the card as a copy's viewer sees it (None: as `card`). `key` names the change, so a re-run
+    queues nothing twice. How many were queued."""
     queued = 0
-    drawn = card_to_json(card)
     for copy in copies if copies is not None else sent_copies(s, card.key):
-        if except_message == (copy.platform, copy.message_id) or copy.shows == drawn:
-            continue  # the tapped copy rides the answer; a copy already showing this card needs nothing
-        payload: dict[str, Any] = Message(copy.parts, card).to_json()
+        if except_message == (copy.platform, copy.message_id):
+            continue  # the tapped copy rides the answer
+        shown = (view(copy) if view is not None else None) or card
+        if copy.shows == card_to_json(shown):
+            continue  # already showing this: nothing to change
+        payload: dict[str, Any] = Message(copy.parts, shown).to_json()
         queued += outbox.enqueue(s, dedupe_key=f"{key}:update:{copy.row_id}"[:200], platform=copy.platform,
                                  target_kind=UPDATE, target_id=copy.message_id, target_name="", payload=payload,
                                  now=now)

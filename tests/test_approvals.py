@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from collabbot.adapters.console.transcript import TranscriptError
 from collabbot.bot.approval_templates import builtin_templates, parse_value
 from collabbot.bot.commands import Command, parse
 from collabbot.bot.config import ConfigError, load_config, parse_config
@@ -232,10 +233,13 @@ def test_a_repeated_or_stale_tap_casts_no_second_vote(harness) -> None:
     # the console shows the updated card (no buttons); the platform may still show someone the old copy
     reply = harness.bot.handle(tap_event(harness, "张三", "approve", stage_index=0))
     assert "你已经同意过审批 #A1 的这一环节" in reply.toast and reply.card is not None and not reply.card.buttons
-    # the group's copy was drawn for 初审; 陈七 may decide 会签, but not through a card of the earlier step
-    out = harness.text(f"{G} 陈七: tap 同意 #1")
-    assert "这张卡片已过期：审批 #A1 当前审批中" in out
+    # a copy still drawn for 初审 (a platform's old copy); 陈七 may decide 会签, but not through it
+    stale = harness.bot.handle(tap_event(harness, "陈七", "approve", stage_index=0))
+    assert "这张卡片已过期：审批 #A1 当前审批中" in stale.toast
     assert count(harness.db, ApprovalVote) == 1
+    # every copy follows its request: the group's copy now shows 会签, with the buttons for whoever's turn it is
+    shown = [c.card for c in harness.console.sender.cards if c.target == ("chat", "新品上市群")][-1]
+    assert "会签" in shown.status and shown.buttons
     assert count(harness.db, AuditEntry, AuditEntry.action == "approval.tap_ignored") == 2
 
 
@@ -381,6 +385,8 @@ def test_one_tap_task_for_an_approved_resource_request(harness) -> None:
                 "dm as 陈七: 同意 #A1")
     out = harness.text("dm as 周八: 同意 #A1")
     assert "[一键转任务]" in out
+    [old_button] = [b.value for c in harness.console.sender.cards if c.target == ("user", "李四")
+                    for b in c.card.buttons if b.label == "一键转任务"][-1:]
     assert "只有发起人、设计部负责人或管理员可以" in harness.text(f"{G} 赵六: tap 一键转任务 #1")
     out = harness.text(f"{G} 李四: tap 一键转任务 #1")
     assert "已创建任务 #1，负责人 周八" in out
@@ -389,7 +395,13 @@ def test_one_tap_task_for_an_approved_resource_request(harness) -> None:
         task = s.get(Task, 1)
         assert task is not None and task.owner.name == "周八" and task.department is not None
         assert task.department.name == "设计部" and "用途：活动海报" in task.remarks
-    assert "已经转为任务 #1" in harness.text("dm as 李四: tap 一键转任务 #1")
+    # every copy of the result follows: 李四's private copy no longer offers the button ...
+    with pytest.raises(TranscriptError):
+        harness.run("dm as 李四: tap 一键转任务 #1")
+    # ... and a tap on a platform's old copy of it changes nothing
+    reply = harness.bot.handle(CardActionEvent("old-copy-tap", ChatRef("console", "dm:李四", "李四", is_group=False),
+                                               UserRef("console", "李四", "李四"), old_button))
+    assert "已经转为任务 #1" in reply.toast
     assert count(harness.db, Task) == 1
     assert request(harness.db).result_task_id == 1
 

@@ -18,6 +18,7 @@ from datetime import timedelta
 from collabbot.adapters.console import transcript as tr
 from collabbot.bot.app import Bot
 from collabbot.bot.clock import ManualClock
+from collabbot.bot.copies import UPDATE
 from collabbot.bot.events import CardActionEvent, ChatRef, MessageEvent, UserRef, mention_marker, strip_markers
 from collabbot.bot.org import CONSOLE, Org
 from collabbot.bot.replies import Card, Message, Reply
@@ -30,6 +31,7 @@ from collabbot.storage.outbox import OutboxItem
 class ShownCard:
     target: tuple[str, str]  # (chat | user, platform id)
     card: Card
+    message_id: str = ""
 
 
 @dataclass
@@ -47,12 +49,17 @@ class ConsoleSender:
 
     async def send(self, item: OutboxItem) -> str | None:
         message = Message.from_json(item.payload)
+        if item.target_kind == UPDATE:  # another copy of a tapped card: changed in place, silently
+            for shown in self.cards:
+                if shown.message_id == item.target_id and message.card is not None:
+                    shown.card = message.card
+            return item.target_id
         target = item.target_name if item.target_kind == "chat" else f"{item.target_name}（私聊）"
         text = message.plain_text
         self.out.append(f"[{self.stamp()}] → {target}: {text}".rstrip())
         if message.card is not None:
             self.show_card(message.card)
-            self.cards.append(ShownCard((item.target_kind, item.target_id), message.card))
+            self.cards.append(ShownCard((item.target_kind, item.target_id), message.card, f"console-{item.id}"))
         return f"console-{item.id}"
 
     def show_card(self, card: Card, prefix: str = "  ") -> None:
@@ -138,7 +145,8 @@ class Console:
             if button is None:
                 continue
             event = CardActionEvent(event_id=uuid.uuid4().hex, chat=self._chat_ref(step.chat, step.person),
-                                    sender=UserRef(CONSOLE, step.person, step.person), value=button.value)
+                                    sender=UserRef(CONSOLE, step.person, step.person), value=button.value,
+                                    message_id=shown.message_id)
             self._show_reply(step.person, shown, self.bot.handle(event))
             return
         where = step.chat or f"{step.person}（私聊）"

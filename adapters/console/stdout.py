@@ -16,6 +16,7 @@ from typing import TextIO
 from aiohttp import web
 
 from collabbot.bot.clock import Clock
+from collabbot.bot.copies import UPDATE
 from collabbot.bot.org import CONSOLE
 from collabbot.bot.replies import Message
 from collabbot.storage.outbox import OutboxItem
@@ -30,6 +31,8 @@ class StdoutSender:
         self.as_json = os.environ.get("COLLABBOT_CONSOLE_JSON") == "1" if as_json is None else as_json
 
     async def send(self, item: OutboxItem) -> str | None:
+        if item.target_kind == UPDATE:  # a terminal cannot change what it printed: nothing to show
+            return item.target_id
         text = Message.from_json(item.payload).plain_text
         if self.as_json:
             line = json.dumps({"id": item.id, "key": item.dedupe_key, "kind": item.target_kind,
