@@ -69,6 +69,20 @@ class Notifier:
         self.ids: dict[int, dict[str, str]] = {}
         self.facts: dict[tuple[str, int], object] = {}  # what describers read for many waits at once (prefetch)
         self.keep: list[object] = []  # rows loaded ahead, held so the session's identity map keeps them
+        self.wait_updates: list[dict] = []  # id and new reminder columns of each wait, one executemany UPDATE
+
+    def update_wait(self, wait: Wait, **values: object) -> None:
+        """Move a wait on (written with the batch, not through the ORM's per-object flush)."""
+        row = {"id": wait.id, "nags_sent": wait.nags_sent, "last_nag_at": wait.last_nag_at,
+               "escalated_at": wait.escalated_at, "next_due_at": wait.next_due_at}
+        row.update(values)
+        self.wait_updates.append(row)
+
+    def _write(self) -> None:
+        if self.wait_updates:
+            self.s.execute(update(Wait), self.wait_updates)
+            self.wait_updates = []
+        self.s.flush()
 
     def load_identities(self, user_ids: set[int]) -> None:
         missing = [u for u in user_ids if u not in self.ids]
@@ -144,26 +158,26 @@ class Notifier:
         per item, so a sweep with nothing wrong pays for no per-item savepoints.
         """
         items = list(items)
-        rows, audits = len(self.rows), len(self.audits)
+        rows, audits, updates = len(self.rows), len(self.audits), len(self.wait_updates)
         try:
             with self.s.begin_nested():
                 with self.s.no_autoflush:  # rows changed here are written once, at the end of the batch
                     done = sum(1 for item in items if work(item))
-                self.s.flush()
+                self._write()
             return done
         except Exception:
-            del self.rows[rows:], self.audits[audits:]
+            del self.rows[rows:], self.audits[audits:], self.wait_updates[updates:]
             log.warning("sweep: a %s batch of %s failed; running it item by item", rule, len(items))
         done = 0
         for item in items:
-            rows, audits = len(self.rows), len(self.audits)
+            rows, audits, updates = len(self.rows), len(self.audits), len(self.wait_updates)
             try:
                 with self.s.begin_nested():
                     acted = work(item)
-                    self.s.flush()
+                    self._write()
                 done += acted
             except Exception as exc:
-                del self.rows[rows:], self.audits[audits:]
+                del self.rows[rows:], self.audits[audits:], self.wait_updates[updates:]
                 entity_type, entity_id = entity(item)
                 log.exception("sweep: %s skipped %s #%s", rule, entity_type, entity_id)
                 self.audit(f"{rule}.skip", entity_type, entity_id, None, outcome="error",
@@ -172,7 +186,7 @@ class Notifier:
                     try:
                         with self.s.begin_nested():
                             skipped(item)
-                            self.s.flush()
+                            self._write()
                     except Exception:
                         log.exception("sweep: cannot set %s #%s aside", entity_type, entity_id)
         return done
@@ -318,23 +332,22 @@ def sweep_waits(bot: Engine, s: Session, now: datetime) -> int:
         step = next_step(wait.raised_at, wait.nags_sent, wait.last_nag_at, wait.escalated_at is not None,
                          rules, bot.calendar)
         if step is None:
-            wait.next_due_at = None
+            n.update_wait(wait, next_due_at=None)
             return False
-        kind, _due = step
-        if kind == "nag":
+        nags_sent, last_nag_at, escalated_at = wait.nags_sent, wait.last_nag_at, wait.escalated_at
+        if step[0] == "nag":
             _nag(n, wait, tasks, blocked)
-            wait.nags_sent += 1
-            wait.last_nag_at = now
+            nags_sent, last_nag_at = nags_sent + 1, now
         else:
             _escalate(n, wait, tasks)
-            wait.escalated_at = now
-        following = next_step(wait.raised_at, wait.nags_sent, wait.last_nag_at, wait.escalated_at is not None,
-                              rules, bot.calendar)
-        wait.next_due_at = following[1] if following else None
+            escalated_at = now
+        following = next_step(wait.raised_at, nags_sent, last_nag_at, escalated_at is not None, rules, bot.calendar)
+        n.update_wait(wait, nags_sent=nags_sent, last_nag_at=last_nag_at, escalated_at=escalated_at,
+                      next_due_at=following[1] if following else None)
         return True
 
     def set_aside(wait: Wait) -> None:
-        wait.next_due_at = now + SKIPPED_WAIT_RETRY
+        n.update_wait(wait, next_due_at=now + SKIPPED_WAIT_RETRY)
 
     count = n.each("rule.wait", waits, one, lambda w: ("wait", w.id), set_aside)
     n.flush()

@@ -48,6 +48,8 @@ def test_a_failing_item_is_skipped_audited_and_the_others_are_nagged(harness: Ha
     with harness.db.transaction() as s:
         nagged = set(s.scalars(select(OutboxMessage.target_id).where(OutboxMessage.dedupe_key.like("nag:task:%"))))
         assert {"李四", "王五"} <= nagged
+        # the batch ran again item by item: each good wait still counts one nag, not two
+        assert set(s.scalars(select(Wait.nags_sent).where(Wait.entity_type == "task"))) == {1}
         [skip] = s.scalars(select(AuditEntry).where(AuditEntry.action == "rule.wait.skip"))
         assert (skip.entity_type, skip.entity_id, skip.outcome) == ("wait", bad_id, "error")
         assert "Error" in skip.reason
