@@ -2,7 +2,8 @@
 
 Storage and engine tests take the `db` fixture, which runs each test on both back-ends. PostgreSQL is
 started once per test run by `tests/pgserver.py` (or taken from $COLLABBOT_TEST_PG_URL); each test
-gets empty tables. Time is a `ManualClock`: no test sleeps for a rule.
+gets empty tables. Time is a `ManualClock` reading UTC like the system clock (`HarnessClock`): no test
+sleeps for a rule.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -97,12 +98,22 @@ def sqlite_db(tmp_path: Path, sqlite_template: Path) -> Iterator[Database]:
     database.dispose()
 
 
+class HarnessClock(ManualClock):
+    """The suite's manual clock reads UTC, as `SystemClock` does in production: code that takes the
+    date or hour of `now()` for the local one is wrong there and must be wrong here too. Times may be
+    set in any zone (tests and transcripts say them in the calendar's, as people read them); the
+    calendar's zone still decides working hours."""
+
+    def now(self) -> datetime:
+        return super().now().astimezone(UTC)
+
+
 class Harness:
     """The console platform driven line by line, with the outputs collected for assertions."""
 
     def __init__(self, db: Database, config: Config | None = None, start: datetime | None = None) -> None:
         self.config = config or Config()
-        self.clock = ManualClock(start or datetime(2026, 12, 1, 9, 0, tzinfo=TZ))
+        self.clock = HarnessClock(start or datetime(2026, 12, 1, 9, 0, tzinfo=TZ))
         self.bot = Bot(db, self.config, self.clock)
         self.org = load_org_file(EXAMPLES / "demo-org.toml")
         with db.transaction() as s:
