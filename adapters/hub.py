@@ -17,10 +17,12 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 
+from collabbot.adapters.kit.spool import Spool
 from collabbot.bot.app import Bot
 from collabbot.bot.events import InboundEvent
 from collabbot.bot.replies import Reply
@@ -35,29 +37,76 @@ ENGINE_THREADS = 4  # SQLite has one writer anyway; PostgreSQL gains little beyo
 LEASE = inbound.DEFAULT_LEASE
 
 
-class Journal:
-    """Durable inbound rows: `put` waits for its commit; `forget` deletes later, in the next commit."""
+class Ticket:
+    """One durable row: its queue id once the database has it (it may first sit in the spool)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, landed: asyncio.Future[list[int]], index: int) -> None:
+        self.landed = landed
+        self.index = index
+
+    @property
+    def id(self) -> int | None:
+        if not self.landed.done() or self.landed.cancelled() or self.landed.exception() is not None:
+            return None
+        return self.landed.result()[self.index]
+
+
+class Journal:
+    """Durable inbound rows: `put` returns once they are committed, or spooled to a local file when the
+    database does not take them within `spool_after` seconds; `forget` deletes later, in a next commit."""
+
+    def __init__(self, db: Database, spool: Spool | None = None, spool_after: float = 1.0) -> None:
         self.db = db
+        self.spool = spool
+        self.spool_after = spool_after
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="collabbot-journal")
         self._puts: list[tuple[list[tuple[str, str, dict[str, Any]]], asyncio.Future[list[int]]]] = []
         self._forgotten: list[int] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._recovered = False
         self.commits = 0
 
-    async def put(self, rows: list[tuple[str, str, dict[str, Any]]]) -> list[int]:
-        """Insert (platform, kind, payload) rows leased to this process; returns once they are committed."""
-        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._puts.append((rows, future))
+    async def put(self, rows: list[tuple[str, str, dict[str, Any]]]) -> list[Ticket]:
+        """Make (platform, kind, payload) rows durable (leased to this process); one ticket per row."""
+        landed: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._puts.append((rows, landed))
         self._kick()
-        return await future
+        tickets = [Ticket(landed, i) for i in range(len(rows))]
+        if self.spool is None or not rows:
+            await landed
+            return tickets
+        try:
+            await asyncio.wait_for(asyncio.shield(landed), self.spool_after)
+        except TimeoutError:
+            spool = self.spool
+            ids = await asyncio.to_thread(spool.append, rows)
+            log.warning("inbound journal: the database did not take %s row(s) within %.1f s; spooled to %s",
+                        len(rows), self.spool_after, spool.path)
+            landed.add_done_callback(lambda f: None if f.cancelled() or f.exception() else spool.landed(ids))
+        return tickets
 
-    def forget(self, row_id: int) -> None:
-        """The row's work is done: delete it with the next commit (a crash before then only repeats
-        work that the engine's receipt makes harmless)."""
-        self._forgotten.append(row_id)
-        self._kick()
+    def forget(self, ticket: Ticket | int) -> None:
+        """The row's work is done: delete it with a next commit (a crash before then only repeats work
+        that the engine's receipt makes harmless)."""
+        if isinstance(ticket, int):
+            self._forgotten.append(ticket)
+            self._kick()
+        elif ticket.id is not None:
+            self.forget(ticket.id)
+        else:
+            ticket.landed.add_done_callback(lambda _: ticket.id is not None and self.forget(ticket.id))
+
+    async def recover(self) -> int:
+        """Move the rows a previous process left in the spool into the queue; how many."""
+        if self.spool is None or self._recovered:
+            return 0
+        self._recovered = True
+        rows = await asyncio.to_thread(self.spool.pending)
+        if rows:
+            await self.run(inbound.put_many, rows, timedelta(0))  # unleased: any instance may take them now
+            log.warning("inbound journal: %s row(s) recovered from the spool %s", len(rows), self.spool.path)
+        await asyncio.to_thread(self.spool.reset)
+        return len(rows)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(session, *args)` in its own transaction on the journal's thread."""
@@ -107,11 +156,12 @@ class Hub:
     bot: Bot
     worker: DeliveryWorker | None = None
     engine_threads: int = ENGINE_THREADS
+    spool: Spool | None = None
     journal: Journal = field(init=False)
     _pool: ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
-        self.journal = Journal(self.bot.db)
+        self.journal = Journal(self.bot.db, self.spool, self.bot.config.spool_after_seconds)
         self._pool = ThreadPoolExecutor(self.engine_threads, thread_name_prefix="collabbot-engine")
         self.backlog = 0
 

@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 from collabbot.adapters import registry
 from collabbot.adapters.hub import Hub, PlatformAdapter
 from collabbot.adapters.kit.orgsync import sync_org
+from collabbot.adapters.kit.spool import Spool
 from collabbot.bot.app import Bot
 from collabbot.bot.clock import Clock, FileClock, SystemClock
 from collabbot.bot.config import Config, ConfigError
@@ -75,6 +76,17 @@ def build_adapters(config: Config, hub: Hub, clock: Clock) -> list[PlatformAdapt
 
         adapters.append(ConsoleAdapter(clock))
     return adapters
+
+
+def spool_path(config: Config) -> Path:
+    """The local spool file for inbound events the database could not take in time (one per port)."""
+    if config.spool_dir:
+        base = Path(config.spool_dir)
+    elif config.database_url.startswith("sqlite:///") and config.database_url != "sqlite:///:memory:":
+        base = Path(config.database_url.removeprefix("sqlite:///")).resolve().parent
+    else:
+        base = Path.cwd()
+    return base / f"collabbot-inbound-{config.port}.spool"
 
 
 def build_app(config: Config, bot: Bot, adapters: list[PlatformAdapter], hub: Hub | None = None) -> web.Application:
@@ -147,14 +159,14 @@ async def run(config: Config, org: Org | None, *, ready: asyncio.Event | None = 
                     log.info("org: %s", change)
         await asyncio.to_thread(load)
     bot = Bot(db, config, clock)
-    hub = Hub(bot)
+    hub = Hub(bot, spool=Spool(spool_path(config)))
     adapters = build_adapters(config, hub, clock)
     worker = DeliveryWorker(db, {a.platform: a.sender for a in adapters}, config.delivery, clock)
     hub.worker = worker
     app = build_app(config, bot, adapters, hub)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port)
+    site = web.TCPSite(runner, config.host, config.port, reuse_port=config.reuse_port or None)
     await site.start()
     log.warning("collabbot serving on http://%s:%s (%s)", config.host, config.port,
                 ", ".join(a.platform for a in adapters))

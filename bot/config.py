@@ -98,6 +98,9 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 1_048_576
+    reuse_port: bool = False  # several `serve` processes on one port (SO_REUSEPORT), PostgreSQL only
+    spool_dir: str = ""  # where inbound events wait when the database stalls ("": beside the SQLite file, else ./)
+    spool_after_seconds: float = 1.0
     calendar: WorkCalendar = field(default_factory=WorkCalendar)
     rules: RuleSettings = field(default_factory=RuleSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
@@ -346,6 +349,9 @@ def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
         host=server.str("host", "127.0.0.1"),
         port=port,
         max_body_bytes=server.int("max_body_bytes", 1_048_576, minimum=1024),
+        reuse_port=server.bool("reuse_port", False),
+        spool_dir=server.str("spool_dir", ""),
+        spool_after_seconds=server.number("spool_after_seconds", 1.0),
         calendar=calendar,
         rules=_rules(root.table("rules")),
         delivery=_delivery(root.table("delivery")),

@@ -103,7 +103,8 @@ async def test_on_postgresql_a_row_is_resumed_once_its_lease_ran_out(pg_database
         body = cb.message("@_user_1 " + CREATE, sender="ou_zhang", mentions=[("ou_bot", "bot"), ("ou_li", "李四")],
                           at=START)
         event = env.adapter.inbound.parse(body).what
-        [row_id] = await env.hub.journal.put([("feishu", "event", event_to_json(event))])
+        [ticket] = await env.hub.journal.put([("feishu", "event", event_to_json(event))])
+        row_id = ticket.id
         pipeline = env.adapter.inbound.pipeline
         assert await pipeline.resume() == 0  # still leased to its (live, other) holder
         with pg_database.transaction() as s:
@@ -234,3 +235,62 @@ answer_within_seconds = 0.02
             db.dispose()
         print(f"\nburst: {len(answered)} answered, {done_before} done before kill -9, "
               f"{len(answered) - done_before} resumed after the restart")
+
+
+async def test_a_database_stall_is_answered_in_time_from_the_spool_and_loses_nothing(
+        sqlite_db: Database, tmp_path: Path) -> None:
+    import asyncio
+    import sqlite3
+    import time
+
+    from collabbot.adapters.kit.spool import Spool
+
+    env = await make_env(sqlite_db, START)
+    env.hub.journal.spool, env.hub.journal.spool_after = Spool(tmp_path / "inbound.spool"), 0.3
+    env.adapter.inbound.pipeline.answer_within = 0.5
+    try:
+        blocker = sqlite3.connect(str(sqlite_db.engine.url.database), timeout=0, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # the database stalls: no writer gets in
+        release = asyncio.get_running_loop().call_later(2.0, blocker.rollback)
+        started = time.monotonic()
+        body = cb.message("@_user_1 " + CREATE, sender="ou_zhang", mentions=[("ou_bot", "bot"), ("ou_li", "李四")],
+                          at=START)
+        headers, raw = cb.envelope(body, at=START)
+        response = await env.http.post(env.adapter.settings.path, data=raw, headers=headers)
+        answered = time.monotonic() - started
+        assert response.status == 200 and answered < 1.5  # within Feishu's 3 s although nothing could be written
+        assert len(Spool(tmp_path / "inbound.spool").pending()) == 1  # durable meanwhile, in the spool
+        await asyncio.sleep(0)
+        await env.adapter.inbound.drain()  # the stall ends; the engine finishes the work
+        release.cancel()
+        blocker.close()
+        assert count(sqlite_db, Task) == 1
+        assert Spool(tmp_path / "inbound.spool").pending() == []  # it reached the database: marked landed
+    finally:
+        await env.close()
+
+
+async def test_rows_left_in_the_spool_by_a_dead_process_are_worked_at_the_next_start(
+        sqlite_db: Database, tmp_path: Path) -> None:
+    from collabbot.adapters.hub import Hub
+    from collabbot.adapters.kit.spool import Spool
+
+    spool = Spool(tmp_path / "inbound.spool")
+    body = cb.message("@_user_1 " + CREATE, sender="ou_zhang", mentions=[("ou_bot", "bot"), ("ou_li", "李四")],
+                      at=START)
+    env = await make_env(sqlite_db, START)
+    event = env.adapter.inbound.parse(body).what
+    await env.close()
+    spool.append([("feishu", "event", event_to_json(event))])
+    with spool.path.open("a", encoding="utf-8") as f:
+        f.write('{"id": "torn')  # a crash in the middle of a line
+    env = await make_env(sqlite_db, START)
+    try:
+        hub = Hub(env.bot, spool=spool)  # what `serve` builds: the spool beside the database
+        assert await hub.journal.recover() == 1 and spool.pending() == []
+        assert await env.adapter.inbound.pipeline.resume(after_start=True) == 1
+        await env.adapter.inbound.drain()
+        assert count(sqlite_db, Task) == 1
+        hub.close()
+    finally:
+        await env.close()

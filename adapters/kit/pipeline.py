@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any
 
-from collabbot.adapters.hub import Hub
+from collabbot.adapters.hub import Hub, Ticket
 from collabbot.bot.events import InboundEvent, MessageEvent, event_from_json, event_to_json
 from collabbot.bot.replies import Reply
 from collabbot.storage import inbound
@@ -73,7 +73,8 @@ class InboundPipeline:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def start(self) -> None:
-        """Resume what a previous process left in the queue, then keep looking now and then."""
+        """Resume what a previous process left in the spool and the queue, then keep looking now and then."""
+        await self.hub.journal.recover()
         self._resumer = asyncio.create_task(self._resume_forever(), name=f"{self.platform}-inbound-resume")
 
     async def stop(self) -> None:
@@ -97,8 +98,8 @@ class InboundPipeline:
             log.warning("%s: message %s sent at %s arrived too late; not executed", self.platform,
                         event.event_id, sent_at)
             return None
-        row_id = (await self.hub.journal.put([(self.platform, EVENT, event_to_json(event))]))[0]
-        task = self.spawn(self._work_event(row_id, event))
+        [ticket] = await self.hub.journal.put([(self.platform, EVENT, event_to_json(event))])
+        task = self.spawn(self._work_event(ticket, event))
         try:
             return await asyncio.wait_for(asyncio.shield(task), self.answer_within)
         except TimeoutError:
@@ -111,12 +112,13 @@ class InboundPipeline:
         """Make `kind` work durable now, and start it; the handler must be registered in `follow_ups`."""
         if kind not in self.follow_ups:
             raise KeyError(f"no follow-up handler {kind!r}")
-        row_id = (await self.hub.journal.put([(self.platform, kind, payload)]))[0]
-        self.spawn(self._work_follow_up(inbound.QueuedItem(row_id, self.platform, kind, payload, 0)))
+        [ticket] = await self.hub.journal.put([(self.platform, kind, payload)])
+        if ticket.id is not None:  # else it sits in the spool: the database takes it up, and resume() works it
+            self.spawn(self._work_follow_up(inbound.QueuedItem(ticket.id, self.platform, kind, payload, 0)))
 
-    async def _work_event(self, row_id: int, event: InboundEvent) -> Reply:
+    async def _work_event(self, ticket: Ticket | int, event: InboundEvent) -> Reply:
         reply = await self.hub.handle(event)
-        self.hub.journal.forget(row_id)
+        self.hub.journal.forget(ticket)
         return reply
 
     async def _work_follow_up(self, item: inbound.QueuedItem) -> None:
