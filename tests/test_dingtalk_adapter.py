@@ -341,3 +341,30 @@ oapi_url = "{fake.url}"
         bad = subprocess.run(command, capture_output=True, text=True, env={**env, "DINGTALK_SECRET": "wrong"},
                              timeout=60)
         assert bad.returncode == 4 and "org sync failed" in bad.stdout
+
+
+def test_the_example_config_shows_every_dingtalk_key_with_its_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Uncommented, config.example.toml's [dingtalk] lines parse, show every key, and show the defaults."""
+    import tomllib
+
+    from collabbot.adapters.dingtalk import config as dingtalk_config
+    from collabbot.bot.config import parse_config
+
+    from .conftest import ROOT
+
+    lines = (ROOT / "config.example.toml").read_text(encoding="utf-8").splitlines()
+    section = []
+    for line in lines[lines.index("# [dingtalk]"):]:
+        if not line.startswith("# "):
+            break
+        if not line[2:].startswith(("#", " ")):
+            section.append(line[2:])
+    data = tomllib.loads("\n".join(section))
+    assert set(data["dingtalk"]) == dingtalk_config._KNOWN
+    monkeypatch.setenv("DINGTALK_CLIENT_SECRET", "from-the-environment")
+    config = parse_config(data)
+    shown = parse_settings(config.platforms["dingtalk"], config)
+    assert shown.client_secret == "from-the-environment" and shown.mode == "stream"
+    defaults = parse_settings({"client_id": "x", "client_secret": "y", "card_template_id": "z"})
+    for key in dingtalk_config._KNOWN - {"client_id", "client_secret", "card_template_id"}:
+        assert getattr(shown, key) == getattr(defaults, key), key
