@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import Row, func, select, text, update
 from sqlalchemy import insert as sa_insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from collabbot.bot.context import Engine
 
 BATCH = 5000
+OVERDUE_INDEX_CONDITION = "tasks.status <> 'done' AND tasks.status <> 'cancelled' AND tasks.overdue_warned_at IS NULL"
 SKIPPED_WAIT_RETRY = timedelta(hours=1)  # a wait whose reminder failed is tried again this much later
 
 log = logging.getLogger(__name__)
@@ -359,8 +360,9 @@ def sweep_waits(bot: Engine, s: Session, now: datetime) -> int:
 def sweep_overdue(bot: Engine, s: Session, now: datetime) -> int:
     if not bot.config.rules.overdue_enabled:
         return 0
-    stmt = (select(Task).where(Task.status.in_(states.OPEN), Task.status != "done", Task.status != "cancelled",
-                               Task.overdue_warned_at.is_(None), Task.deadline.is_not(None), Task.deadline <= now)
+    # the partial index ix_tasks_overdue_due is used only when its condition is written out with literals
+    stmt = (select(Task).where(text(OVERDUE_INDEX_CONDITION), Task.status.in_(states.OPEN),
+                               Task.deadline.is_not(None), Task.deadline <= now)
             .order_by(Task.deadline).limit(BATCH)
             .options(selectinload(Task.owner), selectinload(Task.project).selectinload(Project.coordinator),
                      selectinload(Task.collaborators), selectinload(Task.department)))
@@ -539,11 +541,11 @@ class SummaryFacts:
             .order_by(Task.id)).all()
         for row in rows:
             facts.tasks.setdefault(row.project_id, []).append(row)
-        for project_id, dept, text in s.execute(
+        for project_id, dept, note in s.execute(
                 select(WeeklyNote.project_id, Department.name, WeeklyNote.text)
                 .join(Department, Department.id == WeeklyNote.department_id)
                 .where(WeeklyNote.project_id.in_(ids), WeeklyNote.week == slot).order_by(Department.id)):
-            facts.notes.setdefault(project_id, []).append((dept, text))
+            facts.notes.setdefault(project_id, []).append((dept, note))
         return facts
 
 

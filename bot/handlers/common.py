@@ -105,6 +105,7 @@ def chat_project(ctx: Ctx, cmd: Command | None = None, *, create: bool = False) 
             return project
     if create and ctx.chat is not None and not (cmd is not None and cmd.get("project")):
         # two first commands in a new group at once: the second waits here, then finds the first's project
+        ctx.s.flush()  # a new group name read from this event must not be lost by the refresh
         ctx.s.refresh(ctx.chat, with_for_update=True)
         if ctx.chat.project_id is not None and (project := ctx.s.get(Project, ctx.chat.project_id)) is not None:
             return project
