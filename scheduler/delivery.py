@@ -15,10 +15,10 @@ one row at a time, each at the time its rate limits allow:
 * **Leases.** Claims are small (`batch_size`) and a row is held at most `hold` seconds, half the
   lease, before its send; while any row of a batch waits or sends, a heartbeat renews the lease of
   the batch's remaining rows every third of it (one statement by claim token), so a slow send never
-  outlives its lease. Every mark updates `WHERE id AND
-  claim_token`: if the lease was lost anyway (the process stalled), the mark changes nothing and is
-  logged, and the platform idempotency key (installation id + dedupe key) makes the other worker's
-  resend harmless.
+  outlives its lease. Every mark updates `WHERE id AND claim_token` (the sends that finish
+  together in one statement): if the lease was lost anyway (the process stalled), the mark changes
+  nothing and is logged, and the platform idempotency key (installation id + dedupe key) makes the
+  other worker's resend harmless.
 
 Outcomes are counted in `counters` (sent, retried, throttled, deferred, dead, lost), which
 `/metrics` prints. Database calls run in a worker thread so the event loop keeps answering callbacks.
@@ -96,10 +96,11 @@ class DeliveryWorker:
         self.hold = settings.claim_seconds / 2
         self.slots: Slots = slots or (DatabaseSlots(db) if db.is_postgres else MemorySlots())
         self._sleep_until = sleep_until or self._wall_sleep_until
-        self.limits: dict[str, tuple[Limit, ...]] = {
-            name: tuple(getattr(sender, "limits", None) if getattr(sender, "limits", None) is not None
-                        else default_limits(settings.per_chat_per_minute, settings.per_platform_per_second))
-            for name, sender in senders.items()}
+        defaults = default_limits(settings.per_chat_per_minute, settings.per_platform_per_second)
+        self.limits: dict[str, tuple[Limit, ...]] = {}
+        for name, sender in senders.items():
+            declared = getattr(sender, "limits", None)
+            self.limits[name] = tuple(declared) if declared is not None else defaults
         self.counters: Counter[str] = Counter({name: 0 for name in OUTCOMES})
         self.installation = ""
         self.wake = asyncio.Event()
@@ -175,15 +176,20 @@ class DeliveryWorker:
         return outcome
 
     # --- one row -----------------------------------------------------------------------------------
-    async def _slot(self, item: OutboxItem) -> tuple[datetime, bool]:
-        """This row's send time under its limits, and whether it was taken (within `hold`)."""
+    async def _slot(self, item: OutboxItem) -> tuple[datetime, bool, float | None]:
+        """This row's send time under its limits, whether it was taken (within `hold`), and how late the
+        send may start (None: the row has no limits)."""
         keys = limit_keys(item.platform, item.target_kind, item.target_id, self.limits.get(item.platform, ()),
                           self.settings.limit_margin)
         if not keys:
-            return self.clock.now(), True
+            return self.clock.now(), True, None
+        # a send that starts later than its slot comes closer to the next one: at most the margin's worth
+        slack = max(0.001, min(keys.values()) * self.settings.limit_margin / (1 + self.settings.limit_margin))
         if isinstance(self.slots, MemorySlots):
-            return self.slots.reserve(keys, self.clock.now(), self.hold)
-        return await asyncio.to_thread(self.slots.reserve, keys, self.clock.now(), self.hold)
+            at, taken = self.slots.reserve(keys, self.clock.now(), self.hold)
+        else:
+            at, taken = await asyncio.to_thread(self.slots.reserve, keys, self.clock.now(), self.hold)
+        return at, taken, slack
 
     async def _heartbeat(self, token: str, pending: set[int]) -> None:
         """Renew the lease of the batch's rows still waiting or sending, every third of it, in one statement."""
@@ -198,14 +204,27 @@ class DeliveryWorker:
                 log.warning("outbox %s: lease lost while waiting or sending", item_id)
                 pending.discard(item_id)
 
-    async def deliver(self, item: OutboxItem, at: datetime | None = None) -> str:
-        """Send one claimed row at `at` (its slot) and record the outcome (one of OUTCOMES)."""
+    async def deliver(self, item: OutboxItem, slot: tuple[datetime, float] | None = None) -> str:
+        """Send one claimed row at its rate slot (time, slack) and record the outcome (one of OUTCOMES).
+
+        A send that could not start within the slack of its slot (a busy process) gives the slot up and
+        takes the next free one, so a late send never crowds the next."""
         sender = self.senders.get(item.platform)
         if sender is None:
             held = await self._db(self._mark_failed, item, f"no sender for platform {item.platform!r}", None)
             return self._count("dead", item, held)
-        if at is not None:
+        while slot is not None:
+            at, slack = slot
             await self._sleep_until(at)
+            late = (self.clock.now() - at).total_seconds()
+            if late <= slack:
+                break
+            log.info("outbox %s to %s %s missed its rate slot by %.3fs; takes the next", item.id, item.target_kind,
+                     item.target_id, late)
+            at, taken, new_slack = await self._slot(item)
+            if not taken:
+                return self._count("deferred", item, await self._db(self._defer, item, at, ""))
+            slot = (at, new_slack or 0.0)
         try:
             async with asyncio.timeout(self.send_timeout):
                 message_id = await sender.send(item)
@@ -234,9 +253,9 @@ class DeliveryWorker:
         log.error("outbox %s to %s (%s) dead after %s attempts: %r", item.id, target, item.dedupe_key, attempt, exc)
         return self._count("dead", item, await self._db(self._mark_failed, item, repr(exc), None))
 
-    async def _guarded(self, item: OutboxItem, at: datetime | None, pending: set[int]) -> str:
+    async def _guarded(self, item: OutboxItem, slot: tuple[datetime, float] | None, pending: set[int]) -> str:
         try:
-            return await self.deliver(item, at)
+            return await self.deliver(item, slot)
         except Exception:  # the database failed while recording: the lease runs out, the row comes back
             log.exception("outbox %s: delivery not recorded", item.id)
             return "error"
@@ -266,7 +285,7 @@ class DeliveryWorker:
         sends: list[asyncio.Task[str]] = []
         for item in items:
             try:
-                at, taken = await self._slot(item)
+                at, taken, slack = await self._slot(item)
                 if not taken:
                     pending.discard(item.id)
                     held = await self._db(self._defer, item, at, "")
@@ -276,7 +295,8 @@ class DeliveryWorker:
                 pending.discard(item.id)
                 log.exception("outbox %s: no rate slot", item.id)
                 continue
-            sends.append(asyncio.create_task(self._guarded(item, at if at > self.clock.now() else None, pending)))
+            slot = None if slack is None else (at, slack)
+            sends.append(asyncio.create_task(self._guarded(item, slot, pending)))
         if sends:
             await asyncio.gather(*sends)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 from collections import Counter
@@ -311,7 +312,9 @@ def test_declared_limits_are_never_exceeded_and_a_burst_drains_at_their_pace(db)
     assert all(most_in_any_window(t, 0.4) <= 4 for t in sender.at.values())
     assert most_in_any_window([u for t in sender.at.values() for u in t], 0.4) <= 12
     span = sender.at["a"][-1] - sender.at["a"][0]
-    assert 11 * 0.1 <= span < 11 * 0.1 * 1.05 / 0.8, took  # chat "a": 12 sends 0.1 s apart, near its ideal
+    # chat "a": 12 sends at least 0.1 s apart, and not far from that pace (loose: a loaded machine makes
+    # late sends give up their slots); the burst figure is bench/burst.py's
+    assert 11 * 0.1 <= span < 11 * 0.1 * 3, took
 
 
 def test_limits_hold_across_instances_on_postgresql(pg_database) -> None:
@@ -405,3 +408,31 @@ def test_delivery_settings_parse_limits_margin_and_retention() -> None:
                 {"prune_batch": 0}):
         with pytest.raises(ConfigError, match="delivery"):
             parse_config({"delivery": bad})
+
+
+def test_a_send_that_misses_its_slot_takes_the_next_instead_of_crowding_it(db) -> None:
+    clock = ManualClock(START)
+    fill(db, 3, clock.now())
+    with db.transaction() as s:
+        s.execute(OutboxMessage.__table__.update().values(target_id="one"))
+    at: list[datetime] = []
+
+    class Recorder:
+        platform = "fake"
+        limits = (Limit("chat", 5, 1.0),)
+
+        async def send(self, item: OutboxItem) -> str | None:
+            at.append(clock.now())
+            return None
+
+    first = [True]
+
+    async def sleep_until(when: datetime) -> None:  # the first wake-up comes 50 ms late (a busy process)
+        clock.set(max(clock.now(), when + timedelta(seconds=0.05 if first[0] else 0)))
+        first[0] = False
+
+    worker = DeliveryWorker(db, {"fake": Recorder()}, DeliverySettings(), clock, sleep_until=sleep_until)
+    asyncio.run(worker.drain())
+    assert len(at) == 3
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(at)]
+    assert min(gaps) >= 0.2, gaps  # never two sends closer than the limit's pace
