@@ -133,7 +133,7 @@ async def test_the_sdk_blocks_the_event_loop_while_opening_a_connection_and_ours
             await ours.stop()
             await api.close()
             hub.close()
-        assert our_lag < 0.3
+        assert our_lag < 0.5  # (a loaded CI machine has gaps of its own; the SDK blocks for the full second)
 
 
 async def test_the_official_api_models_read_the_fakes_answers() -> None:
