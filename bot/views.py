@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from collabbot.bot import texts
@@ -36,8 +36,9 @@ def blocked_ids(s: Session, task_ids: list[int]) -> set[int]:
     """Which of these tasks wait for an open predecessor, in one query."""
     if not task_ids:
         return set()
-    stmt = (select(TaskDependency.task_id).join(Task, Task.id == TaskDependency.depends_on_id)
-            .where(TaskDependency.task_id.in_(task_ids), Task.status.not_in(states.CLOSED)))
+    # EXISTS per dependency row, not a join: PostgreSQL would hash the whole tasks table for the join
+    open_predecessor = exists().where(Task.id == TaskDependency.depends_on_id, Task.status.not_in(states.CLOSED))
+    stmt = select(TaskDependency.task_id).where(TaskDependency.task_id.in_(task_ids), open_predecessor)
     return set(s.scalars(stmt))
 
 
