@@ -9,6 +9,7 @@ when the block ends normally and rolls back on any exception.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -42,6 +43,17 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, **kwargs)
 
 
+WRITER_WAIT_SECONDS = 10  # as long as SQLite's own busy timeout
+_WRITERS: dict[str, threading.RLock] = {}
+_WRITERS_LOCK = threading.Lock()
+
+
+def _writer_lock(url: str) -> threading.RLock:
+    """One lock per SQLite file in this process (re-entrant: a transaction may open another)."""
+    with _WRITERS_LOCK:
+        return _WRITERS.setdefault(url, threading.RLock())
+
+
 class Database:
     """The engine plus a session factory; the one way the rest of the code reaches the tables."""
 
@@ -49,6 +61,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._writer = _writer_lock(url) if url.startswith("sqlite") else None
 
     @property
     def is_postgres(self) -> bool:
@@ -56,9 +69,22 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """One unit of work: committed at the end of the block, rolled back on any exception."""
-        with self._sessions() as session, session.begin():
-            yield session
+        """One unit of work: committed at the end of the block, rolled back on any exception.
+
+        On SQLite the threads of this process queue for the one writer on a lock of ours: SQLite's own
+        busy handler makes a waiting writer sleep and poll (1, 2, 5 … 100 ms), which under a burst of
+        callbacks turned milliseconds of work into hundreds of milliseconds of waiting."""
+        if self._writer is None:
+            with self._sessions() as session, session.begin():
+                yield session
+            return
+        if not self._writer.acquire(timeout=WRITER_WAIT_SECONDS):
+            raise TimeoutError(f"the SQLite database was held by another transaction for {WRITER_WAIT_SECONDS} s")
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        finally:
+            self._writer.release()
 
     def dispose(self) -> None:
         self.engine.dispose()

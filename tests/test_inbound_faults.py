@@ -78,29 +78,36 @@ async def test_hostile_payloads_are_refused_fast_without_holding_up_the_loop_or_
         ("near-cap ciphertext that is not base64, signed", _signed(near_cap_garbage), near_cap_garbage, 400),
         ("not JSON", {}, b"\xff\xfe" * 1000, 401),
     ]
-    lateness: list[float] = []
-    stop = asyncio.Event()
-
-    async def probe() -> None:  # wakes every 5 ms: how late it wakes is how long the loop was held up
-        while not stop.is_set():
-            before = time.perf_counter()
-            await asyncio.sleep(0.005)
-            lateness.append(time.perf_counter() - before - 0.005)
-
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    probing = asyncio.create_task(probe())
-    await asyncio.sleep(0.05)
+    # Timing on a shared machine: each figure is the best of three rounds, so a refusal that is slow
+    # by design fails every round, while another process stealing the CPU once does not fail the test.
+    best: dict[str, float] = {}
+    best_lateness = float("inf")
     for _ in range(3):
+        lateness: list[float] = []
+        stop = asyncio.Event()
+
+        async def probe(lateness: list[float] = lateness, stop: asyncio.Event = stop) -> None:
+            while not stop.is_set():  # wakes every 5 ms: how late it wakes is how long the loop was held up
+                before = time.perf_counter()
+                await asyncio.sleep(0.005)
+                lateness.append(time.perf_counter() - before - 0.005)
+
+        probing = asyncio.create_task(probe())
+        await asyncio.sleep(0.02)
         for name, headers, raw, status in hostile:
             started = time.perf_counter()
             response = await env.http.post(env.adapter.settings.path, data=raw, headers=headers)
             elapsed = time.perf_counter() - started
             assert response.status == status, name
             assert await response.json() == {"msg": "refused"}, name
-            assert elapsed < 0.1 + len(raw) / 40e6, (name, elapsed)  # refused within 100 ms (plus the upload itself)
-    stop.set()
-    await probing
-    assert max(lateness) < 0.05, f"the loop was held up {max(lateness) * 1000:.0f} ms"
+            best[name] = min(best.get(name, elapsed), elapsed - len(raw) / 40e6)  # less the upload itself
+        stop.set()
+        await probing
+        best_lateness = min(best_lateness, max(lateness))
+    slow = {name: round(t * 1000) for name, t in best.items() if t >= 0.1}
+    assert not slow, f"refusals slower than 100 ms: {slow}"
+    assert best_lateness < 0.05, f"the loop was held up {best_lateness * 1000:.0f} ms"
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before < 64_000  # KiB: no bomb was inflated
     assert count(env.db, Task) == 0
     headers, raw = cb.envelope(cb.message("@_user_1 新建任务 活动H5开发 负责人 @_user_2 截止 12-10", sender="ou_zhang",
