@@ -38,7 +38,16 @@ from typing import Protocol
 from collabbot.bot.clock import Clock
 from collabbot.bot.config import DeliverySettings
 from collabbot.scheduler.backoff import retry_delay
-from collabbot.scheduler.limits import DatabaseSlots, Limit, MemorySlots, Slots, default_limits, limit_keys, window_of
+from collabbot.scheduler.limits import (
+    DatabaseSlots,
+    Limit,
+    MemorySlots,
+    Slots,
+    default_limits,
+    limit_keys,
+    slack_of,
+    window_of,
+)
 from collabbot.storage import outbox
 from collabbot.storage.db import Database
 from collabbot.storage.installation import installation_id
@@ -183,8 +192,7 @@ class DeliveryWorker:
                           self.settings.limit_margin)
         if not keys:
             return self.clock.now(), True, None
-        # a send that starts later than its slot comes closer to the next one: at most the margin's worth
-        slack = max(0.001, min(keys.values()) * self.settings.limit_margin / (1 + self.settings.limit_margin))
+        slack = slack_of(self.limits.get(item.platform, ()), item.target_kind, self.settings.limit_margin)
         if isinstance(self.slots, MemorySlots):
             at, taken = self.slots.reserve(keys, self.clock.now(), self.hold)
         else:

@@ -87,6 +87,16 @@ def window_of(limits: tuple[Limit, ...], target_kind: str) -> float:
     return max(windows, default=1.0)
 
 
+def slack_of(limits: tuple[Limit, ...], target_kind: str, margin: float) -> float:
+    """How late a send may start after its slot without breaking a limit.
+
+    Slots are `per_seconds / count * (1 + margin)` apart, so `count` of them span `per_seconds * (1 +
+    margin)`: each send may start up to `per_seconds * margin` late and no window of `per_seconds`
+    still holds more than `count` (the shortest window of the row's limits decides)."""
+    windows = [lim.per_seconds for lim in limits if lim.scope in ("app", target_kind)]
+    return max(0.001, min(windows, default=0.0) * margin)
+
+
 class Slots(Protocol):
     def reserve(self, keys: dict[str, float], now: datetime, horizon: float) -> tuple[datetime, bool]:
         """The earliest time all `keys` are free, and whether it was taken (only when within `horizon` s)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import random
 import time
 from collections import Counter
@@ -412,27 +411,28 @@ def test_delivery_settings_parse_limits_margin_and_retention() -> None:
 
 def test_a_send_that_misses_its_slot_takes_the_next_instead_of_crowding_it(db) -> None:
     clock = ManualClock(START)
-    fill(db, 3, clock.now())
+    fill(db, 6, clock.now())
     with db.transaction() as s:
         s.execute(OutboxMessage.__table__.update().values(target_id="one"))
-    at: list[datetime] = []
+    sent: list[tuple[str, float]] = []
 
     class Recorder:
         platform = "fake"
         limits = (Limit("chat", 5, 1.0),)
 
         async def send(self, item: OutboxItem) -> str | None:
-            at.append(clock.now())
+            sent.append((item.dedupe_key, (clock.now() - START).total_seconds()))
             return None
 
     first = [True]
 
-    async def sleep_until(when: datetime) -> None:  # the first wake-up comes 50 ms late (a busy process)
-        clock.set(max(clock.now(), when + timedelta(seconds=0.05 if first[0] else 0)))
+    async def sleep_until(when: datetime) -> None:  # the first wake-up comes 80 ms late (a busy process)
+        clock.set(max(clock.now(), when + timedelta(seconds=0.08 if first[0] else 0)))
         first[0] = False
 
-    worker = DeliveryWorker(db, {"fake": Recorder()}, DeliverySettings(), clock, sleep_until=sleep_until)
+    # one row per batch, so the manual clock follows one send at a time
+    worker = DeliveryWorker(db, {"fake": Recorder()}, DeliverySettings(batch_size=1), clock, sleep_until=sleep_until)
     asyncio.run(worker.drain())
-    assert len(at) == 3
-    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(at)]
-    assert min(gaps) >= 0.2, gaps  # never two sends closer than the limit's pace
+    assert [key for key, _ in sent] == [f"k:{i}" for i in range(6)]
+    # sent at 0.08 s, k:0 would make six sends within one second with k:1..k:5 at 0.21..1.05 s
+    assert sent[0][1] >= 0.21 and most_in_any_window([t for _, t in sent], 1.0) <= 5
