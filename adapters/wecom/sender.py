@@ -6,7 +6,8 @@
   heard from is refused here with a clear log line (binding the project there is that first message).
   In URL-callback mode the robot cannot push at all; it answers the latest message of the chat once
   through its `response_url` (valid an hour) and refuses the rest.
-* A row for a person goes out through the app: `message/send` (markdown, or `template_card` of
+* A row for a person goes out through the app: `message/send` (text — markdown shows only in the
+  WeCom client, not through WeChat —, markdown for a card with nothing to tap, or `template_card` of
   `button_interaction`), `enable_duplicate_check` on, `enable_id_trans` off.
 * A card's `task_id` is made from the row's installation-unique idempotency key, so a resend after a
   crash carries the same task_id (WeCom refuses a task_id twice) and a tap names the copy it came from.
@@ -44,7 +45,8 @@ LIMITS = (Limit("chat", 30, 60.0), Limit("chat", 1000, 3600.0), Limit("user", 30
 RESPONSE_URL_SECONDS = 3500.0  # WeCom: a response_url may be used once within an hour
 CARD_CODE_SECONDS = 71 * 3600.0  # an app card's response_code: 72 h, once
 MAX_CARD_CODES = 50_000
-MARKDOWN_BYTES = 2_048  # the app's markdown limit (the robot allows 4,096)
+MARKDOWN_BYTES = 2_048  # the app's markdown and text limit (the robot allows 4,096)
+TEXT_CHARS = 600
 
 
 def task_id_of(key: str) -> str:
@@ -63,6 +65,18 @@ def render_message(message: Message, task_id: str) -> dict[str, Any]:
             # (a summary, a notice) goes as markdown
             rendered.update(as_markdown(rendered.pop("template_card")))
     return rendered
+
+
+def render_text(message: Message) -> dict[str, Any]:
+    """A private message's words as a `text` message: markdown is shown only in the WeCom client (not
+    through WeChat), and a private message has nobody to @mention. User text stays neutralised."""
+    from collabbot.cards import escape
+    from collabbot.cards.view import text_of
+
+    text, _ = text_of(message.parts, escape.wecom, TEXT_CHARS, lambda pid, name: "@" + name)
+    while len(text.encode()) > MARKDOWN_BYTES:
+        text = text[: int(len(text) * 0.9)] + "…"
+    return {"msgtype": "text", "text": {"content": text or "…"}}
 
 
 def as_markdown(card: dict[str, Any]) -> dict[str, Any]:
@@ -113,6 +127,10 @@ class WecomSender(PlatformSender):
         rendered = render(render_message, message, task_id)
         if target_kind == "chat":
             return await self._to_chat(target_id, rendered, task_id)
+        if "prelude" in rendered:
+            rendered["prelude"] = render(render_text, message)
+        elif message.card is None:
+            rendered = render(render_text, message)
         return await self._to_user(target_id, rendered, task_id)
 
     async def update(self, message_id: str, message: Message) -> None:
@@ -202,7 +220,7 @@ class WecomSender(PlatformSender):
     async def _to_user(self, userid: str, rendered: dict[str, Any], task_id: str) -> str:
         if "prelude" in rendered:
             prelude = rendered["prelude"]
-            await self.client.send(userid, "markdown", prelude["markdown"])
+            await self.client.send(userid, prelude["msgtype"], prelude[prelude["msgtype"]])
         msgtype = rendered["msgtype"]
         answer = await self.client.send(userid, msgtype, rendered[msgtype])
         if msgtype == "template_card":

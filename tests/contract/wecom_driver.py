@@ -211,7 +211,7 @@ def _key_of(via: str, body: dict[str, Any]) -> str:
     if via == "robot":
         return str(body.get("req_id", ""))
     if body.get("enable_duplicate_check") == 1:
-        return "dup:" + json.dumps(body["markdown"], ensure_ascii=False, sort_keys=True)
+        return "dup:" + json.dumps(body[body["msgtype"]], ensure_ascii=False, sort_keys=True)
     return ""
 
 
