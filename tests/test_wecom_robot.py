@@ -138,6 +138,10 @@ async def test_an_at_message_creates_a_task_a_tap_updates_the_card_for_everyone_
     assert answer["response_type"] == "update_template_card" and "userids" not in answer  # for everyone
     assert answer["template_card"]["task_id"] == card["task_id"]
     assert env.fake.cards[card["task_id"]].changed("tap")  # WeCom accepted it (req_id and task_id match)
+    await env.deliver()  # the owner's private copy follows: updated in place with its send's response_code
+    [owner] = [c for c in env.fake.cards.values() if c.target == "lisi" and c.via == "app"]
+    [updated] = owner.changed("code")
+    assert updated["task_id"] == owner.task_id and updated != owner.versions[0][1]
     before = count(env.db, OutboxMessage)
     await env.fake.tap(card["task_id"], action, userid="lisi", chatid="wr1", msgid="t1")  # redelivered tap
     await env.settle()
