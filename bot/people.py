@@ -37,17 +37,30 @@ def is_admin(s: Session, user: User, admins: Collection[str]) -> bool:
 
 
 def platform_id(s: Session, user: User, platform: str) -> str:
-    """The user's id on `platform`, or "" when they have none there."""
-    return s.scalar(select(Identity.platform_user_id).where(Identity.user_id == user.id,
-                                                            Identity.platform == platform)) or ""
+    """The user's id on `platform`, or "" when they have none there (found ids are remembered for the
+    rest of the transaction: one command asks for the same people several times)."""
+    known: dict[tuple[int, str], str] = s.info.setdefault("platform_ids", {})
+    if (user.id, platform) in known:
+        return known[(user.id, platform)]
+    found = s.scalar(select(Identity.platform_user_id).where(Identity.user_id == user.id,
+                                                             Identity.platform == platform)) or ""
+    if found:
+        known[(user.id, platform)] = found
+    return found
+
+
+def _by_identity(s: Session, ref: UserRef) -> User | None:
+    """One query: the user with this identity (a joined select, not the identity and then its user)."""
+    return s.scalar(select(User).join(Identity, Identity.user_id == User.id)
+                    .where(Identity.platform == ref.platform, Identity.platform_user_id == ref.platform_user_id))
 
 
 def resolve_user(s: Session, ref: UserRef, now: datetime) -> User:
     """The user behind a platform identity; someone never seen before is created on the fly."""
-    identity = s.scalar(select(Identity).where(Identity.platform == ref.platform,
-                                               Identity.platform_user_id == ref.platform_user_id))
-    if identity is not None:
-        return identity.user
+    user = _by_identity(s, ref)
+    if user is not None:
+        s.info.setdefault("platform_ids", {})[(user.id, ref.platform)] = ref.platform_user_id
+        return user
     name = safe_name(ref.name) or ref.platform_user_id[:40]
     try:
         with s.begin_nested():
@@ -59,11 +72,10 @@ def resolve_user(s: Session, ref: UserRef, now: datetime) -> User:
         return user
     except IntegrityError:
         # their first two messages arrived at once and the other one created them: use that one
-        identity = s.scalar(select(Identity).where(Identity.platform == ref.platform,
-                                                   Identity.platform_user_id == ref.platform_user_id))
-        if identity is None:
+        user = _by_identity(s, ref)
+        if user is None:
             raise
-        return identity.user
+        return user
 
 
 def resolve_chat(s: Session, ref: ChatRef) -> Chat | None:
