@@ -316,3 +316,17 @@ async def test_wechatpys_client_reads_the_fakes_answers(env: WecomEnv) -> None:
     assert sent["errcode"] == 0 and sent["msgid"] and env.fake.sent[-1]["touser"] == "lisi"
     assert {u["userid"] for u in users} >= {"lisi", "zhangsan"}
     assert {d["name"] for d in departments} == {"公司", "市场部", "技术部"}
+
+
+async def test_a_dropped_connection_is_resubscribed_after_a_jittered_pause(env: WecomEnv) -> None:
+    robot = env.adapter.robot
+    assert robot is not None
+    pauses = []
+    for round_ in range(2):
+        dropped = time.monotonic()
+        await env.fake.subscribers[0].close()  # WeCom closes the socket (a deploy, a network blip)
+        await until(lambda round_=round_: robot.subscriptions == round_ + 2 and robot.connected.is_set())
+        pauses.append(time.monotonic() - dropped)
+    # 1 s with 50-100 % jitter after a connection that had worked: never at once, never long
+    assert all(0.4 <= p <= 2.0 for p in pauses), pauses
+    assert robot.reconnects == 2 and env.fake.kicks == 0
