@@ -12,6 +12,7 @@ import asyncio
 import fcntl
 import logging
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -52,6 +53,19 @@ def check_c_parser() -> bool:
     if not ok:
         log.warning("aiohttp runs without its C HTTP parser; install a wheel built for this platform")
     return ok
+
+
+AIOHTTP_FLOOR = (3, 14, 3)  # earlier releases carry request-smuggling and decompression advisories
+
+
+def check_aiohttp() -> None:
+    """Refuse to serve on an aiohttp with known advisories (pip may have kept an old one)."""
+    import aiohttp
+
+    version = tuple(int(p) for p in re.findall(r"\d+", aiohttp.__version__)[:3])
+    if version < AIOHTTP_FLOOR:
+        raise ConfigError("aiohttp", f"version {aiohttp.__version__} has known security advisories; "
+                          "pip install 'aiohttp>=3.14.3'")
 
 
 def lock_sqlite(url: str) -> IO[str] | None:
@@ -148,6 +162,7 @@ def _counts(bot: Bot) -> dict:
 
 async def run(config: Config, org: Org | None, *, ready: asyncio.Event | None = None) -> None:
     check_c_parser()
+    check_aiohttp()
     registry.check_config(config)
     clock = make_clock()
     db = Database(config.database_url)

@@ -113,3 +113,16 @@ async def test_hostile_payloads_are_refused_fast_without_holding_up_the_loop_or_
     headers, raw = cb.envelope(cb.message("@_user_1 新建任务 活动H5开发 负责人 @_user_2 截止 12-10", sender="ou_zhang",
                                           mentions=[("ou_bot", "bot"), ("ou_li", "李四")], at=START), at=START)
     assert (await env.post_raw(headers, raw))[0] == 200 and count(env.db, Task) == 1  # honest traffic still works
+
+
+def test_serve_refuses_an_aiohttp_with_known_advisories(monkeypatch: pytest.MonkeyPatch) -> None:
+    import aiohttp
+
+    from collabbot.adapters import serve
+    from collabbot.bot.config import ConfigError
+
+    serve.check_aiohttp()  # the installed one is recent enough
+    monkeypatch.setattr(aiohttp, "__version__", "3.9.5")
+    with pytest.raises(ConfigError) as err:
+        serve.check_aiohttp()
+    assert "3.14.3" in str(err.value)
