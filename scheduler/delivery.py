@@ -117,7 +117,9 @@ class DeliveryWorker:
         self._flusher: asyncio.Task[None] | None = None
 
     async def _wall_sleep_until(self, at: datetime) -> None:
-        await asyncio.sleep(max(0.0, (at - self.clock.now()).total_seconds()))
+        delay = (at - self.clock.now()).total_seconds()
+        # a slot that is (all but) now still yields once: the batch's sends then start in claim order
+        await asyncio.sleep(delay if delay > 0.001 else 0)
 
     # --- database calls (run in a thread) ----------------------------------------------------------
     def _claim(self) -> list[OutboxItem]:
@@ -195,8 +197,9 @@ class DeliveryWorker:
         slack = slack_of(self.limits.get(item.platform, ()), item.target_kind, self.settings.limit_margin)
         if isinstance(self.slots, MemorySlots):
             at, taken = self.slots.reserve(keys, self.clock.now(), self.hold)
-        else:
-            at, taken = await asyncio.to_thread(self.slots.reserve, keys, self.clock.now(), self.hold)
+        else:  # "now" is read in the thread: a wait for a free thread must not make the slot stale
+            slots = self.slots
+            at, taken = await asyncio.to_thread(lambda: slots.reserve(keys, self.clock.now(), self.hold))
         return at, taken, slack
 
     async def _heartbeat(self, token: str, pending: set[int]) -> None:
@@ -221,6 +224,8 @@ class DeliveryWorker:
         if sender is None:
             held = await self._db(self._mark_failed, item, f"no sender for platform {item.platform!r}", None)
             return self._count("dead", item, held)
+        if slot is None:  # no limits: go now, in claim order with the rest of the batch
+            await self._sleep_until(self.clock.now())
         while slot is not None:
             at, slack = slot
             await self._sleep_until(at)
