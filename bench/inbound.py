@@ -58,7 +58,7 @@ def run_bare(port: int, ready: Any) -> None:
     asyncio.run(main())
 
 
-def run_collabbot(port: int, db_url: str, ready: Any) -> None:
+def run_collabbot(port: int, db_url: str, reuse_port: bool, ready: Any) -> None:
     from collabbot.adapters.feishu.adapter import FeishuAdapter
     from collabbot.adapters.feishu.config import parse_settings
     from collabbot.adapters.hub import Hub
@@ -87,7 +87,7 @@ def run_collabbot(port: int, db_url: str, ready: Any) -> None:
         adapter.add_routes(app)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await web.TCPSite(runner, "127.0.0.1", port, reuse_port=reuse_port or None).start()
         await adapter.inbound.pipeline.start()
         ready.set()
         await asyncio.Event().wait()
@@ -178,6 +178,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--closed", type=int, default=1500, help="requests in the closed-loop run (0: skip)")
     parser.add_argument("--pg-url", default="")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="collabbot processes sharing the port (SO_REUSEPORT; PostgreSQL only)")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     kinds = args.kinds.split(",")
@@ -198,7 +200,8 @@ def main() -> None:
                 url = make_database(args.pg_url or server, "bench_inbound", replace=True)  # type: ignore[arg-type]
             bare_port, bot_port = free_port(), free_port()
             bare = start(run_bare, bare_port)
-            bot = start(run_collabbot, bot_port, url)
+            processes = args.processes if backend == "postgresql" else 1
+            bots = [start(run_collabbot, bot_port, url, processes > 1) for _ in range(processes)]
             try:
                 bare_url = f"http://127.0.0.1:{bare_port}/feishu/events"
                 bot_url = f"http://127.0.0.1:{bot_port}/feishu/events"
@@ -216,11 +219,12 @@ def main() -> None:
                         tag = f"{backend}-closed-{time.time_ns()}"
                         bare_rps = asyncio.run(closed_loop(bare_url, requests(kind, args.closed, tag + "b")))
                         bot_rps = asyncio.run(closed_loop(bot_url, requests(kind, args.closed, tag)))
-                        closed.append(f"| {backend} | {kind} | {bot_rps:.0f} | {bare_rps:.0f} | "
+                        closed.append(f"| {backend} ×{processes} | {kind} | {bot_rps:.0f} | {bare_rps:.0f} | "
                                       f"{100 * bot_rps / bare_rps:.0f} % |")
             finally:
                 bare.kill()
-                bot.kill()
+                for bot in bots:
+                    bot.kill()
         if closed:
             print("\n| db | kind | collabbot req/s | bare req/s | share of bare |")
             print("| --- | --- | --- | --- | --- |")
