@@ -265,6 +265,8 @@ class FakeWecom:
     def api_calls(self, path: str) -> list[Call]:
         return [c for c in self.calls if c.path == path]
 
+    calls_to = api_calls
+
     async def api(self, request: web.Request) -> web.Response:
         path = "/cgi-bin/" + request.match_info["path"]
         query = dict(request.query)
@@ -290,6 +292,12 @@ class FakeWecom:
             self.tokens[token] = True
             self.token_fetches += 1
             return answer(access_token=token, expires_in=7200)
+        if path == "/cgi-bin/aibot/response":  # a robot's response_url: once per code
+            code = query.get("code", "")
+            if code in self.used_codes:
+                return answer(40058, "response_url already used")
+            self.used_codes.add(code)
+            return answer()
         token = query.get("access_token", "")
         if token not in self.tokens:
             return answer(40014, "invalid access_token")

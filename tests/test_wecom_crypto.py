@@ -138,14 +138,19 @@ async def test_the_robot_url_callback_checks_before_parsing_and_answers_a_tap_en
             assert response.status == 401
         assert count(env.db, Task) == 1
         # the tap's answer rides on the response, encrypted and signed with our token
-        tap = fw.robot_tap("cb-abc", "v1|nope|task|1|0", userid="lisi", chatid="wrcb")
+        await env.deliver()
+        [card] = [m["template_card"] for m in env.fake.sent if m["touser"] == "lisi" and m["msgtype"] == "template_card"]
+        ack = next(b["key"] for b in card["button_list"] if "|ack|" in b["key"])
+        tap = fw.robot_tap("cb-group-copy", ack, userid="lisi", chatid="wrcb")
         query, raw = fw.robot_envelope(tap, at=at)
         response = await env.http.post(f"{path}?{query}", data=raw)
         answer = await response.json()
-        if answer:  # an unknown action may answer a toast only: then there is no card to encrypt
-            assert crypto.signature(fw.ROBOT_TOKEN, str(answer["timestamp"]), answer["nonce"], answer["encrypt"]) == \
-                answer["msgsignature"]
-            assert json.loads(crypto.decrypt(answer["encrypt"], fw.ROBOT_AES_KEY, ""))["response_type"] == \
-                "update_template_card"
+        assert crypto.signature(fw.ROBOT_TOKEN, str(answer["timestamp"]), answer["nonce"], answer["encrypt"]) == \
+            answer["msgsignature"]
+        inner = json.loads(crypto.decrypt(answer["encrypt"], fw.ROBOT_AES_KEY, ""))
+        assert inner["response_type"] == "update_template_card" and inner["template_card"]["task_id"] == "cb-group-copy"
+        assert ack not in json.dumps(inner, ensure_ascii=False)  # acknowledged: the card no longer offers it
+        # callback mode cannot push: the one response_url answered one row, the rest are refused and logged
+        assert len(env.fake.calls_to("/cgi-bin/aibot/response")) == 1
     finally:
         await env.close()
