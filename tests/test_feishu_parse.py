@@ -186,3 +186,24 @@ def test_the_commented_feishu_section_of_the_example_config_is_complete_and_vali
 ])
 def test_an_approval_form_keeps_plain_values_only(form: object, expected: dict[str, str]) -> None:
     assert parse.approval_form(form) == expected
+
+
+def test_a_bot_menu_tap_is_the_command_its_event_key_names() -> None:
+    """机器人自定义菜单事件: the documented body, with event_key "/待我处理"."""
+    body = {"schema": "2.0", "header": {"event_id": "5e3702a84e847582be8db7fb73283c02", "event_type":
+                                        "application.bot.menu_v6", "create_time": "1608725989000",
+                                        "token": "rvaYgkND1GOiu5MM0E1rncYC6PLtF7JV", "app_id": "cli_9e28cb7ba56a100e",
+                                        "tenant_key": "736588c9260f175e"},
+            "event": {"operator": {"operator_name": "张三", "operator_id": {
+                "union_id": "on_8ed6aa67826108097d9ee143816345", "user_id": "e33ggbyz",
+                "open_id": "ou_84aad35d084aa403a838cf73ee18467"}},
+                "event_key": "/待我处理", "timestamp": "1608725989"}}
+    callback = parse.parse_callback(body, BOT)
+    event = callback.what
+    assert isinstance(event, MessageEvent) and event.text == "/待我处理" and event.to_bot
+    assert not event.chat.is_group and event.sender.platform_user_id == "ou_84aad35d084aa403a838cf73ee18467"
+    body["event"]["event_key"] = ""
+    assert isinstance(parse.parse_callback(body, BOT).what, parse.Ignored)
+    body["event"]["operator"]["operator_id"]["open_id"] = "all"
+    with pytest.raises(parse.Malformed):
+        parse.parse_callback(body, BOT)

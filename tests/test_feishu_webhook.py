@@ -248,3 +248,16 @@ async def test_concurrent_copies_of_one_event_make_one_task(env: FeishuEnv) -> N
     results = await asyncio.gather(*(env.post(body) for _ in range(5)))
     assert {status for status, _ in results} == {200}
     assert count(env.db, Task) == 1
+
+
+async def test_a_bot_menu_tap_runs_its_command_and_answers_privately(env: FeishuEnv) -> None:
+    menu = {"schema": "2.0", "header": cb.header("application.bot.menu_v6", at=START),
+            "event": {"operator": {"operator_name": "李四", "operator_id": cb.user_id("ou_li")},
+                      "event_key": "/我的任务", "timestamp": str(int(START.timestamp()))}}
+    assert await env.post(menu) == (200, {})
+    await env.deliver()
+    [answer] = env.fake.sent("ou_li")
+    assert answer["receive_id_type"] == "open_id" and "没有" in json.dumps(answer["content"], ensure_ascii=False)
+    assert await env.post(menu) == (200, {})  # Feishu's retry of the same tap: nothing new
+    await env.deliver()
+    assert len(env.fake.sent("ou_li")) == 1

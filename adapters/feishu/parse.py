@@ -152,7 +152,25 @@ def _schema2(token: str, event_type: str, event_id: str, event: dict[str, Any], 
         return Callback(token, event_type, event_id, None, member)
     if event_type == "approval.instance.status_changed_v4":
         return Callback(token, event_type, event_id, None, _approval(event_id, event, approvals))
+    if event_type == "application.bot.menu_v6":
+        return Callback(token, event_type, event_id, None, parse_menu(event_id, event))
     return Callback(token, event_type, event_id, None, Ignored(f"event type {event_type!r} is not used"))
+
+
+def parse_menu(event_id: str, event: dict[str, Any]) -> MessageEvent | Ignored:
+    """机器人自定义菜单事件 (application.bot.menu_v6): a tap on the bot's menu is the command named by the
+    item's `event_key` (at most 30 characters, e.g. "我的任务", "/待我处理" or "help"), typed by the
+    operator in a private chat with the bot; the answer reaches them privately."""
+    operator = _dict(event.get("operator"), "event.operator")
+    open_id = _open_id(operator.get("operator_id"))
+    if not open_id:
+        raise Malformed("event.operator.operator_id.open_id is missing")
+    key = strip_markers(str(event.get("event_key") or "")).strip()[:30]
+    if not key:
+        return Ignored("a menu event without an event_key")
+    name = str(operator.get("operator_name") or "")[:60]
+    return MessageEvent(event_id=event_id, chat=ChatRef(PLATFORM, f"menu:{open_id}", "", is_group=False),
+                        sender=UserRef(PLATFORM, open_id, name), text=key, to_bot=True)
 
 
 def _open_id(user_id: Any) -> str:
