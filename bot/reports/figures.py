@@ -1,0 +1,352 @@
+"""The report figures, one function each; every docstring gives the formula.
+
+All figures are over a `Frame`: a scope (`scope.py`), a period [start, end) and `asof` = min(now, end),
+the moment "open" and "overdue" are judged at. SQL selects and counts; durations in working time are
+measured in Python with the work calendar (its holidays are data, not SQL). Cancelled tasks count
+nowhere. Percentiles are nearest-rank (p90 = the ceil(0.9 n)-th smallest); the median is the middle
+value, or the mean of the two middle ones.
+
+The task model keeps only the deadline in force (an approved 延期申请 moves `tasks.deadline`), not the
+original one: "on time" is therefore "accepted by the deadline in force", and a task done on time
+that had an approved extension is also counted as `extended`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from bisect import bisect_left
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from collabbot.bot.calendar import WorkCalendar
+from collabbot.bot.reports.period import Period
+from collabbot.bot.reports.scope import Scope
+from collabbot.storage.models import (
+    ApprovalRequest,
+    ApprovalStep,
+    ApprovalVote,
+    Department,
+    ProgressReport,
+    Project,
+    Task,
+    User,
+    Wait,
+)
+
+WITHIN = timedelta(hours=2)  # the 2-hour answer rule
+RESPONSE_KINDS = ("assign", "approval", "help")
+
+
+@dataclass(frozen=True)
+class Frame:
+    s: Session
+    scope: Scope
+    period: Period
+    now: datetime
+    calendar: WorkCalendar
+
+    @property
+    def asof(self) -> datetime:
+        return min(self.now, self.period.end)
+
+    def shifted(self, periods_back: int) -> Frame:
+        period = self.period
+        for _ in range(periods_back):
+            period = period.previous()
+        return replace(self, period=period)
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest rank: the ceil(q n)-th smallest value; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def median(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+# --- tasks ------------------------------------------------------------------------------------------
+
+def _in(column: ColumnElement[datetime] | object, period: Period) -> ColumnElement[bool]:
+    return and_(column >= period.start, column < period.end)  # type: ignore[operator]
+
+
+def _extended() -> ColumnElement[bool]:
+    """The task had an approved extension request (延期申请 is the request that names a task)."""
+    return exists().where(ApprovalRequest.task_id == Task.id, ApprovalRequest.status == "approved")
+
+
+def _done_in(period: Period) -> ColumnElement[bool]:
+    return and_(Task.status == "done", _in(Task.done_at, period))
+
+
+def _open_overdue_at(asof: datetime) -> ColumnElement[bool]:
+    """Open at `asof` and past its deadline then: created before, not done before, deadline before."""
+    return and_(Task.status != "cancelled", Task.created_at < asof, Task.deadline < asof,
+                or_(Task.done_at.is_(None), Task.done_at >= asof))
+
+
+@dataclass(frozen=True)
+class TaskCounts:
+    created: int
+    done: int
+    on_time: int
+    extended: int
+    late: int
+    no_deadline: int
+    open_overdue: int
+
+    @property
+    def on_time_rate(self) -> float | None:
+        judged = self.on_time + self.late
+        return self.on_time / judged if judged else None
+
+
+def task_counts(f: Frame) -> TaskCounts:
+    """created = tasks with created_at in the period;
+    done = status done with done_at in the period; of those, with a deadline:
+    on_time = done_at <= deadline, late = done_at > deadline, extended = on_time with an approved extension;
+    no_deadline = done without a deadline (not judged);
+    open_overdue = created before asof, deadline before asof, not done before asof.
+    on_time_rate = on_time / (on_time + late)."""
+    p = f.period
+    done = _done_in(p)
+    judged = and_(done, Task.deadline.is_not(None))
+    on_time = and_(judged, Task.done_at <= Task.deadline)
+
+    def count(cond: ColumnElement[bool]) -> ColumnElement[int]:
+        return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+
+    row = f.s.execute(select(
+        count(_in(Task.created_at, p)), count(done), count(on_time), count(and_(on_time, _extended())),
+        count(and_(judged, Task.done_at > Task.deadline)), count(and_(done, Task.deadline.is_(None))),
+        count(_open_overdue_at(f.asof)),
+    ).where(f.scope.tasks(), Task.status != "cancelled")).one()
+    return TaskCounts(*(int(v) for v in row))
+
+
+@dataclass(frozen=True)
+class Rate:
+    id: int | None
+    name: str
+    on_time: int
+    total: int
+    extended: int
+
+    @property
+    def rate(self) -> float:
+        return self.on_time / self.total
+
+
+def on_time_rates(f: Frame, by: str) -> list[Rate]:
+    """Per department (tasks.department_id), person (owner) or project: over the tasks done in the period
+    with a deadline, on_time = done_at <= deadline, total = all of them, rate = on_time / total;
+    extended = on time with an approved extension. Sorted by rate, worst first, then name."""
+    key, name, join = {
+        "department": (Task.department_id, Department.name, Department.id == Task.department_id),
+        "person": (Task.owner_id, User.name, User.id == Task.owner_id),
+        "project": (Task.project_id, Project.name, Project.id == Task.project_id),
+    }[by]
+    on_time = and_(Task.done_at <= Task.deadline)
+    rows = f.s.execute(
+        select(key, name, func.sum(case((on_time, 1), else_=0)), func.count(),
+               func.sum(case((and_(on_time, _extended()), 1), else_=0)))
+        .select_from(Task).outerjoin(name.class_, join)  # type: ignore[attr-defined]
+        .where(f.scope.tasks(), _done_in(f.period), Task.deadline.is_not(None))
+        .group_by(key, name)).all()
+    rates = [Rate(r[0], r[1] or "-", int(r[2]), int(r[3]), int(r[4])) for r in rows]
+    return sorted(rates, key=lambda r: (r.rate, r.name))
+
+
+@dataclass(frozen=True)
+class Overdue:
+    id: int | None
+    name: str
+    count: int
+    days: float  # the sum over its open overdue tasks of (asof - deadline), in calendar days
+
+
+def overdue_top(f: Frame, limit: int = 10) -> list[Overdue]:
+    """Per department: count = tasks open overdue at asof, days = sum of (asof - deadline) in days;
+    ranked by count, then days, both descending."""
+    rows = f.s.execute(select(Task.department_id, Department.name, Task.deadline)
+                       .outerjoin(Department, Department.id == Task.department_id)
+                       .where(f.scope.tasks(), _open_overdue_at(f.asof))).all()
+    groups: dict[int | None, list[float]] = defaultdict(list)
+    names: dict[int | None, str] = {}
+    asof = f.asof.astimezone(UTC)
+    for dept_id, name, deadline in rows:
+        groups[dept_id].append((asof - deadline).total_seconds() / 86400)
+        names[dept_id] = name or "-"
+    out = [Overdue(d, names[d], len(v), round(sum(v), 1)) for d, v in groups.items()]
+    return sorted(out, key=lambda o: (-o.count, -o.days, o.name))[:limit]
+
+
+# --- answering -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Response:
+    kind: str
+    answered: int
+    open_late: int  # not answered, and older than the 2-hour rule at asof
+    median_s: float | None
+    p90_s: float | None
+    within: float | None  # share answered within 2 working hours
+    seconds: tuple[float, ...] = field(default=(), repr=False)
+
+
+def response_times(f: Frame, kind: str) -> Response:
+    """Waits of `kind` (assign, approval, help) raised in the period: for the answered ones, the working
+    time raised_at -> answered_at; median and p90 of it; within = answered within 2 working hours /
+    (answered + still open at asof after more than 2 working hours)."""
+    rows = f.s.execute(select(Wait.raised_at, Wait.answered_at).where(
+        Wait.kind == kind, _in(Wait.raised_at, f.period), f.scope.waits())).all()
+    cal, asof = f.calendar, f.asof
+    seconds, open_late = [], 0
+    for raised, answered in rows:
+        if answered is not None and answered <= asof:
+            seconds.append(cal.working_between(raised, answered).total_seconds())
+        elif cal.working_between(raised, asof) > WITHIN:
+            open_late += 1
+    quick = sum(1 for v in seconds if v <= WITHIN.total_seconds())
+    judged = len(seconds) + open_late
+    return Response(kind, len(seconds), open_late, median(seconds), percentile(seconds, 0.9),
+                    quick / judged if judged else None, tuple(seconds))
+
+
+def escalations(f: Frame) -> list[tuple[str, int]]:
+    """Per department of the person who had to answer: waits escalated in the period (escalated_at in it)."""
+    rows = f.s.execute(select(Department.name, func.count()).select_from(Wait)
+                       .join(User, User.id == Wait.person_id).outerjoin(Department, Department.id == User.department_id)
+                       .where(_in(Wait.escalated_at, f.period), f.scope.waits())
+                       .group_by(Department.name)).all()
+    return sorted(((n or "-", int(c)) for n, c in rows), key=lambda r: (-r[1], r[0]))
+
+
+# --- approvals ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    count: int
+    median_s: float | None
+    p90_s: float | None
+
+
+def approval_stage_times(f: Frame) -> list[Stage]:
+    """Per stage name: steps of requests in scope decided (approved or rejected) in the period, working time
+    started_at -> decided_at; count, median, p90. Ordered by the stage's position, then name."""
+    rows = f.s.execute(select(ApprovalStep.name, ApprovalStep.stage_index, ApprovalStep.started_at,
+                              ApprovalStep.decided_at)
+                       .join(ApprovalRequest, ApprovalRequest.id == ApprovalStep.request_id)
+                       .where(f.scope.approvals(), ApprovalStep.status.in_(("approved", "rejected")),
+                              ApprovalStep.started_at.is_not(None), _in(ApprovalStep.decided_at, f.period))).all()
+    times: dict[str, list[float]] = defaultdict(list)
+    order: dict[str, int] = {}
+    for name, index, started, decided in rows:
+        times[name].append(f.calendar.working_between(started, decided).total_seconds())
+        order[name] = min(order.get(name, index), index)
+    return [Stage(n, len(times[n]), median(times[n]), percentile(times[n], 0.9))
+            for n in sorted(times, key=lambda n: (order[n], n))]
+
+
+def approver_holds(f: Frame, limit: int = 5) -> list[Stage]:
+    """Per approver (name in `Stage.name`): votes cast in the period on requests in scope, working time
+    step.started_at -> vote.created_at; ranked by median, longest first (admins see this)."""
+    rows = f.s.execute(select(User.name, ApprovalStep.started_at, ApprovalVote.created_at)
+                       .join(ApprovalStep, ApprovalStep.id == ApprovalVote.step_id)
+                       .join(ApprovalRequest, ApprovalRequest.id == ApprovalVote.request_id)
+                       .join(User, User.id == ApprovalVote.voter_id)
+                       .where(f.scope.approvals(), ApprovalStep.started_at.is_not(None),
+                              _in(ApprovalVote.created_at, f.period))).all()
+    times: dict[str, list[float]] = defaultdict(list)
+    for name, started, voted in rows:
+        times[name].append(f.calendar.working_between(started, voted).total_seconds())
+    stages = [Stage(n, len(v), median(v), percentile(v, 0.9)) for n, v in times.items()]
+    return sorted(stages, key=lambda st: (-(st.median_s or 0), st.name))[:limit]
+
+
+# --- progress discipline ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Discipline:
+    days: tuple[tuple[date, int, int], ...]  # (working day, tasks updated that day, tasks in progress that day)
+
+    @property
+    def share(self) -> float | None:
+        total = sum(d[2] for d in self.days)
+        return sum(d[1] for d in self.days) / total if total else None
+
+
+def progress_discipline(f: Frame) -> Discipline:
+    """For each working day d of the period up to asof: in progress = tasks acknowledged before the end of d
+    and not done before it (the task model keeps no status history, so acknowledgement stands for "started");
+    updated = those of them with a progress report on d (local day). share = sum(updated) / sum(in progress)."""
+    cal, tz = f.calendar, f.calendar.tz
+    p, asof = f.period, f.asof
+    base = and_(f.scope.tasks(), Task.status != "cancelled", Task.acknowledged_at.is_not(None),
+                Task.acknowledged_at < p.end, or_(Task.done_at.is_(None), Task.done_at >= p.start))
+    tasks = f.s.execute(select(Task.acknowledged_at, Task.done_at).where(base)).all()
+    started = sorted(a for a, _ in tasks)
+    finished = sorted(max(a, d) for a, d in tasks if d is not None)
+    reports = f.s.execute(select(ProgressReport.task_id, ProgressReport.created_at, Task.acknowledged_at,
+                                 Task.done_at).join(Task, Task.id == ProgressReport.task_id)
+                          .where(base, _in(ProgressReport.created_at, p), ProgressReport.created_at < asof)).all()
+    updated: dict[date, set[int]] = defaultdict(set)
+    for task_id, at, acked, done in reports:
+        day = at.astimezone(tz).date()
+        end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
+        if acked < end and (done is None or done >= end):
+            updated[day].add(task_id)
+    days = []
+    day = p.first_day
+    while day <= p.last_day:
+        end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
+        if end > asof:
+            break
+        if cal.is_workday(day):
+            in_progress = bisect_left(started, end) - bisect_left(finished, end)
+            days.append((day, len(updated.get(day, ())), in_progress))
+        day += timedelta(days=1)
+    return Discipline(tuple(days))
+
+
+# --- the trend --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrendWarning:
+    department: str
+    reason: str  # "falling" (on-time rate fell three periods in a row) or "doubled" (open overdue doubled)
+    values: tuple[float, ...]
+
+
+def trend_warnings(f: Frame) -> list[TrendWarning]:
+    """Per department, over this period and the three before it (same length): falling when the on-time
+    rate fell three times in a row (r[-3] > r[-2] > r[-1] > r[0], each period having a rate); doubled when
+    its open overdue count at this period's asof is at least twice the count at the previous period's end
+    (which must be at least 1)."""
+    rates: list[dict[str, float]] = []
+    for back in (3, 2, 1, 0):
+        rates.append({r.name: r.rate for r in on_time_rates(f.shifted(back), "department")})
+    out = []
+    for name in sorted(rates[-1]):
+        series = [r.get(name) for r in rates]
+        if all(v is not None for v in series) and all(a > b for a, b in itertools.pairwise(series)):  # type: ignore[operator]
+            out.append(TrendWarning(name, "falling", tuple(v for v in series if v is not None)))
+    now_counts = {o.name: o.count for o in overdue_top(f, limit=10_000)}
+    before_counts = {o.name: o.count for o in overdue_top(f.shifted(1), limit=10_000)}
+    for name in sorted(now_counts):
+        before = before_counts.get(name, 0)
+        if before >= 1 and now_counts[name] >= 2 * before:
+            out.append(TrendWarning(name, "doubled", (float(before), float(now_counts[name]))))
+    return out

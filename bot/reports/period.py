@@ -1,0 +1,100 @@
+"""A report's period: 本周 (default), 上周, 本月, 上月, 本季度, or an explicit `2026-10-01~2026-12-31`.
+
+A period is the half-open interval [start, end) of local days in the calendar's time zone, kept as aware
+datetimes so that SQL compares it with the stored UTC times directly.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+MAX_DAYS = 366  # a longer range is refused: a report is about a season, not the whole history
+
+WORDS: dict[str, str] = {
+    "本周": "this_week", "this week": "this_week", "上周": "last_week", "last week": "last_week",
+    "本月": "this_month", "this month": "this_month", "上月": "last_month", "last month": "last_month",
+    "本季度": "this_quarter", "本季": "this_quarter", "this quarter": "this_quarter",
+}
+_RANGE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})\s*[~～至到]\s*(\d{4})-(\d{1,2})-(\d{1,2})$")
+
+
+class PeriodError(ValueError):
+    """Not a period we understand, or one we refuse (reversed, too long)."""
+
+
+@dataclass(frozen=True)
+class Period:
+    start: datetime
+    end: datetime  # exclusive
+    first_day: date
+    last_day: date  # inclusive, for showing
+
+    @property
+    def label(self) -> str:
+        return f"{self.first_day.isoformat()}~{self.last_day.isoformat()}"
+
+    def previous(self) -> Period:
+        """The period just before this one (the trend compares these): as many whole months when this one is
+        whole months (上月 before 本月, the previous quarter before 本季度), else as many days."""
+        after = self.last_day + timedelta(days=1)
+        if self.first_day.day == 1 and after.day == 1:
+            months = (after.year - self.first_day.year) * 12 + after.month - self.first_day.month
+            return from_days(_month_start(self.first_day, months), self.first_day - timedelta(days=1),
+                             self.start.tzinfo)  # type: ignore[arg-type]
+        days = (self.last_day - self.first_day).days + 1
+        return from_days(self.first_day - timedelta(days=days), self.first_day - timedelta(days=1),
+                         self.start.tzinfo)  # type: ignore[arg-type]
+
+
+def from_days(first: date, last: date, tz: ZoneInfo) -> Period:
+    start = datetime.combine(first, time(0), tzinfo=tz)
+    end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=tz)
+    return Period(start=start, end=end, first_day=first, last_day=last)
+
+
+def _month_start(d: date, back: int = 0) -> date:
+    month = d.month - 1 - back
+    return date(d.year + month // 12, month % 12 + 1, 1)
+
+
+def named(word: str, today: date, tz: ZoneInfo) -> Period:
+    """One of WORDS' periods around `today` (weeks start on Monday)."""
+    monday = today - timedelta(days=today.weekday())
+    if word == "this_week":
+        return from_days(monday, monday + timedelta(days=6), tz)
+    if word == "last_week":
+        return from_days(monday - timedelta(days=7), monday - timedelta(days=1), tz)
+    if word == "this_month":
+        first = _month_start(today)
+        return from_days(first, _month_start(first, -1) - timedelta(days=1), tz)
+    if word == "last_month":
+        first = _month_start(today, 1)
+        return from_days(first, _month_start(today) - timedelta(days=1), tz)
+    if word == "this_quarter":
+        first = date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+        return from_days(first, _month_start(first, -3) - timedelta(days=1), tz)
+    raise PeriodError(word)
+
+
+def parse_period(text: str, now: datetime, tz: ZoneInfo) -> Period:
+    """The period `text` names; an empty text is 本周. Raises PeriodError for anything else."""
+    words = " ".join(text.split()).lower()
+    today = now.astimezone(tz).date()
+    if not words:
+        return named("this_week", today, tz)
+    if words in WORDS:
+        return named(WORDS[words], today, tz)
+    m = _RANGE.match(words)
+    if m is None:
+        raise PeriodError(text)
+    try:
+        first = date(int(m[1]), int(m[2]), int(m[3]))
+        last = date(int(m[4]), int(m[5]), int(m[6]))
+    except ValueError as exc:
+        raise PeriodError(text) from exc
+    if last < first or (last - first).days + 1 > MAX_DAYS:
+        raise PeriodError(text)
+    return from_days(first, last, tz)
