@@ -335,6 +335,13 @@ def sweep_waits(bot: Engine, s: Session, now: datetime) -> int:
         if step is None:
             n.update_wait(wait, next_due_at=None)
             return False
+        # Decided when sent: a reminder due outside working time is not queued for the next period (the
+        # wait may be answered by then); the wait comes back at that period's start and is judged again.
+        outside_ok = rules.nag_outside_working_hours if step[0] == "nag" else rules.escalation_outside_working_hours
+        window = n.send_window(outside_ok)
+        if window > now:
+            n.update_wait(wait, next_due_at=window)
+            return False
         nags_sent, last_nag_at, escalated_at = wait.nags_sent, wait.last_nag_at, wait.escalated_at
         if step[0] == "nag":
             _nag(n, wait, tasks, blocked)
@@ -370,6 +377,8 @@ def sweep_overdue(bot: Engine, s: Session, now: datetime) -> int:
         stmt = stmt.with_for_update(skip_locked=True, of=Task)
     n = Notifier(bot, s, now)
     when = n.send_window()
+    if when > now:
+        return 0  # decided when sent: a task done or extended before the next working period is not warned
     tasks = list(s.scalars(stmt))
     blocked = blocked_ids(s, [t.id for t in tasks])
     n.load_identities({t.owner_id for t in tasks} | {t.project.coordinator_id for t in tasks
@@ -614,6 +623,8 @@ def next_due(bot: Engine, now: datetime) -> datetime | None:
                                                              JobRun.slot >= local.date().isoformat())))
         ran_summary = set(s.scalars(select(JobRun.slot).where(JobRun.job == "weekly_summary",
                                                               JobRun.slot >= f"{year}-W{week:02d}")))
+    if d is not None:  # an overdue warning is decided in working time only
+        d = cal.next_working_moment(max(d, now)) if rules.overdue_enabled else None
     candidates += [x for x in (w, d, o) if x is not None]
     for offset in range(0, 15):
         day = local.date() + timedelta(days=offset)

@@ -1,0 +1,91 @@
+"""Workflow correctness through the console platform, on SQLite and PostgreSQL: reminders decided
+when they are sent, waits that follow a reassigned task, dedupe keys per occurrence, the original
+deadline, identity-based admins, task visibility and a readable audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from .conftest import TZ, Harness
+
+G = "in 新品上市群 as"
+BUDGET = ("申请 市场活动预算审批 活动方案=双十二快闪店 预算金额=5万 预算明细=场地3万,物料2万 预期效果=新增会员5000 "
+          "协作部门=技术部,设计部,运营部")
+
+
+def lines_with(out: list[str], needle: str) -> list[str]:
+    return [line for line in out if needle in line]
+
+
+# --- 1. a reminder queued for the next working period is decided when it is sent ------------------
+
+# (raised at, answered at): raised two working hours before a period's end, so the first nag falls due
+# exactly at 12:00 / 18:00 and would go out at 13:30 / 09:00 the next morning; answered in between.
+BOUNDARIES = [
+    pytest.param((10, 0), (12, 30), id="noon"),
+    pytest.param((16, 0), (20, 0), id="evening"),
+]
+
+
+def _at(hour_minute: tuple[int, int], day: int = 1) -> str:
+    return f"clock 2026-12-{day:02d} {hour_minute[0]:02d}:{hour_minute[1]:02d}"
+
+
+@pytest.mark.parametrize(("raised", "answered"), BOUNDARIES)
+def test_an_acknowledgement_nag_queued_over_a_break_is_not_sent_once_acknowledged(
+        make_harness, raised, answered) -> None:
+    h: Harness = make_harness(start=datetime(2026, 12, 1, *raised, tzinfo=TZ))
+    h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @孙九 截止 12-10")
+    h.run("wait 2h")  # the nag's due moment: the end of the period
+    h.run(_at(answered), f"{G} 孙九: @bot 确认收到 #1")
+    out = h.run("wait 1d")
+    assert not lines_with(out, "请确认收到"), out
+    assert not lines_with(out, "升级提醒") and not lines_with(out, "未回应"), out
+
+
+@pytest.mark.parametrize(("raised", "answered"), BOUNDARIES)
+def test_a_help_nag_queued_over_a_break_is_not_sent_once_answered(make_harness, raised, answered) -> None:
+    h: Harness = make_harness(start=datetime(2026, 12, 1, *raised, tzinfo=TZ))
+    h.run(f"{G} 李四: @bot 求助 设计部 需要一名设计师")
+    h.run("wait 2h")
+    h.run(_at(answered), f"{G} 周八: @bot 答复 #H1 已安排")
+    out = h.run("wait 1d")
+    assert not lines_with(out, "求助 #H1 还在等你答复"), out
+    assert not lines_with(out, "周八"), out
+
+
+@pytest.mark.parametrize(("raised", "answered"), BOUNDARIES)
+def test_an_approval_nag_queued_over_a_break_is_not_sent_once_voted(make_harness, raised, answered) -> None:
+    h: Harness = make_harness(start=datetime(2026, 12, 1, *raised, tzinfo=TZ))
+    h.run(f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三 参与部门 市场部,技术部,设计部",
+          f"{G} 吴十: @bot {BUDGET}")
+    h.run("wait 2h")
+    h.run(_at(answered), "dm as 张三: 同意 #A1")
+    out = h.run("wait 2h")  # the next period's start, before the new stage's own nags fall due
+    assert not lines_with(out, "张三（私聊）: 审批 #A1"), out
+    assert not lines_with(out, "@张三"), out
+
+
+@pytest.mark.parametrize(("raised", "answered"), BOUNDARIES)
+def test_an_overdue_reason_nag_queued_over_a_break_is_not_sent_once_reported(make_harness, raised, answered) -> None:
+    h: Harness = make_harness(start=datetime(2026, 12, 1, 9, 0, tzinfo=TZ))
+    h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @孙九 截止 12-01 {raised[0]:02d}:{raised[1]:02d}",
+          f"{G} 孙九: @bot 确认收到 #1", f"{G} 孙九: @bot 开始 #1")
+    assert lines_with(h.run(_at(raised)), "已过截止时间")
+    h.run("wait 2h")
+    h.run(_at(answered), f"{G} 孙九: @bot 进度 #1 50% 商品图未到，明天补齐")
+    out = h.run("wait 1d")
+    assert not lines_with(out, "已延期，请回复原因"), out
+    assert not lines_with(out, "未回应"), out
+
+
+def test_an_overdue_warning_due_outside_working_time_is_not_sent_once_the_task_is_done(make_harness) -> None:
+    h: Harness = make_harness(start=datetime(2026, 12, 1, 9, 0, tzinfo=TZ))
+    h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @孙九 截止 12-01 19:00",
+          f"{G} 孙九: @bot 确认收到 #1", f"{G} 孙九: @bot 开始 #1")
+    h.run("clock 2026-12-01 19:30")
+    h.run(f"{G} 孙九: @bot 完成 #1 交付物 https://example.com/caigou")
+    out = h.run("wait 1d")
+    assert not lines_with(out, "已过截止时间") and not lines_with(out, "延期预警"), out
