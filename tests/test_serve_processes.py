@@ -64,8 +64,9 @@ claim_seconds = 1
     print(f"kill -9 after {delivered_before} sends: 1000 delivered, {duplicates} duplicate(s)")
     assert set(keys) == {f"due:{i}" for i in range(1000)}
     # The only window is a message printed (sent) whose row was not yet marked when the process
-    # died: one worker sends one message at a time, so at most one duplicate per kill.
-    assert duplicates <= 1
+    # died: at most the sends in flight, one batch (a real platform drops these resends by their
+    # idempotency key; the console platform has none, so they show here).
+    assert duplicates <= 50
     with db.transaction() as s:
         assert s.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status != "sent")) == 0
     db.dispose()
