@@ -7,6 +7,9 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+from sqlalchemy import select
+
+from collabbot.storage.models import Wait
 
 from .conftest import TZ, Harness
 
@@ -89,3 +92,24 @@ def test_an_overdue_warning_due_outside_working_time_is_not_sent_once_the_task_i
     h.run(f"{G} 孙九: @bot 完成 #1 交付物 https://example.com/caigou")
     out = h.run("wait 1d")
     assert not lines_with(out, "已过截止时间") and not lines_with(out, "延期预警"), out
+
+
+# --- 2. reassigning a task moves every open wait to the new owner ----------------------------------
+
+def test_reassigning_an_overdue_task_moves_the_reason_wait_to_the_new_owner(make_harness) -> None:
+    h: Harness = make_harness(start=datetime(2026, 12, 1, 9, 0, tzinfo=TZ))
+    h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @孙九 截止 12-01 09:30",
+          f"{G} 孙九: @bot 确认收到 #1", f"{G} 孙九: @bot 开始 #1")
+    assert lines_with(h.run("clock 2026-12-01 09:30"), "孙九（私聊）: 任务 #1「物料采购」已过截止时间")
+    h.run(f"{G} 张三: @bot 转交 #1 @吴十 原因 人手调整")
+    with h.db.transaction() as s:
+        open_waits = {(w.kind, w.person.name) for w in s.scalars(
+            select(Wait).where(Wait.entity_type == "task", Wait.answered_at.is_(None)))}
+    assert open_waits == {("assign", "吴十"), ("overdue", "吴十")}
+    out = h.run("wait 2d")
+    assert not lines_with(out, "@孙九") and not lines_with(out, "孙九（私聊）"), out
+    assert not lines_with(out, "孙九 的以下事项"), out
+    assert lines_with(out, "@吴十 任务 #1「物料采购」已延期，请回复原因"), out
+    h.run(f"{G} 吴十: @bot 进度 #1 30% 接手后重新排期")
+    with h.db.transaction() as s:
+        assert not s.scalars(select(Wait).where(Wait.kind == "overdue", Wait.answered_at.is_(None))).all()

@@ -36,6 +36,7 @@ from collabbot.storage.models import (
     ProgressReport,
     Task,
     TaskDependency,
+    Wait,
 )
 
 
@@ -383,6 +384,11 @@ def reassign(ctx: Ctx, cmd: Command) -> Reply | None:
     reason = capped(ctx, " ".join(x for x in (cmd.get("reason"), cmd.text) if x), "reason")
     before = snapshot(task)
     old = task.owner
+    # every open wait on the old owner follows the task: the new owner is asked afresh (an overdue reason too)
+    moved = sorted({w.kind for w in ctx.s.scalars(select(Wait).where(
+        Wait.entity_type == "task", Wait.entity_id == task.id, Wait.answered_at.is_(None),
+        Wait.person_id == old.id, Wait.kind != "assign"))})
+    close_waits(ctx, "task", task.id, person_id=old.id)
     close_waits(ctx, "task", task.id, kind="assign")
     task.owner_id = new_owner.id
     task.owner = new_owner
@@ -391,6 +397,8 @@ def reassign(ctx: Ctx, cmd: Command) -> Reply | None:
         task.collaborators.remove(new_owner)
     _touch(ctx, task)
     open_wait(ctx, "assign", "task", task.id, new_owner, task.chat)
+    for kind in moved:
+        open_wait(ctx, kind, "task", task.id, new_owner, task.chat)
     ctx.audit("task.reassign", task, before, reason=reason)
     headline = ctx.t("reassigned", id=task.id)
     c = card(ctx, task)
