@@ -35,7 +35,7 @@ from collabbot.bot.events import (
     sanitized,
     show_markers,
 )
-from collabbot.bot.handlers import approvals, assist, projects, queries, task_creation, tasks
+from collabbot.bot.handlers import approvals, assist, projects, queries, reports, task_creation, tasks
 from collabbot.bot.handlers.approvals import base as approvals_base
 from collabbot.bot.people import resolve_chat, resolve_user
 from collabbot.bot.replies import Card, CardAction, Message, Reply
@@ -80,6 +80,8 @@ COMMANDS: dict[str, CommandHandler] = {
     "withdraw": approvals.withdraw,
     "cancel_approval": approvals.cancel,
     "resubmit": approvals.resubmit,
+    "report": reports.report,
+    "export_report": reports.export_report,
 }
 
 

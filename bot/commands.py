@@ -64,6 +64,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "show_approval": ("审批", "approval"),
     "cancel_approval": ("取消审批", "approval cancel", "cancel approval"),
     "resubmit": ("重新提交", "resubmit"),
+    "report": ("报表", "report"),
+    "export_report": ("导出", "export"),
 }
 
 FIELD_WORDS: dict[str, tuple[str, ...]] = {

@@ -1,0 +1,91 @@
+"""报表 and 导出 through the console platform: the card, the workbook read back with openpyxl, and
+who may see which scope, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from collabbot.bot.reports import export
+from collabbot.cards import workbook
+
+G = "in 新品上市群 as"
+SETUP = (
+    f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三 参与部门 市场部,技术部 开始 12-01 结束 12-31",
+    f"{G} 张三: @bot 新建任务 活动H5开发 负责人 @李四 截止 12-02 18:00",
+    f"{G} 李四: tap 确认收到",
+    f"{G} 张三: @bot 新建任务 海报 负责人 @赵六 截止 12-03 12:00",
+    f"{G} 张三: @bot 新建任务 文案 负责人 @吴十 截止 12-02 12:00",
+    f"{G} 李四: @bot 进度 #1 50% 下一步 联调 问题 接口未就绪",
+    f"{G} 李四: @bot 完成 #1 交付物 https://h5.example.com/x",
+    f"{G} 张三: @bot 通过 #1",
+    "wait 2d",
+)
+
+
+@pytest.fixture
+def h(make_harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("COLLABBOT_EXPORT_DIR", str(tmp_path / "exports"))
+    workbook.install()
+    harness = make_harness(admins=("赵总",))
+    harness.run(*SETUP)
+    return harness
+
+
+def test_the_group_report_card_shows_the_projects_figures(h) -> None:
+    out = h.text(f"{G} 张三: @bot 报表")
+    assert "报表 · 新品上市 · 2026-11-30~2026-12-06" in out
+    assert "新建 3 · 完成 1（按时 1，其中延期后按时 0；逾期完成 0）· 逾期未完成 1" in out
+    assert "技术部 ▓▓▓▓▓▓▓▓▓▓ 100%（1/1）" in out
+    assert "市场部 1 件" in out  # 文案 (吴十, 市场部) is overdue
+    assert "审批停留最久" not in out  # for admins only
+
+
+def test_scopes_outside_the_group_go_privately_and_follow_the_visibility_rule(h) -> None:
+    out = h.text(f"{G} 陈七: @bot 报表 部门 技术部 本月")
+    assert "报表已私信发给你" in out and "报表 · 技术部 · 2026-12-01~2026-12-31" in out
+    refused = h.text(f"{G} 李四: @bot 报表 部门 技术部")
+    assert "你不能查看这个报表：只有该部门负责人和管理员可以" in refused
+    assert "只有管理员可以" in h.text("dm as 李四: 报表 全部")
+    assert "报表 · 全部" in h.text("dm as 赵总: 报表 全部 本季度")
+    assert "报表 · 李四" in h.text("dm as 陈七: 报表 @李四")  # his head
+    assert "你不能查看这个报表" in h.text("dm as 王五: 报表 @李四")
+    assert "报表 · 王五" in h.text("dm as 王五: 报表")  # in private: oneself
+    assert "看不懂时间范围「2026-13-01~2026-12-31」" in h.text("dm as 王五: 报表 2026-13-01~2026-12-31")
+    assert "找不到部门「不存在部」" in h.text("dm as 赵总: 报表 部门 不存在部")
+
+
+def test_export_writes_a_typed_workbook(h) -> None:
+    out = h.text(f"{G} 张三: @bot 导出")
+    found = re.search(r"报表已导出：(\S+\.xlsx)", out)
+    assert found, out
+    wb = openpyxl.load_workbook(found[1])
+    assert wb.sheetnames == ["任务", "进度", "审批", "部门统计"]
+    tasks = wb["任务"]
+    assert [c.value for c in tasks[1]] == ["任务名称", "负责人", "协作人", "截止时间", "交付物要求", "优先级",
+                                           "依赖任务", "状态", "原截止时间"]
+    assert tasks.max_row == 4 and tasks.freeze_panes == "A2" and tasks.auto_filter.ref == "A1:I4"
+    assert tasks["A2"].value == "#1 活动H5开发" and tasks["B2"].value == "李四"
+    assert isinstance(tasks["D2"].value, datetime) and tasks["D2"].value == datetime(2026, 12, 2, 18, 0)
+    assert tasks.column_dimensions["A"].width >= 14  # "#1 活动H5开发" is 13 columns wide
+    progress = wb["进度"]
+    assert [c.value for c in progress[1]][:5] == ["子任务名称", "负责部门", "负责人", "当前状态", "完成比例"]
+    row = next(r for r in progress.iter_rows(min_row=2) if r[0].value == "#1 活动H5开发")
+    assert row[4].value == 1 and row[4].number_format == "0.0%"
+    assert (row[5].value, row[6].value) == ("联调", "接口未就绪")
+    depts = wb["部门统计"]
+    rows = {r[0].value: [c.value for c in r] for r in depts.iter_rows(min_row=2)}
+    assert rows["技术部"][1:4] == [1, 1, 1] and depts["D2"].number_format == "0.0%"
+    assert rows["市场部"][5] == 1
+
+
+def test_export_without_a_writer_is_refused_plainly(h) -> None:
+    export._writer.clear()
+    try:
+        assert "这个安装没有导出功能" in h.text(f"{G} 张三: @bot 导出")
+    finally:
+        workbook.install()
