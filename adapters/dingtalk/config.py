@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
+from collabbot.adapters.kit.settings import Section
 from collabbot.bot.config import Config, ConfigError
 
 MODES = ("stream", "http")
@@ -56,54 +56,23 @@ _KNOWN = {
 }
 
 
-def _str(raw: dict[str, Any], key: str, default: str = "") -> str:
-    value = raw.get(key, default)
-    if not isinstance(value, str):
-        raise ConfigError(f"dingtalk.{key}", f"must be a string, not {value!r}")
-    return value.strip()
-
-
-def _number(raw: dict[str, Any], key: str, default: float, *, minimum: float, maximum: float | None = None,
-            allow_zero: bool = False) -> float:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"dingtalk.{key}", f"must be a number, not {value!r}")
-    if maximum is not None and value > maximum:
-        raise ConfigError(f"dingtalk.{key}", f"must be at most {maximum:g}")
-    if (value == 0 and allow_zero) or value >= minimum:
-        return float(value)
-    raise ConfigError(f"dingtalk.{key}", f"must be at least {minimum:g}" + (" (or 0 to turn it off)" if allow_zero else ""))
-
-
-def _url(raw: dict[str, Any], key: str, default: str) -> str:
-    url = _str(raw, key, default).rstrip("/")
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path:
-        raise ConfigError(f"dingtalk.{key}", f"must be a URL like {default}, not {url!r}")
-    return url
-
-
 def parse_settings(raw: dict[str, Any], config: Config | None = None) -> DingTalkSettings:
     """Validate the raw `[dingtalk]` table."""
-    if not isinstance(raw, dict):
-        raise ConfigError("dingtalk", "must be a table")
-    unknown = sorted(set(raw) - _KNOWN)
-    if unknown:
-        raise ConfigError(f"dingtalk.{unknown[0]}", "unknown key (see config.example.toml)")
-    client_id, secret = _str(raw, "client_id"), _str(raw, "client_secret")
+    section = Section("dingtalk", raw, _KNOWN)
+    client_id, secret = section.str("client_id"), section.str("client_secret")
     if not client_id:
         raise ConfigError("dingtalk.client_id", "is required (the app's Client ID / AppKey, ding…)")
     if not secret:
         raise ConfigError("dingtalk.client_secret",
                           'is required; write it as "${DINGTALK_CLIENT_SECRET}" to read it from the environment')
-    template = _str(raw, "card_template_id")
+    template = section.str("card_template_id")
     if not template:
         raise ConfigError("dingtalk.card_template_id", "is required: build the card template from "
                           "cards/dingtalk/TEMPLATE.md in DingTalk's card platform and put its id here")
-    mode = _str(raw, "mode", "stream")
+    mode = section.str("mode", "stream")
     if mode not in MODES:
         raise ConfigError("dingtalk.mode", f'must be "stream" or "http", not {mode!r}')
-    path = _str(raw, "path", "/dingtalk/callback")
+    path = section.str("path", "/dingtalk/callback")
     if not path.startswith("/"):
         raise ConfigError("dingtalk.path", "must start with /")
     max_body = raw.get("max_body_bytes", 262_144)
@@ -115,7 +84,7 @@ def parse_settings(raw: dict[str, Any], config: Config | None = None) -> DingTal
     ding = raw.get("ding", False)
     if not isinstance(ding, bool):
         raise ConfigError("dingtalk.ding", "must be true or false")
-    group_text = _str(raw, "group_text", "card")
+    group_text = section.str("group_text", "card")
     if group_text not in GROUP_TEXT:
         raise ConfigError("dingtalk.group_text", f'must be "card" or "robot", not {group_text!r}')
     root = raw.get("org_root_department", 1)
@@ -125,22 +94,22 @@ def parse_settings(raw: dict[str, Any], config: Config | None = None) -> DingTal
         client_id=client_id,
         client_secret=secret,
         card_template_id=template,
-        robot_code=_str(raw, "robot_code"),
+        robot_code=section.str("robot_code"),
         mode=mode,
         path=path,
-        card_route_key=_str(raw, "card_route_key", "collabbot") or "collabbot",
-        base_url=_url(raw, "base_url", DEFAULT_BASE_URL),
-        oapi_url=_url(raw, "oapi_url", DEFAULT_OAPI_URL),
+        card_route_key=section.str("card_route_key", "collabbot") or "collabbot",
+        base_url=section.url("base_url", DEFAULT_BASE_URL),
+        oapi_url=section.url("oapi_url", DEFAULT_OAPI_URL),
         session_webhook_hosts=tuple(h.strip().lower() for h in hosts),
         max_body_bytes=max_body,
-        sign_window_seconds=_number(raw, "sign_window_seconds", SIGN_WINDOW_SECONDS, minimum=10,
+        sign_window_seconds=section.number("sign_window_seconds", SIGN_WINDOW_SECONDS, minimum=10,
                                     maximum=SIGN_WINDOW_SECONDS),
-        stale_message_seconds=_number(raw, "stale_message_seconds", 900.0, minimum=60, allow_zero=True),
-        answer_within_seconds=_number(raw, "answer_within_seconds", 1.5, minimum=0.01, maximum=1.9),
-        request_timeout_seconds=_number(raw, "request_timeout_seconds", 10.0, minimum=1),
-        watchdog_seconds=_number(raw, "watchdog_seconds", 60.0, minimum=0.2, maximum=600),
+        stale_message_seconds=section.number("stale_message_seconds", 900.0, minimum=60, allow_zero=True),
+        answer_within_seconds=section.number("answer_within_seconds", 1.5, minimum=0.01, maximum=1.9),
+        request_timeout_seconds=section.number("request_timeout_seconds", 10.0, minimum=1),
+        watchdog_seconds=section.number("watchdog_seconds", 60.0, minimum=0.2, maximum=600),
         ding=ding,
         group_text=group_text,
-        group_limit_seconds=_number(raw, "group_limit_seconds", 60.0, minimum=1, maximum=600),
+        group_limit_seconds=section.number("group_limit_seconds", 60.0, minimum=1, maximum=600),
         org_root_department=root,
     )
