@@ -412,4 +412,12 @@ TEXTS: dict[str, str] = {
     "x_progress_columns": "Subtask|Department|Owner|Status|Percent|Next step|Problems|Updated",
     "x_approval_columns": "Approval|Template|Initiator|Status|Submitted|Stage|Stage status|Stage started|Stage decided|Stage time (working hours)",
     "x_department_columns": "Department|Done|On time|On-time rate|On time after extension|Open overdue|Days overdue",
+    "chart_on_time": "On-time rate by department",
+    "chart_on_time_series": "on-time rate",
+    "chart_overdue": "Open overdue tasks by department",
+    "chart_overdue_series": "overdue tasks",
+    "chart_response": "Response time distribution (working time)",
+    "chart_burn_up": "Project burn-up",
+    "chart_scope": "scope",
+    "chart_done": "done",
 }

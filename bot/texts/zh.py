@@ -412,4 +412,12 @@ TEXTS: dict[str, str] = {
     "x_progress_columns": "子任务名称|负责部门|负责人|当前状态|完成比例|下一步计划|存在问题|更新时间",
     "x_approval_columns": "审批编号|模板|发起人|审批状态|提交时间|阶段|阶段状态|阶段开始|阶段决定|阶段用时（工作小时）",
     "x_department_columns": "部门|完成数|按时完成数|按时完成率|延期后按时数|逾期未完成|逾期天数",
+    "chart_on_time": "各部门按时完成率",
+    "chart_on_time_series": "按时完成率",
+    "chart_overdue": "各部门逾期未完成任务",
+    "chart_overdue_series": "逾期任务数",
+    "chart_response": "响应时间分布（工作时间）",
+    "chart_burn_up": "项目燃起图",
+    "chart_scope": "任务总数",
+    "chart_done": "已完成",
 }
