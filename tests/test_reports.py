@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 import statistics
 from collections import defaultdict
 from collections.abc import Callable
@@ -255,3 +257,12 @@ def test_visibility_follows_the_task_rule(db: Database) -> None:
         assert not sees(h.outsider, Scope("project", project))
         owner = next(t.owner for t in h.tasks if t.project == project)
         assert sees(owner, Scope("project", project))
+
+
+def test_the_work_clock_agrees_with_the_calendar() -> None:
+    rng = random.Random(3)
+    base = datetime(2026, 9, 25, tzinfo=TZ)  # across the National Day holiday and its make-up workdays
+    times = [base + timedelta(minutes=rng.randrange(60 * 24 * 30), seconds=rng.randrange(60)) for _ in range(400)]
+    clock = figures.WorkClock(CAL, min(times), max(times))
+    for a, b in itertools.pairwise(times):
+        assert clock.seconds(a, b) == CAL.working_between(a, b).total_seconds(), (a, b)

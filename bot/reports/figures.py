@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -73,6 +73,52 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 def median(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
+
+
+class WorkClock:
+    """Working time between many pairs of instants, fast: the calendar's working periods from `lo` to `hi`
+    laid out once with the working time before each, so that one difference is two binary searches.
+    It gives exactly `WorkCalendar.working_between` (tests compare them); instants outside [lo, hi] are
+    clamped, so build it over every instant it will be asked about."""
+
+    def __init__(self, calendar: WorkCalendar, lo: datetime, hi: datetime) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.before: list[int] = []
+        total = 0
+        day = lo.astimezone(calendar.tz).date() - timedelta(days=1)
+        last = hi.astimezone(calendar.tz).date() + timedelta(days=1)
+        while day <= last:
+            for start, end in calendar._day_periods(day):
+                a, b = _us(start), _us(end)
+                self.starts.append(a)
+                self.ends.append(b)
+                self.before.append(total)
+                total += b - a
+            day += timedelta(days=1)
+
+    def _at(self, x: int) -> int:
+        i = bisect_right(self.starts, x) - 1
+        if i < 0:
+            return 0
+        return self.before[i] + min(x, self.ends[i]) - self.starts[i]
+
+    def seconds(self, a: datetime, b: datetime) -> float:
+        """Working seconds in [a, b); zero when b <= a."""
+        return max(0, self._at(_us(b)) - self._at(_us(a))) / 1_000_000
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _us(at: datetime) -> int:
+    return (at - _EPOCH) // timedelta(microseconds=1)
+
+
+def work_clock(f: Frame, times: Sequence[datetime]) -> WorkClock:
+    lo = min([*times, f.period.start])
+    hi = max([*times, f.asof])
+    return WorkClock(f.calendar, lo, hi)
 
 
 # --- tasks ------------------------------------------------------------------------------------------
@@ -211,12 +257,14 @@ def response_times(f: Frame, kind: str) -> Response:
     (answered + still open at asof after more than 2 working hours)."""
     rows = f.s.execute(select(Wait.raised_at, Wait.answered_at).where(
         Wait.kind == kind, _in(Wait.raised_at, f.period), f.scope.waits())).all()
-    cal, asof = f.calendar, f.asof
+    asof = f.asof
+    work = work_clock(f, [t for row in rows for t in row if t is not None and t <= asof])
+    within_s = WITHIN.total_seconds()
     seconds, open_late = [], 0
     for raised, answered in rows:
         if answered is not None and answered <= asof:
-            seconds.append(cal.working_between(raised, answered).total_seconds())
-        elif cal.working_between(raised, asof) > WITHIN:
+            seconds.append(work.seconds(raised, answered))
+        elif work.seconds(raised, asof) > within_s:
             open_late += 1
     quick = sum(1 for v in seconds if v <= WITHIN.total_seconds())
     judged = len(seconds) + open_late
@@ -253,8 +301,9 @@ def approval_stage_times(f: Frame) -> list[Stage]:
                               ApprovalStep.started_at.is_not(None), _in(ApprovalStep.decided_at, f.period))).all()
     times: dict[str, list[float]] = defaultdict(list)
     order: dict[str, int] = {}
+    work = work_clock(f, [t for row in rows for t in row[2:]])
     for name, index, started, decided in rows:
-        times[name].append(f.calendar.working_between(started, decided).total_seconds())
+        times[name].append(work.seconds(started, decided))
         order[name] = min(order.get(name, index), index)
     return [Stage(n, len(times[n]), median(times[n]), percentile(times[n], 0.9))
             for n in sorted(times, key=lambda n: (order[n], n))]
@@ -270,8 +319,9 @@ def approver_holds(f: Frame, limit: int = 5) -> list[Stage]:
                        .where(f.scope.approvals(), ApprovalStep.started_at.is_not(None),
                               _in(ApprovalVote.created_at, f.period))).all()
     times: dict[str, list[float]] = defaultdict(list)
+    work = work_clock(f, [t for row in rows for t in row[1:]])
     for name, started, voted in rows:
-        times[name].append(f.calendar.working_between(started, voted).total_seconds())
+        times[name].append(work.seconds(started, voted))
     stages = [Stage(n, len(v), median(v), percentile(v, 0.9)) for n, v in times.items()]
     return sorted(stages, key=lambda st: (-(st.median_s or 0), st.name))[:limit]
 
