@@ -18,11 +18,12 @@ import math
 import statistics
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select
+from sqlalchemy import ColumnElement, String, and_, case, exists, func, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from collabbot.bot.calendar import WorkCalendar
@@ -119,6 +120,19 @@ def work_clock(f: Frame, times: Sequence[datetime]) -> WorkClock:
     lo = min([*times, f.period.start])
     hi = max([*times, f.asof])
     return WorkClock(f.calendar, lo, hi)
+
+
+def _raw(f: Frame, column: Any) -> Any:
+    """`column` as the database's own sortable value: SQLite's stored text (its fixed-width format sorts as
+    time does, and parsing 100,000 of them into datetimes is the slow part of a big report), PostgreSQL's
+    timestamp. Compare it only with `_sort_key(f)` of an instant."""
+    return type_coerce(column, String) if f.s.get_bind().dialect.name == "sqlite" else column
+
+
+def _sort_key(f: Frame) -> Callable[[datetime], Any]:
+    if f.s.get_bind().dialect.name == "sqlite":
+        return lambda at: at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return lambda at: at
 
 
 # --- tasks ------------------------------------------------------------------------------------------
@@ -344,30 +358,38 @@ def progress_discipline(f: Frame) -> Discipline:
     updated = those of them with a progress report on d (local day). share = sum(updated) / sum(in progress)."""
     cal, tz = f.calendar, f.calendar.tz
     p, asof = f.period, f.asof
-    base = and_(f.scope.tasks(), Task.status != "cancelled", Task.acknowledged_at.is_not(None),
-                Task.acknowledged_at < p.end, or_(Task.done_at.is_(None), Task.done_at >= p.start))
-    tasks = f.s.execute(select(Task.acknowledged_at, Task.done_at).where(base)).all()
-    started = sorted(a for a, _ in tasks)
-    finished = sorted(max(a, d) for a, d in tasks if d is not None)
-    reports = f.s.execute(select(ProgressReport.task_id, ProgressReport.created_at, Task.acknowledged_at,
-                                 Task.done_at).join(Task, Task.id == ProgressReport.task_id)
-                          .where(base, _in(ProgressReport.created_at, p), ProgressReport.created_at < asof)).all()
-    updated: dict[date, set[int]] = defaultdict(set)
-    for task_id, at, acked, done in reports:
-        day = at.astimezone(tz).date()
-        end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
-        if acked < end and (done is None or done >= end):
-            updated[day].add(task_id)
-    days = []
+    # the period's working days and their ends, as sort keys comparable with the fetched instants
+    days_in: list[date] = []
+    ends: list[datetime] = []
     day = p.first_day
     while day <= p.last_day:
         end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
         if end > asof:
             break
-        if cal.is_workday(day):
-            in_progress = bisect_left(started, end) - bisect_left(finished, end)
-            days.append((day, len(updated.get(day, ())), in_progress))
+        days_in.append(day)
+        ends.append(end)
         day += timedelta(days=1)
+    key = _sort_key(f)
+    end_keys = [key(e) for e in ends]
+    base = and_(f.scope.tasks(), Task.status != "cancelled", Task.acknowledged_at.is_not(None),
+                Task.acknowledged_at < p.end, or_(Task.done_at.is_(None), Task.done_at >= p.start))
+    acked_col, done_col = _raw(f, Task.acknowledged_at), _raw(f, Task.done_at)
+    tasks = f.s.execute(select(acked_col, done_col).where(base)).all()
+    started = sorted(a for a, _ in tasks)
+    finished = sorted(max(a, d) for a, d in tasks if d is not None)
+    reports = f.s.execute(select(ProgressReport.task_id, _raw(f, ProgressReport.created_at), acked_col, done_col)
+                          .join(Task, Task.id == ProgressReport.task_id)
+                          .where(base, _in(ProgressReport.created_at, p), ProgressReport.created_at < asof)).all()
+    updated: dict[int, set[int]] = defaultdict(set)
+    for task_id, at, acked, done in reports:
+        i = bisect_right(end_keys, at)  # the day whose end is the first after the report
+        if i < len(end_keys) and acked < end_keys[i] and (done is None or done >= end_keys[i]):
+            updated[i].add(task_id)
+    days = []
+    for i, (day, end_key) in enumerate(zip(days_in, end_keys, strict=True)):
+        if cal.is_workday(day):
+            in_progress = bisect_left(started, end_key) - bisect_left(finished, end_key)
+            days.append((day, len(updated.get(i, ())), in_progress))
     return Discipline(tuple(days))
 
 
