@@ -266,3 +266,38 @@ def test_the_work_clock_agrees_with_the_calendar() -> None:
     clock = figures.WorkClock(CAL, min(times), max(times))
     for a, b in itertools.pairwise(times):
         assert clock.seconds(a, b) == CAL.working_between(a, b).total_seconds(), (a, b)
+
+
+def test_a_falling_on_time_rate_and_doubled_overdue_are_named(db: Database) -> None:
+    from collabbot.storage.models import Department, Task
+
+    now = datetime(2026, 11, 27, 12, 0, tzinfo=TZ)  # a Friday: this week is 11-23..11-29
+    with db.transaction() as s:
+        dept = Department(name="技术部")
+        s.add(dept)
+        s.flush()
+        user = User(name="李四", department_id=dept.id, created_at=now - timedelta(days=60))
+        s.add(user)
+        s.flush()
+
+        def task(created: datetime, deadline: datetime, done: datetime | None) -> Task:
+            return Task(title="t", initiator_id=user.id, owner_id=user.id, department_id=dept.id,
+                        status="done" if done else "in_progress", deadline=deadline, done_at=done,
+                        created_at=created, updated_at=created)
+
+        for weeks_back, on_time in ((3, 4), (2, 3), (1, 2), (0, 1)):
+            monday = datetime(2026, 11, 23, 10, 0, tzinfo=TZ) - timedelta(weeks=weeks_back)
+            for i in range(4):
+                done = monday + timedelta(days=1)
+                deadline = done + timedelta(hours=1) if i < on_time else done - timedelta(hours=1)
+                s.add(task(monday - timedelta(days=3), deadline, done))
+        # open overdue: 1 at the end of last week, 2 now
+        s.add(task(now - timedelta(days=20), now - timedelta(days=10), None))
+        s.add(task(now - timedelta(days=5), now - timedelta(days=2), None))
+    with db.transaction() as s:
+        f = figures.Frame(s, Scope("department", dept.id, "技术部"), parse_period("本周", now, TZ), now, CAL)
+        warnings = figures.trend_warnings(f)
+        assert [(w.department, w.reason) for w in warnings] == [("技术部", "falling"), ("技术部", "doubled")]
+        assert warnings[0].values == (1.0, 0.75, 0.5, 0.25) and warnings[1].values == (1.0, 2.0)
+        last_week = figures.Frame(s, f.scope, parse_period("上周", now, TZ), now, CAL)
+        assert figures.trend_warnings(last_week) == []  # two falls only, and no overdue before
