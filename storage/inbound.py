@@ -66,6 +66,8 @@ def claim(session: Session, limit: int, lease: timedelta, platforms: tuple[str, 
     rows = list(session.scalars(stmt))
     for row in rows:
         row.claimed_until = now + lease
+        if row.kind == "event":  # a follow-up counts its attempts when it fails (`retry`)
+            row.attempts += 1
     session.flush()
     return [QueuedItem(r.id, r.platform, r.kind, r.payload, r.attempts) for r in rows]
 

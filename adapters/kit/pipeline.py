@@ -36,6 +36,7 @@ EVENT = "event"
 LEASE = inbound.DEFAULT_LEASE
 RESUME_EVERY = 5.0  # seconds between looks for rows a dead process left
 MAX_FOLLOW_UP_ATTEMPTS = 12
+MAX_EVENT_ATTEMPTS = 10  # times a queued event is taken up again (each after its lease ran out) before it is dropped
 FollowUp = Callable[[dict[str, Any]], Awaitable[InboundEvent | None]]
 
 
@@ -125,19 +126,24 @@ class InboundPipeline:
         try:
             event = await self.follow_ups[item.kind](item.payload)
         except FollowUpFailed as exc:
-            attempt = item.attempts + 1
-            if attempt >= MAX_FOLLOW_UP_ATTEMPTS:
-                log.error("%s: follow-up %s #%s given up after %s attempts: %s", self.platform, item.kind, item.id,
-                          attempt, exc)
-                self.hub.journal.forget(item.id)
-                return
-            delay = timedelta(seconds=min(3600.0, 5.0 * 2 ** item.attempts))
-            log.info("%s: follow-up %s #%s failed (%s); again in %s", self.platform, item.kind, item.id, exc, delay)
-            await self.hub.journal.run(inbound.retry, item.id, str(exc), delay)
+            await self._retry_follow_up(item, str(exc))
             return
-        if event is not None:
-            await self.hub.handle(event)
+        if event is not None and (await self.hub.handle(event)).toast_kind == "error":
+            # the engine stored nothing for a machine event that failed: try it again later
+            await self._retry_follow_up(item, "the engine could not apply it")
+            return
         self.hub.journal.forget(item.id)
+
+    async def _retry_follow_up(self, item: inbound.QueuedItem, error: str) -> None:
+        attempt = item.attempts + 1
+        if attempt >= MAX_FOLLOW_UP_ATTEMPTS:
+            log.error("%s: follow-up %s #%s given up after %s attempts: %s", self.platform, item.kind, item.id,
+                      attempt, error)
+            self.hub.journal.forget(item.id)
+            return
+        delay = timedelta(seconds=min(3600.0, 5.0 * 2 ** item.attempts))
+        log.info("%s: follow-up %s #%s failed (%s); again in %s", self.platform, item.kind, item.id, error, delay)
+        await self.hub.journal.run(inbound.retry, item.id, error, delay)
 
     async def resume(self, *, after_start: bool = False) -> int:
         """Work the rows nobody holds (a dead process's, or follow-ups due again); how many were taken.
@@ -146,7 +152,11 @@ class InboundPipeline:
         items = await self.hub.journal.run(lambda s: inbound.claim(s, 5000 if sole else 100, LEASE, (self.platform,),
                                                                    ignore_leases=sole))
         for item in items:
-            if item.kind == EVENT:
+            if item.kind == EVENT and item.attempts > MAX_EVENT_ATTEMPTS:
+                log.error("%s: queued event #%s failed in the engine %s times; given up", self.platform, item.id,
+                          item.attempts)
+                self.hub.journal.forget(item.id)
+            elif item.kind == EVENT:
                 try:
                     event = event_from_json(item.payload)
                 except (ValueError, TypeError, KeyError) as exc:
