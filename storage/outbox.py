@@ -72,12 +72,17 @@ def enqueue(
         created_at=now,
         last_error="",
     )
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = (insert(OutboxMessage).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
-            .returning(OutboxMessage.id))
     # RETURNING, not rowcount: psycopg through SQLAlchemy 2.1's ORM insert reports rowcount -1
-    return session.execute(stmt).first() is not None
+    return session.execute(_ENQUEUE[session.get_bind().dialect.name], values).first() is not None
+
+
+# one statement per dialect, built once: the values are bound at execution (building the statement
+# with its values each time cost more than the insert itself on the inbound hot path)
+_ENQUEUE = {
+    name: (dialect_insert(OutboxMessage).on_conflict_do_nothing(index_elements=["dedupe_key"])
+           .returning(OutboxMessage.id))
+    for name, dialect_insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
 
 
 def claim(session: Session, now: datetime, limit: int, lease: timedelta, *,
