@@ -389,9 +389,10 @@ def sweep_overdue(bot: Engine, s: Session, now: datetime) -> int:
         if task.status == "review":
             return False  # submitted in time for review: nothing to chase
         deadline = n.fmt(task.deadline)
+        occurrence = f"overdue:task:{task.id}:{int(task.deadline.timestamp())}"  # a new deadline warns again
         card = task_card(s, task, n.lang, now, bot.calendar.tz, blocked=task.id in blocked)
         n.to_user(task.owner, Message((n.t("overdue_owner", id=task.id, title=task.title, deadline=deadline),), card),
-                  f"overdue:task:{task.id}:owner", when)
+                  f"{occurrence}:owner", when)
         # The owner owes a reason and a remedy: a wait, so the nag and escalation rules chase it until a
         # progress update, a submission or an approved extension answers it.
         step = next_step(when, 0, None, False, bot.config.rules, bot.calendar)
@@ -401,7 +402,7 @@ def sweep_overdue(bot: Engine, s: Session, now: datetime) -> int:
         if bot.config.rules.overdue_tell_coordinator and coordinator is not None and coordinator.id != task.owner_id:
             n.to_user(coordinator, Message((n.t("overdue_coordinator", id=task.id, title=task.title,
                                                 owner=task.owner.name, deadline=deadline),)),
-                      f"overdue:task:{task.id}:coordinator", when)
+                      f"{occurrence}:coordinator", when)
         n.audit("rule.overdue", "task", task.id, {"deadline": task.deadline.isoformat() if task.deadline else None})
         return True
 

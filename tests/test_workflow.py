@@ -113,3 +113,33 @@ def test_reassigning_an_overdue_task_moves_the_reason_wait_to_the_new_owner(make
     h.run(f"{G} 吴十: @bot 进度 #1 30% 接手后重新排期")
     with h.db.transaction() as s:
         assert not s.scalars(select(Wait).where(Wait.kind == "overdue", Wait.answered_at.is_(None))).all()
+
+
+# --- 3. dedupe keys name the occurrence ----------------------------------------------------------
+
+def test_an_extended_task_that_falls_overdue_again_is_warned_again(make_harness) -> None:
+    h: Harness = make_harness(start=datetime(2026, 12, 1, 9, 0, tzinfo=TZ))
+    h.run(f"{G} 张三: @bot 新建任务 快闪店物料设计 负责人 @王五 截止 12-03",
+          f"{G} 王五: @bot 确认收到 #1", f"{G} 王五: @bot 开始 #1")
+    out = h.run("clock 2026-12-04 09:30")
+    assert len(lines_with(out, "王五（私聊）: 任务 #1「快闪店物料设计」已过截止时间")) == 1
+    h.run(f"{G} 王五: @bot 申请 延期申请 #1 新截止日期=12-08 原因=商品图未到 补救措施=先出线框稿")
+    assert "审批通过" in h.text("dm as 张三: 同意 #A1")
+    out = h.run("clock 2026-12-09 09:30")
+    assert len(lines_with(out, "王五（私聊）: 任务 #1「快闪店物料设计」已过截止时间（12-08 18:00）")) == 1, out
+    assert len(lines_with(out, "张三（私聊）: 延期预警：任务 #1")) == 1, out
+
+
+def test_a_task_blocked_again_hears_it_is_unblocked_again(make_harness) -> None:
+    h: Harness = make_harness(start=datetime(2026, 12, 1, 9, 0, tzinfo=TZ))
+    h.run(f"{G} 张三: @bot 新建任务 设计稿 负责人 @王五 截止 12-10",
+          f"{G} 张三: @bot 新建任务 开发 负责人 @李四 截止 12-10",
+          f"{G} 张三: @bot 新建任务 补充素材 负责人 @王五 截止 12-10",
+          f"{G} 张三: @bot 依赖 #2 #1")
+    h.run(f"{G} 王五: @bot 完成 #1 交付物 https://example.com/a")
+    out = h.run(f"{G} 张三: @bot 验收 #1")
+    assert len(lines_with(out, "李四（私聊）")) == 1, out
+    h.run(f"{G} 张三: @bot 依赖 #2 #3", f"{G} 王五: @bot 完成 #3 交付物 https://example.com/b")
+    out = h.run(f"{G} 张三: @bot 验收 #3")
+    assert len(lines_with(out, "李四（私聊）")) == 1, out
+    assert lines_with(out, "新品上市群: @李四"), out

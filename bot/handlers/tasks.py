@@ -342,9 +342,10 @@ def _notify_unblocked(ctx: Ctx, done: Task) -> None:
     for succ in successors:
         if not open_predecessors(ctx.s, succ.id):
             message = Message((ctx.at(succ.owner), " ", ctx.t("unblocked", id=succ.id, title=succ.title)))
-            ctx.tell_user(succ.owner, message, key=f"unblocked:task:{succ.id}")
+            key = f"unblocked:task:{succ.id}:by:{done.id}:{done.version}"  # each unblocking is its own occurrence
+            ctx.tell_user(succ.owner, message, key=key)
             if succ.chat is not None:
-                ctx.tell_chat(succ.chat, message, key=f"unblocked:task:{succ.id}:chat")
+                ctx.tell_chat(succ.chat, message, key=f"{key}:chat")
 
 
 def return_task(ctx: Ctx, cmd: Command) -> Reply | None:
