@@ -541,6 +541,7 @@ class SummaryFacts:
         later = end + timedelta(days=7)
         rows = s.execute(
             select(Task.id, Task.project_id, Task.title, Task.status, Task.percent, Task.deadline, Task.done_at,
+                   Task.original_deadline, Task.extensions,
                    User.name.label("owner"), Department.name.label("department"))
             .join(User, User.id == Task.owner_id).outerjoin(Department, Department.id == Task.department_id)
             .where(Task.project_id.in_(ids), Task.status != "cancelled",
@@ -569,13 +570,15 @@ def summary_card(n: Notifier, facts: SummaryFacts, project_id: int, start: datet
     overdue = [t for t in tasks if states.is_overdue(t.status, t.deadline, now)]
     blocked = [t for t in tasks if t.status in ("todo", "in_progress") and t.id in facts.blocked]
     next_week = [t for t in tasks if t.status in states.OPEN and t.deadline and end <= t.deadline < end + timedelta(days=7)]
-    rate: dict[str, list[int]] = {}
+    rate: dict[str, list[int]] = {}  # department -> [on time, done, extended]
     for t in done:
-        if t.deadline:
+        due = t.original_deadline or t.deadline  # on time = by the deadline in force when it was set
+        if due:
             name = t.department or "-"
-            rate.setdefault(name, [0, 0])
+            rate.setdefault(name, [0, 0, 0])
             rate[name][1] += 1
-            rate[name][0] += t.done_at <= t.deadline
+            rate[name][0] += t.done_at <= due
+            rate[name][2] += t.extensions > 0
     notes = facts.notes.get(project_id, [])
     fields = [
         (n.t("summary_done"), lines(f"#{t.id} {t.title}" for t in done)),
@@ -583,15 +586,16 @@ def summary_card(n: Notifier, facts: SummaryFacts, project_id: int, start: datet
         (n.t("summary_overdue"), lines(f"#{t.id} {t.title}（{t.owner}）" for t in overdue)),
         (n.t("summary_blocked"), lines(f"#{t.id} {t.title}" for t in blocked)),
         (n.t("summary_next_week"), lines(f"#{t.id} {t.title} {n.fmt(t.deadline)}" for t in next_week)),
-        (n.t("summary_on_time"), lines(f"{d} {ok}/{total}（{round(100 * ok / total)}%）"
-                                        for d, (ok, total) in sorted(rate.items()))),
+        (n.t("summary_on_time"), lines(
+            f"{d} {ok}/{total}（{round(100 * ok / total)}%{n.t('summary_extended', n=late) if late else ''}）"
+            for d, (ok, total, late) in sorted(rate.items()))),
     ]
     if notes:
         fields.append((n.t("summary_notes"), lines(f"{d}：{text}" for d, text in notes)))
     return Card(kind="summary", key=f"summary:{project_id}:{slot}",
                 title=n.t("summary_title", project=facts.projects.get(project_id, "-")), color="blue",
                 fields=tuple(fields),
-                chart=tuple((d, round(100 * ok / total)) for d, (ok, total) in sorted(rate.items())))
+                chart=tuple((d, round(100 * ok / total)) for d, (ok, total, _) in sorted(rate.items())))
 
 
 # --- the whole sweep ----------------------------------------------------------------------------

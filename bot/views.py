@@ -61,6 +61,15 @@ def _fmt(when: datetime | None, tz, now: datetime, lang: str) -> str:
     return local.strftime("%m-%d %H:%M") if local.year == now.astimezone(tz).year else local.strftime("%Y-%m-%d %H:%M")
 
 
+def _deadline(task: Task, tz, now: datetime, lang: str) -> str:
+    """The deadline in force, and the original one beside it once an extension moved it."""
+    shown = _fmt(task.deadline, tz, now, lang)
+    if not task.extensions or task.original_deadline is None:
+        return shown
+    return texts.t(lang, "deadline_extended", deadline=shown, original=_fmt(task.original_deadline, tz, now, lang),
+                   n=task.extensions)
+
+
 def task_card(s: Session, task: Task, lang: str, now: datetime, tz, *, full: bool = False,
               blocked: bool | None = None) -> Card:
     """The task card; `full` adds subtasks, dependencies, the latest progress and history.
@@ -73,7 +82,7 @@ def task_card(s: Session, task: Task, lang: str, now: datetime, tz, *, full: boo
     label, color = status_label(lang, task, now, blocked)
     fields: list[tuple[str, str]] = [
         (t("f_owner"), task.owner.name),
-        (t("f_deadline"), _fmt(task.deadline, tz, now, lang)),
+        (t("f_deadline"), _deadline(task, tz, now, lang)),
         (t("f_priority"), texts.priority_name(lang, task.priority)),
         (t("f_progress"), f"{task.percent}%"),
     ]

@@ -131,6 +131,9 @@ class Task(Base):
     status: Mapped[str] = mapped_column(String(20), default="todo")
     priority: Mapped[str] = mapped_column(String(10), default="mid")
     deadline: Mapped[datetime | None]
+    # the deadline set at creation, kept through approved extensions: statistics count against it
+    original_deadline: Mapped[datetime | None]
+    extensions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     deliverable_expected: Mapped[str] = mapped_column(Text, default="")
     deliverable: Mapped[str] = mapped_column(Text, default="")
     attachments: Mapped[list[Any]] = mapped_column(default=list)

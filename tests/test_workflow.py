@@ -9,7 +9,8 @@ from datetime import datetime
 import pytest
 from sqlalchemy import select
 
-from collabbot.storage.models import Wait
+from collabbot.bot.replies import Message
+from collabbot.storage.models import OutboxMessage, Task, Wait
 
 from .conftest import TZ, Harness
 
@@ -143,3 +144,28 @@ def test_a_task_blocked_again_hears_it_is_unblocked_again(make_harness) -> None:
     out = h.run(f"{G} 张三: @bot 验收 #3")
     assert len(lines_with(out, "李四（私聊）")) == 1, out
     assert lines_with(out, "新品上市群: @李四"), out
+
+
+# --- 4. the original deadline --------------------------------------------------------------------
+
+def test_an_extension_keeps_the_original_deadline_on_the_card_and_in_the_on_time_rate(make_harness) -> None:
+    h: Harness = make_harness(start=datetime(2026, 11, 30, 9, 0, tzinfo=TZ))
+    h.run(f"{G} 张三: @bot 新建任务 快闪店物料设计 负责人 @王五 截止 12-01",
+          f"{G} 张三: @bot 新建任务 海报 负责人 @王五 截止 12-03",
+          f"{G} 王五: @bot 开始 #1", f"{G} 王五: @bot 开始 #2",
+          f"{G} 王五: @bot 申请 延期申请 #1 新截止日期=12-03 原因=商品图未到 补救措施=先出线框稿")
+    assert "审批通过" in h.text("dm as 张三: 同意 #A1")
+    card = h.text("dm as 王五: 任务 #1")
+    assert "截止：12-03 18:00（原 12-01 18:00，已延期 1 次）" in card, card
+    with h.db.transaction() as s:
+        task = s.get(Task, 1)
+        assert (task.original_deadline.astimezone(TZ).day, task.deadline.astimezone(TZ).day, task.extensions) == (1, 3, 1)
+    h.run("clock 2026-12-02 10:00", f"{G} 王五: @bot 完成 #1 交付物 https://example.com/a",
+          f"{G} 王五: @bot 完成 #2 交付物 https://example.com/b",
+          f"{G} 张三: @bot 验收 #1", f"{G} 张三: @bot 验收 #2")
+    h.run("clock 2026-12-04 19:00")
+    with h.db.transaction() as s:
+        [summary] = [Message.from_json(m.payload).card for m in s.scalars(select(OutboxMessage).where(
+            OutboxMessage.dedupe_key.like("summary:%")))]
+    assert summary is not None and summary.chart == (("设计部", 50),)
+    assert ("按时完成率", "设计部 1/2（50%，延期 1）") in summary.fields, summary.fields

@@ -42,6 +42,7 @@ def new_task(ctx: Ctx, *, title: str, owner: User, project: Project | None, pare
         status="todo",
         priority=priority,
         deadline=deadline,
+        original_deadline=deadline,
         deliverable_expected=deliverable,
         attachments=attachments or [],
         remarks=remarks,

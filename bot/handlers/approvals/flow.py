@@ -84,6 +84,8 @@ def _extend_task(ctx: Ctx, req: ApprovalRequest, template: ApprovalTemplate) -> 
     if task is None or task.status not in ("todo", "in_progress"):
         return ""
     before = snapshot(task)
+    task.original_deadline = task.original_deadline or task.deadline  # kept for the on-time statistics
+    task.extensions += 1
     task.deadline = datetime.fromisoformat(req.values[template.deadline_field])
     task.overdue_warned_at = None
     task.updated_at = ctx.now
