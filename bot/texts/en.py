@@ -162,6 +162,7 @@ TEXTS: dict[str, str] = {
     "f_owner": "Owner",
     "f_collaborators": "Collaborators",
     "f_deadline": "Due",
+    "deadline_extended": "{deadline} (originally {original}, extended {n}x)",
     "f_priority": "Priority",
     "f_project": "Project",
     "f_initiator": "Initiator",
@@ -271,6 +272,7 @@ TEXTS: dict[str, str] = {
     "summary_blocked": "Blocked",
     "summary_next_week": "Due next week",
     "summary_on_time": "On-time rate",
+    "summary_extended": ", {n} extended",
     "summary_notes": "Department notes",
     "summary_intro": "This week's summary:",
     # approvals

@@ -162,6 +162,7 @@ TEXTS: dict[str, str] = {
     "f_owner": "负责人",
     "f_collaborators": "协作",
     "f_deadline": "截止",
+    "deadline_extended": "{deadline}（原 {original}，已延期 {n} 次）",
     "f_priority": "优先级",
     "f_project": "项目",
     "f_initiator": "发起人",
@@ -271,6 +272,7 @@ TEXTS: dict[str, str] = {
     "summary_blocked": "阻塞",
     "summary_next_week": "下周到期",
     "summary_on_time": "按时完成率",
+    "summary_extended": "，延期 {n}",
     "summary_notes": "部门协作总结",
     "summary_intro": "本周周报如下：",
     # approvals
