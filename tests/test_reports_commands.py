@@ -31,7 +31,7 @@ SETUP = (
 def h(make_harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("COLLABBOT_EXPORT_DIR", str(tmp_path / "exports"))
     workbook.install()
-    harness = make_harness(admins=("赵总",))
+    harness = make_harness(admins=("console:赵总",))
     harness.run(*SETUP)
     return harness
 
@@ -89,3 +89,20 @@ def test_export_without_a_writer_is_refused_plainly(h) -> None:
         assert "这个安装没有导出功能" in h.text(f"{G} 张三: @bot 导出")
     finally:
         workbook.install()
+
+
+def test_an_extension_shows_as_extended_and_keeps_the_original_deadline(h) -> None:
+    h.run(f"{G} 赵六: @bot 申请 延期 #2 新截止日期=12-08 原因=缺图 补救措施=先出线框",
+          "dm as 张三: 同意 #A1",
+          f"{G} 赵六: @bot 完成 #2 交付物 https://img.example.com/p",
+          f"{G} 张三: @bot 通过 #2")
+    out = h.text(f"{G} 张三: @bot 报表")
+    assert "完成 2（按时 2，其中延期后按时 1；逾期完成 0）" in out
+    found = re.search(r"报表已导出：(\S+\.xlsx)", h.text(f"{G} 张三: @bot 导出"))
+    assert found
+    tasks = openpyxl.load_workbook(found[1])["任务"]
+    row = next(r for r in tasks.iter_rows(min_row=2) if r[0].value == "#2 海报")
+    assert (row[3].value, row[8].value) == (datetime(2026, 12, 8, 18, 0), datetime(2026, 12, 3, 12, 0))
+    assert row[7].value == "已完成"
+    approvals = openpyxl.load_workbook(found[1])["审批"]
+    assert approvals.max_row >= 2 and approvals["B2"].value == "延期申请"
