@@ -35,7 +35,7 @@ from collabbot.bot.events import (
     sanitized,
     show_markers,
 )
-from collabbot.bot.handlers import approvals, assist, projects, queries, reports, task_creation, tasks
+from collabbot.bot.handlers import approvals, assist, projects, queries, records, reports, task_creation, tasks
 from collabbot.bot.handlers.approvals import base as approvals_base
 from collabbot.bot.people import resolve_chat, resolve_user
 from collabbot.bot.replies import Card, CardAction, Message, Reply
@@ -82,6 +82,7 @@ COMMANDS: dict[str, CommandHandler] = {
     "resubmit": approvals.resubmit,
     "report": reports.report,
     "export_report": reports.export_report,
+    "list_tasks": records.list_tasks,
 }
 
 
@@ -161,7 +162,7 @@ class Bot:
         self.commands: dict[str, CommandHandler] = dict(COMMANDS)
         self.actions: dict[str, ActionHandler] = dict(ACTIONS)
         self.wait_describers: dict[str, Callable[[Ctx, Wait], str]] = dict(approvals.WAIT_DESCRIBERS)
-        self.help_lines: tuple[HelpLine, ...] = (*queries.HELP_EXAMPLES, *approvals.HELP_LINES)
+        self.help_lines: tuple[HelpLine, ...] = (*queries.HELP_EXAMPLES, *approvals.HELP_LINES, *records.HELP_LINES)
 
     # --- people and places (bot/people.py) -----------------------------------------------------
     def resolve_user(self, s: Session, ref: UserRef, now: datetime) -> User:

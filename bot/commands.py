@@ -66,6 +66,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "resubmit": ("重新提交", "resubmit"),
     "report": ("报表", "report"),
     "export_report": ("导出", "export"),
+    "list_tasks": ("任务列表", "任务清单", "tasks all", "task list"),
 }
 
 FIELD_WORDS: dict[str, tuple[str, ...]] = {
@@ -91,6 +92,8 @@ FIELD_WORDS: dict[str, tuple[str, ...]] = {
     "next_step": ("下一步", "下一步计划", "next"),
     "problems": ("问题", "存在问题", "problems", "issues"),
     "reason": ("原因", "理由", "reason"),
+    "status": ("状态", "status"),
+    "page": ("页", "页码", "page"),
 }
 
 PRIORITY_WORDS = {"高": "high", "中": "mid", "低": "low", "high": "high", "mid": "mid", "medium": "mid",
@@ -150,6 +153,7 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
     "ask_help": ("department",),
     "reject": ("reason",),
     "cancel_approval": ("reason",),
+    "list_tasks": ("status", "department", "page"),
 }
 
 # commands whose `名称=值` tokens are generic pairs (an approval template's fields)
@@ -261,6 +265,7 @@ FIELD_TYPES: dict[str, str] = {
     "owner": PERSON, "collaborators": PERSON, "coordinator": PERSON,
     "deadline": DATE, "start": DATE, "end": DATE,
     "priority": PRIORITY, "percent": NUMBER, "attachments": LINK,
+    "page": NUMBER,
 }
 _NUMBER = re.compile(r"^\d{1,3}[%％]?$")
 # what people type when they mean a date, parseable or not (`13-45`, `下周八`): the handler then refuses

@@ -422,4 +422,15 @@ TEXTS: dict[str, str] = {
     "chart_burn_up": "Project burn-up",
     "chart_scope": "scope",
     "chart_done": "done",
+    # records (tasks all …)
+    "list_title": "Task list · {name}",
+    "list_count": "{n} tasks",
+    "list_open": "open",
+    "list_row": "owner {owner} | with {collaborators} | due {deadline} | deliverable {deliverable} | priority {priority} | after {depends} | {status}",
+    "list_page": "page {page}/{pages}",
+    "list_next": "; next: tasks all page {page} (add status/dept/@someone to filter)",
+    "list_empty": "No task matches",
+    "list_bad_status": 'Unknown status "{value}". Use one of: {known}, open',
+    "list_bad_page": 'Bad page "{value}", e.g. tasks all page 2',
+    "list_no_page": "There is no page {page} ({pages} pages)",
 }

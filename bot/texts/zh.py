@@ -422,4 +422,15 @@ TEXTS: dict[str, str] = {
     "chart_burn_up": "项目燃起图",
     "chart_scope": "任务总数",
     "chart_done": "已完成",
+    # records (任务列表 …)
+    "list_title": "任务分工表 · {name}",
+    "list_count": "共 {n} 项",
+    "list_open": "未完成",
+    "list_row": "负责人 {owner}｜协作 {collaborators}｜截止 {deadline}｜交付物 {deliverable}｜优先级 {priority}｜依赖 {depends}｜{status}",
+    "list_page": "第 {page}/{pages} 页",
+    "list_next": "；下一页：任务列表 页 {page}（可加 状态/部门/@某人）",
+    "list_empty": "没有符合条件的任务",
+    "list_bad_status": "看不懂状态「{value}」。可用：{known}、未完成",
+    "list_bad_page": "页码「{value}」不对，例如：任务列表 页 2",
+    "list_no_page": "没有第 {page} 页（共 {pages} 页）",
 }

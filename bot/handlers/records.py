@@ -1,0 +1,140 @@
+"""The project's records kept in the chat: 任务列表 (the project's 任务分工表), filterable and paged.
+
+A list is a card of one page: each task one field (name → owner, collaborators, deadline, deliverable,
+priority, dependencies, status), so every platform shows the same table and the platforms' size caps
+shorten a long row with "…" instead of refusing the card. Ten rows per page keeps within the smallest
+platform's field count (WeCom's 20) with room for the page line.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+
+from collabbot.bot import texts
+from collabbot.bot.commands import Command
+from collabbot.bot.context import Ctx, Refused
+from collabbot.bot.handlers.common import chat_project
+from collabbot.bot.replies import Card, Reply
+from collabbot.bot.rules import states
+from collabbot.bot.views import COLORS, blocked_ids, status_label
+from collabbot.storage.models import Task, TaskCollaborator, TaskDependency, User
+
+PAGE_SIZE = 10
+MAX_PAGE = 999
+# the order a list shows: what needs attention first
+FLAG_ORDER = ("overdue", "blocked", "review", "in_progress", "todo", "done", "cancelled")
+# status filter words beyond each status's own name: every open task
+OPEN_WORDS = frozenset({"未完成", "open", "进行中的"})
+
+
+def _status_filter(ctx: Ctx, value: str) -> str:
+    """A status name in either language (or its key) -> the flag it means; 未完成/open -> "open"."""
+    word = value.strip().lower()
+    if word in OPEN_WORDS:
+        return "open"
+    for lang in ("zh", "en"):
+        for flag in FLAG_ORDER:
+            if word in (flag, texts.status_name(lang, flag).lower()):
+                return flag
+    known = "、".join(texts.status_name(ctx.lang, f) for f in FLAG_ORDER)
+    raise Refused("list_bad_status", value=value.strip()[:20], known=known)
+
+
+def _page(ctx: Ctx, cmd: Command) -> int:
+    value = cmd.get("page").strip()
+    if not value and "page" not in cmd.fields:
+        return 1
+    if not re.fullmatch(r"\d{1,3}", value) or not 1 <= int(value) <= MAX_PAGE:
+        raise Refused("list_bad_page", value=value[:20])
+    return int(value)
+
+
+def list_tasks(ctx: Ctx, cmd: Command) -> Reply | None:
+    """任务列表 [状态 进行中] [部门 技术部] [@某人] [页 2]: the project's tasks, most pressing first."""
+    if ctx.chat is None:
+        raise Refused("need_group")
+    project = chat_project(ctx, cmd)
+    wanted = _status_filter(ctx, cmd.get("status")) if cmd.get("status") else ""
+    if not wanted and cmd.text:
+        wanted = _status_filter(ctx, cmd.text)
+    page = _page(ctx, cmd)
+    stmt = select(Task).where(Task.project_id == project.id)
+    filters: list[str] = []
+    if cmd.get("department"):
+        dept = ctx.department(cmd.get("department"))
+        stmt = stmt.where(Task.department_id == dept.id)
+        filters.append(dept.name)
+    person: User | None = ctx.mention(cmd.mentions[0]) if cmd.mentions else None
+    if person is not None:
+        collaborating = select(TaskCollaborator.task_id).where(TaskCollaborator.user_id == person.id)
+        stmt = stmt.where((Task.owner_id == person.id) | Task.id.in_(collaborating))
+        filters.append(person.name)
+    if wanted == "open" or wanted in ("overdue", "blocked", "in_progress", "todo", "review"):
+        stmt = stmt.where(Task.status.in_(states.OPEN))
+    elif wanted in ("done", "cancelled"):
+        stmt = stmt.where(Task.status == wanted)
+    else:
+        stmt = stmt.where(Task.status != "cancelled")
+    if wanted:
+        filters.append(texts.t(ctx.lang, "list_open") if wanted == "open" else texts.status_name(ctx.lang, wanted))
+    tasks = list(ctx.s.scalars(stmt.order_by(Task.id)))
+    blocked = blocked_ids(ctx.s, [t.id for t in tasks])
+    flagged = [(states.flags(t.status, t.deadline, ctx.now, t.id in blocked), t) for t in tasks]
+    if wanted and wanted != "open":
+        flagged = [(f, t) for f, t in flagged if wanted in f]
+    far = ctx.now.replace(year=9999)
+    flagged.sort(key=lambda ft: (FLAG_ORDER.index(ft[0][0]), ft[1].deadline or far, ft[1].id))
+    pages = max(1, -(-len(flagged) // PAGE_SIZE))
+    if page > pages:
+        raise Refused("list_no_page", page=page, pages=pages)
+    shown = [t for _, t in flagged[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]]
+    ctx.say(card=_card(ctx, project.id, project.name, shown, blocked, len(flagged), page, pages, filters))
+    return None
+
+
+def _dependencies(ctx: Ctx, task_ids: list[int]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    rows = ctx.s.execute(select(TaskDependency.task_id, TaskDependency.depends_on_id)
+                         .where(TaskDependency.task_id.in_(task_ids)).order_by(TaskDependency.depends_on_id))
+    for task_id, depends_on in rows:
+        out.setdefault(task_id, []).append(depends_on)
+    return out
+
+
+def task_row(ctx: Ctx, task: Task, depends: list[int], blocked: bool) -> tuple[str, str]:
+    """One row of the 任务分工表: (#id name, owner｜collaborators｜deadline｜deliverable｜priority｜deps｜status)."""
+    label, _ = status_label(ctx.lang, task, ctx.now, blocked)
+    none = ctx.t("none")
+    value = ctx.t(
+        "list_row",
+        owner=task.owner.name,
+        collaborators="、".join(u.name for u in task.collaborators) or none,
+        deadline=ctx.fmt(task.deadline),
+        deliverable=task.deliverable_expected or none,
+        priority=texts.priority_name(ctx.lang, task.priority),
+        depends="、".join(f"#{d}" for d in depends) or none,
+        status=label,
+    )
+    return f"#{task.id} {task.title}", value
+
+
+def _card(ctx: Ctx, project_id: int, name: str, tasks: list[Task], blocked: set[int], total: int, page: int,
+          pages: int, filters: list[str]) -> Card:
+    depends = _dependencies(ctx, [t.id for t in tasks])
+    rows = tuple(task_row(ctx, t, depends.get(t.id, []), t.id in blocked) for t in tasks)
+    status = ctx.t("list_count", n=total) + (f" · {' · '.join(filters)}" if filters else "")
+    note = ctx.t("list_page", page=page, pages=pages)
+    if page < pages:
+        note += ctx.t("list_next", page=page + 1)
+    worst = states.flags(tasks[0].status, tasks[0].deadline, ctx.now, tasks[0].id in blocked)[0] if tasks else "done"
+    if not tasks:
+        note = ctx.t("list_empty")
+    return Card(kind="task_list", key=f"tasklist:{project_id}", title=ctx.t("list_title", name=name), status=status,
+                color=COLORS[worst] if tasks else "grey", fields=rows, note=note)
+
+
+HELP_LINES: tuple[tuple[str, str, str], ...] = (
+    ("list_tasks", "任务列表 状态 进行中 部门 技术部 @李四 页 2", "tasks all status in_progress dept 技术部 page 2"),
+)

@@ -1,0 +1,75 @@
+"""The project's records through the console platform, on SQLite and PostgreSQL: 任务列表 (the
+任务分工表) filtered and paged, every platform's card for it within that platform's limits."""
+
+from __future__ import annotations
+
+import pytest
+
+from collabbot.bot.replies import Message
+from collabbot.cards.render import PLATFORMS, render_message
+from collabbot.storage.models import OutboxMessage
+
+G = "in 新品上市群 as"
+SETUP = (
+    f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三 参与部门 市场部,技术部 开始 12-01 结束 12-31",
+    f"{G} 张三: @bot 新建任务 活动H5开发 负责人 @李四 协作 @王五 截止 12-10 优先级 高 交付物 H5链接",
+    f"{G} 张三: @bot 新建任务 海报 负责人 @赵六 截止 12-03 12:00",
+    f"{G} 张三: @bot 新建任务 文案 负责人 @吴十 截止 12-01 12:00",
+    f"{G} 张三: @bot 依赖 #1 #2",
+)
+
+
+def test_the_task_list_is_the_projects_table_most_pressing_first(harness) -> None:
+    harness.run(*SETUP, "wait 1d")
+    out = harness.text(f"{G} 王五: @bot 任务列表")
+    assert "任务分工表 · 新品上市" in out and "共 3 项" in out
+    assert "#1 活动H5开发：负责人 李四｜协作 王五｜截止 12-10 18:00｜交付物 H5链接｜优先级 高｜依赖 #2｜阻塞 · 待启动" in out
+    # 文案 is overdue, so it comes first; the blocked #1 before the plain todo #2
+    assert out.index("#3 文案") < out.index("#1 活动H5开发") < out.index("#2 海报")
+    assert "已延期" in out and "第 1/1 页" in out and "下一页" not in out
+
+
+def test_filters_by_status_department_and_person(harness) -> None:
+    harness.run(*SETUP, "wait 1d")
+    by_status = harness.text(f"{G} 张三: @bot 任务列表 状态 已延期")
+    assert "#3 文案" in by_status and "#1 活动H5开发" not in by_status and "共 1 项 · 已延期" in by_status
+    blocked = harness.text(f"{G} 张三: @bot 任务列表 阻塞")
+    assert "#1 活动H5开发" in blocked and "#2 海报" not in blocked
+    by_dept = harness.text(f"{G} 张三: @bot 任务列表 部门 技术部")
+    assert "#1 活动H5开发" in by_dept and "#3 文案" not in by_dept
+    by_person = harness.text(f"{G} 张三: @bot 任务列表 @王五")  # a collaborator counts
+    assert "#1 活动H5开发" in by_person and "#2 海报" not in by_person and "共 1 项 · 王五" in by_person
+    english = harness.text(f"{G} 张三: @bot tasks all status overdue")
+    assert "#3 文案" in english and "#2 海报" not in english
+    assert "看不懂状态「快好了」" in harness.text(f"{G} 张三: @bot 任务列表 状态 快好了")
+    assert "找不到部门「宣传部」" in harness.text(f"{G} 张三: @bot 任务列表 部门 宣传部")
+    assert "没有符合条件的任务" in harness.text(f"{G} 张三: @bot 任务列表 已取消")
+
+
+def test_a_long_list_is_paged_and_every_platform_takes_each_page(harness) -> None:
+    harness.run(SETUP[0], *(f"{G} 张三: @bot 新建任务 任务{n:02d} 负责人 @李四 截止 12-{n + 1:02d}" for n in range(1, 24)))
+    first = harness.text(f"{G} 张三: @bot 任务列表")
+    assert "共 23 项" in first and "第 1/3 页" in first and "下一页：任务列表 页 2" in first
+    assert "#1 任务01" in first and "#10 任务10" in first and "#11 任务11" not in first
+    third = harness.text(f"{G} 张三: @bot 任务列表 页 3")
+    assert "#21 任务21" in third and "#23 任务23" in third and "#20 任务20" not in third and "第 3/3 页" in third
+    assert "没有第 4 页（共 3 页）" in harness.text(f"{G} 张三: @bot 任务列表 页 4")
+    assert "页码「0」不对" in harness.text(f"{G} 张三: @bot 任务列表 页 0")
+    with harness.db.transaction() as s:
+        row = s.query(OutboxMessage).filter(OutboxMessage.card_key.like("tasklist:%")).order_by(OutboxMessage.id).first()
+        assert row is not None
+        message = Message.from_json(row.payload)
+    assert message.card is not None and len(message.card.fields) == 10
+    for platform in PLATFORMS:
+        assert render_message(platform, message)  # shortened where the platform needs it, never refused
+
+
+def test_the_list_is_for_a_project_group(harness) -> None:
+    assert "请在项目群里" in harness.text("dm as 张三: 任务列表")
+
+
+@pytest.mark.parametrize("text", ["任务列表 状态 进行中 部门 技术部", "tasks all status in_progress dept 技术部 page 2"])
+def test_the_list_command_parses(text: str) -> None:
+    from collabbot.bot.commands import parse
+    cmd = parse(text)
+    assert cmd.name == "list_tasks" and cmd.get("status") and cmd.get("department") == "技术部"
