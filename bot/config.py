@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import time
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,16 @@ class RuleSettings:
     weekly_summary_enabled: bool = True
     weekly_summary_time: time = time(17, 0)
     weekly_summary_spread_minutes: int = 5
+    # 紧急事务: answered within respond_hours (wall clock), nagged every nag_after_hours at any hour
+    urgent_respond_hours: float = 24.0
+    urgent_nag_after_hours: float = 1.0
+    urgent_max_nags: int = 3
+
+    def for_urgent(self) -> RuleSettings:
+        """The rhythm for an urgent matter: tighter nags at any hour, escalation once the response is late."""
+        return replace(self, nag_enabled=True, nag_after_working_hours=self.urgent_nag_after_hours,
+                       nag_max=self.urgent_max_nags, nag_outside_working_hours=True, escalation_enabled=True,
+                       escalation_after_hours=self.urgent_respond_hours, escalation_outside_working_hours=True)
 
 
 @dataclass(frozen=True)
@@ -211,6 +221,7 @@ class _Section:
 def _rules(s: _Section) -> RuleSettings:
     nag, esc, prompt = s.table("nag"), s.table("escalation"), s.table("daily_prompt")
     overdue, unblocked, weekly = s.table("overdue"), s.table("unblocked"), s.table("weekly_summary")
+    urgent = s.table("urgent")
     rules = RuleSettings(
         nag_enabled=nag.bool("enabled", True),
         nag_after_working_hours=nag.number("after_working_hours", 2.0),
@@ -235,8 +246,11 @@ def _rules(s: _Section) -> RuleSettings:
         weekly_summary_enabled=weekly.bool("enabled", True),
         weekly_summary_time=weekly.time("time", time(17, 0)),
         weekly_summary_spread_minutes=weekly.int("spread_minutes", 5),
+        urgent_respond_hours=urgent.number("respond_hours", 24.0),
+        urgent_nag_after_hours=urgent.number("nag_after_hours", 1.0),
+        urgent_max_nags=urgent.int("max_nags", 3),
     )
-    for sub in (nag, esc, prompt, overdue, unblocked, weekly):
+    for sub in (nag, esc, prompt, overdue, unblocked, weekly, urgent):
         sub.done()
     if rules.nag_enabled and not (rules.nag_in_group or rules.nag_private):
         raise ConfigError("rules.nag.private", "in_group and private are both false: nobody would hear a nag "
@@ -308,6 +322,41 @@ def _task_templates(items: Any) -> tuple[TaskTemplate, ...]:
     return tuple(out)
 
 
+def _admins(entries: tuple[str, ...], org_file: str) -> tuple[str, ...]:
+    """Admins as platform identities ("feishu:ou_…"): a name is display only, never a credential.
+
+    A bare name is accepted only when the org file (the demo org when none is set) lists exactly one
+    person by it; it stands for that person's ids there. A name nobody or several people have is refused.
+    """
+    platforms = (*PLATFORM_SECTIONS, "console")
+    out: list[str] = []
+    org = None
+    for i, entry in enumerate(entries):
+        platform, sep, ident = entry.partition(":")
+        if sep and platform in platforms:
+            if not ident.strip():
+                raise ConfigError(f"bot.admins[{i}]", f"{entry!r} has no user id after {platform}:")
+            out.append(entry)
+            continue
+        if org is None:
+            from importlib import resources
+
+            from collabbot.bot.org import OrgError, load_org_file
+            path = org_file or str(resources.files("collabbot.examples").joinpath("demo-org.toml"))
+            try:
+                org = load_org_file(path)
+            except (OrgError, OSError) as exc:
+                raise ConfigError("bot.admins", f"names need a readable org file ({exc}); write platform:id") from None
+        matches = [p for p in org.people if p.name == entry]
+        if len(matches) != 1:
+            problem = "is nobody in the org file" if not matches else f"is ambiguous ({len(matches)} people)"
+            raise ConfigError(f"bot.admins[{i}]", f"{entry!r} {problem}; write the platform identity, "
+                                                  f"e.g. \"feishu:ou_…\" ({', '.join(platforms)})")
+        person = matches[0]
+        out += [f"console:{person.name}", *(f"{p}:{v}" for p, v in person.ids.items() if p != "console")]
+    return tuple(dict.fromkeys(out))
+
+
 def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
     """Validate a parsed TOML document into a `Config` (raises `ConfigError`)."""
     data = _expand_env(data, "")
@@ -343,7 +392,7 @@ def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
     config = Config(
         language=language,
         bot_name=bot.str("name", "bot"),
-        admins=bot.strings("admins"),
+        admins=_admins(bot.strings("admins"), org_file),
         org_file=org_file,
         database_url=url,
         host=server.str("host", "127.0.0.1"),

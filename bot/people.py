@@ -27,13 +27,12 @@ def safe_name(name: str) -> str:
 
 
 def is_admin(s: Session, user: User, admins: Collection[str]) -> bool:
-    """`admins` lists names or platform user ids (the config's `bot.admins`)."""
+    """`admins` lists platform identities, "platform:id" (the config's `bot.admins`, names resolved at load):
+    matched by identity only, so a second person with an admin's name is not an admin."""
     if not admins:
         return False
-    if user.name in admins:
-        return True
-    ids = s.scalars(select(Identity.platform_user_id).where(Identity.user_id == user.id))
-    return any(i in admins for i in ids)
+    ids = s.execute(select(Identity.platform, Identity.platform_user_id).where(Identity.user_id == user.id))
+    return any(f"{platform}:{ident}" in admins for platform, ident in ids)
 
 
 def platform_id(s: Session, user: User, platform: str) -> str:

@@ -360,7 +360,7 @@ def test_transfer_hands_the_step_on(harness) -> None:
 
 
 def test_withdraw_and_cancel(make_harness) -> None:
-    h = make_harness(admins=("孙九",))
+    h = make_harness(admins=("console:孙九",))
     budget(h)
     assert "你不能撤回这个审批：只有发起人 吴十 可以" in h.text("dm as 张三: 撤回 #A1")
     out = h.text("dm as 吴十: withdraw #A1")

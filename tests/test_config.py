@@ -198,10 +198,10 @@ def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
 def test_secrets_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLLABBOT_TEST_DB", "postgresql+psycopg://bot:s3cret@db:5432/collabbot")
     monkeypatch.setenv("COLLABBOT_TEST_SECRET", "app-secret-from-env")
-    config = parse_config({"database": {"url": "${COLLABBOT_TEST_DB}"}, "bot": {"admins": ["${COLLABBOT_TEST_SECRET}"]},
+    config = parse_config({"database": {"url": "${COLLABBOT_TEST_DB}"}, "bot": {"admins": ["feishu:${COLLABBOT_TEST_SECRET}"]},
                            "feishu": {"app_id": "cli_1", "app_secret": "${COLLABBOT_TEST_SECRET}"}})
     assert config.database_url == "postgresql+psycopg://bot:s3cret@db:5432/collabbot"
-    assert config.admins == ("app-secret-from-env",)
+    assert config.admins == ("feishu:app-secret-from-env",)
     assert config.platforms["feishu"] == {"app_id": "cli_1", "app_secret": "app-secret-from-env"}
 
 

@@ -39,7 +39,7 @@ def h(make_harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def test_the_group_report_card_shows_the_projects_figures(h) -> None:
     out = h.text(f"{G} 张三: @bot 报表")
     assert "报表 · 新品上市 · 2026-11-30~2026-12-06" in out
-    assert "新建 3 · 完成 1（按时 1，其中延期后按时 0；逾期完成 0）· 逾期未完成 1" in out
+    assert "新建 3 · 完成 1（按原截止按时 1，延期后按时 0，逾期完成 0）· 逾期未完成 1" in out
     assert "技术部 ▓▓▓▓▓▓▓▓▓▓ 100%（1/1）" in out
     assert "市场部 1 件" in out  # 文案 (吴十, 市场部) is overdue
     assert "审批停留最久" not in out  # for admins only
@@ -94,10 +94,11 @@ def test_export_without_a_writer_is_refused_plainly(h) -> None:
 def test_an_extension_shows_as_extended_and_keeps_the_original_deadline(h) -> None:
     h.run(f"{G} 赵六: @bot 申请 延期 #2 新截止日期=12-08 原因=缺图 补救措施=先出线框",
           "dm as 张三: 同意 #A1",
+          "wait 1d",  # past the original deadline (12-03 12:00), before the extended one
           f"{G} 赵六: @bot 完成 #2 交付物 https://img.example.com/p",
           f"{G} 张三: @bot 通过 #2")
     out = h.text(f"{G} 张三: @bot 报表")
-    assert "完成 2（按时 2，其中延期后按时 1；逾期完成 0）" in out
+    assert "完成 2（按原截止按时 1，延期后按时 1，逾期完成 0）" in out
     found = re.search(r"报表已导出：(\S+\.xlsx)", h.text(f"{G} 张三: @bot 导出"))
     assert found
     tasks = openpyxl.load_workbook(found[1])["任务"]

@@ -236,7 +236,7 @@ def test_a_retried_event_changes_nothing(harness) -> None:
 
 
 def test_admin_may_do_anything(make_harness) -> None:
-    h = make_harness(admins=("孙九",))
+    h = make_harness(admins=("console:孙九",))
     create(h)
     assert "已确认收到任务 #1" in h.text(f"{G} 孙九: @bot 确认收到 #1")
     assert "任务 #1 已取消" in h.text(f"{G} 孙九: @bot 取消任务 #1")

@@ -9,8 +9,10 @@ from datetime import datetime
 import pytest
 from sqlalchemy import select
 
+from collabbot.bot.config import ConfigError, parse_config
+from collabbot.bot.people import is_admin
 from collabbot.bot.replies import Message
-from collabbot.storage.models import OutboxMessage, Task, Wait
+from collabbot.storage.models import Identity, OutboxMessage, Task, User, Wait
 
 from .conftest import TZ, Harness
 
@@ -169,3 +171,38 @@ def test_an_extension_keeps_the_original_deadline_on_the_card_and_in_the_on_time
             OutboxMessage.dedupe_key.like("summary:%")))]
     assert summary is not None and summary.chart == (("设计部", 50),)
     assert ("按时完成率", "设计部 1/2（50%，延期 1）") in summary.fields, summary.fields
+
+
+# --- 5. admins by identity -----------------------------------------------------------------------
+
+def test_admins_are_platform_identities_and_a_name_resolves_through_the_org_file(tmp_path) -> None:
+    assert parse_config({"bot": {"admins": ["feishu:ou_1"]}}).admins == ("feishu:ou_1",)
+    assert parse_config({"bot": {"admins": ["张三"]}}).admins == ("console:张三",)  # the demo org's one 张三
+    org = tmp_path / "org.toml"
+    org.write_text('[[departments]]\nname = "市场部"\nhead = "张三"\n\n'
+                   '[[people]]\nname = "张三"\ndepartment = "市场部"\n[people.ids]\nfeishu = "ou_a"\n\n'
+                   '[[people]]\nname = "李四"\ndepartment = "市场部"\n', encoding="utf-8")
+    assert parse_config({"bot": {"admins": ["张三"], "org_file": str(org)}}).admins == ("console:张三", "feishu:ou_a")
+    twice = tmp_path / "twice.toml"  # a name two people share is ambiguous: refused
+    twice.write_text(org.read_text(encoding="utf-8") + '\n[[people]]\nname = "李四"\ndepartment = "市场部"\n',
+                     encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"bot\.admins.*share a name"):
+        parse_config({"bot": {"admins": ["李四"], "org_file": str(twice)}})
+    with pytest.raises(ConfigError, match=r"bot\.admins\[0\].*nobody"):
+        parse_config({"bot": {"admins": ["王大锤"], "org_file": str(org)}})
+    with pytest.raises(ConfigError, match=r"bot\.admins\[0\].*no user id"):
+        parse_config({"bot": {"admins": ["feishu:"]}})
+
+
+def test_a_second_person_with_an_admins_name_is_not_an_admin(make_harness) -> None:
+    h: Harness = make_harness(admins=("console:孙九",))
+    with h.db.transaction() as s:
+        namesake = User(name="孙九", created_at=h.clock.now())
+        s.add(namesake)
+        s.flush()
+        s.add(Identity(platform="feishu", platform_user_id="ou_other", user_id=namesake.id))
+        s.flush()
+        admin = s.scalar(select(User).join(Identity).where(Identity.platform == "console",
+                                                           Identity.platform_user_id == "孙九"))
+        assert is_admin(s, admin, h.config.admins)
+        assert not is_admin(s, namesake, h.config.admins)
