@@ -12,7 +12,7 @@ from sqlalchemy import select
 from collabbot.bot.config import ConfigError, parse_config
 from collabbot.bot.people import is_admin
 from collabbot.bot.replies import Message
-from collabbot.storage.models import Identity, OutboxMessage, Task, User, Wait
+from collabbot.storage.models import AuditEntry, Identity, OutboxMessage, Task, User, Wait
 
 from .conftest import TZ, Harness
 
@@ -206,3 +206,21 @@ def test_a_second_person_with_an_admins_name_is_not_an_admin(make_harness) -> No
                                                            Identity.platform_user_id == "孙九"))
         assert is_admin(s, admin, h.config.admins)
         assert not is_admin(s, namesake, h.config.admins)
+
+
+# --- 6. who may see a task -----------------------------------------------------------------------
+
+def test_a_task_is_shown_only_to_those_who_may_see_it(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 快闪店物料设计 负责人 @王五 截止 12-10 备注 供应商报价 3 万")
+    refused = h.text("dm as 钱总: 任务 #1")
+    assert "你不能查看这个任务" in refused and "供应商报价" not in refused, refused
+    assert "供应商报价" in h.text("dm as 王五: 任务 #1")  # the owner
+    assert "供应商报价" in h.text("dm as 张三: 任务 #1")  # the initiator
+    assert "供应商报价" in h.text("dm as 周八: 任务 #1")  # the owner's department head
+    with h.db.transaction() as s:
+        refusal = s.scalars(select(AuditEntry).where(AuditEntry.outcome == "refused")).all()
+    assert len(refusal) == 1
+    admin = make_harness(admins=("console:钱总",))
+    admin.run(f"{G} 张三: @bot 新建任务 海报 负责人 @王五 截止 12-10")
+    assert "你不能查看" not in admin.text("dm as 钱总: 任务 #1")

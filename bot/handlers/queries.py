@@ -7,9 +7,10 @@ from sqlalchemy import or_, select
 from collabbot.bot import texts
 from collabbot.bot.commands import ALIASES, Command
 from collabbot.bot.context import Ctx
-from collabbot.bot.handlers.common import one_task
+from collabbot.bot.handlers.common import not_allowed, one_task
 from collabbot.bot.handlers.task_creation import card
 from collabbot.bot.replies import Reply
+from collabbot.bot.reports.scope import heads_of, is_project_member
 from collabbot.bot.rules import states
 from collabbot.bot.views import open_predecessors
 from collabbot.storage.models import HelpRequest, Project, Task, Wait
@@ -41,8 +42,27 @@ def my_tasks(ctx: Ctx, cmd: Command) -> Reply | None:
     return None
 
 
+def may_view_task(ctx: Ctx, task: Task) -> bool:
+    """Who may read a task (remarks included), as for approvals: the project's members, the people on
+    the task, the heads above them and the task's department head, admins, and the task's own group."""
+    actor = ctx.actor.id
+    if ctx.chat is not None and ctx.chat.id == task.chat_id:
+        return True
+    on_task = [task.owner, task.initiator, *task.collaborators]
+    if actor in {u.id for u in on_task}:
+        return True
+    heads = set().union(*(heads_of(ctx.s, u) for u in on_task))
+    if task.department is not None and task.department.head_id is not None:
+        heads.add(task.department.head_id)
+    if actor in heads or ctx.is_admin():
+        return True
+    return task.project_id is not None and is_project_member(ctx.s, actor, task.project_id)
+
+
 def show_task(ctx: Ctx, cmd: Command) -> Reply | None:
     task = one_task(ctx, cmd)
+    if not may_view_task(ctx, task):
+        raise not_allowed(ctx, "a_view_task", ctx.t("w_task_viewers"))
     ctx.say(card=card(ctx, task, full=True))
     return None
 
