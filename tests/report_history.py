@@ -43,7 +43,7 @@ class TaskRec:
     acked: datetime | None
     done: datetime | None
     status: str
-    extended: bool = False
+    original: datetime | None = None  # the deadline set first (an approved extension moves `deadline` only)
     reports: list[datetime] = field(default_factory=list)
 
 
@@ -153,12 +153,19 @@ def generate(db: Database, seed: int = 14, tasks: int = 300, days: int = 91) -> 
                 status = "cancelled"
             elif acked is not None and roll < 0.8:
                 status = "review"
+            # a 延期申请 for some tasks with a deadline: an approved one moves the deadline, keeps the original
+            asked = deadline is not None and rng.random() < 0.12
+            approved = asked and rng.random() < 0.7
+            original = deadline
+            if approved:
+                deadline = deadline + timedelta(days=rng.randrange(1, 8))  # type: ignore[operator]
             task = Task(title=f"任务{len(h.tasks) + 1}", initiator_id=h.heads[dept], department_id=dept,
                         owner_id=owner, project_id=project, status=status, deadline=deadline, acknowledged_at=acked,
-                        done_at=done, created_at=created, updated_at=created)
+                        done_at=done, created_at=created, updated_at=created, original_deadline=original,
+                        extensions=1 if approved else 0)
             s.add(task)
             s.flush()
-            rec = TaskRec(task.id, dept, owner, project, created, deadline, acked, done, status)
+            rec = TaskRec(task.id, dept, owner, project, created, deadline, acked, done, status, original)
             h.tasks.append(rec)
             # progress reports on some days between acknowledgement and done (or now)
             if acked is not None:
@@ -180,15 +187,11 @@ def generate(db: Database, seed: int = 14, tasks: int = 300, days: int = 91) -> 
             s.add(Wait(kind="assign", entity_type="task", entity_id=task.id, person_id=owner, raised_at=created,
                        answered_at=acked, escalated_at=escalated))
             h.waits.append(WaitRec("assign", owner, dept, project, created, acked, escalated))
-            # a 延期申请 for some tasks with a deadline: approved ones moved the deadline
-            if deadline is not None and rng.random() < 0.12:
-                approved = rng.random() < 0.7
+            if asked:
                 req = ApprovalRequest(template="延期申请", initiator_id=owner, department_id=dept, project_id=project,
                                       task_id=task.id, status="approved" if approved else "rejected",
                                       created_at=created, updated_at=created, decided_at=created)
                 s.add(req)
-                if approved:
-                    rec.extended = True
             # help requests
             if rng.random() < 0.25:
                 helper = rng.choice([u for u in people if u != owner])

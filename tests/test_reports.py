@@ -83,12 +83,13 @@ def _work(a: datetime, b: datetime) -> float:
 def expected_counts(h: History, scope: Scope, p: Period, asof: datetime) -> tuple[int, ...]:
     ts = [t for t in h.tasks if _task_pred(scope)(t) and t.status != "cancelled"]
     done = [t for t in ts if t.status == "done" and _in(t.done, p)]
-    on_time = [t for t in done if t.deadline is not None and t.done <= t.deadline]  # type: ignore[operator]
-    late = [t for t in done if t.deadline is not None and t.done > t.deadline]  # type: ignore[operator]
+    judged = [t for t in done if t.deadline is not None]
+    on_time = [t for t in judged if t.done <= (t.original or t.deadline)]  # type: ignore[operator]
+    extended = [t for t in judged if (t.original or t.deadline) < t.done <= t.deadline]  # type: ignore[operator]
+    late = [t for t in judged if t.done > t.deadline]  # type: ignore[operator]
     overdue = [t for t in ts if t.created < asof and t.deadline is not None and t.deadline < asof
                and (t.done is None or t.done >= asof)]
-    return (len([t for t in ts if _in(t.created, p)]), len(done), len(on_time), len([t for t in on_time if t.extended]),
-            len(late), len([t for t in done if t.deadline is None]), len(overdue))
+    return (len([t for t in ts if _in(t.created, p)]), len(done), len(on_time), len(extended), len(late), len([t for t in done if t.deadline is None]), len(overdue))
 
 
 def expected_rates(h: History, scope: Scope, p: Period, by: str) -> dict[str, tuple[int, int, int]]:
@@ -98,20 +99,20 @@ def expected_rates(h: History, scope: Scope, p: Period, by: str) -> dict[str, tu
     for t in h.tasks:
         if _task_pred(scope)(t) and t.status == "done" and _in(t.done, p) and t.deadline is not None:
             row = out[key(t)]
-            ok = t.done <= t.deadline  # type: ignore[operator]
-            row[0] += ok
+            original = t.original or t.deadline
+            row[0] += t.done <= original  # type: ignore[operator]
             row[1] += 1
-            row[2] += ok and t.extended
+            row[2] += original < t.done <= t.deadline  # type: ignore[operator]
     return {k: tuple(v) for k, v in out.items()}  # type: ignore[misc]
 
 
 def expected_overdue(h: History, scope: Scope, asof: datetime) -> list[tuple[str, int, float]]:
-    days: dict[str, list[float]] = defaultdict(list)
+    seconds: dict[str, list[int]] = defaultdict(list)
     for t in h.tasks:
         if (_task_pred(scope)(t) and t.status != "cancelled" and t.created < asof and t.deadline is not None
                 and t.deadline < asof and (t.done is None or t.done >= asof)):
-            days[h.depts[t.dept]].append((asof - t.deadline).total_seconds() / 86400)
-    rows = [(name, len(v), round(sum(v), 1)) for name, v in days.items()]
+            seconds[h.depts[t.dept]].append(int((asof - t.deadline).total_seconds()))
+    rows = [(name, len(v), round(sum(v) / 86400, 1)) for name, v in seconds.items()]
     rows.sort(key=lambda r: (-r[1], -r[2], r[0]))
     return rows
 

@@ -22,7 +22,6 @@ from collabbot.bot.reports import figures
 from collabbot.storage.models import (
     ApprovalRequest,
     ApprovalStep,
-    AuditEntry,
     Department,
     ProgressReport,
     Task,
@@ -90,13 +89,6 @@ def sheets(f: figures.Frame, lang: str) -> list[Sheet]:
     for task_id, dep in s.execute(select(TaskDependency.task_id, TaskDependency.depends_on_id)
                                   .where(TaskDependency.task_id.in_(ids))):
         deps.setdefault(task_id, []).append(f"#{dep}")
-    # the original deadline: the one before the first extension (the audit keeps every `task.extend`)
-    original: dict[int, Any] = {}
-    for task_id, before in s.execute(select(AuditEntry.entity_id, AuditEntry.before)
-                                     .where(AuditEntry.action == "task.extend", AuditEntry.entity_type == "tasks",
-                                            AuditEntry.entity_id.in_(ids)).order_by(AuditEntry.id.desc())):
-        if before and before.get("deadline"):
-            original[task_id] = before["deadline"]
     last = (select(ProgressReport.task_id, func.max(ProgressReport.id).label("id"))
             .where(ProgressReport.task_id.in_(ids)).group_by(ProgressReport.task_id).subquery())
     reports = {r.task_id: r for r in s.execute(
@@ -105,16 +97,14 @@ def sheets(f: figures.Frame, lang: str) -> list[Sheet]:
     owner = aliased(User)
     task_rows, progress_rows = [], []
     for task in s.execute(select(Task.id, Task.title, owner.name.label("owner"), Department.name.label("dept"),
-                                 Task.deadline, Task.deliverable_expected, Task.priority, Task.status, Task.percent,
+                                 Task.deadline, Task.original_deadline, Task.deliverable_expected, Task.priority, Task.status, Task.percent,
                                  Task.updated_at)
                           .join(owner, owner.id == Task.owner_id).outerjoin(Department, Department.id == Task.department_id)
                           .where(_tasks_in(f)).order_by(Task.id)):
-        orig = original.get(task.id)
-        orig_at = datetime.fromisoformat(orig) if isinstance(orig, str) else None
         status = texts.status_name(lang, task.status)
         task_rows.append((f"#{task.id} {task.title}", task.owner, "、".join(collaborators.get(task.id, ())),
                           local(task.deadline), task.deliverable_expected, texts.priority_name(lang, task.priority),
-                          " ".join(deps.get(task.id, ())), status, local(orig_at) if orig_at else local(task.deadline)))
+                          " ".join(deps.get(task.id, ())), status, local(task.original_deadline or task.deadline)))
         rep = reports.get(task.id)
         progress_rows.append((f"#{task.id} {task.title}", task.dept or "", task.owner, status, task.percent / 100,
                               rep.next_step if rep else "", rep.problems if rep else "",

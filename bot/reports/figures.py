@@ -6,9 +6,10 @@ measured in Python with the work calendar (its holidays are data, not SQL). Canc
 nowhere. Percentiles are nearest-rank (p90 = the ceil(0.9 n)-th smallest); the median is the middle
 value, or the mean of the two middle ones.
 
-The task model keeps only the deadline in force (an approved 延期申请 moves `tasks.deadline`), not the
-original one: "on time" is therefore "accepted by the deadline in force", and a task done on time
-that had an approved extension is also counted as `extended`.
+On time means accepted by the original deadline (`tasks.original_deadline`, the one set first, which an
+approved 延期申请 keeps while it moves `tasks.deadline`); a task accepted after it but by the extended
+deadline is counted as `extended`, not on time; after the deadline in force, as `late`. The weekly
+summary counts the same way.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, case, exists, func, or_, select, type_coerce
+from sqlalchemy import ColumnElement, String, and_, case, func, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from collabbot.bot.calendar import WorkCalendar
@@ -141,9 +142,9 @@ def _in(column: ColumnElement[datetime] | object, period: Period) -> ColumnEleme
     return and_(column >= period.start, column < period.end)  # type: ignore[operator]
 
 
-def _extended() -> ColumnElement[bool]:
-    """The task had an approved extension request (延期申请 is the request that names a task)."""
-    return exists().where(ApprovalRequest.task_id == Task.id, ApprovalRequest.status == "approved")
+def _due() -> ColumnElement[datetime]:
+    """The original deadline (the deadline itself for rows that predate the column)."""
+    return func.coalesce(Task.original_deadline, Task.deadline)
 
 
 def _done_in(period: Period) -> ColumnElement[bool]:
@@ -168,27 +169,28 @@ class TaskCounts:
 
     @property
     def on_time_rate(self) -> float | None:
-        judged = self.on_time + self.late
+        judged = self.on_time + self.extended + self.late
         return self.on_time / judged if judged else None
 
 
 def task_counts(f: Frame) -> TaskCounts:
     """created = tasks with created_at in the period;
     done = status done with done_at in the period; of those, with a deadline:
-    on_time = done_at <= deadline, late = done_at > deadline, extended = on_time with an approved extension;
-    no_deadline = done without a deadline (not judged);
-    open_overdue = created before asof, deadline before asof, not done before asof.
-    on_time_rate = on_time / (on_time + late)."""
+    on_time = done_at <= original deadline, extended = original deadline < done_at <= deadline in force,
+    late = done_at > deadline in force; no_deadline = done without a deadline (not judged);
+    open_overdue = created before asof, deadline in force before asof, not done before asof.
+    on_time_rate = on_time / (on_time + extended + late)."""
     p = f.period
     done = _done_in(p)
     judged = and_(done, Task.deadline.is_not(None))
-    on_time = and_(judged, Task.done_at <= Task.deadline)
+    on_time = and_(judged, Task.done_at <= _due())
 
     def count(cond: ColumnElement[bool]) -> ColumnElement[int]:
         return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
 
     row = f.s.execute(select(
-        count(_in(Task.created_at, p)), count(done), count(on_time), count(and_(on_time, _extended())),
+        count(_in(Task.created_at, p)), count(done), count(on_time),
+        count(and_(judged, Task.done_at > _due(), Task.done_at <= Task.deadline)),
         count(and_(judged, Task.done_at > Task.deadline)), count(and_(done, Task.deadline.is_(None))),
         count(_open_overdue_at(f.asof)),
     ).where(f.scope.tasks(), Task.status != "cancelled")).one()
@@ -210,17 +212,18 @@ class Rate:
 
 def on_time_rates(f: Frame, by: str) -> list[Rate]:
     """Per department (tasks.department_id), person (owner) or project: over the tasks done in the period
-    with a deadline, on_time = done_at <= deadline, total = all of them, rate = on_time / total;
-    extended = on time with an approved extension. Sorted by rate, worst first, then name."""
+    with a deadline: on_time = done_at <= original deadline, extended = after it but by the deadline in force,
+    total = all of them, rate = on_time / total. Sorted by rate, worst first, then name."""
     key, name, join = {
         "department": (Task.department_id, Department.name, Department.id == Task.department_id),
         "person": (Task.owner_id, User.name, User.id == Task.owner_id),
         "project": (Task.project_id, Project.name, Project.id == Task.project_id),
     }[by]
-    on_time = and_(Task.done_at <= Task.deadline)
+    on_time = Task.done_at <= _due()
+    extended = and_(Task.done_at > _due(), Task.done_at <= Task.deadline)
     rows = f.s.execute(
         select(key, name, func.sum(case((on_time, 1), else_=0)), func.count(),
-               func.sum(case((and_(on_time, _extended()), 1), else_=0)))
+               func.sum(case((extended, 1), else_=0)))
         .select_from(Task).outerjoin(name.class_, join)  # type: ignore[attr-defined]
         .where(f.scope.tasks(), _done_in(f.period), Task.deadline.is_not(None))
         .group_by(key, name)).all()
@@ -242,13 +245,13 @@ def overdue_top(f: Frame, limit: int = 10) -> list[Overdue]:
     rows = f.s.execute(select(Task.department_id, Department.name, Task.deadline)
                        .outerjoin(Department, Department.id == Task.department_id)
                        .where(f.scope.tasks(), _open_overdue_at(f.asof))).all()
-    groups: dict[int | None, list[float]] = defaultdict(list)
+    groups: dict[int | None, list[int]] = defaultdict(list)
     names: dict[int | None, str] = {}
     asof = f.asof.astimezone(UTC)
     for dept_id, name, deadline in rows:
-        groups[dept_id].append((asof - deadline).total_seconds() / 86400)
+        groups[dept_id].append((asof - deadline) // timedelta(microseconds=1))  # exact, whatever the rows' order
         names[dept_id] = name or "-"
-    out = [Overdue(d, names[d], len(v), round(sum(v), 1)) for d, v in groups.items()]
+    out = [Overdue(d, names[d], len(v), round(sum(v) / 86_400_000_000, 1)) for d, v in groups.items()]
     return sorted(out, key=lambda o: (-o.count, -o.days, o.name))[:limit]
 
 
