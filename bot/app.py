@@ -83,6 +83,7 @@ COMMANDS: dict[str, CommandHandler] = {
     "report": reports.report,
     "export_report": reports.export_report,
     "list_tasks": records.list_tasks,
+    "urgent": records.urgent,
 }
 
 

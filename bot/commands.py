@@ -67,6 +67,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "report": ("报表", "report"),
     "export_report": ("导出", "export"),
     "list_tasks": ("任务列表", "任务清单", "tasks all", "task list"),
+    "urgent": ("紧急", "紧急事务", "urgent"),
 }
 
 FIELD_WORDS: dict[str, tuple[str, ...]] = {
@@ -94,6 +95,7 @@ FIELD_WORDS: dict[str, tuple[str, ...]] = {
     "reason": ("原因", "理由", "reason"),
     "status": ("状态", "status"),
     "page": ("页", "页码", "page"),
+    "collab_depts": ("协作部门", "with-depts", "collab-depts"),
 }
 
 PRIORITY_WORDS = {"高": "high", "中": "mid", "低": "low", "high": "high", "mid": "mid", "medium": "mid",
@@ -154,6 +156,7 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
     "reject": ("reason",),
     "cancel_approval": ("reason",),
     "list_tasks": ("status", "department", "page"),
+    "urgent": ("owner", "collaborators", "deadline", "collab_depts"),
 }
 
 # commands whose `名称=值` tokens are generic pairs (an approval template's fields)

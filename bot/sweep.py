@@ -223,12 +223,14 @@ def _nag(n: Notifier, wait: Wait, tasks: dict[int, Task], blocked: set[int]) -> 
     number = wait.nags_sent + 1
     since = n.fmt(wait.raised_at)
     card = None
+    urgent = False  # an urgent task's nags carry the platforms' strongest alert
     if wait.entity_type == "task":
         task = tasks.get(wait.entity_id)
         if task is None:
             return
         line = n.t("nag_overdue" if wait.kind == "overdue" else "nag_assign", id=task.id, title=task.title,
                    since=since)
+        urgent = task.urgent
         card = task_card(n.s, task, n.lang, n.now, n.bot.calendar.tz, blocked=task.id in blocked)
     elif wait.entity_type == "help":
         req = n.s.get(HelpRequest, wait.entity_id)
@@ -236,13 +238,13 @@ def _nag(n: Notifier, wait: Wait, tasks: dict[int, Task], blocked: set[int]) -> 
     else:
         describe = n.bot.wait_describers.get(wait.entity_type + ":nag")
         line = describe(n, wait) if describe else n.t("nag_generic", since=since)  # type: ignore[arg-type]
-    when = n.send_window(n.bot.config.rules.nag_outside_working_hours)
+    when = n.send_window(urgent or n.bot.config.rules.nag_outside_working_hours)
     key = f"nag:{wait.entity_type}:{wait.entity_id}:{wait.kind}:{wait.id}:{number}"
     rules = n.bot.config.rules
     if rules.nag_in_group and wait.chat is not None and wait.chat.active:
-        n.to_chat(wait.chat, Message((n.at(person, platform), " ", line)), key + ":chat", when)
-    if rules.nag_private:
-        n.to_user(person, Message((line,), card), key + ":dm", when, platform)
+        n.to_chat(wait.chat, Message((n.at(person, platform), " ", line), urgent=urgent), key + ":chat", when)
+    if rules.nag_private or urgent:
+        n.to_user(person, Message((line,), card, urgent=urgent), key + ":dm", when, platform)
     n.audit("rule.nag", wait.entity_type, wait.entity_id, {"wait": wait.id, "person": person.id, "nag": number})
 
 
@@ -261,9 +263,10 @@ def _escalate(n: Notifier, wait: Wait, tasks: dict[int, Task]) -> None:
     person = wait.person
     rules = n.bot.config.rules
     boss = escalation_target(n.s, person, rules.escalation_to)
-    hours = f"{n.bot.config.rules.escalation_after_hours:g}"
+    task_urgent = wait.entity_type == "task" and getattr(tasks.get(wait.entity_id), "urgent", False)
+    hours = f"{rules.urgent_respond_hours if task_urgent else rules.escalation_after_hours:g}"
     what = _what(n, wait, tasks)
-    when = n.send_window(n.bot.config.rules.escalation_outside_working_hours)
+    when = n.send_window(task_urgent or rules.escalation_outside_working_hours)
     key = f"escalate:{wait.entity_type}:{wait.entity_id}:{wait.kind}:{wait.id}"
     if boss is not None:
         card = Card(
@@ -274,7 +277,7 @@ def _escalate(n: Notifier, wait: Wait, tasks: dict[int, Task]) -> None:
             buttons=(Button(n.t("b_remind"), CardAction("remind", "wait", wait.id, 0).pack(), "primary"),
                      Button(n.t("b_reassign"), CardAction("reassign", "wait", wait.id, 0).pack())),
         )
-        urgent = rules.escalation_urgent == "all" or (
+        urgent = task_urgent or rules.escalation_urgent == "all" or (
             rules.escalation_urgent == "high" and wait.entity_type == "task"
             and getattr(tasks.get(wait.entity_id), "priority", "") == "high")
         n.to_user(boss, Message((n.t("escalation_private", name=person.name, hours=hours),), card, urgent=urgent),
@@ -329,15 +332,20 @@ def sweep_waits(bot: Engine, s: Session, now: datetime) -> int:
     blocked = blocked_ids(s, task_ids)
     _prefetch(n, waits)
 
+    urgent_rules = rules.for_urgent()
+
     def one(wait: Wait) -> bool:
+        # an urgent task's waits keep the urgent rhythm ([rules.urgent])
+        r = urgent_rules if wait.entity_type == "task" and getattr(tasks.get(wait.entity_id), "urgent", False) \
+            else rules
         step = next_step(wait.raised_at, wait.nags_sent, wait.last_nag_at, wait.escalated_at is not None,
-                         rules, bot.calendar)
+                         r, bot.calendar)
         if step is None:
             n.update_wait(wait, next_due_at=None)
             return False
         # Decided when sent: a reminder due outside working time is not queued for the next period (the
         # wait may be answered by then); the wait comes back at that period's start and is judged again.
-        outside_ok = rules.nag_outside_working_hours if step[0] == "nag" else rules.escalation_outside_working_hours
+        outside_ok = r.nag_outside_working_hours if step[0] == "nag" else r.escalation_outside_working_hours
         window = n.send_window(outside_ok)
         if window > now:
             n.update_wait(wait, next_due_at=window)
@@ -349,7 +357,7 @@ def sweep_waits(bot: Engine, s: Session, now: datetime) -> int:
         else:
             _escalate(n, wait, tasks)
             escalated_at = now
-        following = next_step(wait.raised_at, nags_sent, last_nag_at, escalated_at is not None, rules, bot.calendar)
+        following = next_step(wait.raised_at, nags_sent, last_nag_at, escalated_at is not None, r, bot.calendar)
         n.update_wait(wait, nags_sent=nags_sent, last_nag_at=last_nag_at, escalated_at=escalated_at,
                       next_due_at=following[1] if following else None)
         return True

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -146,6 +147,8 @@ class Task(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # 紧急事务: answered within [rules.urgent] respond_hours, chased harder, listed first
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     project: Mapped[Project | None] = relationship()
     chat: Mapped[Chat | None] = relationship()

@@ -7,7 +7,7 @@ import pytest
 
 from collabbot.bot.replies import Message
 from collabbot.cards.render import PLATFORMS, render_message
-from collabbot.storage.models import OutboxMessage
+from collabbot.storage.models import OutboxMessage, Task
 
 G = "in 新品上市群 as"
 SETUP = (
@@ -73,3 +73,52 @@ def test_the_list_command_parses(text: str) -> None:
     from collabbot.bot.commands import parse
     cmd = parse(text)
     assert cmd.name == "list_tasks" and cmd.get("status") and cmd.get("department") == "技术部"
+
+
+def test_an_urgent_matter_is_answered_within_the_configured_time_or_chased_hard(make_harness) -> None:
+    from datetime import datetime
+
+    from tests.conftest import TZ
+
+    # Friday 17:00: the urgent rhythm runs at any hour, evenings and the weekend included
+    h = make_harness(start=datetime(2026, 12, 4, 17, 0, tzinfo=TZ))
+    h.run(SETUP[0])
+    out = h.text(f"{G} 张三: @bot 紧急 客户投诉升级 负责人 @李四 协作部门 设计部,运营部")
+    assert "紧急事务 #1「客户投诉升级」，请在 12-05 17:00 前响应" in out and "@周八" in out and "@孙九" in out
+    with h.db.transaction() as s:
+        rows = s.query(OutboxMessage).order_by(OutboxMessage.id).all()
+        urgent = {(r.target_kind, r.target_name or r.target_id) for r in rows if r.payload.get("urgent")}
+        task = s.get(Task, 1)
+        assert task.urgent and task.priority == "high"
+    assert ("user", "李四") in urgent and ("user", "周八") in urgent and ("user", "孙九") in urgent
+    h.run(f"{G} 张三: @bot 新建任务 普通任务 负责人 @王五 截止 12-20")
+    listed = h.text(f"{G} 张三: @bot 任务列表")
+    assert listed.index("#1 客户投诉升级") < listed.index("#2 普通任务") and "紧急 · 待启动" in listed
+    # an hour later (after working time): the first nag, urgent; an ordinary task's nag waits for Monday
+    nag = h.text("wait 61m")
+    assert "客户投诉升级" in nag and "普通任务" not in nag
+    with h.db.transaction() as s:
+        nags = [r for r in s.query(OutboxMessage).all() if r.dedupe_key.startswith("nag:task:1:")]
+        assert nags and all(r.payload.get("urgent") for r in nags)
+    # unanswered 24 hours: escalated to his supervisor (陈七), urgent, on Saturday evening
+    esc = h.text("wait 23h")
+    assert "陈七" in esc
+    with h.db.transaction() as s:
+        escalations = [r for r in s.query(OutboxMessage).all() if r.dedupe_key.startswith("escalate:task:1:")]
+        assert escalations and any(r.payload.get("urgent") for r in escalations)
+        assert not [r for r in s.query(OutboxMessage).all() if r.dedupe_key.startswith("nag:task:2:")]
+
+
+def test_an_urgent_matter_answered_in_time_is_chased_no_more(make_harness) -> None:
+    from datetime import datetime
+
+    from tests.conftest import TZ
+
+    h = make_harness(start=datetime(2026, 12, 4, 17, 0, tzinfo=TZ))
+    h.run(SETUP[0], f"{G} 张三: @bot 紧急 服务器宕机 负责人 @李四", f"{G} 李四: @bot 确认收到 #1")
+    h.run("wait 2d")
+    with h.db.transaction() as s:
+        chased = [r.dedupe_key for r in s.query(OutboxMessage).all() if r.dedupe_key.startswith(("nag:", "escalate:"))]
+    assert chased == []
+    assert "找不到部门「客服部」" in h.text(f"{G} 张三: @bot 紧急 投诉 负责人 @李四 协作部门 客服部")
+    assert "负责人" in h.text(f"{G} 张三: @bot 紧急 投诉")

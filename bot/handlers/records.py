@@ -1,4 +1,5 @@
-"""The project's records kept in the chat: 任务列表 (the project's 任务分工表), filterable and paged.
+"""The project's records kept in the chat: 任务列表 (the project's 任务分工表), filterable and paged, and
+紧急事务 (an urgent task that must be answered within `[rules.urgent] respond_hours`).
 
 A list is a card of one page: each task one field (name → owner, collaborators, deadline, deliverable,
 priority, dependencies, status), so every platform shows the same table and the platforms' size caps
@@ -9,17 +10,20 @@ platform's field count (WeCom's 20) with room for the page line.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from sqlalchemy import select
 
 from collabbot.bot import texts
 from collabbot.bot.commands import Command
 from collabbot.bot.context import Ctx, Refused
-from collabbot.bot.handlers.common import chat_project
-from collabbot.bot.replies import Card, Reply
+from collabbot.bot.handlers.common import MAX_TITLE, bad, capped, chat_project, missing, people, when
+from collabbot.bot.handlers.task_creation import card, new_task
+from collabbot.bot.replies import Card, Message, Part, Reply
 from collabbot.bot.rules import states
+from collabbot.bot.rules.reminders import next_step
 from collabbot.bot.views import COLORS, blocked_ids, status_label
-from collabbot.storage.models import Task, TaskCollaborator, TaskDependency, User
+from collabbot.storage.models import Task, TaskCollaborator, TaskDependency, User, Wait
 
 PAGE_SIZE = 10
 MAX_PAGE = 999
@@ -85,7 +89,9 @@ def list_tasks(ctx: Ctx, cmd: Command) -> Reply | None:
     if wanted and wanted != "open":
         flagged = [(f, t) for f, t in flagged if wanted in f]
     far = ctx.now.replace(year=9999)
-    flagged.sort(key=lambda ft: (FLAG_ORDER.index(ft[0][0]), ft[1].deadline or far, ft[1].id))
+    # open urgent matters first, then the most pressing state, the nearest deadline
+    flagged.sort(key=lambda ft: (not (ft[1].urgent and ft[1].status in states.OPEN), FLAG_ORDER.index(ft[0][0]),
+                                 ft[1].deadline or far, ft[1].id))
     pages = max(1, -(-len(flagged) // PAGE_SIZE))
     if page > pages:
         raise Refused("list_no_page", page=page, pages=pages)
@@ -135,6 +141,59 @@ def _card(ctx: Ctx, project_id: int, name: str, tasks: list[Task], blocked: set[
                 color=COLORS[worst] if tasks else "grey", fields=rows, note=note)
 
 
+def urgent(ctx: Ctx, cmd: Command) -> Reply | None:
+    """紧急 客户投诉升级 负责人 @李四 协作部门 技术部,设计部 [截止 …]: an urgent task. The owner must respond
+    (确认收到) within `[rules.urgent] respond_hours`; the collaborating departments' heads join it; every
+    message about it carries the platforms' strongest alert."""
+    project = chat_project(ctx, cmd, create=True)
+    if not cmd.text:
+        raise missing(ctx, "title")
+    title = capped(ctx, cmd.text, "title", MAX_TITLE)
+    owners = people(ctx, cmd, "owner") or [ctx.mention(i) for i in cmd.mentions[:1]]
+    if not owners:
+        raise missing(ctx, "owner")
+    if len(owners) > 1:
+        raise bad(ctx, "owner", "、".join(u.name for u in owners))
+    owner = owners[0]
+    depts = [ctx.department(n) for n in re.split(r"[,，、\s]+", cmd.get("collab_depts")) if n]
+    heads = [d.head for d in depts if d.head is not None]
+    collaborators = people(ctx, cmd, "collaborators") + [h for h in heads if h.id != owner.id]
+    rules = ctx.bot.config.rules
+    deadline = when(ctx, cmd, "deadline") or ctx.now + timedelta(hours=rules.urgent_respond_hours)
+    if deadline < ctx.now:
+        raise Refused("deadline_past", when=ctx.fmt(deadline))
+    task = new_task(ctx, title=title, owner=owner, project=project, parent=None, deadline=deadline, priority="high",
+                    collaborators=list(dict.fromkeys(collaborators)), department=None,
+                    initiating_dept_id=ctx.actor.department_id)
+    task.urgent = True
+    # the assignment's wait follows the urgent rhythm from the start
+    step = next_step(ctx.now, 0, None, False, rules.for_urgent(), ctx.bot.calendar)
+    for wait in ctx.s.scalars(select(Wait).where(Wait.entity_type == "task", Wait.entity_id == task.id,
+                                                 Wait.answered_at.is_(None))):
+        wait.next_due_at = step[1] if step else None
+    ctx.s.flush()
+    ctx.audit("task.urgent", task)
+    respond_by = ctx.fmt(ctx.now + timedelta(hours=rules.urgent_respond_hours))
+    c = card(ctx, task)
+    headline = ctx.t("urgent_created", id=task.id, title=task.title, by=respond_by)
+    parts: list[Part] = [headline, ctx.at(owner)]
+    for u in task.collaborators:
+        parts += [" ", ctx.at(u)]
+    if task.chat is not None:
+        ctx.tell_chat(task.chat, Message(tuple(parts), c, urgent=True))
+    else:
+        ctx.say(*parts)
+    ctx.tell_user(owner, Message((ctx.t("urgent_assigned", by=respond_by),), c, urgent=True),
+                  key=f"assign:task:{task.id}:{owner.id}:{task.version}")
+    for head in heads:
+        if head.id != owner.id:
+            ctx.tell_user(head, Message((ctx.t("urgent_dept", id=task.id, title=task.title),), c, urgent=True),
+                          key=f"urgent:task:{task.id}:{head.id}")
+    return None
+
+
 HELP_LINES: tuple[tuple[str, str, str], ...] = (
     ("list_tasks", "任务列表 状态 进行中 部门 技术部 @李四 页 2", "tasks all status in_progress dept 技术部 page 2"),
+    ("urgent", "紧急 客户投诉升级 负责人 @李四 协作部门 技术部,设计部",
+     "urgent Customer complaint owner @Li with-depts 技术部,设计部"),
 )
