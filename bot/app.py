@@ -13,12 +13,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from collabbot.bot import commands, copies, sweep, texts
+from collabbot.bot import audit_log, commands, copies, sweep, texts
 from collabbot.bot.calendar import WorkCalendar
 from collabbot.bot.clock import Clock
 from collabbot.bot.commands import Command, ParseError
@@ -70,6 +71,7 @@ COMMANDS: dict[str, CommandHandler] = {
     "answer_help": assist.answer_command,
     "my_tasks": queries.my_tasks,
     "show_task": queries.show_task,
+    "audit_log": audit_log.show_log,
     "waiting_on_me": queries.waiting_on_me,
     "help": queries.help_command,
     "apply": approvals.apply,
@@ -243,6 +245,7 @@ class Bot:
         ctx = Ctx(s=s, bot=self, now=now, actor=actor, platform=event.platform, chat=chat,
                   event_key=f"evt:{receipt.id}")
         action_name = "message"
+        refused_subject: tuple[Any, Any] = (None, None)  # the command or tap a refusal is audited under
         try:
             with s.begin_nested():
                 if isinstance(event, MessageEvent):
@@ -252,6 +255,7 @@ class Bot:
                         action_name = "parse"
                         raise Refused(parsed.reason, **self._parse_error_values(parsed))
                     action_name = parsed.name
+                    refused_subject = (parsed, None)
                     reply = self.commands[parsed.name](ctx, parsed) or Reply()
                 elif isinstance(event, ApprovalEvent):
                     action_name = "approval.native"
@@ -261,6 +265,7 @@ class Bot:
                     if action is None or action.entity not in self.actions:
                         raise Refused("bad_button")
                     action_name = f"tap.{action.entity}.{action.action}"
+                    refused_subject = (None, action)
                     reply = self.actions[action.entity](ctx, action) or Reply()
         except Refused as refusal:
             names = [m.name for m in ctx.mentions]
@@ -269,7 +274,8 @@ class Bot:
             ctx._sent = 0
             ctx.event_key = f"evt:{receipt.id}:refused"
             if action_name != "parse":
-                ctx.audit(action_name, outcome="refused", reason=text)
+                audited, entity_type, entity_id = audit_log.refused_as(action_name, *refused_subject)
+                ctx.audit(audited, outcome="refused", reason=text, entity_type=entity_type, entity_id=entity_id)
             reply = self._answer(ctx, event, text, "warning")
         except Exception:
             if isinstance(event, ApprovalEvent):
@@ -277,7 +283,8 @@ class Bot:
             log.exception("handler failed on %s event %s", event.platform, event.event_id)
             ctx._sent = 0
             ctx.event_key = f"evt:{receipt.id}:error"
-            ctx.audit(action_name, outcome="error", reason="internal error")
+            audited, entity_type, entity_id = audit_log.refused_as(action_name, *refused_subject)
+            ctx.audit(audited, outcome="error", reason="internal error", entity_type=entity_type, entity_id=entity_id)
             reply = self._answer(ctx, event, ctx.t("internal_error"), "error")
         if isinstance(event, CardActionEvent) and reply.card is not None:
             reply = self._follow_card(ctx, event, reply, receipt.id)

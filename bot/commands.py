@@ -54,6 +54,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "weekly_note": ("本周总结", "协作总结", "weekly note"),
     "my_tasks": ("我的任务", "my tasks", "tasks"),
     "show_task": ("任务", "task", "查看"),
+    "audit_log": ("操作记录", "log"),
     "waiting_on_me": ("待我处理", "待办", "todo", "inbox"),
     "help": ("帮助", "help", "?", "？"),
     "apply": ("申请", "apply"),

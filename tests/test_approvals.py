@@ -94,8 +94,8 @@ def test_the_transcript_leaves_the_expected_rows(harness) -> None:
     # every approval action is in the audit log, refusals included
     assert actions.count("approval.approve") == 8 and actions.count("approval.reject") == 1
     assert actions.count("approval.submit") == 2 and actions.count("approval.resubmit") == 1
-    assert count(harness.db, AuditEntry, AuditEntry.action == "tap.approval.approve", AuditEntry.outcome == "refused") == 1
-    assert count(harness.db, AuditEntry, AuditEntry.action == "reject", AuditEntry.outcome == "refused") == 1
+    assert count(harness.db, AuditEntry, AuditEntry.action == "approval.approve", AuditEntry.outcome == "refused") == 1
+    assert count(harness.db, AuditEntry, AuditEntry.action == "approval.reject", AuditEntry.outcome == "refused") == 1
 
 
 def test_the_console_cli_prints_the_same(tmp_path: Path) -> None:
@@ -221,7 +221,7 @@ def test_not_your_turn_is_refused_audited_and_changes_nothing(harness) -> None:
     out = harness.text("dm as 陈七: 同意 #A1")
     assert "审批 #A1 现在是「初审」环节，轮到 张三 审批，你不能操作。" in out
     assert count(harness.db, ApprovalVote) == 0
-    assert count(harness.db, AuditEntry, AuditEntry.action == "approve", AuditEntry.outcome == "refused") == 1
+    assert count(harness.db, AuditEntry, AuditEntry.action == "approval.approve", AuditEntry.outcome == "refused") == 1
     out = harness.text(f"{G} 李四: tap 驳回 #1")
     assert "仅 李四 可见: 审批 #A1 现在是「初审」环节，轮到 张三 审批" in out
     assert request(harness.db).version == 1

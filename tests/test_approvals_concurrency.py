@@ -130,7 +130,7 @@ def test_one_persons_tap_and_command_racing_cast_one_vote(harness) -> None:
     harness.run(f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三 参与部门 市场部,技术部,设计部")
     def refusals() -> int:
         return scalar(harness, select(func.count()).select_from(AuditEntry).where(
-            AuditEntry.outcome == "refused", AuditEntry.action.in_(("approve", "approval.tap_ignored")))) or 0
+            AuditEntry.outcome == "refused", AuditEntry.action.in_(("approval.approve", "approval.tap_ignored")))) or 0
 
     for _ in range(REPEATS):
         approval_id = file_budget(harness)

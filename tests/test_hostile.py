@@ -240,7 +240,7 @@ def test_a_tap_that_is_not_allowed_is_refused_audited_and_changes_nothing(harnes
     assert world(harness) == before
     with harness.db.transaction() as s:
         refused = list(s.scalars(select(AuditEntry).where(AuditEntry.outcome == "refused")))
-    assert [(a.action, a.reason) for a in refused] == [("tap.task.ack", reply.toast)]
+    assert [(a.action, a.entity_type, a.entity_id, a.reason) for a in refused] == [("task.acknowledge", "tasks", 1, reply.toast)]
     # the same value from the owner works: it was the person, not the button, that was refused
     assert tap(harness, "李四", ack).toast_kind == "success"
 
@@ -257,7 +257,7 @@ def test_accepting_someone_elses_review_by_tap_is_refused(harness: Harness) -> N
         reply = tap(harness, intruder, accept)
         assert "你不能验收这个任务" in reply.toast and reply.toast_kind == "warning"
     assert world(harness) == before
-    assert count(harness.db, AuditEntry, AuditEntry.action == "tap.task.accept", AuditEntry.outcome == "refused") == 3
+    assert count(harness.db, AuditEntry, AuditEntry.action == "task.accept", AuditEntry.outcome == "refused") == 3
 
 
 def test_only_the_boss_may_tap_remind_on_an_escalation(harness: Harness) -> None:
@@ -270,7 +270,7 @@ def test_only_the_boss_may_tap_remind_on_an_escalation(harness: Harness) -> None
     reply = tap(harness, "吴十", remind, ChatRef("console", "dm:吴十", "吴十", is_group=False))
     assert "你不能再次提醒" in reply.toast and reply.toast_kind == "warning"
     assert world(harness) == before
-    assert count(harness.db, AuditEntry, AuditEntry.action == "tap.wait.remind", AuditEntry.outcome == "refused") == 1
+    assert count(harness.db, AuditEntry, AuditEntry.action == "wait.remind", AuditEntry.outcome == "refused") == 1
     reply = tap(harness, "赵总", remind, ChatRef("console", "dm:赵总", "赵总", is_group=False))
     assert reply.toast == "已再次提醒 孙九。"
 

@@ -224,3 +224,32 @@ def test_a_task_is_shown_only_to_those_who_may_see_it(make_harness) -> None:
     admin = make_harness(admins=("console:钱总",))
     admin.run(f"{G} 张三: @bot 新建任务 海报 负责人 @王五 截止 12-10")
     assert "你不能查看" not in admin.text("dm as 钱总: 任务 #1")
+
+
+# --- 7. the audit log, readable ------------------------------------------------------------------
+
+def test_a_refusal_is_audited_under_the_attempted_action_and_entity(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @孙九 截止 12-10", f"{G} 李四: @bot 确认收到 #1",
+          f"{G} 孙九: @bot 确认收到 #1")
+    with h.db.transaction() as s:
+        rows = [(e.action, e.entity_type, e.entity_id, e.outcome, e.reason != "") for e in s.scalars(
+            select(AuditEntry).where(AuditEntry.action == "task.acknowledge").order_by(AuditEntry.id))]
+    assert rows == [("task.acknowledge", "tasks", 1, "refused", True), ("task.acknowledge", "tasks", 1, "ok", False)]
+
+
+def test_an_entitys_trail_and_a_persons_week_can_be_read(make_harness) -> None:
+    h: Harness = make_harness(admins=("console:赵总",))
+    h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @孙九 截止 12-10", f"{G} 李四: @bot 确认收到 #1",
+          f"{G} 孙九: @bot 确认收到 #1")
+    trail = h.text("dm as 张三: 操作记录 #1")
+    assert "操作记录 #1：" in trail
+    assert "张三 task.create" in trail and "孙九 task.acknowledge" in trail, trail
+    assert "李四 task.acknowledge（已拒绝）：你不能" in trail, trail
+    assert trail.index("task.create") < trail.index("孙九 task.acknowledge")  # oldest first
+    assert "操作记录 #1" in h.text("dm as 张三: log #1")
+    assert "你不能查看这些操作记录" in h.text("dm as 钱总: 操作记录 #1")
+    week = h.text(f"{G} 赵总: @bot 操作记录 @孙九 本周")
+    assert "孙九 本周的操作记录" in week and "孙九 task.acknowledge #1" in week, week
+    assert "张三 task.create" not in week
+    assert "只有管理员可以" in h.text(f"{G} 张三: @bot 操作记录 @孙九 本周")

@@ -120,6 +120,7 @@ HELP_EXAMPLES: tuple[tuple[str, str, str], ...] = (
     ("weekly_note", "本周总结 完成H5联调，下周上线", "weekly note H5 done, launch next week"),
     ("my_tasks", "我的任务", "my tasks"),
     ("show_task", "任务 #1", "task #1"),
+    ("audit_log", "操作记录 #1", "log #1"),
     ("waiting_on_me", "待我处理", "todo"),
     ("help", "帮助", "help"),
 )
