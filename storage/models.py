@@ -278,6 +278,8 @@ class WeeklyNote(Base):
 
 class AuditEntry(Base):
     __tablename__ = "audit_log"
+    # an entity's trail (操作记录 #N) and a person's week are read by these
+    __table_args__ = (Index("ix_audit_entity", "entity_type", "entity_id"), Index("ix_audit_actor_at", "actor_id", "at"))
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(index=True)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
