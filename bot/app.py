@@ -86,6 +86,7 @@ COMMANDS: dict[str, CommandHandler] = {
     "export_report": reports.export_report,
     "list_tasks": records.list_tasks,
     "urgent": records.urgent,
+    "risk": records.risk,
 }
 
 
@@ -164,7 +165,8 @@ class Bot:
         # extension points: other engine modules (approvals, reminders) register here
         self.commands: dict[str, CommandHandler] = dict(COMMANDS)
         self.actions: dict[str, ActionHandler] = dict(ACTIONS)
-        self.wait_describers: dict[str, Callable[[Ctx, Wait], str]] = dict(approvals.WAIT_DESCRIBERS)
+        self.wait_describers: dict[str, Callable[[Ctx, Wait], str]] = {**approvals.WAIT_DESCRIBERS,
+                                                                        **records.WAIT_DESCRIBERS}
         self.help_lines: tuple[HelpLine, ...] = (*queries.HELP_EXAMPLES, *approvals.HELP_LINES, *records.HELP_LINES)
 
     # --- people and places (bot/people.py) -----------------------------------------------------

@@ -69,6 +69,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "export_report": ("导出", "export"),
     "list_tasks": ("任务列表", "任务清单", "tasks all", "task list"),
     "urgent": ("紧急", "紧急事务", "urgent"),
+    "risk": ("风险", "risk"),
 }
 
 FIELD_WORDS: dict[str, tuple[str, ...]] = {
@@ -97,6 +98,9 @@ FIELD_WORDS: dict[str, tuple[str, ...]] = {
     "status": ("状态", "status"),
     "page": ("页", "页码", "page"),
     "collab_depts": ("协作部门", "with-depts", "collab-depts"),
+    "likelihood": ("可能性", "概率", "likelihood"),
+    "impact": ("影响", "影响程度", "impact"),
+    "response": ("应对", "应对措施", "response"),
 }
 
 PRIORITY_WORDS = {"高": "high", "中": "mid", "低": "low", "high": "high", "mid": "mid", "medium": "mid",
@@ -158,6 +162,7 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
     "cancel_approval": ("reason",),
     "list_tasks": ("status", "department", "page"),
     "urgent": ("owner", "collaborators", "deadline", "collab_depts"),
+    "risk": ("likelihood", "impact", "response", "owner"),
 }
 
 # commands whose `名称=值` tokens are generic pairs (an approval template's fields)
@@ -269,7 +274,7 @@ FIELD_TYPES: dict[str, str] = {
     "owner": PERSON, "collaborators": PERSON, "coordinator": PERSON,
     "deadline": DATE, "start": DATE, "end": DATE,
     "priority": PRIORITY, "percent": NUMBER, "attachments": LINK,
-    "page": NUMBER,
+    "page": NUMBER, "likelihood": PRIORITY, "impact": PRIORITY,
 }
 _NUMBER = re.compile(r"^\d{1,3}[%％]?$")
 # what people type when they mean a date, parseable or not (`13-45`, `下周八`): the handler then refuses

@@ -276,6 +276,30 @@ class WeeklyNote(Base):
     created_at: Mapped[datetime]
 
 
+class Risk(Base):
+    """A 风险记录表 row: what may go wrong in a project, how likely, how bad, the response and its owner."""
+
+    __tablename__ = "risks"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    chat_id: Mapped[int | None] = mapped_column(ForeignKey("chats.id"))
+    description: Mapped[str] = mapped_column(Text)
+    likelihood: Mapped[str] = mapped_column(String(10))  # high | mid | low
+    impact: Mapped[str] = mapped_column(String(10))  # high | mid | low
+    response: Mapped[str] = mapped_column(Text, default="")
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    status: Mapped[str] = mapped_column(String(10), default="open")  # open | closed
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    owner: Mapped[User] = relationship(foreign_keys=[owner_id])
+    project: Mapped[Project] = relationship()
+    chat: Mapped[Chat | None] = relationship()
+
+
 class AuditEntry(Base):
     __tablename__ = "audit_log"
     # an entity's trail (操作记录 #N) and a person's week are read by these

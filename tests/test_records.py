@@ -122,3 +122,39 @@ def test_an_urgent_matter_answered_in_time_is_chased_no_more(make_harness) -> No
     assert chased == []
     assert "找不到部门「客服部」" in h.text(f"{G} 张三: @bot 紧急 投诉 负责人 @李四 协作部门 客服部")
     assert "负责人" in h.text(f"{G} 张三: @bot 紧急 投诉")
+
+
+def test_the_risk_register_create_chase_answer_escalate_close(harness) -> None:
+    harness.run(SETUP[0])
+    out = harness.text(f"{G} 王五: @bot 风险 新增 描述 供应商交付延迟 可能性 高 影响 中 应对 启用备选供应商 负责人 @李四")
+    assert "已登记风险 #R1，负责人 @李四" in out and "风险 #R1 供应商交付延迟" in out and "风险等级：高" in out
+    assert "你是风险 #R1 的负责人" in out
+    harness.run(f"{G} 王五: @bot 风险 新增 海报印刷色差 可能性 低 影响 低")  # 王五 owns it and owes the response
+    listed = harness.text(f"{G} 张三: @bot 风险 列表")
+    assert "风险记录表 · 新品上市" in listed and "未关闭 2 · 已关闭 0" in listed
+    assert listed.index("#R1 供应商交付延迟") < listed.index("#R2 海报印刷色差")
+    assert "确认风险 #R1 的应对" in harness.text("dm as 李四: 待我处理")
+    # unanswered: nagged after two working hours, escalated to 李四's supervisor after 24 hours
+    nag = harness.text("wait 2h")
+    assert "风险 #R1 还在等你确认应对措施：供应商交付延迟" in nag
+    esc = harness.text("wait 1d")
+    assert "陈七" in esc and "风险 #R1 的应对待确认" in esc
+    # the owner answers: no more reminders about it
+    assert "风险 #R1 已更新" in harness.text(f"{G} 李四: @bot 风险 更新 #R1 可能性 低 应对 已签备选供应商")
+    assert "确认风险 #R1" not in harness.text("dm as 李四: 待我处理")
+    assert "你不能修改这个风险" in harness.text(f"{G} 赵六: @bot 风险 关闭 #R1")
+    closed = harness.text(f"{G} 张三: @bot 风险 关闭 #R1")  # the coordinator
+    assert "风险 #R1 已关闭" in closed
+    assert "未关闭 1 · 已关闭 1" in harness.text(f"{G} 张三: @bot 风险 列表")
+    assert "风险 #R1 已关闭，不能再修改" in harness.text(f"{G} 张三: @bot 风险 更新 #R1 影响 高")
+    assert "风险 #R1 供应商交付延迟" in harness.text(f"{G} 张三: @bot 风险 #R1")
+
+
+def test_the_risk_register_refuses_what_it_cannot_file(harness) -> None:
+    harness.run(SETUP[0])
+    assert "可能性" in harness.text(f"{G} 张三: @bot 风险 新增 供应商延迟 影响 中")
+    assert "可能性" in harness.text(f"{G} 张三: @bot 风险 新增 供应商延迟 可能性 超高 影响 中")
+    assert "风险描述" in harness.text(f"{G} 张三: @bot 风险 新增 可能性 高 影响 中")
+    assert "找不到风险 #R9" in harness.text(f"{G} 张三: @bot 风险 关闭 #R9")
+    assert "看不懂「删除」" in harness.text(f"{G} 张三: @bot 风险 删除 #R1")
+    assert "请在项目群里" in harness.text("dm as 张三: 风险 列表")

@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select
 
 from collabbot.bot import texts
-from collabbot.bot.commands import Command
-from collabbot.bot.context import Ctx, Refused
-from collabbot.bot.handlers.common import MAX_TITLE, bad, capped, chat_project, missing, people, when
+from collabbot.bot.commands import Command, priority_of
+from collabbot.bot.context import Ctx, Refused, snapshot
+from collabbot.bot.handlers.common import MAX_TITLE, bad, capped, chat_project, missing, not_allowed, people, when
 from collabbot.bot.handlers.task_creation import card, new_task
 from collabbot.bot.replies import Card, Message, Part, Reply
 from collabbot.bot.rules import states
 from collabbot.bot.rules.reminders import next_step
 from collabbot.bot.views import COLORS, blocked_ids, status_label
-from collabbot.storage.models import Task, TaskCollaborator, TaskDependency, User, Wait
+from collabbot.bot.waits import close_waits, open_wait
+from collabbot.storage.models import Risk, Task, TaskCollaborator, TaskDependency, User, Wait
 
 PAGE_SIZE = 10
 MAX_PAGE = 999
@@ -196,4 +198,200 @@ HELP_LINES: tuple[tuple[str, str, str], ...] = (
     ("list_tasks", "任务列表 状态 进行中 部门 技术部 @李四 页 2", "tasks all status in_progress dept 技术部 page 2"),
     ("urgent", "紧急 客户投诉升级 负责人 @李四 协作部门 技术部,设计部",
      "urgent Customer complaint owner @Li with-depts 技术部,设计部"),
+)
+
+
+# --- the risk register (风险记录表) -----------------------------------------------------------------
+
+LEVELS = ("high", "mid", "low")
+_RISK_REF = re.compile(r"#R(\d{1,9})\b", re.IGNORECASE)
+RISK_ACTIONS = {"新增": "add", "新建": "add", "登记": "add", "add": "add", "new": "add", "列表": "list", "list": "list",
+                "更新": "update", "修改": "update", "update": "update", "关闭": "close", "close": "close"}
+
+
+def risk_level(risk: Risk) -> str:
+    """The register's level: the worse of likelihood and impact."""
+    return min((risk.likelihood, risk.impact), key=LEVELS.index)
+
+
+def _level_word(ctx: Ctx, cmd: Command, field: str) -> str | None:
+    value = cmd.get(field)
+    if not value and field not in cmd.fields:
+        return None
+    level = priority_of(value)
+    if level is None:
+        raise bad(ctx, field, value)
+    return level
+
+
+def risk_card(ctx: Ctx, risk: Risk) -> Card:
+    level = risk_level(risk)
+    status = ctx.t("risk_open" if risk.status == "open" else "risk_closed")
+    fields = (
+        (ctx.t("f_risk_level"), texts.priority_name(ctx.lang, level)),
+        (ctx.t("f_likelihood"), texts.priority_name(ctx.lang, risk.likelihood)),
+        (ctx.t("f_impact"), texts.priority_name(ctx.lang, risk.impact)),
+        (ctx.t("f_response"), risk.response or ctx.t("none")),
+        (ctx.t("f_owner"), risk.owner.name),
+        (ctx.t("f_risk_since"), ctx.fmt(risk.created_at)),
+    )
+    color = "grey" if risk.status != "open" else {"high": "red", "mid": "orange", "low": "blue"}[level]
+    return Card(kind="risk", key=f"risk:{risk.id}", title=ctx.t("risk_title", id=risk.id, text=risk.description),
+                status=status, color=color, fields=fields)
+
+
+def _one_risk(ctx: Ctx, cmd: Command) -> Risk:
+    found = _RISK_REF.search(cmd.text)
+    if found is None:
+        raise Refused("risk_no_ref")
+    risk = ctx.s.get(Risk, int(found.group(1)))
+    if risk is None:
+        raise Refused("risk_not_found", id=found.group(1))
+    return risk
+
+
+def _may_edit_risk(ctx: Ctx, risk: Risk) -> None:
+    coordinator = risk.project.coordinator_id if risk.project else None
+    if ctx.actor.id not in (risk.owner_id, risk.created_by_id, coordinator) and not ctx.is_admin():
+        raise not_allowed(ctx, "a_edit_risk", ctx.t("w_risk_editors"))
+
+
+def risk(ctx: Ctx, cmd: Command) -> Reply | None:
+    """风险 新增 描述 … 可能性 高 影响 中 应对 … 负责人 @… | 风险 列表 | 风险 更新 #R1 … | 风险 关闭 #R1 | 风险 #R1."""
+    words = cmd.text.split(maxsplit=1)
+    action = RISK_ACTIONS.get(words[0].lower()) if words else "list"
+    rest = words[1] if action and len(words) > 1 else ("" if action else cmd.text)
+    if action is None:
+        if _RISK_REF.fullmatch(cmd.text.strip()):
+            ctx.say(card=risk_card(ctx, _one_risk(ctx, cmd)))
+            return None
+        raise Refused("risk_bad_action", value=(words[0] if words else "")[:20])
+    if action == "list":
+        return _list_risks(ctx, cmd)
+    if action == "add":
+        return _add_risk(ctx, cmd, rest)
+    found = _one_risk(ctx, cmd)
+    _may_edit_risk(ctx, found)
+    if found.status != "open":
+        raise Refused("risk_is_closed", id=found.id)
+    before = snapshot(found)
+    if action == "close":
+        found.status, found.closed_at = "closed", ctx.now
+        close_waits(ctx, "risk", found.id)
+        key = "risk_closed_note"
+    else:
+        changed = _apply_risk_fields(ctx, cmd, found)
+        if not changed:
+            raise missing(ctx, "risk_fields")
+        if ctx.actor.id == found.owner_id:
+            close_waits(ctx, "risk", found.id, person_id=found.owner_id)
+        key = "risk_updated"
+    found.updated_at, found.version = ctx.now, found.version + 1
+    ctx.s.flush()
+    ctx.audit(f"risk.{action}", found, before)
+    ctx.say(ctx.t(key, id=found.id), card=risk_card(ctx, found))
+    return None
+
+
+def _apply_risk_fields(ctx: Ctx, cmd: Command, found: Risk) -> bool:
+    changed = False
+    for field in ("likelihood", "impact"):
+        level = _level_word(ctx, cmd, field)
+        if level is not None:
+            setattr(found, field, level)
+            changed = True
+    if cmd.get("response"):
+        found.response = capped(ctx, cmd.get("response"), "response")
+        changed = True
+    owners = people(ctx, cmd, "owner")
+    if owners:
+        if len(owners) > 1:
+            raise bad(ctx, "owner", "、".join(u.name for u in owners))
+        if owners[0].id != found.owner_id:
+            close_waits(ctx, "risk", found.id)
+            found.owner_id = owners[0].id
+            ctx.s.flush()
+            ctx.s.refresh(found)
+            open_wait(ctx, "risk", "risk", found.id, found.owner, found.chat)
+            ctx.tell_user(found.owner, Message((ctx.t("risk_assigned", id=found.id),), risk_card(ctx, found)),
+                          key=f"assign:risk:{found.id}:{found.owner_id}:{found.version}")
+        changed = True
+    return changed
+
+
+def _add_risk(ctx: Ctx, cmd: Command, rest: str) -> Reply | None:
+    if ctx.chat is None:
+        raise Refused("need_group")
+    project = chat_project(ctx, cmd)
+    description = re.sub(r"^(描述|description)[=:：＝]?\s*", "", rest.strip(), flags=re.IGNORECASE).strip()
+    if not description:
+        raise missing(ctx, "risk_description")
+    likelihood, impact = _level_word(ctx, cmd, "likelihood"), _level_word(ctx, cmd, "impact")
+    if likelihood is None:
+        raise missing(ctx, "likelihood")
+    if impact is None:
+        raise missing(ctx, "impact")
+    owners = people(ctx, cmd, "owner") or [ctx.mention(i) for i in cmd.mentions[:1]] or [ctx.actor]
+    if len(owners) > 1:
+        raise bad(ctx, "owner", "、".join(u.name for u in owners))
+    found = Risk(project_id=project.id, chat_id=ctx.chat.id, description=capped(ctx, description, "risk_description",
+                                                                                  MAX_TITLE),
+                 likelihood=likelihood, impact=impact, response=capped(ctx, cmd.get("response"), "response"),
+                 owner_id=owners[0].id, created_by_id=ctx.actor.id, status="open", created_at=ctx.now,
+                 updated_at=ctx.now, version=1)
+    ctx.s.add(found)
+    ctx.s.flush()
+    ctx.s.refresh(found)
+    # the owner owes an answer (a response plan, an update) unless they just gave one themselves
+    if found.owner_id != ctx.actor.id or not found.response:
+        open_wait(ctx, "risk", "risk", found.id, found.owner, ctx.chat)
+    ctx.audit("risk.add", found)
+    c = risk_card(ctx, found)
+    ctx.say(ctx.t("risk_created", id=found.id), ctx.at(found.owner), card=c)
+    if found.owner_id != ctx.actor.id:
+        ctx.tell_user(found.owner, Message((ctx.t("risk_assigned", id=found.id),), c),
+                      key=f"assign:risk:{found.id}:{found.owner_id}:{found.version}")
+    return None
+
+
+def _list_risks(ctx: Ctx, cmd: Command) -> Reply | None:
+    if ctx.chat is None:
+        raise Refused("need_group")
+    project = chat_project(ctx, cmd)
+    every = list(ctx.s.scalars(select(Risk).where(Risk.project_id == project.id).order_by(Risk.id)))
+    shown = sorted((r for r in every if r.status == "open"), key=lambda r: (LEVELS.index(risk_level(r)), r.id))
+    rows = tuple((ctx.t("risk_title", id=r.id, text=r.description),
+                  ctx.t("risk_row", level=texts.priority_name(ctx.lang, risk_level(r)),
+                        likelihood=texts.priority_name(ctx.lang, r.likelihood),
+                        impact=texts.priority_name(ctx.lang, r.impact), owner=r.owner.name,
+                        response=r.response or ctx.t("none"))) for r in shown[:PAGE_SIZE * 2])
+    closed = len(every) - len(shown)
+    worst = risk_level(shown[0]) if shown else ""
+    ctx.say(card=Card(kind="risk_list", key=f"risklist:{project.id}", title=ctx.t("risk_list_title", name=project.name),
+                      status=ctx.t("risk_list_count", open=len(shown), closed=closed),
+                      color={"high": "red", "mid": "orange", "low": "blue"}.get(worst, "grey"), fields=rows,
+                      note="" if shown else ctx.t("risk_list_empty")))
+    return None
+
+
+def describe_risk_waiting(ctx: Ctx, wait: Wait) -> str:
+    found = ctx.s.get(Risk, wait.entity_id)
+    return ctx.t("waiting_risk", id=wait.entity_id, text=found.description[:60] if found else "",
+                 since=ctx.fmt(wait.raised_at))
+
+
+def describe_risk_nag(n: Any, wait: Wait) -> str:  # n: the sweep's Notifier
+    found = n.s.get(Risk, wait.entity_id)
+    return n.t("nag_risk", id=wait.entity_id, text=found.description[:60] if found else "", since=n.fmt(wait.raised_at))
+
+
+def describe_risk_what(n: Any, wait: Wait) -> str:
+    found = n.s.get(Risk, wait.entity_id)
+    return n.t("what_risk", id=wait.entity_id, text=found.description[:60] if found else "")
+
+
+WAIT_DESCRIBERS = {"risk": describe_risk_waiting, "risk:nag": describe_risk_nag, "risk:what": describe_risk_what}
+HELP_LINES += (
+    ("risk", "风险 新增 描述 供应商交付延迟 可能性 高 影响 中 应对 启用备选供应商 负责人 @李四；风险 列表；风险 更新 #R1 应对 …；风险 关闭 #R1",
+     "risk add supplier late likelihood high impact mid response backup supplier owner @Li; risk list; risk close #R1"),
 )

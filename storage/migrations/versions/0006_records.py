@@ -1,4 +1,4 @@
-"""records: 紧急事务 (tasks.urgent)
+"""records: 紧急事务 (tasks.urgent), the risk register (risks)
 
 Revision ID: 0006
 Revises: 0005
@@ -6,6 +6,8 @@ Revises: 0005
 
 import sqlalchemy as sa
 from alembic import op
+
+import collabbot.storage.models
 
 revision = '0006'
 down_revision = '0005'
@@ -16,8 +18,34 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table('tasks', schema=None) as batch_op:
         batch_op.add_column(sa.Column('urgent', sa.Boolean(), server_default=sa.false(), nullable=False))
+    op.create_table('risks',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('project_id', sa.Integer(), nullable=False),
+    sa.Column('chat_id', sa.Integer(), nullable=True),
+    sa.Column('description', sa.Text(), nullable=False),
+    sa.Column('likelihood', sa.String(length=10), nullable=False),
+    sa.Column('impact', sa.String(length=10), nullable=False),
+    sa.Column('response', sa.Text(), nullable=False),
+    sa.Column('owner_id', sa.Integer(), nullable=False),
+    sa.Column('created_by_id', sa.Integer(), nullable=False),
+    sa.Column('status', sa.String(length=10), nullable=False),
+    sa.Column('created_at', collabbot.storage.models.UtcDateTime(), nullable=False),
+    sa.Column('updated_at', collabbot.storage.models.UtcDateTime(), nullable=False),
+    sa.Column('closed_at', collabbot.storage.models.UtcDateTime(), nullable=True),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['chat_id'], ['chats.id'], ),
+    sa.ForeignKeyConstraint(['created_by_id'], ['users.id'], ),
+    sa.ForeignKeyConstraint(['owner_id'], ['users.id'], ),
+    sa.ForeignKeyConstraint(['project_id'], ['projects.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('risks', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_risks_project_id'), ['project_id'], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('risks', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_risks_project_id'))
+    op.drop_table('risks')
     with op.batch_alter_table('tasks', schema=None) as batch_op:
         batch_op.drop_column('urgent')
