@@ -577,7 +577,8 @@ def summary_card(n: Notifier, facts: SummaryFacts, project_id: int, start: datet
     in_progress = [t for t in tasks if t.status in ("in_progress", "review")]
     overdue = [t for t in tasks if states.is_overdue(t.status, t.deadline, now)]
     blocked = [t for t in tasks if t.status in ("todo", "in_progress") and t.id in facts.blocked]
-    next_week = [t for t in tasks if t.status in states.OPEN and t.deadline and end <= t.deadline < end + timedelta(days=7)]
+    next_week = sorted((t for t in tasks if t.status in states.OPEN and t.deadline
+                        and end <= t.deadline < end + timedelta(days=7)), key=lambda t: (t.deadline, t.id))
     rate: dict[str, list[int]] = {}  # department -> [on time, done, extended]
     for t in done:
         due = t.original_deadline or t.deadline  # on time = by the deadline in force when it was set

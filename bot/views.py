@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from collabbot.bot import texts
@@ -170,6 +170,11 @@ def task_history(s: Session, task: Task, lang: str, now: datetime, tz) -> list[s
         if reason:
             line += f"：{reason}"
         lines.append(line)
+    if len(rows) == HISTORY_ITEMS:  # not cut silently: say how many more there are and where to read them
+        total = s.scalar(select(func.count()).select_from(AuditEntry).where(
+            AuditEntry.entity_type == "tasks", AuditEntry.entity_id == task.id, AuditEntry.outcome == "ok")) or 0
+        if total > HISTORY_ITEMS:
+            lines.insert(0, texts.t(lang, "history_more", n=total - HISTORY_ITEMS, id=task.id))
     for c in s.scalars(select(Comment).where(Comment.task_id == task.id).order_by(Comment.id.desc()).limit(2)):
         lines.append(texts.t(lang, "history_comment", when=_fmt(c.created_at, tz, now, lang), who=c.author.name,
                              text=c.text))

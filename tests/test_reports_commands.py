@@ -63,6 +63,7 @@ def test_export_writes_a_typed_workbook(h) -> None:
     out = h.text(f"{G} 张三: @bot 导出")
     found = re.search(r"报表已导出：(\S+\.xlsx)", out)
     assert found, out
+    assert Path(found[1]).stat().st_mode & 0o777 == 0o600 and Path(found[1]).parent.stat().st_mode & 0o077 == 0
     wb = openpyxl.load_workbook(found[1])
     assert wb.sheetnames == ["任务", "进度", "审批", "部门统计"]
     tasks = wb["任务"]
@@ -107,3 +108,11 @@ def test_an_extension_shows_as_extended_and_keeps_the_original_deadline(h) -> No
     assert row[7].value == "已完成"
     approvals = openpyxl.load_workbook(found[1])["审批"]
     assert approvals.max_row >= 2 and approvals["B2"].value == "延期申请"
+
+
+def test_hostile_scopes_and_periods_get_a_plain_refusal(h) -> None:
+    out = h.text("dm as 赵总: 报表 部门 " + "技" * 300)
+    assert "找不到部门「" + "技" * 50 + "」" in out and "技" * 51 not in out
+    assert "看不懂时间范围" in h.text("dm as 赵总: 报表 2026-01-01~2026-12-31;DROP TABLE tasks")
+    assert "看不懂时间范围" in h.text("dm as 赵总: 报表 0000-01-01~9999-12-31")
+    assert "找不到项目「<b>x</b>」" in h.text("dm as 赵总: 报表 项目 <b>x</b>")

@@ -87,9 +87,10 @@ def export_report(ctx: Ctx, cmd: Command) -> Reply | None:
     if write is None:
         raise Refused("export_unavailable")
     folder = export.export_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # the company's figures: for the bot's user only
     path = folder / export.file_name(f.scope.kind, f.scope.id, f.period.label)
     write(export.sheets(f, ctx.lang), path)
+    path.chmod(0o600)
     _answer(ctx, f, Message((ctx.t("export_done", path=str(path)),)))
     ctx.audit("report.export", entity_type="report", reason=f"{f.scope.kind}:{f.scope.id or ''} {f.period.label} {path}")
     return None

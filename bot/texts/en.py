@@ -208,6 +208,7 @@ TEXTS: dict[str, str] = {
     "history_created": "{when} created by {who}",
     "history_progress": "{when} {who}: {percent}%",
     "history_comment": "{when} {who}: {text}",
+    "history_more": "{n} earlier entries: log #{id}",
     "none": "none",
     "refused_action": "do this",
     # actions and who may do them (refusals)

@@ -208,6 +208,7 @@ TEXTS: dict[str, str] = {
     "history_created": "{when} {who} 创建",
     "history_progress": "{when} {who} 更新进度 {percent}%",
     "history_comment": "{when} {who}：{text}",
+    "history_more": "还有更早的 {n} 条，见 操作记录 #{id}",
     "none": "无",
     "refused_action": "操作",
     # actions and who may do them (refusals)

@@ -182,6 +182,8 @@ def cancel(ctx: Ctx, cmd: Command) -> Reply | None:
         raise not_allowed(ctx, "a_cancel_approval", ctx.t("w_admin"))
     require(ctx, req, "cancel", "a_cancel_approval")
     reason = capped(ctx, " ".join(x for x in (cmd.get("reason"), cmd.text) if x).strip(), "reason")
+    if not reason:  # like a rejection: whoever loses their request hears why
+        raise missing(ctx, "reason")
     stop(ctx, req, rules.CANCELLED, reason)
     return None
 
