@@ -253,3 +253,32 @@ def test_an_entitys_trail_and_a_persons_week_can_be_read(make_harness) -> None:
     assert "孙九 本周的操作记录" in week and "孙九 task.acknowledge #1" in week, week
     assert "张三 task.create" not in week
     assert "只有管理员可以" in h.text(f"{G} 张三: @bot 操作记录 @孙九 本周")
+
+
+# --- 8. the rest ---------------------------------------------------------------------------------
+
+def test_an_admin_cancelling_an_approval_gives_a_reason(make_harness) -> None:
+    h: Harness = make_harness(admins=("console:孙九",))
+    h.run(f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三 参与部门 市场部,技术部,设计部", f"{G} 吴十: @bot {BUDGET}")
+    assert "缺少原因" in h.text("dm as 孙九: 取消审批 #A1")
+    out = h.text("dm as 孙九: 取消审批 #A1 原因 活动取消")
+    assert "活动取消" in out and "缺少原因" not in out
+
+
+def test_a_long_task_history_says_how_much_more_there_is(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @孙九 截止 12-10", f"{G} 孙九: @bot 确认收到 #1")
+    h.run(*(f"{G} 孙九: @bot 进度 #1 {10 * i}% 第 {i} 批" for i in range(1, 8)))
+    card = h.text("dm as 张三: 任务 #1")
+    assert "还有更早的 4 条，见 操作记录 #1" in card, card
+
+
+def test_next_weeks_deadlines_are_listed_by_date(make_harness) -> None:
+    h: Harness = make_harness(start=datetime(2026, 11, 30, 9, 0, tzinfo=TZ))
+    h.run(f"{G} 张三: @bot 新建任务 晚的 负责人 @王五 截止 12-10", f"{G} 张三: @bot 新建任务 早的 负责人 @王五 截止 12-08")
+    h.run("clock 2026-12-04 19:00")
+    with h.db.transaction() as s:
+        [summary] = [Message.from_json(m.payload).card for m in s.scalars(select(OutboxMessage).where(
+            OutboxMessage.dedupe_key.like("summary:%")))]
+    assert summary is not None
+    assert dict(summary.fields)["下周到期"].startswith("#2 早的"), summary.fields
