@@ -37,6 +37,7 @@ from collabbot.storage.models import (
     JobRun,
     OutboxMessage,
     Project,
+    Risk,
     Task,
     TaskDependency,
     User,
@@ -601,6 +602,12 @@ def summary_card(n: Notifier, facts: SummaryFacts, project_id: int, start: datet
     ]
     if notes:
         fields.append((n.t("summary_notes"), lines(f"{d}：{text}" for d, text in notes)))
+    # the risk register's open high risks (high likelihood or high impact)
+    risks = n.s.scalars(select(Risk).where(Risk.project_id == project_id, Risk.status == "open",
+                                           (Risk.likelihood == "high") | (Risk.impact == "high")).order_by(Risk.id))
+    risk_lines = [f"#R{r.id} {r.description}（{r.owner.name}）" for r in risks]
+    if risk_lines:
+        fields.append((n.t("summary_risks"), lines(risk_lines)))
     return Card(kind="summary", key=f"summary:{project_id}:{slot}",
                 title=n.t("summary_title", project=facts.projects.get(project_id, "-")), color="blue",
                 fields=tuple(fields),

@@ -158,3 +158,17 @@ def test_the_risk_register_refuses_what_it_cannot_file(harness) -> None:
     assert "找不到风险 #R9" in harness.text(f"{G} 张三: @bot 风险 关闭 #R9")
     assert "看不懂「删除」" in harness.text(f"{G} 张三: @bot 风险 删除 #R1")
     assert "请在项目群里" in harness.text("dm as 张三: 风险 列表")
+
+
+def test_an_open_high_risk_appears_in_the_weekly_summary(harness) -> None:
+    harness.run(SETUP[0],
+                f"{G} 张三: @bot 风险 新增 供应商交付延迟 可能性 中 影响 高 应对 备选供应商",
+                f"{G} 张三: @bot 风险 新增 海报印刷色差 可能性 低 影响 低 应对 打样",
+                f"{G} 张三: @bot 风险 新增 场地取消 可能性 高 影响 高 应对 备选场地",
+                f"{G} 张三: @bot 风险 关闭 #R3")
+    out = harness.run("wait 4d")  # Friday 12-04 17:00
+    start = [i for i, line in enumerate(out) if "本周周报如下" in line]
+    assert len(start) == 1, out
+    card = "\n".join(out[start[0]:start[0] + 14])
+    assert "未关闭的高风险：#R1 供应商交付延迟（张三）" in card
+    assert "海报印刷色差" not in card and "场地取消" not in card

@@ -281,6 +281,7 @@ TEXTS: dict[str, str] = {
     "summary_on_time": "On-time rate",
     "summary_extended": ", {n} extended",
     "summary_notes": "Department notes",
+    "summary_risks": "Open high risks",
     "summary_intro": "This week's summary:",
     # approvals
     "not_found_approval": 'There is no approval #A{id}. Send "approvals".',

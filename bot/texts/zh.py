@@ -281,6 +281,7 @@ TEXTS: dict[str, str] = {
     "summary_on_time": "按时完成率",
     "summary_extended": "，延期 {n}",
     "summary_notes": "部门协作总结",
+    "summary_risks": "未关闭的高风险",
     "summary_intro": "本周周报如下：",
     # approvals
     "not_found_approval": "找不到审批 #A{id}。发送「待我审批」查看。",
