@@ -68,6 +68,16 @@ def check_aiohttp() -> None:
                           "pip install 'aiohttp>=3.14.3'")
 
 
+def install_report_writer() -> None:
+    """导出 writes workbooks when openpyxl is installed (the `reports` extra); without it, it says so."""
+    try:
+        from collabbot.cards import workbook
+    except ImportError:
+        log.info("reports: openpyxl is not installed; 导出 answers: pip install 'collabbot[reports]'")
+        return
+    workbook.install()
+
+
 def lock_sqlite(url: str) -> IO[str] | None:
     """Refuse a second process on the same SQLite file (SQLite is for one process)."""
     if not url.startswith("sqlite:///") or url == "sqlite:///:memory:":
@@ -164,6 +174,7 @@ async def run(config: Config, org: Org | None, *, ready: asyncio.Event | None = 
     check_c_parser()
     check_aiohttp()
     registry.check_config(config)
+    install_report_writer()
     clock = make_clock()
     db = Database(config.database_url)
     await asyncio.to_thread(upgrade, db.engine)

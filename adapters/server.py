@@ -143,6 +143,7 @@ def cmd_console(args: argparse.Namespace) -> int:
 def _console(args: argparse.Namespace, config: Config, db: Database) -> int:
     from collabbot.adapters.console.app import Console
     from collabbot.adapters.console.transcript import TranscriptError, parse_line
+    from collabbot.adapters.serve import install_report_writer
 
     org = load_org(config)
     clock = ManualClock(SystemClock().now().astimezone(config.calendar.tz).replace(second=0, microsecond=0))
@@ -159,6 +160,7 @@ def _console(args: argparse.Namespace, config: Config, db: Database) -> int:
 
     if not args.script:
         warn_new_years()
+    install_report_writer()
     bot = Bot(db, config, clock)
     with db.transaction() as s:
         apply_org(s, org, clock.now())

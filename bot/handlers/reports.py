@@ -94,3 +94,10 @@ def export_report(ctx: Ctx, cmd: Command) -> Reply | None:
     _answer(ctx, f, Message((ctx.t("export_done", path=str(path)),)))
     ctx.audit("report.export", entity_type="report", reason=f"{f.scope.kind}:{f.scope.id or ''} {f.period.label} {path}")
     return None
+
+
+HELP_LINES: tuple[tuple[str, str, str], ...] = (
+    ("report", "报表 本月（或 报表 部门 技术部 上月、报表 @李四 本周、报表 2026-10-01~2026-12-31）",
+     "report this month (or report dept 技术部 last month, report @Li this week)"),
+    ("export_report", "导出 本季度（同样的范围和时间，得到一个 Excel 工作簿）", "export this quarter (the same scope and period, as a workbook)"),
+)

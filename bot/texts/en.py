@@ -324,6 +324,7 @@ TEXTS: dict[str, str] = {
     "decision_approve": "approved",
     "decision_reject": "rejected",
     "approval_stale": "This card is out of date: approval #A{id} is now {status}. Here is the latest.",
+    "approval_stale_round": "This card is from round {old} of approval #A{id}: it is now round {round}, {stage}. Here is the latest.",
     "not_your_turn": 'Approval #A{id} is at "{stage}": it is {who}\'s turn, not yours.',
     "approval_closed": "Approval #A{id} is {status}; you cannot {action}.",
     "hint_reject": "A rejection needs a reason: send reject #A{id} REASON",

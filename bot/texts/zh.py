@@ -324,6 +324,7 @@ TEXTS: dict[str, str] = {
     "decision_approve": "同意",
     "decision_reject": "驳回",
     "approval_stale": "这张卡片已过期：审批 #A{id} 当前{status}。已为你显示最新状态。",
+    "approval_stale_round": "这张卡片是审批 #A{id} 第 {old} 轮的，已过期：现在是第 {round} 轮「{stage}」。已为你显示最新状态。",
     "not_your_turn": "审批 #A{id} 现在是「{stage}」环节，轮到 {who} 审批，你不能操作。",
     "approval_closed": "审批 #A{id} 当前{status}，不能{action}。",
     "hint_reject": "驳回需要写原因，请发送：驳回 #A{id} 原因 …",

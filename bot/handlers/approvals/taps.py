@@ -68,6 +68,11 @@ def card_action(ctx: Ctx, action: CardAction) -> Reply | None:
     if tapped is None or tapped.request_id != req.id:
         raise Refused("bad_button")
     mine = votes_on(ctx.s, tapped).get(ctx.actor.id)
+    if mine is not None and tapped.round != req.round:  # a card of an earlier round: answer from the current one
+        now_step = current_step(ctx.s, req)
+        return _ignored(ctx, req, ctx.t("approval_stale_round", id=req.id, old=tapped.round, round=req.round,
+                                        stage=now_step.name if now_step is not None else
+                                        texts.approval_status_name(ctx.lang, req.status)))
     if mine is not None:
         return _ignored(ctx, req, ctx.t("already_voted", id=req.id, decision=ctx.t(f"decision_{mine.decision}"),
                                         when=ctx.fmt(mine.created_at)))
