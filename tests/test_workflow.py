@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import select
 
 from collabbot.bot.config import ConfigError, parse_config
+from collabbot.bot.events import CardActionEvent, ChatRef, UserRef
 from collabbot.bot.people import is_admin
-from collabbot.bot.replies import Message
-from collabbot.storage.models import AuditEntry, Identity, OutboxMessage, Task, User, Wait
+from collabbot.bot.replies import CardAction, Message
+from collabbot.storage.models import ApprovalStep, AuditEntry, Identity, OutboxMessage, Task, User, Wait
 
 from .conftest import TZ, Harness
 
@@ -282,3 +283,18 @@ def test_next_weeks_deadlines_are_listed_by_date(make_harness) -> None:
             OutboxMessage.dedupe_key.like("summary:%")))]
     assert summary is not None
     assert dict(summary.fields)["下周到期"].startswith("#2 早的"), summary.fields
+
+
+def test_a_tap_on_an_earlier_rounds_card_answers_from_the_current_round(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三 参与部门 市场部,技术部,设计部", f"{G} 吴十: @bot {BUDGET}",
+          "dm as 张三: 同意 #A1", "dm as 陈七: 驳回 #A1 缺少技术评估",
+          "dm as 吴十: 重新提交 #A1 预算明细=场地3万,物料2万,技术评估见附件", "dm as 张三: 同意 #A1", "dm as 陈七: 同意 #A1")
+    with h.db.transaction() as s:
+        old = s.scalar(select(ApprovalStep).where(ApprovalStep.request_id == 1, ApprovalStep.round == 1,
+                                                  ApprovalStep.stage_index == 1))
+        value = CardAction("reject", "approval", 1, old.id).pack()
+    reply = h.bot.handle(CardActionEvent("tap-old-round", ChatRef("console", "dm:陈七", "陈七", is_group=False),
+                                         UserRef("console", "陈七", "陈七"), value))
+    assert "你已经驳回过" not in reply.toast
+    assert "这张卡片是审批 #A1 第 1 轮的，已过期：现在是第 2 轮「会签」" in reply.toast, reply.toast
