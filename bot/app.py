@@ -87,6 +87,8 @@ COMMANDS: dict[str, CommandHandler] = {
     "list_tasks": records.list_tasks,
     "urgent": records.urgent,
     "risk": records.risk,
+    "minutes": records.minutes,
+    "show_meeting": records.show_meeting,
 }
 
 

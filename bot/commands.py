@@ -70,6 +70,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "list_tasks": ("任务列表", "任务清单", "tasks all", "task list"),
     "urgent": ("紧急", "紧急事务", "urgent"),
     "risk": ("风险", "risk"),
+    "minutes": ("会议纪要", "minutes"),
+    "show_meeting": ("会议", "meeting"),
 }
 
 FIELD_WORDS: dict[str, tuple[str, ...]] = {
@@ -101,6 +103,10 @@ FIELD_WORDS: dict[str, tuple[str, ...]] = {
     "likelihood": ("可能性", "概率", "likelihood"),
     "impact": ("影响", "影响程度", "impact"),
     "response": ("应对", "应对措施", "response"),
+    "topic": ("主题", "topic"),
+    "held_at": ("时间", "会议时间", "held"),
+    "summary": ("摘要", "summary"),
+    "decisions": ("决议", "决定", "decisions"),
 }
 
 PRIORITY_WORDS = {"高": "high", "中": "mid", "低": "low", "high": "high", "mid": "mid", "medium": "mid",
@@ -163,6 +169,7 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
     "list_tasks": ("status", "department", "page"),
     "urgent": ("owner", "collaborators", "deadline", "collab_depts"),
     "risk": ("likelihood", "impact", "response", "owner"),
+    "minutes": ("topic", "held_at", "departments", "summary", "decisions"),
 }
 
 # commands whose `名称=值` tokens are generic pairs (an approval template's fields)
@@ -274,7 +281,7 @@ FIELD_TYPES: dict[str, str] = {
     "owner": PERSON, "collaborators": PERSON, "coordinator": PERSON,
     "deadline": DATE, "start": DATE, "end": DATE,
     "priority": PRIORITY, "percent": NUMBER, "attachments": LINK,
-    "page": NUMBER, "likelihood": PRIORITY, "impact": PRIORITY,
+    "page": NUMBER, "likelihood": PRIORITY, "impact": PRIORITY, "held_at": DATE,
 }
 _NUMBER = re.compile(r"^\d{1,3}[%％]?$")
 # what people type when they mean a date, parseable or not (`13-45`, `下周八`): the handler then refuses

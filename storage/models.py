@@ -300,6 +300,33 @@ class Risk(Base):
     chat: Mapped[Chat | None] = relationship()
 
 
+class Meeting(Base):
+    """会议纪要: a meeting's topic, time, departments, summary and decisions; its action items are tasks."""
+
+    __tablename__ = "meetings"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    chat_id: Mapped[int | None] = mapped_column(ForeignKey("chats.id"))
+    topic: Mapped[str] = mapped_column(String(200))
+    held_at: Mapped[datetime | None]
+    departments: Mapped[str] = mapped_column(Text, default="")
+    summary: Mapped[str] = mapped_column(Text, default="")
+    decisions: Mapped[str] = mapped_column(Text, default="")
+    recorder_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime]
+
+    recorder: Mapped[User] = relationship()
+    actions: Mapped[list[Task]] = relationship(secondary="meeting_actions", order_by="Task.id")
+
+
+class MeetingAction(Base):
+    """An action item of a meeting: the task it became (the link back to the meeting)."""
+
+    __tablename__ = "meeting_actions"
+    meeting_id: Mapped[int] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"), primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True)
+
+
 class AuditEntry(Base):
     __tablename__ = "audit_log"
     # an entity's trail (操作记录 #N) and a person's week are read by these

@@ -172,3 +172,43 @@ def test_an_open_high_risk_appears_in_the_weekly_summary(harness) -> None:
     card = "\n".join(out[start[0]:start[0] + 14])
     assert "未关闭的高风险：#R1 供应商交付延迟（张三）" in card
     assert "海报印刷色差" not in card and "场地取消" not in card
+
+
+def test_meeting_minutes_turn_action_items_into_tasks_chased_like_any_task(harness) -> None:
+    from dataclasses import replace
+
+    from collabbot.adapters.console.transcript import parse_line
+
+    harness.run(SETUP[0])
+    # one multi-line message, as typed in the chat
+    step = parse_line(f"{G} 张三: @bot 会议纪要")
+    text = ("@bot 会议纪要 主题 双十二方案评审 时间 12-01 14:00 参与部门 市场部,技术部 摘要 比较了两个方案 决议 采用方案B\n"
+            "行动项 内容 完成H5改版 负责人 @李四 截止 12-10\n"
+            "行动项 内容 准备物料清单 负责人 @王五 截止 12-08 18:00")
+    harness.console.run(replace(step, text=text))
+    out = "\n".join(harness.console.take_output())
+    assert "已记录会议纪要 #M1，2 个行动项已转为任务：" in out and "@李四" in out and "@王五" in out
+    assert "会议纪要 #M1 双十二方案评审" in out and "决议：采用方案B" in out and "参与部门：市场部,技术部" in out
+    assert "行动项 #1 完成H5改版：负责人 李四｜截止 12-10 18:00｜待启动" in out
+    assert "会议纪要 #M1「双十二方案评审」的行动项交给你了" in out
+    # the action items are tasks: linked back, acknowledged, chased
+    assert "来自会议纪要 #M1「双十二方案评审」" in harness.text(f"{G} 张三: @bot 任务 #2")
+    harness.run(f"{G} 李四: @bot 确认收到 #1", f"{G} 李四: @bot 完成 #1 交付物 https://h5.example.com",
+                f"{G} 张三: @bot 通过 #1")
+    nag = harness.text("wait 2h")
+    assert "准备物料清单" in nag and "完成H5改版" not in nag
+    shown = harness.text(f"{G} 张三: @bot 会议 #M1")
+    assert "行动项 1/2 已完成" in shown and "行动项 #1 完成H5改版：负责人 李四｜截止 12-10 18:00｜已完成" in shown
+    assert "行动项 #2 准备物料清单：负责人 王五｜截止 12-08 18:00｜待启动" in shown
+
+
+def test_minutes_on_one_line_and_their_refusals(harness) -> None:
+    harness.run(SETUP[0])
+    out = harness.text(f"{G} 张三: @bot 会议纪要 主题 周会 行动项 内容 对接物流 负责人 @赵六 截止 12-09")
+    assert "已记录会议纪要 #M1，1 个行动项已转为任务" in out
+    assert "第 1 个行动项缺少负责人" in harness.text(f"{G} 张三: @bot 会议纪要 主题 周会 行动项 内容 对接物流 截止 12-09")
+    assert "会议主题" in harness.text(f"{G} 张三: @bot 会议纪要 行动项 内容 对接物流 负责人 @赵六")
+    assert "找不到部门「宣传部」" in harness.text(f"{G} 张三: @bot 会议纪要 主题 周会 参与部门 宣传部")
+    assert "找不到会议纪要 #M9" in harness.text(f"{G} 张三: @bot 会议 #M9")
+    with harness.db.transaction() as s:
+        assert s.query(Task).count() == 1  # a refused set of minutes leaves no task behind

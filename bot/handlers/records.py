@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 
 from collabbot.bot import texts
-from collabbot.bot.commands import Command, priority_of
+from collabbot.bot.commands import Command, parse, priority_of
 from collabbot.bot.context import Ctx, Refused, snapshot
 from collabbot.bot.handlers.common import MAX_TITLE, bad, capped, chat_project, missing, not_allowed, people, when
 from collabbot.bot.handlers.task_creation import card, new_task
@@ -25,7 +25,16 @@ from collabbot.bot.rules import states
 from collabbot.bot.rules.reminders import next_step
 from collabbot.bot.views import COLORS, blocked_ids, status_label
 from collabbot.bot.waits import close_waits, open_wait
-from collabbot.storage.models import Risk, Task, TaskCollaborator, TaskDependency, User, Wait
+from collabbot.storage.models import (
+    Meeting,
+    MeetingAction,
+    Risk,
+    Task,
+    TaskCollaborator,
+    TaskDependency,
+    User,
+    Wait,
+)
 
 PAGE_SIZE = 10
 MAX_PAGE = 999
@@ -394,4 +403,119 @@ WAIT_DESCRIBERS = {"risk": describe_risk_waiting, "risk:nag": describe_risk_nag,
 HELP_LINES += (
     ("risk", "风险 新增 描述 供应商交付延迟 可能性 高 影响 中 应对 启用备选供应商 负责人 @李四；风险 列表；风险 更新 #R1 应对 …；风险 关闭 #R1",
      "risk add supplier late likelihood high impact mid response backup supplier owner @Li; risk list; risk close #R1"),
+)
+
+
+# --- meeting minutes and action items (会议纪要与行动项表) ---------------------------------------------
+
+# each 行动项 word starts an action item: usually on its own line of a multi-line message
+_ACTION_SPLIT = re.compile(r"(?:^|\s)(?:行动项|action)[:：]?(?=\s)", re.IGNORECASE)
+_MEETING_REF = re.compile(r"#M(\d{1,9})\b", re.IGNORECASE)
+MAX_ACTIONS = 20
+
+
+def meeting_card(ctx: Ctx, meeting: Meeting) -> Card:
+    none = ctx.t("none")
+    fields: list[tuple[str, str]] = [
+        (ctx.t("f_held_at"), ctx.fmt(meeting.held_at) if meeting.held_at else none),
+        (ctx.t("f_departments"), meeting.departments or none),
+        (ctx.t("f_summary"), meeting.summary or none),
+        (ctx.t("f_decisions"), meeting.decisions or none),
+    ]
+    blocked = blocked_ids(ctx.s, [t.id for t in meeting.actions])
+    for task in meeting.actions:
+        label, _ = status_label(ctx.lang, task, ctx.now, task.id in blocked)
+        fields.append((ctx.t("meeting_action", id=task.id, title=task.title),
+                       ctx.t("meeting_action_row", owner=task.owner.name, deadline=ctx.fmt(task.deadline),
+                             status=label)))
+    done = sum(t.status == "done" for t in meeting.actions)
+    return Card(kind="meeting", key=f"meeting:{meeting.id}", title=ctx.t("meeting_title", id=meeting.id,
+                                                                          topic=meeting.topic),
+                status=ctx.t("meeting_status", done=done, n=len(meeting.actions)),
+                color="green" if done == len(meeting.actions) else "blue", fields=tuple(fields),
+                note=ctx.t("meeting_note", who=meeting.recorder.name, when=ctx.fmt(meeting.created_at)))
+
+
+def minutes(ctx: Ctx, cmd: Command) -> Reply | None:
+    """会议纪要 主题 … 时间 … 参与部门 … 摘要 … 决议 …, then `行动项 内容 负责人 @… 截止 …` lines: the minutes
+    and one task per action item (owner, deadline, a link back to the meeting), in one step."""
+    if ctx.chat is None:
+        raise Refused("need_group")
+    project = chat_project(ctx, cmd, create=True)
+    head, *items = _ACTION_SPLIT.split(cmd.raw)
+    header = parse(head)
+    if not isinstance(header, Command):
+        raise Refused("meeting_bad")
+    topic = header.get("topic") or header.text
+    if not topic:
+        raise missing(ctx, "topic")
+    if len(items) > MAX_ACTIONS:
+        raise Refused("meeting_too_many", max=MAX_ACTIONS)
+    held_at = when(ctx, header, "held_at", "held_at")
+    departments = header.get("departments")
+    for name in re.split(r"[,，、\s]+", departments):
+        if name:
+            ctx.department(name)  # refuses an unknown department by name
+    meeting = Meeting(project_id=project.id, chat_id=ctx.chat.id, topic=capped(ctx, topic, "topic", MAX_TITLE),
+                      held_at=held_at, departments=departments, summary=capped(ctx, header.get("summary"), "summary"),
+                      decisions=capped(ctx, header.get("decisions"), "decisions"), recorder_id=ctx.actor.id,
+                      created_at=ctx.now)
+    ctx.s.add(meeting)
+    ctx.s.flush()
+    tasks: list[Task] = []
+    for n, item in enumerate(items, 1):
+        tasks.append(_action_task(ctx, project, meeting, n, item))
+    ctx.s.add_all(MeetingAction(meeting_id=meeting.id, task_id=t.id) for t in tasks)
+    ctx.s.flush()
+    ctx.s.refresh(meeting)
+    ctx.audit("meeting.record", meeting)
+    c = meeting_card(ctx, meeting)
+    parts: list[Part] = [ctx.t("meeting_recorded", id=meeting.id, n=len(tasks))]
+    for owner in dict.fromkeys(t.owner for t in tasks):
+        parts += [" ", ctx.at(owner)]
+    ctx.say(*parts, card=c)
+    for task in tasks:
+        ctx.tell_user(task.owner, Message((ctx.t("meeting_action_assigned", id=meeting.id, topic=meeting.topic),),
+                                          card(ctx, task)),
+                      key=f"assign:task:{task.id}:{task.owner_id}:{task.version}")
+    return None
+
+
+def _action_task(ctx: Ctx, project: Any, meeting: Meeting, n: int, item: str) -> Task:
+    parsed = parse(f"新建任务 {item.strip()}")
+    if not isinstance(parsed, Command):
+        raise Refused("meeting_bad_action", n=n)
+    title = re.sub(r"^(内容|content)[=:：＝]?\s*", "", parsed.text, flags=re.IGNORECASE).strip()
+    if not title:
+        raise Refused("meeting_action_missing", n=n, what=texts.field_name(ctx.lang, "title"))
+    owners = people(ctx, parsed, "owner") or [ctx.mention(i) for i in parsed.mentions[:1]]
+    if len(owners) != 1:
+        raise Refused("meeting_action_missing", n=n, what=texts.field_name(ctx.lang, "owner"))
+    deadline = when(ctx, parsed, "deadline")
+    if deadline is not None and deadline < ctx.now:
+        raise Refused("deadline_past", when=ctx.fmt(deadline))
+    return new_task(ctx, title=capped(ctx, title, "title", MAX_TITLE), owner=owners[0], project=project, parent=None,
+                    deadline=deadline, priority="mid", collaborators=people(ctx, parsed, "collaborators"),
+                    department=None, initiating_dept_id=ctx.actor.department_id,
+                    remarks=ctx.t("meeting_link", id=meeting.id, topic=meeting.topic))
+
+
+def show_meeting(ctx: Ctx, cmd: Command) -> Reply | None:
+    """会议 #M1: the minutes with each action item's status now."""
+    found = _MEETING_REF.search(cmd.text)
+    if found is None:
+        raise Refused("meeting_no_ref")
+    meeting = ctx.s.get(Meeting, int(found.group(1)))
+    if meeting is None:
+        raise Refused("meeting_not_found", id=found.group(1))
+    ctx.say(card=meeting_card(ctx, meeting))
+    return None
+
+
+HELP_LINES += (
+    ("minutes", "会议纪要 主题 双十二方案评审 时间 12-03 14:00 参与部门 市场部,技术部 摘要 … 决议 采用方案B（换行）"
+                "行动项 内容 完成H5改版 负责人 @李四 截止 12-10",
+     "minutes topic Launch review held 12-03 14:00 departments 市场部,技术部 decisions plan B (new line) "
+     "action redo the H5 owner @Li due 12-10"),
+    ("show_meeting", "会议 #M1", "meeting #M1"),
 )

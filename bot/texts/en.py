@@ -90,6 +90,10 @@ FIELDS: dict[str, tuple[str, str]] = {
     "impact": ("the impact", "risk add supplier late likelihood high impact mid"),
     "response": ("the response", "risk update #R1 response backup supplier"),
     "risk_fields": ("what to change", "risk update #R1 likelihood low response backup signed"),
+    "topic": ("the topic", "minutes topic Launch review held 12-03 14:00 decisions plan B"),
+    "held_at": ("when it was held", "minutes topic Launch review held 12-03 14:00"),
+    "summary": ("the summary", "minutes topic review summary two plans compared"),
+    "decisions": ("the decisions", "minutes topic review decisions plan B"),
 }
 
 TEXTS: dict[str, str] = {
@@ -481,4 +485,21 @@ TEXTS: dict[str, str] = {
     "waiting_risk": "Confirm the response to risk #R{id}: {text} (since {since})",
     "nag_risk": "Risk #R{id} still waits for your response: {text} (since {since})",
     "what_risk": "the response to risk #R{id}",
+    "meeting_title": "Minutes #M{id} {topic}",
+    "meeting_status": "actions {done}/{n} done",
+    "meeting_note": "recorded by {who} at {when}",
+    "f_held_at": "Held",
+    "f_summary": "Summary",
+    "f_decisions": "Decisions",
+    "meeting_action": "Action #{id} {title}",
+    "meeting_action_row": "owner {owner} | due {deadline} | {status}",
+    "meeting_recorded": "Minutes #M{id} recorded, {n} action items made tasks: ",
+    "meeting_action_assigned": "An action item of minutes #M{id} \"{topic}\" is yours",
+    "meeting_link": "from minutes #M{id} \"{topic}\"",
+    "meeting_no_ref": "Name the meeting, e.g. meeting #M1",
+    "meeting_not_found": "No minutes #M{id}",
+    "meeting_bad": "These minutes cannot be read, e.g. minutes topic review held 12-03 14:00 decisions plan B",
+    "meeting_too_many": "At most {max} action items in one set of minutes",
+    "meeting_bad_action": "Action item {n} cannot be read",
+    "meeting_action_missing": "Action item {n} lacks {what}, e.g. action redo the H5 owner @Li due 12-10",
 }

@@ -90,6 +90,10 @@ FIELDS: dict[str, tuple[str, str]] = {
     "impact": ("影响", "风险 新增 描述 供应商交付延迟 可能性 高 影响 中"),
     "response": ("应对措施", "风险 更新 #R1 应对 启用备选供应商"),
     "risk_fields": ("要更新的内容", "风险 更新 #R1 可能性 低 应对 已签备选供应商"),
+    "topic": ("会议主题", "会议纪要 主题 双十二方案评审 时间 12-03 14:00 决议 采用方案B"),
+    "held_at": ("会议时间", "会议纪要 主题 双十二方案评审 时间 12-03 14:00"),
+    "summary": ("摘要", "会议纪要 主题 方案评审 摘要 评审了两个方案"),
+    "decisions": ("决议", "会议纪要 主题 方案评审 决议 采用方案B"),
 }
 
 TEXTS: dict[str, str] = {
@@ -481,4 +485,21 @@ TEXTS: dict[str, str] = {
     "waiting_risk": "确认风险 #R{id} 的应对：{text}（{since} 起）",
     "nag_risk": "风险 #R{id} 还在等你确认应对措施：{text}（{since} 起）",
     "what_risk": "风险 #R{id} 的应对待确认",
+    "meeting_title": "会议纪要 #M{id} {topic}",
+    "meeting_status": "行动项 {done}/{n} 已完成",
+    "meeting_note": "{who} 记录于 {when}",
+    "f_held_at": "会议时间",
+    "f_summary": "摘要",
+    "f_decisions": "决议",
+    "meeting_action": "行动项 #{id} {title}",
+    "meeting_action_row": "负责人 {owner}｜截止 {deadline}｜{status}",
+    "meeting_recorded": "已记录会议纪要 #M{id}，{n} 个行动项已转为任务：",
+    "meeting_action_assigned": "会议纪要 #M{id}「{topic}」的行动项交给你了",
+    "meeting_link": "来自会议纪要 #M{id}「{topic}」",
+    "meeting_no_ref": "请写会议编号，例如：会议 #M1",
+    "meeting_not_found": "找不到会议纪要 #M{id}",
+    "meeting_bad": "看不懂这份会议纪要，例如：会议纪要 主题 方案评审 时间 12-03 14:00 决议 采用方案B",
+    "meeting_too_many": "一份纪要最多 {max} 个行动项",
+    "meeting_bad_action": "看不懂第 {n} 个行动项",
+    "meeting_action_missing": "第 {n} 个行动项缺少{what}，例如：行动项 内容 完成H5改版 负责人 @李四 截止 12-10",
 }

@@ -1,4 +1,4 @@
-"""records: 紧急事务 (tasks.urgent), the risk register (risks)
+"""records: 紧急事务 (tasks.urgent), the risk register (risks), meeting minutes and their action items
 
 Revision ID: 0006
 Revises: 0005
@@ -41,9 +41,38 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('risks', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_risks_project_id'), ['project_id'], unique=False)
+    op.create_table('meetings',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('project_id', sa.Integer(), nullable=False),
+    sa.Column('chat_id', sa.Integer(), nullable=True),
+    sa.Column('topic', sa.String(length=200), nullable=False),
+    sa.Column('held_at', collabbot.storage.models.UtcDateTime(), nullable=True),
+    sa.Column('departments', sa.Text(), nullable=False),
+    sa.Column('summary', sa.Text(), nullable=False),
+    sa.Column('decisions', sa.Text(), nullable=False),
+    sa.Column('recorder_id', sa.Integer(), nullable=False),
+    sa.Column('created_at', collabbot.storage.models.UtcDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['chat_id'], ['chats.id'], ),
+    sa.ForeignKeyConstraint(['project_id'], ['projects.id'], ),
+    sa.ForeignKeyConstraint(['recorder_id'], ['users.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('meetings', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_meetings_project_id'), ['project_id'], unique=False)
+    op.create_table('meeting_actions',
+    sa.Column('meeting_id', sa.Integer(), nullable=False),
+    sa.Column('task_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['meeting_id'], ['meetings.id'], ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['task_id'], ['tasks.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('meeting_id', 'task_id')
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('meeting_actions')
+    with op.batch_alter_table('meetings', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_meetings_project_id'))
+    op.drop_table('meetings')
     with op.batch_alter_table('risks', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_risks_project_id'))
     op.drop_table('risks')
