@@ -298,3 +298,13 @@ def test_a_tap_on_an_earlier_rounds_card_answers_from_the_current_round(make_har
                                          UserRef("console", "陈七", "陈七"), value))
     assert "你已经驳回过" not in reply.toast
     assert "这张卡片是审批 #A1 第 1 轮的，已过期：现在是第 2 轮「会签」" in reply.toast, reply.toast
+
+
+def test_the_approval_result_reaches_every_approver_privately_once(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三 参与部门 市场部,技术部,设计部", f"{G} 吴十: @bot {BUDGET}",
+          "dm as 张三: 同意 #A1", "dm as 陈七: 同意 #A1", "dm as 周八: 同意 #A1", "dm as 孙九: 同意 #A1")
+    out = h.run("dm as 赵总: 同意 #A1 注意控制成本")
+    for name in ("张三", "陈七", "周八", "孙九"):
+        assert len(lines_with(out, f"→ {name}（私聊）: 审批 #A1「市场活动预算审批」已通过。发起人 吴十")) == 1, (name, out)
+    assert not lines_with(out, "→ 赵总（私聊）: 审批 #A1「市场活动预算审批」已通过"), out  # the decider has the reply

@@ -23,7 +23,7 @@ from collabbot.bot.handlers.common import MAX_TEXT, capped
 from collabbot.bot.replies import Message, Part, Reply
 from collabbot.bot.rules import approval_stages as rules
 from collabbot.bot.waits import close_waits, open_wait
-from collabbot.storage.models import ApprovalRequest, ApprovalStep, ApprovalVote, Chat, Task
+from collabbot.storage.models import ApprovalApprover, ApprovalRequest, ApprovalStep, ApprovalVote, Chat, Task, User
 
 
 def advance(ctx: Ctx, req: ApprovalRequest, template: ApprovalTemplate) -> ApprovalStep | None:
@@ -107,6 +107,15 @@ def finish(ctx: Ctx, req: ApprovalRequest, template: ApprovalTemplate, status: s
     mine = ctx.t(f"approval_mine_{status}", id=req.id, template=req.template, reason=reason)
     ctx.tell_user(req.initiator, Message((mine + extra,), card), key=f"approval:{req.id}:r{req.round}:{status}:initiator")
     headline = ctx.t(f"approval_result_{status}", id=req.id, template=req.template)
+    # every approver of the round (the involved departments' heads among them) hears it privately, once,
+    # whether or not they are in the project's group
+    involved = ctx.s.scalars(select(User).join(ApprovalApprover, ApprovalApprover.user_id == User.id)
+                             .join(ApprovalStep, ApprovalStep.id == ApprovalApprover.step_id)
+                             .where(ApprovalStep.request_id == req.id, ApprovalStep.round == req.round,
+                                    User.id.not_in((req.initiator_id, ctx.actor.id))).distinct().order_by(User.id))
+    for user in involved:
+        ctx.tell_user(user, Message((headline + req.initiator.name + (extra and "\n" + extra),), card),
+                      key=f"approval:{req.id}:r{req.round}:{status}:approver:{user.id}")
     for chat in _project_chats(ctx, req):
         ctx.tell_chat(chat, Message((headline, ctx.at(req.initiator), extra and "\n" + extra), card),
                       key=f"approval:{req.id}:r{req.round}:{status}:chat:{chat.id}")
