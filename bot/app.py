@@ -89,6 +89,7 @@ COMMANDS: dict[str, CommandHandler] = {
     "risk": records.risk,
     "minutes": records.minutes,
     "show_meeting": records.show_meeting,
+    "milestone": records.milestone,
 }
 
 

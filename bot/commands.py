@@ -72,6 +72,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "risk": ("风险", "risk"),
     "minutes": ("会议纪要", "minutes"),
     "show_meeting": ("会议", "meeting"),
+    "milestone": ("里程碑", "milestone"),
 }
 
 FIELD_WORDS: dict[str, tuple[str, ...]] = {
@@ -170,6 +171,7 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
     "urgent": ("owner", "collaborators", "deadline", "collab_depts"),
     "risk": ("likelihood", "impact", "response", "owner"),
     "minutes": ("topic", "held_at", "departments", "summary", "decisions"),
+    "milestone": ("deadline",),
 }
 
 # commands whose `名称=值` tokens are generic pairs (an approval template's fields)

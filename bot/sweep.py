@@ -35,6 +35,7 @@ from collabbot.storage.models import (
     HelpRequest,
     Identity,
     JobRun,
+    Milestone,
     OutboxMessage,
     Project,
     Risk,
@@ -606,6 +607,12 @@ def summary_card(n: Notifier, facts: SummaryFacts, project_id: int, start: datet
     risks = n.s.scalars(select(Risk).where(Risk.project_id == project_id, Risk.status == "open",
                                            (Risk.likelihood == "high") | (Risk.impact == "high")).order_by(Risk.id))
     risk_lines = [f"#R{r.id} {r.description}（{r.owner.name}）" for r in risks]
+    upcoming = n.s.scalars(select(Milestone).where(Milestone.project_id == project_id, Milestone.status == "open",
+                                                   Milestone.due >= start, Milestone.due < end + timedelta(days=14))
+                           .order_by(Milestone.due, Milestone.id))
+    milestone_lines = [f"{n.fmt(m.due)} {m.title}" for m in upcoming]
+    if milestone_lines:
+        fields.append((n.t("summary_milestones"), lines(milestone_lines)))
     if risk_lines:
         fields.append((n.t("summary_risks"), lines(risk_lines)))
     return Card(kind="summary", key=f"summary:{project_id}:{slot}",

@@ -327,6 +327,20 @@ class MeetingAction(Base):
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True)
 
 
+class Milestone(Base):
+    """A 关键里程碑 of a project, or of one of its tasks (whose lateness puts it at risk)."""
+
+    __tablename__ = "milestones"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))
+    title: Mapped[str] = mapped_column(String(200))
+    due: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(10), default="open")  # open | done
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime]
+
+
 class AuditEntry(Base):
     __tablename__ = "audit_log"
     # an entity's trail (操作记录 #N) and a person's week are read by these

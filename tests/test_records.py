@@ -212,3 +212,19 @@ def test_minutes_on_one_line_and_their_refusals(harness) -> None:
     assert "找不到会议纪要 #M9" in harness.text(f"{G} 张三: @bot 会议 #M9")
     with harness.db.transaction() as s:
         assert s.query(Task).count() == 1  # a refused set of minutes leaves no task behind
+
+
+def test_milestones_listed_at_risk_when_their_task_is_late_and_in_the_weekly_summary(harness) -> None:
+    harness.run(*SETUP)
+    assert "已设里程碑「方案初稿」12-15" in harness.text(f"{G} 张三: @bot 里程碑 方案初稿 12-15")
+    assert "（任务 #2）" in harness.text(f"{G} 张三: @bot 里程碑 #2 海报定稿 12-04 18:00")
+    listed = harness.text(f"{G} 张三: @bot 里程碑")
+    assert "关键里程碑 · 新品上市" in listed and listed.index("海报定稿") < listed.index("方案初稿")
+    assert "有风险" not in listed
+    harness.run("wait 2d4h")  # 12-03 13:00: 海报 (#2) was due 12-03 12:00 and is late; 文案 too
+    listed = harness.text(f"{G} 张三: @bot 里程碑")
+    assert "12-04 18:00 海报定稿：⚠ 有风险" in listed and "12-15 18:00 方案初稿：⚠ 有风险" in listed
+    out = "\n".join(harness.run("wait 1d5h"))
+    assert "近期里程碑：12-04 18:00 海报定稿；12-15 18:00 方案初稿" in out
+    assert "截止" in harness.text(f"{G} 张三: @bot 里程碑 方案初稿 截止 13-45")
+    assert "截止" in harness.text(f"{G} 张三: @bot 里程碑 方案初稿")

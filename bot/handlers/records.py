@@ -18,6 +18,7 @@ from sqlalchemy import select
 from collabbot.bot import texts
 from collabbot.bot.commands import Command, parse, priority_of
 from collabbot.bot.context import Ctx, Refused, snapshot
+from collabbot.bot.dates import parse_when
 from collabbot.bot.handlers.common import MAX_TITLE, bad, capped, chat_project, missing, not_allowed, people, when
 from collabbot.bot.handlers.task_creation import card, new_task
 from collabbot.bot.replies import Card, Message, Part, Reply
@@ -28,6 +29,7 @@ from collabbot.bot.waits import close_waits, open_wait
 from collabbot.storage.models import (
     Meeting,
     MeetingAction,
+    Milestone,
     Risk,
     Task,
     TaskCollaborator,
@@ -519,3 +521,76 @@ HELP_LINES += (
      "action redo the H5 owner @Li due 12-10"),
     ("show_meeting", "会议 #M1", "meeting #M1"),
 )
+
+
+# --- milestones (关键里程碑) ---------------------------------------------------------------------------
+
+
+def milestone_at_risk(ctx: Ctx, milestone: Milestone) -> bool:
+    """At risk: its task (or, for a project milestone, a task due by then) is late, or its task is due after it."""
+    if milestone.status == "done":
+        return False
+    if milestone.task_id is not None:
+        task = ctx.s.get(Task, milestone.task_id)
+        if task is None or task.status in states.CLOSED:
+            return False
+        return states.is_overdue(task.status, task.deadline, ctx.now) or (
+            task.deadline is not None and task.deadline > milestone.due)
+    late = select(Task.id).where(Task.project_id == milestone.project_id, Task.status.in_(states.OPEN),
+                                 Task.deadline.is_not(None), Task.deadline <= milestone.due,
+                                 Task.deadline < ctx.now).limit(1)
+    return ctx.s.scalar(late) is not None
+
+
+def _milestone_due(ctx: Ctx, cmd: Command) -> tuple[str, Any]:
+    """The title and due date: `截止 10-15`, or a date ending the text (`里程碑 方案初稿 10-15`)."""
+    due = when(ctx, cmd, "deadline")
+    words = cmd.text.split()
+    if due is None:
+        for n in (2, 1):
+            if len(words) > n and (found := parse_when(" ".join(words[-n:]), ctx.local(ctx.now))) is not None:
+                due, words = found, words[:-n]
+                break
+    if due is None:
+        raise missing(ctx, "deadline")
+    return " ".join(words), due
+
+
+def milestone(ctx: Ctx, cmd: Command) -> Reply | None:
+    """里程碑 方案初稿 10-15 [#3]: a milestone of the project (or of task #3); 里程碑 alone lists them."""
+    if ctx.chat is None:
+        raise Refused("need_group")
+    project = chat_project(ctx, cmd)
+    if not cmd.text and not cmd.tasks and "deadline" not in cmd.fields:
+        return _list_milestones(ctx, project.id, project.name)
+    task = ctx.task(cmd.tasks[0]) if cmd.tasks else None
+    if task is not None and task.project_id != project.id:
+        raise Refused("not_found_task", id=task.id)
+    title, due = _milestone_due(ctx, cmd)
+    if not title:
+        raise missing(ctx, "milestone_title")
+    found = Milestone(project_id=project.id, task_id=task.id if task else None,
+                      title=capped(ctx, title, "milestone_title", MAX_TITLE), due=due, status="open",
+                      created_by_id=ctx.actor.id, created_at=ctx.now)
+    ctx.s.add(found)
+    ctx.s.flush()
+    ctx.audit("milestone.add", found)
+    ctx.say(ctx.t("milestone_added", title=found.title, due=ctx.fmt(due),
+                  task=ctx.t("milestone_of_task", id=task.id) if task else ""))
+    return None
+
+
+def _list_milestones(ctx: Ctx, project_id: int, name: str) -> Reply | None:
+    every = list(ctx.s.scalars(select(Milestone).where(Milestone.project_id == project_id)
+                               .order_by(Milestone.due, Milestone.id)))
+    rows = []
+    for m in every[:PAGE_SIZE * 2]:
+        risky = milestone_at_risk(ctx, m)
+        rows.append((f"{ctx.fmt(m.due)} {m.title}", (ctx.t("milestone_at_risk") if risky else ctx.t("milestone_ok"))
+                     + (ctx.t("milestone_of_task", id=m.task_id) if m.task_id else "")))
+    ctx.say(card=Card(kind="milestones", key=f"milestones:{project_id}", title=ctx.t("milestones_title", name=name),
+                      color="blue", fields=tuple(rows), note="" if rows else ctx.t("milestones_empty")))
+    return None
+
+
+HELP_LINES += (("milestone", "里程碑 方案初稿 12-15（或 里程碑 #1 联调完成 12-08）；里程碑", "milestone draft 12-15; milestone"),)

@@ -94,6 +94,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "held_at": ("when it was held", "minutes topic Launch review held 12-03 14:00"),
     "summary": ("the summary", "minutes topic review summary two plans compared"),
     "decisions": ("the decisions", "minutes topic review decisions plan B"),
+    "milestone_title": ("the milestone", "milestone draft 12-15"),
 }
 
 TEXTS: dict[str, str] = {
@@ -286,6 +287,7 @@ TEXTS: dict[str, str] = {
     "summary_extended": ", {n} extended",
     "summary_notes": "Department notes",
     "summary_risks": "Open high risks",
+    "summary_milestones": "Coming milestones",
     "summary_intro": "This week's summary:",
     # approvals
     "not_found_approval": 'There is no approval #A{id}. Send "approvals".',
@@ -502,4 +504,10 @@ TEXTS: dict[str, str] = {
     "meeting_too_many": "At most {max} action items in one set of minutes",
     "meeting_bad_action": "Action item {n} cannot be read",
     "meeting_action_missing": "Action item {n} lacks {what}, e.g. action redo the H5 owner @Li due 12-10",
+    "milestone_added": "Milestone \"{title}\" set for {due}{task}",
+    "milestone_of_task": " (task #{id})",
+    "milestone_at_risk": "⚠ at risk: a task behind it is late or due after it",
+    "milestone_ok": "on track",
+    "milestones_title": "Milestones · {name}",
+    "milestones_empty": "No milestone yet, e.g. milestone draft 12-15",
 }

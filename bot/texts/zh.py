@@ -94,6 +94,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "held_at": ("会议时间", "会议纪要 主题 双十二方案评审 时间 12-03 14:00"),
     "summary": ("摘要", "会议纪要 主题 方案评审 摘要 评审了两个方案"),
     "decisions": ("决议", "会议纪要 主题 方案评审 决议 采用方案B"),
+    "milestone_title": ("里程碑名称", "里程碑 方案初稿 12-15"),
 }
 
 TEXTS: dict[str, str] = {
@@ -286,6 +287,7 @@ TEXTS: dict[str, str] = {
     "summary_extended": "，延期 {n}",
     "summary_notes": "部门协作总结",
     "summary_risks": "未关闭的高风险",
+    "summary_milestones": "近期里程碑",
     "summary_intro": "本周周报如下：",
     # approvals
     "not_found_approval": "找不到审批 #A{id}。发送「待我审批」查看。",
@@ -502,4 +504,10 @@ TEXTS: dict[str, str] = {
     "meeting_too_many": "一份纪要最多 {max} 个行动项",
     "meeting_bad_action": "看不懂第 {n} 个行动项",
     "meeting_action_missing": "第 {n} 个行动项缺少{what}，例如：行动项 内容 完成H5改版 负责人 @李四 截止 12-10",
+    "milestone_added": "已设里程碑「{title}」{due}{task}",
+    "milestone_of_task": "（任务 #{id}）",
+    "milestone_at_risk": "⚠ 有风险：相关任务已逾期或晚于里程碑",
+    "milestone_ok": "正常",
+    "milestones_title": "关键里程碑 · {name}",
+    "milestones_empty": "还没有里程碑。例如：里程碑 方案初稿 12-15",
 }

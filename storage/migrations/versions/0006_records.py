@@ -1,4 +1,4 @@
-"""records: 紧急事务 (tasks.urgent), the risk register (risks), meeting minutes and their action items
+"""records: 紧急事务 (tasks.urgent), the risk register (risks), meeting minutes and their action items, milestones
 
 Revision ID: 0006
 Revises: 0005
@@ -66,9 +66,28 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['task_id'], ['tasks.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('meeting_id', 'task_id')
     )
+    op.create_table('milestones',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('project_id', sa.Integer(), nullable=False),
+    sa.Column('task_id', sa.Integer(), nullable=True),
+    sa.Column('title', sa.String(length=200), nullable=False),
+    sa.Column('due', collabbot.storage.models.UtcDateTime(), nullable=False),
+    sa.Column('status', sa.String(length=10), nullable=False),
+    sa.Column('created_by_id', sa.Integer(), nullable=False),
+    sa.Column('created_at', collabbot.storage.models.UtcDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['created_by_id'], ['users.id'], ),
+    sa.ForeignKeyConstraint(['project_id'], ['projects.id'], ),
+    sa.ForeignKeyConstraint(['task_id'], ['tasks.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('milestones', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_milestones_project_id'), ['project_id'], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('milestones', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_milestones_project_id'))
+    op.drop_table('milestones')
     op.drop_table('meeting_actions')
     with op.batch_alter_table('meetings', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_meetings_project_id'))
