@@ -308,3 +308,14 @@ def test_the_approval_result_reaches_every_approver_privately_once(make_harness)
     for name in ("张三", "陈七", "周八", "孙九"):
         assert len(lines_with(out, f"→ {name}（私聊）: 审批 #A1「市场活动预算审批」已通过。发起人 吴十")) == 1, (name, out)
     assert not lines_with(out, "→ 赵总（私聊）: 审批 #A1「市场活动预算审批」已通过"), out  # the decider has the reply
+
+
+def test_only_the_coordinator_or_the_receiving_head_hands_a_task_to_another_department(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 接口联调 负责人 @李四 截止 12-10")  # 李四: 技术部 (head 陈七)
+    out = h.text(f"{G} 李四: @bot 转交 #1 @王五 原因 设计部更合适")  # 王五: 设计部
+    assert "把任务交给其他部门，只有协同负责人、接收部门的负责人或管理员可以" in out, out
+    assert "已转交" not in out
+    assert "你不能" not in h.text(f"{G} 周八: @bot 转交 #1 @王五 原因 设计部接手")  # 设计部's head
+    with h.db.transaction() as s:
+        assert s.get(Task, 1).owner.name == "王五"

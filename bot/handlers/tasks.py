@@ -377,8 +377,14 @@ def reassign(ctx: Ctx, cmd: Command) -> Reply | None:
     new_owner = targets[0]
     within_dept = (ctx.heads_department(ctx.actor, task.owner.department_id)
                    and new_owner.department_id == task.owner.department_id)
-    if not (is_manager(ctx, task) or within_dept):
+    cross = new_owner.department_id != task.owner.department_id
+    if not cross and not (is_manager(ctx, task) or within_dept):
         raise not_allowed(ctx, "a_reassign", ctx.t("w_reassign"))
+    if cross:  # another department takes the work on: the coordinator or that department's head decides
+        coordinator = coordinator_of(ctx, task)
+        if not ((coordinator is not None and coordinator.id == ctx.actor.id) or ctx.is_admin()
+                or ctx.heads_department(ctx.actor, new_owner.department_id)):
+            raise not_allowed(ctx, "a_reassign", ctx.t("w_reassign_dept"))
     _require_state(ctx, task, "reassign", "a_reassign")
     if new_owner.id == task.owner_id:
         raise Refused("same_owner", name=new_owner.name, id=task.id)

@@ -235,6 +235,7 @@ TEXTS: dict[str, str] = {
     "w_reviewers": "only {initiator} or {coordinator} may",
     "w_managers": "only the initiator, owner, coordinator or an admin may",
     "w_reassign": "only the owner, initiator, coordinator, the department head (within the department) or an admin may",
+    "w_reassign_dept": "to hand a task to another department, only the coordinator, the receiving department's head or an admin may",
     "w_helper": "this request was sent to {name}",
     "w_coordinator": "only the coordinator {name} or an admin may",
     "w_dept_head": "only a department head may",

@@ -235,6 +235,7 @@ TEXTS: dict[str, str] = {
     "w_reviewers": "只有发起人 {initiator} 或协同负责人 {coordinator} 可以",
     "w_managers": "只有发起人、负责人、协同负责人或管理员可以",
     "w_reassign": "只有负责人、发起人、协同负责人、本部门负责人（限部门内）或管理员可以",
+    "w_reassign_dept": "把任务交给其他部门，只有协同负责人、接收部门的负责人或管理员可以",
     "w_helper": "这条求助是发给 {name} 的",
     "w_coordinator": "只有协同负责人 {name} 或管理员可以",
     "w_dept_head": "只有部门负责人可以",
