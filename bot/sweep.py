@@ -374,6 +374,23 @@ def sweep_waits(bot: Engine, s: Session, now: datetime) -> int:
 
 # --- overdue ------------------------------------------------------------------------------------
 
+def _milestones_at_risk(n: Notifier, task: Task, occurrence: str, when: datetime) -> None:
+    """A late task puts at risk the open milestones behind it (its own, and the project's due after its
+    deadline): the group and the coordinator are warned, once per milestone and occurrence."""
+    if task.project_id is None or task.deadline is None:
+        return
+    behind = (Milestone.task_id == task.id) | (Milestone.task_id.is_(None) & (Milestone.due >= task.deadline))
+    for m in n.s.scalars(select(Milestone).where(Milestone.project_id == task.project_id, Milestone.status == "open",
+                                                 behind).order_by(Milestone.due, Milestone.id)):
+        line = n.t("milestone_warning", title=m.title, due=n.fmt(m.due), id=task.id, task=task.title)
+        if task.chat is not None and task.chat.active:
+            n.to_chat(task.chat, Message((line,)), f"{occurrence}:milestone:{m.id}:chat", when)
+        coordinator = task.project.coordinator if task.project else None
+        if coordinator is not None:
+            n.to_user(coordinator, Message((line,)), f"{occurrence}:milestone:{m.id}:coordinator", when)
+        n.audit("rule.milestone_at_risk", "milestone", m.id, {"task": task.id})
+
+
 def sweep_overdue(bot: Engine, s: Session, now: datetime) -> int:
     if not bot.config.rules.overdue_enabled:
         return 0
@@ -414,6 +431,7 @@ def sweep_overdue(bot: Engine, s: Session, now: datetime) -> int:
                                                 owner=task.owner.name, deadline=deadline),)),
                       f"{occurrence}:coordinator", when)
         n.audit("rule.overdue", "task", task.id, {"deadline": task.deadline.isoformat() if task.deadline else None})
+        _milestones_at_risk(n, task, occurrence, when)
         return True
 
     def set_aside(task: Task) -> None:

@@ -228,3 +228,17 @@ def test_milestones_listed_at_risk_when_their_task_is_late_and_in_the_weekly_sum
     assert "近期里程碑：12-04 18:00 海报定稿；12-15 18:00 方案初稿" in out
     assert "截止" in harness.text(f"{G} 张三: @bot 里程碑 方案初稿 截止 13-45")
     assert "截止" in harness.text(f"{G} 张三: @bot 里程碑 方案初稿")
+
+
+def test_a_late_task_warns_of_the_milestones_behind_it(harness) -> None:
+    harness.run(*SETUP, f"{G} 张三: @bot 里程碑 #2 海报定稿 12-04 18:00", f"{G} 张三: @bot 里程碑 上线 12-20",
+                f"{G} 张三: @bot 里程碑 #1 联调完成 12-09")
+    first = harness.text("wait 5h")  # 12-01 14:00 (after lunch): 文案 (#3) is late, and the project's 上线 is due after it
+    assert "⚠ 里程碑「上线」（12-20 18:00）有风险：任务 #3「文案」已逾期" in first
+    assert "海报定稿" not in first and "联调完成" not in first
+    second = harness.text("wait 2d")  # 海报 (#2) is late: its own milestone and 上线
+    assert "⚠ 里程碑「海报定稿」（12-04 18:00）有风险：任务 #2「海报」已逾期" in second
+    assert "里程碑「上线」（12-20 18:00）有风险：任务 #2" in second and "联调完成" not in second
+    with harness.db.transaction() as s:
+        warned = [r.dedupe_key for r in s.query(OutboxMessage).all() if ":milestone:" in r.dedupe_key]
+    assert len(warned) == len(set(warned)) == 6  # group and coordinator, once per milestone and late task

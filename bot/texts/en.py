@@ -289,6 +289,7 @@ TEXTS: dict[str, str] = {
     "summary_notes": "Department notes",
     "summary_risks": "Open high risks",
     "summary_milestones": "Coming milestones",
+    "milestone_warning": "⚠ Milestone \"{title}\" ({due}) is at risk: task #{id} \"{task}\" is overdue",
     "summary_intro": "This week's summary:",
     # approvals
     "not_found_approval": 'There is no approval #A{id}. Send "approvals".',

@@ -289,6 +289,7 @@ TEXTS: dict[str, str] = {
     "summary_notes": "部门协作总结",
     "summary_risks": "未关闭的高风险",
     "summary_milestones": "近期里程碑",
+    "milestone_warning": "⚠ 里程碑「{title}」（{due}）有风险：任务 #{id}「{task}」已逾期",
     "summary_intro": "本周周报如下：",
     # approvals
     "not_found_approval": "找不到审批 #A{id}。发送「待我审批」查看。",
