@@ -40,7 +40,7 @@ def create(h, owner: str = "李四", extra: str = "截止 12-10") -> str:
 def test_create_task_binds_the_group_and_tells_the_owner(harness) -> None:
     out = create(harness)
     assert "本群已自动绑定项目「新品上市群」" in out
-    assert "已创建任务 #1「活动H5开发」，负责人 @李四 @王五" in out
+    assert "已创建任务 #1「活动H5开发」，负责人 @李四，协作 @王五" in out
     assert "→ 李四（私聊）: 你有一个新任务，请确认收到" in out
     assert "[确认收到]" in out
     t = task(harness.db, 1)

@@ -319,3 +319,9 @@ def test_only_the_coordinator_or_the_receiving_head_hands_a_task_to_another_depa
     assert "你不能" not in h.text(f"{G} 周八: @bot 转交 #1 @王五 原因 设计部接手")  # 设计部's head
     with h.db.transaction() as s:
         assert s.get(Task, 1).owner.name == "王五"
+
+
+def test_a_new_tasks_announcement_names_collaborators_as_such(make_harness) -> None:
+    h: Harness = make_harness()
+    out = h.text(f"{G} 张三: @bot 新建任务 活动H5开发 负责人 @李四 协作 @王五 @赵六 截止 12-10")
+    assert "已创建任务 #1「活动H5开发」，负责人 @李四，协作 @王五、@赵六" in out, out

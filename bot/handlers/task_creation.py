@@ -63,8 +63,8 @@ def announce_assignment(ctx: Ctx, task: Task, headline: str) -> None:
     """The owner hears it privately with the card; the group sees one line with real mentions."""
     c = card(ctx, task)
     parts: list[Part] = [headline, ctx.at(task.owner)]
-    for u in task.collaborators:
-        parts += [" ", ctx.at(u)]
+    for i, u in enumerate(task.collaborators):  # named as collaborators: not read as a second owner
+        parts += [ctx.t("collab_intro") if i == 0 else "、", ctx.at(u)]
     if task.chat is not None:
         ctx.tell_chat(task.chat, Message(tuple(parts), c))
     if task.chat is None or ctx.chat is None:

@@ -124,6 +124,7 @@ TEXTS: dict[str, str] = {
     "weekly_note_saved": "{dept}'s weekly note is saved for Friday's summary.",
     # tasks
     "task_created": 'Created task #{id} "{title}", owner ',
+    "collab_intro": ", with ",
     "task_assigned": "You have a new task; please acknowledge: ",
     "subtask_created": 'Subtask #{id} "{title}" of #{parent} created, owner ',
     "dependency_added": "Set: #{task} waits for #{dep}.",

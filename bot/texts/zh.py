@@ -124,6 +124,7 @@ TEXTS: dict[str, str] = {
     "weekly_note_saved": "已记录{dept}本周协作总结，将附在周五的周报里。",
     # tasks
     "task_created": "已创建任务 #{id}「{title}」，负责人 ",
+    "collab_intro": "，协作 ",
     "task_assigned": "你有一个新任务，请确认收到：",
     "subtask_created": "已为 #{parent} 拆分子任务 #{id}「{title}」，负责人 ",
     "dependency_added": "已设置：#{task} 需等待 #{dep} 完成。",
