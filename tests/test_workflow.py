@@ -325,3 +325,12 @@ def test_a_new_tasks_announcement_names_collaborators_as_such(make_harness) -> N
     h: Harness = make_harness()
     out = h.text(f"{G} 张三: @bot 新建任务 活动H5开发 负责人 @李四 协作 @王五 @赵六 截止 12-10")
     assert "已创建任务 #1「活动H5开发」，负责人 @李四，协作 @王五、@赵六" in out, out
+
+
+def test_project_info_in_a_private_chat_asks_for_the_projects_name(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三 参与部门 市场部,技术部")
+    out = h.text("dm as 张三: 项目信息")
+    assert "私聊里请写项目名" in out and "本群" not in out, out
+    assert "找不到项目「旧项目」" in h.text("dm as 张三: 项目信息 旧项目")
+    assert "新品上市" in h.text("dm as 张三: 项目信息 新品上市")

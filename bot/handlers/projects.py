@@ -89,6 +89,14 @@ def bind_project(ctx: Ctx, cmd: Command) -> Reply | None:
 
 
 def show_project(ctx: Ctx, cmd: Command) -> Reply | None:
+    if ctx.chat is None:  # a private chat has no group to ask about: the project is named
+        name = (cmd.get("project") or cmd.text).strip()
+        found = ctx.s.scalar(select(Project).where(Project.name == name).order_by(Project.id.desc()).limit(1)) \
+            if name else None
+        if found is None:
+            raise Refused("no_project_private", name=name[:40]) if name else Refused("no_project_named")
+        ctx.say(card=project_card(ctx, found))
+        return None
     project = chat_project(ctx, cmd)
     ctx.say(card=project_card(ctx, project))
     return None

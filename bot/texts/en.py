@@ -114,6 +114,8 @@ TEXTS: dict[str, str] = {
     "not_allowed": "You cannot {action}: {why}",
     "need_group": "Use this command in a project group, @mentioning me.",
     "no_project": "This group has no project yet. First: @bot project bind NAME coordinator @someone",
+    "no_project_named": "In a private chat, name the project: project info NAME",
+    "no_project_private": "No project \"{name}\". Write its full name: project info NAME",
     "stale_card": "This card is out of date; here is the latest.",
     "bad_button": "This button is no longer valid.",
     # projects

@@ -114,6 +114,8 @@ TEXTS: dict[str, str] = {
     "not_allowed": "你不能{action}：{why}",
     "need_group": "请在项目群里 @我 使用这个命令。",
     "no_project": "本群还没有绑定项目。先发送：@bot 绑定项目 项目名 协同负责人 @某人",
+    "no_project_named": "私聊里请写项目名，例如：项目信息 新品上市",
+    "no_project_private": "找不到项目「{name}」。请写完整的项目名，例如：项目信息 新品上市",
     "stale_card": "这张卡片已过期，任务已有更新。已为你显示最新状态。",
     "bad_button": "这个按钮已失效。",
     # projects
