@@ -177,6 +177,12 @@ class Bot:
     def resolve_user(self, s: Session, ref: UserRef, now: datetime) -> User:
         return resolve_user(s, ref, now)
 
+    def knows_group(self, platform: str, chat_id: str) -> bool:
+        """Has the engine seen this group (someone wrote to the bot there)? For adapters whose platform
+        refuses pushes into a group until then."""
+        with self.db.transaction() as s:
+            return self.find_chat(s, ChatRef(platform, chat_id)) is not None
+
     def find_chat(self, s: Session, ref: ChatRef) -> Chat | None:
         if not ref.platform_chat_id:
             return None

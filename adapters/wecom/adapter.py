@@ -11,7 +11,6 @@ import logging
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
 
 from collabbot.adapters.hub import Hub
 from collabbot.adapters.wecom.client import WecomClient
@@ -24,7 +23,6 @@ from collabbot.adapters.wecom.webhook import WecomWebhooks
 from collabbot.bot.config import Config
 from collabbot.bot.org import Org
 from collabbot.scheduler.limits import Limit
-from collabbot.storage.models import Chat
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +59,10 @@ class WecomAdapter:
         there.)"""
         if chat_id in self._bound:
             return True
-        with self.hub.bot.db.transaction() as s:
-            known = s.scalar(select(Chat.id).where(Chat.platform == self.platform, Chat.platform_chat_id == chat_id))
-        if known is not None:
+        known = self.hub.bot.knows_group(self.platform, chat_id)
+        if known:
             self._bound.add(chat_id)
-        return known is not None
+        return known
 
     def add_routes(self, app: web.Application) -> None:
         self.webhooks.add_routes(app)

@@ -10,8 +10,8 @@ import pytest
 from collabbot.storage.db import Database
 
 from ..conftest import TZ
-from .driver import Driver
 from .dingtalk_driver import DingTalkDriver
+from .driver import Driver
 from .feishu_driver import FeishuDriver
 from .wecom_driver import WecomDriver
 
