@@ -147,6 +147,14 @@ class Journal:
         self.commits += 1
         return ids
 
+    async def settled(self) -> None:
+        """Wait until every row put so far is committed and its spool mark written (tests, shutdown)."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.wait([self._flusher])
+        await asyncio.sleep(0)  # the futures' done callbacks (spool marks, forgets) run on the next turn
+        if self._puts or self._forgotten:
+            await self.settled()
+
     def close(self) -> None:
         self._thread.shutdown(wait=True)
 

@@ -72,6 +72,7 @@ class InboundPipeline:
         """Wait for the work under way (tests, shutdown)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.hub.journal.settled()
 
     async def start(self) -> None:
         """Resume what a previous process left in the spool and the queue, then keep looking now and then."""
