@@ -105,6 +105,7 @@ class Project(Base):
     start_date: Mapped[date | None] = mapped_column(Date)
     end_date: Mapped[date | None] = mapped_column(Date)
     remarks: Mapped[str] = mapped_column(Text, default="")
+    scope: Mapped[str] = mapped_column(Text, default="")  # 范围, confirmed by the heads with the goal and KPIs
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime]
     initiating_dept: Mapped[Department | None] = relationship(foreign_keys=[initiating_dept_id])
@@ -339,6 +340,8 @@ class Milestone(Base):
     status: Mapped[str] = mapped_column(String(10), default="open")  # open | done
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime]
+    done_at: Mapped[datetime | None]
+    done_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", name="fk_milestones_done_by"))
 
 
 class AuditEntry(Base):
@@ -445,6 +448,20 @@ class RateSlot(Base):
     next_at: Mapped[datetime]
 
 
+class CardUpdateCode(Base):
+    """A platform's one-time code for changing a sent card in place (storage/card_codes.py): only the latest per
+    copy, with its expiry. Kept in the database so that a restart, or another instance, still updates the card
+    rather than posting it again."""
+
+    __tablename__ = "card_update_codes"
+    platform: Mapped[str] = mapped_column(String(20), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(200), primary_key=True)  # the copy, as the engine knows it
+    card_id: Mapped[str] = mapped_column(String(128))  # the platform's id of the card showing the copy now
+    code: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class JobRun(Base):
     """One row per firing of a calendar job (daily prompt, weekly summary): it fires once, anywhere."""
 
@@ -541,3 +558,49 @@ class ApprovalVote(Base):
     comment: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime]
     voter: Mapped[User] = relationship()
+
+
+# --- records, part A (migration 0009): collection requests, sign-off scope, milestones done ------------
+
+
+class CollectionRequest(Base):
+    """A 常规信息同步 request (收集 #C1): what is collected, from whom (its targets), by when.
+
+    `status`: open (waiting for submissions), complete (the last one arrived; the requester got the set)
+    or closed (the requester stopped it early)."""
+
+    __tablename__ = "collections"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"), index=True)
+    chat_id: Mapped[int | None] = mapped_column(ForeignKey("chats.id"))
+    title: Mapped[str] = mapped_column(String(200))
+    requester_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    deadline: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(10), default="open")  # open | complete | closed
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    requester: Mapped[User] = relationship()
+    project: Mapped[Project | None] = relationship()
+    chat: Mapped[Chat | None] = relationship()
+    targets: Mapped[list[CollectionTarget]] = relationship(order_by="CollectionTarget.id")
+
+
+class CollectionTarget(Base):
+    """One person asked to submit (a department's head, or someone named), and what they submitted."""
+
+    __tablename__ = "collection_targets"
+    __table_args__ = (UniqueConstraint("collection_id", "user_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))  # the department asked, if any
+    submitted_at: Mapped[datetime | None]
+    submitted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    content: Mapped[str] = mapped_column(Text, default="")
+    links: Mapped[list[Any]] = mapped_column(default=list)
+
+    user: Mapped[User] = relationship(foreign_keys=[user_id])
+    department: Mapped[Department | None] = relationship()
