@@ -604,3 +604,54 @@ class CollectionTarget(Base):
 
     user: Mapped[User] = relationship(foreign_keys=[user_id])
     department: Mapped[Department | None] = relationship()
+
+
+# --- records, part B (migration 0011): 结项, the retrospective and the archive (协作案例库) ---------------
+
+
+class ProjectArchive(Base):
+    """A closed project (结项): who closed it and when, its figures then, and its retrospective (复盘:
+    做得好的, 不足, 改进), which the coordinator owes until all three are given."""
+
+    __tablename__ = "project_archives"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), unique=True)
+    closed_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    closed_at: Mapped[datetime]
+    figures: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    went_well: Mapped[str] = mapped_column(Text, default="")
+    fell_short: Mapped[str] = mapped_column(Text, default="")
+    improve: Mapped[str] = mapped_column(Text, default="")
+    retro_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    retro_at: Mapped[datetime | None]
+
+    project: Mapped[Project] = relationship()
+
+
+class ArchiveRecord(Base):
+    """One searchable record of a closed project's archive: the project itself, a task, an approval, a risk,
+    a meeting, a collection or the retrospective, as it stood when archived.
+
+    `tokens` is the record's text cut into words at write time (space-joined), which the database's own
+    full-text index reads: an FTS5 table kept by triggers on SQLite, a GIN index over
+    `to_tsvector('simple', tokens)` on PostgreSQL. Both live in migration 0011 only (see there)."""
+
+    __tablename__ = "archive_records"
+    __table_args__ = (UniqueConstraint("kind", "entity_id"), Index("ix_archive_records_kind_at", "kind", "happened_at"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # project | task | approval | risk | meeting | collection | retro
+    entity_id: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text, default="")
+    happened_at: Mapped[datetime] = mapped_column(index=True)  # when the record was made: the 时间 filter
+    archived_at: Mapped[datetime]
+    tokens: Mapped[str] = mapped_column(Text, default="")
+
+
+class ArchiveDepartment(Base):
+    """A department an archived record involves (the 部门 filter)."""
+
+    __tablename__ = "archive_departments"
+    record_id: Mapped[int] = mapped_column(ForeignKey("archive_records.id", ondelete="CASCADE"), primary_key=True)
+    department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"), primary_key=True, index=True)
