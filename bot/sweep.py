@@ -594,7 +594,8 @@ def summary_card(n: Notifier, facts: SummaryFacts, project_id: int, start: datet
     now = n.now
     lines = lambda items: "；".join(items) or n.t("none")  # noqa: E731
     done = [t for t in tasks if t.status == "done" and t.done_at and start <= t.done_at < end]
-    in_progress = [t for t in tasks if t.status in ("in_progress", "review")]
+    in_progress = [t for t in tasks if t.status == "in_progress"]
+    in_review = [t for t in tasks if t.status == "review"]  # submitted: awaiting the reviewer, not in progress
     overdue = [t for t in tasks if states.is_overdue(t.status, t.deadline, now)]
     blocked = [t for t in tasks if t.status in ("todo", "in_progress") and t.id in facts.blocked]
     next_week = sorted((t for t in tasks if t.status in states.OPEN and t.deadline
@@ -612,6 +613,7 @@ def summary_card(n: Notifier, facts: SummaryFacts, project_id: int, start: datet
     fields = [
         (n.t("summary_done"), lines(f"#{t.id} {t.title}" for t in done)),
         (n.t("summary_in_progress"), lines(f"#{t.id} {t.title} {bar(t.percent)} {t.percent}%" for t in in_progress)),
+        *([(n.t("summary_review"), lines(f"#{t.id} {t.title}（{t.owner}）" for t in in_review))] if in_review else []),
         (n.t("summary_overdue"), lines(f"#{t.id} {t.title}（{t.owner}）" for t in overdue)),
         (n.t("summary_blocked"), lines(f"#{t.id} {t.title}" for t in blocked)),
         (n.t("summary_next_week"), lines(f"#{t.id} {t.title} {n.fmt(t.deadline)}" for t in next_week)),

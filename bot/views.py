@@ -187,7 +187,7 @@ def help_card(req: HelpRequest, lang: str) -> Card:
     if req.department is not None:
         fields.append((t("f_dept"), req.department.name))
     if req.task_id:
-        fields.append(("#", f"#{req.task_id}"))
+        fields.append((t("f_related_task"), f"#{req.task_id}"))
     buttons: tuple[Button, ...] = ()
     if req.status == "open":
         buttons = (Button(t("b_help_done"), CardAction("help_done", "help", req.id, 0).pack(), "primary"),)
@@ -197,7 +197,7 @@ def help_card(req: HelpRequest, lang: str) -> Card:
         kind="help",
         key=f"help:{req.id}",
         title=t("help_card_title", id=req.id),
-        status=texts.status_name(lang, "done" if req.status != "open" else "todo"),
+        status=t("help_state_open" if req.status == "open" else "help_state_answered"),  # a help request is not a task
         color="green" if req.status != "open" else "orange",
         fields=tuple(fields),
         buttons=buttons,

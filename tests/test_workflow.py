@@ -334,3 +334,38 @@ def test_project_info_in_a_private_chat_asks_for_the_projects_name(make_harness)
     assert "私聊里请写项目名" in out and "本群" not in out, out
     assert "找不到项目「旧项目」" in h.text("dm as 张三: 项目信息 旧项目")
     assert "新品上市" in h.text("dm as 张三: 项目信息 新品上市")
+
+
+# --- wording: the help card, the escalation card, the weekly summary's headings ----------------------
+
+def test_the_help_card_shows_its_own_state_and_names_the_related_task(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @李四 截止 12-10")
+    out = h.text(f"{G} 李四: @bot 求助 设计部 需要一名设计师支援 #1")
+    card = out[out.index("求助 #H1 【"):]
+    assert card.startswith("求助 #H1 【待答复】"), out
+    assert "【待启动】" not in card and "#：#1" not in card and "关联任务：#1" in card, out
+    out = h.text("dm as 周八: tap 已处理")
+    assert "求助 #H1 【已答复】" in out and "【已完成】" not in out, out
+
+
+def test_the_escalation_card_says_unanswered_once(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @孙九 截止 12-10")
+    out = "\n".join(h.run("wait 1d2h"))
+    assert "升级提醒：孙九 【未回应】" in out, out
+    assert "未回应 【未回应】" not in out
+
+
+def test_a_task_awaiting_review_has_its_own_heading_in_the_weekly_summary(make_harness) -> None:
+    h: Harness = make_harness(start=datetime(2026, 11, 30, 9, 0, tzinfo=TZ))
+    h.run(f"{G} 张三: @bot 新建任务 海报 负责人 @王五 截止 12-10", f"{G} 张三: @bot 新建任务 接口 负责人 @李四 截止 12-10",
+          f"{G} 李四: @bot 进度 #2 30%", f"{G} 王五: @bot 完成 #1 交付物 https://example.com/poster")
+    h.run("clock 2026-12-04 19:00")
+    with h.db.transaction() as s:
+        [summary] = [Message.from_json(m.payload).card for m in s.scalars(select(OutboxMessage).where(
+            OutboxMessage.dedupe_key.like("summary:%")))]
+    assert summary is not None
+    fields = dict(summary.fields)
+    assert "#1" not in fields["进行中"] and fields["进行中"].startswith("#2 接口"), fields
+    assert fields["待审核"] == "#1 海报（王五）", fields

@@ -262,7 +262,7 @@ TEXTS: dict[str, str] = {
     "what_overdue": 'overdue task #{id} "{title}" has no reason yet',
     "nag_help": "help request #H{id} still waits for you: {text} (since {since})",
     "nag_generic": "something waits for you (since {since})",
-    "escalation_title": "Escalation: {name} has not answered",
+    "escalation_title": "Escalation: {name}",
     "escalation_private": "{name} has not answered this for {hours} hours:",
     "escalation_group": "{what}: no answer for {hours} hours; {boss} was told.",
     "f_waiting": "Waiting",
@@ -515,4 +515,9 @@ TEXTS: dict[str, str] = {
     "milestone_ok": "on track",
     "milestones_title": "Milestones · {name}",
     "milestones_empty": "No milestone yet, e.g. milestone draft 12-15",
+    # --- workflow (#11): help card, summary headings, 一键转任务, templates, taps ---
+    "help_state_open": "awaiting an answer",
+    "help_state_answered": "answered",
+    "f_related_task": "Task",
+    "summary_review": "Awaiting review",
 }

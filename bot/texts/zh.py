@@ -262,7 +262,7 @@ TEXTS: dict[str, str] = {
     "what_overdue": "任务 #{id}「{title}」延期未说明原因",
     "nag_help": "求助 #H{id} 还在等你答复：{text}（{since} 起）",
     "nag_generic": "有一项事务在等你处理（{since} 起）",
-    "escalation_title": "升级提醒：{name} 未回应",
+    "escalation_title": "升级提醒：{name}",
     "escalation_private": "{name} 的以下事项超过 {hours} 小时未回应，请跟进：",
     "escalation_group": "{what}，已超过 {hours} 小时未回应，已告知 {boss}。",
     "f_waiting": "等待事项",
@@ -515,4 +515,9 @@ TEXTS: dict[str, str] = {
     "milestone_ok": "正常",
     "milestones_title": "关键里程碑 · {name}",
     "milestones_empty": "还没有里程碑。例如：里程碑 方案初稿 12-15",
+    # --- workflow (#11): help card, summary headings, 一键转任务, templates, taps ---
+    "help_state_open": "待答复",
+    "help_state_answered": "已答复",
+    "f_related_task": "关联任务",
+    "summary_review": "待审核",
 }
