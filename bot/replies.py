@@ -87,12 +87,67 @@ class Card:
 
 
 @dataclass(frozen=True)
+class Chart:
+    """What a chart shows, as plain data: a renderer outside the engine draws it (bars or lines)."""
+
+    kind: str  # bar | line
+    title: str
+    labels: tuple[str, ...]
+    series: tuple[tuple[str, tuple[float, ...]], ...]  # (legend name, one value per label)
+    unit: str = ""  # "%": the axis runs 0-100
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "title": self.title, "labels": list(self.labels),
+                "series": [[name, list(values)] for name, values in self.series], "unit": self.unit}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Chart:
+        return cls(str(data["kind"]), str(data["title"]), tuple(str(x) for x in data.get("labels", [])),
+                   tuple((str(name), tuple(float(v) for v in values)) for name, values in data.get("series", [])),
+                   str(data.get("unit", "")))
+
+
+ATTACHMENT_KINDS = ("chart", "file")
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A chart or a file that goes with a message. The outbox row keeps what is needed to make it again:
+    a chart's data (drawn when it is sent), or a file's name in the export folder (`ref`, never a path:
+    a workbook can be megabytes, too big for a JSON row). A file attachment *is* the message where the
+    platform takes files: the message's words are then only its text form (the console prints them)."""
+
+    kind: str  # chart | file
+    name: str  # what the person sees: the file's name
+    chart: Chart | None = None
+    ref: str = ""  # a file: its name in the export folder
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"kind": self.kind, "name": self.name}
+        if self.chart is not None:
+            data["chart"] = self.chart.to_json()
+        if self.ref:
+            data["ref"] = self.ref
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Attachment:
+        kind = str(data["kind"])
+        if kind not in ATTACHMENT_KINDS:
+            raise ValueError(f"unknown attachment kind {kind!r}")
+        chart = data.get("chart")
+        return cls(kind, str(data.get("name", "")), None if chart is None else Chart.from_json(chart),
+                   str(data.get("ref", "")))
+
+
+@dataclass(frozen=True)
 class Message:
-    """Text with real mentions, optionally followed by a card."""
+    """Text with real mentions, optionally followed by a card, and optionally an attachment."""
 
     parts: tuple[Part, ...] = ()
     card: Card | None = None
     urgent: bool = False  # the rules decided it deserves the platform's strongest alert (加急, DING)
+    attachment: Attachment | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = {
@@ -102,6 +157,8 @@ class Message:
         }
         if self.urgent:
             data["urgent"] = True
+        if self.attachment is not None:  # absent otherwise: rows written before attachments read the same
+            data["attachment"] = self.attachment.to_json()
         return data
 
     @classmethod
@@ -112,8 +169,9 @@ class Message:
                 parts.append(At(p["user_id"], p.get("platform_user_id", ""), p.get("name", "")))
             else:
                 parts.append(str(p))
-        card = data.get("card")
-        return cls(tuple(parts), None if card is None else card_from_json(card), bool(data.get("urgent", False)))
+        card, attachment = data.get("card"), data.get("attachment")
+        return cls(tuple(parts), None if card is None else card_from_json(card), bool(data.get("urgent", False)),
+                   None if attachment is None else Attachment.from_json(attachment))
 
     @property
     def plain_text(self) -> str:

@@ -33,6 +33,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from .media_checks import png_size, xlsx_sheets
+
 FAULTS = {
     "rate_limit": (429, 99991400, "request trigger frequency limit"),
     "chat_rate_limit": (400, 230020, "This operation triggers the frequency limit."),
@@ -105,6 +107,8 @@ class FakeFeishu:
         self.messages: dict[str, dict[str, Any]] = {}
         self.by_uuid: dict[str, str] = {}
         self.images: dict[str, int] = {}
+        self.image_sizes: dict[str, tuple[int, int]] = {}
+        self.files: dict[str, dict[str, Any]] = {}
         self.departments: list[dict[str, Any]] = []
         self.users: list[dict[str, Any]] = []
         self.approval_instances: dict[str, dict[str, Any]] = {}  # instance code -> 审批实例详情 data
@@ -185,6 +189,7 @@ class FakeFeishu:
         r.add_patch("/open-apis/im/v1/messages/{message_id}/urgent_app", self._urgent)
         r.add_patch("/open-apis/im/v1/messages/{message_id}", self._update)
         r.add_post("/open-apis/im/v1/images", self._image)
+        r.add_post("/open-apis/im/v1/files", self._file)
         r.add_get("/open-apis/contact/v3/departments/{department_id}/children", self._children)
         r.add_get("/open-apis/contact/v3/users/find_by_department", self._find_by_department)
         r.add_get("/open-apis/approval/v4/instances/{instance_id}", self._approval_instance)
@@ -299,6 +304,10 @@ class FakeFeishu:
             return self._answer(call, *FAULTS["chat_rate_limit"])
         if trouble == "server_error":
             return self._answer(call, *FAULTS["server_error"])
+        if body.get("msg_type") == "image" and content.get("image_key") not in self.images:
+            return self._answer(call, 400, 230001, "invalid image_key")
+        if body.get("msg_type") == "file" and content.get("file_key") not in self.files:
+            return self._answer(call, 400, 230001, "invalid file_key")
         if len(body["content"].encode()) > 30_000 and body.get("msg_type") in ("interactive", "post"):
             return self._answer(call, 400, 230025, "The length of the message content reaches its limit.")
         with self._lock:
@@ -360,10 +369,33 @@ class FakeFeishu:
         body = call.body or {}
         if body.get("image_type") != "message" or not isinstance(body.get("image"), bytes | bytearray):
             return self._answer(call, 400, 99992402, "field validation failed")
+        size = png_size(bytes(body["image"]))
+        if size is None:  # Feishu: 234011 "Can't recognize image format"
+            return self._answer(call, 400, 234011, "Can't recognize image format.")
         key = f"img_v3_fake_{next(self._ids)}"
         self.images[key] = len(body["image"])
+        self.image_sizes[key] = size
         body["image"] = len(body["image"])  # keep the record small
         return self._answer(call, 200, 0, "success", {"data": {"image_key": key}})
+
+    async def _file(self, request: web.Request) -> web.Response:
+        """上传文件: file_type, file_name, file; an xlsx must be a real workbook (file_type xls)."""
+        call, denied = await self._guard(request)
+        if denied is not None:
+            return denied
+        body = call.body or {}
+        data, name = body.get("file"), body.get("file_name")
+        if (body.get("file_type") not in ("opus", "mp4", "pdf", "doc", "xls", "ppt", "stream")
+                or not isinstance(data, bytes | bytearray) or not data or not isinstance(name, str) or not name):
+            return self._answer(call, 400, 99992402, "field validation failed")
+        if len(data) > 30 * 1024 * 1024:
+            return self._answer(call, 400, 234006, "The file size exceeds the limit.")
+        if name.endswith(".xlsx") and (body["file_type"] != "xls" or xlsx_sheets(bytes(data)) is None):
+            return self._answer(call, 400, 234010, "File type mismatch.")
+        key = f"file_v3_fake_{next(self._ids)}"
+        self.files[key] = {"name": name, "type": body["file_type"], "data": bytes(data)}
+        body["file"] = len(data)  # keep the record small
+        return self._answer(call, 200, 0, "success", {"data": {"file_key": key}})
 
     def _page(self, call: Call, items: list[dict[str, Any]]) -> web.Response:
         size = min(int(call.query.get("page_size", "50")), 50, self.page_cap)

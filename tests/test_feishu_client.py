@@ -11,6 +11,7 @@ from collabbot.adapters.feishu.client import FeishuApiError, FeishuClient, messa
 from collabbot.adapters.feishu.config import parse_settings
 
 from .fake_feishu import FakeFeishu
+from .media_checks import tiny_png
 
 
 class Ticker:
@@ -153,7 +154,7 @@ async def test_card_update_urgent_image_and_bot_info(fake: FakeFeishu) -> None:
         message_id = await client.send_message("open_id", "ou_a", "interactive", {"schema": "2.0"}, "k")
         await client.update_card(message_id, {"schema": "2.0", "header": {"title": {"content": "done"}}})
         assert await client.urgent_app(message_id, ["ou_a"]) == []
-        key = await client.upload_image(b"\x89PNG fake chart", "weekly.png")
+        key = await client.upload_image(tiny_png(), "weekly.png")
         assert await client.bot_open_id() == "ou_bot"
         with pytest.raises(FeishuApiError):
             await client.update_card("om_missing", {})
@@ -162,4 +163,4 @@ async def test_card_update_urgent_image_and_bot_info(fake: FakeFeishu) -> None:
     message = fake.messages[message_id]
     assert message["updates"] == [{"schema": "2.0", "header": {"title": {"content": "done"}}}]
     assert message["urgent"] == ["ou_a"]
-    assert fake.images[key] == len(b"\x89PNG fake chart")
+    assert fake.images[key] == len(tiny_png()) and fake.image_sizes[key] == (4, 3)

@@ -19,6 +19,7 @@ import json
 import logging
 from typing import Any
 
+from collabbot.adapters.feishu import media
 from collabbot.adapters.feishu.client import FeishuApiError, FeishuClient, message_uuid
 from collabbot.adapters.feishu.config import FeishuSettings
 from collabbot.adapters.kit.sender import PlatformSender, render
@@ -52,6 +53,8 @@ def render_card_of(message: Message) -> dict[str, Any]:
 class FeishuSender(PlatformSender):
     platform = PLATFORM
     limits = LIMITS
+    native_charts = True  # a card's bars are drawn by the card's own chart element
+    file_limit = media.MAX_FILE_BYTES
 
     def __init__(self, client: FeishuClient, settings: FeishuSettings) -> None:
         self.client = client
@@ -73,3 +76,19 @@ class FeishuSender(PlatformSender):
             except FeishuApiError as exc:
                 log.warning("feishu: 加急 failed (the message itself was sent): %s", exc)
         return message_id
+
+    # --- attachments: image and file messages (上传图片 / 上传文件, then msg_type image / file) ---------------
+    async def upload_image(self, png: bytes, name: str) -> str:
+        return await self.client.upload_image(png, name)
+
+    async def post_image(self, target_kind: str, target_id: str, key: str, idempotency_key: str) -> str | None:
+        return await self.client.send_message("chat_id" if target_kind == "chat" else "open_id", target_id, "image",
+                                              {"image_key": key}, message_uuid(idempotency_key))
+
+    async def upload_file(self, data: bytes, name: str) -> str:
+        return await media.upload_file(self.client, data, name)
+
+    async def post_file(self, target_kind: str, target_id: str, key: str, name: str,
+                        idempotency_key: str) -> str | None:
+        return await self.client.send_message("chat_id" if target_kind == "chat" else "open_id", target_id, "file",
+                                              {"file_key": key}, message_uuid(idempotency_key))

@@ -15,12 +15,14 @@ picks the call, passes the installation-unique idempotency key, and maps whateve
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import aiohttp
 
 from collabbot.adapters.kit.client import ApiError
+from collabbot.adapters.kit.media import Media
 from collabbot.bot.copies import UPDATE
 from collabbot.bot.replies import Message
 from collabbot.scheduler.delivery import DeliveryError, Throttled
@@ -37,6 +39,9 @@ class RenderError(Exception):
 class PlatformSender:
     platform = ""
     limits: tuple[Limit, ...] = ()
+    media: Media = Media()  # `serve` gives each sender the one of its config
+    native_charts = False  # the platform draws a card's bars itself (no chart image needed)
+    file_limit = 0  # the largest file the platform takes (bytes); 0: files go as download links
 
     async def post(self, target_kind: str, target_id: str, message: Message, idempotency_key: str) -> str | None:
         """Post `message` to a chat or a user; the platform's message id."""
@@ -45,6 +50,56 @@ class PlatformSender:
     async def update(self, message_id: str, message: Message) -> None:
         """Show `message` in place of the sent message `message_id` (a card that changed)."""
         raise NotImplementedError
+
+    # --- attachments: a platform that sends images and files implements these ---------------------
+    async def upload_image(self, png: bytes, name: str) -> str:
+        """Upload a PNG; the platform's key for it (image_key, media_id)."""
+        raise NotImplementedError
+
+    async def post_image(self, target_kind: str, target_id: str, key: str, idempotency_key: str) -> str | None:
+        raise NotImplementedError
+
+    async def upload_file(self, data: bytes, name: str) -> str:
+        raise NotImplementedError
+
+    async def post_file(self, target_kind: str, target_id: str, key: str, name: str,
+                        idempotency_key: str) -> str | None:
+        raise NotImplementedError
+
+    def takes_images(self, target_kind: str) -> bool:
+        return True
+
+    def takes_files(self, target_kind: str) -> bool:
+        return self.file_limit > 0
+
+    async def deliver(self, target_kind: str, target_id: str, message: Message, key: str) -> str | None:
+        """A message and its attachment. The chart is drawn and uploaded before anything is posted, so a
+        failed upload shows nothing; the image follows the card. A file goes as a file message, or where
+        the platform cannot take it (too big, or not in that kind of chat) as a signed link."""
+        attachment = message.attachment
+        if attachment is not None and attachment.kind == "file":
+            path = self.media.file_of(attachment)
+            size = path.stat().st_size
+            if self.takes_files(target_kind) and size <= self.file_limit:
+                data = await asyncio.to_thread(path.read_bytes)
+                file_key = await self.upload_file(data, attachment.name)
+                return await self.post_file(target_kind, target_id, file_key, attachment.name, key)
+            log.info("%s: %s (%d bytes) goes to %s %s as a link", self.platform, attachment.ref, size, target_kind,
+                     target_id)
+            return await self.post(target_kind, target_id, self.media.link_message(attachment), key)
+        image = ""
+        chart = self.media.chart_of(message, native=self.native_charts) if self.takes_images(target_kind) else None
+        if chart is not None:
+            png = await self.media.png(chart)
+            if png is not None:
+                image = await self.upload_image(png, (attachment.name if attachment else "") or "chart.png")
+        message_id = None
+        if message.parts or message.card is not None:
+            message_id = await self.post(target_kind, target_id, message, key)
+        if image:
+            image_id = await self.post_image(target_kind, target_id, image, f"{key}:chart")
+            message_id = message_id or image_id
+        return message_id
 
     async def send(self, item: OutboxItem) -> str | None:
         try:
@@ -59,7 +114,7 @@ class PlatformSender:
                 return item.target_id
             if item.target_kind not in ("chat", "user"):
                 raise DeliveryError(f"unknown target kind {item.target_kind!r}", transient=False)
-            return await self.post(item.target_kind, item.target_id, message, idempotency_key(item))
+            return await self.deliver(item.target_kind, item.target_id, message, idempotency_key(item))
         except DeliveryError:
             raise
         except ApiError as exc:

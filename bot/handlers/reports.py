@@ -18,7 +18,7 @@ from collabbot.bot.context import Ctx, Refused
 from collabbot.bot.handlers.common import not_allowed
 from collabbot.bot.replies import Message, Reply
 from collabbot.bot.reports import export, figures
-from collabbot.bot.reports.card import report_card
+from collabbot.bot.reports.card import report_card, report_chart, scope_name
 from collabbot.bot.reports.period import PeriodError, parse_period
 from collabbot.bot.reports.scope import Scope, may_see
 from collabbot.storage.models import Project
@@ -68,7 +68,10 @@ def frame(ctx: Ctx, cmd: Command) -> figures.Frame:
 def _answer(ctx: Ctx, f: figures.Frame, message: Message) -> None:
     group_project = ctx.chat is not None and f.scope.kind == "project" and f.scope.id == ctx.chat.project_id
     if ctx.chat is None or group_project:
-        ctx.say(*message.parts, card=message.card)
+        if ctx.chat is not None:
+            ctx.tell_chat(ctx.chat, message)
+        else:
+            ctx.tell_user(ctx.actor, message)
         return
     ctx.tell_user(ctx.actor, message)
     ctx.say(ctx.at(ctx.actor), " ", ctx.t("report_sent_private"))
@@ -76,7 +79,7 @@ def _answer(ctx: Ctx, f: figures.Frame, message: Message) -> None:
 
 def report(ctx: Ctx, cmd: Command) -> Reply | None:
     f = frame(ctx, cmd)
-    _answer(ctx, f, Message(card=report_card(f, ctx.lang, admin=ctx.is_admin())))
+    _answer(ctx, f, Message(card=report_card(f, ctx.lang, admin=ctx.is_admin()), attachment=report_chart(f, ctx.lang)))
     ctx.audit("report.show", entity_type="report", reason=f"{f.scope.kind}:{f.scope.id or ''} {f.period.label}")
     return None
 
@@ -91,7 +94,8 @@ def export_report(ctx: Ctx, cmd: Command) -> Reply | None:
     path = folder / export.file_name(f.scope.kind, f.scope.id, f.period.label)
     write(export.sheets(f, ctx.lang), path)
     path.chmod(0o600)
-    _answer(ctx, f, Message((ctx.t("export_done", path=str(path)),)))
+    _answer(ctx, f, Message((ctx.t("export_done", path=str(path)),),
+                            attachment=export.attachment(path, scope_name(ctx.lang, f.scope), f.period.label, ctx.lang)))
     ctx.audit("report.export", entity_type="report", reason=f"{f.scope.kind}:{f.scope.id or ''} {f.period.label} {path}")
     return None
 

@@ -4,8 +4,8 @@ the chart's data (on-time rate by department) for the platforms or renderers tha
 from __future__ import annotations
 
 from collabbot.bot import texts
-from collabbot.bot.replies import Card
-from collabbot.bot.reports import figures
+from collabbot.bot.replies import Attachment, Card, Chart
+from collabbot.bot.reports import charts, figures
 from collabbot.bot.reports.scope import Scope
 
 BAR_WIDTH = 10
@@ -65,3 +65,13 @@ def report_card(f: figures.Frame, lang: str, *, admin: bool) -> Card:
                 title=t("report_title", scope=scope_name(lang, f.scope), period=f.period.label),
                 color="red" if warnings else "blue", fields=tuple(fields),
                 chart=tuple((r.name, round(100 * r.rate)) for r in rates))
+
+
+def report_chart(f: figures.Frame, lang: str) -> Attachment | None:
+    """The card's chart (on-time rate by department) as an image for the platforms that cannot draw it in a
+    card; None when there is nothing to draw."""
+    spec = charts.on_time_by_department(f, lang)
+    if not spec.labels:
+        return None
+    chart = Chart(spec.kind, spec.title, spec.labels, spec.series, spec.unit)
+    return Attachment("chart", f"{spec.title}.png", chart=chart)

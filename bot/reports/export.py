@@ -18,6 +18,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import aliased
 
 from collabbot.bot import texts
+from collabbot.bot.replies import Attachment
 from collabbot.bot.reports import figures
 from collabbot.storage.models import (
     ApprovalRequest,
@@ -55,14 +56,30 @@ def writer() -> Writer | None:
     return _writer[0] if _writer else None
 
 
+_dir: list[Path] = []
+
+
+def install_dir(folder: Path | None) -> None:
+    """The composition root names the export folder (`[reports] folder`); None: the default again."""
+    _dir[:] = [] if folder is None else [folder]
+
+
 def export_dir() -> Path:
-    """Where workbooks are written: $COLLABBOT_EXPORT_DIR, else <tmp>/collabbot-exports."""
+    """Where workbooks are written: the installed folder, else $COLLABBOT_EXPORT_DIR, else <tmp>/collabbot-exports."""
+    if _dir:
+        return _dir[0]
     return Path(os.environ.get("COLLABBOT_EXPORT_DIR") or Path(tempfile.gettempdir()) / "collabbot-exports")
 
 
 def file_name(scope_kind: str, scope_id: int | None, label: str) -> str:
     safe = re.sub(r"[^0-9A-Za-z~-]", "", label)
     return f"report-{scope_kind}-{scope_id or 0}-{safe}-{secrets.token_hex(4)}.xlsx"
+
+
+def attachment(path: Path, scope_name: str, label: str, lang: str) -> Attachment:
+    """The workbook as a message's file: shown as "报表-<scope>-<period>.xlsx", found again by its own name."""
+    shown = re.sub(r'[\x00-\x1f\x7f/\\:*?"<>|]', "", f"{scope_name}-{label}").strip(" .")[:80]
+    return Attachment("file", f"{texts.t(lang, 'x_file_prefix')}-{shown or 'export'}.xlsx", ref=path.name)
 
 
 def _tasks_in(f: figures.Frame) -> Any:

@@ -520,4 +520,8 @@ TEXTS: dict[str, str] = {
     "help_state_answered": "answered",
     "f_related_task": "Task",
     "summary_review": "Awaiting review",
+    # --- attachments: charts and workbooks through the platforms (#14) ---
+    "x_file_prefix": "report",
+    "export_link": "Report workbook \"{name}\": {url}\n(valid for {hours} hours)",
+    "export_no_link": "The report workbook \"{name}\" cannot be sent here and no download link is configured ([reports] public_url); ask an admin",
 }

@@ -520,4 +520,8 @@ TEXTS: dict[str, str] = {
     "help_state_answered": "已答复",
     "f_related_task": "关联任务",
     "summary_review": "待审核",
+    # --- attachments: charts and workbooks through the platforms (#14) ---
+    "x_file_prefix": "报表",
+    "export_link": "报表工作簿「{name}」：{url}\n（{hours} 小时内有效）",
+    "export_no_link": "报表工作簿「{name}」太大，无法在这里发送，也没有配置下载链接（[reports] public_url），请联系管理员",
 }

@@ -1,0 +1,127 @@
+"""Charts and workbooks through the platforms: the engine's attachment (chart data, a workbook's file name)
+drawn and uploaded by each real adapter against its fake, which refuses anything but a real PNG or a real
+xlsx. The rows come from the real engine (导出, 报表) or are written to the outbox as the engine writes them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from collabbot.adapters.kit.media import Media
+from collabbot.bot.replies import Attachment, Card, Chart, Message
+from collabbot.bot.reports import export
+from collabbot.cards import workbook
+from collabbot.storage import outbox
+from collabbot.storage.db import Database
+from collabbot.storage.models import OutboxMessage
+
+from .conftest import TZ
+from .feishu_env import FeishuEnv
+from .feishu_env import make_env as make_feishu
+from .media_checks import xlsx_sheets
+
+START = datetime(2026, 12, 1, 9, 0, tzinfo=TZ)  # Tuesday
+BARS = (("市场部", 80), ("技术部", 55), ("设计部", 100))
+CHART = Chart("bar", "各部门按时完成率", ("市场部", "技术部"), (("按时完成率", (80.0, 55.0)),), "%")
+
+
+@pytest.fixture(autouse=True)
+def exports(tmp_path: Path) -> AsyncIterator[Path]:
+    folder = tmp_path / "exports"
+    export.install_dir(folder)
+    workbook.install()
+    yield folder
+    export.install_dir(None)
+
+
+def enqueue(db: Database, platform: str, target_kind: str, target_id: str, message: Message, key: str) -> None:
+    with db.transaction() as s:
+        assert outbox.enqueue(s, dedupe_key=key, platform=platform, target_kind=target_kind, target_id=target_id,
+                              target_name=target_id, payload=message.to_json(), now=START)
+
+
+def rows(db: Database) -> list[OutboxMessage]:
+    with db.transaction() as s:
+        found = list(s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+        s.expunge_all()
+        return found
+
+
+def summary_card(title: str = "周报 · 新品上市") -> Card:
+    return Card(kind="summary", key="summary:1:2026-W49", title=title, fields=(("本周完成", "#1 海报"),), chart=BARS)
+
+
+def test_an_attachment_survives_the_outbox_json_and_old_rows_read_the_same() -> None:
+    chart = Message(("本周",), summary_card(), attachment=Attachment("chart", "c.png", chart=CHART))
+    assert Message.from_json(json.loads(json.dumps(chart.to_json()))) == chart
+    file = Message(("报表已导出",), attachment=Attachment("file", "报表-技术部-本月.xlsx", ref="report-x.xlsx"))
+    assert Message.from_json(json.loads(json.dumps(file.to_json()))) == file
+    old = {"parts": ["hello"], "card": None}  # a row written before attachments
+    assert Message.from_json(old) == Message(("hello",)) and "attachment" not in Message(("hello",)).to_json()
+    with pytest.raises(ValueError):
+        Message.from_json({"parts": [], "card": None, "attachment": {"kind": "exe", "name": "x"}})
+
+
+def test_the_card_bars_become_a_chart_only_where_the_platform_cannot_draw_them() -> None:
+    media = Media()
+    card_only = Message(card=summary_card())
+    assert media.chart_of(card_only, native=True) is None
+    derived = media.chart_of(card_only, native=False)
+    assert derived is not None and derived.labels == ("市场部", "技术部", "设计部") and derived.unit == "%"
+    assert derived.series[0][1] == (80.0, 55.0, 100.0) and "按时完成率" in derived.title
+    explicit = Message(card=summary_card(), attachment=Attachment("chart", "c.png", chart=CHART))
+    assert media.chart_of(explicit, native=False) == CHART
+    assert media.chart_of(explicit, native=True) is None  # the card's own chart serves
+    assert media.chart_of(Message(attachment=Attachment("chart", "c.png", chart=CHART)), native=True) == CHART
+    assert Media(lang="en").chart_of(card_only, native=False).title.endswith("On-time rate by department")
+
+
+# --- Feishu -------------------------------------------------------------------------------------
+
+@pytest.fixture
+async def feishu(sqlite_db: Database) -> AsyncIterator[FeishuEnv]:
+    e = await make_feishu(sqlite_db, START)
+    yield e
+    await e.close()
+
+
+async def test_feishu_exports_the_workbook_as_a_file_message(feishu: FeishuEnv, exports: Path) -> None:
+    status, _ = await feishu.say("导出 本月", sender="ou_li", chat_id="oc_p2p_li", chat_type="p2p", bot=False)
+    assert status == 200
+    assert await feishu.deliver() == 1
+    [row] = rows(feishu.db)
+    assert row.status == "sent", row.last_error
+    [upload] = feishu.fake.api_calls("POST", "/open-apis/im/v1/files")
+    assert upload.body["file_type"] == "xls" and upload.body["file_name"].endswith(".xlsx")
+    [(key, stored)] = feishu.fake.files.items()
+    assert xlsx_sheets(stored["data"]) == ["任务", "进度", "审批", "部门统计"]
+    assert stored["name"].startswith("报表-李四-") and "/" not in stored["name"]
+    [sent] = feishu.fake.sent("ou_li")
+    assert sent["msg_type"] == "file" and sent["content"] == {"file_key": key}
+    assert str(exports) not in json.dumps(feishu.fake.sent(), ensure_ascii=False)  # no server path in the chat
+
+
+async def test_feishu_keeps_the_native_chart_and_sends_an_explicit_chart_as_an_image(feishu: FeishuEnv) -> None:
+    enqueue(feishu.db, "feishu", "chat", "oc_group", Message(("本周",), summary_card()), "summary:a")
+    enqueue(feishu.db, "feishu", "chat", "oc_group", Message(attachment=Attachment("chart", "c.png", chart=CHART)),
+            "chart:b")
+    assert await feishu.deliver() == 2
+    assert all(r.status == "sent" for r in rows(feishu.db)), [r.last_error for r in rows(feishu.db)]
+    [card, image] = feishu.fake.sent("oc_group")
+    assert card["msg_type"] == "interactive" and '"chart"' in json.dumps(card["content"])  # the native chart
+    assert image["msg_type"] == "image"
+    [(key, size)] = feishu.fake.image_sizes.items()
+    assert image["content"] == {"image_key": key} and size == (800, 450)
+
+
+async def test_feishu_refuses_a_fake_png_and_the_row_fails_for_good(feishu: FeishuEnv) -> None:
+    from collabbot.adapters.feishu.client import FeishuApiError
+
+    with pytest.raises(FeishuApiError) as caught:
+        await feishu.adapter.sender.upload_image(b"\x89PNG\r\n\x1a\nnot really", "x.png")
+    assert caught.value.code == 234011 and not caught.value.transient
