@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, selectinload
 from collabbot.bot import texts
 from collabbot.bot.org import CONSOLE
 from collabbot.bot.replies import At, Button, Card, CardAction, Message
+from collabbot.bot.reports.trend import WeeklyTrend
 from collabbot.bot.rules import states
 from collabbot.bot.rules.reminders import next_step
 from collabbot.bot.views import blocked_ids, task_card
@@ -522,6 +523,10 @@ def weekly_summary(bot: Engine, s: Session, now: datetime, force: bool = False) 
     start, end = _week_bounds(bot, today)
     chats = list(s.scalars(select(Chat).where(Chat.project_id.is_not(None), Chat.active.is_(True)).order_by(Chat.id)))
     facts = SummaryFacts.load(s, {c.project_id for c in chats}, start, end, now, slot)  # type: ignore[misc]
+    # the trend warning: named in the summaries of the departments' projects, and to the admins privately
+    trend = WeeklyTrend.load(s, bot.calendar, now, set(facts.projects), n.lang)
+    facts.trend = trend.by_project
+    trend.tell_admins(n, bot.config.admins, slot)
 
     def one(chat: Chat) -> bool:
         card = summary_card(n, facts, chat.project_id, start, end, slot)  # type: ignore[arg-type]
@@ -552,6 +557,7 @@ class SummaryFacts:
         self.tasks: dict[int, list[Row]] = {}
         self.blocked: set[int] = set()
         self.notes: dict[int, list[tuple[str, str]]] = {}
+        self.trend: dict[int, list[str]] = {}  # project -> its departments' trend warnings (bot/reports/trend.py)
 
     @classmethod
     def load(cls, s: Session, project_ids: set[int], start: datetime, end: datetime, now: datetime,
@@ -635,6 +641,8 @@ def summary_card(n: Notifier, facts: SummaryFacts, project_id: int, start: datet
         fields.append((n.t("summary_milestones"), lines(milestone_lines)))
     if risk_lines:
         fields.append((n.t("summary_risks"), lines(risk_lines)))
+    if facts.trend.get(project_id):
+        fields.append((n.t("summary_trend"), lines(facts.trend[project_id])))
     return Card(kind="summary", key=f"summary:{project_id}:{slot}",
                 title=n.t("summary_title", project=facts.projects.get(project_id, "-")), color="blue",
                 fields=tuple(fields),

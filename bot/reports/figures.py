@@ -403,6 +403,7 @@ class TrendWarning:
     department: str
     reason: str  # "falling" (on-time rate fell three periods in a row) or "doubled" (open overdue doubled)
     values: tuple[float, ...]
+    department_id: int | None = None
 
 
 def trend_warnings(f: Frame) -> list[TrendWarning]:
@@ -411,17 +412,22 @@ def trend_warnings(f: Frame) -> list[TrendWarning]:
     its open overdue count at this period's asof is at least twice the count at the previous period's end
     (which must be at least 1)."""
     rates: list[dict[str, float]] = []
+    ids: dict[str, int | None] = {}
     for back in (3, 2, 1, 0):
-        rates.append({r.name: r.rate for r in on_time_rates(f.shifted(back), "department")})
+        period_rates = on_time_rates(f.shifted(back), "department")
+        rates.append({r.name: r.rate for r in period_rates})
+        ids.update((r.name, r.id) for r in period_rates)
     out = []
     for name in sorted(rates[-1]):
         series = [r.get(name) for r in rates]
         if all(v is not None for v in series) and all(a > b for a, b in itertools.pairwise(series)):  # type: ignore[operator]
-            out.append(TrendWarning(name, "falling", tuple(v for v in series if v is not None)))
-    now_counts = {o.name: o.count for o in overdue_top(f, limit=10_000)}
+            out.append(TrendWarning(name, "falling", tuple(v for v in series if v is not None), ids.get(name)))
+    now_top = overdue_top(f, limit=10_000)
+    now_counts = {o.name: o.count for o in now_top}
+    ids.update((o.name, o.id) for o in now_top)
     before_counts = {o.name: o.count for o in overdue_top(f.shifted(1), limit=10_000)}
     for name in sorted(now_counts):
         before = before_counts.get(name, 0)
         if before >= 1 and now_counts[name] >= 2 * before:
-            out.append(TrendWarning(name, "doubled", (float(before), float(now_counts[name]))))
+            out.append(TrendWarning(name, "doubled", (float(before), float(now_counts[name])), ids.get(name)))
     return out

@@ -524,4 +524,9 @@ TEXTS: dict[str, str] = {
     "x_file_prefix": "report",
     "export_link": "Report workbook \"{name}\": {url}\n(valid for {hours} hours)",
     "export_no_link": "The report workbook \"{name}\" cannot be sent here and no download link is configured ([reports] public_url); ask an admin",
+    # --- reports: the trend warning and the records' sheets (#14) ---
+    "summary_trend": "Trend warning",
+    "trend_line_falling": "{name}: on-time rate fell three periods in a row ({values})",
+    "trend_line_doubled": "{name}: open overdue tasks doubled ({before} → {now})",
+    "trend_admin": "Trend warning ({week}): {lines}. See: report dept {dept}",
 }

@@ -524,4 +524,9 @@ TEXTS: dict[str, str] = {
     "x_file_prefix": "报表",
     "export_link": "报表工作簿「{name}」：{url}\n（{hours} 小时内有效）",
     "export_no_link": "报表工作簿「{name}」太大，无法在这里发送，也没有配置下载链接（[reports] public_url），请联系管理员",
+    # --- reports: the trend warning and the records' sheets (#14) ---
+    "summary_trend": "趋势预警",
+    "trend_line_falling": "{name}：按时完成率连续三期下降（{values}）",
+    "trend_line_doubled": "{name}：逾期未完成数翻倍（{before} → {now}）",
+    "trend_admin": "趋势预警（{week}）：{lines}。查看：报表 部门 {dept}",
 }
