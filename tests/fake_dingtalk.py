@@ -29,6 +29,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from .media_checks import png_size, xlsx_sheets
+
 FAULTS = {
     "token_invalid": (400, "InvalidAuthentication", "不合法的access_token"),
     "qps_limit": (403, "Forbidden.AccessDenied.QpsLimitForApi", "当前接口调用超过QPS上限"),
@@ -58,6 +60,9 @@ class Fault:
     times: int
 
 
+ROBOT_MSG_KEYS = ("sampleText", "sampleMarkdown", "sampleImageMsg", "sampleFile")
+
+
 class FakeDingTalk:
     def __init__(self, *, client_id: str = "dingtestapp", client_secret: str = "test-secret",
                  robot_user_id: str = "$:LWCP_v1:$robot", token_expire: int = 7200,
@@ -77,6 +82,7 @@ class FakeDingTalk:
         self.unreached: dict[str, str] = {}  # user id -> "invalid" | "flow" for batchSend
         self.departments: dict[int, dict[str, Any]] = {}
         self.users: dict[str, dict[str, Any]] = {}
+        self.media: dict[str, dict[str, Any]] = {}  # media_id -> {type, name, data, size (an image's)}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self.group_limit: tuple[int, float, float] | None = None
@@ -140,6 +146,7 @@ class FakeDingTalk:
         r.add_post("/v1.0/card/instances/createAndDeliver", self._create_and_deliver)
         r.add_put("/v1.0/card/instances", self._update_card)
         r.add_post("/robot/sendBySession", self._session_webhook)
+        r.add_post("/media/upload", self._media_upload)
         for path in ("v2/department/listsub", "v2/department/get", "user/listid", "v2/user/get"):
             r.add_post(f"/topapi/{path}", self._topapi)
         return app
@@ -263,8 +270,10 @@ class FakeDingTalk:
             return denied
         body = call.body if isinstance(call.body, dict) else {}
         if body.get("robotCode") != self.client_id or not body.get("openConversationId") or \
-                body.get("msgKey") not in ("sampleText", "sampleMarkdown") or not isinstance(body.get("msgParam"), str):
+                body.get("msgKey") not in ROBOT_MSG_KEYS or not isinstance(body.get("msgParam"), str):
             return self._error(call, 400, "param.invalid", "参数错误")
+        if (refused := self._bad_media(call, body)) is not None:
+            return refused
         if self._over_group_limit(body["openConversationId"]):
             return self._error(call, 403, "Forbidden.AccessDenied.RobotSendTooFast", "机器人发送消息过于频繁")
         key = self._new_message("text", body["openConversationId"], json.loads(body["msgParam"]))
@@ -278,6 +287,10 @@ class FakeDingTalk:
         users = body.get("userIds")
         if body.get("robotCode") != self.client_id or not isinstance(users, list) or not 1 <= len(users) <= 20:
             return self._error(call, 400, "param.invalid", "userIds 最多20个")
+        if body.get("msgKey") not in ROBOT_MSG_KEYS or not isinstance(body.get("msgParam"), str):
+            return self._error(call, 400, "param.invalid", "参数错误")
+        if (refused := self._bad_media(call, body)) is not None:
+            return refused
         invalid = [u for u in users if self.unreached.get(u) == "invalid"]
         flow = [u for u in users if self.unreached.get(u) == "flow"]
         key = ""
@@ -286,6 +299,53 @@ class FakeDingTalk:
                 key = self._new_message("text", user, json.loads(body["msgParam"]))
         return self._ok(call, {"processQueryKey": key or f"pqk-{next(self._ids)}", "invalidStaffIdList": invalid,
                                "flowControlledStaffIdList": flow})
+
+    def _bad_media(self, call: Call, body: dict[str, Any]) -> web.Response | None:
+        """sampleImageMsg needs a photoURL (an uploaded image's media_id, or a URL); sampleFile an uploaded
+        file's mediaId with its fileName and fileType."""
+        param = json.loads(body["msgParam"])
+        if body["msgKey"] == "sampleImageMsg":
+            photo = param.get("photoURL", "")
+            known = self.media.get(photo, {}).get("type") == "image"
+            if not (known or str(photo).startswith(("http://", "https://"))):
+                return self._error(call, 400, "param.invalid", "photoURL 不正确")
+        if body["msgKey"] == "sampleFile":
+            media = self.media.get(param.get("mediaId", ""))
+            if media is None or media["type"] != "file" or not param.get("fileName") or not param.get("fileType"):
+                return self._error(call, 400, "param.invalid", "mediaId 不正确")
+        return None
+
+    async def _media_upload(self, request: web.Request) -> web.Response:
+        """上传媒体文件 (oapi): ?access_token=&type=image|file, multipart `media`. An image must be a real PNG
+        or JPEG, an xlsx a real workbook."""
+        token, kind = request.query.get("access_token", ""), request.query.get("type", "")
+        fields: dict[str, Any] = {}
+        if request.content_type.startswith("multipart/"):
+            reader = await request.multipart()
+            while (part := await reader.next()) is not None:
+                fields[part.name or ""] = (part.filename, await part.read())  # type: ignore[union-attr]
+        call = Call(request.method, request.path, dict(request.query), {k: len(v[1]) for k, v in fields.items()},
+                    token, at=self.now())
+        self.calls.append(call)
+        if token not in self.tokens:
+            call.code = "40014"
+            return web.json_response({"errcode": 40014, "errmsg": "不合法的access_token"})
+        if kind not in ("image", "voice", "video", "file") or "media" not in fields or not fields["media"][0]:
+            return web.json_response({"errcode": 40004, "errmsg": "不合法的媒体文件类型"})
+        name, data = fields["media"]
+        entry: dict[str, Any] = {"type": kind, "name": name, "data": bytes(data)}
+        if kind == "image":
+            entry["size"] = png_size(bytes(data))
+            if entry["size"] is None and not data.startswith(b"\xff\xd8"):
+                return web.json_response({"errcode": 40005, "errmsg": "不合法的文件类型"})
+        elif name.endswith(".xlsx") and xlsx_sheets(bytes(data)) is None:
+            return web.json_response({"errcode": 40005, "errmsg": "不合法的文件类型"})
+        if len(data) > 20 * 1024 * 1024:
+            return web.json_response({"errcode": 40006, "errmsg": "不合法的文件大小"})
+        media_id = f"@lADPfake{next(self._ids)}"
+        self.media[media_id] = entry
+        return web.json_response({"errcode": 0, "errmsg": "ok", "type": kind, "media_id": media_id,
+                                  "created_at": int(time.time() * 1000)})
 
     async def _ding(self, request: web.Request) -> web.Response:
         call, denied = await self._guard(request)

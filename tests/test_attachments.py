@@ -20,10 +20,13 @@ from collabbot.storage import outbox
 from collabbot.storage.db import Database
 from collabbot.storage.models import OutboxMessage
 
+from . import dingtalk_payloads as dp
 from .conftest import TZ
+from .dingtalk_env import GROUP, DingTalkEnv
+from .dingtalk_env import make_env as make_dingtalk
 from .feishu_env import FeishuEnv
 from .feishu_env import make_env as make_feishu
-from .media_checks import xlsx_sheets
+from .media_checks import tiny_png, xlsx_sheets
 
 START = datetime(2026, 12, 1, 9, 0, tzinfo=TZ)  # Tuesday
 BARS = (("市场部", 80), ("技术部", 55), ("设计部", 100))
@@ -125,3 +128,54 @@ async def test_feishu_refuses_a_fake_png_and_the_row_fails_for_good(feishu: Feis
     with pytest.raises(FeishuApiError) as caught:
         await feishu.adapter.sender.upload_image(b"\x89PNG\r\n\x1a\nnot really", "x.png")
     assert caught.value.code == 234011 and not caught.value.transient
+
+
+# --- DingTalk -----------------------------------------------------------------------------------
+
+@pytest.fixture
+async def dingtalk(sqlite_db: Database) -> AsyncIterator[DingTalkEnv]:
+    e = await make_dingtalk(sqlite_db, START)
+    yield e
+    await e.close()
+
+
+async def test_dingtalk_uploads_the_workbook_as_media_and_sends_a_sample_file(dingtalk: DingTalkEnv) -> None:
+    status, _ = await dingtalk.post(dp.robot_message("导出 本月", sender="li01", at=dingtalk.clock.now(),
+                                                     conversation="cidPrivateLi", group=False))
+    assert status == 200
+    assert await dingtalk.deliver() == 1
+    [row] = rows(dingtalk.db)
+    assert row.status == "sent", row.last_error
+    [upload] = dingtalk.fake.api_calls("POST", "/media/upload")
+    assert upload.query["type"] == "file" and upload.query["access_token"] in dingtalk.fake.tokens
+    [(media_id, media)] = dingtalk.fake.media.items()
+    assert xlsx_sheets(media["data"]) == ["任务", "进度", "审批", "部门统计"]
+    [sent] = dingtalk.fake.sent("li01")
+    assert sent["content"] == {"mediaId": media_id, "fileName": media["name"], "fileType": "xlsx"}
+    assert media["name"].startswith("报表-李四-") and media["name"].endswith(".xlsx")
+    [send] = dingtalk.fake.api_calls("POST", "/v1.0/robot/oToMessages/batchSend")
+    assert send.body["msgKey"] == "sampleFile"
+
+
+async def test_dingtalk_sends_the_summary_card_then_its_chart_as_a_sample_image(dingtalk: DingTalkEnv) -> None:
+    enqueue(dingtalk.db, "dingtalk", "chat", GROUP, Message(("本周",), summary_card()), "summary:w49")
+    assert await dingtalk.deliver() == 1
+    [row] = rows(dingtalk.db)
+    assert row.status == "sent", row.last_error
+    card, image = dingtalk.fake.sent(GROUP)
+    assert card["kind"] == "card" and "周报" in json.dumps(card["content"], ensure_ascii=False)
+    [(media_id, media)] = dingtalk.fake.media.items()
+    assert media["type"] == "image" and media["size"] == (800, 450)
+    assert image["content"] == {"photoURL": media_id}
+    [send] = dingtalk.fake.api_calls("POST", "/v1.0/robot/groupMessages/send")
+    assert send.body["msgKey"] == "sampleImageMsg" and send.body["openConversationId"] == GROUP
+    assert row.platform_message_id == card["id"]  # the card's id: a tap updates the card, not the picture
+
+
+async def test_dingtalk_refuses_a_file_that_is_not_a_workbook(dingtalk: DingTalkEnv) -> None:
+    from collabbot.adapters.dingtalk.client import DingTalkApiError
+
+    with pytest.raises(DingTalkApiError) as caught:
+        await dingtalk.adapter.sender.upload_file(b"PK\x03\x04 not a zip", "报表.xlsx")
+    assert caught.value.code == "40005" and not caught.value.transient
+    assert await dingtalk.adapter.sender.upload_image(tiny_png(), "c.png") in dingtalk.fake.media

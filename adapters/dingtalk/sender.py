@@ -32,6 +32,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlparse
 
+from collabbot.adapters.dingtalk import media
 from collabbot.adapters.dingtalk.client import DingTalkApiError, DingTalkClient
 from collabbot.adapters.dingtalk.config import DingTalkSettings
 from collabbot.adapters.dingtalk.parse import SessionWebhook
@@ -117,6 +118,7 @@ class SessionWebhooks:
 
 class DingTalkSender(PlatformSender):
     platform = PLATFORM
+    file_limit = media.MAX_FILE_BYTES
 
     def __init__(self, client: DingTalkClient, settings: DingTalkSettings, clock: Clock,
                  webhooks: SessionWebhooks | None = None) -> None:
@@ -205,3 +207,28 @@ class DingTalkSender(PlatformSender):
             reason = "; ".join(str(r.get("errorMsg") or "?")[:120] for r in failed)
             raise DeliveryError(f"createAndDeliver {track}: not delivered ({reason})", transient=False)
         return track
+
+    # --- attachments: media/upload, then sampleImageMsg / sampleFile through the robot ---------------------
+    async def upload_image(self, png: bytes, name: str) -> str:
+        return await media.upload(self.client, png, "image", name)
+
+    async def upload_file(self, data: bytes, name: str) -> str:
+        return await media.upload(self.client, data, "file", name)
+
+    async def post_image(self, target_kind: str, target_id: str, key: str, idempotency_key: str) -> str | None:
+        return await self._robot_send(target_kind, target_id, "sampleImageMsg", media.image_param(key))
+
+    async def post_file(self, target_kind: str, target_id: str, key: str, name: str,
+                        idempotency_key: str) -> str | None:
+        return await self._robot_send(target_kind, target_id, "sampleFile", media.file_param(key, name))
+
+    async def _robot_send(self, target_kind: str, target_id: str, msg_key: str, msg_param: str) -> str | None:
+        self.paths["media"] = self.paths.get("media", 0) + 1
+        if target_kind == "chat":
+            return await self.client.group_send(target_id, msg_key, msg_param) or None
+        key, invalid, limited = await self.client.batch_send([target_id], msg_key, msg_param)
+        if limited:
+            raise DingTalkApiError(f"batchSend: {target_id} flow-controlled", throttle=True, retry_after=60.0)
+        if invalid:
+            raise DeliveryError(f"batchSend: {target_id} reported invalid", transient=True)
+        return key or None

@@ -26,7 +26,7 @@ async def upload_file(client: FeishuClient, data: bytes, name: str) -> str:
         raise FeishuApiError("an empty file cannot be sent")
 
     def form() -> aiohttp.FormData:
-        f = aiohttp.FormData()
+        f = aiohttp.FormData(quote_fields=False)
         f.add_field("file_type", file_type(name))
         f.add_field("file_name", name)
         f.add_field("file", data, filename=name, content_type="application/octet-stream")
