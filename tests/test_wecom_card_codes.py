@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
+from sqlalchemy import update
+
+from collabbot.adapters.wecom import parse
 from collabbot.storage import card_codes
 from collabbot.storage.db import Database
+from collabbot.storage.models import InboundQueueItem
+
+from . import fake_wecom as fw
+from .wecom_env import WecomEnv, count, make_env
 
 NOW = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
 LATER = NOW + timedelta(hours=72)
@@ -52,3 +60,105 @@ def test_ids_too_long_for_the_table_are_not_kept(db: Database) -> None:
         assert not card_codes.keep(s, "wecom", "x" * 201, "cb-1", "rc-1", LATER, NOW)
         assert not card_codes.keep(s, "wecom", "m1", "c" * 129, "rc-1", LATER, NOW)
         assert not card_codes.keep(s, "wecom", "m1", "cb-1", "", LATER, NOW)
+
+
+# --- through the adapter, against the fake WeCom, with a restart between the tap and the update ------------
+TZ8 = timezone(timedelta(hours=8))
+START = datetime(2026, 12, 1, 9, 0, tzinfo=TZ8)
+GROUP = "wrcodes1"
+
+
+async def _task_with_two_copies(env: WecomEnv) -> tuple[dict[str, Any], fw.Card]:
+    """A task whose card is in the group (the robot's) and with its owner 李四 (the app's)."""
+    await env.robot_says("@协作机器人 绑定项目 官网 协同负责人 @张三", userid="zhangsan", chatid=GROUP, msgid="b1")
+    await env.robot_says("@协作机器人 新建任务 活动H5开发 负责人 @李四 截止 12-10", userid="zhangsan", chatid=GROUP,
+                         msgid="m1")
+    await env.deliver()
+    group = [p["template_card"] for p in env.fake.pushes if p["msgtype"] == "template_card" and p["chatid"] == GROUP]
+    [owner] = [c for c in env.fake.cards.values() if c.target == "lisi" and c.via == "app"]
+    return group[-1], owner
+
+
+def _app_cards_to(fake: fw.FakeWecom, userid: str) -> list[dict[str, Any]]:
+    return [s for s in fake.sent if s["touser"] == userid and s["msgtype"] == "template_card"]
+
+
+def _key(card: dict[str, Any], verb: str) -> str:
+    return next(b["key"] for b in card["button_list"] if f"|{verb}|" in b["key"])
+
+
+async def test_after_a_restart_an_app_card_is_updated_in_place_and_a_used_code_falls_back_to_a_new_card(
+        db: Database) -> None:
+    env = await make_env(db, START)
+    try:
+        group, owner = await _task_with_two_copies(env)
+        await env.fake.tap(group["task_id"], _key(group, "ack"), userid="lisi", chatid=GROUP, msgid="t1")
+        await env.settle()  # the engine queued the owner's copy's update; this process stops before sending it
+        sent_before = len(_app_cards_to(env.fake, "lisi"))
+        env = await env.restart()
+        await env.deliver()
+        [updated] = owner.changed("code")  # in place, with the send's response_code, read from the database
+        assert updated["task_id"] == owner.task_id and updated != owner.versions[0][1]
+        assert len(_app_cards_to(env.fake, "lisi")) == sent_before  # not posted again
+
+        # that code is used now: the next change is a new card, whose own code is kept for the copy
+        tapped = env.fake.cards[group["task_id"]].changed("tap")
+        current = tapped[-1] if tapped else group
+        await env.fake.tap(group["task_id"], _key(current, "start"), userid="lisi", chatid=GROUP, msgid="t2")
+        await env.settle()
+        await env.deliver()
+        assert len(owner.changed("code")) == 1
+        resent = _app_cards_to(env.fake, "lisi")[sent_before:]
+        assert len(resent) == 1 and resent[0]["template_card"]["task_id"] != owner.task_id
+        with env.db.transaction() as s:
+            kept = card_codes.take(s, "wecom", parse.app_message_id("lisi", owner.task_id), env.clock.now())
+        assert kept is not None and kept.card_id == resent[0]["template_card"]["task_id"]
+    finally:
+        await env.close()
+
+
+async def test_an_expired_code_falls_back_to_a_new_card(db: Database) -> None:
+    env = await make_env(db, START)
+    try:
+        group, owner = await _task_with_two_copies(env)
+        env.clock.advance(timedelta(hours=72))
+        env = await env.restart()
+        await env.fake.tap(group["task_id"], _key(group, "ack"), userid="lisi", chatid=GROUP, msgid="t1")
+        await env.settle()
+        sent_before = len(_app_cards_to(env.fake, "lisi"))
+        await env.deliver()
+        assert owner.changed("code") == []  # WeCom would refuse a 72-hour-old code: not even tried
+        assert env.fake.api_calls("/cgi-bin/message/update_template_card") == []
+        assert len(_app_cards_to(env.fake, "lisi")) == sent_before + 1
+    finally:
+        await env.close()
+
+
+async def test_a_tapped_app_card_is_updated_in_place_after_a_restart_and_a_redelivered_tap_changes_nothing(
+        db: Database) -> None:
+    env = await make_env(db, START)
+    try:
+        _, owner = await _task_with_two_copies(env)
+        code = env.fake.app_tap_code(owner.task_id, "lisi")
+        xml = fw.app_tap(owner.task_id, _key(owner.versions[0][1], "ack"), userid="lisi", response_code=code,
+                         create_time=int(env.clock.now().timestamp()))
+        env.fake.fail_next("/cgi-bin/message/update_template_card", -1)  # WeCom busy: the update waits for a retry
+        status, _ = await env.app_says(xml)
+        assert status == 200 and owner.changed("click") == []
+        env = await env.restart()
+        with env.db.transaction() as s:  # the retry's time has come (the queue keeps wall-clock times)
+            s.execute(update(InboundQueueItem).values(not_before=datetime.now(UTC) - timedelta(seconds=1),
+                                                      claimed_until=None))
+        assert await env.adapter.inbound.pipeline.resume() == 1
+        await env.adapter.inbound.drain()
+        [clicked] = owner.changed("click")  # in place, with the tap's code
+        assert clicked["task_id"] == owner.task_id and clicked != owner.versions[0][1]
+        assert count(env.db, InboundQueueItem) == 0
+
+        sends, calls = len(env.fake.sent), len(env.fake.calls)
+        status, _ = await env.app_says(xml)  # WeCom redelivers the tap, ResponseCode and all
+        assert status == 200 and owner.changed("click") == [clicked]
+        assert len(env.fake.sent) == sends
+        assert [c.path for c in env.fake.calls[calls:]] == []  # its code is known as used: not even tried
+    finally:
+        await env.close()

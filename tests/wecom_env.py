@@ -108,6 +108,17 @@ class WecomEnv:
     async def deliver(self) -> int:
         return await self.worker.drain()
 
+    async def stop(self) -> None:
+        """This process goes away (the fake WeCom and the database stay)."""
+        await self.http.close()
+        await self.adapter.stop()
+        self.hub.close()
+
+    async def restart(self, **wecom: Any) -> WecomEnv:
+        """Stop, then a new process: new engine, hub, adapter and worker on the same database and fake WeCom."""
+        await self.stop()
+        return await make_env(self.db, self.clock.now(), config=self.bot.config, fake=self.fake, **wecom)
+
     async def close(self) -> None:
         await self.http.close()
         await self.adapter.stop()
@@ -119,7 +130,8 @@ async def make_env(db: Database, start: datetime, *, config: Config | None = Non
     import asyncio
 
     fake = fake or fw.FakeWecom(time_scale=TIME_SCALE, users=USERS, departments=DEPARTMENTS)
-    await fake.start()
+    if fake.runner is None:
+        await fake.start()
     clock = ManualClock(start)
     bot = Bot(db, config or Config(), clock)
     with db.transaction() as s:

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from collabbot.adapters.hub import Hub
 from collabbot.adapters.wecom.client import WecomClient
+from collabbot.adapters.wecom.codes import CardCodes
 from collabbot.adapters.wecom.config import WecomSettings, parse_settings
 from collabbot.adapters.wecom.inbound import WecomInbound
 from collabbot.adapters.wecom.lock import RobotLock
@@ -39,7 +40,8 @@ class WecomAdapter:
         if settings.robot_mode == "websocket":
             self.robot = RobotConnection(settings, RobotLock(hub.bot.db, settings.bot_id), self._robot_frame)
         self._bound: set[str] = set()
-        self.sender = WecomSender(self.client, settings, self.robot, self.bound, limits=limits)
+        self.sender = WecomSender(self.client, settings, self.robot, self.bound,
+                                  CardCodes(hub.bot.db, hub.bot.clock), limits=limits)
         self.inbound = WecomInbound(hub, settings, self.client, self.sender)
         self.webhooks = WecomWebhooks(settings, self.inbound, hub.bot.clock)
 

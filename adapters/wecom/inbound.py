@@ -6,7 +6,10 @@ The kit's pipeline does the rest (stale rule, durable queue row, engine, deadlin
   passive answer) with the card as it now looks and the SAME task_id, for everyone (no `userids`),
   within WeCom's 5 s;
 * an app tap is answered empty, and its card is replaced with `message/update_template_card` using
-  the click's `ResponseCode` (72 h, once) — only that copy: the engine queued the others;
+  the click's `ResponseCode` (72 h, once) — only that copy: the engine queued the others. The
+  replacement is a durable follow-up (`CARD_UPDATE`), so a restart between the tap and the update
+  still updates the card in place; the click's code becomes the copy's latest (`codes.CardCodes`), and
+  a redelivered tap finds it used and changes nothing;
 * "@名字" is resolved through the app's contact directory, read at start and every
   `directory_refresh_seconds`.
 """
@@ -21,17 +24,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from collabbot.adapters.hub import Hub
-from collabbot.adapters.kit.pipeline import InboundPipeline
+from collabbot.adapters.kit.pipeline import FollowUpFailed, InboundPipeline
 from collabbot.adapters.wecom import parse
 from collabbot.adapters.wecom.client import WecomApiError, WecomClient
 from collabbot.adapters.wecom.config import WecomSettings
 from collabbot.adapters.wecom.contacts import directory
 from collabbot.adapters.wecom.sender import WecomSender, render_card
-from collabbot.bot.replies import Reply
+from collabbot.bot.replies import Message, Reply
 
 log = logging.getLogger(__name__)
 
 ANSWER_WITHIN = 4.0  # seconds: WeCom's limit is 5
+CARD_UPDATE = "card_update"  # the follow-up that replaces a tapped app card
 PLATFORM = parse.PLATFORM
 
 
@@ -47,6 +51,7 @@ class WecomInbound:
         self._directory_at = 0.0
         self._directory_task: asyncio.Task[None] | None = None
         self.card_updates_failed = 0
+        self.pipeline.follow_ups[CARD_UPDATE] = self._card_update
 
     async def start(self) -> None:
         await self.pipeline.start()
@@ -132,15 +137,27 @@ class WecomInbound:
             return
         if isinstance(what, parse.Tap):
             reply = await self.pipeline.handle(what.event)
-            card = self.card(reply, what.task_id)
-            if card is not None and what.response_code:
-                self.pipeline.spawn(self._update_app_card(what.response_code, what.event.sender.platform_user_id, card))
+            if what.response_code and reply is not None and reply.message is not None and reply.message.card:
+                self.pipeline.spawn(self.pipeline.follow_up(CARD_UPDATE, {
+                    "copy": what.event.message_id, "task_id": what.task_id, "code": what.response_code,
+                    "message": reply.message.to_json()}))
             return
         await self.pipeline.handle(what, parsed.sent_at)
 
-    async def _update_app_card(self, response_code: str, userid: str, card: dict[str, Any]) -> None:
+    async def _card_update(self, payload: dict[str, Any]) -> None:
+        """The follow-up: the tapped app card shows the engine's answer, changed with the tap's code."""
         try:
-            await self.client.update_template_card(response_code, userid, card)
-        except WecomApiError as exc:
+            copy, task_id, code = str(payload["copy"]), str(payload["task_id"]), str(payload["code"])
+            card = render_card(Message.from_json(payload["message"]), task_id)
+        except Exception:
             self.card_updates_failed += 1
-            log.warning("wecom: updating the tapped app card failed: %s", exc)
+            log.exception("wecom: a tapped app card's update cannot be read or drawn; dropped")
+            return None
+        try:
+            await self.sender.codes.keep(copy, task_id, code)
+            done = await self.sender.update_in_place(copy, card)
+        except Exception as exc:  # transient (WeCom, the network, the database): tried again later
+            raise FollowUpFailed(repr(exc)) from exc
+        if not done:  # its code was used (a redelivered tap, or a newer change took it) or refused
+            self.card_updates_failed += 1
+        return None

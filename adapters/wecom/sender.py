@@ -11,9 +11,12 @@
   `button_interaction`), `enable_duplicate_check` on, `enable_id_trans` off.
 * A card's `task_id` is made from the row's installation-unique idempotency key, so a resend after a
   crash carries the same task_id (WeCom refuses a task_id twice) and a tap names the copy it came from.
-* An `update` row: WeCom changes a card in place only while answering a tap on it (the robot within
-  5 s, the app with the click's response_code), so a copy changed by a tap elsewhere is sent again in
-  its current state, with a new task_id derived from the copy and its content (a retried row repeats it).
+* An `update` row: WeCom changes a robot card in place only while answering a tap on it (within 5 s),
+  so a group copy changed by a tap elsewhere is sent again in its current state, with a new task_id
+  derived from the copy and its content (a retried row repeats it). An app card is changed in place
+  with the latest response_code of its copy (`codes.CardCodes`: kept in the database, 72 h, used once),
+  after a restart too; without a valid one it is sent again like a group copy, and the new card's code
+  is kept for the copy, so its next change is in place again.
 
 Limits (智能机器人: 30 messages a minute and 1,000 an hour per chat, replies and pushes together;
 应用消息: 30 a minute and 1,000 an hour per member, the excess silently dropped) are declared to the
@@ -32,6 +35,7 @@ from urllib.parse import urlparse
 
 from collabbot.adapters.kit.sender import PlatformSender, render
 from collabbot.adapters.wecom.client import WecomApiError, WecomClient
+from collabbot.adapters.wecom.codes import CardCodes
 from collabbot.adapters.wecom.config import WecomSettings
 from collabbot.adapters.wecom.parse import PLATFORM, app_message_id, robot_message_id, split_message_id
 from collabbot.adapters.wecom.robot import RobotConnection
@@ -43,8 +47,6 @@ log = logging.getLogger(__name__)
 
 LIMITS = (Limit("chat", 30, 60.0), Limit("chat", 1000, 3600.0), Limit("user", 30, 60.0), Limit("user", 1000, 3600.0))
 RESPONSE_URL_SECONDS = 3500.0  # WeCom: a response_url may be used once within an hour
-CARD_CODE_SECONDS = 71 * 3600.0  # an app card's response_code: 72 h, once
-MAX_CARD_CODES = 50_000
 MARKDOWN_BYTES = 2_048  # the app's markdown and text limit (the robot allows 4,096)
 TEXT_CHARS = 600
 
@@ -109,7 +111,7 @@ class WecomSender(PlatformSender):
     platform = PLATFORM
 
     def __init__(self, client: WecomClient, settings: WecomSettings, robot: RobotConnection | None,
-                 bound: Callable[[str], bool], *, limits: tuple[Limit, ...] = LIMITS) -> None:
+                 bound: Callable[[str], bool], codes: CardCodes, *, limits: tuple[Limit, ...] = LIMITS) -> None:
         self.client = client
         self.settings = settings
         self.robot = robot
@@ -117,9 +119,7 @@ class WecomSender(PlatformSender):
         self.limits = limits
         self.response_urls: dict[str, tuple[str, float]] = {}
         self.unbound_refused = 0
-        # the response_code message/send gave each app card (72 h, once): its in-place update without a click.
-        # Kept in memory: after a restart, or on another instance, the copy is sent again instead.
-        self.card_codes: dict[str, tuple[str, float]] = {}
+        self.codes = codes  # each app card copy's latest response_code
 
     # --- rows -----------------------------------------------------------------------------------
     async def post(self, target_kind: str, target_id: str, message: Message, idempotency_key: str) -> str | None:
@@ -135,7 +135,7 @@ class WecomSender(PlatformSender):
 
     async def update(self, message_id: str, message: Message) -> None:
         try:
-            kind, target, task_id = split_message_id(message_id)
+            kind, target, _ = split_message_id(message_id)
         except ValueError as exc:
             raise DeliveryError(str(exc), transient=False) from exc
         card = render(render_card, message, "")
@@ -143,7 +143,7 @@ class WecomSender(PlatformSender):
             rendered = as_markdown(card)
             new_task_id = task_id_of(message_id + json.dumps(rendered, ensure_ascii=False, sort_keys=True))
         else:
-            if kind == "app" and await self._update_in_place(target, task_id, card):
+            if kind == "app" and await self.update_in_place(message_id, card):
                 return
             new_task_id = task_id_of(message_id + json.dumps(card, ensure_ascii=False, sort_keys=True))
             card["task_id"] = new_task_id
@@ -151,29 +151,27 @@ class WecomSender(PlatformSender):
         if kind == "robot":
             await self._to_chat(target, rendered, new_task_id)
         else:
-            await self._to_user(target, rendered, new_task_id)
+            await self._to_user(target, rendered, new_task_id, copy=message_id)
 
-    async def _update_in_place(self, userid: str, task_id: str, card: dict[str, Any]) -> bool:
-        code, expires = self.card_codes.pop(task_id, ("", 0.0))
-        if not code or time.monotonic() > expires:
+    async def update_in_place(self, message_id: str, card: dict[str, Any]) -> bool:
+        """Replace the app card copy `message_id` with `card` using the copy's latest response_code; False
+        when it has no valid unused code, or WeCom refuses it (the caller decides whether to send again).
+        A transient failure gives the code back and raises."""
+        _, userid, _ = split_message_id(message_id)
+        code = await self.codes.take(message_id)
+        if code is None:
+            log.info("wecom: no valid response_code for the app card %s (used, or older than 72 h)", message_id)
             return False
-        card["task_id"] = task_id
+        card["task_id"] = code.card_id
         try:
-            await self.client.update_template_card(code, userid, card)
+            await self.client.update_template_card(code.code, userid, card)
         except WecomApiError as exc:
-            if exc.transient:
-                self.card_codes[task_id] = (code, expires)
+            if exc.transient or exc.throttle:
+                await self.codes.give_back(message_id, code.code)
                 raise
-            log.info("wecom: the app card %s cannot be updated in place (%s); sending it again", task_id, exc)
+            log.info("wecom: the app card %s cannot be updated in place (%s)", message_id, exc)
             return False
         return True
-
-    def _prune_codes(self) -> None:
-        if len(self.card_codes) >= MAX_CARD_CODES:
-            now = time.monotonic()
-            self.card_codes = {k: v for k, v in self.card_codes.items() if v[1] > now}
-            while len(self.card_codes) >= MAX_CARD_CODES:
-                self.card_codes.pop(next(iter(self.card_codes)))
 
     # --- the robot (groups) ---------------------------------------------------------------------
     async def _to_chat(self, chat_id: str, rendered: dict[str, Any], task_id: str) -> str:
@@ -217,7 +215,9 @@ class WecomSender(PlatformSender):
             raise WecomApiError(f"response_url answered HTTP {status}", status=status, transient=status >= 500)
 
     # --- the app (people) -----------------------------------------------------------------------
-    async def _to_user(self, userid: str, rendered: dict[str, Any], task_id: str) -> str:
+    async def _to_user(self, userid: str, rendered: dict[str, Any], task_id: str, *, copy: str = "") -> str:
+        """Send to one member; a card's response_code is kept for its copy (`copy`: the copy a resent card
+        replaces, else the new card itself)."""
         if "prelude" in rendered:
             prelude = rendered["prelude"]
             await self.client.send(userid, prelude["msgtype"], prelude[prelude["msgtype"]])
@@ -226,7 +226,6 @@ class WecomSender(PlatformSender):
         if msgtype == "template_card":
             code = answer.get("response_code")
             if isinstance(code, str) and code:
-                self._prune_codes()
-                self.card_codes[task_id] = (code, time.monotonic() + CARD_CODE_SECONDS)
+                await self.codes.keep(copy or app_message_id(userid, task_id), task_id, code)
             return app_message_id(userid, task_id)
         return app_message_id(userid, str(answer.get("msgid") or task_id))
