@@ -36,7 +36,17 @@ from collabbot.bot.events import (
     sanitized,
     show_markers,
 )
-from collabbot.bot.handlers import approvals, assist, projects, queries, records, reports, task_creation, tasks
+from collabbot.bot.handlers import (
+    approvals,
+    archive,
+    assist,
+    projects,
+    queries,
+    records,
+    reports,
+    task_creation,
+    tasks,
+)
 from collabbot.bot.handlers.approvals import base as approvals_base
 from collabbot.bot.people import resolve_chat, resolve_user
 from collabbot.bot.replies import Card, CardAction, Message, Reply
@@ -90,6 +100,9 @@ COMMANDS: dict[str, CommandHandler] = {
     "minutes": records.minutes,
     "show_meeting": records.show_meeting,
     "milestone": records.milestone,
+    "close_project": archive.close_project,
+    "retrospective": archive.retrospective,
+    "search_archive": archive.search_archive,
 }
 
 
@@ -169,9 +182,10 @@ class Bot:
         self.commands: dict[str, CommandHandler] = dict(COMMANDS)
         self.actions: dict[str, ActionHandler] = dict(ACTIONS)
         self.wait_describers: dict[str, Callable[[Ctx, Wait], str]] = {**approvals.WAIT_DESCRIBERS,
-                                                                        **records.WAIT_DESCRIBERS}
+                                                                        **records.WAIT_DESCRIBERS,
+                                                                        **archive.WAIT_DESCRIBERS}
         self.help_lines: tuple[HelpLine, ...] = (*queries.HELP_EXAMPLES, *approvals.HELP_LINES, *records.HELP_LINES,
-                                                   *reports.HELP_LINES)
+                                                   *reports.HELP_LINES, *archive.HELP_LINES)
 
     # --- people and places (bot/people.py) -----------------------------------------------------
     def resolve_user(self, s: Session, ref: UserRef, now: datetime) -> User:

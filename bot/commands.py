@@ -73,6 +73,9 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "minutes": ("会议纪要", "minutes"),
     "show_meeting": ("会议", "meeting"),
     "milestone": ("里程碑", "milestone"),
+    "close_project": ("结项", "项目结项", "close project", "project close"),
+    "retrospective": ("复盘", "retrospective", "retro"),
+    "search_archive": ("查找", "搜索", "search", "find"),
 }
 
 FIELD_WORDS: dict[str, tuple[str, ...]] = {
@@ -172,6 +175,7 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
     "risk": ("likelihood", "impact", "response", "owner"),
     "minutes": ("topic", "held_at", "departments", "summary", "decisions"),
     "milestone": ("deadline",),
+    "close_project": ("project",),
 }
 
 # commands whose `名称=值` tokens are generic pairs (an approval template's fields)

@@ -1,0 +1,118 @@
+"""结项, the retrospective and the archive's search, end to end through the console on SQLite and PostgreSQL:
+closing refuses while work is owed, archives every record and asks the coordinator for the retrospective,
+which the nag and escalation rules chase until all three fields are given; 查找 finds records by their
+Chinese words, with the department, type and time filters, and only in projects the person may read."""
+
+from __future__ import annotations
+
+from collabbot.bot.commands import parse
+from collabbot.storage.models import ArchiveRecord, OutboxMessage, ProjectArchive, Risk, Wait
+
+G = "in 新品上市群 as"
+SETUP = (
+    f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三 参与部门 市场部,技术部 开始 12-01 结束 12-31",
+    f"{G} 张三: @bot 新建任务 双十二市场推广方案 负责人 @李四 截止 12-10 交付物 方案PPT",
+    f"{G} 张三: @bot 新建任务 活动H5开发 负责人 @赵六 截止 12-12 部门 技术部",
+    f"{G} 王五: @bot 风险 新增 描述 供应商交付延迟 可能性 高 影响 中 应对 启用备选供应商 负责人 @李四",
+)
+
+
+def _finish_all(h) -> None:
+    for n, who in ((1, "李四"), (2, "赵六")):
+        h.run(f"{G} {who}: @bot 开始 #{n}", f"{G} {who}: @bot 完成 #{n} 交付物 https://example.com/{n}",
+              f"{G} 张三: @bot 通过 #{n}")
+
+
+def test_closing_refuses_while_work_is_owed_and_only_for_the_coordinator(harness) -> None:
+    harness.run(*SETUP)
+    assert "你不能结项" in harness.text(f"{G} 李四: @bot 结项")
+    out = harness.text(f"{G} 张三: @bot 结项")
+    assert "还有 2 项没有结束：#1、#2" in out
+    with harness.db.transaction() as s:
+        assert s.query(ProjectArchive).count() == 0 and s.query(ArchiveRecord).count() == 0
+
+
+def test_closing_archives_the_records_and_the_retrospective_is_chased_until_given(harness) -> None:
+    harness.run(*SETUP)
+    _finish_all(harness)
+    out = harness.text(f"{G} 张三: @bot 结项")
+    assert "项目「新品上市」已结项，4 条记录已归档到协作案例库" in out and "请写项目复盘" in out
+    assert "项目复盘 · 新品上市" in out and "任务 2，完成 2，按时率 100%" in out and "风险 1" in out
+    assert "已经结项了" in harness.text(f"{G} 张三: @bot 结项")
+    with harness.db.transaction() as s:
+        kinds = sorted(r.kind for r in s.query(ArchiveRecord).all())
+        assert kinds == ["project", "risk", "task", "task"]  # the project, its tasks, its risk
+        assert s.query(Risk).one().status == "closed"  # open risks end with the project, their waits too
+        assert not s.query(Wait).filter(Wait.entity_type == "risk", Wait.answered_at.is_(None)).count()
+        assert s.query(ProjectArchive).one().figures["done"] == 2
+    assert "写项目「新品上市」的复盘" in harness.text("dm as 张三: 待我处理")
+    # unanswered: nagged after two working hours, escalated to 张三's supervisor (赵总) after 24 hours
+    nag = harness.text("wait 2h")
+    assert "还在等你的复盘" in nag
+    assert "赵总" in harness.text("wait 1d")
+    # one field at a time: the wait stays until all three are given
+    assert "你不能写这个复盘" in harness.text(f"{G} 李四: @bot 复盘 做得好的 很好")
+    assert "还缺：不足、改进" in harness.text(f"{G} 张三: @bot 复盘 做得好的 各部门响应及时")
+    with harness.db.transaction() as s:
+        assert s.query(Wait).filter(Wait.entity_type == "retro", Wait.answered_at.is_(None)).count() == 1
+    done = harness.text("dm as 张三: 复盘\n不足 接口联调晚了三天\n改进 提前一周对齐接口")
+    assert "复盘已完成" in done and "接口联调晚了三天" in done and "各部门响应及时" in done
+    assert "复盘" not in harness.text("dm as 张三: 待我处理")
+    with harness.db.transaction() as s:
+        archived = s.query(ProjectArchive).one()
+        assert archived.fell_short == "接口联调晚了三天" and archived.improve == "提前一周对齐接口"
+        assert s.query(Wait).filter(Wait.entity_type == "retro", Wait.answered_at.is_(None)).count() == 0
+    chased = len([r for r in _rows(harness) if r.dedupe_key.startswith(("nag:retro", "escalate:retro"))])
+    harness.run("wait 3d")
+    assert len([r for r in _rows(harness) if r.dedupe_key.startswith(("nag:retro", "escalate:retro"))]) == chased
+    # the retrospective is searchable, and shown to a member
+    assert "复盘 #P1" in harness.text("dm as 张三: 查找 联调")
+    assert "提前一周对齐接口" in harness.text(f"{G} 李四: @bot 复盘")
+    assert "你不能查看这个复盘" in harness.text("dm as 孙九: 复盘 #P1")
+    assert "「做得好的」写了两次" in harness.text(f"{G} 张三: @bot 复盘 做得好的 a 做得好的 b")
+
+
+def _rows(h) -> list[OutboxMessage]:
+    with h.db.transaction() as s:
+        rows = s.query(OutboxMessage).order_by(OutboxMessage.id).all()
+        s.expunge_all()
+        return rows
+
+
+def test_search_by_a_two_character_word_with_filters_answered_privately(harness) -> None:
+    harness.run(*SETUP)
+    _finish_all(harness)
+    harness.run(f"{G} 张三: @bot 结项")
+    out = harness.text(f"{G} 李四: @bot 查找 推广")
+    assert "查找结果已私聊发给你" in out and "任务 #1 双十二市场推广方案" in out and "共 1 条" in out
+    rows = [r for r in _rows(harness) if r.card_key == f"search:{_user_id(harness, '李四')}"]
+    assert rows and all(r.target_kind == "user" for r in rows)  # the results are the asker's, not the group's
+    assert "风险 #R1 供应商交付延迟" in harness.text("dm as 李四: 查找 供应商")
+    both = harness.text("dm as 张三: 查找 开发 部门 技术部 类型 任务 时间 2026-12")
+    assert "任务 #2 活动H5开发" in both and "新品上市 · 任务 · 2026-12-01 · 市场部、技术部" in both
+    assert "没有找到" in harness.text("dm as 张三: 查找 开发 部门 设计部")
+    assert "没有找到" in harness.text("dm as 张三: 查找 开发 时间 2025")
+    assert "没有找到" in harness.text("dm as 张三: 查找 开发 类型 风险")
+    assert "没有找到" in harness.text("dm as 张三: 查找 场推")  # not a word: no LIKE scan
+    assert "没有找到" in harness.text("dm as 孙九: 查找 推广")  # not a member of the project
+    assert "看不懂类型「文件」" in harness.text("dm as 张三: 查找 推广 类型 文件")
+    assert "看不懂时间「去年夏天」" in harness.text("dm as 张三: 查找 推广 时间 去年夏天")
+    assert "找不到部门「宣传部」" in harness.text("dm as 张三: 查找 推广 部门 宣传部")
+    assert "请写要查找的关键词" in harness.text("dm as 张三: 查找 ，。")
+    assert "任务 #1" in harness.text('dm as 张三: 查找 推广"*')  # FTS syntax is punctuation here, dropped
+    assert "没有找到" in harness.text('dm as 张三: 查找 推广" OR "供应商')  # OR is a word that must match too
+
+
+def _user_id(h, name: str) -> int:
+    from collabbot.storage.models import User
+    with h.db.transaction() as s:
+        return s.query(User).filter(User.name == name).one().id
+
+
+def test_the_new_commands_parse() -> None:
+    assert parse("结项").name == "close_project"
+    assert parse("close project").name == "close_project"
+    assert parse("复盘 做得好的 a").name == "retrospective"
+    assert parse("retro #P1").name == "retrospective"
+    assert parse("查找 推广 部门 市场部").name == "search_archive"
+    assert parse("search launch").name == "search_archive"
