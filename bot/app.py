@@ -40,6 +40,7 @@ from collabbot.bot.handlers import (
     approvals,
     archive,
     assist,
+    collections,
     projects,
     queries,
     records,
@@ -71,7 +72,7 @@ COMMANDS: dict[str, CommandHandler] = {
     "acknowledge": tasks.ack_command,
     "start_task": tasks.start_command,
     "report_progress": tasks.report_progress,
-    "finish_task": tasks.finish,
+    "finish_task": lambda ctx, cmd: (collections.submit if collections.is_submission(cmd) else tasks.finish)(ctx, cmd),
     "accept_task": tasks.accept_command,
     "return_task": tasks.return_task,
     "reassign_task": lambda ctx, cmd: (approvals.transfer if cmd.approvals and not cmd.tasks else tasks.reassign)(ctx, cmd),
@@ -100,6 +101,7 @@ COMMANDS: dict[str, CommandHandler] = {
     "minutes": records.minutes,
     "show_meeting": records.show_meeting,
     "milestone": records.milestone,
+    "collect": collections.collect,
     "close_project": archive.close_project,
     "retrospective": archive.retrospective,
     "search_archive": archive.search_archive,
@@ -183,9 +185,11 @@ class Bot:
         self.actions: dict[str, ActionHandler] = dict(ACTIONS)
         self.wait_describers: dict[str, Callable[[Ctx, Wait], str]] = {**approvals.WAIT_DESCRIBERS,
                                                                         **records.WAIT_DESCRIBERS,
+                                                                        **collections.WAIT_DESCRIBERS,
                                                                         **archive.WAIT_DESCRIBERS}
         self.help_lines: tuple[HelpLine, ...] = (*queries.HELP_EXAMPLES, *approvals.HELP_LINES, *records.HELP_LINES,
-                                                   *reports.HELP_LINES, *archive.HELP_LINES)
+                                                   *collections.HELP_LINES, *reports.HELP_LINES,
+                                                   *archive.HELP_LINES)
 
     # --- people and places (bot/people.py) -----------------------------------------------------
     def resolve_user(self, s: Session, ref: UserRef, now: datetime) -> User:

@@ -64,8 +64,8 @@ def test_a_long_list_is_paged_and_every_platform_takes_each_page(harness) -> Non
         assert render_message(platform, message)  # shortened where the platform needs it, never refused
 
 
-def test_the_list_is_for_a_project_group(harness) -> None:
-    assert "请在项目群里" in harness.text("dm as 张三: 任务列表")
+def test_in_a_private_chat_the_list_asks_which_project(harness) -> None:
+    assert "私聊里请写项目名，例如：任务列表 项目 新品上市" in harness.text("dm as 张三: 任务列表")
 
 
 @pytest.mark.parametrize("text", ["任务列表 状态 进行中 部门 技术部", "tasks all status in_progress dept 技术部 page 2"])
@@ -157,7 +157,7 @@ def test_the_risk_register_refuses_what_it_cannot_file(harness) -> None:
     assert "风险描述" in harness.text(f"{G} 张三: @bot 风险 新增 可能性 高 影响 中")
     assert "找不到风险 #R9" in harness.text(f"{G} 张三: @bot 风险 关闭 #R9")
     assert "看不懂「删除」" in harness.text(f"{G} 张三: @bot 风险 删除 #R1")
-    assert "请在项目群里" in harness.text("dm as 张三: 风险 列表")
+    assert "风险记录表 · 新品上市" in harness.text("dm as 张三: 风险 列表")  # his only project, in private chat
 
 
 def test_an_open_high_risk_appears_in_the_weekly_summary(harness) -> None:

@@ -10,26 +10,32 @@ platform's field count (WeCom's 20) with room for the page line.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from collabbot.bot import texts
 from collabbot.bot.commands import Command, parse, priority_of
 from collabbot.bot.context import Ctx, Refused, snapshot
 from collabbot.bot.dates import parse_when
 from collabbot.bot.handlers.common import MAX_TITLE, bad, capped, chat_project, missing, not_allowed, people, when
-from collabbot.bot.handlers.task_creation import card, new_task
+from collabbot.bot.handlers.task_creation import card, new_task, task_chat
 from collabbot.bot.replies import Card, Message, Part, Reply
+from collabbot.bot.reports.scope import is_project_member
 from collabbot.bot.rules import states
 from collabbot.bot.rules.reminders import next_step
 from collabbot.bot.views import COLORS, blocked_ids, status_label
 from collabbot.bot.waits import close_waits, open_wait
 from collabbot.storage.models import (
+    Chat,
+    Department,
     Meeting,
     MeetingAction,
     Milestone,
+    Project,
+    ProjectDepartment,
     Risk,
     Task,
     TaskCollaborator,
@@ -40,6 +46,80 @@ from collabbot.storage.models import (
 
 PAGE_SIZE = 10
 MAX_PAGE = 999
+# `项目 新品上市` typed anywhere in a private command's text (a text field's word is only a field in some places)
+_PROJECT_WORDS = re.compile(r"(?:^|\s)(?:项目|project)(?:[=:：＝]\s*|\s+)(\S+)", re.IGNORECASE)
+
+
+# --- records in private chat: the project is named, or the person's only one -----------------------
+
+
+def private_cmd(ctx: Ctx, cmd: Command) -> Command:
+    """In a private chat, `项目 新品上市` anywhere in the text names the project (and leaves the text)."""
+    if ctx.chat is not None or cmd.get("project"):
+        return cmd
+    found = _PROJECT_WORDS.search(cmd.text)
+    if found is None:
+        return cmd
+    text = (cmd.text[:found.start()] + " " + cmd.text[found.end():]).strip()
+    return replace(cmd, text=" ".join(text.split()), fields={**cmd.fields, "project": found.group(1)})
+
+
+def member_projects(ctx: Ctx) -> list[Project]:
+    """The projects the actor belongs to, by the visibility rule of tasks (coordinator, creator, on one of
+    its tasks, head of one of its departments)."""
+    me = ctx.actor.id
+    on_task = select(Task.project_id).where(Task.project_id.is_not(None), or_(Task.owner_id == me,
+                                                                            Task.initiator_id == me))
+    collab = (select(Task.project_id).join(TaskCollaborator, TaskCollaborator.task_id == Task.id)
+              .where(TaskCollaborator.user_id == me))
+    headed = select(Department.id).where(Department.head_id == me)
+    in_dept = select(ProjectDepartment.project_id).where(ProjectDepartment.department_id.in_(headed))
+    return list(ctx.s.scalars(select(Project).where(or_(
+        Project.coordinator_id == me, Project.created_by_id == me, Project.id.in_(on_task), Project.id.in_(collab),
+        Project.id.in_(in_dept), Project.initiating_dept_id.in_(headed))).order_by(Project.id)))
+
+
+def record_project(ctx: Ctx, cmd: Command, *, create: bool = False) -> Project:
+    """The project a record command is about: the group's; in a private chat the one named with 项目 (if the
+    person may see it), else the person's only project."""
+    if ctx.chat is not None:
+        return chat_project(ctx, cmd, create=create)
+    name = cmd.get("project").strip()
+    if name:
+        found = ctx.s.scalar(select(Project).where(Project.name == name).order_by(Project.id.desc()).limit(1))
+        if found is None:
+            raise Refused("no_project_private", name=name[:40])
+        if not (ctx.is_admin() or is_project_member(ctx.s, ctx.actor.id, found.id)):
+            raise Refused("record_not_member", name=found.name)
+        return found
+    mine = member_projects(ctx)
+    if len(mine) == 1:
+        return mine[0]
+    if not mine:
+        raise Refused("record_no_project")
+    raise Refused("record_which_project", names="、".join(p.name for p in mine[:10]), name=mine[0].name)
+
+
+def may_see_project(ctx: Ctx, project_id: int | None) -> bool:
+    """A record of a project: in that project's group, or for its members (and admins) anywhere."""
+    if project_id is None or ctx.is_admin():
+        return True
+    if ctx.chat is not None and ctx.chat.project_id == project_id:
+        return True
+    return is_project_member(ctx.s, ctx.actor.id, project_id)
+
+
+def group_of(ctx: Ctx, project: Project) -> Chat | None:
+    """Where a record made in private chat is announced: this group, or the project's first active group."""
+    return task_chat(ctx, project)
+
+
+def announce(ctx: Ctx, project: Project, *parts: Part, card: Card | None = None) -> None:
+    """Said where the command came from; a command typed in private chat is also posted to the project's group."""
+    ctx.say(*parts, card=card)
+    group = group_of(ctx, project) if ctx.chat is None else None
+    if group is not None:
+        ctx.tell_chat(group, Message(tuple(parts), card))
 # the order a list shows: what needs attention first
 FLAG_ORDER = ("overdue", "blocked", "review", "in_progress", "todo", "done", "cancelled")
 # status filter words beyond each status's own name: every open task
@@ -70,9 +150,8 @@ def _page(ctx: Ctx, cmd: Command) -> int:
 
 def list_tasks(ctx: Ctx, cmd: Command) -> Reply | None:
     """任务列表 [状态 进行中] [部门 技术部] [@某人] [页 2]: the project's tasks, most pressing first."""
-    if ctx.chat is None:
-        raise Refused("need_group")
-    project = chat_project(ctx, cmd)
+    cmd = private_cmd(ctx, cmd)
+    project = record_project(ctx, cmd)
     wanted = _status_filter(ctx, cmd.get("status")) if cmd.get("status") else ""
     if not wanted and cmd.text:
         wanted = _status_filter(ctx, cmd.text)
@@ -158,7 +237,8 @@ def urgent(ctx: Ctx, cmd: Command) -> Reply | None:
     """紧急 客户投诉升级 负责人 @李四 协作部门 技术部,设计部 [截止 …]: an urgent task. The owner must respond
     (确认收到) within `[rules.urgent] respond_hours`; the collaborating departments' heads join it; every
     message about it carries the platforms' strongest alert."""
-    project = chat_project(ctx, cmd, create=True)
+    cmd = private_cmd(ctx, cmd)
+    project = record_project(ctx, cmd, create=True)
     if not cmd.text:
         raise missing(ctx, "title")
     title = capped(ctx, cmd.text, "title", MAX_TITLE)
@@ -194,7 +274,7 @@ def urgent(ctx: Ctx, cmd: Command) -> Reply | None:
         parts += [" ", ctx.at(u)]
     if task.chat is not None:
         ctx.tell_chat(task.chat, Message(tuple(parts), c, urgent=True))
-    else:
+    if task.chat is None or ctx.chat is None:
         ctx.say(*parts)
     ctx.tell_user(owner, Message((ctx.t("urgent_assigned", by=respond_by),), c, urgent=True),
                   key=f"assign:task:{task.id}:{owner.id}:{task.version}")
@@ -256,7 +336,7 @@ def _one_risk(ctx: Ctx, cmd: Command) -> Risk:
     if found is None:
         raise Refused("risk_no_ref")
     risk = ctx.s.get(Risk, int(found.group(1)))
-    if risk is None:
+    if risk is None or not may_see_project(ctx, risk.project_id):
         raise Refused("risk_not_found", id=found.group(1))
     return risk
 
@@ -269,6 +349,7 @@ def _may_edit_risk(ctx: Ctx, risk: Risk) -> None:
 
 def risk(ctx: Ctx, cmd: Command) -> Reply | None:
     """风险 新增 描述 … 可能性 高 影响 中 应对 … 负责人 @… | 风险 列表 | 风险 更新 #R1 … | 风险 关闭 #R1 | 风险 #R1."""
+    cmd = private_cmd(ctx, cmd)
     words = cmd.text.split(maxsplit=1)
     action = RISK_ACTIONS.get(words[0].lower()) if words else "list"
     rest = words[1] if action and len(words) > 1 else ("" if action else cmd.text)
@@ -331,9 +412,8 @@ def _apply_risk_fields(ctx: Ctx, cmd: Command, found: Risk) -> bool:
 
 
 def _add_risk(ctx: Ctx, cmd: Command, rest: str) -> Reply | None:
-    if ctx.chat is None:
-        raise Refused("need_group")
-    project = chat_project(ctx, cmd)
+    project = record_project(ctx, cmd)
+    group = group_of(ctx, project)
     description = re.sub(r"^(描述|description)[=:：＝]?\s*", "", rest.strip(), flags=re.IGNORECASE).strip()
     if not description:
         raise missing(ctx, "risk_description")
@@ -345,7 +425,7 @@ def _add_risk(ctx: Ctx, cmd: Command, rest: str) -> Reply | None:
     owners = people(ctx, cmd, "owner") or [ctx.mention(i) for i in cmd.mentions[:1]] or [ctx.actor]
     if len(owners) > 1:
         raise bad(ctx, "owner", "、".join(u.name for u in owners))
-    found = Risk(project_id=project.id, chat_id=ctx.chat.id, description=capped(ctx, description, "risk_description",
+    found = Risk(project_id=project.id, chat_id=group.id if group else None, description=capped(ctx, description, "risk_description",
                                                                                   MAX_TITLE),
                  likelihood=likelihood, impact=impact, response=capped(ctx, cmd.get("response"), "response"),
                  owner_id=owners[0].id, created_by_id=ctx.actor.id, status="open", created_at=ctx.now,
@@ -355,10 +435,10 @@ def _add_risk(ctx: Ctx, cmd: Command, rest: str) -> Reply | None:
     ctx.s.refresh(found)
     # the owner owes an answer (a response plan, an update) unless they just gave one themselves
     if found.owner_id != ctx.actor.id or not found.response:
-        open_wait(ctx, "risk", "risk", found.id, found.owner, ctx.chat)
+        open_wait(ctx, "risk", "risk", found.id, found.owner, group)
     ctx.audit("risk.add", found)
     c = risk_card(ctx, found)
-    ctx.say(ctx.t("risk_created", id=found.id), ctx.at(found.owner), card=c)
+    announce(ctx, project, ctx.t("risk_created", id=found.id), ctx.at(found.owner), card=c)
     if found.owner_id != ctx.actor.id:
         ctx.tell_user(found.owner, Message((ctx.t("risk_assigned", id=found.id),), c),
                       key=f"assign:risk:{found.id}:{found.owner_id}:{found.version}")
@@ -366,9 +446,7 @@ def _add_risk(ctx: Ctx, cmd: Command, rest: str) -> Reply | None:
 
 
 def _list_risks(ctx: Ctx, cmd: Command) -> Reply | None:
-    if ctx.chat is None:
-        raise Refused("need_group")
-    project = chat_project(ctx, cmd)
+    project = record_project(ctx, cmd)
     every = list(ctx.s.scalars(select(Risk).where(Risk.project_id == project.id).order_by(Risk.id)))
     shown = sorted((r for r in every if r.status == "open"), key=lambda r: (LEVELS.index(risk_level(r)), r.id))
     rows = tuple((ctx.t("risk_title", id=r.id, text=r.description),
@@ -441,13 +519,13 @@ def meeting_card(ctx: Ctx, meeting: Meeting) -> Card:
 def minutes(ctx: Ctx, cmd: Command) -> Reply | None:
     """会议纪要 主题 … 时间 … 参与部门 … 摘要 … 决议 …, then `行动项 内容 负责人 @… 截止 …` lines: the minutes
     and one task per action item (owner, deadline, a link back to the meeting), in one step."""
-    if ctx.chat is None:
-        raise Refused("need_group")
-    project = chat_project(ctx, cmd, create=True)
+    project = record_project(ctx, private_cmd(ctx, cmd), create=True)
+    group = group_of(ctx, project)
     head, *items = _ACTION_SPLIT.split(cmd.raw)
     header = parse(head)
     if not isinstance(header, Command):
         raise Refused("meeting_bad")
+    header = private_cmd(ctx, header)
     topic = header.get("topic") or header.text
     if not topic:
         raise missing(ctx, "topic")
@@ -458,7 +536,7 @@ def minutes(ctx: Ctx, cmd: Command) -> Reply | None:
     for name in re.split(r"[,，、\s]+", departments):
         if name:
             ctx.department(name)  # refuses an unknown department by name
-    meeting = Meeting(project_id=project.id, chat_id=ctx.chat.id, topic=capped(ctx, topic, "topic", MAX_TITLE),
+    meeting = Meeting(project_id=project.id, chat_id=group.id if group else None, topic=capped(ctx, topic, "topic", MAX_TITLE),
                       held_at=held_at, departments=departments, summary=capped(ctx, header.get("summary"), "summary"),
                       decisions=capped(ctx, header.get("decisions"), "decisions"), recorder_id=ctx.actor.id,
                       created_at=ctx.now)
@@ -475,7 +553,7 @@ def minutes(ctx: Ctx, cmd: Command) -> Reply | None:
     parts: list[Part] = [ctx.t("meeting_recorded", id=meeting.id, n=len(tasks))]
     for owner in dict.fromkeys(t.owner for t in tasks):
         parts += [" ", ctx.at(owner)]
-    ctx.say(*parts, card=c)
+    announce(ctx, project, *parts, card=c)
     for task in tasks:
         ctx.tell_user(task.owner, Message((ctx.t("meeting_action_assigned", id=meeting.id, topic=meeting.topic),),
                                           card(ctx, task)),
@@ -508,7 +586,7 @@ def show_meeting(ctx: Ctx, cmd: Command) -> Reply | None:
     if found is None:
         raise Refused("meeting_no_ref")
     meeting = ctx.s.get(Meeting, int(found.group(1)))
-    if meeting is None:
+    if meeting is None or not may_see_project(ctx, meeting.project_id):
         raise Refused("meeting_not_found", id=found.group(1))
     ctx.say(card=meeting_card(ctx, meeting))
     return None
@@ -556,11 +634,19 @@ def _milestone_due(ctx: Ctx, cmd: Command) -> tuple[str, Any]:
     return " ".join(words), due
 
 
+_MILESTONE_REF = re.compile(r"#MS(\d{1,9})\b", re.IGNORECASE)
+MILESTONE_DONE_WORDS = frozenset({"完成", "已完成", "达成", "done", "complete"})
+
+
 def milestone(ctx: Ctx, cmd: Command) -> Reply | None:
-    """里程碑 方案初稿 10-15 [#3]: a milestone of the project (or of task #3); 里程碑 alone lists them."""
-    if ctx.chat is None:
-        raise Refused("need_group")
-    project = chat_project(ctx, cmd)
+    """里程碑 方案初稿 10-15 [#3]: a milestone of the project (or of task #3); 里程碑 alone lists them;
+    里程碑 完成 #MS1 (or its name) marks one reached."""
+    cmd = private_cmd(ctx, cmd)
+    project = record_project(ctx, cmd)
+    words = cmd.text.split(maxsplit=1)
+    if words and words[0].lower() in MILESTONE_DONE_WORDS and "deadline" not in cmd.fields and (
+            len(words) > 1 or cmd.tasks) and not _ends_with_date(ctx, cmd.text):
+        return _milestone_done(ctx, cmd, project, words[1] if len(words) > 1 else "")
     if not cmd.text and not cmd.tasks and "deadline" not in cmd.fields:
         return _list_milestones(ctx, project.id, project.name)
     task = ctx.task(cmd.tasks[0]) if cmd.tasks else None
@@ -575,9 +661,60 @@ def milestone(ctx: Ctx, cmd: Command) -> Reply | None:
     ctx.s.add(found)
     ctx.s.flush()
     ctx.audit("milestone.add", found)
-    ctx.say(ctx.t("milestone_added", title=found.title, due=ctx.fmt(due),
-                  task=ctx.t("milestone_of_task", id=task.id) if task else ""))
+    announce(ctx, project, ctx.t("milestone_added", title=found.title, due=ctx.fmt(due), id=found.id,
+                                 task=ctx.t("milestone_of_task", id=task.id) if task else ""))
     return None
+
+
+def _ends_with_date(ctx: Ctx, text: str) -> bool:
+    """`里程碑 完成验收 12-20` adds a milestone named 完成验收; `里程碑 完成 方案初稿` marks one done."""
+    words = text.split()
+    return len(words) > 1 and any(parse_when(" ".join(words[-n:]), ctx.local(ctx.now)) is not None
+                                  for n in (1, 2) if len(words) > n)
+
+
+def _milestone_done(ctx: Ctx, cmd: Command, project: Project, rest: str) -> Reply | None:
+    """里程碑 完成 #MS1 | 里程碑 完成 方案初稿 | 里程碑 完成 #3 (task #3's only open milestone)."""
+    stmt = select(Milestone).where(Milestone.project_id == project.id)
+    ref = _MILESTONE_REF.search(rest)
+    if ref is not None:
+        candidates = list(ctx.s.scalars(stmt.where(Milestone.id == int(ref.group(1)))))
+        if not candidates:
+            raise Refused("milestone_not_found", name=f"#MS{ref.group(1)}", name_list=_open_names(ctx, project.id))
+    elif rest.strip():
+        candidates = list(ctx.s.scalars(stmt.where(Milestone.title == rest.strip()).order_by(Milestone.id)))
+        if not candidates:
+            raise Refused("milestone_not_found", name=rest.strip()[:40], name_list=_open_names(ctx, project.id))
+    else:
+        candidates = list(ctx.s.scalars(stmt.where(Milestone.task_id == cmd.tasks[0], Milestone.status == "open")
+                                        .order_by(Milestone.id)))
+        if not candidates:
+            raise Refused("milestone_not_found", name=f"#{cmd.tasks[0]}", name_list=_open_names(ctx, project.id))
+    open_ones = [m for m in candidates if m.status == "open"]
+    if not open_ones:
+        done = candidates[0]
+        raise Refused("milestone_already_done", title=done.title, when=ctx.fmt(done.done_at),
+                      who=ctx.s.get(User, done.done_by_id).name if done.done_by_id else "-")
+    if len(open_ones) > 1:
+        raise Refused("milestone_ambiguous", refs="、".join(f"#MS{m.id} {ctx.fmt(m.due)}" for m in open_ones))
+    found = open_ones[0]
+    task = ctx.s.get(Task, found.task_id) if found.task_id else None
+    allowed = {project.coordinator_id, found.created_by_id, task.owner_id if task else None}
+    if ctx.actor.id not in allowed and not ctx.is_admin():
+        raise not_allowed(ctx, "a_milestone_done", ctx.t("w_milestone_done"))
+    before = snapshot(found)
+    found.status, found.done_at, found.done_by_id = "done", ctx.now, ctx.actor.id
+    ctx.s.flush()
+    ctx.audit("milestone.done", found, before)
+    late = ctx.t("milestone_late", due=ctx.fmt(found.due)) if ctx.now > found.due else ""
+    announce(ctx, project, ctx.t("milestone_reached", title=found.title, id=found.id, who=ctx.actor.name) + late)
+    return None
+
+
+def _open_names(ctx: Ctx, project_id: int) -> str:
+    names = ctx.s.scalars(select(Milestone.title).where(Milestone.project_id == project_id,
+                                                        Milestone.status == "open").order_by(Milestone.due).limit(8))
+    return "、".join(names) or ctx.t("none")
 
 
 def _list_milestones(ctx: Ctx, project_id: int, name: str) -> Reply | None:
@@ -585,12 +722,19 @@ def _list_milestones(ctx: Ctx, project_id: int, name: str) -> Reply | None:
                                .order_by(Milestone.due, Milestone.id)))
     rows = []
     for m in every[:PAGE_SIZE * 2]:
-        risky = milestone_at_risk(ctx, m)
-        rows.append((f"{ctx.fmt(m.due)} {m.title}", (ctx.t("milestone_at_risk") if risky else ctx.t("milestone_ok"))
-                     + (ctx.t("milestone_of_task", id=m.task_id) if m.task_id else "")))
+        if m.status == "done":
+            state = ctx.t("milestone_done_row", when=ctx.fmt(m.done_at))
+        else:
+            state = ctx.t("milestone_at_risk") if milestone_at_risk(ctx, m) else ctx.t("milestone_ok")
+        rows.append((f"#MS{m.id} {ctx.fmt(m.due)} {m.title}",
+                     state + (ctx.t("milestone_of_task", id=m.task_id) if m.task_id else "")))
+    done = sum(m.status == "done" for m in every)
     ctx.say(card=Card(kind="milestones", key=f"milestones:{project_id}", title=ctx.t("milestones_title", name=name),
-                      color="blue", fields=tuple(rows), note="" if rows else ctx.t("milestones_empty")))
+                      status=ctx.t("milestones_count", done=done, n=len(every)) if every else "",
+                      color="green" if every and done == len(every) else "blue", fields=tuple(rows),
+                      note=ctx.t("milestones_hint") if rows else ctx.t("milestones_empty")))
     return None
 
 
-HELP_LINES += (("milestone", "里程碑 方案初稿 12-15（或 里程碑 #1 联调完成 12-08）；里程碑", "milestone draft 12-15; milestone"),)
+HELP_LINES += (("milestone", "里程碑 方案初稿 12-15（或 里程碑 #1 联调完成 12-08）；里程碑；里程碑 完成 #MS1",
+                 "milestone draft 12-15; milestone; milestone done #MS1"),)
