@@ -77,6 +77,7 @@ COMMANDS: dict[str, CommandHandler] = {
     "return_task": tasks.return_task,
     "reassign_task": lambda ctx, cmd: (approvals.transfer if cmd.approvals and not cmd.tasks else tasks.reassign)(ctx, cmd),
     "comment": tasks.comment,
+    "set_deadline": tasks.set_deadline,
     "cancel_task": tasks.cancel,
     "ask_help": assist.ask_help,
     "answer_help": assist.answer_command,

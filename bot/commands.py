@@ -47,6 +47,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "accept_task": ("通过", "验收", "accept"),
     "return_task": ("退回", "return", "send back"),
     "reassign_task": ("转交", "reassign", "transfer"),
+    "set_deadline": ("截止", "设截止", "due", "set due"),
     "comment": ("评论", "comment"),
     "ask_help": ("求助", "ask help", "ask"),
     "answer_help": ("答复", "已处理", "answer", "resolve"),

@@ -7,7 +7,7 @@ anyone may see them, the handler decides who may use them.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
@@ -65,7 +65,10 @@ def _fmt(when: datetime | None, tz, now: datetime, lang: str) -> str:
 
 
 def _deadline(task: Task, tz, now: datetime, lang: str) -> str:
-    """The deadline in force, and the original one beside it once an extension moved it."""
+    """The deadline in force, and the original one beside it once an extension moved it; an open task
+    without one says how to set it (not a bare 无)."""
+    if task.deadline is None and task.status in states.OPEN:
+        return texts.t(lang, "deadline_unset", id=task.id, example=(now.astimezone(tz) + timedelta(days=7)).strftime("%m-%d"))
     shown = _fmt(task.deadline, tz, now, lang)
     if not task.extensions or task.original_deadline is None:
         return shown

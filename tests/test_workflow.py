@@ -369,3 +369,51 @@ def test_a_task_awaiting_review_has_its_own_heading_in_the_weekly_summary(make_h
     fields = dict(summary.fields)
     assert "#1" not in fields["进行中"] and fields["进行中"].startswith("#2 接口"), fields
     assert fields["待审核"] == "#1 海报（王五）", fields
+
+
+# --- 一键转任务: the task has the request's (or the receiving department's) project and a deadline -----
+
+HR_REQUEST = "申请 人力 支持部门=设计部 人数=1 技能要求=插画 支持时间=两周 用途=活动海报"
+
+
+def test_a_one_tap_task_from_a_private_request_joins_the_receiving_departments_project(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三 参与部门 市场部,技术部,设计部",
+          f"dm as 李四: {HR_REQUEST}", "dm as 陈七: 同意 #A1", "dm as 周八: 同意 #A1")
+    out = h.text("dm as 李四: tap 一键转任务 #1")
+    assert "已创建任务 #1，负责人 周八。还没有截止时间：发送「截止 #1 12-08」设置。" in out, out
+    with h.db.transaction() as s:
+        task = s.get(Task, 1)
+        assert task is not None and task.project is not None and task.project.name == "新品上市"
+        assert task.chat is not None and task.chat.name == "新品上市群"
+    card = h.text("dm as 周八: 任务 #1")
+    assert "截止：未设置（发送「截止 #1 12-08」设置）" in card and "截止：无" not in card, card
+    assert "你不能设置这个任务的截止时间" in h.text("dm as 王五: 截止 #1 12-10")
+    assert "截止时间 11-30 18:00 已经过去了" in h.text("dm as 周八: 截止 #1 2026-11-30")
+    assert "任务 #1 的截止时间已设为 12-10 18:00。" in h.text("dm as 周八: 截止 #1 12-10")
+    with h.db.transaction() as s:
+        task = s.get(Task, 1)
+        assert task.deadline == task.original_deadline == datetime(2026, 12, 10, 18, 0, tzinfo=TZ)
+    assert "已有截止时间 12-10 18:00；改期请提交延期申请" in h.text("dm as 李四: 截止 #1 12-12")
+    assert "截止：12-10 18:00" in h.text("dm as 周八: 任务 #1")
+
+
+def test_a_one_tap_task_takes_the_requests_date_as_its_deadline(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三 参与部门 市场部,技术部,设计部",
+          f"{G} 李四: @bot 申请 设备 资源类型=设备 数量=2 用途=拍摄 时限=12-09 提供部门=设计部",
+          "dm as 陈七: 同意 #A1", "dm as 周八: 同意 #A1", "dm as 钱总: 同意 #A1")
+    out = h.text(f"{G} 李四: tap 一键转任务 #1")
+    assert "还没有截止时间" not in out, out
+    with h.db.transaction() as s:
+        task = s.get(Task, 1)
+        assert task is not None and task.project is not None and task.project.name == "新品上市"
+        assert task.deadline is not None and task.deadline.astimezone(TZ).strftime("%m-%d %H:%M") == "12-09 18:00"
+        assert task.original_deadline == task.deadline
+
+
+def test_an_english_prompt_to_set_a_deadline(make_harness) -> None:
+    h: Harness = make_harness(language="en")
+    h.run(f"{G} 张三: @bot task new Poster owner @王五")
+    assert 'not set (send "due #1 12-08" to set it)' in h.text("dm as 王五: task #1")
+    assert "Task #1 is now due 12-10 18:00." in h.text("dm as 王五: due #1 12-10")

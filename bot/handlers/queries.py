@@ -113,6 +113,7 @@ HELP_EXAMPLES: tuple[tuple[str, str, str], ...] = (
     ("accept_task", "通过 #1", "accept #1"),
     ("return_task", "退回 #1 原因 缺少埋点", "return #1 reason tracking is missing"),
     ("reassign_task", "转交 #1 @王五 原因 人手调整", "reassign #1 @Wang reason workload"),
+    ("set_deadline", "截止 #1 12-10（还没有截止时间的任务）", "due #1 12-10 (a task without a deadline)"),
     ("comment", "评论 #1 @王五 请看一下设计稿", "comment #1 @Wang please check the design"),
     ("ask_help", "求助 技术部 需要两名前端支援 #1", "ask 技术部 need two front-end devs #1"),
     ("answer_help", "答复 #H1 已安排小王支援", "answer #H1 Wang will help"),

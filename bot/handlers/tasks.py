@@ -10,6 +10,7 @@ from sqlalchemy import select
 from collabbot.bot import locks
 from collabbot.bot.commands import Command, priority_of
 from collabbot.bot.context import Ctx, Refused, snapshot
+from collabbot.bot.dates import parse_when
 from collabbot.bot.handlers.common import (
     MAX_TITLE,
     bad,
@@ -411,6 +412,46 @@ def reassign(ctx: Ctx, cmd: Command) -> Reply | None:
     c = card(ctx, task)
     ctx.say(headline, ctx.at(new_owner), ctx.t("reassigned_from", name=old.name))
     ctx.tell_user(new_owner, Message((ctx.t("task_assigned"),), c), key=f"assign:task:{task.id}:{new_owner.id}:{task.version}")
+    return None
+
+
+def deadline_example(ctx: Ctx) -> str:
+    """A date a week from now, as people type it (12-10): the example in a prompt to set a deadline."""
+    return (ctx.local(ctx.now) + timedelta(days=7)).strftime("%m-%d")
+
+
+def set_deadline(ctx: Ctx, cmd: Command) -> Reply | None:
+    """截止 #N 12-10: the first deadline of a task made without one (一键转任务, a task created without a date).
+
+    A deadline already set is moved only by an approved 延期申请, so the original one stays what the
+    on-time rate counts against.
+    """
+    task = one_task(ctx, cmd)
+    if not (is_manager(ctx, task) or ctx.heads_department(ctx.actor, task.department_id)):
+        raise not_allowed(ctx, "a_set_deadline", ctx.t("w_deadline_setters"))
+    if task.status in states.CLOSED:
+        raise Refused("bad_state", id=task.id, status=status_name(ctx.lang, task.status), action=ctx.t("a_set_deadline"))
+    if task.deadline is not None:
+        raise Refused("deadline_exists", id=task.id, when=ctx.fmt(task.deadline))
+    if not cmd.text:
+        raise missing(ctx, "deadline")
+    deadline = parse_when(cmd.text, ctx.local(ctx.now))
+    if deadline is None:
+        raise bad(ctx, "deadline", cmd.text)
+    if deadline < ctx.now:
+        raise Refused("deadline_past", when=ctx.fmt(deadline))
+    if task.parent is not None and task.parent.deadline is not None and deadline > task.parent.deadline:
+        raise Refused("deadline_after_parent", when=ctx.fmt(task.parent.deadline))
+    before = snapshot(task)
+    task.deadline = task.original_deadline = deadline  # the deadline in force when it was set
+    task.overdue_warned_at = None
+    _touch(ctx, task)
+    ctx.audit("task.set_deadline", task, before, reason=ctx.fmt(deadline))
+    ctx.say(ctx.t("deadline_set", id=task.id, when=ctx.fmt(deadline)))
+    if task.owner_id != ctx.actor.id:
+        ctx.tell_user(task.owner, Message((ctx.t("deadline_set_notice", who=ctx.actor.name, id=task.id,
+                                                 title=task.title, when=ctx.fmt(deadline)),), card(ctx, task)),
+                      key=f"deadline:task:{task.id}:{task.version}")
     return None
 
 

@@ -525,6 +525,13 @@ TEXTS: dict[str, str] = {
     "help_state_answered": "answered",
     "f_related_task": "Task",
     "summary_review": "Awaiting review",
+    "deadline_unset": "not set (send \"due #{id} {example}\" to set it)",
+    "to_task_no_deadline": "It has no deadline yet: send \"due #{id} {example}\" to set one.",
+    "deadline_set": "Task #{id} is now due {when}.",
+    "deadline_set_notice": "{who} set task #{id} \"{title}\" due {when}",
+    "deadline_exists": "Task #{id} is already due {when}; to move it, apply for an extension: apply 延期申请 #{id} 新截止日期=… 原因=… 补救措施=…",
+    "a_set_deadline": "set this task's deadline",
+    "w_deadline_setters": "only the initiator, owner, coordinator, the owning department's head or an admin may",
     # --- attachments: charts and workbooks through the platforms (#14) ---
     "x_file_prefix": "report",
     "export_link": "Report workbook \"{name}\": {url}\n(valid for {hours} hours)",

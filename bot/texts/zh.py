@@ -525,6 +525,13 @@ TEXTS: dict[str, str] = {
     "help_state_answered": "已答复",
     "f_related_task": "关联任务",
     "summary_review": "待审核",
+    "deadline_unset": "未设置（发送「截止 #{id} {example}」设置）",
+    "to_task_no_deadline": "还没有截止时间：发送「截止 #{id} {example}」设置。",
+    "deadline_set": "任务 #{id} 的截止时间已设为 {when}。",
+    "deadline_set_notice": "{who} 把任务 #{id}「{title}」的截止时间设为 {when}",
+    "deadline_exists": "任务 #{id} 已有截止时间 {when}；改期请提交延期申请：申请 延期申请 #{id} 新截止日期=… 原因=… 补救措施=…",
+    "a_set_deadline": "设置这个任务的截止时间",
+    "w_deadline_setters": "只有发起人、负责人、协同负责人、负责部门的负责人或管理员可以",
     # --- attachments: charts and workbooks through the platforms (#14) ---
     "x_file_prefix": "报表",
     "export_link": "报表工作簿「{name}」：{url}\n（{hours} 小时内有效）",

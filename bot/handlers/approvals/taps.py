@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import or_, select
+
 from collabbot.bot import texts
 from collabbot.bot.approval_templates import display_value
 from collabbot.bot.approval_views import current_step, fmt, votes_on
@@ -13,9 +15,10 @@ from collabbot.bot.handlers.approvals.flow import decide
 from collabbot.bot.handlers.approvals.forms import receiving_department
 from collabbot.bot.handlers.common import MAX_TEXT, not_allowed
 from collabbot.bot.handlers.task_creation import announce_assignment, new_task
+from collabbot.bot.handlers.tasks import deadline_example
 from collabbot.bot.replies import CardAction, Reply
 from collabbot.bot.rules import approval_stages as rules
-from collabbot.storage.models import ApprovalRequest, ApprovalStep
+from collabbot.storage.models import ApprovalRequest, ApprovalStep, Department, Project, ProjectDepartment
 
 
 def _ignored(ctx: Ctx, req: ApprovalRequest, text: str) -> Reply:
@@ -37,24 +40,38 @@ def _to_task(ctx: Ctx, req: ApprovalRequest) -> Reply:
         raise not_allowed(ctx, "a_to_task", ctx.t("w_to_task", dept=dept.name))
     if dept.head is None:
         raise Refused("no_head", dept=dept.name)
-    deadline = None
+    deadline = None  # the request's date (支持到 / 时限) when it is still ahead; else the owner is asked to set one
     for spec in template.fields:
         if spec.type == "date" and req.values.get(spec.name):
             when = datetime.fromisoformat(req.values[spec.name])
             deadline = when if when > ctx.now else None
             break
+    project = req.project or _receiving_project(ctx, dept)
     specs = {f.name: f for f in template.fields}
     remarks = "；".join(f"{k}：{display_value(specs.get(k), v, lambda d: fmt(d, ctx))}" for k, v in req.values.items())
     title = ctx.t("to_task_title", template=req.template, id=req.id)[:200]
-    task = new_task(ctx, title=title, owner=dept.head, project=req.project, parent=None, deadline=deadline,
+    task = new_task(ctx, title=title, owner=dept.head, project=project, parent=None, deadline=deadline,
                      priority="mid", collaborators=[], department=dept, initiating_dept_id=req.department_id,
                      remarks=remarks[:MAX_TEXT])
     req.result_task_id = task.id
     ctx.audit("approval.to_task", req, reason=f"#{task.id}")
     touch(ctx, req)
     announce_assignment(ctx, task, ctx.t("task_created", id=task.id, title=task.title))
-    return Reply(toast=ctx.t("to_task_created", task=task.id, name=dept.head.name), toast_kind="success",
-                 card=card_for(ctx, req, ctx.actor, result=True))
+    toast = ctx.t("to_task_created", task=task.id, name=dept.head.name)
+    if deadline is None:  # the tapper is told what to type; the owner's card says it too
+        toast += ctx.t("to_task_no_deadline", id=task.id, example=deadline_example(ctx))
+    return Reply(toast=toast, toast_kind="success", card=card_for(ctx, req, ctx.actor, result=True))
+
+
+def _receiving_project(ctx: Ctx, dept: Department) -> Project | None:
+    """A request filed outside any project: the one running project the receiving department takes part in
+    (none when it takes part in several: the task is then the department's)."""
+    today = ctx.local(ctx.now).date()
+    involved = select(ProjectDepartment.project_id).where(ProjectDepartment.department_id == dept.id)
+    found = list(ctx.s.scalars(select(Project).where(
+        or_(Project.initiating_dept_id == dept.id, Project.id.in_(involved)),
+        or_(Project.end_date.is_(None), Project.end_date >= today)).order_by(Project.id).limit(2)))
+    return found[0] if len(found) == 1 else None
 
 
 def card_action(ctx: Ctx, action: CardAction) -> Reply | None:
