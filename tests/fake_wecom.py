@@ -19,6 +19,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import itertools
 import json
 import os
@@ -34,6 +36,8 @@ from urllib.parse import urlencode
 from aiohttp import WSMsgType, web
 
 from collabbot.adapters.wecom import crypto
+
+from .media_checks import png_size, xlsx_sheets
 
 CORP_ID = "ww_test_corp"
 AGENT_ID = 1000002
@@ -107,6 +111,9 @@ class FakeWecom:
         self.used_codes: set[str] = set()
         self.cards: dict[str, Card] = {}  # task_id -> card
         self.media: dict[str, bytes] = {}
+        self.media_info: dict[str, dict[str, Any]] = {}  # media_id -> type, name, size (an image's)
+        self.uploads: dict[str, dict[str, Any]] = {}  # the robot's uploads in progress
+        self.robot_media: dict[str, dict[str, Any]] = {}
         self._window: dict[str, deque[float]] = defaultdict(deque)
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -183,8 +190,15 @@ class FakeWecom:
         elif cmd == "ping":
             if not self.silent:
                 await self._answer(ws, req_id)
+        elif cmd in ("aibot_upload_media_init", "aibot_upload_media_chunk", "aibot_upload_media_finish"):
+            await self._robot_upload(ws, req_id, cmd, body)
         elif cmd == "aibot_send_msg":
             chat = str(body.get("chatid", ""))
+            msgtype = body.get("msgtype")
+            if msgtype in ("image", "file") and (
+                    self.robot_media.get(str((body.get(msgtype) or {}).get("media_id")), {}).get("type") != msgtype):
+                await self._answer(ws, req_id, 40007, "invalid media_id")
+                return
             if self.hold_pushes:  # a platform that went quiet: the push is neither accepted nor answered
                 self.held.append(body)
                 return
@@ -218,6 +232,46 @@ class FakeWecom:
                 future.set_result(body)
         else:
             await self._answer(ws, req_id, 40058, f"unknown cmd {cmd}")
+
+    async def _robot_upload(self, ws: web.WebSocketResponse, req_id: str, cmd: str, body: dict[str, Any]) -> None:
+        """The robot's temporary media upload: init (type, filename, total_size, total_chunks, md5), chunks of at
+        most 512 KB in base64, finish: the md5 and size must match, an image be a real PNG, an xlsx a workbook."""
+        if cmd == "aibot_upload_media_init":
+            if body.get("type") not in ("image", "file", "voice", "video") or not body.get("filename") or \
+                    not isinstance(body.get("total_chunks"), int) or not isinstance(body.get("md5"), str):
+                await self._answer(ws, req_id, 40058, "invalid upload init")
+                return
+            upload_id = f"up-{next(self._ids)}"
+            self.uploads[upload_id] = dict(body, chunks={})
+            await self._answer(ws, req_id, body={"upload_id": upload_id})
+            return
+        upload = self.uploads.get(str(body.get("upload_id")))
+        if upload is None:
+            await self._answer(ws, req_id, 40058, "invalid upload_id")
+            return
+        if cmd == "aibot_upload_media_chunk":
+            index = body.get("chunk_index")
+            data = base64.b64decode(str(body.get("base64_data", "")), validate=True)
+            if not isinstance(index, int) or not 0 <= index < upload["total_chunks"] or len(data) > 512 * 1024:
+                await self._answer(ws, req_id, 40058, "invalid chunk")
+                return
+            upload["chunks"][index] = data
+            await self._answer(ws, req_id)
+            return
+        data = b"".join(upload["chunks"].get(i, b"") for i in range(upload["total_chunks"]))
+        if len(upload["chunks"]) != upload["total_chunks"] or len(data) != upload["total_size"] or \
+                hashlib.md5(data, usedforsecurity=False).hexdigest() != upload["md5"]:
+            await self._answer(ws, req_id, 40058, "chunks missing or md5 mismatch")
+            return
+        size = png_size(data) if upload["type"] == "image" else None
+        if (upload["type"] == "image" and size is None) or \
+                (str(upload["filename"]).endswith(".xlsx") and xlsx_sheets(data) is None):
+            await self._answer(ws, req_id, 40005, "invalid file type")
+            return
+        media_id = f"robot-media-{next(self._ids)}"
+        self.robot_media[media_id] = {"type": upload["type"], "name": upload["filename"], "data": data, "size": size}
+        await self._answer(ws, req_id, body={"media_id": media_id, "type": upload["type"],
+                                             "created_at": str(int(time.time()))})
 
     def _req(self) -> str:
         return f"srv_{next(self._ids)}_{uuid.uuid4().hex[:6]}"
@@ -274,7 +328,8 @@ class FakeWecom:
         if request.content_type.startswith("multipart/"):
             form = await request.post()
             media = form.get("media")
-            body = {"media": getattr(media, "file", None) and media.file.read()}  # type: ignore[union-attr]
+            body = {"media": getattr(media, "file", None) and media.file.read(),  # type: ignore[union-attr]
+                    "filename": getattr(media, "filename", "")}
         elif request.can_read_body:  # JSON, whatever the Content-Type says (wechatpy sends none)
             raw = await request.read()
             body = json.loads(raw) if raw.strip() else None
@@ -318,9 +373,18 @@ class FakeWecom:
             self.cards[task_id].versions.append((how, body["template_card"]))
             return answer(invaliduser="")
         if path == "/cgi-bin/media/upload":
+            kind, data, name = query.get("type"), (body or {}).get("media") or b"", (body or {}).get("filename") or ""
+            if kind not in ("image", "voice", "video", "file") or not data or not name:
+                return answer(40004, "invalid media type")
+            size = png_size(data) if kind == "image" else None
+            if (kind == "image" and size is None) or (name.endswith(".xlsx") and xlsx_sheets(data) is None):
+                return answer(40005, "invalid file type")
+            if len(data) > (10 if kind == "image" else 20) * 1024 * 1024:
+                return answer(40006, "invalid file size")
             media_id = "media-" + uuid.uuid4().hex[:12]
-            self.media[media_id] = (body or {}).get("media") or b""
-            return answer(type="image", media_id=media_id, created_at=str(int(time.time())))
+            self.media[media_id] = data
+            self.media_info[media_id] = {"type": kind, "name": name, "size": size}
+            return answer(type=kind, media_id=media_id, created_at=str(int(time.time())))
         if path == "/cgi-bin/department/list":
             return answer(department=self.departments)
         if path == "/cgi-bin/user/list":
@@ -334,6 +398,9 @@ class FakeWecom:
             return answer(40058, "enable_id_trans must be off in these tests")
         msgtype = body.get("msgtype")
         touser = str(body.get("touser", ""))
+        if msgtype in ("image", "file") and (
+                self.media_info.get(str((body.get(msgtype) or {}).get("media_id")), {}).get("type") != msgtype):
+            return answer(40007, "invalid media_id")
         if "@all" in touser.split("|"):
             return answer(40058, "tests never send to @all")
         task_id = (body.get("template_card") or {}).get("task_id") if msgtype == "template_card" else None

@@ -21,12 +21,15 @@ from collabbot.storage.db import Database
 from collabbot.storage.models import OutboxMessage
 
 from . import dingtalk_payloads as dp
+from . import fake_wecom as fw
 from .conftest import TZ
 from .dingtalk_env import GROUP, DingTalkEnv
 from .dingtalk_env import make_env as make_dingtalk
 from .feishu_env import FeishuEnv
 from .feishu_env import make_env as make_feishu
 from .media_checks import tiny_png, xlsx_sheets
+from .wecom_env import WecomEnv
+from .wecom_env import make_env as make_wecom
 
 START = datetime(2026, 12, 1, 9, 0, tzinfo=TZ)  # Tuesday
 BARS = (("市场部", 80), ("技术部", 55), ("设计部", 100))
@@ -102,7 +105,7 @@ async def test_feishu_exports_the_workbook_as_a_file_message(feishu: FeishuEnv, 
     [upload] = feishu.fake.api_calls("POST", "/open-apis/im/v1/files")
     assert upload.body["file_type"] == "xls" and upload.body["file_name"].endswith(".xlsx")
     [(key, stored)] = feishu.fake.files.items()
-    assert xlsx_sheets(stored["data"]) == ["任务", "进度", "审批", "部门统计"]
+    assert xlsx_sheets(stored["data"])[:4] == ["任务", "进度", "审批", "部门统计"]
     assert stored["name"].startswith("报表-李四-") and "/" not in stored["name"]
     [sent] = feishu.fake.sent("ou_li")
     assert sent["msg_type"] == "file" and sent["content"] == {"file_key": key}
@@ -126,7 +129,7 @@ async def test_feishu_refuses_a_fake_png_and_the_row_fails_for_good(feishu: Feis
     from collabbot.adapters.feishu.client import FeishuApiError
 
     with pytest.raises(FeishuApiError) as caught:
-        await feishu.adapter.sender.upload_image(b"\x89PNG\r\n\x1a\nnot really", "x.png")
+        await feishu.adapter.sender.upload_image(b"\x89PNG\r\n\x1a\nnot really", "x.png", "chat")
     assert caught.value.code == 234011 and not caught.value.transient
 
 
@@ -149,7 +152,7 @@ async def test_dingtalk_uploads_the_workbook_as_media_and_sends_a_sample_file(di
     [upload] = dingtalk.fake.api_calls("POST", "/media/upload")
     assert upload.query["type"] == "file" and upload.query["access_token"] in dingtalk.fake.tokens
     [(media_id, media)] = dingtalk.fake.media.items()
-    assert xlsx_sheets(media["data"]) == ["任务", "进度", "审批", "部门统计"]
+    assert xlsx_sheets(media["data"])[:4] == ["任务", "进度", "审批", "部门统计"]
     [sent] = dingtalk.fake.sent("li01")
     assert sent["content"] == {"mediaId": media_id, "fileName": media["name"], "fileType": "xlsx"}
     assert media["name"].startswith("报表-李四-") and media["name"].endswith(".xlsx")
@@ -176,6 +179,63 @@ async def test_dingtalk_refuses_a_file_that_is_not_a_workbook(dingtalk: DingTalk
     from collabbot.adapters.dingtalk.client import DingTalkApiError
 
     with pytest.raises(DingTalkApiError) as caught:
-        await dingtalk.adapter.sender.upload_file(b"PK\x03\x04 not a zip", "报表.xlsx")
+        await dingtalk.adapter.sender.upload_file(b"PK\x03\x04 not a zip", "报表.xlsx", "user")
     assert caught.value.code == "40005" and not caught.value.transient
-    assert await dingtalk.adapter.sender.upload_image(tiny_png(), "c.png") in dingtalk.fake.media
+    assert await dingtalk.adapter.sender.upload_image(tiny_png(), "c.png", "chat") in dingtalk.fake.media
+
+
+# --- WeCom --------------------------------------------------------------------------------------
+
+@pytest.fixture
+async def wecom(sqlite_db: Database) -> AsyncIterator[WecomEnv]:
+    e = await make_wecom(sqlite_db, START)
+    yield e
+    await e.close()
+
+
+async def test_wecom_robot_uploads_on_its_long_connection_and_pushes_the_chart_and_the_workbook(
+        wecom: WecomEnv) -> None:
+    await wecom.robot_says("@协作机器人 绑定项目 官网 协同负责人 @张三", userid="zhangsan", chatid="wr1")
+    await wecom.deliver()
+    enqueue(wecom.db, "wecom", "chat", "wr1", Message(("本周",), summary_card()), "summary:w49")
+    await wecom.robot_says("@协作机器人 导出 本月", userid="zhangsan", chatid="wr1")
+    await wecom.deliver()
+    assert all(r.status == "sent" for r in rows(wecom.db)), [(r.dedupe_key, r.last_error) for r in rows(wecom.db)]
+    commands = [f["cmd"] for f in wecom.fake.frames_in]
+    assert commands.count("aibot_upload_media_finish") == 2
+    images = [m for m in wecom.fake.robot_media.values() if m["type"] == "image"]
+    files = [m for m in wecom.fake.robot_media.values() if m["type"] == "file"]
+    assert [m["size"] for m in images] == [(800, 450)]
+    assert len(files) == 1 and xlsx_sheets(files[0]["data"])[:4] == ["任务", "进度", "审批", "部门统计"]
+    assert files[0]["name"].startswith("报表-官网-")
+    pushed = [(p["msgtype"], p.get(p["msgtype"], {}).get("media_id")) for p in wecom.fake.pushes if p["chatid"] == "wr1"]
+    kinds = [kind for kind, _ in pushed]
+    assert kinds.index("image") > 0 and kinds[kinds.index("image") - 1] == "markdown"  # right after its card
+    by_type = {m["type"]: media_id for media_id, m in wecom.fake.robot_media.items()}
+    assert ("image", by_type["image"]) in pushed and ("file", by_type["file"]) in pushed
+
+
+async def test_wecom_app_sends_the_workbook_privately_as_a_file(wecom: WecomEnv) -> None:
+    status, _ = await wecom.app_says(fw.app_text("导出 本月", userid="lisi"))
+    assert status == 200
+    await wecom.deliver()
+    [row] = rows(wecom.db)
+    assert row.status == "sent", row.last_error
+    [(media_id, info)] = wecom.fake.media_info.items()
+    assert info["type"] == "file" and info["name"].startswith("报表-李四-")  # the UTF-8 name WeCom shows
+    assert xlsx_sheets(wecom.fake.media[media_id])[:4] == ["任务", "进度", "审批", "部门统计"]
+    [sent] = [m for m in wecom.fake.sent if m["touser"] == "lisi"]
+    assert sent["msgtype"] == "file" and sent["file"] == {"media_id": media_id}
+    [upload] = wecom.fake.api_calls("/cgi-bin/media/upload")
+    assert upload.query["type"] == "file"
+
+
+async def test_wecom_refuses_a_chart_that_is_not_a_png(wecom: WecomEnv) -> None:
+    from collabbot.adapters.wecom.client import WecomApiError
+
+    with pytest.raises(WecomApiError) as caught:
+        await wecom.adapter.sender.upload_image(b"\x89PNG\r\n\x1a\nno", "c.png", "user")
+    assert caught.value.code == 40005
+    with pytest.raises(WecomApiError) as caught:
+        await wecom.adapter.sender.upload_image(b"GIF89a", "c.png", "chat")
+    assert caught.value.code == 40005

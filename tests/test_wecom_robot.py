@@ -29,6 +29,7 @@ from collabbot.storage.models import OutboxMessage, Task
 
 from . import fake_wecom as fw
 from .conftest import TZ
+from .media_checks import tiny_png
 from .wecom_env import DEPARTMENTS, USERS, WecomEnv, count, make_env, settings_raw
 
 START = datetime(2026, 12, 1, 9, 0, tzinfo=TZ)
@@ -166,7 +167,7 @@ async def test_the_app_token_is_refreshed_once_and_throttles_are_throttles(env: 
     assert not caught.value.transient
     sent = env.fake.sent[-1]
     assert sent["enable_id_trans"] == 0 and sent["enable_duplicate_check"] == 1
-    assert await client.upload_image(b"\x89PNG...") in env.fake.media
+    assert await client.upload_image(tiny_png()) in env.fake.media
 
 
 async def test_the_member_limit_is_kept_so_nothing_is_silently_dropped(env: WecomEnv) -> None:

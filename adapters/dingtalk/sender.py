@@ -209,10 +209,10 @@ class DingTalkSender(PlatformSender):
         return track
 
     # --- attachments: media/upload, then sampleImageMsg / sampleFile through the robot ---------------------
-    async def upload_image(self, png: bytes, name: str) -> str:
+    async def upload_image(self, png: bytes, name: str, target_kind: str) -> str:
         return await media.upload(self.client, png, "image", name)
 
-    async def upload_file(self, data: bytes, name: str) -> str:
+    async def upload_file(self, data: bytes, name: str, target_kind: str) -> str:
         return await media.upload(self.client, data, "file", name)
 
     async def post_image(self, target_kind: str, target_id: str, key: str, idempotency_key: str) -> str | None:

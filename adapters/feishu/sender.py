@@ -78,14 +78,14 @@ class FeishuSender(PlatformSender):
         return message_id
 
     # --- attachments: image and file messages (上传图片 / 上传文件, then msg_type image / file) ---------------
-    async def upload_image(self, png: bytes, name: str) -> str:
+    async def upload_image(self, png: bytes, name: str, target_kind: str) -> str:
         return await self.client.upload_image(png, name)
 
     async def post_image(self, target_kind: str, target_id: str, key: str, idempotency_key: str) -> str | None:
         return await self.client.send_message("chat_id" if target_kind == "chat" else "open_id", target_id, "image",
                                               {"image_key": key}, message_uuid(idempotency_key))
 
-    async def upload_file(self, data: bytes, name: str) -> str:
+    async def upload_file(self, data: bytes, name: str, target_kind: str) -> str:
         return await media.upload_file(self.client, data, name)
 
     async def post_file(self, target_kind: str, target_id: str, key: str, name: str,

@@ -53,7 +53,15 @@ class Media:
         return None
 
     async def png(self, chart: Chart) -> bytes | None:
-        """The chart drawn (in a thread: matplotlib takes a tenth of a second), or None: no font, no library."""
+        """The chart drawn, or None: no font, no library. In a thread, the import too: loading matplotlib
+        and finding a font take a second or more the first time, and the event loop must keep answering
+        callbacks and heartbeats meanwhile."""
+        data = await asyncio.to_thread(self._draw, chart)
+        if data is not None and not data.startswith(PNG_MAGIC):
+            raise DeliveryError("the chart renderer did not make a PNG", transient=False)
+        return data
+
+    def _draw(self, chart: Chart) -> bytes | None:
         try:
             from collabbot.cards import charts
         except ImportError:
@@ -61,10 +69,7 @@ class Media:
                 _no_matplotlib.append(True)
                 log.warning("charts are sent as text: matplotlib is not installed (pip install 'collabbot[reports]')")
             return None
-        data = await asyncio.to_thread(charts.render, chart, self.font or None)  # type: ignore[arg-type]
-        if data is not None and not data.startswith(PNG_MAGIC):
-            raise DeliveryError("the chart renderer did not make a PNG", transient=False)
-        return data
+        return charts.render(chart, self.font or None)  # type: ignore[arg-type]
 
     def file_of(self, attachment: Attachment) -> Path:
         """The attachment's file in the export folder; a name that is not a plain file name, or a file that is

@@ -52,14 +52,14 @@ class PlatformSender:
         raise NotImplementedError
 
     # --- attachments: a platform that sends images and files implements these ---------------------
-    async def upload_image(self, png: bytes, name: str) -> str:
-        """Upload a PNG; the platform's key for it (image_key, media_id)."""
+    async def upload_image(self, png: bytes, name: str, target_kind: str) -> str:
+        """Upload a PNG for a message to `target_kind` (chat | user); the platform's key (image_key, media_id)."""
         raise NotImplementedError
 
     async def post_image(self, target_kind: str, target_id: str, key: str, idempotency_key: str) -> str | None:
         raise NotImplementedError
 
-    async def upload_file(self, data: bytes, name: str) -> str:
+    async def upload_file(self, data: bytes, name: str, target_kind: str) -> str:
         raise NotImplementedError
 
     async def post_file(self, target_kind: str, target_id: str, key: str, name: str,
@@ -82,7 +82,7 @@ class PlatformSender:
             size = path.stat().st_size
             if self.takes_files(target_kind) and size <= self.file_limit:
                 data = await asyncio.to_thread(path.read_bytes)
-                file_key = await self.upload_file(data, attachment.name)
+                file_key = await self.upload_file(data, attachment.name, target_kind)
                 return await self.post_file(target_kind, target_id, file_key, attachment.name, key)
             log.info("%s: %s (%d bytes) goes to %s %s as a link", self.platform, attachment.ref, size, target_kind,
                      target_id)
@@ -92,7 +92,7 @@ class PlatformSender:
         if chart is not None:
             png = await self.media.png(chart)
             if png is not None:
-                image = await self.upload_image(png, (attachment.name if attachment else "") or "chart.png")
+                image = await self.upload_image(png, (attachment.name if attachment else "") or "chart.png", target_kind)
         message_id = None
         if message.parts or message.card is not None:
             message_id = await self.post(target_kind, target_id, message, key)

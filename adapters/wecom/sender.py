@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from collabbot.adapters.kit.sender import PlatformSender, render
+from collabbot.adapters.wecom import media
 from collabbot.adapters.wecom.client import WecomApiError, WecomClient
 from collabbot.adapters.wecom.codes import CardCodes
 from collabbot.adapters.wecom.config import WecomSettings
@@ -229,3 +230,41 @@ class WecomSender(PlatformSender):
                 await self.codes.keep(copy or app_message_id(userid, task_id), task_id, code)
             return app_message_id(userid, task_id)
         return app_message_id(userid, str(answer.get("msgid") or task_id))
+
+    # --- attachments: images and files (the app's media/upload for people, the robot's upload for groups) --
+    file_limit = media.MAX_FILE_BYTES
+
+    def takes_images(self, target_kind: str) -> bool:
+        """A group gets pushes only on the long connection (in URL-callback mode the robot answers once)."""
+        return target_kind == "user" or (self.settings.robot_mode != "callback" and self.robot is not None)
+
+    def takes_files(self, target_kind: str) -> bool:
+        return self.takes_images(target_kind)
+
+    async def upload_image(self, png: bytes, name: str, target_kind: str) -> str:
+        return await self._upload(png, "image", name, target_kind)
+
+    async def upload_file(self, data: bytes, name: str, target_kind: str) -> str:
+        return await self._upload(data, "file", name, target_kind)
+
+    async def _upload(self, data: bytes, kind: str, name: str, target_kind: str) -> str:
+        if target_kind == "chat":
+            assert self.robot is not None
+            return await media.robot_upload(self.robot, data, kind, name)
+        return await media.app_upload(self.client, data, kind, name)
+
+    async def post_image(self, target_kind: str, target_id: str, key: str, idempotency_key: str) -> str | None:
+        return await self._media_message(target_kind, target_id, "image", key, idempotency_key)
+
+    async def post_file(self, target_kind: str, target_id: str, key: str, name: str,
+                        idempotency_key: str) -> str | None:
+        return await self._media_message(target_kind, target_id, "file", key, idempotency_key)
+
+    async def _media_message(self, target_kind: str, target_id: str, msgtype: str, media_id: str,
+                             idempotency_key: str) -> str:
+        task_id = task_id_of(idempotency_key)
+        rendered = {"msgtype": msgtype, msgtype: {"media_id": media_id}}
+        if target_kind == "chat":
+            return await self._to_chat(target_id, rendered, task_id)
+        answer = await self.client.send(target_id, msgtype, rendered[msgtype])
+        return app_message_id(target_id, str(answer.get("msgid") or task_id))
