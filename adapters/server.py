@@ -256,6 +256,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     warn_calendar(config, make_clock().now().astimezone(config.calendar.tz))
     org = load_org(config) if config.org_file or not config.platforms else None
+    from collabbot.adapters import registry
+
+    registry.check_config(config)  # a wrong platform section: its one line, before the banner
     print(f"collabbot serve on http://{config.host}:{config.port} — database {config.database_url.split('@')[-1]}",
           file=sys.stderr)
     return serve(config, org)

@@ -9,7 +9,9 @@ contact directory; an app cannot be @mentioned in an existing group):
   messages, contacts), and `app_token` / `app_encoding_aes_key` for its callback (taps on app cards,
   private messages, enter_agent).
 
-Unknown keys are errors, so a typo cannot silently switch a check off.
+It is read through the kit's `Section`, like every platform's: a wrong value or an unknown key stops
+start-up with `ConfigError("wecom.<key>", problem)` (one line, exit status 2), so a typo never silently
+switches a check off.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
-from collabbot.bot.config import Config, ConfigError
+from collabbot.adapters.kit.settings import Section
+from collabbot.bot.config import Config
 
 ROBOT_MODES = ("websocket", "callback")
 DEFAULT_BASE_URL = "https://qyapi.weixin.qq.com"
@@ -63,117 +66,94 @@ _KNOWN = {
 }
 
 
-def _str(raw: dict[str, Any], key: str, default: str = "") -> str:
-    value = raw.get(key, default)
-    if not isinstance(value, str):
-        raise ConfigError(f"wecom.{key}", f"must be a string, not {value!r}")
-    return value.strip()
-
-
-def _number(raw: dict[str, Any], key: str, default: float, *, minimum: float, allow_zero: bool = False) -> float:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"wecom.{key}", f"must be a number, not {value!r}")
-    if (value == 0 and allow_zero) or value >= minimum:
-        return float(value)
-    raise ConfigError(f"wecom.{key}", f"must be at least {minimum:g}" + (" (or 0 to turn it off)" if allow_zero else ""))
-
-
-def _int(raw: dict[str, Any], key: str, default: int, minimum: int) -> int:
-    value = raw.get(key, default)
+def _id_number(section: Section, key: str, default: int, what: str) -> int:
+    """A WeCom numeric id (AgentId, a department id): a whole number, or its digits as a string, because
+    "${WECOM_AGENT_ID}" read from the environment is one."""
+    value = section.raw.get(key, default)
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"wecom.{key}", f"must be a whole number of at least {minimum}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise section.error(key, f"must be {what}, a whole number of at least 1, not {value!r}")
     return value
 
 
-def _aes_key(raw: dict[str, Any], key: str) -> str:
-    value = _str(raw, key)
+def _aes_key(section: Section, key: str) -> str:
+    value = section.str(key)
     if value:
         try:
             ok = len(value) == 43 and len(base64.b64decode(value + "=", validate=True)) == 32
         except (binascii.Error, ValueError):
             ok = False
         if not ok:
-            raise ConfigError(f"wecom.{key}", "must be the 43-character EncodingAESKey shown in the WeCom admin")
+            raise section.error(key, "must be the 43-character EncodingAESKey shown in the WeCom admin")
     return value
 
 
-def _url(raw: dict[str, Any], key: str, default: str, schemes: tuple[str, ...]) -> str:
-    value = _str(raw, key, default).rstrip("/")
+def _ws_url(section: Section, key: str, default: str) -> str:
+    """The long connection's address: ws(s), a host, and a path if it has one."""
+    value = section.str(key, default).rstrip("/")
     parsed = urlparse(value)
-    if parsed.scheme not in schemes or not parsed.netloc:
-        raise ConfigError(f"wecom.{key}", f"must be a URL like {default}, not {value!r}")
-    return value
-
-
-def _path(raw: dict[str, Any], key: str, default: str) -> str:
-    value = _str(raw, key, default)
-    if not value.startswith("/"):
-        raise ConfigError(f"wecom.{key}", "must start with /")
+    if parsed.scheme not in ("ws", "wss") or not parsed.netloc or parsed.query or parsed.fragment:
+        raise section.error(key, f"must be a URL like {default}, not {value!r}")
     return value
 
 
 def parse_settings(raw: dict[str, Any], config: Config | None = None) -> WecomSettings:
-    if not isinstance(raw, dict):
-        raise ConfigError("wecom", "must be a table")
-    unknown = sorted(set(raw) - _KNOWN)
-    if unknown:
-        raise ConfigError(f"wecom.{unknown[0]}", "unknown key (see config.example.toml)")
-    corp_id, app_secret = _str(raw, "corp_id"), _str(raw, "app_secret")
+    """Validate the raw `[wecom]` table."""
+    section = Section("wecom", raw, _KNOWN)
+    corp_id, app_secret = section.str("corp_id"), section.str("app_secret")
     if not corp_id:
-        raise ConfigError("wecom.corp_id", "is required (我的企业 → 企业信息 → 企业ID, ww…)")
+        raise section.error("corp_id", "is required (我的企业 → 企业信息 → 企业ID, ww…)")
     if not app_secret:
-        raise ConfigError("wecom.app_secret", 'is required; write it as "${WECOM_APP_SECRET}" to read it from the '
-                          "environment")
+        raise section.error("app_secret", 'is required; write it as "${WECOM_APP_SECRET}" to read it from the '
+                            "environment")
     if "agent_id" not in raw:
-        raise ConfigError("wecom.agent_id", "is required (the self-built app's AgentId)")
-    mode = _str(raw, "robot_mode", "websocket")
+        raise section.error("agent_id", "is required (the self-built app's AgentId)")
+    mode = section.str("robot_mode", "websocket")
     if mode not in ROBOT_MODES:
-        raise ConfigError("wecom.robot_mode", f'must be "websocket" or "callback", not {mode!r}')
-    bot_id, bot_secret = _str(raw, "bot_id"), _str(raw, "bot_secret")
+        raise section.error("robot_mode", f'must be "websocket" or "callback", not {mode!r}')
+    bot_id, bot_secret = section.str("bot_id"), section.str("bot_secret")
     if mode == "websocket" and not (bot_id and bot_secret):
-        raise ConfigError("wecom.bot_id" if not bot_id else "wecom.bot_secret",
-                          "is required for the robot's long connection (智能机器人 → API 模式 → 长连接)")
-    robot_token, robot_key = _str(raw, "robot_token"), _aes_key(raw, "robot_encoding_aes_key")
+        raise section.error("bot_id" if not bot_id else "bot_secret",
+                            "is required for the robot's long connection (智能机器人 → API 模式 → 长连接)")
+    robot_token, robot_key = section.str("robot_token"), _aes_key(section, "robot_encoding_aes_key")
     if mode == "callback" and not (robot_token and robot_key):
-        raise ConfigError("wecom.robot_token" if not robot_token else "wecom.robot_encoding_aes_key",
-                          "is required when robot_mode is \"callback\" (智能机器人 → API 模式 → URL 回调)")
-    app_token, app_key = _str(raw, "app_token"), _aes_key(raw, "app_encoding_aes_key")
+        raise section.error("robot_token" if not robot_token else "robot_encoding_aes_key",
+                            'is required when robot_mode is "callback" (智能机器人 → API 模式 → URL 回调)')
+    app_token, app_key = section.str("app_token"), _aes_key(section, "app_encoding_aes_key")
     if bool(app_token) != bool(app_key):
-        raise ConfigError("wecom.app_token" if not app_token else "wecom.app_encoding_aes_key",
-                          "app_token and app_encoding_aes_key come together (应用 → 接收消息 → 设置API接收)")
-    max_body = raw.get("max_body_bytes", 65_536)
-    if isinstance(max_body, bool) or not isinstance(max_body, int) or not 1024 <= max_body <= 1_048_576:
-        raise ConfigError("wecom.max_body_bytes", "must be a whole number from 1024 to 1048576")
-    heartbeat = _number(raw, "heartbeat_seconds", 30.0, minimum=0.05)
-    watchdog = _number(raw, "watchdog_seconds", max(75.0, 2.5 * heartbeat), minimum=0.1)
+        raise section.error("app_token" if not app_token else "app_encoding_aes_key",
+                            "app_token and app_encoding_aes_key come together (应用 → 接收消息 → 设置API接收)")
+    robot_path, app_path = section.path("robot_path", "/wecom/robot"), section.path("app_path", "/wecom/app")
+    if robot_path == app_path and mode == "callback":
+        raise section.error("robot_path", f"must differ from app_path ({app_path}): both callbacks would share it")
+    heartbeat = section.number("heartbeat_seconds", 30.0, minimum=0.05, maximum=600)
+    watchdog = section.number("watchdog_seconds", max(75.0, 2.5 * heartbeat), minimum=0.1, maximum=3600)
     if watchdog <= heartbeat:
-        raise ConfigError("wecom.watchdog_seconds", "must be longer than heartbeat_seconds")
+        raise section.error("watchdog_seconds", "must be longer than heartbeat_seconds")
     return WecomSettings(
         corp_id=corp_id,
-        agent_id=_int(raw, "agent_id", 0, 1),
+        agent_id=_id_number(section, "agent_id", 0, "the app's AgentId"),
         app_secret=app_secret,
         app_token=app_token,
         app_encoding_aes_key=app_key,
-        app_path=_path(raw, "app_path", "/wecom/app"),
+        app_path=app_path,
         robot_mode=mode,
         bot_id=bot_id,
         bot_secret=bot_secret,
-        bot_name=_str(raw, "bot_name").lstrip("@"),
+        bot_name=section.str("bot_name").lstrip("@"),
         robot_token=robot_token,
         robot_encoding_aes_key=robot_key,
-        robot_path=_path(raw, "robot_path", "/wecom/robot"),
-        base_url=_url(raw, "base_url", DEFAULT_BASE_URL, ("http", "https")),
-        ws_url=_url(raw, "ws_url", DEFAULT_WS_URL, ("ws", "wss")),
-        max_body_bytes=max_body,
-        replay_window_seconds=_number(raw, "replay_window_seconds", 300.0, minimum=10),
-        stale_message_seconds=_number(raw, "stale_message_seconds", 900.0, minimum=60, allow_zero=True),
-        request_timeout_seconds=_number(raw, "request_timeout_seconds", 10.0, minimum=0.5),
+        robot_path=robot_path,
+        base_url=section.url("base_url", DEFAULT_BASE_URL),
+        ws_url=_ws_url(section, "ws_url", DEFAULT_WS_URL),
+        max_body_bytes=section.int("max_body_bytes", 65_536, minimum=1024, maximum=1_048_576),
+        replay_window_seconds=section.number("replay_window_seconds", 300.0, minimum=10, maximum=3600),
+        stale_message_seconds=section.number("stale_message_seconds", 900.0, minimum=60, allow_zero=True),
+        request_timeout_seconds=section.number("request_timeout_seconds", 10.0, minimum=0.5, maximum=120),
         heartbeat_seconds=heartbeat,
         watchdog_seconds=watchdog,
-        takeover_seconds=_number(raw, "takeover_seconds", 5.0, minimum=0.05),
-        directory_refresh_seconds=_number(raw, "directory_refresh_seconds", 600.0, minimum=1),
-        org_root_department=_int(raw, "org_root_department", 1, 1),
+        takeover_seconds=section.number("takeover_seconds", 5.0, minimum=0.05, maximum=30),
+        directory_refresh_seconds=section.number("directory_refresh_seconds", 600.0, minimum=1),
+        org_root_department=_id_number(section, "org_root_department", 1, "a department id (1: the whole company)"),
     )
