@@ -21,7 +21,7 @@ from sqlalchemy import insert as sa_insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
-from collabbot.bot import texts
+from collabbot.bot import risk_report, texts
 from collabbot.bot.org import CONSOLE
 from collabbot.bot.replies import At, Button, Card, CardAction, Message
 from collabbot.bot.reports.trend import WeeklyTrend
@@ -660,6 +660,8 @@ def sweep(bot: Engine, now: datetime) -> int:
         count += daily_prompt(bot, s, now)
     with bot.db.transaction() as s:
         count += weekly_summary(bot, s, now)
+    with bot.db.transaction() as s:
+        count += risk_report.monthly(bot, s, now)
     return count
 
 
@@ -679,9 +681,10 @@ def next_due(bot: Engine, now: datetime) -> datetime | None:
                                                              JobRun.slot >= local.date().isoformat())))
         ran_summary = set(s.scalars(select(JobRun.slot).where(JobRun.job == "weekly_summary",
                                                               JobRun.slot >= f"{year}-W{week:02d}")))
+        r = risk_report.next_moment(bot, s, now)
     if d is not None:  # an overdue warning is decided in working time only
         d = cal.next_working_moment(max(d, now)) if rules.overdue_enabled else None
-    candidates += [x for x in (w, d, o) if x is not None]
+    candidates += [x for x in (w, d, o, r) if x is not None]
     for offset in range(0, 15):
         day = local.date() + timedelta(days=offset)
         if rules.daily_prompt_enabled and cal.is_workday(day) and day.isoformat() not in ran_prompt:
