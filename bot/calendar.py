@@ -105,6 +105,18 @@ class WorkCalendar:
             d += timedelta(days=1)
         return d
 
+    def add_workdays(self, d: date, n: int) -> date:
+        """The day `n` workdays after `d` (before it when `n` < 0), days off not counted; with `n` == 0,
+        `d` itself when it is a workday, else the workday before it: a due date never falls on a day off."""
+        step = 1 if n > 0 else -1
+        left = abs(n)
+        if left == 0 and not self.is_workday(d):
+            left = 1
+        while left:
+            d += timedelta(days=step)
+            left -= self.is_workday(d)
+        return d
+
     def last_workday_of_week(self, d: date) -> date | None:
         """The latest workday Monday–Friday of the week containing `d` (make-up weekends never count)."""
         monday = d - timedelta(days=d.weekday())

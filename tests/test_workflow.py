@@ -9,13 +9,13 @@ from datetime import datetime
 import pytest
 from sqlalchemy import select
 
-from collabbot.bot.config import ConfigError, parse_config
+from collabbot.bot.config import ConfigError, load_config, parse_config
 from collabbot.bot.events import CardActionEvent, ChatRef, UserRef
 from collabbot.bot.people import is_admin
 from collabbot.bot.replies import CardAction, Message
 from collabbot.storage.models import ApprovalStep, AuditEntry, Identity, OutboxMessage, Task, User, Wait
 
-from .conftest import TZ, Harness
+from .conftest import ROOT, TZ, Harness
 
 G = "in 新品上市群 as"
 BUDGET = ("申请 市场活动预算审批 活动方案=双十二快闪店 预算金额=5万 预算明细=场地3万,物料2万 预期效果=新增会员5000 "
@@ -417,3 +417,45 @@ def test_an_english_prompt_to_set_a_deadline(make_harness) -> None:
     h.run(f"{G} 张三: @bot task new Poster owner @王五")
     assert 'not set (send "due #1 12-08" to set it)' in h.text("dm as 王五: task #1")
     assert "Task #1 is now due 12-10 18:00." in h.text("dm as 王五: due #1 12-10")
+
+
+# --- task templates: offsets in working days; the README's example on config.example.toml -------------
+
+def _deadlines(h: Harness) -> dict[str, str]:
+    with h.db.transaction() as s:
+        return {t.title: t.deadline.astimezone(TZ).strftime("%Y-%m-%d %a %H:%M")
+                for t in s.scalars(select(Task).order_by(Task.id)) if t.deadline is not None}
+
+
+def test_the_readme_template_example_works_with_the_example_config(make_harness) -> None:
+    h: Harness = make_harness(config=load_config(ROOT / "config.example.toml"))
+    out = h.text(f"{G} 张三: @bot 新建任务 活动H5开发 负责人 @李四 截止 12-14 模板 H5开发支持")
+    assert "已创建任务 #1「活动H5开发」（模板「H5开发支持」，含 3 个子任务），负责人 @李四" in out, out
+    assert "负责人（模板" not in out
+    # the parent is due Monday 12-14; 5 and 2 working days before it, not calendar days (12-12 is a Saturday)
+    assert _deadlines(h) == {"活动H5开发": "2026-12-14 Mon 18:00", "视觉设计": "2026-12-07 Mon 18:00",
+                             "前端开发": "2026-12-10 Thu 18:00", "测试验收": "2026-12-14 Mon 18:00"}
+
+
+def test_a_template_without_a_deadline_counts_working_days_from_today(make_harness) -> None:
+    h: Harness = make_harness(config=load_config(ROOT / "config.example.toml"))
+    h.run(f"{G} 张三: @bot 新建任务 活动H5开发 负责人 @李四 模板 H5开发支持")  # due_in_days = 10
+    got = _deadlines(h)
+    assert got["活动H5开发"] == "2026-12-15 Tue 18:00", got
+    assert got["视觉设计"] == "2026-12-08 Tue 18:00" and got["前端开发"] == "2026-12-11 Fri 18:00", got
+
+
+def test_a_template_subtask_never_falls_due_on_a_holiday_or_a_weekend(make_harness) -> None:
+    h: Harness = make_harness(config=load_config(ROOT / "config.example.toml"),
+                              start=datetime(2026, 9, 21, 9, 0, tzinfo=TZ))
+    h.run(f"{G} 张三: @bot 新建任务 国庆活动页 负责人 @李四 截止 2026-10-11 12:00 模板 H5开发支持")
+    got = _deadlines(h)
+    # due Sunday 10-11: the last subtask on the make-up Saturday before it; five working days back skip
+    # 国庆 (10-01..10-07): 10-10, 10-09, 10-08, 09-30, 09-29
+    assert got["测试验收"] == "2026-10-10 Sat 12:00", got
+    assert got["前端开发"] == "2026-10-09 Fri 12:00", got
+    assert got["视觉设计"] == "2026-09-29 Tue 12:00", got
+    with h.db.transaction() as s:
+        cal = h.bot.calendar
+        for t in s.scalars(select(Task).where(Task.parent_id.is_not(None))):
+            assert cal.is_workday(t.deadline.astimezone(TZ).date()), t.title

@@ -3,7 +3,7 @@ comment and cancel. Each runs inside the engine's unit of work and refuses with 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
@@ -66,9 +66,10 @@ def create_task(ctx: Ctx, cmd: Command) -> Reply | None:
         raise bad(ctx, "owner", "、".join(u.name for u in owners))
     owner = owners[0]
     deadline = when(ctx, cmd, "deadline")
-    if deadline is None and template is not None and template.due_in_days:
-        local = ctx.local(ctx.now).replace(hour=18, minute=0, second=0, microsecond=0)
-        deadline = local + timedelta(days=template.due_in_days)
+    if deadline is None and template is not None and template.due_in_days:  # working days from today
+        cal = ctx.bot.calendar
+        day = cal.add_workdays(ctx.local(ctx.now).date(), template.due_in_days)
+        deadline = datetime.combine(day, cal.periods[-1][1], tzinfo=cal.tz)  # the end of that working day
     if deadline is not None and deadline < ctx.now:
         raise Refused("deadline_past", when=ctx.fmt(deadline))
     priority = template.priority if template else "mid"
@@ -92,16 +93,27 @@ def create_task(ctx: Ctx, cmd: Command) -> Reply | None:
         for sub in template.subtasks:
             dept = ctx.department(sub.department) if sub.department else None
             sub_owner = (dept.head if dept is not None and dept.head is not None else owner)
-            sub_deadline = deadline - timedelta(days=sub.offset_days) if deadline else None
+            sub_deadline = _workdays_before(ctx, deadline, sub.offset_days) if deadline else None
             child = new_task(ctx, title=sub.title, owner=sub_owner, project=project, parent=task,
                               deadline=sub_deadline, priority=priority, collaborators=[], department=dept,
                               initiating_dept_id=init_dept)
             ctx.tell_user(sub_owner, Message((ctx.t("task_assigned"),), card(ctx, child)),
                           key=f"assign:task:{child.id}:{sub_owner.id}:{child.version}")
         ctx.s.refresh(task)
-        headline = headline.rstrip() + ctx.t("template_applied", name=template.name, n=len(template.subtasks)) + " "
+        headline = ctx.t("task_created_from_template", id=task.id, title=task.title, name=template.name,
+                         n=len(template.subtasks))
     announce_assignment(ctx, task, headline)
     return None
+
+
+def _workdays_before(ctx: Ctx, deadline: datetime, offset: int) -> datetime:
+    """A template subtask's deadline: `offset` working days before its parent's (days off not counted), at
+    the parent's time of day, never on a day off; a day already past falls due with the parent."""
+    cal = ctx.bot.calendar
+    local = deadline.astimezone(cal.tz)
+    day = cal.add_workdays(local.date(), -offset)
+    due = datetime.combine(day, local.timetz())
+    return due if due >= ctx.now else deadline
 
 
 def add_subtask(ctx: Ctx, cmd: Command) -> Reply | None:

@@ -258,7 +258,6 @@ TEXTS: dict[str, str] = {
     "accepted_notice": 'Your task #{id} "{title}" was accepted.',
     "reassigned_from": " (was {name})",
     "project_line": 'Project "{name}"',
-    "template_applied": ' (template "{name}", {n} subtasks)',
     "progress_hint_100": "At 100%: send done #{id} deliverable … when ready",
     "help_no_target": "whom to ask",
     # reminders, escalations, daily prompt, weekly summary
@@ -532,6 +531,7 @@ TEXTS: dict[str, str] = {
     "deadline_exists": "Task #{id} is already due {when}; to move it, apply for an extension: apply 延期申请 #{id} 新截止日期=… 原因=… 补救措施=…",
     "a_set_deadline": "set this task's deadline",
     "w_deadline_setters": "only the initiator, owner, coordinator, the owning department's head or an admin may",
+    "task_created_from_template": 'Created task #{id} "{title}" (template "{name}", {n} subtasks), owner ',
     # --- attachments: charts and workbooks through the platforms (#14) ---
     "x_file_prefix": "report",
     "export_link": "Report workbook \"{name}\": {url}\n(valid for {hours} hours)",

@@ -258,7 +258,6 @@ TEXTS: dict[str, str] = {
     "accepted_notice": "你的任务 #{id}「{title}」已验收通过。",
     "reassigned_from": "（原负责人 {name}）",
     "project_line": "项目「{name}」",
-    "template_applied": "（模板「{name}」，含 {n} 个子任务）",
     "progress_hint_100": "已到 100%，完成后请发送：完成 #{id} 交付物 …",
     "help_no_target": "求助对象",
     # reminders, escalations, daily prompt, weekly summary
@@ -532,6 +531,7 @@ TEXTS: dict[str, str] = {
     "deadline_exists": "任务 #{id} 已有截止时间 {when}；改期请提交延期申请：申请 延期申请 #{id} 新截止日期=… 原因=… 补救措施=…",
     "a_set_deadline": "设置这个任务的截止时间",
     "w_deadline_setters": "只有发起人、负责人、协同负责人、负责部门的负责人或管理员可以",
+    "task_created_from_template": "已创建任务 #{id}「{title}」（模板「{name}」，含 {n} 个子任务），负责人 ",
     # --- attachments: charts and workbooks through the platforms (#14) ---
     "x_file_prefix": "报表",
     "export_link": "报表工作簿「{name}」：{url}\n（{hours} 小时内有效）",
