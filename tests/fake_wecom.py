@@ -13,7 +13,7 @@
 * The app API under `/cgi-bin`: `gettoken`, `message/send` (per-member limit: the excess is answered
   ok and silently dropped, as WeCom does), `message/update_template_card` (response_code once),
   `media/upload`, `department/list`, `user/list`; `expire_tokens()` turns every issued token into
-  42001, `fail_next(path, errcode)` answers one call with an error.
+  42001, `fail_next(path, errcode)` answers one call with an error, `fail_next_push(errcode)` one robot push.
 """
 
 from __future__ import annotations
@@ -100,6 +100,7 @@ class FakeWecom:
         self.bound: set[str] = set()
         self.pushes: list[dict[str, Any]] = []  # accepted aibot_send_msg bodies, with "at"
         self.refused_pushes: list[tuple[str, int]] = []
+        self._push_failures: deque[int] = deque()  # errcodes to answer the next pushes with (fail_next_push)
         self.frames_in: list[dict[str, Any]] = []
         self._event_req: dict[str, tuple[str, float]] = {}  # req_id -> (task_id, sent at)
         self._answers: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -205,6 +206,11 @@ class FakeWecom:
             if chat not in self.bound:
                 self.refused_pushes.append((chat, NOT_BOUND))
                 await self._answer(ws, req_id, NOT_BOUND, "no conversation with the robot in this chat")
+                return
+            if self._push_failures:
+                code = self._push_failures.popleft()
+                self.refused_pushes.append((chat, code))
+                await self._answer(ws, req_id, code, "injected failure")
                 return
             task_id = (body.get("template_card") or {}).get("task_id") if body.get("msgtype") == "template_card" else None
             if task_id and task_id in self.cards:
@@ -315,6 +321,10 @@ class FakeWecom:
 
     def fail_next(self, path: str, errcode: int, times: int = 1) -> None:
         self._failures[path].extend([errcode] * times)
+
+    def fail_next_push(self, errcode: int, times: int = 1) -> None:
+        """Answer the robot's next `aibot_send_msg`(s) with `errcode` (45009 frequency, 45033 concurrency)."""
+        self._push_failures.extend([errcode] * times)
 
     def api_calls(self, path: str) -> list[Call]:
         return [c for c in self.calls if c.path == path]

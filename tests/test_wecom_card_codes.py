@@ -162,3 +162,20 @@ async def test_a_tapped_app_card_is_updated_in_place_after_a_restart_and_a_redel
         assert [c.path for c in env.fake.calls[calls:]] == []  # its code is known as used: not even tried
     finally:
         await env.close()
+
+
+async def test_a_throttled_update_keeps_its_code_for_the_next_try(db: Database) -> None:
+    env = await make_env(db, START)
+    try:
+        group, owner = await _task_with_two_copies(env)
+        await env.fake.tap(group["task_id"], _key(group, "ack"), userid="lisi", chatid=GROUP, msgid="t1")
+        await env.settle()
+        sent_before = len(_app_cards_to(env.fake, "lisi"))
+        env.fake.fail_next("/cgi-bin/message/update_template_card", 45009)
+        await env.deliver()
+        assert owner.changed("code") == []
+        env.clock.advance(timedelta(minutes=2))
+        await env.deliver()
+        assert len(owner.changed("code")) == 1 and len(_app_cards_to(env.fake, "lisi")) == sent_before
+    finally:
+        await env.close()

@@ -331,3 +331,28 @@ async def test_a_dropped_connection_is_resubscribed_after_a_jittered_pause(env: 
     # 1 s with 50-100 % jitter after a connection that had worked: never at once, never long
     assert all(0.4 <= p <= 2.0 for p in pauses), pauses
     assert robot.reconnects == 2 and env.fake.kicks == 0
+
+
+@pytest.mark.parametrize("errcode", [45009, 45033])
+async def test_a_robot_push_refused_as_too_frequent_waits_without_spending_an_attempt(env: WecomEnv,
+                                                                                      errcode: int) -> None:
+    from datetime import timedelta
+
+    from collabbot.storage import outbox
+
+    await env.robot_says("@协作机器人 帮助", userid="zhangsan", chatid="wr_busy")
+    await env.deliver()
+    pushed = len(env.fake.pushes)
+    with env.db.transaction() as s:
+        outbox.enqueue(s, dedupe_key="throttle-1", platform="wecom", target_kind="chat", target_id="wr_busy",
+                       target_name="", payload=Message(("进度汇总",)).to_json(), now=env.clock.now())
+    env.fake.fail_next_push(errcode)
+    await env.deliver()
+    assert env.fake.refused_pushes == [("wr_busy", errcode)] and len(env.fake.pushes) == pushed
+    with env.db.transaction() as s:
+        row = s.query(OutboxMessage).filter_by(dedupe_key="throttle-1").one()
+        assert (row.status, row.attempts) == ("pending", 0)  # a throttle is not a failure
+        assert row.not_before > env.clock.now()
+    env.clock.advance(timedelta(minutes=2))
+    await env.deliver()
+    assert len(env.fake.pushes) == pushed + 1 and env.fake.pushes[-1]["chatid"] == "wr_busy"
