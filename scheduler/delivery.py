@@ -4,10 +4,10 @@ Claims due rows (SKIP LOCKED on PostgreSQL) under a lease and a random claim tok
 one row at a time, each at the time its rate limits allow:
 
 * **Limits.** Each sender declares its `limits` (scheduler/limits.py: per app, chat and user);
-  a sender that declares none gets the [delivery] defaults. Every row takes a paced slot on each of
-  its keys before it is sent (in the `rate_slots` table on PostgreSQL, so all instances share one
-  pace). A row whose slot is further off than `hold` seconds goes back to the queue until then,
-  spending no attempt ("deferred").
+  a sender that declares none gets the [delivery] defaults. Every row reserves a time in the sliding
+  windows of all its keys before it is sent (in the `rate_slots` table on PostgreSQL, so all
+  instances share one log per key): a quiet chat gets its whole burst at once. A row whose time is
+  further off than `hold` seconds goes back to the queue until then, spending no attempt ("deferred").
 * **Outcomes.** A `Throttled` answer defers the row by the platform's reset time, or its limits'
   longest window, spending no attempt. Every other exception from `send` is an attempt: retried
   with backoff and jitter while it is transient and attempts remain, then the row is dead (visible
@@ -187,19 +187,19 @@ class DeliveryWorker:
         return outcome
 
     # --- one row -----------------------------------------------------------------------------------
-    async def _slot(self, item: OutboxItem) -> tuple[datetime, bool, float | None]:
+    async def _slot(self, item: OutboxItem, replacing: datetime | None = None) -> tuple[datetime, bool, float | None]:
         """This row's send time under its limits, whether it was taken (within `hold`), and how late the
-        send may start (None: the row has no limits)."""
-        keys = limit_keys(item.platform, item.target_kind, item.target_id, self.limits.get(item.platform, ()),
-                          self.settings.limit_margin)
+        send may start (None: the row has no limits). `replacing`: the row's earlier time, given up."""
+        limits = self.limits.get(item.platform, ())
+        keys = limit_keys(item.platform, item.target_kind, item.target_id, limits, self.settings.limit_margin)
         if not keys:
             return self.clock.now(), True, None
-        slack = slack_of(self.limits.get(item.platform, ()), item.target_kind, self.settings.limit_margin)
+        slack = slack_of(limits, item.target_kind, self.settings.limit_margin)
         if isinstance(self.slots, MemorySlots):
-            at, taken = self.slots.reserve(keys, self.clock.now(), self.hold)
+            at, taken = self.slots.reserve(keys, self.clock.now(), self.hold, replacing)
         else:  # "now" is read in the thread: a wait for a free thread must not make the slot stale
             slots = self.slots
-            at, taken = await asyncio.to_thread(lambda: slots.reserve(keys, self.clock.now(), self.hold))
+            at, taken = await asyncio.to_thread(lambda: slots.reserve(keys, self.clock.now(), self.hold, replacing))
         return at, taken, slack
 
     async def _heartbeat(self, token: str, pending: set[int]) -> None:
@@ -234,7 +234,7 @@ class DeliveryWorker:
                 break
             log.info("outbox %s to %s %s missed its rate slot by %.3fs; takes the next", item.id, item.target_kind,
                      item.target_id, late)
-            at, taken, new_slack = await self._slot(item)
+            at, taken, new_slack = await self._slot(item, replacing=at)
             if not taken:
                 return self._count("deferred", item, await self._db(self._defer, item, at, ""))
             slot = (at, new_slack or 0.0)

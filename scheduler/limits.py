@@ -1,30 +1,50 @@
 """Per-target rate ceilings: each platform declares its limits, the worker never goes over any of them.
 
 A `Limit` is "at most `count` sends per `per_seconds`" for the whole app, for one chat or for one
-user. The worker does not count sends in windows; it paces them: every limit key (`feishu:app`,
-`feishu:chat:oc_1` …) has a next free send time, and a send takes the latest of its keys' times
-and moves each key on by `per_seconds / count` (stretched by a small safety margin for clock and
-network jitter). Sends spaced that way never put more than `count` into any window of
-`per_seconds`, however the platform lays its windows, and a long burst drains at the limit's rate.
+user. Several limits may bind one key (WeCom: 30 a minute AND 1,000 an hour per chat), and each
+holds on its own.
 
-Where the times live:
+The limiter is an exact sliding window: every limit key (`feishu:app`, `wecom:chat:c1` …) keeps the
+log of its send times (the last hour at most, for the longest window), and a send takes the
+earliest time at or after now at which every window of every key's limits still holds at most
+`count` sends, counting the send itself. So a quiet chat gets its whole burst at once (30 sends to
+a WeCom group go together, the 31st when the first leaves the window), unlike a pace of one send
+every `per_seconds / count`, which spreads 1,000 an hour into one message every 3.6 s. Sends may be
+reserved a little ahead (the worker holds a row up to half its lease), so a log is not in time
+order: a time is checked against the sends on both sides of it. Each window is stretched by the
+`[delivery] limit_margin` (5 %) against clock and network jitter; a send that starts later than
+that margin allows gives its reservation up and takes a new one (`replacing`).
 
-* `MemorySlots`, in the process (SQLite: one serving process). Keys whose time has passed are
-  equivalent to absent ones and are dropped, so the map holds only targets sent to in the last
-  few seconds.
+A token bucket or GCRA with a burst of `count` would let up to 2 × count - 1 sends into one window
+(a full bucket, then the refill), which a platform counting sends in a window refuses: so the log.
+
+Where the logs live:
+
+* `MemorySlots`, in the process (SQLite: one serving process). A key whose sends have all left its
+  windows is dropped when the map grows past `max_keys`.
 * `DatabaseSlots`, the `rate_slots` table (PostgreSQL): a send locks its keys' rows (in key order,
-  so two instances never deadlock), takes a time and moves them on in one short transaction; every
-  instance therefore shares one pace per key. Rows unused for a day are pruned by the retention
-  sweep.
+  so two instances never deadlock), reads their logs, writes the new time into each in one short
+  transaction; every instance therefore shares one log per key. `next_at` is the key's latest send,
+  and rows idle for a day are pruned by the retention sweep.
+
+Libraries looked at: `limits` (moving window, but storage in Redis, Memcached or MongoDB only, a hit
+is always "now", one key at a time) and `pyrate-limiter` (sliding log with several rates per key and
+a PostgreSQL bucket, but on its own connection pool and tables, outside our transactions and
+migrations, and no reservation of one time across the app's and the chat's keys together). Neither
+fits the worker's "one slot on several keys, possibly a little ahead, shared by instances"; the
+log below is small.
 """
 
 from __future__ import annotations
 
+import struct
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -33,6 +53,10 @@ from collabbot.storage.models import RateSlot
 
 Scope = Literal["app", "chat", "user"]
 SCOPES = ("app", "chat", "user")
+
+Window = tuple[int, int]  # (count, microseconds): at most `count` sends in any window that long
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -49,11 +73,6 @@ class Limit:
         if self.count < 1 or self.per_seconds <= 0:
             raise ValueError(f"a limit needs count >= 1 and per_seconds > 0, not {self.count}/{self.per_seconds}")
 
-    @property
-    def interval(self) -> float:
-        """Seconds between two sends on one key, at the limit's rate."""
-        return self.per_seconds / self.count
-
 
 def default_limits(per_chat_per_minute: int, per_platform_per_second: float) -> tuple[Limit, ...]:
     """The [delivery] defaults, for a sender that declares no limits of its own (0 = no such limit)."""
@@ -67,9 +86,9 @@ def default_limits(per_chat_per_minute: int, per_platform_per_second: float) -> 
 
 
 def limit_keys(platform: str, target_kind: str, target_id: str, limits: tuple[Limit, ...],
-               margin: float = 0.0) -> dict[str, float]:
-    """{key: seconds between sends} of the limits that apply to one row (the slowest per key)."""
-    keys: dict[str, float] = {}
+               margin: float = 0.0) -> dict[str, tuple[Window, ...]]:
+    """{key: its windows (count, microseconds, stretched by `margin`)} of the limits that bind one row."""
+    keys: dict[str, list[Window]] = {}
     for limit in limits:
         if limit.scope == "app":
             key = f"{platform}:app"
@@ -77,8 +96,8 @@ def limit_keys(platform: str, target_kind: str, target_id: str, limits: tuple[Li
             key = f"{platform}:{target_kind}:{target_id}"
         else:
             continue
-        keys[key] = max(keys.get(key, 0.0), limit.interval * (1.0 + margin))
-    return keys
+        keys.setdefault(key, []).append((limit.count, round(limit.per_seconds * (1.0 + margin) * 1e6)))
+    return {key: tuple(windows) for key, windows in keys.items()}
 
 
 def window_of(limits: tuple[Limit, ...], target_kind: str) -> float:
@@ -88,93 +107,179 @@ def window_of(limits: tuple[Limit, ...], target_kind: str) -> float:
 
 
 def slack_of(limits: tuple[Limit, ...], target_kind: str, margin: float) -> float:
-    """How late a send may start after its slot without breaking a limit.
+    """How late a send may start after its reserved time without breaking a limit.
 
-    Slots are `per_seconds / count * (1 + margin)` apart, so `count` of them span `per_seconds * (1 +
-    margin)`: each send may start up to `per_seconds * margin` late and no window of `per_seconds`
-    still holds more than `count` (the shortest window of the row's limits decides)."""
+    Windows are checked stretched by `margin`, so any `count + 1` reserved sends of a key span at
+    least `per_seconds * (1 + margin)`: each may start up to `per_seconds * margin` late and no real
+    window of `per_seconds` holds more than `count` (the shortest window of the row's limits decides)."""
     windows = [lim.per_seconds for lim in limits if lim.scope in ("app", target_kind)]
     return max(0.001, min(windows, default=0.0) * margin)
 
 
+# --- the sliding-window log ------------------------------------------------------------------------
+
+def _blocked_until(log: Sequence[int], count: int, span: int, at: int) -> int | None:
+    """None when one more send at `at` leaves every window of `span` with at most `count` sends of `log`
+    (sorted); else the earliest later time worth trying (when the last full window's first send leaves).
+
+    `count` sends of the log plus one at `at` break the limit when all of them fit in one window: the
+    `count` sends are consecutive in the log, within (at - span, at + span), and less than `span` apart."""
+    lo = bisect_right(log, at - span)
+    hi = bisect_left(log, at + span)
+    for j in range(hi - count, lo - 1, -1):  # the last full group sets the furthest way out
+        if log[j + count - 1] - log[j] < span:
+            return log[j] + span
+    return None
+
+
+def earliest(logs: Mapping[str, Sequence[int]], keys: Mapping[str, tuple[Window, ...]], now: int) -> int:
+    """The earliest time at or after `now` (microseconds) that every window of every key allows."""
+    at = now
+    moved = True
+    while moved:
+        moved = False
+        for key, windows in keys.items():
+            log = logs.get(key, ())
+            for count, span in windows:
+                later = _blocked_until(log, count, span, at)
+                if later is not None:
+                    at, moved = later, True
+    return at
+
+
+def to_us(when: datetime) -> int:
+    return (when - EPOCH) // _US
+
+
+def from_us(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us)
+
+
+def pack(log: Sequence[int]) -> bytes:
+    return struct.pack(f"<{len(log)}q", *log)
+
+
+def unpack(data: bytes | None) -> list[int]:
+    return list(struct.unpack(f"<{len(data) // 8}q", data)) if data else []
+
+
+def _without(log: list[int], at: int) -> list[int]:
+    """The log less one send at `at` (a reservation given up), when it has one."""
+    i = bisect_left(log, at)
+    return log[:i] + log[i + 1:] if i < len(log) and log[i] == at else log
+
+
+def _reserve(logs: dict[str, list[int]], keys: Mapping[str, tuple[Window, ...]], now: datetime, horizon: float,
+             replacing: datetime | None) -> tuple[int, dict[str, list[int]] | None]:
+    """The time (microseconds) for logs read, and the keys' new logs (None: beyond `horizon`, nothing taken)."""
+    now_us = to_us(now)
+    if replacing is not None:
+        old = to_us(replacing)
+        logs = {key: _without(log, old) for key, log in logs.items()}
+    at = earliest(logs, keys, now_us)
+    if at - now_us > horizon * 1e6:
+        return at, None
+    written: dict[str, list[int]] = {}
+    for key, windows in keys.items():
+        log = logs.get(key, [])
+        log = log[bisect_right(log, now_us - max(span for _, span in windows)):]  # sends out of every window
+        insort(log, at)
+        written[key] = log
+    return at, written
+
+
 class Slots(Protocol):
-    def reserve(self, keys: dict[str, float], now: datetime, horizon: float) -> tuple[datetime, bool]:
-        """The earliest time all `keys` are free, and whether it was taken (only when within `horizon` s)."""
+    def reserve(self, keys: dict[str, tuple[Window, ...]], now: datetime, horizon: float,
+                replacing: datetime | None = None) -> tuple[datetime, bool]:
+        """The earliest time all `keys` allow a send, and whether it was taken (only when within `horizon`
+        seconds). `replacing`: a time reserved before on the same keys, given up in the same step."""
         ...
 
     def prune(self, before: datetime) -> int:
-        """Forget keys last free before `before`; how many."""
+        """Forget keys whose last send was before `before`; how many."""
         ...
-
-
-def _take(times: list[datetime], now: datetime, horizon: float) -> tuple[datetime, bool]:
-    at = max([now, *times])
-    return at, (at - now).total_seconds() <= horizon
 
 
 class MemorySlots:
-    """Next free send times in this process (one serving process: SQLite)."""
+    """Send logs in this process (one serving process: SQLite)."""
 
     def __init__(self, max_keys: int = 4096) -> None:
         self.max_keys = max_keys
-        self._next: dict[str, datetime] = {}
+        self._logs: dict[str, list[int]] = {}
+        self._spans: dict[str, int] = {}  # each key's longest window: older sends no longer matter
 
     def __len__(self) -> int:
-        return len(self._next)
+        return len(self._logs)
 
-    def reserve(self, keys: dict[str, float], now: datetime, horizon: float) -> tuple[datetime, bool]:
-        at, taken = _take([self._next[k] for k in keys if k in self._next], now, horizon)
-        if taken:
-            for key, interval in keys.items():
-                self._next[key] = at + timedelta(seconds=interval)
-            if len(self._next) > self.max_keys:
-                self.prune(now)
-        return at, taken
+    def reserve(self, keys: dict[str, tuple[Window, ...]], now: datetime, horizon: float,
+                replacing: datetime | None = None) -> tuple[datetime, bool]:
+        if not keys:
+            return now, True
+        logs = {key: self._logs[key] for key in keys if key in self._logs}
+        at, written = _reserve(logs, keys, now, horizon, replacing)
+        if written is None:
+            return from_us(at), False
+        self._logs.update(written)
+        for key, windows in keys.items():
+            self._spans[key] = max(span for _, span in windows)
+        if len(self._logs) > self.max_keys:
+            self._forget_idle(to_us(now))
+        return from_us(at), True
+
+    def _forget_idle(self, now: int) -> None:
+        for key in [k for k, log in self._logs.items() if log[-1] <= now - self._spans[k]]:
+            del self._logs[key], self._spans[key]
 
     def prune(self, before: datetime) -> int:
-        old = [k for k, t in self._next.items() if t <= before]
-        for k in old:
-            del self._next[k]
+        old = [k for k, log in self._logs.items() if log[-1] < to_us(before)]
+        for key in old:
+            del self._logs[key], self._spans[key]
         return len(old)
 
 
 class DatabaseSlots:
-    """Next free send times in the `rate_slots` table, shared by every instance on the database."""
+    """Send logs in the `rate_slots` table, shared by every instance on the database."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def reserve(self, keys: dict[str, float], now: datetime, horizon: float) -> tuple[datetime, bool]:
+    def reserve(self, keys: dict[str, tuple[Window, ...]], now: datetime, horizon: float,
+                replacing: datetime | None = None) -> tuple[datetime, bool]:
         if not keys:
             return now, True
         with self.db.transaction() as s:
-            return reserve_in(s, keys, now, horizon)
+            return reserve_in(s, keys, now, horizon, replacing)
 
     def prune(self, before: datetime) -> int:
         with self.db.transaction() as s:
             return prune_in(s, before)
 
 
-def reserve_in(session: Session, keys: dict[str, float], now: datetime, horizon: float) -> tuple[datetime, bool]:
+_INSERT = {name: dialect_insert(RateSlot).on_conflict_do_nothing(index_elements=["key"])
+           for name, dialect_insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))}
+_WRITE = (update(RateSlot.__table__).where(RateSlot.__table__.c.key == bindparam("k"))
+          .values(next_at=bindparam("at"), sends=bindparam("log")))
+
+
+def reserve_in(session: Session, keys: dict[str, tuple[Window, ...]], now: datetime, horizon: float,
+               replacing: datetime | None = None) -> tuple[datetime, bool]:
     """`DatabaseSlots.reserve` inside the caller's transaction."""
     names = sorted(keys)
-    postgres = session.get_bind().dialect.name == "postgresql"
-    insert = postgresql.insert if postgres else sqlite.insert
-    session.execute(insert(RateSlot).values([{"key": k, "next_at": now} for k in names])
-                    .on_conflict_do_nothing(index_elements=["key"]))
-    stmt = select(RateSlot.key, RateSlot.next_at).where(RateSlot.key.in_(names)).order_by(RateSlot.key)
-    if postgres:
+    dialect = session.get_bind().dialect.name
+    session.execute(_INSERT[dialect], [{"key": k, "next_at": now} for k in names])
+    stmt = select(RateSlot.key, RateSlot.sends).where(RateSlot.key.in_(names)).order_by(RateSlot.key)
+    if dialect == "postgresql":
         stmt = stmt.with_for_update()
-    found: dict[str, datetime] = {k: t for k, t in session.execute(stmt)}
-    at, taken = _take(list(found.values()), now, horizon)
-    if taken:
-        for key in names:
-            session.execute(update(RateSlot).where(RateSlot.key == key)
-                            .values(next_at=at + timedelta(seconds=keys[key])))
-    return at, taken
+    logs = {key: unpack(data) for key, data in session.execute(stmt)}
+    at, written = _reserve(logs, keys, now, horizon, replacing)
+    if written is None:
+        return from_us(at), False
+    session.execute(_WRITE, [{"k": key, "at": from_us(log[-1]), "log": pack(log)} for key, log in written.items()])
+    return from_us(at), True
 
 
 def prune_in(session: Session, before: datetime, limit: int = 1000) -> int:
+    """Delete up to `limit` keys whose last send was before `before`; how many."""
     old = select(RateSlot.key).where(RateSlot.next_at < before).limit(limit)
     result = session.execute(delete(RateSlot).where(RateSlot.key.in_(old.scalar_subquery())).returning(RateSlot.key)
                              .execution_options(synchronize_session=False))

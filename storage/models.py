@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -441,11 +442,13 @@ class InstallationSetting(Base):
 
 
 class RateSlot(Base):
-    """The next free send time of one rate-limit key (scheduler/limits.py), shared by every instance."""
+    """The send log of one rate-limit key (scheduler/limits.py), shared by every instance: `sends` holds its
+    recent send times (little-endian int64 microseconds), `next_at` the latest of them."""
 
     __tablename__ = "rate_slots"
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     next_at: Mapped[datetime]
+    sends: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class CardUpdateCode(Base):
