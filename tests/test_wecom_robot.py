@@ -356,3 +356,33 @@ async def test_a_robot_push_refused_as_too_frequent_waits_without_spending_an_at
     env.clock.advance(timedelta(minutes=2))
     await env.deliver()
     assert len(env.fake.pushes) == pushed + 1 and env.fake.pushes[-1]["chatid"] == "wr_busy"
+
+
+async def test_a_group_gets_thirty_at_once_under_wecoms_real_limits_and_the_31st_a_minute_later(
+        sqlite_db: Database) -> None:
+    """WeCom's declared limits on the delivery worker's sliding windows, against the fake's real one-minute
+    window: a quiet group gets its 30 in one burst, none refused, and the 31st waits for the minute."""
+    from datetime import timedelta
+
+    from collabbot.storage import outbox
+
+    fake = fw.FakeWecom(users=USERS, departments=DEPARTMENTS)  # real windows: 30 a minute per chat
+    env = await make_env(sqlite_db, START, fake=fake, limits=LIMITS)
+    try:
+        await env.robot_says("@协作机器人 帮助", userid="zhangsan", chatid="wr_burst")
+        await env.deliver()  # the help answer: one of the chat's 30
+        start = env.clock.now()
+        with env.db.transaction() as s:
+            for i in range(30):
+                outbox.enqueue(s, dedupe_key=f"burst-{i}", platform="wecom", target_kind="chat", target_id="wr_burst",
+                               target_name="", payload=Message((f"提醒 {i}",)).to_json(), now=start)
+        started = time.monotonic()
+        await env.deliver()
+        pushed = [p for p in fake.pushes if p["chatid"] == "wr_burst"]
+        assert len(pushed) == 30 and fake.refused_pushes == []
+        assert time.monotonic() - started < 5.0  # a burst, not one every two seconds
+        with env.db.transaction() as s:
+            [waiting] = s.query(OutboxMessage).filter_by(status="pending").all()
+            assert waiting.attempts == 0 and waiting.not_before >= start + timedelta(seconds=60)
+    finally:
+        await env.close()
