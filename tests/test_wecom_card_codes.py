@@ -179,3 +179,20 @@ async def test_a_throttled_update_keeps_its_code_for_the_next_try(db: Database) 
         assert len(owner.changed("code")) == 1 and len(_app_cards_to(env.fake, "lisi")) == sent_before
     finally:
         await env.close()
+
+
+async def test_a_tap_the_engine_answered_too_late_for_the_callback_still_updates_its_card(db: Database) -> None:
+    env = await make_env(db, START)
+    try:
+        _, owner = await _task_with_two_copies(env)
+        env.adapter.inbound.pipeline.answer_within = 0.0  # the callback is answered before the engine is done
+        code = env.fake.app_tap_code(owner.task_id, "lisi")
+        xml = fw.app_tap(owner.task_id, _key(owner.versions[0][1], "ack"), userid="lisi", response_code=code,
+                         create_time=int(env.clock.now().timestamp()))
+        status, _ = await env.app_says(xml)
+        assert status == 200 and env.adapter.inbound.pipeline.late_answers == 1
+        [clicked] = owner.changed("click")  # from the engine's receipt, with the tap's code
+        assert clicked["task_id"] == owner.task_id and clicked != owner.versions[0][1]
+        assert count(env.db, InboundQueueItem) == 0 and env.adapter.inbound.card_updates_failed == 0
+    finally:
+        await env.close()

@@ -8,8 +8,9 @@ The kit's pipeline does the rest (stale rule, durable queue row, engine, deadlin
 * an app tap is answered empty, and its card is replaced with `message/update_template_card` using
   the click's `ResponseCode` (72 h, once) — only that copy: the engine queued the others. The
   replacement is a durable follow-up (`CARD_UPDATE`), so a restart between the tap and the update
-  still updates the card in place; the click's code becomes the copy's latest (`codes.CardCodes`), and
-  a redelivered tap finds it used and changes nothing;
+  still updates the card in place, and a tap the engine answered too late for the callback is updated
+  once the engine's receipt has its answer; the click's code becomes the copy's latest
+  (`codes.CardCodes`), and a redelivered tap finds it used and changes nothing;
 * "@名字" is resolved through the app's contact directory, read at start and every
   `directory_refresh_seconds`.
 """
@@ -25,11 +26,13 @@ from typing import Any
 
 from collabbot.adapters.hub import Hub
 from collabbot.adapters.kit.pipeline import FollowUpFailed, InboundPipeline
+from collabbot.adapters.kit.sender import RenderError, render
 from collabbot.adapters.wecom import parse
 from collabbot.adapters.wecom.client import WecomApiError, WecomClient
 from collabbot.adapters.wecom.config import WecomSettings
 from collabbot.adapters.wecom.contacts import directory
 from collabbot.adapters.wecom.sender import WecomSender, render_card
+from collabbot.bot.events import event_from_json, event_to_json
 from collabbot.bot.replies import Message, Reply
 
 log = logging.getLogger(__name__)
@@ -137,10 +140,16 @@ class WecomInbound:
             return
         if isinstance(what, parse.Tap):
             reply = await self.pipeline.handle(what.event)
-            if what.response_code and reply is not None and reply.message is not None and reply.message.card:
-                self.pipeline.spawn(self.pipeline.follow_up(CARD_UPDATE, {
-                    "copy": what.event.message_id, "task_id": what.task_id, "code": what.response_code,
-                    "message": reply.message.to_json()}))
+            if what.response_code:
+                job: dict[str, Any] = {"copy": what.event.message_id, "task_id": what.task_id,
+                                       "code": what.response_code}
+                if reply is None:  # the engine was late: the follow-up asks it again (its receipt answers)
+                    job["event"] = event_to_json(what.event)
+                elif reply.message is not None and reply.message.card is not None:
+                    job["message"] = reply.message.to_json()
+                else:
+                    return
+                self.pipeline.spawn(self.pipeline.follow_up(CARD_UPDATE, job))
             return
         await self.pipeline.handle(what, parsed.sent_at)
 
@@ -148,14 +157,24 @@ class WecomInbound:
         """The follow-up: the tapped app card shows the engine's answer, changed with the tap's code."""
         try:
             copy, task_id, code = str(payload["copy"]), str(payload["task_id"]), str(payload["code"])
-            card = render_card(Message.from_json(payload["message"]), task_id)
-        except Exception:
+            stored = Message.from_json(payload["message"]) if "message" in payload else None
+            event = event_from_json(payload["event"]) if stored is None else None
+        except (KeyError, TypeError, ValueError) as exc:
             self.card_updates_failed += 1
-            log.exception("wecom: a tapped app card's update cannot be read or drawn; dropped")
+            log.error("wecom: a tapped app card's update cannot be read (%r); dropped", exc)
             return None
         try:
+            # the tap's answer was not ready in time: the engine's receipt gives it now, once it is
+            message = stored if event is None else (await self.hub.handle(event)).message
+            if message is None or message.card is None:
+                return None
+            card = render(render_card, message, task_id)
             await self.sender.codes.keep(copy, task_id, code)
             done = await self.sender.update_in_place(copy, card)
+        except RenderError:
+            self.card_updates_failed += 1
+            log.exception("wecom: the tapped app card %s cannot be drawn; not updated", copy)
+            return None
         except Exception as exc:  # transient (WeCom, the network, the database): tried again later
             raise FollowUpFailed(repr(exc)) from exc
         if not done:  # its code was used (a redelivered tap, or a newer change took it) or refused
