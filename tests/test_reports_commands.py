@@ -4,7 +4,7 @@ who may see which scope, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import openpyxl
@@ -65,7 +65,7 @@ def test_export_writes_a_typed_workbook(h) -> None:
     assert found, out
     assert Path(found[1]).stat().st_mode & 0o777 == 0o600 and Path(found[1]).parent.stat().st_mode & 0o077 == 0
     wb = openpyxl.load_workbook(found[1])
-    assert wb.sheetnames == ["任务", "进度", "审批", "部门统计"]
+    assert wb.sheetnames == ["任务", "进度", "审批", "部门统计", "风险", "会议行动项", "收集"]
     tasks = wb["任务"]
     assert [c.value for c in tasks[1]] == ["任务名称", "负责人", "协作人", "截止时间", "交付物要求", "优先级",
                                            "依赖任务", "状态", "原截止时间"]
@@ -116,3 +116,62 @@ def test_hostile_scopes_and_periods_get_a_plain_refusal(h) -> None:
     assert "看不懂时间范围" in h.text("dm as 赵总: 报表 2026-01-01~2026-12-31;DROP TABLE tasks")
     assert "看不懂时间范围" in h.text("dm as 赵总: 报表 0000-01-01~9999-12-31")
     assert "找不到项目「<b>x</b>」" in h.text("dm as 赵总: 报表 项目 <b>x</b>")
+
+
+def test_the_records_sheets_list_risks_meeting_actions_and_collections(h) -> None:
+    from dataclasses import replace
+
+    from sqlalchemy import select
+
+    from collabbot.adapters.console.transcript import parse_line
+    from collabbot.storage.models import Chat, CollectionRequest, CollectionTarget, Department, User
+
+    h.run(f"{G} 王五: @bot 风险 新增 描述 供应商交付延迟 可能性 高 影响 中 应对 启用备选供应商 负责人 @李四",
+          f"{G} 王五: @bot 风险 新增 海报印刷色差 可能性 低 影响 低")
+    step = parse_line(f"{G} 张三: @bot 会议纪要")
+    h.console.run(replace(step, text=(
+        "@bot 会议纪要 主题 方案评审 时间 12-03 14:00 参与部门 市场部,技术部 摘要 比较方案 决议 采用方案B\n"
+        "行动项 内容 完成H5改版 负责人 @李四 截止 12-10\n"
+        "行动项 内容 准备物料清单 负责人 @王五 截止 12-08 18:00")))
+    now = h.clock.now()
+    with h.db.transaction() as s:  # a collection request: 市场部's head has submitted, 技术部's has not
+        project_id = s.scalar(select(Chat.project_id).where(Chat.name == "新品上市群"))
+        zhang, chen = (s.scalar(select(User).where(User.name == n)) for n in ("张三", "陈七"))
+        market, tech = (s.scalar(select(Department.id).where(Department.name == n)) for n in ("市场部", "技术部"))
+        c = CollectionRequest(project_id=project_id, title="月度经营数据", requester_id=zhang.id,
+                              deadline=now + timedelta(days=1), status="open", created_at=now, updated_at=now)
+        s.add(c)
+        s.flush()
+        s.add_all([CollectionTarget(collection_id=c.id, user_id=zhang.id, department_id=market, submitted_at=now,
+                                    submitted_by_id=zhang.id, content="见附件", links=["https://x.example.com/a"]),
+                   CollectionTarget(collection_id=c.id, user_id=chen.id, department_id=tech)])
+    h.run("wait 1h")
+    found = re.search(r"报表已导出：(\S+\.xlsx)", h.text(f"{G} 张三: @bot 导出"))
+    assert found
+    wb = openpyxl.load_workbook(found[1])
+    risks = wb["风险"]
+    assert [c.value for c in risks[1]] == ["编号", "项目", "风险描述", "可能性", "影响", "等级", "应对措施", "负责人",
+                                           "状态", "登记时间", "关闭时间"]
+    assert risks.max_row == 3 and risks.freeze_panes == "A2" and risks.auto_filter.ref.startswith("A1:K")
+    first = [c.value for c in risks[2]]
+    assert first[:9] == ["#R1", "新品上市", "供应商交付延迟", "高", "中", "高", "启用备选供应商", "李四", "未关闭"]
+    assert isinstance(first[9], datetime) and first[10] is None
+    assert [c.value for c in risks[3]][5] == "低"
+    actions = wb["会议行动项"]
+    assert [c.value for c in actions[1]] == ["会议", "会议时间", "行动项", "负责人", "截止时间", "状态", "完成时间"]
+    rows = [[c.value for c in r] for r in actions.iter_rows(min_row=2)]
+    assert [(r[0], r[3]) for r in rows] == [("#M1 方案评审", "李四"), ("#M1 方案评审", "王五")]
+    assert rows[0][1] == datetime(2026, 12, 3, 14, 0) and rows[1][4] == datetime(2026, 12, 8, 18, 0)
+    assert rows[0][2].endswith("完成H5改版") and rows[0][6] is None
+    collections = wb["收集"]
+    rows = [[c.value for c in r] for r in collections.iter_rows(min_row=2)]
+    assert [(r[0], r[3], r[4], r[5]) for r in rows] == [("#C1 月度经营数据", "进行中", "张三", "市场部"),
+                                                        ("#C1 月度经营数据", "进行中", "陈七", "技术部")]
+    assert isinstance(rows[0][6], datetime) and rows[0][7] == "见附件 https://x.example.com/a" and rows[1][6] is None
+    # a department's workbook keeps its own: 技术部 sees 李四's risk, his action and its head's request
+    found = re.search(r"报表已导出：(\S+\.xlsx)", h.text("dm as 陈七: 导出 部门 技术部"))
+    assert found
+    wb = openpyxl.load_workbook(found[1])
+    assert [r[0].value for r in wb["风险"].iter_rows(min_row=2)] == ["#R1"]
+    assert [r[3].value for r in wb["会议行动项"].iter_rows(min_row=2)] == ["李四"]
+    assert [r[4].value for r in wb["收集"].iter_rows(min_row=2)] == ["陈七"]

@@ -1,6 +1,9 @@
-"""The 导出 workbook as plain data: sheets of typed rows, read with a few queries. Writing the file
-(openpyxl) happens outside the engine (`cards/workbook.py`), installed here by the composition root
-with `install_writer`, so the engine never imports a file-format library."""
+"""The 导出 workbook as plain data: sheets of typed rows, each read with one query (plus one for a task's
+collaborators and one for its dependencies) as Core rows, not ORM objects. Writing the file happens outside
+the engine (`cards/workbook.py`), installed here by the composition root with `install_writer`, so the
+engine never imports a file-format library.
+
+Sheets: 任务, 进度, 审批, 部门统计, and the records' 风险, 会议行动项 and 收集, each within the scope and period."""
 
 from __future__ import annotations
 
@@ -10,11 +13,12 @@ import secrets
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import DateTime, String, and_, func, or_, select, type_coerce
 from sqlalchemy.orm import aliased
 
 from collabbot.bot import texts
@@ -23,8 +27,14 @@ from collabbot.bot.reports import figures
 from collabbot.storage.models import (
     ApprovalRequest,
     ApprovalStep,
+    CollectionRequest,
+    CollectionTarget,
     Department,
+    Meeting,
+    MeetingAction,
     ProgressReport,
+    Project,
+    Risk,
     Task,
     TaskCollaborator,
     TaskDependency,
@@ -89,74 +99,215 @@ def _tasks_in(f: figures.Frame) -> Any:
                 or_(Task.done_at.is_(None), Task.done_at >= p.start))
 
 
-def sheets(f: figures.Frame, lang: str) -> list[Sheet]:
-    t = lambda key: texts.t(lang, key)  # noqa: E731
-    tz = f.calendar.tz
+class LocalTimes:
+    """Stored instants as the naive local datetimes a cell shows, fast: the database's own value is read
+    (SQLite's UTC text, PostgreSQL's naive UTC timestamp), parsed in C, and moved by the zone's offset: one
+    constant when the zone has had a single offset since FIXED_SINCE (Asia/Shanghai has, since 1991), else
+    looked up once per minute of UTC time (offsets change on whole minutes). Going through aware datetimes
+    for every cell was half of a 100,000-task export."""
 
-    def local(at: datetime | None) -> datetime | None:
-        return None if at is None else at.astimezone(tz).replace(tzinfo=None)
+    FIXED_SINCE = datetime(2000, 1, 1)  # naive UTC; earlier instants take the looked-up path
 
-    s = f.s
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self.fixed = _fixed_offset(tz, self.FIXED_SINCE)
+        self.offsets: dict[datetime, timedelta] = {}
+
+    def __call__(self, value: str | datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        elif value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        if self.fixed is not None and value >= self.FIXED_SINCE:
+            return value + self.fixed
+        minute = value.replace(second=0, microsecond=0)
+        offset = self.offsets.get(minute)
+        if offset is None:
+            offset = self.offsets[minute] = minute.replace(tzinfo=UTC).astimezone(self.tz).utcoffset() or timedelta()
+        return value + offset
+
+
+def _fixed_offset(tz: ZoneInfo, since: datetime) -> timedelta | None:
+    """The zone's one offset from `since` (naive UTC) to 2100, sampled every ten days; None when it has several."""
+    at, end = since.replace(tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+    seen = set()
+    while at < end and len(seen) < 2:
+        seen.add(at.astimezone(tz).utcoffset())
+        at += timedelta(days=10)
+    return seen.pop() if len(seen) == 1 else None
+
+
+def _stored(f: figures.Frame, column: Any) -> Any:
+    """`column` as the database stores it, skipping the aware-datetime conversion (LocalTimes reads it)."""
+    return type_coerce(column, String if f.s.get_bind().dialect.name == "sqlite" else DateTime())
+
+
+def _columns(t: Callable[[str], str], key: str, types: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple(zip(t(key).split("|"), types, strict=True))
+
+
+def _task_sheets(f: figures.Frame, lang: str, local: LocalTimes) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """任务 and 进度: one row per task of the period, with its latest progress report, in one query."""
+    conn = f.s.connection()
     ids = select(Task.id).where(_tasks_in(f)).scalar_subquery()
     collaborators: dict[int, list[str]] = {}
-    for task_id, name in s.execute(select(TaskCollaborator.task_id, User.name).join(User, User.id == TaskCollaborator.user_id)
-                                   .where(TaskCollaborator.task_id.in_(ids))):
+    for task_id, name in conn.execute(select(TaskCollaborator.task_id, User.name)
+                                      .join(User, User.id == TaskCollaborator.user_id)
+                                      .where(TaskCollaborator.task_id.in_(ids)).order_by(User.id)):
         collaborators.setdefault(task_id, []).append(name)
     deps: dict[int, list[str]] = {}
-    for task_id, dep in s.execute(select(TaskDependency.task_id, TaskDependency.depends_on_id)
-                                  .where(TaskDependency.task_id.in_(ids))):
+    for task_id, dep in conn.execute(select(TaskDependency.task_id, TaskDependency.depends_on_id)
+                                     .where(TaskDependency.task_id.in_(ids)).order_by(TaskDependency.depends_on_id)):
         deps.setdefault(task_id, []).append(f"#{dep}")
     last = (select(ProgressReport.task_id, func.max(ProgressReport.id).label("id"))
             .where(ProgressReport.task_id.in_(ids)).group_by(ProgressReport.task_id).subquery())
-    reports = {r.task_id: r for r in s.execute(
-        select(ProgressReport.task_id, ProgressReport.next_step, ProgressReport.problems, ProgressReport.created_at)
-        .join(last, last.c.id == ProgressReport.id))}
     owner = aliased(User)
+    stmt = (select(Task.id, Task.title, owner.name, Department.name, _stored(f, Task.deadline),
+                   _stored(f, Task.original_deadline), Task.deliverable_expected, Task.priority, Task.status,
+                   Task.percent, _stored(f, Task.updated_at), ProgressReport.next_step, ProgressReport.problems,
+                   _stored(f, ProgressReport.created_at))
+            .join(owner, owner.id == Task.owner_id).outerjoin(Department, Department.id == Task.department_id)
+            .outerjoin(last, last.c.task_id == Task.id).outerjoin(ProgressReport, ProgressReport.id == last.c.id)
+            .where(_tasks_in(f)).order_by(Task.id))
+    statuses: dict[str, str] = {}
+    priorities: dict[str, str] = {}
     task_rows, progress_rows = [], []
-    for task in s.execute(select(Task.id, Task.title, owner.name.label("owner"), Department.name.label("dept"),
-                                 Task.deadline, Task.original_deadline, Task.deliverable_expected, Task.priority, Task.status, Task.percent,
-                                 Task.updated_at)
-                          .join(owner, owner.id == Task.owner_id).outerjoin(Department, Department.id == Task.department_id)
-                          .where(_tasks_in(f)).order_by(Task.id)):
-        status = texts.status_name(lang, task.status)
-        task_rows.append((f"#{task.id} {task.title}", task.owner, "、".join(collaborators.get(task.id, ())),
-                          local(task.deadline), task.deliverable_expected, texts.priority_name(lang, task.priority),
-                          " ".join(deps.get(task.id, ())), status, local(task.original_deadline or task.deadline)))
-        rep = reports.get(task.id)
-        progress_rows.append((f"#{task.id} {task.title}", task.dept or "", task.owner, status, task.percent / 100,
-                              rep.next_step if rep else "", rep.problems if rep else "",
-                              local(rep.created_at if rep else task.updated_at)))
+    no_names: list[str] = []
+    for (task_id, title, owner_name, dept, deadline, original, deliverable, priority, status, percent, updated,
+         next_step, problems, reported) in conn.execute(stmt).all():
+        name = f"#{task_id} {title}"
+        status_name = statuses.get(status) or statuses.setdefault(status, texts.status_name(lang, status))
+        due = local(deadline)
+        task_rows.append((name, owner_name, "、".join(collaborators.get(task_id, no_names)), due, deliverable,
+                          priorities.get(priority) or priorities.setdefault(priority, texts.priority_name(lang, priority)),
+                          " ".join(deps.get(task_id, no_names)), status_name, local(original) if original else due))
+        progress_rows.append((name, dept or "", owner_name, status_name, percent / 100, next_step or "",
+                              problems or "", local(reported if reported is not None else updated)))
+    return task_rows, progress_rows
+
+
+def _approval_rows(f: figures.Frame, lang: str, local: LocalTimes) -> list[tuple[Any, ...]]:
+    """审批: each request of the period with its stages, a stage's time in working hours."""
     initiator = aliased(User)
-    approval_rows = []
-    for row in s.execute(select(ApprovalRequest.id, ApprovalRequest.template, initiator.name, ApprovalRequest.status,
-                                ApprovalRequest.created_at, ApprovalStep.name, ApprovalStep.status,
-                                ApprovalStep.started_at, ApprovalStep.decided_at)
-                         .join(initiator, initiator.id == ApprovalRequest.initiator_id)
-                         .outerjoin(ApprovalStep, ApprovalStep.request_id == ApprovalRequest.id)
-                         .where(f.scope.approvals(), or_(figures._in(ApprovalRequest.created_at, f.period),
-                                                         figures._in(ApprovalRequest.decided_at, f.period)))
-                         .order_by(ApprovalRequest.id, ApprovalStep.round, ApprovalStep.stage_index)):
-        rid, template, who, status, created, stage, stage_status, started, decided = row
-        took = (f.calendar.working_between(started, decided).total_seconds() / 3600
-                if started is not None and decided is not None else None)
-        approval_rows.append((f"A{rid}", template, who, texts.approval_status_name(lang, status), local(created),
-                              stage or "", stage_status or "", local(started), local(decided), took))
+    rows = f.s.connection().execute(
+        select(ApprovalRequest.id, ApprovalRequest.template, initiator.name, ApprovalRequest.status,
+               ApprovalRequest.created_at, ApprovalStep.name, ApprovalStep.status, ApprovalStep.started_at,
+               ApprovalStep.decided_at)
+        .join(initiator, initiator.id == ApprovalRequest.initiator_id)
+        .outerjoin(ApprovalStep, ApprovalStep.request_id == ApprovalRequest.id)
+        .where(f.scope.approvals(), or_(figures._in(ApprovalRequest.created_at, f.period),
+                                        figures._in(ApprovalRequest.decided_at, f.period)))
+        .order_by(ApprovalRequest.id, ApprovalStep.round, ApprovalStep.stage_index)).all()
+    work = figures.work_clock(f, [at for row in rows for at in row[7:9] if at is not None])
+    out = []
+    for rid, template, who, status, created, stage, stage_status, started, decided in rows:
+        took = work.seconds(started, decided) / 3600 if started is not None and decided is not None else None
+        out.append((f"A{rid}", template, who, texts.approval_status_name(lang, status), local(created),
+                    stage or "", stage_status or "", local(started), local(decided), took))
+    return out
+
+
+def _department_rows(f: figures.Frame) -> list[tuple[Any, ...]]:
     overdue = {o.name: o for o in figures.overdue_top(f, limit=10_000)}
-    dept_rows = []
+    rows = []
     for r in sorted(figures.on_time_rates(f, "department"), key=lambda r: r.name):
         o = overdue.pop(r.name, None)
-        dept_rows.append((r.name, r.total, r.on_time, r.rate, r.extended, o.count if o else 0, o.days if o else 0.0))
+        rows.append((r.name, r.total, r.on_time, r.rate, r.extended, o.count if o else 0, o.days if o else 0.0))
     for o in overdue.values():
-        dept_rows.append((o.name, 0, 0, None, 0, o.count, o.days))
-    return [
-        Sheet(t("x_sheet_tasks"), tuple(zip(t("x_task_columns").split("|"), (
-            "text", "text", "text", "datetime", "text", "text", "text", "text", "datetime"), strict=True)), task_rows),
-        Sheet(t("x_sheet_progress"), tuple(zip(t("x_progress_columns").split("|"), (
-            "text", "text", "text", "text", "percent", "text", "text", "datetime"), strict=True)), progress_rows),
-        Sheet(t("x_sheet_approvals"), tuple(zip(t("x_approval_columns").split("|"), (
-            "text", "text", "text", "text", "datetime", "text", "text", "datetime", "datetime", "hours"), strict=True)),
-              approval_rows),
-        Sheet(t("x_sheet_departments"), tuple(zip(t("x_department_columns").split("|"), (
-            "text", "int", "int", "percent", "int", "int", "number"), strict=True)), dept_rows),
-    ]
+        rows.append((o.name, 0, 0, None, 0, o.count, o.days))
+    return rows
 
+
+def _risk_rows(f: figures.Frame, lang: str, local: LocalTimes) -> list[tuple[Any, ...]]:
+    """风险: the risk register's rows open at some time in the period (raised before its end, not closed
+    before its start). Scope: the project's; a department's or a person's by the risk's owner."""
+    p, sc = f.period, f.scope
+    owner = aliased(User)
+    where = [Risk.created_at < p.end, or_(Risk.closed_at.is_(None), Risk.closed_at >= p.start)]
+    if sc.kind == "project":
+        where.append(Risk.project_id == sc.id)
+    elif sc.kind == "department":
+        where.append(owner.department_id == sc.id)
+    elif sc.kind == "person":
+        where.append(Risk.owner_id == sc.id)
+    level = lambda v: texts.priority_name(lang, v)  # noqa: E731
+    levels = ("high", "mid", "low")
+    out = []
+    for rid, project, desc, likelihood, impact, response, owner_name, status, created, closed in f.s.connection().execute(
+            select(Risk.id, Project.name, Risk.description, Risk.likelihood, Risk.impact, Risk.response, owner.name,
+                   Risk.status, _stored(f, Risk.created_at), _stored(f, Risk.closed_at))
+            .join(owner, owner.id == Risk.owner_id).join(Project, Project.id == Risk.project_id)
+            .where(*where).order_by(Risk.id)):
+        worst = min((likelihood, impact), key=lambda v: levels.index(v) if v in levels else len(levels))
+        out.append((f"#R{rid}", project, desc, level(likelihood), level(impact), level(worst), response, owner_name,
+                    texts.t(lang, f"x_risk_{'closed' if status == 'closed' else 'open'}"), local(created), local(closed)))
+    return out
+
+
+def _action_rows(f: figures.Frame, lang: str, local: LocalTimes) -> list[tuple[Any, ...]]:
+    """会议行动项: each action of a meeting whose task the 任务 sheet lists (the same scope and period rule)."""
+    owner = aliased(User)
+    out = []
+    for mid, topic, held, created, task_id, title, owner_name, deadline, status, done in f.s.connection().execute(
+            select(Meeting.id, Meeting.topic, _stored(f, Meeting.held_at), _stored(f, Meeting.created_at), Task.id,
+                   Task.title, owner.name, _stored(f, Task.deadline), Task.status, _stored(f, Task.done_at))
+            .join(MeetingAction, MeetingAction.meeting_id == Meeting.id).join(Task, Task.id == MeetingAction.task_id)
+            .join(owner, owner.id == Task.owner_id).where(_tasks_in(f)).order_by(Meeting.id, Task.id)):
+        out.append((f"#M{mid} {topic}", local(held if held is not None else created), f"#{task_id} {title}",
+                    owner_name, local(deadline), texts.status_name(lang, status), local(done)))
+    return out
+
+
+def _collection_rows(f: figures.Frame, lang: str, local: LocalTimes) -> list[tuple[Any, ...]]:
+    """收集: one row per person asked, for the requests open at some time in the period. Scope: the
+    project's; a department's by the department asked (or the person's own); a person's own."""
+    p, sc = f.period, f.scope
+    requester, target = aliased(User), aliased(User)
+    where = [CollectionRequest.created_at < p.end,
+             or_(CollectionRequest.closed_at.is_(None), CollectionRequest.closed_at >= p.start)]
+    if sc.kind == "project":
+        where.append(CollectionRequest.project_id == sc.id)
+    elif sc.kind == "department":
+        where.append(func.coalesce(CollectionTarget.department_id, target.department_id) == sc.id)
+    elif sc.kind == "person":
+        where.append(CollectionTarget.user_id == sc.id)
+    out = []
+    for cid, title, who, deadline, status, person, dept, submitted, content, links in f.s.connection().execute(
+            select(CollectionRequest.id, CollectionRequest.title, requester.name,
+                   _stored(f, CollectionRequest.deadline), CollectionRequest.status, target.name, Department.name,
+                   _stored(f, CollectionTarget.submitted_at), CollectionTarget.content, CollectionTarget.links)
+            .join(requester, requester.id == CollectionRequest.requester_id)
+            .join(CollectionTarget, CollectionTarget.collection_id == CollectionRequest.id)
+            .join(target, target.id == CollectionTarget.user_id)
+            .outerjoin(Department, Department.id == func.coalesce(CollectionTarget.department_id, target.department_id))
+            .where(*where).order_by(CollectionRequest.id, CollectionTarget.id)):
+        shown = " ".join([content or "", *(str(x) for x in links or ())]).strip()
+        out.append((f"#C{cid} {title}", who, local(deadline), texts.t(lang, f"x_collect_{status}"), person,
+                    dept or "", local(submitted), shown))
+    return out
+
+
+def sheets(f: figures.Frame, lang: str) -> list[Sheet]:
+    t = lambda key: texts.t(lang, key)  # noqa: E731
+    local = LocalTimes(f.calendar.tz)
+    task_rows, progress_rows = _task_sheets(f, lang, local)
+    return [
+        Sheet(t("x_sheet_tasks"), _columns(t, "x_task_columns", (
+            "text", "text", "text", "datetime", "text", "text", "text", "text", "datetime")), task_rows),
+        Sheet(t("x_sheet_progress"), _columns(t, "x_progress_columns", (
+            "text", "text", "text", "text", "percent", "text", "text", "datetime")), progress_rows),
+        Sheet(t("x_sheet_approvals"), _columns(t, "x_approval_columns", (
+            "text", "text", "text", "text", "datetime", "text", "text", "datetime", "datetime", "hours")),
+              _approval_rows(f, lang, local)),
+        Sheet(t("x_sheet_departments"), _columns(t, "x_department_columns", (
+            "text", "int", "int", "percent", "int", "int", "number")), _department_rows(f)),
+        Sheet(t("x_sheet_risks"), _columns(t, "x_risk_columns", (
+            "text", "text", "text", "text", "text", "text", "text", "text", "text", "datetime", "datetime")),
+              _risk_rows(f, lang, local)),
+        Sheet(t("x_sheet_actions"), _columns(t, "x_action_columns", (
+            "text", "datetime", "text", "text", "datetime", "text", "datetime")), _action_rows(f, lang, local)),
+        Sheet(t("x_sheet_collections"), _columns(t, "x_collection_columns", (
+            "text", "text", "datetime", "text", "text", "text", "datetime", "text")), _collection_rows(f, lang, local)),
+    ]
