@@ -23,12 +23,17 @@ from sqlalchemy import func, select
 
 from collabbot.adapters import registry
 from collabbot.adapters.hub import Hub, PlatformAdapter
+from collabbot.adapters.kit import files
+from collabbot.adapters.kit.files import FileLinks
+from collabbot.adapters.kit.media import Media
 from collabbot.adapters.kit.orgsync import sync_org
+from collabbot.adapters.kit.sender import PlatformSender
 from collabbot.adapters.kit.spool import Spool
 from collabbot.bot.app import Bot
 from collabbot.bot.clock import Clock, FileClock, SystemClock
-from collabbot.bot.config import Config, ConfigError
+from collabbot.bot.config import Config, ConfigError, ReportSettings
 from collabbot.bot.org import Org, apply_org
+from collabbot.bot.reports import export
 from collabbot.scheduler.delivery import DeliveryWorker
 from collabbot.scheduler.runner import Runner
 from collabbot.storage import inbound
@@ -78,6 +83,24 @@ def install_report_writer() -> None:
     workbook.install()
 
 
+def report_settings(config: Config) -> ReportSettings:
+    """`[reports]`, checked, with its export folder installed for 导出 (the console uses it too)."""
+    settings = config.reports
+    if settings.folder:
+        export.install_dir(Path(settings.folder))
+    return settings
+
+
+def build_media(config: Config, settings: ReportSettings, clock: Clock) -> Media:
+    """What every sender shares for attachments: chart titles' language, the chart font, the signed links."""
+    folder = export.export_dir()
+    secret = settings.link_secret.encode() if settings.link_secret else files.load_secret(folder)
+    links = FileLinks(folder, secret, settings.public_url, settings.link_hours, clock)
+    if not settings.public_url:
+        log.info("reports: no [reports] public_url: a workbook a platform cannot take is not linked")
+    return Media(lang=config.language, font=settings.chart_font, links=links)
+
+
 def lock_sqlite(url: str) -> IO[str] | None:
     """Refuse a second process on the same SQLite file (SQLite is for one process)."""
     if not url.startswith("sqlite:///") or url == "sqlite:///:memory:":
@@ -113,7 +136,8 @@ def spool_path(config: Config) -> Path:
     return base / f"collabbot-inbound-{config.port}.spool"
 
 
-def build_app(config: Config, bot: Bot, adapters: list[PlatformAdapter], hub: Hub | None = None) -> web.Application:
+def build_app(config: Config, bot: Bot, adapters: list[PlatformAdapter], hub: Hub | None = None,
+              links: FileLinks | None = None) -> web.Application:
     app = web.Application(client_max_size=config.max_body_bytes)
     started = time.monotonic()
 
@@ -142,6 +166,8 @@ def build_app(config: Config, bot: Bot, adapters: list[PlatformAdapter], hub: Hu
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    if links is not None:
+        links.add_routes(app)  # GET /files/<token>: signed workbook downloads
     for adapter in adapters:
         adapter.add_routes(app)
     return app
@@ -174,8 +200,10 @@ async def run(config: Config, org: Org | None, *, ready: asyncio.Event | None = 
     check_c_parser()
     check_aiohttp()
     registry.check_config(config)
+    reports = report_settings(config)
     install_report_writer()
     clock = make_clock()
+    media = build_media(config, reports, clock)
     db = Database(config.database_url)
     await asyncio.to_thread(upgrade, db.engine)
     if org is not None:
@@ -187,9 +215,12 @@ async def run(config: Config, org: Org | None, *, ready: asyncio.Event | None = 
     bot = Bot(db, config, clock)
     hub = Hub(bot, spool=Spool(spool_path(config)))
     adapters = build_adapters(config, hub, clock)
+    for adapter in adapters:
+        if isinstance(adapter.sender, PlatformSender):
+            adapter.sender.media = media
     worker = DeliveryWorker(db, {a.platform: a.sender for a in adapters}, config.delivery, clock)
     hub.worker = worker
-    app = build_app(config, bot, adapters, hub)
+    app = build_app(config, bot, adapters, hub, links=media.links)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, reuse_port=config.reuse_port or None)

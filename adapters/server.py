@@ -143,7 +143,7 @@ def cmd_console(args: argparse.Namespace) -> int:
 def _console(args: argparse.Namespace, config: Config, db: Database) -> int:
     from collabbot.adapters.console.app import Console
     from collabbot.adapters.console.transcript import TranscriptError, parse_line
-    from collabbot.adapters.serve import install_report_writer
+    from collabbot.adapters.serve import install_report_writer, report_settings
 
     org = load_org(config)
     clock = ManualClock(SystemClock().now().astimezone(config.calendar.tz).replace(second=0, microsecond=0))
@@ -160,6 +160,7 @@ def _console(args: argparse.Namespace, config: Config, db: Database) -> int:
 
     if not args.script:
         warn_new_years()
+    report_settings(config)  # [reports] folder: where 导出 writes (the console prints the path)
     install_report_writer()
     bot = Bot(db, config, clock)
     with db.transaction() as s:

@@ -99,6 +99,17 @@ class SchedulerSettings:
 
 
 @dataclass(frozen=True)
+class ReportSettings:
+    """`[reports]`: how charts and workbooks reach people (read by the adapters and `serve`)."""
+
+    link_hours: int = 24  # a signed download link's life
+    public_url: str = ""  # where people reach `collabbot serve` ("https://bot.example.com"); "": no links
+    link_secret: str = ""  # "": generated once and kept in the export folder
+    folder: str = ""  # the export folder; "": $COLLABBOT_EXPORT_DIR, else <tmp>/collabbot-exports
+    chart_font: str = ""  # a font file with Chinese glyphs; "": looked for among the system's fonts
+
+
+@dataclass(frozen=True)
 class Config:
     language: str = "zh"
     bot_name: str = "bot"
@@ -118,6 +129,7 @@ class Config:
     task_templates: tuple[TaskTemplate, ...] = ()
     approval_templates: tuple[ApprovalTemplate, ...] = ()  # empty: the built-ins (bot/approval_templates.py)
     platforms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reports: ReportSettings = field(default_factory=ReportSettings)
 
     def task_template(self, name: str) -> TaskTemplate | None:
         return next((t for t in self.task_templates if t.name == name), None)
@@ -268,6 +280,25 @@ def _scheduler(s: _Section) -> SchedulerSettings:
     return settings
 
 
+def _reports(s: _Section, base_dir: Path | None) -> ReportSettings:
+    hours = s.int("link_hours", 24, minimum=1)
+    if hours > 24 * 30:
+        raise ConfigError(s.key("link_hours"), "must be at most 720 (30 days)")
+    url = s.str("public_url", "").rstrip("/")
+    if url and not re.fullmatch(r"https?://[^\s/?#@]+(/[^\s?#]*)?", url):
+        raise ConfigError(s.key("public_url"), 'must be an http(s) URL without a query, e.g. "https://bot.example.com"')
+    secret = s.str("link_secret", "")
+    if secret and len(secret) < 16:
+        raise ConfigError(s.key("link_secret"), "must be at least 16 characters (or empty: generated)")
+    folder, font = s.str("folder", ""), s.str("chart_font", "")
+    if base_dir is not None:  # relative to the config file, like org_file
+        folder = str(base_dir / folder) if folder and not Path(folder).is_absolute() else folder
+        font = str(base_dir / font) if font and not Path(font).is_absolute() else font
+    settings = ReportSettings(hours, url, secret, folder, font)
+    s.done()
+    return settings
+
+
 def _delivery(s: _Section) -> DeliverySettings:
     d = DeliverySettings(
         max_attempts=s.int("max_attempts", 8, minimum=1),
@@ -408,6 +439,7 @@ def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
         task_templates=_task_templates(data.get("task_templates", [])),
         approval_templates=tuple(approval_templates),
         platforms=platforms,
+        reports=_reports(root.table("reports"), base_dir),
     )
     for s in (bot, db, server):
         s.done()

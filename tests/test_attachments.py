@@ -4,15 +4,24 @@ xlsx. The rows come from the real engine (导出, 报表) or are written to the 
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 from collections.abc import AsyncIterator
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
+from collabbot.adapters.kit.files import FileLinks, load_secret
 from collabbot.adapters.kit.media import Media
+from collabbot.bot.clock import ManualClock
+from collabbot.bot.config import ConfigError, ReportSettings, parse_config
 from collabbot.bot.replies import Attachment, Card, Chart, Message
 from collabbot.bot.reports import export
 from collabbot.cards import workbook
@@ -239,3 +248,146 @@ async def test_wecom_refuses_a_chart_that_is_not_a_png(wecom: WecomEnv) -> None:
     with pytest.raises(WecomApiError) as caught:
         await wecom.adapter.sender.upload_image(b"GIF89a", "c.png", "chat")
     assert caught.value.code == 40005
+
+
+# --- signed download links --------------------------------------------------------------------------
+
+SECRET = b"s" * 64
+
+
+@pytest.fixture
+async def links_server(exports: Path) -> AsyncIterator[tuple[FileLinks, TestClient, ManualClock]]:
+    clock = ManualClock(START)
+    links = FileLinks(exports, SECRET, "", 24, clock)
+    app = web.Application()
+    links.add_routes(app)
+    http = TestClient(TestServer(app))
+    await http.start_server()
+    links.public_url = str(http.make_url("")).rstrip("/")
+    yield links, http, clock
+    await http.close()
+
+
+def write_file(folder: Path, name: str = "report-all-0-x-0a1b2c3d.xlsx", data: bytes = b"PK\x03\x04 data") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(data)
+    return folder / name
+
+
+async def test_a_signed_link_downloads_the_file_until_it_expires(
+        links_server: tuple[FileLinks, TestClient, ManualClock], exports: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    links, http, clock = links_server
+    path = write_file(exports)
+    url = links.url(path.name, "报表-技术部-本月.xlsx")
+    caplog.set_level("INFO", logger="collabbot.access")
+    response = await http.get(url.removeprefix(links.public_url))
+    assert response.status == 200 and await response.read() == path.read_bytes()
+    assert "filename*=UTF-8''%E6%8A%A5%E8%A1%A8" in response.headers["Content-Disposition"]
+    assert response.headers["Cache-Control"] == "private, no-store"
+    assert any("downloaded report-all-0-x-0a1b2c3d.xlsx" in r.getMessage() for r in caplog.records)
+    clock.advance(timedelta(hours=24, minutes=1))
+    response = await http.get(url.removeprefix(links.public_url))
+    assert response.status == 403 and await response.text() == "forbidden\n"
+    assert any("refused (expired)" in r.getMessage() for r in caplog.records)
+
+
+async def test_forged_altered_and_escaping_tokens_are_refused_alike(
+        links_server: tuple[FileLinks, TestClient, ManualClock], exports: Path, tmp_path: Path) -> None:
+    links, http, clock = links_server
+    path = write_file(exports)
+    (tmp_path / "secret.txt").write_text("do not serve")
+    token = links.token(path.name, "a.xlsx")
+    payload, mac = token.split(".")
+    other = FileLinks(exports, b"x" * 64, "", 24, clock).token(path.name, "a.xlsx")
+    escaping = _signed({"r": "../secret.txt", "n": "a", "e": 2_000_000_000}, links)
+    dotfile = _signed({"r": ".link-secret", "n": "a", "e": 2_000_000_000}, links)
+    for bad in (other, payload + "." + mac[:-2] + "AA", _b64json({"r": path.name, "n": "a", "e": 2_000_000_000}) + "." + mac,
+                escaping, dotfile, "x" * 2000, "no-dot-at-all", "a.b.c", "%2e%2e%2fsecret.txt"):
+        response = await http.get(f"/files/{bad}")
+        assert response.status == 403, bad
+        assert await response.text() == "forbidden\n"
+    response = await http.get("/files/../secret.txt")
+    assert response.status in (403, 404) and "do not serve" not in await response.text()
+    assert (await http.get(f"/files/{token}")).status == 200
+    path.unlink()
+    assert (await http.get(f"/files/{token}")).status == 404  # removed since: gone, not forbidden
+    with pytest.raises(ValueError):
+        links.token("../secret.txt", "a")
+
+
+def _b64json(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def _signed(data: dict[str, Any], links: FileLinks) -> str:
+    """A token signed with the right key around a payload the bot would never make (defence in depth)."""
+    payload = _b64json(data)
+    return f"{payload}.{links._mac(payload)}"
+
+
+def test_the_generated_secret_is_made_once_and_kept_private(tmp_path: Path) -> None:
+    folder = tmp_path / "exports"
+    first = load_secret(folder)
+    assert load_secret(folder) == first and len(first) >= 64
+    assert (folder / ".link-secret").stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in folder.iterdir()] == [".link-secret"]  # no temporary file left behind
+
+
+def test_the_reports_section_is_checked(tmp_path: Path) -> None:
+    assert parse_config({}).reports == ReportSettings()
+    settings = parse_config({"reports": {"link_hours": 48, "public_url": "https://bot.example.com/",
+                                         "link_secret": "k" * 20, "folder": "exports"}}, tmp_path).reports
+    assert settings.link_hours == 48 and settings.public_url == "https://bot.example.com"
+    assert settings.folder == str(tmp_path / "exports")  # relative to the config file
+    for bad, key in (({"link_hours": 0}, "reports.link_hours"), ({"link_hours": "24"}, "reports.link_hours"),
+                     ({"link_hours": 721}, "reports.link_hours"), ({"public_url": "ftp://x"}, "reports.public_url"),
+                     ({"public_url": "https://x/?a=1"}, "reports.public_url"),
+                     ({"link_secret": "short"}, "reports.link_secret"), ({"linkhours": 3}, "reports.linkhours")):
+        with pytest.raises(ConfigError) as caught:
+            parse_config({"reports": bad})
+        assert caught.value.key == key
+    with pytest.raises(ConfigError):
+        parse_config({"reports": "yes"})
+
+
+async def test_dingtalk_sends_a_link_for_a_workbook_too_big_to_upload(
+        dingtalk: DingTalkEnv, exports: Path) -> None:
+    app = web.Application()
+    links = FileLinks(exports, SECRET, "", 24, dingtalk.clock)
+    links.add_routes(app)
+    http = TestClient(TestServer(app))
+    await http.start_server()
+    try:
+        links.public_url = str(http.make_url("")).rstrip("/")
+        dingtalk.adapter.sender.media = Media(links=links)
+        dingtalk.adapter.sender.file_limit = 100  # a workbook over the platform's limit
+        await dingtalk.post(dp.robot_message("导出 本月", sender="li01", at=dingtalk.clock.now(),
+                                             conversation="cidPrivateLi", group=False))
+        assert await dingtalk.deliver() == 1
+        assert not dingtalk.fake.api_calls("POST", "/media/upload")
+        [sent] = dingtalk.fake.sent("li01")
+        text = sent["content"]["content"]
+        assert "报表工作簿「报表-李四-" in text and "24 小时内有效" in text
+        url = re.search(r"https?://\S+", text).group(0)
+        response = await http.get(url.removeprefix(links.public_url))
+        assert response.status == 200 and xlsx_sheets(await response.read())[:4] == ["任务", "进度", "审批", "部门统计"]
+    finally:
+        await http.close()
+
+
+async def test_without_a_public_url_the_person_is_told_instead_of_a_link(dingtalk: DingTalkEnv) -> None:
+    dingtalk.adapter.sender.file_limit = 0
+    await dingtalk.post(dp.robot_message("导出 本月", sender="li01", at=dingtalk.clock.now(),
+                                         conversation="cidPrivateLi", group=False))
+    assert await dingtalk.deliver() == 1
+    [sent] = dingtalk.fake.sent("li01")
+    assert "没有配置下载链接" in sent["content"]["content"] and "http" not in sent["content"]["content"]
+
+
+async def test_wecom_in_url_callback_mode_sends_groups_links_not_files(wecom: WecomEnv) -> None:
+    sender = wecom.adapter.sender
+    assert sender.takes_files("chat") and sender.takes_images("chat")  # the long connection
+    sender.settings = replace(sender.settings, robot_mode="callback")
+    assert not sender.takes_files("chat") and not sender.takes_images("chat")
+    assert sender.takes_files("user") and sender.takes_images("user")

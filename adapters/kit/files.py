@@ -22,9 +22,7 @@ import logging
 import os
 import re
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
@@ -41,44 +39,6 @@ MAX_TOKEN = 1024
 MAC_BYTES = 24
 REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,199}")  # a file name we wrote: no separators, no "..", no dotfile
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-@dataclass(frozen=True)
-class ReportSettings:
-    """`[reports]`: how charts and workbooks reach people."""
-
-    link_hours: int = 24
-    public_url: str = ""  # where people reach `collabbot serve`, e.g. "https://bot.example.com"; "": no links
-    link_secret: str = ""  # "": generated once, kept in the export folder
-    folder: str = ""  # the export folder; "": $COLLABBOT_EXPORT_DIR, else <tmp>/collabbot-exports
-    chart_font: str = ""  # a font file with Chinese glyphs; "": found among the system's fonts
-
-
-def parse_settings(raw: Any) -> ReportSettings:
-    """Validate the `[reports]` table (ConfigError naming the key)."""
-    if raw is None:
-        return ReportSettings()
-    if not isinstance(raw, dict):
-        raise ConfigError("reports", "must be a table")
-    known = {"link_hours", "public_url", "link_secret", "folder", "chart_font"}
-    for key in raw:
-        if key not in known:
-            raise ConfigError(f"reports.{key}", f"unknown key (known: {', '.join(sorted(known))})")
-    hours = raw.get("link_hours", 24)
-    if isinstance(hours, bool) or not isinstance(hours, int) or not 1 <= hours <= 24 * 30:
-        raise ConfigError("reports.link_hours", "must be a whole number of hours, 1 to 720")
-    strings = {}
-    for key in ("public_url", "link_secret", "folder", "chart_font"):
-        value = raw.get(key, "")
-        if not isinstance(value, str):
-            raise ConfigError(f"reports.{key}", "must be a string")
-        strings[key] = value
-    url = strings["public_url"].rstrip("/")
-    if url and not re.fullmatch(r"https?://[^\s/?#@]+(/[^\s?#]*)?", url):
-        raise ConfigError("reports.public_url", 'must be an http(s) URL without query, e.g. "https://bot.example.com"')
-    if strings["link_secret"] and len(strings["link_secret"]) < 16:
-        raise ConfigError("reports.link_secret", "must be at least 16 characters (or empty: generated)")
-    return ReportSettings(hours, url, strings["link_secret"], strings["folder"], strings["chart_font"])
 
 
 def load_secret(folder: Path) -> bytes:
