@@ -115,7 +115,7 @@ def _hint(key: str, task_id: int) -> ActionHandler:
 
 def _task_action(ctx: Ctx, action: CardAction) -> Reply | None:
     task = ctx.task(action.entity_id)
-    if action.version != task.version:
+    if tasks.stale_tap(ctx, task, action):  # an unrelated change (a subtask, a dependency) keeps the tap valid
         return Reply(toast=ctx.t("stale_card"), toast_kind="warning", card=tasks.card(ctx, task))
     handler = {
         "ack": lambda: tasks.acknowledge(ctx, task, via_card=True),

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from collabbot.bot.config import ConfigError, load_config, parse_config
 from collabbot.bot.events import CardActionEvent, ChatRef, UserRef
@@ -459,3 +459,65 @@ def test_a_template_subtask_never_falls_due_on_a_holiday_or_a_weekend(make_harne
         cal = h.bot.calendar
         for t in s.scalars(select(Task).where(Task.parent_id.is_not(None))):
             assert cal.is_workday(t.deadline.astimezone(TZ).date()), t.title
+
+
+# --- a tap on a card made stale by an unrelated change is carried out --------------------------------
+
+def _buttons(h: Harness, target: tuple[str, str], label: str) -> list[str]:
+    """The values of every button `label` on the cards `target` was sent, oldest first (as the platform keeps them)."""
+    return [b.value for c in h.console.sender.cards if c.target == target for b in c.card.buttons if b.label == label]
+
+
+def _tap(h: Harness, person: str, value: str):
+    return h.bot.handle(CardActionEvent(f"tap-{person}-{len(h.console.sender.cards)}-{value[-12:]}",
+                                        ChatRef("console", f"dm:{person}", person, is_group=False),
+                                        UserRef("console", person, person), value))
+
+
+def test_an_acknowledgement_tap_after_a_subtask_and_a_dependency_is_carried_out(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 活动H5开发 负责人 @李四 截止 12-10", f"{G} 张三: @bot 新建任务 物料 负责人 @王五 截止 12-08")
+    [ack] = _buttons(h, ("user", "李四"), "确认收到")  # the owner's private card, drawn at version 1
+    h.run(f"{G} 张三: @bot 子任务 #1 接口联调 负责人 @赵六 截止 12-08", f"{G} 张三: @bot 依赖 #1 #2")
+    with h.db.transaction() as s:
+        assert s.get(Task, 1).version > CardAction.unpack(ack).version  # type: ignore[union-attr]
+    reply = _tap(h, "李四", ack)
+    assert reply.toast == "已确认收到任务 #1「活动H5开发」。" and reply.toast_kind == "success", reply.toast
+    with h.db.transaction() as s:
+        assert s.get(Task, 1).acknowledged_at is not None
+        assert not list(s.scalars(select(Wait).where(Wait.entity_type == "task", Wait.entity_id == 1,
+                                                     Wait.answered_at.is_(None))))
+    out = h.run("wait 1d2h")
+    assert not lines_with(out, "任务 #1「活动H5开发」"), out  # neither nagged nor escalated afterwards
+    assert lines_with(out, "请确认收到任务 #3"), out  # (the others' reminders still go out)
+    # the same button again: already done, said so, nothing changes
+    again = _tap(h, "李四", ack)
+    assert again.toast == "任务 #1 已经确认过了。", again.toast
+    with h.db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(AuditEntry).where(
+            AuditEntry.action == "task.acknowledge", AuditEntry.outcome == "ok")) == 1
+
+
+def test_an_accept_tap_on_an_earlier_submission_is_stale(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 海报 负责人 @王五 截止 12-10", f"{G} 王五: @bot 完成 #1 交付物 https://example.com/v1",
+          f"{G} 张三: @bot 退回 #1 原因 颜色不对", f"{G} 王五: @bot 完成 #1 交付物 https://example.com/v2")
+    first, latest = _buttons(h, ("user", "张三"), "通过")
+    h.run(f"{G} 张三: @bot 评论 #1 收到，今天看")  # an unrelated change after the second submission
+    reply = _tap(h, "张三", first)
+    assert "卡片已过期" in reply.toast and reply.card is not None, reply.toast
+    with h.db.transaction() as s:
+        assert s.get(Task, 1).status == "review"
+    reply = _tap(h, "张三", latest)
+    assert reply.toast == "任务 #1「海报」已验收通过。", reply.toast
+    with h.db.transaction() as s:
+        assert s.get(Task, 1).status == "done"
+
+
+def test_a_card_version_from_the_future_is_refused(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 海报 负责人 @王五 截止 12-10")
+    reply = _tap(h, "王五", CardAction("ack", "task", 1, 99).pack())
+    assert "卡片已过期" in reply.toast
+    with h.db.transaction() as s:
+        assert s.get(Task, 1).acknowledged_at is None

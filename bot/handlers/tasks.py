@@ -26,13 +26,14 @@ from collabbot.bot.handlers.common import (
     when,
 )
 from collabbot.bot.handlers.task_creation import announce_assignment, card, new_task
-from collabbot.bot.replies import Message, Reply
+from collabbot.bot.replies import CardAction, Message, Reply
 from collabbot.bot.rules import states
 from collabbot.bot.rules.deps import find_cycle
 from collabbot.bot.texts import status_name
 from collabbot.bot.views import open_predecessors
 from collabbot.bot.waits import close_waits, open_wait
 from collabbot.storage.models import (
+    AuditEntry,
     Comment,
     ProgressReport,
     Task,
@@ -501,6 +502,27 @@ def cancel(ctx: Ctx, cmd: Command) -> Reply | None:
     ctx.audit("task.cancel", task, before)
     ctx.say(ctx.t("cancelled", id=task.id))
     return None
+
+
+def stale_tap(ctx: Ctx, task: Task, action: CardAction) -> bool:
+    """Whether a tap on a task card drawn at `action.version` means something else now.
+
+    The task's version moves with every change, most of them unrelated to a button (a subtask, a
+    dependency, a comment): those taps are carried out, their handlers judging them on the current
+    state (确认收到 by the owner while unacknowledged, 开始 while to do; the hints always). Only
+    通过 / 退回 judge one submission: a card drawn before the latest 提交 is stale. A version the task
+    never had (0, or one from the future) was never drawn.
+    """
+    if action.version == task.version:
+        return False
+    if not 1 <= action.version < task.version:
+        return True
+    if action.action not in ("accept", "return"):
+        return False
+    submitted = ctx.s.scalar(select(AuditEntry.after).where(
+        AuditEntry.entity_type == "tasks", AuditEntry.entity_id == task.id, AuditEntry.action == "task.finish",
+        AuditEntry.outcome == "ok").order_by(AuditEntry.id.desc()).limit(1))
+    return not isinstance(submitted, dict) or action.version < int(submitted.get("version") or 0)
 
 
 def ack_command(ctx: Ctx, cmd: Command) -> Reply | None:
