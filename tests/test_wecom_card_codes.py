@@ -196,3 +196,27 @@ async def test_a_tap_the_engine_answered_too_late_for_the_callback_still_updates
         assert count(env.db, InboundQueueItem) == 0 and env.adapter.inbound.card_updates_failed == 0
     finally:
         await env.close()
+
+
+async def test_url_callback_mode_answers_through_the_response_url_after_a_restart_once(db: Database) -> None:
+    callback = {"robot_mode": "callback", "robot_token": fw.ROBOT_TOKEN, "robot_encoding_aes_key": fw.ROBOT_AES_KEY}
+    env = await make_env(db, START, **callback)
+    try:
+        at = env.clock.now().timestamp()
+        body = fw.robot_message("@协作机器人 帮助", userid="zhangsan", chatid="wrcb", create_time=int(at))
+        body["response_url"] = env.fake.url + "/cgi-bin/aibot/response?code=r1"
+        query, raw = fw.robot_envelope(body, at=at)
+        response = await env.http.post(f"{env.adapter.settings.robot_path}?{query}", data=raw)
+        await env.adapter.inbound.drain()
+        assert response.status == 200
+        env = await env.restart(**callback)  # the answer is still queued; the response_url is in the database
+        await env.deliver()
+        [answered] = env.fake.calls_to("/cgi-bin/aibot/response")
+        assert answered.query["code"] == "r1" and answered.code == 0
+        # used: WeCom's redelivery of the same message (same response_url) does not make it usable again
+        response = await env.http.post(f"{env.adapter.settings.robot_path}?{query}", data=raw)
+        assert response.status == 200
+        with env.db.transaction() as s:
+            assert card_codes.take(s, "wecom", "response_url|wrcb", env.clock.now()) is None
+    finally:
+        await env.close()

@@ -43,6 +43,10 @@ class WecomClient(ApiClient):
         self.settings = settings
 
     # --- answers --------------------------------------------------------------------------------
+    def answer(self, method: str, path: str, status: int, text: str) -> dict[str, Any]:
+        """A WeCom answer read and classified: the body, or WecomApiError."""
+        return self._read(method, path, status, text)
+
     def _read(self, method: str, path: str, status: int, text: str) -> dict[str, Any]:
         if status >= 500 or status == 429:
             raise WecomApiError(f"{method} {path}: HTTP {status}", status=status, transient=True,

@@ -5,6 +5,10 @@ WeCom changes an app card already sent only with a response_code: `message/send`
 memory they died with the process, and after a restart every changed card was posted again. In the
 database only the latest code of each copy is kept (a tap's replaces the send's), under the id the
 engine knows the copy by, with the task_id of the card that shows it now.
+
+The robot's URL-callback mode has the same kind of one-time key: a message's `response_url`, the only
+way to speak in that chat later (once, within the hour). It is kept here too, as `response_url|<chatid>`,
+so the instance that delivers the answer need not be the one that received the message.
 """
 
 from __future__ import annotations
@@ -29,10 +33,10 @@ class CardCodes:
         self.db = db
         self.clock = clock
 
-    async def keep(self, message_id: str, task_id: str, code: str) -> bool:
+    async def keep(self, message_id: str, task_id: str, code: str, valid: timedelta = VALID) -> bool:
         """Remember `code` as the copy's latest; False when it is the one already kept (a redelivered tap)."""
         now = self.clock.now()
-        return await asyncio.to_thread(self._run, card_codes.keep, PLATFORM, message_id, task_id, code, now + VALID,
+        return await asyncio.to_thread(self._run, card_codes.keep, PLATFORM, message_id, task_id, code, now + valid,
                                        now)
 
     async def take(self, message_id: str) -> Code | None:

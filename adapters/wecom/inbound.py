@@ -103,7 +103,7 @@ class WecomInbound:
         if self.settings.robot_mode == "callback" and isinstance(body, dict) and isinstance(body.get("response_url"), str):
             chat = body.get("chatid") or (body.get("from") or {}).get("userid")
             if isinstance(chat, str):
-                self.sender.remember_response_url(chat, body["response_url"])
+                await self.sender.remember_response_url(chat, body["response_url"])
         if isinstance(what, parse.Tap):
             return self.card(await self.pipeline.handle(what.event), what.task_id)
         await self.pipeline.handle(what, parsed.sent_at)

@@ -28,8 +28,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlparse
 
@@ -47,9 +47,13 @@ from collabbot.scheduler.limits import Limit
 log = logging.getLogger(__name__)
 
 LIMITS = (Limit("chat", 30, 60.0), Limit("chat", 1000, 3600.0), Limit("user", 30, 60.0), Limit("user", 1000, 3600.0))
-RESPONSE_URL_SECONDS = 3500.0  # WeCom: a response_url may be used once within an hour
+RESPONSE_URL_VALID = timedelta(seconds=3500)  # WeCom: a response_url may be used once within an hour
 MARKDOWN_BYTES = 2_048  # the app's markdown and text limit (the robot allows 4,096)
 TEXT_CHARS = 600
+
+
+def response_url_key(chat_id: str) -> str:
+    return f"response_url|{chat_id}"
 
 
 def task_id_of(key: str) -> str:
@@ -118,7 +122,6 @@ class WecomSender(PlatformSender):
         self.robot = robot
         self.bound = bound  # has anyone written to the robot in this group?
         self.limits = limits
-        self.response_urls: dict[str, tuple[str, float]] = {}
         self.unbound_refused = 0
         self.codes = codes  # each app card copy's latest response_code
 
@@ -193,27 +196,32 @@ class WecomSender(PlatformSender):
                 await self.robot.push(chat_id, msgtype, part[msgtype], req_id=f"{task_id}-{i}")
         return robot_message_id(chat_id, task_id)
 
-    def remember_response_url(self, chat_id: str, url: str) -> None:
-        """URL-callback mode: the latest message's response_url, the only way the robot can speak later."""
+    async def remember_response_url(self, chat_id: str, url: str) -> None:
+        """URL-callback mode: the latest message's response_url, the only way the robot can speak later; kept
+        in the database, so a restart or another instance can still use it."""
         host = urlparse(url).hostname or ""
         allowed = urlparse(self.settings.base_url).hostname or ""
         if urlparse(url).scheme not in ("https", "http") or host != allowed:
             log.warning("wecom: a response_url on an unexpected host %r ignored", host[:80])
             return
-        self.response_urls[chat_id] = (url, time.monotonic() + RESPONSE_URL_SECONDS)
+        await self.codes.keep(response_url_key(chat_id), "", url, RESPONSE_URL_VALID)
 
     async def _answer_once(self, chat_id: str, parts: list[dict[str, Any]]) -> None:
-        url, expires = self.response_urls.pop(chat_id, ("", 0.0))
-        if not url or time.monotonic() > expires:
+        taken = await self.codes.take(response_url_key(chat_id))
+        if taken is None:
             log.error("wecom: the robot is in URL-callback mode and cannot push to group %s (it may only answer a "
                       "message within an hour, once); use the long connection (robot_mode = \"websocket\")", chat_id)
             raise DeliveryError(f"callback mode: no response_url for {chat_id}", transient=False)
         part = parts[-1]  # one answer only: the card (or the text), without a mention prelude
-        target = urlparse(url)
+        target = urlparse(taken.code)
         path = target.path + (f"?{target.query}" if target.query else "")
-        status, _, _ = await self.client.exchange("POST", path, json=part)
-        if status >= 400:
-            raise WecomApiError(f"response_url answered HTTP {status}", status=status, transient=status >= 500)
+        try:
+            status, _, text = await self.client.exchange("POST", path, json=part)
+            self.client.answer("POST", "response_url", status, text)
+        except Exception as exc:  # unless WeCom refused it for good, the URL stays usable for the retry
+            if not isinstance(exc, WecomApiError) or exc.transient or exc.throttle:
+                await self.codes.give_back(response_url_key(chat_id), taken.code)
+            raise
 
     # --- the app (people) -----------------------------------------------------------------------
     async def _to_user(self, userid: str, rendered: dict[str, Any], task_id: str, *, copy: str = "") -> str:
