@@ -1,7 +1,8 @@
 """One-time codes for changing a sent card in place, kept per copy (the `card_update_codes` table).
 
 Some platforms change a card already sent only with a code they handed out when it was sent or tapped,
-valid for a while and usable once. Kept in memory such codes die with the process, and the copy is then
+valid for a while and usable once (and some answer a conversation later only through such a one-time
+key: it is kept here the same way, under a `message_id` of its own). Kept in memory such codes die with the process, and the copy is then
 posted again instead of updated. Here only the latest code of each copy is kept: a newer one replaces
 it, `take` marks it used in the same statement that reads it (two instances cannot both use it), and
 `give_back` returns a code whose call failed before the platform saw it.

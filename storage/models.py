@@ -452,8 +452,8 @@ class RateSlot(Base):
 
 
 class CardUpdateCode(Base):
-    """A platform's one-time code for changing a sent card in place (storage/card_codes.py): only the latest per
-    copy, with its expiry. Kept in the database so that a restart, or another instance, still updates the card
+    """A platform's one-time code for changing a sent card in place, or for answering a chat later
+    (storage/card_codes.py): only the latest per copy, with its expiry. Kept in the database so that a restart, or another instance, still updates the card
     rather than posting it again."""
 
     __tablename__ = "card_update_codes"
