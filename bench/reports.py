@@ -5,13 +5,14 @@
 
 It builds 10 departments, 200 people, 5 projects and N tasks created over the last quarter (a tenth
 cancelled, two thirds done, a third of the rest overdue), one assignment wait per task, a progress
-report per task on average, and N/50 three-stage approvals with their votes. Then, each in a fresh
+report per task on average, N/50 three-stage approvals with their votes, and for the records' sheets N/100
+risks, N/200 meetings with two actions each and N/500 collection requests to five people. Then, each in a fresh
 child process (so that its peak RSS is the job's own, imports included), it times:
 
 * `report` — the 报表 card of everything for 本季度 (every figure, the trend included);
 * `report-dept` — the same for one department;
 * `export` — the 导出 workbook of everything for 本季度 (every task in the quarter: N rows in 任务 and in
-  进度), sheets read and the .xlsx written;
+  进度, with 审批, 部门统计, 风险, 会议行动项 and 收集), sheets read and the .xlsx written;
 * `export-dept` — the same for one department.
 
 The target: report and export under 3 s and 300 MB with 100,000 tasks, on both databases.
@@ -47,9 +48,14 @@ from collabbot.storage.models import (  # noqa: E402
     ApprovalRequest,
     ApprovalStep,
     ApprovalVote,
+    CollectionRequest,
+    CollectionTarget,
     Department,
+    Meeting,
+    MeetingAction,
     ProgressReport,
     Project,
+    Risk,
     Task,
     User,
     Wait,
@@ -58,6 +64,7 @@ from collabbot.storage.models import (  # noqa: E402
 NOW = datetime(2026, 12, 4, 8, 0, tzinfo=UTC)
 DEPARTMENTS, PEOPLE, PROJECTS = 10, 200, 5
 JOBS = ("report", "report-dept", "export", "export-dept")
+LEVELS = ("high", "mid", "low")
 
 
 def build(db: Database, n: int, seed: int = 7) -> None:
@@ -126,6 +133,32 @@ def build(db: Database, n: int, seed: int = 7) -> None:
                 s.add(ApprovalVote(request_id=req.id, step_id=step.id, voter_id=rng.choice(user_ids),
                                    decision="approve", created_at=decided))
                 at = decided
+    with db.transaction() as s:  # the records' sheets: risks, meetings with two actions each, collection requests
+        for i in range(n // 100):
+            at = start + timedelta(minutes=rng.randrange(95 * 24 * 60))
+            s.add(Risk(project_id=rng.choice(project_ids), description=f"风险{i}", likelihood=rng.choice(LEVELS),
+                       impact=rng.choice(LEVELS), response="备选方案", owner_id=rng.choice(user_ids),
+                       created_by_id=rng.choice(user_ids), status="open", created_at=at, updated_at=at))
+        for i in range(n // 200):
+            at = start + timedelta(minutes=rng.randrange(95 * 24 * 60))
+            meeting = Meeting(project_id=rng.choice(project_ids), topic=f"周会{i}", held_at=at,
+                              recorder_id=rng.choice(user_ids), created_at=at)
+            s.add(meeting)
+            s.flush()
+            for task_id in rng.sample(range(1, n + 1), 2):
+                s.add(MeetingAction(meeting_id=meeting.id, task_id=task_id))
+        for i in range(n // 500):
+            at = start + timedelta(minutes=rng.randrange(95 * 24 * 60))
+            c = CollectionRequest(project_id=rng.choice(project_ids), title=f"月度数据{i}",
+                                  requester_id=rng.choice(user_ids), deadline=at + timedelta(days=3), status="open",
+                                  created_at=at, updated_at=at)
+            s.add(c)
+            s.flush()
+            for user_id in rng.sample(user_ids, 5):
+                done = rng.random() < 0.7
+                s.add(CollectionTarget(collection_id=c.id, user_id=user_id, department_id=dept_of[user_id],
+                                       submitted_at=at + timedelta(days=1) if done else None,
+                                       content="见链接" if done else "", links=[]))
     if db.is_postgres:
         with db.engine.connect() as conn:
             conn.exec_driver_sql("ANALYZE")
