@@ -391,3 +391,31 @@ async def test_wecom_in_url_callback_mode_sends_groups_links_not_files(wecom: We
     sender.settings = replace(sender.settings, robot_mode="callback")
     assert not sender.takes_files("chat") and not sender.takes_images("chat")
     assert sender.takes_files("user") and sender.takes_images("user")
+
+
+# --- 报表 end to end, on both databases ---------------------------------------------------------------
+
+async def test_the_report_card_carries_its_chart_through_dingtalk(db: Database) -> None:
+    env = await make_dingtalk(db, START)
+    try:
+        async def say(text: str, sender: str, at_users: list[str] | None = None) -> None:
+            status, _ = await env.post(dp.robot_message(text, sender=sender, at=env.clock.now(), at_users=at_users))
+            assert status == 200
+
+        await say("绑定项目 官网 协同负责人 @zhang01", "zhang01", ["zhang01"])
+        await say("新建任务 活动H5开发 负责人 @li01 截止 12-10", "zhang01", ["li01"])
+        await say("完成 #1 交付物 https://h5.example.com/x", "li01")
+        await say("通过 #1", "zhang01")
+        await env.deliver()
+        before = len(env.fake.sent(GROUP))
+        await say("报表", "zhang01")
+        await env.deliver()
+        assert all(r.status == "sent" for r in rows(env.db)), [(r.dedupe_key, r.last_error) for r in rows(env.db)]
+        report = [r for r in rows(env.db) if r.payload.get("attachment")]
+        assert len(report) == 1 and report[0].payload["attachment"]["chart"]["labels"] == ["技术部"]
+        card, image = env.fake.sent(GROUP)[before:]
+        assert "报表" in json.dumps(card["content"], ensure_ascii=False)
+        [(media_id, media)] = env.fake.media.items()
+        assert image["content"] == {"photoURL": media_id} and media["size"] == (800, 450)
+    finally:
+        await env.close()
