@@ -54,6 +54,7 @@ def test_each_writer_gives_the_typed_workbook(tmp_path: Path, writer) -> None:
         ["<b>&amp;</b> 第三", datetime(2026, 12, 3, 9, 30), 1, 12, 0]]
     assert tasks["formats"] == ["General", "yyyy-mm-dd hh:mm", "0.0%", "General", "0.0"]  # type: ignore[index]
     assert tasks["types"][0] == "s" and tasks["types"][1] == "d"  # type: ignore[index]
+    assert openpyxl.load_workbook(path)["任务"]["A3"].data_type == "s"  # text, not a formula
     assert tasks["bold"] and tasks["freeze"] == "A2" and tasks["filter"] == "A1"  # type: ignore[index]
     assert tasks["widths"][0] >= 19 and tasks["widths"][1] >= 16  # type: ignore[index]  # CJK counts two
     empty = got["收集"]
