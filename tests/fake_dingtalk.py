@@ -330,6 +330,8 @@ class FakeDingTalk:
         if token not in self.tokens:
             call.code = "40014"
             return web.json_response({"errcode": 40014, "errmsg": "不合法的access_token"})
+        if (fault := self._fault(call)) is not None:
+            return fault
         if kind not in ("image", "voice", "video", "file") or "media" not in fields or not fields["media"][0]:
             return web.json_response({"errcode": 40004, "errmsg": "不合法的媒体文件类型"})
         name, data = fields["media"]

@@ -24,6 +24,7 @@ from collabbot.bot.clock import ManualClock
 from collabbot.bot.config import ConfigError, ReportSettings, parse_config
 from collabbot.bot.replies import Attachment, Card, Chart, Message
 from collabbot.bot.reports import export
+from collabbot.bot.sweep import weekly_summary
 from collabbot.cards import workbook
 from collabbot.storage import outbox
 from collabbot.storage.db import Database
@@ -182,6 +183,33 @@ async def test_dingtalk_sends_the_summary_card_then_its_chart_as_a_sample_image(
     [send] = dingtalk.fake.api_calls("POST", "/v1.0/robot/groupMessages/send")
     assert send.body["msgKey"] == "sampleImageMsg" and send.body["openConversationId"] == GROUP
     assert row.platform_message_id == card["id"]  # the card's id: a tap updates the card, not the picture
+
+
+async def test_a_chart_that_fails_after_its_card_is_logged_and_the_card_is_not_sent_twice(
+        dingtalk: DingTalkEnv, caplog: pytest.LogCaptureFixture) -> None:
+    dingtalk.fake.fail("server_error", path="/v1.0/robot/groupMessages/send", times=5)
+    enqueue(dingtalk.db, "dingtalk", "chat", GROUP, Message(("本周",), summary_card()), "summary:w49")
+    assert await dingtalk.deliver() == 1
+    [row] = rows(dingtalk.db)
+    assert row.status == "sent" and row.attempts == 1
+    [card] = dingtalk.fake.sent(GROUP)
+    assert card["kind"] == "card"
+    assert any("chart image after" in r.getMessage() and "(the card was)" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_upload_that_fails_shows_nothing_and_the_row_is_retried(dingtalk: DingTalkEnv) -> None:
+    dingtalk.fake.expire_tokens()  # and a refused token on the upload: refreshed once, single-flight
+    dingtalk.fake.fail("server_error", path="/media/upload", times=1)
+    enqueue(dingtalk.db, "dingtalk", "chat", GROUP, Message(("本周",), summary_card()), "summary:w49")
+    await dingtalk.deliver()
+    [row] = rows(dingtalk.db)
+    assert row.status == "pending" and row.attempts == 1 and not dingtalk.fake.sent(GROUP)
+    dingtalk.clock.advance(timedelta(minutes=15))
+    await dingtalk.deliver()
+    [row] = rows(dingtalk.db)
+    assert row.status == "sent"
+    assert [m["kind"] for m in dingtalk.fake.sent(GROUP)] == ["card", "text"]  # the card once, then the picture
+    assert len(dingtalk.fake.media) == 1
 
 
 async def test_dingtalk_refuses_a_file_that_is_not_a_workbook(dingtalk: DingTalkEnv) -> None:
@@ -417,5 +445,13 @@ async def test_the_report_card_carries_its_chart_through_dingtalk(db: Database) 
         assert "报表" in json.dumps(card["content"], ensure_ascii=False)
         [(media_id, media)] = env.fake.media.items()
         assert image["content"] == {"photoURL": media_id} and media["size"] == (800, 450)
+        # the weekly summary, as the sweep writes it: its card's bars become the picture after the card
+        with env.bot.db.transaction() as s:
+            assert weekly_summary(env.bot, s, env.clock.now(), force=True) == 1
+        env.clock.advance(timedelta(minutes=10))
+        await env.deliver()
+        card, image = env.fake.sent(GROUP)[before + 2:]
+        assert "周报" in json.dumps(card["content"], ensure_ascii=False) and len(env.fake.media) == 2
+        assert image["content"]["photoURL"] in env.fake.media
     finally:
         await env.close()

@@ -96,9 +96,15 @@ class PlatformSender:
         message_id = None
         if message.parts or message.card is not None:
             message_id = await self.post(target_kind, target_id, message, key)
+        if image and not (message.parts or message.card is not None):  # the picture is the message
+            return await self.post_image(target_kind, target_id, image, f"{key}:chart")
         if image:
-            image_id = await self.post_image(target_kind, target_id, image, f"{key}:chart")
-            message_id = message_id or image_id
+            # the card is out: retrying the row would post it again (WeCom refuses a card's task_id twice, a
+            # robot's text has no idempotency key), so a picture that fails now is logged, not retried
+            try:
+                await self.post_image(target_kind, target_id, image, f"{key}:chart")
+            except (ApiError, DeliveryError, TimeoutError, aiohttp.ClientError, OSError) as exc:
+                log.warning("%s: the chart image after %s was not sent (the card was): %s", self.platform, key, exc)
         return message_id
 
     async def send(self, item: OutboxItem) -> str | None:
