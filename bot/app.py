@@ -45,6 +45,7 @@ from collabbot.bot.handlers import (
     queries,
     records,
     reports,
+    signoff,
     task_creation,
     tasks,
 )
@@ -62,7 +63,7 @@ CommandHandler = Callable[[Ctx, Command], Reply | None]
 ActionHandler = Callable[[Ctx, CardAction], Reply | None]
 
 COMMANDS: dict[str, CommandHandler] = {
-    "bind_project": projects.bind_project,
+    "bind_project": signoff.bind_project,
     "show_project": projects.show_project,
     "weekly_note": projects.weekly_note,
     "create_task": tasks.create_task,
@@ -89,8 +90,8 @@ COMMANDS: dict[str, CommandHandler] = {
     "apply": approvals.apply,
     "my_approvals": approvals.my_approvals,
     "show_approval": approvals.show,
-    "approve": approvals.approve_command,
-    "reject": approvals.reject_command,
+    "approve": signoff.following(approvals.approve_command),
+    "reject": signoff.following(approvals.reject_command),
     "withdraw": approvals.withdraw,
     "cancel_approval": approvals.cancel,
     "resubmit": approvals.resubmit,
@@ -102,10 +103,10 @@ COMMANDS: dict[str, CommandHandler] = {
     "minutes": records.minutes,
     "show_meeting": records.show_meeting,
     "milestone": records.milestone,
-    "collect": collections.collect,
     "close_project": archive.close_project,
     "retrospective": archive.retrospective,
     "search_archive": archive.search_archive,
+    "collect": collections.collect,
 }
 
 
@@ -153,7 +154,7 @@ def _wait_action(ctx: Ctx, action: CardAction) -> Reply | None:
 
 
 ACTIONS: dict[str, ActionHandler] = {"task": _task_action, "help": _help_action, "wait": _wait_action,
-                                     "approval": approvals.card_action}
+                                     "approval": signoff.following(approvals.card_action)}
 
 
 def _task_view(ctx: Ctx, task_id: int, viewer: User | None) -> Card | None:

@@ -396,3 +396,28 @@ def display_value(spec: FieldSpec | None, stored: str, fmt: Any) -> str:
 def example_value(spec: FieldSpec) -> str:
     return {"text": "…", "number": "2", "money": "5万", "date": "12-15", "link": "https://…"}.get(
         spec.type, spec.choices[0] if spec.choices else "…")
+
+
+# --- templates the engine files itself -----------------------------------------------------------
+
+SIGNOFF_TEMPLATE = "协同目标确认函"
+SIGNOFF_TOML = """
+[[approval_templates]]
+name = "协同目标确认函"
+fields = [
+  { name = "目标", type = "text", required = false },
+  { name = "KPI", type = "text", required = false },
+  { name = "范围", type = "text", required = false },
+  { name = "参与部门", type = "text" },
+]
+stages = [
+  { name = "部门确认", kind = "countersign", departments_field = "参与部门" },
+]
+"""
+
+
+@cache
+def system_templates() -> tuple[ApprovalTemplate, ...]:
+    """Flows the engine starts itself, never offered by 申请: the project sign-off (协同目标确认函), a 会签 of the
+    participating departments' heads on the project's goal, KPIs and scope."""
+    return parse_approval_templates(tomllib.loads(SIGNOFF_TOML)["approval_templates"])

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from collabbot.bot import texts
-from collabbot.bot.approval_templates import ApprovalTemplate, display_value, templates_of
+from collabbot.bot.approval_templates import ApprovalTemplate, display_value, system_templates, templates_of
 from collabbot.bot.replies import Button, Card, CardAction
 from collabbot.bot.rules import approval_stages as rules
 from collabbot.storage.models import ApprovalRequest, ApprovalStep, ApprovalVote, AuditEntry, User
@@ -41,7 +41,7 @@ class Viewer(Protocol):
 
 def template_of(bot: Any, req: ApprovalRequest) -> ApprovalTemplate | None:
     """The request's template as configured now (None when it was removed from the config since)."""
-    return next((t for t in templates_of(bot.config) if t.name == req.template), None)
+    return next((t for t in (*templates_of(bot.config), *system_templates()) if t.name == req.template), None)
 
 
 def steps_of(s: Session, req: ApprovalRequest, round_: int | None = None) -> list[ApprovalStep]:

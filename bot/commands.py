@@ -74,10 +74,10 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "minutes": ("会议纪要", "minutes"),
     "show_meeting": ("会议", "meeting"),
     "milestone": ("里程碑", "milestone"),
-    "collect": ("收集", "信息收集", "collect"),
     "close_project": ("结项", "项目结项", "close project", "project close"),
     "retrospective": ("复盘", "retrospective", "retro"),
     "search_archive": ("查找", "搜索", "search", "find"),
+    "collect": ("收集", "信息收集", "collect"),
 }
 
 FIELD_WORDS: dict[str, tuple[str, ...]] = {
@@ -113,6 +113,7 @@ FIELD_WORDS: dict[str, tuple[str, ...]] = {
     "held_at": ("时间", "会议时间", "held"),
     "summary": ("摘要", "summary"),
     "decisions": ("决议", "决定", "decisions"),
+    "scope": ("范围", "项目范围", "scope"),
 }
 
 PRIORITY_WORDS = {"高": "high", "中": "mid", "低": "low", "high": "high", "mid": "mid", "medium": "mid",
@@ -161,7 +162,8 @@ class Command:
 
 # which fields each command understands (everything else stays in its free text)
 COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
-    "bind_project": ("initiating_dept", "coordinator", "departments", "goal", "kpis", "start", "end", "remarks"),
+    "bind_project": ("initiating_dept", "coordinator", "departments", "goal", "kpis", "start", "end", "remarks",
+                     "scope"),
     "create_task": ("owner", "collaborators", "deadline", "priority", "deliverable", "attachments", "remarks",
                     "department", "template", "project", "initiating_dept"),
     "add_subtask": ("owner", "collaborators", "deadline", "priority", "deliverable", "remarks", "department"),

@@ -10,6 +10,7 @@ from collabbot.bot.commands import Command
 from collabbot.bot.context import Ctx, Refused, snapshot
 from collabbot.bot.handlers.common import MAX_TITLE, capped, chat_project, missing, not_allowed, people, when
 from collabbot.bot.replies import Card, Reply
+from collabbot.bot.signoff_view import signoff_fields
 from collabbot.storage.models import Department, Project, WeeklyNote
 
 
@@ -28,10 +29,13 @@ def project_card(ctx: Ctx, project: Project) -> Card:
         fields.append((ctx.t("f_goal"), project.goal))
     if project.kpis:
         fields.append((ctx.t("f_kpis"), project.kpis))
+    if project.scope:
+        fields.append((ctx.t("f_scope"), project.scope))
     if project.start_date or project.end_date:
         fields.append((ctx.t("f_dates"), f"{project.start_date or '?'} ~ {project.end_date or '?'}"))
     if project.remarks:
         fields.append((ctx.t("f_remarks"), project.remarks))
+    fields += signoff_fields(ctx, project)  # who of the departments' heads confirmed the goal, KPIs and scope
     return Card(kind="project", key=f"project:{project.id}", title=ctx.t("project_line", name=project.name),
                 color="blue", fields=tuple(fields))
 
@@ -68,7 +72,7 @@ def bind_project(ctx: Ctx, cmd: Command) -> Reply | None:
         project.initiating_dept_id = ctx.department(cmd.get("initiating_dept")).id
     if cmd.get("departments"):
         project.departments = _departments(ctx, cmd.get("departments"))
-    for name in ("goal", "kpis", "remarks"):
+    for name in ("goal", "kpis", "remarks", "scope"):
         if cmd.get(name):
             setattr(project, name, capped(ctx, cmd.get(name), name))
     if start is not None:

@@ -100,6 +100,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "collect_targets": ("whom to ask (departments or people)", "collect monthly figures targets 市场部,技术部 due thu 18:00"),
     "collect_deadline": ("the deadline", "collect monthly figures targets 市场部,技术部 due thu 18:00"),
     "collect_content": ("what you submit (a link or text)", "done #C1 https://example.com/data.xlsx"),
+    "scope": ("the scope", "bind goal GMV 10M kpis conversion 3% scope all online channels"),
 }
 
 TEXTS: dict[str, str] = {
@@ -660,4 +661,22 @@ TEXTS: dict[str, str] = {
     "milestone_done_row": "✓ done {when}",
     "milestones_count": "{done}/{n} done",
     "milestones_hint": "When reached: milestone done #MS<number>",
+    "f_scope": "Scope",
+    "f_signoff": "Sign-off",
+    "signoff_yes": " ✓",
+    "signoff_no": " ✗ rejected",
+    "signoff_by_sender": " ✓ (sent it)",
+    "signoff_waiting": " waiting",
+    "signoff_not_needed": " —",
+    "signoff_pending": "being confirmed #A{id} ({done}/{n})",
+    "signoff_approved": "confirmed by all #A{id}",
+    "signoff_rejected": "rejected #A{id}: amend it and bind again",
+    "signoff_cancelled": "void #A{id}",
+    "signoff_withdrawn": "withdrawn #A{id}",
+    "signoff_returned": "returned #A{id}",
+    "signoff_submitted": "📝 Sign-off #A{id} sent: each participating department's head confirms the goal, KPIs and scope ({stage}): ",
+    "signoff_submitted_done": "Sign-off #A{id} needs nobody else's confirmation and is in force.",
+    "signoff_not_sent": "The sign-off was not sent: {why}",
+    "signoff_superseded": "Sign-off #A{id} was changed: the old one is void, nothing to confirm; the new one follows.",
+    "signoff_superseded_reason": "the project's goal, KPIs, scope or departments changed",
 }

@@ -100,6 +100,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "collect_targets": ("提交对象（部门或成员）", "收集 月度经营数据 对象 市场部,技术部 截止 周四 18:00"),
     "collect_deadline": ("截止时间", "收集 月度经营数据 对象 市场部,技术部 截止 周四 18:00"),
     "collect_content": ("提交内容（链接或文字）", "提交 #C1 链接 https://example.com/data.xlsx"),
+    "scope": ("范围", "绑定项目 目标 双十二GMV破千万 KPI 转化率3% 范围 线上全渠道"),
 }
 
 TEXTS: dict[str, str] = {
@@ -660,4 +661,22 @@ TEXTS: dict[str, str] = {
     "milestone_done_row": "✓ 已完成 {when}",
     "milestones_count": "已完成 {done}/{n}",
     "milestones_hint": "达成后：里程碑 完成 #MS编号",
+    "f_scope": "范围",
+    "f_signoff": "目标确认",
+    "signoff_yes": " ✓",
+    "signoff_no": " ✗ 驳回",
+    "signoff_by_sender": " ✓（发起）",
+    "signoff_waiting": " 待确认",
+    "signoff_not_needed": " —",
+    "signoff_pending": "确认中 #A{id}（{done}/{n}）",
+    "signoff_approved": "已全部确认 #A{id}",
+    "signoff_rejected": "有部门驳回 #A{id}，请调整后重新绑定",
+    "signoff_cancelled": "已作废 #A{id}",
+    "signoff_withdrawn": "已撤回 #A{id}",
+    "signoff_returned": "已退回 #A{id}",
+    "signoff_submitted": "📝 已发出协同目标确认函 #A{id}，请各参与部门负责人确认目标、KPI 和范围（{stage}）：",
+    "signoff_submitted_done": "协同目标确认函 #A{id} 无需其他部门确认，已生效。",
+    "signoff_not_sent": "协同目标确认函未发出：{why}",
+    "signoff_superseded": "协同目标确认函 #A{id} 的内容已修改，旧函作废，无需再确认；新函随后发给你。",
+    "signoff_superseded_reason": "项目目标、KPI、范围或参与部门已修改",
 }
