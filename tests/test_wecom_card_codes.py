@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import update
+import pytest
+from sqlalchemy import text, update
 
 from collabbot.adapters.wecom import parse
 from collabbot.storage import card_codes
@@ -218,5 +220,25 @@ async def test_url_callback_mode_answers_through_the_response_url_after_a_restar
         assert response.status == 200
         with env.db.transaction() as s:
             assert card_codes.take(s, "wecom", "response_url|wrcb", env.clock.now()) is None
+    finally:
+        await env.close()
+
+
+async def test_a_card_that_went_out_is_sent_even_when_its_code_cannot_be_kept(sqlite_db: Database,
+                                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """The database failing after WeCom took the card must not fail the row: a resend would be refused as a
+    repeated task_id, and the row would die although the card was delivered."""
+    from collabbot.bot.replies import Button, Card, Message
+
+    env = await make_env(sqlite_db, START)
+    try:
+        with sqlite_db.engine.begin() as conn:
+            conn.execute(text("DROP TABLE card_update_codes"))
+        card = Card("task", "task:1", "设计", buttons=(Button("确认收到", "v1|ack|task|1|0"),))
+        with caplog.at_level(logging.WARNING):
+            message_id = await env.adapter.sender.post("user", "lisi", Message((), card), "inst:k-1")
+        assert message_id is not None and message_id.startswith("app|lisi|")
+        assert [s["touser"] for s in env.fake.sent] == ["lisi"]
+        assert any("cannot keep the response_code" in r.getMessage() for r in caplog.records)
     finally:
         await env.close()

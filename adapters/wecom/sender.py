@@ -235,7 +235,10 @@ class WecomSender(PlatformSender):
         if msgtype == "template_card":
             code = answer.get("response_code")
             if isinstance(code, str) and code:
-                await self.codes.keep(copy or app_message_id(userid, task_id), task_id, code)
+                try:
+                    await self.codes.keep(copy or app_message_id(userid, task_id), task_id, code)
+                except Exception:  # the card went out: a lost code costs only a later resend instead of an edit
+                    log.warning("wecom: cannot keep the response_code of the app card %s", task_id, exc_info=True)
             return app_message_id(userid, task_id)
         return app_message_id(userid, str(answer.get("msgid") or task_id))
 
