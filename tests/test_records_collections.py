@@ -147,3 +147,33 @@ def test_english_and_every_platform_renders_the_cards(harness) -> None:
     for message in messages:
         for platform in PLATFORMS:
             assert render_message(platform, message)
+
+
+def test_hostile_input_gets_a_plain_refusal(harness) -> None:
+    harness.run(BIND)
+    assert "收集内容太长了（最多 200 字）" in harness.text(f"{G} 张三: @bot 收集 {'数' * 201} 对象 技术部 截止 12-03")
+    harness.run(ASK)
+    assert "提交内容（链接或文字）太长了（最多 2000 字）" in harness.text(f"dm as 陈七: 提交 #C1 {'x' * 2001}")
+    assert "请写收集编号" in harness.text("dm as 陈七: 收集 关闭 #C12345678901")
+    # markup in a submission is the platforms' renderers' to escape: stored as typed, shown as text
+    harness.run("dm as 陈七: 提交 #C1 <at user_id=\"all\">所有人</at> **粗体**")
+    with harness.db.transaction() as s:
+        c = s.get(CollectionRequest, 1)
+        assert c.targets[0].content == '<at user_id="all">所有人</at> **粗体**'
+        assert s.query(AuditEntry).filter(AuditEntry.action == "collection.submit").count() == 1
+
+
+def test_the_last_two_submissions_at_once_complete_it_once(harness) -> None:
+    from .test_approvals_concurrency import at_once
+    from .test_engine_concurrency import event
+
+    harness.run(BIND, ASK)
+    replies = at_once(harness.bot, [event(harness, "dm as 陈七: 提交 #C1 https://example.com/a"),
+                                    event(harness, "dm as 周八: 提交 #C1 https://example.com/b")])
+    assert all(r.toast_kind != "error" for r in replies)
+    with harness.db.transaction() as s:
+        c = s.get(CollectionRequest, 1)
+        assert c.status == "complete" and all(t.submitted_at is not None for t in c.targets)
+        complete = [r for r in s.query(OutboxMessage) if r.dedupe_key.startswith("collection:1:complete")]
+        assert len(complete) == 2  # the requester's complete set and the group's line, once each
+        assert s.query(AuditEntry).filter(AuditEntry.action == "collection.complete").count() == 1
