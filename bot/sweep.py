@@ -449,19 +449,39 @@ def _local_day_start(bot: Engine, day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=bot.calendar.tz)
 
 
+PROMPT_CHAT_JOB = "daily_prompt:chat"  # one job_runs row per group and day: its prompt was decided
+
+
+def _prompt_due(bot: Engine, chat_id: int, start: datetime) -> datetime:
+    """When a group's daily prompt is due: the prompt time plus the group's stable spread."""
+    return start + _spread(f"prompt:{chat_id}", bot.config.rules.daily_prompt_spread_minutes)
+
+
 def daily_prompt(bot: Engine, s: Session, now: datetime, force: bool = False) -> int:
+    """Each group's prompt is decided at its own due moment (the prompt time plus its spread) and sent
+    then: a task reported on in the minutes before is not listed. A `job_runs` row per group and day
+    makes it once anywhere; the day's row closes the day once every spread has passed."""
     rules = bot.config.rules
     local = now.astimezone(bot.calendar.tz)
     today = local.date()
     if not rules.daily_prompt_enabled or not bot.calendar.is_workday(today):
         return 0
-    if local.time() < rules.daily_prompt_time and not force:
+    start = datetime.combine(today, rules.daily_prompt_time, tzinfo=bot.calendar.tz)
+    if now < start and not force:
         return 0
-    if not _insert_once(s, "daily_prompt", today.isoformat(), now):
+    day = today.isoformat()
+    if s.scalar(select(JobRun.id).where(JobRun.job == "daily_prompt", JobRun.slot == day)) is not None:
+        return 0
+    ran = set(s.scalars(select(JobRun.slot).where(JobRun.job == PROMPT_CHAT_JOB, JobRun.slot.like(f"{day}:%"))))
+    candidates = s.scalars(select(Chat).where(Chat.project_id.is_not(None), Chat.active.is_(True)).order_by(Chat.id))
+    chats = [c for c in candidates if f"{day}:{c.id}" not in ran and (force or _prompt_due(bot, c.id, start) <= now)]
+    chats = [c for c in chats if _insert_once(s, PROMPT_CHAT_JOB, f"{day}:{c.id}", now)]  # another instance's: skip
+    if force or now >= start + timedelta(minutes=max(rules.daily_prompt_spread_minutes, 0), seconds=1):
+        _insert_once(s, "daily_prompt", day, now)  # every group's moment has passed: the day is done
+    if not chats:
         return 0
     n = Notifier(bot, s, now)
     day_start = _local_day_start(bot, today)
-    chats = list(s.scalars(select(Chat).where(Chat.project_id.is_not(None), Chat.active.is_(True)).order_by(Chat.id)))
     # every group's stale tasks in one query (not one per group)
     stale_by_project: dict[int, list[Task]] = {}
     stale_stmt = (select(Task).where(Task.project_id.in_({c.project_id for c in chats}), Task.status == "in_progress",
@@ -480,7 +500,7 @@ def daily_prompt(bot: Engine, s: Session, now: datetime, force: bool = False) ->
         stale = stale_by_project.get(chat.project_id, [])  # type: ignore[arg-type]
         if not stale:
             return False
-        when = now + _spread(f"prompt:{chat.id}", rules.daily_prompt_spread_minutes)
+        when = now  # decided now, at the group's moment: sent now
         parts: list = [n.t("prompt_group")]
         for task in stale:
             parts += ["\n", f"#{task.id} {task.title} {task.percent}% ", n.at(task.owner, chat.platform)]
@@ -679,6 +699,14 @@ def next_due(bot: Engine, now: datetime) -> datetime | None:
         # only the slots from today / this week on (ISO dates and weeks sort as text), not every slot ever run
         ran_prompt = set(s.scalars(select(JobRun.slot).where(JobRun.job == "daily_prompt",
                                                              JobRun.slot >= local.date().isoformat())))
+        today = local.date().isoformat()
+        pending_groups: list[int] = []  # today's groups whose prompt is not decided yet
+        if rules.daily_prompt_enabled and today not in ran_prompt:
+            ran_groups = set(s.scalars(select(JobRun.slot).where(JobRun.job == PROMPT_CHAT_JOB,
+                                                                 JobRun.slot.like(f"{today}:%"))))
+            pending_groups = [c for c in s.scalars(select(Chat.id).where(Chat.project_id.is_not(None),
+                                                                          Chat.active.is_(True)))
+                              if f"{today}:{c}" not in ran_groups]
         ran_summary = set(s.scalars(select(JobRun.slot).where(JobRun.job == "weekly_summary",
                                                               JobRun.slot >= f"{year}-W{week:02d}")))
         r = risk_report.next_moment(bot, s, now)
@@ -688,7 +716,12 @@ def next_due(bot: Engine, now: datetime) -> datetime | None:
     for offset in range(0, 15):
         day = local.date() + timedelta(days=offset)
         if rules.daily_prompt_enabled and cal.is_workday(day) and day.isoformat() not in ran_prompt:
-            candidates.append(datetime.combine(day, rules.daily_prompt_time, tzinfo=cal.tz))
+            start = datetime.combine(day, rules.daily_prompt_time, tzinfo=cal.tz)
+            if offset == 0 and now >= start:  # each group at its own moment, then the day's close
+                closes = start + timedelta(minutes=max(rules.daily_prompt_spread_minutes, 0), seconds=1)
+                candidates.append(min([_prompt_due(bot, c, start) for c in pending_groups] + [closes]))
+            else:
+                candidates.append(start)
             break
     for offset in range(0, 15):
         day = local.date() + timedelta(days=offset)

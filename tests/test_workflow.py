@@ -521,3 +521,32 @@ def test_a_card_version_from_the_future_is_refused(make_harness) -> None:
     assert "卡片已过期" in reply.toast
     with h.db.transaction() as s:
         assert s.get(Task, 1).acknowledged_at is None
+
+
+# --- the daily prompt is decided at the group's own moment, not up to its spread minutes before ------
+
+def test_a_progress_report_in_the_prompts_spread_minutes_keeps_the_task_out_of_it(make_harness) -> None:
+    from dataclasses import replace
+
+    from collabbot.bot.config import RuleSettings
+    from collabbot.bot.sweep import _spread
+
+    h: Harness = make_harness(rules=replace(RuleSettings(), daily_prompt_spread_minutes=30))
+    h.run(f"{G} 张三: @bot 新建任务 接口 负责人 @李四 截止 12-20", f"{G} 张三: @bot 新建任务 海报 负责人 @王五 截止 12-20",
+          f"{G} 李四: @bot 开始 #1", f"{G} 王五: @bot 开始 #2")
+    moment = datetime(2026, 12, 1, 10, 0, tzinfo=TZ) + _spread("prompt:1", 30)  # the group's (chat 1's) moment
+    assert moment.minute >= 10, moment  # room to report in between
+    out = h.run("clock 2026-12-01 10:05")  # the prompt time has passed, the group's moment has not
+    assert not lines_with(out, "今日进度提醒"), out
+    h.run(f"{G} 李四: @bot 进度 #1 50% 联调中")
+    out = h.run("wait 1h")
+    prompt = lines_with(out, "新品上市群: 今日进度提醒")
+    assert len(prompt) == 1 and prompt[0].startswith(f"[{moment:%m-%d %H:%M}]"), out
+    assert "#2 海报" in "\n".join(out) and "#1 接口" not in "\n".join(out), out
+    assert not lines_with(out, "→ 李四（私聊）: 今天请更新"), out
+    assert lines_with(out, "→ 王五（私聊）: 今天请更新任务 #2"), out
+    out = h.run("wait 3h")  # decided once a day
+    assert not lines_with(out, "今日进度提醒"), out
+    with h.db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(OutboxMessage).where(
+            OutboxMessage.dedupe_key.like("prompt:%:chat:%"))) == 1
