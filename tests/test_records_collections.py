@@ -177,3 +177,16 @@ def test_the_last_two_submissions_at_once_complete_it_once(harness) -> None:
         complete = [r for r in s.query(OutboxMessage) if r.dedupe_key.startswith("collection:1:complete")]
         assert len(complete) == 2  # the requester's complete set and the group's line, once each
         assert s.query(AuditEntry).filter(AuditEntry.action == "collection.complete").count() == 1
+
+
+def test_a_card_of_the_most_targets_keeps_every_row_on_every_platform() -> None:
+    from collabbot.bot.handlers.collections import MAX_TARGETS
+    from collabbot.bot.replies import Card
+    from collabbot.cards.render import render_card
+
+    rows = tuple((f"部门{n} 负责人{n}", "⚠ 未提交（已过截止）") for n in range(MAX_TARGETS))
+    card = Card(kind="collection", key="collection:1", title="收集 #C1 月度经营数据", status="已提交 0/18",
+                fields=(("发起人", "张三"), ("截止", "12-03 18:00"), *rows), note="提交：提交 #C1 链接 https://…")
+    for platform in PLATFORMS:
+        rendered = str(render_card(platform, card))
+        assert f"负责人{MAX_TARGETS - 1}" in rendered, platform  # the last person asked is still on the card

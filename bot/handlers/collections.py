@@ -47,7 +47,8 @@ _TARGETS = re.compile(r"(?:^|\s)(?:对象|提交对象|提交人|targets?|from)(
 _LEAD = re.compile(r"^(?:链接|附件|内容|link|content)[=:：＝]?\s*", re.IGNORECASE)
 ACTIONS = {"列表": "list", "list": "list", "关闭": "close", "结束": "close", "取消": "close", "close": "close",
            "cancel": "close"}
-MAX_TARGETS = 50
+# one row per person asked, after the requester and deadline: 20 fields, the smallest platform's card (WeCom)
+MAX_TARGETS = 18
 OPEN, COMPLETE, CLOSED = "open", "complete", "closed"
 
 
