@@ -53,6 +53,11 @@ HISTORY_VERBS: dict[str, str] = {
     "approval.cancel": "cancelled",
     "approval.skip": "skipped",
     "approval.to_task": "made a task",
+    "collection.create": "requested a collection",
+    "collection.submit": "submitted",
+    "collection.complete": "completed",
+    "collection.close": "closed the collection",
+    "milestone.done": "marked a milestone done",
 }
 
 # field -> (its name in a refusal, an example command)

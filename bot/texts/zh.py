@@ -53,6 +53,11 @@ HISTORY_VERBS: dict[str, str] = {
     "approval.cancel": "取消",
     "approval.skip": "自动跳过",
     "approval.to_task": "转为任务",
+    "collection.create": "发起收集",
+    "collection.submit": "提交收集",
+    "collection.complete": "收齐",
+    "collection.close": "关闭收集",
+    "milestone.done": "标记里程碑完成",
 }
 
 # field -> (its name in a refusal, an example command)
