@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import IO
 
@@ -99,6 +100,20 @@ def build_media(config: Config, settings: ReportSettings, clock: Clock) -> Media
     if not settings.public_url:
         log.info("reports: no [reports] public_url: a workbook a platform cannot take is not linked")
     return Media(lang=config.language, font=settings.chart_font, links=links)
+
+
+PRUNE_EVERY_SECONDS = 3600.0
+
+
+async def prune_exports(settings: ReportSettings) -> None:
+    """Hourly: workbooks older than their links' life and a day more are removed from the export folder."""
+    keep = timedelta(hours=settings.link_hours + 24)
+    while True:
+        try:
+            await asyncio.to_thread(files.prune, export.export_dir(), keep, time.time())
+        except OSError as exc:
+            log.warning("reports: cannot prune the export folder: %s", exc)
+        await asyncio.sleep(PRUNE_EVERY_SECONDS)
 
 
 def lock_sqlite(url: str) -> IO[str] | None:
@@ -229,6 +244,7 @@ async def run(config: Config, org: Org | None, *, ready: asyncio.Event | None = 
                 ", ".join(a.platform for a in adapters))
     scheduler = Runner(bot, worker)
     scheduler.start()
+    pruner = asyncio.create_task(prune_exports(reports), name="prune-exports")
     for adapter in adapters:
         await adapter.start()
     stop = asyncio.Event()
@@ -238,6 +254,7 @@ async def run(config: Config, org: Org | None, *, ready: asyncio.Event | None = 
     if ready is not None:
         ready.set()
     await stop.wait()
+    pruner.cancel()
     for adapter in adapters:
         await adapter.stop()
     await scheduler.stop()

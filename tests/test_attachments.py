@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -18,7 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
-from collabbot.adapters.kit.files import FileLinks, load_secret
+from collabbot.adapters.kit.files import FileLinks, load_secret, prune
 from collabbot.adapters.kit.media import Media
 from collabbot.bot.clock import ManualClock
 from collabbot.bot.config import ConfigError, ReportSettings, parse_config
@@ -352,6 +353,21 @@ def _signed(data: dict[str, Any], links: FileLinks) -> str:
     """A token signed with the right key around a payload the bot would never make (defence in depth)."""
     payload = _b64json(data)
     return f"{payload}.{links._mac(payload)}"
+
+
+def test_old_workbooks_are_pruned_and_nothing_else(tmp_path: Path) -> None:
+    folder = tmp_path / "exports"
+    old = write_file(folder, "report-all-0-x-00000001.xlsx")
+    fresh = write_file(folder, "report-all-0-x-00000002.xlsx")
+    other = write_file(folder, "notes-old.xlsx")
+    secret = load_secret(folder)
+    now = START.timestamp()
+    for path in (old, other, folder / ".link-secret"):
+        os.utime(path, (now - 49 * 3600, now - 49 * 3600))
+    os.utime(fresh, (now - 47 * 3600, now - 47 * 3600))
+    assert prune(folder, timedelta(hours=48), now) == 1
+    assert not old.exists() and fresh.exists() and other.exists() and load_secret(folder) == secret
+    assert prune(tmp_path / "missing", timedelta(hours=48), now) == 0
 
 
 def test_the_generated_secret_is_made_once_and_kept_private(tmp_path: Path) -> None:

@@ -3,6 +3,8 @@ route on its port, the secret from the config (or generated once in the export f
 
 from __future__ import annotations
 
+import os
+import time
 import urllib.error
 import urllib.request
 from datetime import datetime
@@ -66,16 +68,20 @@ folder = "{folder}"
     assert not (folder / SECRET_FILE).exists()  # the configured secret: nothing generated
 
 
-def test_without_a_configured_secret_serve_makes_one_in_the_export_folder(tmp_path: Path) -> None:
+def test_without_a_configured_secret_serve_makes_one_and_prunes_old_workbooks(tmp_path: Path) -> None:
     port = free_port()
     folder = tmp_path / "exports"
     config = write_config(tmp_path / "config.toml", f"sqlite:///{tmp_path / 'bot.db'}", port=port, extra=f"""
 [reports]
 folder = "{folder}"
 """)
+    stale = workbook(folder).rename(folder / "report-all-0-old-00000000.xlsx")
+    three_days_ago = time.time() - 72 * 3600
+    os.utime(stale, (three_days_ago, three_days_ago))
     serve = ServeProcess(config)
     try:
         serve.wait_for(lambda: any("serving on" in line for line in serve.log), what="serve to start")
+        serve.wait_for(lambda: not stale.exists(), what="the stale workbook to be pruned")
         secret = (folder / SECRET_FILE).read_text().strip()
         path = workbook(folder)
         links = FileLinks(folder, secret.encode(), f"http://127.0.0.1:{port}", 24, ManualClock(datetime.now(TZ)))

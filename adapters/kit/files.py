@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -61,6 +62,27 @@ def load_secret(folder: Path) -> bytes:
     if len(value) < 32:
         raise ConfigError("reports.link_secret", f"{path} is too short to be a secret; remove it to make a new one")
     return value.encode()
+
+
+def prune(folder: Path, keep: timedelta, now: float) -> int:
+    """Remove the workbooks written more than `keep` before `now` (their links have expired, and no
+    delivery still retries them); the number removed. Only our own file names are touched. `now` is the
+    system's time (epoch seconds), like the files' own times, not the bot's clock: a test clock set ahead
+    must not age fresh files."""
+    if not folder.is_dir():
+        return 0
+    cutoff = now - keep.total_seconds()
+    removed = 0
+    for path in folder.glob("report-*.xlsx"):
+        try:
+            if REF.fullmatch(path.name) and path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:  # another instance sharing the folder removed it first
+            continue
+    if removed:
+        log.info("reports: %d old workbook(s) removed from %s", removed, folder)
+    return removed
 
 
 def _b64(data: bytes) -> str:
