@@ -3,8 +3,8 @@ database's own full-text index.
 
 Chinese has no spaces, so words are cut at write time with jieba's search mode (a long word also yields the
 shorter words in it: 市场推广 → 市场, 推广, 市场推广) and stored space-joined in `archive_records.tokens`.
-Migration 0011 indexes that column: SQLite's FTS5 (unicode61 over the spaces), PostgreSQL's GIN over
-`to_tsvector('simple', tokens)`. A query is cut in jieba's precise mode and every word must match, so a
+Migration 0011 indexes that column: SQLite's FTS5 (unicode61 over the spaces), PostgreSQL's GIN over a
+generated column `to_tsvector('simple', tokens)`. A query is cut in jieba's precise mode and every word must match, so a
 two-character query such as 推广 finds a record whose title holds it as a word. Results are the newest first.
 
 This module knows rows only: who may see what, and the words people type, are the handlers' business.
@@ -85,22 +85,35 @@ class Entry:
 
 def write(s: Session, project_id: int, entries: Iterable[Entry], now: datetime) -> int:
     """Archive `entries` for the project; a record archived before (same kind and id) is rewritten. Returns how
-    many were written."""
-    count = 0
-    for entry in entries:
-        tokens = " ".join(index_words(f"{entry.title} {entry.body}"))
-        row = s.scalar(select(ArchiveRecord).where(ArchiveRecord.kind == entry.kind,
-                                                   ArchiveRecord.entity_id == entry.entity_id))
+    many were written. A few statements for the whole batch, not a few per record."""
+    items = list(entries)
+    existing: dict[tuple[str, int], ArchiveRecord] = {}
+    for kind in {e.kind for e in items}:
+        ids = [e.entity_id for e in items if e.kind == kind]
+        for chunk in range(0, len(ids), 500):
+            for row in s.scalars(select(ArchiveRecord).where(ArchiveRecord.kind == kind,
+                                                             ArchiveRecord.entity_id.in_(ids[chunk:chunk + 500]))):
+                existing[(row.kind, row.entity_id)] = row
+    written: list[tuple[ArchiveRecord, Entry]] = []
+    for entry in items:
+        row = existing.get((entry.kind, entry.entity_id))
         if row is None:
             row = ArchiveRecord(project_id=project_id, kind=entry.kind, entity_id=entry.entity_id, archived_at=now)
             s.add(row)
-        row.title, row.body, row.happened_at, row.tokens = entry.title[:200], entry.body, entry.happened_at, tokens
-        s.flush()
-        known = set(s.scalars(select(ArchiveDepartment.department_id).where(ArchiveDepartment.record_id == row.id)))
-        s.add_all(ArchiveDepartment(record_id=row.id, department_id=d) for d in sorted(entry.departments - known))
-        count += 1
+            existing[(entry.kind, entry.entity_id)] = row
+        row.title, row.body, row.happened_at = entry.title[:200], entry.body, entry.happened_at
+        row.tokens = " ".join(index_words(f"{entry.title} {entry.body}"))
+        written.append((row, entry))
     s.flush()
-    return count
+    known: set[tuple[int, int]] = set()
+    record_ids = [row.id for row, _ in written]
+    for chunk in range(0, len(record_ids), 500):
+        known |= {(r, d) for r, d in s.execute(select(ArchiveDepartment.record_id, ArchiveDepartment.department_id)
+                                               .where(ArchiveDepartment.record_id.in_(record_ids[chunk:chunk + 500])))}
+    s.add_all(ArchiveDepartment(record_id=row.id, department_id=d) for row, entry in written
+              for d in sorted(entry.departments) if (row.id, d) not in known)
+    s.flush()
+    return len(written)
 
 
 @dataclass(frozen=True)
@@ -130,7 +143,7 @@ def visible_projects(viewer_id: int) -> Select[Any]:
 def _match(s: Session, words: list[str]) -> ColumnElement[bool]:
     """The full-text condition on ArchiveRecord for all of `words`, in the database's own dialect."""
     if s.get_bind().dialect.name == "postgresql":
-        return text("to_tsvector('simple', archive_records.tokens) @@ plainto_tsquery('simple', :archive_q)") \
+        return text("archive_records.archive_fts_tsv @@ plainto_tsquery('simple', :archive_q)") \
             .bindparams(archive_q=" ".join(words))  # type: ignore[return-value]
     phrase = " ".join('"' + w.replace('"', '""') + '"' for w in words)  # each word quoted: no FTS5 syntax gets in
     fts = table("archive_fts", literal_column("rowid"))
@@ -158,11 +171,15 @@ def search(s: Session, words: list[str], filters: Filters | None = None, *, view
         conditions.append(ArchiveRecord.happened_at < filters.end)
     if viewer_id is not None:
         conditions.append(ArchiveRecord.project_id.in_(visible_projects(viewer_id)))
-    where = and_(*conditions)
-    total = s.scalar(select(func.count()).select_from(ArchiveRecord).where(where)) or 0
-    rows = s.execute(select(ArchiveRecord, Project.name).join(Project, Project.id == ArchiveRecord.project_id)
-                     .where(where).order_by(ArchiveRecord.happened_at.desc(), ArchiveRecord.id.desc())
-                     .limit(limit)).all()
+    # The matching ids first, with every condition inside (on PostgreSQL MATERIALIZED: read once, so no plan can
+    # scan the matches again for each row of another index, as one did on a table not yet analysed).
+    matched = select(ArchiveRecord.id.label("id")).where(and_(*conditions)).cte("archive_match")
+    if s.get_bind().dialect.name == "postgresql":
+        matched = matched.prefix_with("MATERIALIZED")
+    total = s.scalar(select(func.count()).select_from(matched)) or 0
+    rows = s.execute(select(ArchiveRecord, Project.name).join(matched, matched.c.id == ArchiveRecord.id)
+                     .join(Project, Project.id == ArchiveRecord.project_id)
+                     .order_by(ArchiveRecord.happened_at.desc(), ArchiveRecord.id.desc()).limit(limit)).all()
     return total, [(r[0], r[1]) for r in rows]
 
 

@@ -636,8 +636,9 @@ class ArchiveRecord(Base):
     a meeting, a collection or the retrospective, as it stood when archived.
 
     `tokens` is the record's text cut into words at write time (space-joined), which the database's own
-    full-text index reads: an FTS5 table kept by triggers on SQLite, a GIN index over
-    `to_tsvector('simple', tokens)` on PostgreSQL. Both live in migration 0011 only (see there)."""
+    full-text index reads: an FTS5 table kept by triggers on SQLite, a generated column
+    `archive_fts_tsv = to_tsvector('simple', tokens)` with a GIN index on PostgreSQL. Both live in migration
+    0011 only (see there)."""
 
     __tablename__ = "archive_records"
     __table_args__ = (UniqueConstraint("kind", "entity_id"), Index("ix_archive_records_kind_at", "kind", "happened_at"))

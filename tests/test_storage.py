@@ -30,7 +30,8 @@ LEASE = timedelta(seconds=60)
 
 def _declared_by_models(name: str | None, kind: str, parents: dict) -> bool:
     """The archive's full-text index is made by migration 0011 only, per back-end (an FTS5 virtual table and
-    its shadow tables on SQLite, an expression GIN index on PostgreSQL): no model can declare it."""
+    its shadow tables on SQLite, a generated tsvector column and its GIN index on PostgreSQL): no model can
+    declare it for both."""
     return not (name or "").startswith(("archive_fts", "ix_archive_records_fts"))
 
 
