@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import cache
@@ -40,6 +40,7 @@ from typing import Any, Protocol
 from collabbot.bot.commands import PAIR_NAME
 from collabbot.bot.dates import parse_when
 from collabbot.bot.errors import ConfigError
+from collabbot.bot.identities import OrgIdentities
 
 FIELD_TYPES = ("text", "number", "money", "date", "choice", "link")
 STAGE_KINDS = ("dept_head", "countersign", "any_of", "person", "role", "task_initiator")
@@ -66,8 +67,11 @@ class StageSpec:
     kind: str
     on_self: str = "skip"
     departments_field: str = ""  # countersign: the field that names the departments involved
-    people: tuple[str, ...] = ()  # any_of / person / role: the people's names, roles already resolved
+    people: tuple[str, ...] = ()  # any_of / person / role: each person as configured (a name or platform:id)
     role: str = ""  # role: the role's name, for the card
+    # each person's platform identities (parallel to `people`), resolved at load: approvers are matched by
+    # these, never by a display name; () for a built-in's name the org file does not list
+    identities: tuple[tuple[str, ...], ...] = ()
 
     @property
     def mode(self) -> str:
@@ -286,24 +290,51 @@ def _roles(value: Any) -> dict[str, str]:
     roles = _table(value, "approval_roles")
     for role, person in roles.items():
         if not isinstance(person, str) or not person.strip():
-            raise ConfigError(f"approval_roles.{role}", "must be a person's name")
+            raise ConfigError(f"approval_roles.{role}", "must be a person's name or platform:id")
     return {role: person.strip() for role, person in roles.items()}
 
 
-def parse_approval_templates(items: Any, roles: Any = None) -> tuple[ApprovalTemplate, ...]:
-    """The configured templates; with none listed, the built-ins (their roles overridable by `roles`)."""
+def _with_identities(template: ApprovalTemplate, index: int, people: OrgIdentities, strict: set[str] | None,
+                     role_keys: dict[str, str]) -> ApprovalTemplate:
+    """Each stage's people resolved to identities. `strict`: the entries that must resolve (None: all);
+    the others (a built-in's names) may match nobody and are refused when a request needs them."""
+    stages = []
+    for j, stage in enumerate(template.stages):
+        if not stage.people:
+            stages.append(stage)
+            continue
+        field = {"any_of": "people", "person": "person", "role": "role"}[stage.kind]
+        ids = tuple(people.ids(p, role_keys.get(p) or f"approval_templates[{index}].stages[{j}].{field}",
+                               unknown_ok=strict is not None and p not in strict) for p in stage.people)
+        stages.append(replace(stage, identities=ids))
+    return replace(template, stages=tuple(stages))
+
+
+def parse_approval_templates(items: Any, roles: Any = None,
+                             people: OrgIdentities | None = None) -> tuple[ApprovalTemplate, ...]:
+    """The configured templates; with none listed, the built-ins (their roles overridable by `roles`).
+
+    Approvers are resolved to platform identities through `people` (the demo org when None): a name
+    the org file does not list, or lists twice, is refused here, one line naming the key — except the
+    built-ins' own names, which a deployment with its own org may simply not use.
+    """
     mapping = _roles({} if roles is None else roles)
+    configured = dict(mapping)
     if not isinstance(items, list):
         raise ConfigError("approval_templates", "must be an array of tables ([[approval_templates]])")
-    if not items:
-        builtin = tomllib.loads(BUILTIN_TOML)
-        items, mapping = builtin["approval_templates"], {**builtin["approval_roles"], **mapping}
+    builtin = not items
+    if builtin:
+        defaults = tomllib.loads(BUILTIN_TOML)
+        items, mapping = defaults["approval_templates"], {**defaults["approval_roles"], **mapping}
     templates = tuple(_template(item, f"approval_templates[{i}]", mapping) for i, item in enumerate(items))
     names = [t.name for t in templates]
     for i, name in enumerate(names):
         if name in names[:i]:
             raise ConfigError(f"approval_templates[{i}].name", f"two templates are named {name!r}")
-    return templates
+    people = people or OrgIdentities("")
+    strict = set(configured.values()) if builtin else None
+    role_keys = {person: f"approval_roles.{role}" for role, person in configured.items()}
+    return tuple(_with_identities(t, i, people, strict, role_keys) for i, t in enumerate(templates))
 
 
 @cache

@@ -19,6 +19,7 @@ from typing import Any
 from collabbot.bot.approval_templates import ApprovalTemplate, parse_approval_templates
 from collabbot.bot.calendar import WorkCalendar
 from collabbot.bot.errors import ConfigError  # re-exported: callers import it from here
+from collabbot.bot.identities import OrgIdentities
 
 DEFAULT_DB_URL = "sqlite:///collabbot.db"
 
@@ -353,38 +354,15 @@ def _task_templates(items: Any) -> tuple[TaskTemplate, ...]:
     return tuple(out)
 
 
-def _admins(entries: tuple[str, ...], org_file: str) -> tuple[str, ...]:
+def _admins(entries: tuple[str, ...], people: OrgIdentities) -> tuple[str, ...]:
     """Admins as platform identities ("feishu:ou_…"): a name is display only, never a credential.
 
     A bare name is accepted only when the org file (the demo org when none is set) lists exactly one
     person by it; it stands for that person's ids there. A name nobody or several people have is refused.
     """
-    platforms = (*PLATFORM_SECTIONS, "console")
     out: list[str] = []
-    org = None
     for i, entry in enumerate(entries):
-        platform, sep, ident = entry.partition(":")
-        if sep and platform in platforms:
-            if not ident.strip():
-                raise ConfigError(f"bot.admins[{i}]", f"{entry!r} has no user id after {platform}:")
-            out.append(entry)
-            continue
-        if org is None:
-            from importlib import resources
-
-            from collabbot.bot.org import OrgError, load_org_file
-            path = org_file or str(resources.files("collabbot.examples").joinpath("demo-org.toml"))
-            try:
-                org = load_org_file(path)
-            except (OrgError, OSError) as exc:
-                raise ConfigError("bot.admins", f"names need a readable org file ({exc}); write platform:id") from None
-        matches = [p for p in org.people if p.name == entry]
-        if len(matches) != 1:
-            problem = "is nobody in the org file" if not matches else f"is ambiguous ({len(matches)} people)"
-            raise ConfigError(f"bot.admins[{i}]", f"{entry!r} {problem}; write the platform identity, "
-                                                  f"e.g. \"feishu:ou_…\" ({', '.join(platforms)})")
-        person = matches[0]
-        out += [f"console:{person.name}", *(f"{p}:{v}" for p, v in person.ids.items() if p != "console")]
+        out += people.ids(entry, f"bot.admins[{i}]")
     return tuple(dict.fromkeys(out))
 
 
@@ -416,14 +394,16 @@ def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
             if not isinstance(data[name], dict):
                 raise ConfigError(name, "must be a table")
             platforms[name] = data[name]
-    approval_templates = parse_approval_templates(data.get("approval_templates", []), data.get("approval_roles"))
+    people = OrgIdentities(org_file)  # admins and approvers: identities, names resolved through the org file
+    approval_templates = parse_approval_templates(data.get("approval_templates", []), data.get("approval_roles"),
+                                                  people)
     port = server.int("port", 8080, minimum=1)
     if port > 65535:
         raise ConfigError("server.port", "must be at most 65535 (a TCP port)")
     config = Config(
         language=language,
         bot_name=bot.str("name", "bot"),
-        admins=_admins(bot.strings("admins"), org_file),
+        admins=_admins(bot.strings("admins"), people),
         org_file=org_file,
         database_url=url,
         host=server.str("host", "127.0.0.1"),

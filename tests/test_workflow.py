@@ -550,3 +550,59 @@ def test_a_progress_report_in_the_prompts_spread_minutes_keeps_the_task_out_of_i
     with h.db.transaction() as s:
         assert s.scalar(select(func.count()).select_from(OutboxMessage).where(
             OutboxMessage.dedupe_key.like("prompt:%:chat:%"))) == 1
+
+
+# --- approval stages match approvers by platform identity ------------------------------------------
+
+def test_approvers_in_the_config_are_identities_and_a_bad_name_is_one_line_at_load(tmp_path) -> None:
+    config = parse_config({"approval_roles": {"运营总监": "feishu:ou_zhao"}})
+    final = config.approval_templates[0].stages[2]
+    assert final.people == ("feishu:ou_zhao",) and final.identities == (("feishu:ou_zhao",),)
+    assert parse_config({}).approval_templates[0].stages[2].identities == (("console:赵总",),)  # the demo org's
+    with pytest.raises(ConfigError, match=r"^approval_roles\.运营总监: '王大锤' is nobody in the org file") as exc:
+        parse_config({"approval_roles": {"运营总监": "王大锤"}})
+    assert "\n" not in str(exc.value)
+    own = [{"name": "采购", "fields": [], "stages": [{"name": "终审", "kind": "person", "person": "王大锤"}]}]
+    with pytest.raises(ConfigError, match=r"^approval_templates\[0\]\.stages\[0\]\.person: '王大锤' is nobody"):
+        parse_config({"approval_templates": own})
+    twice = tmp_path / "twice.toml"  # an org file where a name is ambiguous: refused, naming the key
+    twice.write_text('[[departments]]\nname = "运营部"\nhead = "赵总"\n\n'
+                     '[[people]]\nname = "赵总"\ndepartment = "运营部"\n\n[[people]]\nname = "赵总"\ndepartment = "运营部"\n',
+                     encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"^approval_templates\[0\]\.stages\[0\]\.person: .*share a name") as exc:
+        parse_config({"bot": {"org_file": str(twice)},
+                      "approval_templates": [{**own[0], "stages": [{"name": "终审", "kind": "person", "person": "赵总"}]}]})
+    assert "\n" not in str(exc.value)
+
+
+def test_a_second_person_with_an_approvers_name_is_not_asked(make_harness) -> None:
+    h: Harness = make_harness()
+    with h.db.transaction() as s:
+        namesake = User(name="赵总", created_at=h.clock.now())
+        s.add(namesake)
+        s.flush()
+        s.add(Identity(platform="feishu", platform_user_id="ou_other_zhao", user_id=namesake.id))
+        namesake_id = namesake.id
+    h.run(f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三 参与部门 市场部,技术部,设计部")
+    out = h.text(f"{G} 吴十: @bot {BUDGET}")
+    assert "已提交审批 #A1" in out and "不在组织中" not in out, out
+    h.run("dm as 张三: 同意 #A1", "dm as 陈七: 同意 #A1", "dm as 周八: 同意 #A1", "dm as 孙九: 同意 #A1")
+    with h.db.transaction() as s:
+        final = s.scalar(select(ApprovalStep).where(ApprovalStep.request_id == 1, ApprovalStep.stage_index == 2))
+        [approver] = final.approvers
+        assert approver.user_id != namesake_id
+        assert [(i.platform, i.platform_user_id) for i in approver.user.identities] == [("console", "赵总")]
+    assert "已同意审批 #A1，审批通过" in h.text("dm as 赵总: 同意 #A1")
+
+
+def test_an_approver_given_as_an_identity_is_asked_whatever_the_name(make_harness) -> None:
+    h: Harness = make_harness(config=parse_config({"approval_roles": {"运营总监": "console:钱总"}}))
+    h.run(f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三 参与部门 市场部,技术部,设计部", f"{G} 吴十: @bot {BUDGET}",
+          "dm as 张三: 同意 #A1", "dm as 陈七: 同意 #A1", "dm as 周八: 同意 #A1")
+    out = h.text("dm as 孙九: 同意 #A1")
+    assert "进入最终审批：@钱总" in out, out
+    assert "审批通过" not in h.text("dm as 赵总: 同意 #A1")  # the built-in's 赵总 is not the 运营总监 here
+    with h.db.transaction() as s:
+        final = s.scalar(select(ApprovalStep).where(ApprovalStep.request_id == 1, ApprovalStep.stage_index == 2))
+        assert [a.user.name for a in final.approvers] == ["钱总"]
+    assert "审批通过" in h.text("dm as 钱总: 同意 #A1")

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from collabbot.bot.approval_templates import ApprovalTemplate, FieldSpec, StageSpec, example_value, parse_value
 from collabbot.bot.commands import ALIASES
 from collabbot.bot.context import Ctx, Refused
 from collabbot.bot.handlers.approvals.base import TASK_PAIR_NAMES
-from collabbot.storage.models import ApprovalApprover, ApprovalRequest, ApprovalStep, Department, Project, Task, User
+from collabbot.storage.models import (
+    ApprovalApprover,
+    ApprovalRequest,
+    ApprovalStep,
+    Department,
+    Identity,
+    Project,
+    Task,
+    User,
+)
 
 
 def word(ctx: Ctx, command: str) -> str:
@@ -78,11 +87,16 @@ def receiving_department(ctx: Ctx, template: ApprovalTemplate, values: dict[str,
     return depts[0]
 
 
-def _person(ctx: Ctx, name: str, stage: StageSpec) -> User:
-    users = list(ctx.s.scalars(select(User).where(User.name == name).limit(2)))
-    if len(users) != 1:
-        raise Refused("approver_missing", stage=stage.name, name=name)
-    return users[0]
+def _person(ctx: Ctx, label: str, ids: tuple[str, ...], stage: StageSpec) -> User:
+    """The approver with one of these platform identities (a display name matches nobody: a second
+    赵总 in the company is not the 运营总监); the identity on the platform at hand first."""
+    pairs = [tuple(i.split(":", 1)) for i in ids]
+    found = list(ctx.s.execute(select(User, Identity.platform).join(Identity, Identity.user_id == User.id).where(
+        or_(*(and_(Identity.platform == p, Identity.platform_user_id == u) for p, u in pairs)))).all()) if pairs else []
+    if not found:
+        raise Refused("approver_missing", stage=stage.name, name=label)
+    found.sort(key=lambda row: (row[1] != ctx.platform, row[0].id))
+    return found[0][0]
 
 
 def plan_stages(ctx: Ctx, template: ApprovalTemplate, values: dict[str, str], project: Project | None,
@@ -113,8 +127,8 @@ def plan_stages(ctx: Ctx, template: ApprovalTemplate, values: dict[str, str], pr
             assert task is not None
             approvers.append((task.initiator, None))
         else:  # any_of, person, role
-            for name in stage.people:
-                user = _person(ctx, name, stage)
+            for label, ids in zip(stage.people, stage.identities or ((),) * len(stage.people), strict=True):
+                user = _person(ctx, label, ids, stage)
                 if all(user.id != u.id for u, _ in approvers):
                     approvers.append((user, None))
         plan.append(approvers)
