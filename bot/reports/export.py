@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import DateTime, String, and_, func, or_, select, type_coerce
+from sqlalchemy import DateTime, String, and_, func, or_, select, text, type_coerce
 from sqlalchemy.orm import aliased
 
 from collabbot.bot import texts
@@ -289,9 +289,14 @@ def _collection_rows(f: figures.Frame, lang: str, local: LocalTimes) -> list[tup
     return out
 
 
+PG_WORK_MEM = "64MB"  # the whole company's task sheet sorts ~80,000 rows: in memory, not in temp files (-0.2 s)
+
+
 def sheets(f: figures.Frame, lang: str) -> list[Sheet]:
     t = lambda key: texts.t(lang, key)  # noqa: E731
     local = LocalTimes(f.calendar.tz)
+    if f.s.get_bind().dialect.name == "postgresql":  # for this transaction only
+        f.s.execute(text(f"SET LOCAL work_mem = '{PG_WORK_MEM}'"))
     task_rows, progress_rows = _task_sheets(f, lang, local)
     return [
         Sheet(t("x_sheet_tasks"), _columns(t, "x_task_columns", (
