@@ -4,14 +4,16 @@ Claims due rows (SKIP LOCKED on PostgreSQL) under a lease and a random claim tok
 one row at a time, each at the time its rate limits allow:
 
 * **Limits.** Each sender declares its `limits` (scheduler/limits.py: per app, chat and user);
-  a sender that declares none gets the [delivery] defaults. Every row reserves a time in the sliding
-  windows of all its keys before it is sent (in the `rate_slots` table on PostgreSQL, so all
-  instances share one log per key): a quiet chat gets its whole burst at once. A row whose time is
-  further off than `hold` seconds goes back to the queue until then, spending no attempt ("deferred").
+  a sender that declares none gets the [delivery] defaults. A row is sent once the sliding windows
+  of all its keys take it now (the log in the `rate_slots` table on PostgreSQL, so all instances
+  share one log per key): a quiet chat gets its whole burst at once, the next row waits for the
+  window. A row whose time is further off than `hold` seconds goes back to the queue until then,
+  with the target's later rows, spending no attempt ("deferred").
 * **Outcomes.** A `Throttled` answer defers the row by the platform's reset time, or its limits'
   longest window, spending no attempt. Every other exception from `send` is an attempt: retried
-  with backoff and jitter while it is transient and attempts remain, then the row is dead (visible
-  to an admin: `collabbot outbox list/retry`). One row's failure never stops the rest of its batch.
+  while it is transient and attempts remain (at once while the platform is healthy, with backoff
+  and jitter while it is failing: scheduler/backoff.py), then the row is dead (visible to an
+  admin: `collabbot outbox list/retry`). One row's failure never stops the rest of its batch.
 * **Leases.** Claims are small (`batch_size`) and a row is held at most `hold` seconds, half the
   lease, before its send; while any row of a batch waits or sends, a heartbeat renews the lease of
   the batch's remaining rows every third of it (one statement by claim token), so a slow send never
@@ -37,15 +39,15 @@ from typing import Protocol
 
 from collabbot.bot.clock import Clock
 from collabbot.bot.config import DeliverySettings
-from collabbot.scheduler.backoff import retry_delay
+from collabbot.scheduler.backoff import Health, retry_delay
 from collabbot.scheduler.limits import (
     DatabaseSlots,
     Limit,
     MemorySlots,
     Slots,
+    Window,
     default_limits,
     limit_keys,
-    slack_of,
     window_of,
 )
 from collabbot.storage import outbox
@@ -111,6 +113,7 @@ class DeliveryWorker:
             declared = getattr(sender, "limits", None)
             self.limits[name] = tuple(declared) if declared is not None else defaults
         self.counters: Counter[str] = Counter({name: 0 for name in OUTCOMES})
+        self._health: dict[str, Health] = {}  # each platform's recent send outcomes: is it failing?
         self.installation = ""
         self.wake = asyncio.Event()
         self._marks: list[tuple[OutboxItem, str | None, asyncio.Future[bool]]] = []
@@ -186,21 +189,40 @@ class DeliveryWorker:
         _PROCESS[outcome] += 1
         return outcome
 
+    def _health_of(self, platform: str) -> Health:
+        health = self._health.get(platform)
+        if health is None:
+            health = self._health[platform] = Health()
+        return health
+
     # --- one row -----------------------------------------------------------------------------------
-    async def _slot(self, item: OutboxItem, replacing: datetime | None = None) -> tuple[datetime, bool, float | None]:
-        """This row's send time under its limits, whether it was taken (within `hold`), and how late the
-        send may start (None: the row has no limits). `replacing`: the row's earlier time, given up."""
-        limits = self.limits.get(item.platform, ())
-        keys = limit_keys(item.platform, item.target_kind, item.target_id, limits, self.settings.limit_margin)
+    def _keys(self, item: OutboxItem) -> dict[str, tuple[Window, ...]]:
+        return limit_keys(item.platform, item.target_kind, item.target_id, self.limits.get(item.platform, ()),
+                          self.settings.limit_margin)
+
+    async def _take(self, item: OutboxItem) -> tuple[datetime | None, bool]:
+        """Reserve a send NOW in all of the row's windows: (the earliest time they allow, whether it was taken);
+        (None, True) when no limit binds the row.
+
+        Only "now" is ever taken, never a time ahead: the log then holds the sends' real times."""
+        keys = self._keys(item)
         if not keys:
-            return self.clock.now(), True, None
-        slack = slack_of(limits, item.target_kind, self.settings.limit_margin)
+            return None, True
         if isinstance(self.slots, MemorySlots):
-            at, taken = self.slots.reserve(keys, self.clock.now(), self.hold, replacing)
-        else:  # "now" is read in the thread: a wait for a free thread must not make the slot stale
-            slots = self.slots
-            at, taken = await asyncio.to_thread(lambda: slots.reserve(keys, self.clock.now(), self.hold, replacing))
-        return at, taken, slack
+            return self.slots.reserve(keys, self.clock.now(), 0.0)
+        # "now" is read with the keys locked: a wait for a thread or for another instance must not make it stale
+        return await asyncio.to_thread(self.slots.reserve, keys, self.clock.now, 0.0)
+
+    async def _finished(self, item: OutboxItem, at: datetime) -> None:
+        """The send taken at `at` is over: the log records it as made now (the platform has counted it)."""
+        keys, now = list(self._keys(item)), self.clock.now()
+        try:
+            if isinstance(self.slots, MemorySlots):
+                self.slots.move(keys, at, now)
+            else:
+                await asyncio.to_thread(self.slots.move, keys, at, now)
+        except Exception:
+            log.exception("outbox %s: its send time was not recorded", item.id)
 
     async def _heartbeat(self, token: str, pending: set[int]) -> None:
         """Renew the lease of the batch's rows still waiting or sending, every third of it, in one statement."""
@@ -215,34 +237,32 @@ class DeliveryWorker:
                 log.warning("outbox %s: lease lost while waiting or sending", item_id)
                 pending.discard(item_id)
 
-    async def deliver(self, item: OutboxItem, slot: tuple[datetime, float] | None = None) -> str:
-        """Send one claimed row at its rate slot (time, slack) and record the outcome (one of OUTCOMES).
+    async def _turn(self, item: OutboxItem) -> tuple[datetime | None, bool]:
+        """Wait for the row's turn in its windows and take it: (its time, True), (None, True) when no limit
+        binds it; or (when the turn comes, False) when that is further off than `hold`."""
+        while True:
+            at, taken = await self._take(item)
+            if taken or at is None or (at - self.clock.now()).total_seconds() > self.hold:
+                return at, taken
+            await self._sleep_until(at)
 
-        A send that could not start within the slack of its slot (a busy process) gives the slot up and
-        takes the next free one, so a late send never crowds the next."""
+    async def deliver(self, item: OutboxItem, at: datetime | None = None) -> str:
+        """Send one claimed row whose turn was taken at `at` (None: no limit binds it) and record the outcome
+        (one of OUTCOMES)."""
         sender = self.senders.get(item.platform)
         if sender is None:
             held = await self._db(self._mark_failed, item, f"no sender for platform {item.platform!r}", None)
             return self._count("dead", item, held)
-        if slot is None:  # no limits: go now, in claim order with the rest of the batch
-            await self._sleep_until(self.clock.now())
-        while slot is not None:
-            at, slack = slot
-            await self._sleep_until(at)
-            late = (self.clock.now() - at).total_seconds()
-            if late <= slack:
-                break
-            log.info("outbox %s to %s %s missed its rate slot by %.3fs; takes the next", item.id, item.target_kind,
-                     item.target_id, late)
-            at, taken, new_slack = await self._slot(item, replacing=at)
-            if not taken:
-                return self._count("deferred", item, await self._db(self._defer, item, at, ""))
-            slot = (at, new_slack or 0.0)
         try:
             async with asyncio.timeout(self.send_timeout):
                 message_id = await sender.send(item)
         except Exception as exc:  # every exception is an attempt (or, a throttle, a wait)
+            if at is not None:
+                await self._finished(item, at)
             return await self._failed(item, exc)
+        if at is not None:
+            await self._finished(item, at)
+        self._health_of(item.platform).record(False)
         return self._count("sent", item, await self._mark_sent(item, message_id))
 
     async def _failed(self, item: OutboxItem, exc: Exception) -> str:
@@ -255,10 +275,13 @@ class DeliveryWorker:
             return self._count("throttled", item, await self._db(self._defer, item, until, f"throttled: {exc}"))
         transient = not isinstance(exc, DeliveryError) or exc.transient
         attempt = item.attempts + 1
+        health = self._health_of(item.platform)
+        health.record(True)
         if transient and attempt < self.settings.max_attempts:
             retry_after = exc.retry_after if isinstance(exc, DeliveryError) else None
-            delay = retry_delay(attempt, self.settings.base_delay_seconds, self.settings.max_delay_seconds,
-                                self.rng, retry_after)
+            # a healthy platform: the row's next try goes at its next free place, like the first retry
+            delay = retry_delay(attempt if health.failing else 1, self.settings.base_delay_seconds,
+                                self.settings.max_delay_seconds, self.rng, retry_after)
             log.info("outbox %s to %s failed (attempt %d of %d), retry in %.1fs: %r", item.id, target, attempt,
                      self.settings.max_attempts, delay, exc)
             held = await self._db(self._mark_failed, item, repr(exc), self.clock.now() + timedelta(seconds=delay))
@@ -266,9 +289,9 @@ class DeliveryWorker:
         log.error("outbox %s to %s (%s) dead after %s attempts: %r", item.id, target, item.dedupe_key, attempt, exc)
         return self._count("dead", item, await self._db(self._mark_failed, item, repr(exc), None))
 
-    async def _guarded(self, item: OutboxItem, slot: tuple[datetime, float] | None, pending: set[int]) -> str:
+    async def _guarded(self, item: OutboxItem, at: datetime | None, pending: set[int]) -> str:
         try:
-            return await self.deliver(item, slot)
+            return await self.deliver(item, at)
         except Exception:  # the database failed while recording: the lease runs out, the row comes back
             log.exception("outbox %s: delivery not recorded", item.id)
             return "error"
@@ -279,8 +302,8 @@ class DeliveryWorker:
     async def run_once(self) -> int:
         """Claim one batch and deliver it; the number of rows claimed.
 
-        Slots are taken in the batch's order (so one chat's messages keep their order); each row is then
-        sent at its slot, concurrently with the others."""
+        The batch's rows go target by target, concurrently across targets: each target's rows start in
+        claim order (so one chat's messages keep their order), each as soon as its windows allow."""
         items = await asyncio.to_thread(self._claim)
         if not items:
             return 0
@@ -295,23 +318,33 @@ class DeliveryWorker:
         return len(items)
 
     async def _deliver_batch(self, items: list[OutboxItem], pending: set[int]) -> None:
-        sends: list[asyncio.Task[str]] = []
+        targets: dict[tuple[str, str, str], list[OutboxItem]] = {}
         for item in items:
-            try:
-                at, taken, slack = await self._slot(item)
-                if not taken:
-                    pending.discard(item.id)
-                    held = await self._db(self._defer, item, at, "")
-                    self._count("deferred", item, held)
-                    continue
-            except Exception:
-                pending.discard(item.id)
-                log.exception("outbox %s: no rate slot", item.id)
-                continue
-            slot = None if slack is None else (at, slack)
-            sends.append(asyncio.create_task(self._guarded(item, slot, pending)))
+            targets.setdefault((item.platform, item.target_kind, item.target_id), []).append(item)
+        sends: list[asyncio.Task[str]] = []
+        await asyncio.gather(*(self._start_in_order(rows, pending, sends) for rows in targets.values()))
         if sends:
             await asyncio.gather(*sends)
+
+    async def _start_in_order(self, rows: list[OutboxItem], pending: set[int], sends: list[asyncio.Task[str]]) -> None:
+        """Start one target's rows in order, each when its windows allow; when that is further off than
+        `hold`, the row and the target's later rows go back to the queue until then (no attempt spent)."""
+        for i, item in enumerate(rows):
+            try:
+                at, taken = await self._turn(item)
+            except Exception:
+                log.exception("outbox %s: no rate slot", item.id)
+                for later in rows[i:]:
+                    pending.discard(later.id)  # their lease runs out and they come back, in order
+                return
+            if not taken and at is not None:
+                for later in rows[i:]:
+                    pending.discard(later.id)
+                    self._count("deferred", later, await self._db(self._defer, later, at, ""))
+                return
+            sends.append(asyncio.create_task(self._guarded(item, at, pending)))
+            if at is not None:
+                await asyncio.sleep(0)  # the send starts now, at its time, not after the next row's turn
 
     async def drain(self) -> int:
         """Deliver until nothing is due now (the console and tests use this)."""

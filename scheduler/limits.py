@@ -9,11 +9,13 @@ log of its send times (the last hour at most, for the longest window), and a sen
 earliest time at or after now at which every window of every key's limits still holds at most
 `count` sends, counting the send itself. So a quiet chat gets its whole burst at once (30 sends to
 a WeCom group go together, the 31st when the first leaves the window), unlike a pace of one send
-every `per_seconds / count`, which spreads 1,000 an hour into one message every 3.6 s. Sends may be
-reserved a little ahead (the worker holds a row up to half its lease), so a log is not in time
-order: a time is checked against the sends on both sides of it. Each window is stretched by the
-`[delivery] limit_margin` (5 %) against clock and network jitter; a send that starts later than
-that margin allows gives its reservation up and takes a new one (`replacing`).
+every `per_seconds / count`, which spreads 1,000 an hour into one message every 3.6 s. The worker
+only ever takes "now" (horizon 0) and otherwise waits for the time it is told; once a send has
+finished, its time in the log moves to then (`move`): the platform counted the request somewhere in
+between, so the next window is measured from a time that is never early, however long the burst's
+own requests took to go out. A time is still checked against the sends on both sides of it, so a log
+need not be in time order (another instance's clock a little ahead). Each window is stretched by the
+`[delivery] limit_margin` (5 %) against clock and network jitter.
 
 A token bucket or GCRA with a burst of `count` would let up to 2 × count - 1 sends into one window
 (a full bucket, then the refill), which a platform counting sends in a window refuses: so the log.
@@ -39,7 +41,7 @@ from __future__ import annotations
 
 import struct
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
@@ -55,6 +57,7 @@ Scope = Literal["app", "chat", "user"]
 SCOPES = ("app", "chat", "user")
 
 Window = tuple[int, int]  # (count, microseconds): at most `count` sends in any window that long
+Now = datetime | Callable[[], datetime]  # a time, or the clock to read it from at the last moment
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 
@@ -106,16 +109,6 @@ def window_of(limits: tuple[Limit, ...], target_kind: str) -> float:
     return max(windows, default=1.0)
 
 
-def slack_of(limits: tuple[Limit, ...], target_kind: str, margin: float) -> float:
-    """How late a send may start after its reserved time without breaking a limit.
-
-    Windows are checked stretched by `margin`, so any `count + 1` reserved sends of a key span at
-    least `per_seconds * (1 + margin)`: each may start up to `per_seconds * margin` late and no real
-    window of `per_seconds` holds more than `count` (the shortest window of the row's limits decides)."""
-    windows = [lim.per_seconds for lim in limits if lim.scope in ("app", target_kind)]
-    return max(0.001, min(windows, default=0.0) * margin)
-
-
 # --- the sliding-window log ------------------------------------------------------------------------
 
 def _blocked_until(log: Sequence[int], count: int, span: int, at: int) -> int | None:
@@ -163,19 +156,10 @@ def unpack(data: bytes | None) -> list[int]:
     return list(struct.unpack(f"<{len(data) // 8}q", data)) if data else []
 
 
-def _without(log: list[int], at: int) -> list[int]:
-    """The log less one send at `at` (a reservation given up), when it has one."""
-    i = bisect_left(log, at)
-    return log[:i] + log[i + 1:] if i < len(log) and log[i] == at else log
-
-
-def _reserve(logs: dict[str, list[int]], keys: Mapping[str, tuple[Window, ...]], now: datetime, horizon: float,
-             replacing: datetime | None) -> tuple[int, dict[str, list[int]] | None]:
+def _reserve(logs: dict[str, list[int]], keys: Mapping[str, tuple[Window, ...]], now: datetime,
+             horizon: float) -> tuple[int, dict[str, list[int]] | None]:
     """The time (microseconds) for logs read, and the keys' new logs (None: beyond `horizon`, nothing taken)."""
     now_us = to_us(now)
-    if replacing is not None:
-        old = to_us(replacing)
-        logs = {key: _without(log, old) for key, log in logs.items()}
     at = earliest(logs, keys, now_us)
     if at - now_us > horizon * 1e6:
         return at, None
@@ -188,11 +172,24 @@ def _reserve(logs: dict[str, list[int]], keys: Mapping[str, tuple[Window, ...]],
     return at, written
 
 
+def _moved(log: list[int], at: int, to: int) -> list[int]:
+    """The log with one send at `at` recorded at `to` instead (unchanged when `at` is not in it any more)."""
+    i = bisect_left(log, at)
+    if i == len(log) or log[i] != at:
+        return log
+    log = log[:i] + log[i + 1:]
+    insort(log, to)
+    return log
+
+
 class Slots(Protocol):
-    def reserve(self, keys: dict[str, tuple[Window, ...]], now: datetime, horizon: float,
-                replacing: datetime | None = None) -> tuple[datetime, bool]:
+    def reserve(self, keys: dict[str, tuple[Window, ...]], now: Now, horizon: float) -> tuple[datetime, bool]:
         """The earliest time all `keys` allow a send, and whether it was taken (only when within `horizon`
-        seconds). `replacing`: a time reserved before on the same keys, given up in the same step."""
+        seconds of `now`: a time, or a clock read once the keys are locked)."""
+        ...
+
+    def move(self, keys: Iterable[str], at: datetime, to: datetime) -> None:
+        """Record a send taken at `at` as made at `to` instead (when it finished: the platform counted it by then)."""
         ...
 
     def prune(self, before: datetime) -> int:
@@ -211,12 +208,12 @@ class MemorySlots:
     def __len__(self) -> int:
         return len(self._logs)
 
-    def reserve(self, keys: dict[str, tuple[Window, ...]], now: datetime, horizon: float,
-                replacing: datetime | None = None) -> tuple[datetime, bool]:
+    def reserve(self, keys: dict[str, tuple[Window, ...]], now: Now, horizon: float) -> tuple[datetime, bool]:
+        now = now() if callable(now) else now
         if not keys:
             return now, True
         logs = {key: self._logs[key] for key in keys if key in self._logs}
-        at, written = _reserve(logs, keys, now, horizon, replacing)
+        at, written = _reserve(logs, keys, now, horizon)
         if written is None:
             return from_us(at), False
         self._logs.update(written)
@@ -225,6 +222,11 @@ class MemorySlots:
         if len(self._logs) > self.max_keys:
             self._forget_idle(to_us(now))
         return from_us(at), True
+
+    def move(self, keys: Iterable[str], at: datetime, to: datetime) -> None:
+        for key in keys:
+            if key in self._logs:
+                self._logs[key] = _moved(self._logs[key], to_us(at), to_us(to))
 
     def _forget_idle(self, now: int) -> None:
         for key in [k for k, log in self._logs.items() if log[-1] <= now - self._spans[k]]:
@@ -243,12 +245,15 @@ class DatabaseSlots:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def reserve(self, keys: dict[str, tuple[Window, ...]], now: datetime, horizon: float,
-                replacing: datetime | None = None) -> tuple[datetime, bool]:
+    def reserve(self, keys: dict[str, tuple[Window, ...]], now: Now, horizon: float) -> tuple[datetime, bool]:
         if not keys:
-            return now, True
+            return (now() if callable(now) else now), True
         with self.db.transaction() as s:
-            return reserve_in(s, keys, now, horizon, replacing)
+            return reserve_in(s, keys, now, horizon)
+
+    def move(self, keys: Iterable[str], at: datetime, to: datetime) -> None:
+        with self.db.transaction() as s:
+            move_in(s, keys, at, to)
 
     def prune(self, before: datetime) -> int:
         with self.db.transaction() as s:
@@ -261,21 +266,32 @@ _WRITE = (update(RateSlot.__table__).where(RateSlot.__table__.c.key == bindparam
           .values(next_at=bindparam("at"), sends=bindparam("log")))
 
 
-def reserve_in(session: Session, keys: dict[str, tuple[Window, ...]], now: datetime, horizon: float,
-               replacing: datetime | None = None) -> tuple[datetime, bool]:
+def reserve_in(session: Session, keys: dict[str, tuple[Window, ...]], now: Now,
+               horizon: float) -> tuple[datetime, bool]:
     """`DatabaseSlots.reserve` inside the caller's transaction."""
     names = sorted(keys)
     dialect = session.get_bind().dialect.name
-    session.execute(_INSERT[dialect], [{"key": k, "next_at": now} for k in names])
+    session.execute(_INSERT[dialect], [{"key": k, "next_at": EPOCH} for k in names])
     stmt = select(RateSlot.key, RateSlot.sends).where(RateSlot.key.in_(names)).order_by(RateSlot.key)
     if dialect == "postgresql":
         stmt = stmt.with_for_update()
     logs = {key: unpack(data) for key, data in session.execute(stmt)}
-    at, written = _reserve(logs, keys, now, horizon, replacing)
+    now = now() if callable(now) else now  # read once the rows are locked: another instance's turn may have been long
+    at, written = _reserve(logs, keys, now, horizon)
     if written is None:
         return from_us(at), False
     session.execute(_WRITE, [{"k": key, "at": from_us(log[-1]), "log": pack(log)} for key, log in written.items()])
     return from_us(at), True
+
+
+def move_in(session: Session, keys: Iterable[str], at: datetime, to: datetime) -> None:
+    """`DatabaseSlots.move` inside the caller's transaction."""
+    stmt = select(RateSlot.key, RateSlot.sends).where(RateSlot.key.in_(sorted(keys))).order_by(RateSlot.key)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    rows = [(key, _moved(unpack(data), to_us(at), to_us(to))) for key, data in session.execute(stmt)]
+    if rows:
+        session.execute(_WRITE, [{"k": key, "at": from_us(log[-1]), "log": pack(log)} for key, log in rows if log])
 
 
 def prune_in(session: Session, before: datetime, limit: int = 1000) -> int:

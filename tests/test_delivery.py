@@ -308,6 +308,7 @@ def test_declared_limits_are_never_exceeded_and_a_burst_drains_at_their_rate(db)
 
     asyncio.run(run())
     took = time.monotonic() - began
+    print({k: [round(x - began, 3) for x in v] for k, v in sender.at.items()})
     assert all(most_in_any_window(t, 0.4) <= 4 for t in sender.at.values())
     assert most_in_any_window([u for t in sender.at.values() for u in t], 0.4) <= 12
     span = sender.at["a"][-1] - sender.at["a"][0]
@@ -401,9 +402,9 @@ def test_delivery_settings_parse_limits_margin_and_retention() -> None:
             parse_config({"delivery": bad})
 
 
-def test_a_send_that_misses_its_slot_takes_the_next_instead_of_crowding_it(db) -> None:
+def test_a_late_wake_up_counts_from_when_the_sends_really_went(db) -> None:
     clock = ManualClock(START)
-    fill(db, 6, clock.now())
+    fill(db, 11, clock.now())
     with db.transaction() as s:
         s.execute(OutboxMessage.__table__.update().values(target_id="one"))
     sent: list[tuple[str, float]] = []
@@ -422,12 +423,31 @@ def test_a_send_that_misses_its_slot_takes_the_next_instead_of_crowding_it(db) -
         clock.set(max(clock.now(), when + timedelta(seconds=0.08 if first[0] else 0)))
         first[0] = False
 
-    # one row per batch, so the manual clock follows one send at a time
-    worker = DeliveryWorker(db, {"fake": Recorder()}, DeliverySettings(batch_size=1), clock, sleep_until=sleep_until)
+    worker = DeliveryWorker(db, {"fake": Recorder()}, DeliverySettings(), clock, sleep_until=sleep_until)
     asyncio.run(worker.drain())
-    assert [key for key, _ in sent] == [f"k:{i}" for i in range(6)]
-    # k:0, reserved for 0 s, starts at 0.08 s: past the 0.05 s a 1 s window's margin allows, it moves its place to
-    # 0.08 s. The next four join it; the sixth waits for the window from the late send (1.13 s), not from the
-    # reservation given up (1.05 s would put six sends into [0.08, 1.08)).
-    assert [round(t, 3) for _, t in sent] == [0.08] * 5 + [1.13]
+    assert [key for key, _ in sent] == [f"k:{i}" for i in range(11)]
+    # five at once; the window (1 s + 5 %) ends at 1.05 s, but the wake-up comes at 1.13 s: that is when the next
+    # five went, and the eleventh waits for the window from then (2.18 s), not from a time planned ahead
+    assert [round(t, 3) for _, t in sent] == [0.0] * 5 + [1.13] * 5 + [2.18]
     assert most_in_any_window([t for _, t in sent], 1.0) <= 5
+
+
+def test_a_healthy_platform_retries_at_once_and_a_failing_one_backs_off(db) -> None:
+    clock = ManualClock(START)
+    fill(db, 1, clock.now())
+    sender = ScriptedSender({"k:0": [DeliveryError("502"), DeliveryError("502"), DeliveryError("502")]})
+    settings = DeliverySettings(max_attempts=10, base_delay_seconds=60, max_delay_seconds=600)
+    worker = DeliveryWorker(db, {"fake": sender}, settings, clock, rng=random.Random(2))
+
+    def due() -> datetime:
+        with db.transaction() as s:
+            return s.scalars(select(OutboxMessage.not_before)).one()
+
+    for _ in range(2):  # one row's bad luck: every retry at its next free place, not minutes later
+        asyncio.run(worker.run_once())
+        assert due() == clock.now() + timedelta(seconds=0.05)
+        clock.set(due())
+    for _ in range(10):
+        worker._health_of("fake").record(True)  # then the platform starts failing everywhere
+    asyncio.run(worker.run_once())
+    assert due() > clock.now() + timedelta(seconds=1) and statuses(db)["k:0"] == ("pending", 3)

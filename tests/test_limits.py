@@ -109,15 +109,6 @@ def test_the_app_window_counts_every_chat_and_sends_ahead_too() -> None:
     assert times == [0.0, 0.0, 10.0, 0.0, 1.0, 1.0, 1.0]
 
 
-def test_a_reservation_given_up_frees_its_place() -> None:
-    keys = limit_keys("x", "chat", "a", (Limit("chat", 1, 1.0),))
-    slots = MemorySlots()
-    first, _ = slots.reserve(keys, START, 10.0)
-    late = START + timedelta(seconds=0.3)  # the send could not start in time: it moves, it does not add one
-    assert slots.reserve(keys, late, 10.0, replacing=first) == (late, True)
-    assert seconds(slots.reserve(keys, late, 10.0)[0]) == 1.3
-
-
 def test_earliest_matches_a_brute_force_search_on_random_logs() -> None:
     rng = random.Random(5)
     for _ in range(300):
@@ -235,3 +226,17 @@ def test_the_worker_sends_thirty_at_once_and_defers_the_31st_to_the_windows_end(
     clock.advance(timedelta(seconds=1))
     asyncio.run(worker.drain())
     assert sender.at == [0.0] * 30 + [60.0]
+
+
+def test_a_send_counts_from_when_it_finished() -> None:
+    """A burst's last request may reach the platform well after its turn: the next window counts from its end."""
+    keys = limit_keys("x", "chat", "a", (Limit("chat", 2, 1.0),))
+    slots = MemorySlots()
+    slots.reserve(keys, START, 0.0)
+    second, _ = slots.reserve(keys, START, 0.0)
+    slots.move(keys, second, START + timedelta(seconds=0.3))  # the second request took 0.3 s to go out
+    assert slots.reserve(keys, START + timedelta(seconds=1), 0.0) == (START + timedelta(seconds=1), True)
+    at, taken = slots.reserve(keys, START + timedelta(seconds=1), 0.0)
+    assert not taken and seconds(at) == 1.3
+    slots.move(keys, START, START)  # a time no longer in the log changes nothing
+    assert seconds(slots.reserve(keys, START + timedelta(seconds=1), 0.0)[0]) == 1.3
