@@ -319,9 +319,12 @@ class DeliveryWorker:
 
     async def _deliver_batch(self, items: list[OutboxItem], pending: set[int]) -> None:
         targets: dict[tuple[str, str, str], list[OutboxItem]] = {}
-        for item in items:
-            targets.setdefault((item.platform, item.target_kind, item.target_id), []).append(item)
         sends: list[asyncio.Task[str]] = []
+        for item in items:
+            if self.limits.get(item.platform):
+                targets.setdefault((item.platform, item.target_kind, item.target_id), []).append(item)
+            else:  # no limit binds it: it starts now, in claim order, with no turn to wait for
+                sends.append(asyncio.create_task(self._guarded(item, None, pending)))
         await asyncio.gather(*(self._start_in_order(rows, pending, sends) for rows in targets.values()))
         if sends:
             await asyncio.gather(*sends)
