@@ -200,18 +200,24 @@ class DeliveryWorker:
         return limit_keys(item.platform, item.target_kind, item.target_id, self.limits.get(item.platform, ()),
                           self.settings.limit_margin)
 
-    async def _take(self, item: OutboxItem) -> tuple[datetime | None, bool]:
+    async def _take(self, item: OutboxItem, waited: datetime | None = None) -> tuple[datetime | None, bool]:
         """Reserve a send NOW in all of the row's windows: (the earliest time they allow, whether it was taken);
-        (None, True) when no limit binds the row.
+        (None, True) when no limit binds the row. `waited`: the time the row has just waited for, taken as
+        now when the clock reads earlier (a clock that does not move with the wait, as in the console).
 
         Only "now" is ever taken, never a time ahead: the log then holds the sends' real times."""
         keys = self._keys(item)
         if not keys:
             return None, True
+
+        def now() -> datetime:
+            current = self.clock.now()
+            return current if waited is None or current >= waited else waited
+
         if isinstance(self.slots, MemorySlots):
-            return self.slots.reserve(keys, self.clock.now(), 0.0)
+            return self.slots.reserve(keys, now(), 0.0)
         # "now" is read with the keys locked: a wait for a thread or for another instance must not make it stale
-        return await asyncio.to_thread(self.slots.reserve, keys, self.clock.now, 0.0)
+        return await asyncio.to_thread(self.slots.reserve, keys, now, 0.0)
 
     async def _finished(self, item: OutboxItem, at: datetime) -> None:
         """The send taken at `at` is over: the log records it as made now (the platform has counted it)."""
@@ -240,11 +246,13 @@ class DeliveryWorker:
     async def _turn(self, item: OutboxItem) -> tuple[datetime | None, bool]:
         """Wait for the row's turn in its windows and take it: (its time, True), (None, True) when no limit
         binds it; or (when the turn comes, False) when that is further off than `hold`."""
+        waited: datetime | None = None
         while True:
-            at, taken = await self._take(item)
+            at, taken = await self._take(item, waited)
             if taken or at is None or (at - self.clock.now()).total_seconds() > self.hold:
                 return at, taken
             await self._sleep_until(at)
+            waited = at
 
     async def deliver(self, item: OutboxItem, at: datetime | None = None) -> str:
         """Send one claimed row whose turn was taken at `at` (None: no limit binds it) and record the outcome
