@@ -326,14 +326,31 @@ class DeliveryWorker:
         return len(items)
 
     async def _deliver_batch(self, items: list[OutboxItem], pending: set[int]) -> None:
-        targets: dict[tuple[str, str, str], list[OutboxItem]] = {}
+        """Rows whose windows take them now start at once, in claim order; a target whose row must wait
+        goes on, with its later rows, in a task of its own (so one full chat holds up no other)."""
         sends: list[asyncio.Task[str]] = []
+        waiting: dict[tuple[str, str, str], list[OutboxItem]] = {}
         for item in items:
-            if self.limits.get(item.platform):
-                targets.setdefault((item.platform, item.target_kind, item.target_id), []).append(item)
-            else:  # no limit binds it: it starts now, in claim order, with no turn to wait for
+            target = (item.platform, item.target_kind, item.target_id)
+            if target in waiting:
+                waiting[target].append(item)
+                continue
+            if not self.limits.get(item.platform):  # no limit binds it: no turn to take
                 sends.append(asyncio.create_task(self._guarded(item, None, pending)))
-        await asyncio.gather(*(self._start_in_order(rows, pending, sends) for rows in targets.values()))
+                continue
+            try:
+                at, taken = await self._take(item)
+            except Exception:
+                log.exception("outbox %s: no rate slot", item.id)
+                taken, at = False, None
+            if not taken:
+                waiting[target] = [item]
+                continue
+            sends.append(asyncio.create_task(self._guarded(item, at, pending)))
+            if at is not None:
+                await asyncio.sleep(0)  # the send starts now, at its time, not after the next row's turn
+        if waiting:
+            await asyncio.gather(*(self._start_in_order(rows, pending, sends) for rows in waiting.values()))
         if sends:
             await asyncio.gather(*sends)
 
