@@ -271,6 +271,7 @@ class Bot:
             reply = self._member_event(s, event, now, receipt.id)
             receipt.reply = reply.to_json()
             return reply
+        s.info.pop("touched", None)  # filled by this event's audit entries only
         actor = self.resolve_user(s, event.sender, now)
         # a tap's chat is a group when we know it as one (private chats never get a Chat row)
         chat = self.find_chat(s, event.chat) if isinstance(event, CardActionEvent) else self.resolve_chat(s, event.chat)
@@ -320,8 +321,40 @@ class Bot:
             reply = self._answer(ctx, event, ctx.t("internal_error"), "error")
         if isinstance(event, CardActionEvent) and reply.card is not None:
             reply = self._follow_card(ctx, event, reply, receipt.id)
+        elif isinstance(event, MessageEvent) and action_name not in ("parse", "error"):
+            self._follow_entities(ctx, receipt.id)
         receipt.reply = reply.to_json()
         return reply
+
+    def _follow_entities(self, ctx: Ctx, receipt_id: int) -> None:
+        """A typed command (同意 #A1, 确认收到 #1 in a private chat) changed tasks or approvals: every sent
+        copy of their cards follows, as after a tap (the group's copy does not stay at 初审 with live buttons)."""
+        touched = ctx.s.info.pop("touched", set())
+        mine = set(ctx.s.execute(select(Identity.platform, Identity.platform_user_id)
+                                 .where(Identity.user_id == ctx.actor.id)).tuples()) if touched else set()
+        for entity_type, entity_id in sorted(touched, key=str):
+            kind = {"tasks": "task", "approval_requests": "approval"}.get(entity_type)
+            if kind is None or not isinstance(entity_id, int):
+                continue
+            # the typer's own private copies stay as they are: a tap on one is answered from the current state
+            found = [c for c in copies.sent_copies(ctx.s, f"{kind}:{entity_id}")
+                     if not (c.target_kind == "user" and (c.platform, c.target_id) in mine)]
+            base = CARD_VIEWS[kind](ctx, entity_id, None) if found else None
+            if base is None:
+                continue
+
+            def view(copy: copies.SentCopy, kind: str = kind, entity_id: int = entity_id) -> Card | None:
+                draw = CARD_VIEWS.get((copy.shows or {}).get("kind", kind))
+                if draw is None:
+                    return None
+                viewer = None
+                if copy.target_kind == "user":
+                    viewer = ctx.s.scalar(select(User).join(Identity, Identity.user_id == User.id).where(
+                        Identity.platform == copy.platform, Identity.platform_user_id == copy.target_id))
+                return draw(ctx, entity_id, viewer)
+
+            copies.update_copies(ctx.s, base, key=f"evt:{receipt_id}:{kind}:{entity_id}", now=ctx.now, copies=found,
+                                 view=view)
 
     def _follow_card(self, ctx: Ctx, event: CardActionEvent, reply: Reply, receipt_id: int) -> Reply:
         """The tapped copy is updated by the answer (with the text it showed); every other copy by the outbox,

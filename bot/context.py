@@ -161,6 +161,8 @@ class Ctx:
     # --- audit ----------------------------------------------------------------------------------
     def audit(self, action: str, entity: Any = None, before: dict[str, Any] | None = None,
               *, outcome: str = "ok", reason: str = "", entity_type: str = "", entity_id: int | None = None) -> None:
+        if outcome == "ok" and entity is not None:  # what changed: every sent copy of its card follows (Bot)
+            self.s.info.setdefault("touched", set()).add((entity_type or entity.__tablename__, getattr(entity, "id", None)))
         self.s.add(
             AuditEntry(
                 at=self.now,

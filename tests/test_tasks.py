@@ -70,7 +70,7 @@ def test_only_the_owner_may_acknowledge_and_the_refusal_is_audited(harness) -> N
 def test_a_tap_on_an_older_card_is_judged_on_the_current_state(harness) -> None:
     create(harness)
     harness.run(f"{G} 李四: @bot 确认收到 #1")
-    out = harness.text(f"{G} 李四: tap 确认收到")  # drawn before the acknowledgement: said so, card refreshed
+    out = harness.text("dm as 李四: tap 确认收到")  # his copy, drawn before the acknowledgement: said so, refreshed
     assert "任务 #1 已经确认过了" in out and "卡片已更新" in out and "[确认收到]" not in out.split("卡片已更新")[1]
     assert count(harness.db, AuditEntry, AuditEntry.action == "task.acknowledge") == 1
 

@@ -500,9 +500,11 @@ def test_an_acknowledgement_tap_after_a_subtask_and_a_dependency_is_carried_out(
 
 def test_an_accept_tap_on_an_earlier_submission_is_stale(make_harness) -> None:
     h: Harness = make_harness()
-    h.run(f"{G} 张三: @bot 新建任务 海报 负责人 @王五 截止 12-10", f"{G} 王五: @bot 完成 #1 交付物 https://example.com/v1",
-          f"{G} 张三: @bot 退回 #1 原因 颜色不对", f"{G} 王五: @bot 完成 #1 交付物 https://example.com/v2")
-    first, latest = _buttons(h, ("user", "张三"), "通过")
+    h.run(f"{G} 张三: @bot 新建任务 海报 负责人 @王五 截止 12-10", f"{G} 王五: @bot 完成 #1 交付物 https://example.com/v1")
+    [first] = _buttons(h, ("user", "张三"), "通过")  # as a platform that missed the later update still shows it
+    h.run(f"{G} 张三: @bot 退回 #1 原因 颜色不对", f"{G} 王五: @bot 完成 #1 交付物 https://example.com/v2")
+    latest = _buttons(h, ("user", "张三"), "通过")[-1]
+    assert first != latest
     h.run(f"{G} 张三: @bot 评论 #1 收到，今天看")  # an unrelated change after the second submission
     reply = _tap(h, "张三", first)
     assert "卡片已过期" in reply.toast and reply.card is not None, reply.toast
@@ -606,3 +608,28 @@ def test_an_approver_given_as_an_identity_is_asked_whatever_the_name(make_harnes
         final = s.scalar(select(ApprovalStep).where(ApprovalStep.request_id == 1, ApprovalStep.stage_index == 2))
         assert [a.user.name for a in final.approvers] == ["钱总"]
     assert "审批通过" in h.text("dm as 钱总: 同意 #A1")
+
+
+# --- every copy of a card follows its entity after a typed command, as after a tap --------------------
+
+def _shown(h: Harness, target: tuple[str, str], key: str):
+    return [c.card for c in h.console.sender.cards if c.target == target and c.card.key == key]
+
+
+def test_the_groups_approval_card_follows_a_vote_typed_in_a_private_chat(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三 参与部门 市场部,技术部,设计部", f"{G} 吴十: @bot {BUDGET}")
+    [group_copy] = _shown(h, ("chat", "新品上市群"), "approval:1")
+    assert group_copy.status == "审批中 · 初审"
+    h.run("dm as 张三: 同意 #A1")
+    [group_copy] = _shown(h, ("chat", "新品上市群"), "approval:1")
+    assert group_copy.status == "审批中 · 会签", group_copy.status
+    [next_approver] = _shown(h, ("user", "陈七"), "approval:1")
+    assert next_approver.status == "审批中 · 会签" and next_approver.buttons
+
+
+def test_a_task_acknowledged_by_a_typed_command_updates_every_copy(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @孙九 截止 12-10", "dm as 孙九: 确认收到 #1")
+    [card] = _shown(h, ("chat", "新品上市群"), "task:1")
+    assert "确认收到" not in [b.label for b in card.buttons] and "开始" in [b.label for b in card.buttons], card
