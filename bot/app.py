@@ -330,8 +330,8 @@ class Bot:
         """A typed command (同意 #A1, 确认收到 #1 in a private chat) changed tasks or approvals: every sent
         copy of their cards follows, as after a tap (the group's copy does not stay at 初审 with live buttons)."""
         touched = ctx.s.info.pop("touched", set())
-        mine = set(ctx.s.execute(select(Identity.platform, Identity.platform_user_id)
-                                 .where(Identity.user_id == ctx.actor.id)).tuples()) if touched else set()
+        mine = {(p, i) for p, i in ctx.s.execute(select(Identity.platform, Identity.platform_user_id)
+                                                .where(Identity.user_id == ctx.actor.id))} if touched else set()
         for entity_type, entity_id in sorted(touched, key=str):
             kind = {"tasks": "task", "approval_requests": "approval"}.get(entity_type)
             if kind is None or not isinstance(entity_id, int):
