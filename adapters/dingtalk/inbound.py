@@ -74,7 +74,7 @@ class DingTalkInbound:
         if isinstance(incoming.what, parse.Ignored):
             log.debug("dingtalk: message ignored: %s", incoming.what.reason)
             return
-        await self.pipeline.handle(incoming.what, incoming.sent_at)
+        await self.pipeline.accept(incoming.what, incoming.sent_at)
 
     async def card_callback(self, event_id: str, data: Any) -> dict[str, Any]:
         """A card tap: the tapped card's new parameters, or {} (nothing to change / not ready in time)."""

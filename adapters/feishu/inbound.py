@@ -76,7 +76,7 @@ class FeishuInbound:
             return {}
         if isinstance(what, parse.CardTap):
             return self.answer(await self.pipeline.handle(what.event(bool(what.chat_id))))
-        await self.pipeline.handle(what, callback.sent_at)
+        await self.pipeline.accept(what, callback.sent_at)
         return {}
 
     def answer(self, reply: Reply | None) -> dict[str, Any]:

@@ -9,7 +9,9 @@ platform's `sent_at`) and hands it here. The pipeline then does, once for all pl
    platform never retries a callback we answered (concurrent callbacks share one commit);
 3. the engine, in the hub's bounded thread pool, working from that row, which is deleted when the
    engine's transaction (with its receipt) has committed;
-4. the deadline: the caller gets the engine's `Reply`, or None when it did not come within
+4. the answer: a message is answered as soon as it is durable (`accept`: its replies go out through
+   the outbox, so nothing in the answer waits on the engine); a card tap, whose answer carries the
+   updated card, gets the engine's `Reply` (`handle`), or None when it did not come within
    `answer_within` seconds: the platform is answered empty and the engine finishes on its own.
 
 Work an adapter must do after answering (fetching a platform's approval instance, say) is a
@@ -91,8 +93,28 @@ class InboundPipeline:
             return False
         return (self.hub.bot.clock.now() - sent_at).total_seconds() > self.stale_seconds
 
+    async def accept(self, event: InboundEvent, sent_at: datetime | None = None) -> None:
+        """A message (or any event whose answer carries nothing): returns once the event is durable; the
+        engine works it in the background and its replies go out through the outbox. So a burst is
+        answered at the speed of the queue's commits, not of the engine."""
+        await self._admit(event, sent_at)
+
     async def handle(self, event: InboundEvent, sent_at: datetime | None = None) -> Reply | None:
-        """The engine's reply to a verified event, or None (answer empty) when it is not ready in time."""
+        """The engine's reply to a verified event (a card tap, whose answer carries the new card), or None
+        (answer empty) when it is not ready in time."""
+        task = await self._admit(event, sent_at)
+        if task is None:
+            return None
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self.answer_within)
+        except TimeoutError:
+            self.late_answers += 1
+            log.warning("%s: %s took longer than %.1f s; answered empty (it completes from the queue)",
+                        self.platform, event.event_id, self.answer_within)
+            return None
+
+    async def _admit(self, event: InboundEvent, sent_at: datetime | None) -> asyncio.Task[Reply] | None:
+        """Filter, make durable, start the engine on it; None when there is nothing to do."""
         if isinstance(event, MessageEvent) and event.chat.is_group and not event.to_bot:
             return None  # group chatter not addressed to the bot: nothing to keep, nothing to do
         if self.stale(event, sent_at):
@@ -101,14 +123,7 @@ class InboundPipeline:
                         event.event_id, sent_at)
             return None
         [ticket] = await self.hub.journal.put([(self.platform, EVENT, event_to_json(event))])
-        task = self.spawn(self._work_event(ticket, event))
-        try:
-            return await asyncio.wait_for(asyncio.shield(task), self.answer_within)
-        except TimeoutError:
-            self.late_answers += 1
-            log.warning("%s: %s took longer than %.1f s; answered empty (it completes from the queue)",
-                        self.platform, event.event_id, self.answer_within)
-            return None
+        return self.spawn(self._work_event(ticket, event))
 
     async def follow_up(self, kind: str, payload: dict[str, Any]) -> None:
         """Make `kind` work durable now, and start it; the handler must be registered in `follow_ups`."""

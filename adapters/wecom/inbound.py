@@ -106,7 +106,7 @@ class WecomInbound:
                 await self.sender.remember_response_url(chat, body["response_url"])
         if isinstance(what, parse.Tap):
             return self.card(await self.pipeline.handle(what.event), what.task_id)
-        await self.pipeline.handle(what, parsed.sent_at)
+        await self.pipeline.accept(what, parsed.sent_at)
         return None
 
     async def robot_frame(self, frame: dict[str, Any]) -> dict[str, Any] | None:
@@ -151,7 +151,7 @@ class WecomInbound:
                     return
                 self.pipeline.spawn(self.pipeline.follow_up(CARD_UPDATE, job))
             return
-        await self.pipeline.handle(what, parsed.sent_at)
+        await self.pipeline.accept(what, parsed.sent_at)
 
     async def _card_update(self, payload: dict[str, Any]) -> None:
         """The follow-up: the tapped app card shows the engine's answer, changed with the tap's code."""
