@@ -140,7 +140,7 @@ class Journal:
                 start += len(batch)
 
     def _commit(self, rows: list[tuple[str, str, dict[str, Any]]], forgotten: list[int]) -> list[int]:
-        with self.db.transaction() as s:
+        with self.db.transaction(priority=True) as s:  # a callback's answer waits on it: before the engine
             ids = inbound.put_many(s, rows, LEASE) if rows else []
             if forgotten:
                 inbound.delete_many(s, forgotten)

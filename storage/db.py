@@ -44,14 +44,53 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 WRITER_WAIT_SECONDS = 10  # as long as SQLite's own busy timeout
-_WRITERS: dict[str, threading.RLock] = {}
+
+
+class WriterLock:
+    """The one SQLite writer of this process: re-entrant (a transaction may open another), and a
+    waiting `priority` writer goes before every other waiter. The inbound journal is one: a callback
+    is answered once its row is committed, so it must not queue behind a backlog of engine work."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._owner: int | None = None
+        self._depth = 0
+        self._urgent = 0
+
+    def acquire(self, priority: bool = False, timeout: float = WRITER_WAIT_SECONDS) -> bool:
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner == me:
+                self._depth += 1
+                return True
+            if priority:
+                self._urgent += 1
+                try:
+                    free = self._cond.wait_for(lambda: self._owner is None, timeout)
+                finally:
+                    self._urgent -= 1
+            else:
+                free = self._cond.wait_for(lambda: self._owner is None and not self._urgent, timeout)
+            if free:
+                self._owner, self._depth = me, 1
+            return free
+
+    def release(self) -> None:
+        with self._cond:
+            self._depth -= 1
+            if not self._depth:
+                self._owner = None
+                self._cond.notify_all()
+
+
+_WRITERS: dict[str, WriterLock] = {}
 _WRITERS_LOCK = threading.Lock()
 
 
-def _writer_lock(url: str) -> threading.RLock:
-    """One lock per SQLite file in this process (re-entrant: a transaction may open another)."""
+def _writer_lock(url: str) -> WriterLock:
+    """One writer lock per SQLite file in this process."""
     with _WRITERS_LOCK:
-        return _WRITERS.setdefault(url, threading.RLock())
+        return _WRITERS.setdefault(url, WriterLock())
 
 
 class Database:
@@ -68,17 +107,18 @@ class Database:
         return self.engine.dialect.name == "postgresql"
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
+    def transaction(self, priority: bool = False) -> Iterator[Session]:
         """One unit of work: committed at the end of the block, rolled back on any exception.
 
         On SQLite the threads of this process queue for the one writer on a lock of ours: SQLite's own
         busy handler makes a waiting writer sleep and poll (1, 2, 5 … 100 ms), which under a burst of
-        callbacks turned milliseconds of work into hundreds of milliseconds of waiting."""
+        callbacks turned milliseconds of work into hundreds of milliseconds of waiting. A `priority`
+        transaction goes before the other waiters (see `WriterLock`)."""
         if self._writer is None:
             with self._sessions() as session, session.begin():
                 yield session
             return
-        if not self._writer.acquire(timeout=WRITER_WAIT_SECONDS):
+        if not self._writer.acquire(priority):
             raise TimeoutError(f"the SQLite database was held by another transaction for {WRITER_WAIT_SECONDS} s")
         try:
             with self._sessions() as session, session.begin():

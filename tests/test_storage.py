@@ -271,6 +271,37 @@ def test_sqlite_runs_with_wal_foreign_keys_and_a_busy_timeout(sqlite_db: Databas
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10000
 
 
+def test_a_priority_writer_goes_before_the_writers_already_waiting() -> None:
+    """The inbound journal's commit (priority) must not queue behind a backlog of engine transactions."""
+    from collabbot.storage.db import WriterLock
+
+    lock, order = WriterLock(), []
+    assert lock.acquire()
+    assert lock.acquire()  # re-entrant in its owner
+    lock.release()
+
+    def take(name: str, priority: bool) -> None:
+        assert lock.acquire(priority)
+        order.append(name)
+        lock.release()
+
+    waiting = [threading.Thread(target=take, args=(f"engine{i}", False)) for i in range(3)]
+    for t in waiting:
+        t.start()
+    while len([1 for t in waiting if t.is_alive()]) < 3:
+        pass
+    urgent = threading.Thread(target=take, args=("journal", True))
+    urgent.start()
+    while not lock._urgent:  # the journal is waiting
+        threading.Event().wait(0.001)
+    lock.release()
+    for t in (*waiting, urgent):
+        t.join(5)
+    assert order[0] == "journal" and sorted(order[1:]) == ["engine0", "engine1", "engine2"]
+    assert lock.acquire(timeout=0)  # free again
+    lock.release()
+
+
 def test_a_failed_transaction_rolls_back_everything(db: Database) -> None:
     with pytest.raises(RuntimeError), db.transaction() as s:
         s.add(User(name="ghost", created_at=NOW))
