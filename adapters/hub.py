@@ -3,7 +3,9 @@
 `Hub.handle(event)` runs `Bot.handle` in the engine's own bounded thread pool (the engine and its
 database calls are synchronous; they must never block the loop that answers callbacks within the
 platforms' deadlines, nor starve `/healthz`, which uses the loop's default pool), then wakes the
-delivery worker so the messages it queued go out at once.
+delivery worker so the messages it queued go out at once. A call whose answer someone waits for (a
+card tap: the answer carries the card) goes before the queued background work (`EngineGate`), so a
+burst of messages never makes a tap miss its deadline.
 
 `Hub.journal` makes inbound events durable before they are answered: writes from concurrent
 callbacks are group-committed on one dedicated thread, so a burst costs a few transactions, not one
@@ -13,6 +15,7 @@ per callback, and never waits behind the engine's backlog.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +36,10 @@ from collabbot.storage.db import Database
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-ENGINE_THREADS = 4  # SQLite has one writer anyway; PostgreSQL gains little beyond the cores
+# The engine is CPU-bound Python: past the cores, threads only fight for the GIL with the loop that
+# answers callbacks (bench/inbound.py, PostgreSQL, 200 creations/s: answer p99 192 ms with 4 threads,
+# 111 ms with 2, for the same work done); two let one thread compute while the other waits on the database.
+ENGINE_THREADS = 2
 LEASE = inbound.DEFAULT_LEASE
 
 
@@ -159,6 +165,40 @@ class Journal:
         self._thread.shutdown(wait=True)
 
 
+class EngineGate:
+    """At most `slots` engine calls at once; among the waiting, an urgent call goes first, then in order."""
+
+    def __init__(self, slots: int) -> None:
+        self.free = slots
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = 0
+
+    async def enter(self, urgent: bool = False) -> None:
+        if self.free and not self._waiting:
+            self.free -= 1
+            return
+        self._seq += 1
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (0 if urgent else 1, self._seq, turn))
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.leave()  # the slot was handed over as the caller went away: pass it on
+            else:
+                self._waiting = [w for w in self._waiting if w[2] is not turn]
+                heapq.heapify(self._waiting)
+            raise
+
+    def leave(self) -> None:
+        while self._waiting:
+            *_, turn = heapq.heappop(self._waiting)
+            if not turn.done():
+                turn.set_result(None)  # the slot goes straight to the next caller
+                return
+        self.free += 1
+
+
 @dataclass
 class Hub:
     bot: Bot
@@ -171,12 +211,18 @@ class Hub:
     def __post_init__(self) -> None:
         self.journal = Journal(self.bot.db, self.spool, self.bot.config.spool_after_seconds)
         self._pool = ThreadPoolExecutor(self.engine_threads, thread_name_prefix="collabbot-engine")
+        self._gate = EngineGate(self.engine_threads)
         self.backlog = 0
 
-    async def handle(self, event: InboundEvent) -> Reply:
+    async def handle(self, event: InboundEvent, urgent: bool = False) -> Reply:
+        """The engine's reply; `urgent` when someone waits for it (it goes before queued background work)."""
         self.backlog += 1
         try:
-            reply = await asyncio.get_running_loop().run_in_executor(self._pool, self.bot.handle, event)
+            await self._gate.enter(urgent)
+            try:
+                reply = await asyncio.get_running_loop().run_in_executor(self._pool, self.bot.handle, event)
+            finally:
+                self._gate.leave()
         finally:
             self.backlog -= 1
         if self.worker is not None:

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
@@ -297,5 +298,64 @@ async def test_rows_left_in_the_spool_by_a_dead_process_are_worked_at_the_next_s
         await env.adapter.inbound.drain()
         assert count(sqlite_db, Task) == 1
         hub.close()
+    finally:
+        await env.close()
+
+
+async def test_the_engine_gate_lets_an_urgent_call_before_the_queued_ones_and_leaks_no_slot() -> None:
+    import asyncio
+
+    from collabbot.adapters.hub import EngineGate
+
+    gate, order = EngineGate(1), []
+    await gate.enter()  # the engine is busy
+
+    async def call(name: str, urgent: bool = False) -> None:
+        await gate.enter(urgent)
+        order.append(name)
+        gate.leave()
+
+    waiting = [asyncio.create_task(call(f"message{i}")) for i in range(3)]
+    gone = asyncio.create_task(call("gone"))
+    await asyncio.sleep(0)
+    tap = asyncio.create_task(call("tap", urgent=True))
+    await asyncio.sleep(0)
+    gone.cancel()  # a caller that went away while waiting
+    gate.leave()
+    await asyncio.gather(*waiting, tap)
+    assert order == ["tap", "message0", "message1", "message2"]
+    assert gate.free == 1  # every slot came back
+
+
+async def test_a_tap_during_a_burst_of_messages_is_answered_before_the_backlog(sqlite_db: Database) -> None:
+    """Messages are answered once durable and worked behind; a tap's answer carries its card, so it
+    goes before them in the engine and keeps its deadline however long the backlog."""
+    import asyncio
+
+    env = await make_env(sqlite_db, START)
+    try:
+        assert (await env.say(CREATE, sender="ou_zhang", mentions=[("ou_li", "李四")]))[0] == 200
+        await env.deliver()
+        [owner_card] = [m for m in env.fake.sent("ou_li") if m["msg_type"] == "interactive"]
+        ack = next(v for v in cb.button_values(owner_card["content"]) if "|ack|" in v)
+
+        async def message(i: int) -> Any:
+            body = cb.message(f"@_user_1 新建任务 积压{i} 负责人 @_user_2 截止 12-30", sender="ou_zhang",
+                              mentions=[("ou_bot", "bot"), ("ou_li", "李四")], at=START, event_id=f"burst-{i}")
+            headers, raw = cb.envelope(body, at=START)
+            return await env.http.post(env.adapter.settings.path, data=raw, headers=headers)
+
+        burst = await asyncio.gather(*(message(i) for i in range(30)))
+        assert all(r.status == 200 for r in burst)  # all answered, and the engine is behind
+        tap = cb.card_action({"action": ack}, operator="ou_li", message_id=owner_card["message_id"],
+                             chat_id="oc_p2p_ou_li", at=START)
+        headers, raw = cb.envelope(tap, at=START)
+        response = await env.http.post(env.adapter.settings.path, data=raw, headers=headers)
+        answer = await response.json()
+        assert answer["card"]["type"] == "raw"  # the tap got its card in time
+        assert count(sqlite_db, Task) < 31  # ... while messages answered before it were still queued
+        await asyncio.sleep(0)
+        await env.adapter.inbound.drain()
+        assert count(sqlite_db, Task) == 31
     finally:
         await env.close()

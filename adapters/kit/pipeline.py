@@ -102,7 +102,7 @@ class InboundPipeline:
     async def handle(self, event: InboundEvent, sent_at: datetime | None = None) -> Reply | None:
         """The engine's reply to a verified event (a card tap, whose answer carries the new card), or None
         (answer empty) when it is not ready in time."""
-        task = await self._admit(event, sent_at)
+        task = await self._admit(event, sent_at, urgent=True)
         if task is None:
             return None
         try:
@@ -113,7 +113,8 @@ class InboundPipeline:
                         self.platform, event.event_id, self.answer_within)
             return None
 
-    async def _admit(self, event: InboundEvent, sent_at: datetime | None) -> asyncio.Task[Reply] | None:
+    async def _admit(self, event: InboundEvent, sent_at: datetime | None,
+                     urgent: bool = False) -> asyncio.Task[Reply] | None:
         """Filter, make durable, start the engine on it; None when there is nothing to do."""
         if isinstance(event, MessageEvent) and event.chat.is_group and not event.to_bot:
             return None  # group chatter not addressed to the bot: nothing to keep, nothing to do
@@ -123,7 +124,7 @@ class InboundPipeline:
                         event.event_id, sent_at)
             return None
         [ticket] = await self.hub.journal.put([(self.platform, EVENT, event_to_json(event))])
-        return self.spawn(self._work_event(ticket, event))
+        return self.spawn(self._work_event(ticket, event, urgent))
 
     async def follow_up(self, kind: str, payload: dict[str, Any]) -> None:
         """Make `kind` work durable now, and start it; the handler must be registered in `follow_ups`."""
@@ -133,8 +134,8 @@ class InboundPipeline:
         if ticket.id is not None:  # else it sits in the spool: the database takes it up, and resume() works it
             self.spawn(self._work_follow_up(inbound.QueuedItem(ticket.id, self.platform, kind, payload, 0)))
 
-    async def _work_event(self, ticket: Ticket | int, event: InboundEvent) -> Reply:
-        reply = await self.hub.handle(event)
+    async def _work_event(self, ticket: Ticket | int, event: InboundEvent, urgent: bool = False) -> Reply:
+        reply = await self.hub.handle(event, urgent)
         self.hub.journal.forget(ticket)
         return reply
 
