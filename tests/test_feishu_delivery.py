@@ -122,6 +122,23 @@ async def test_a_card_tap_updates_the_tapped_card_and_every_other_copy_in_place(
     assert len(env.fake.patches()) == 1
 
 
+async def test_a_tap_the_engine_answered_too_late_is_answered_empty_then_its_card_patched(env: FeishuEnv) -> None:
+    await create_task(env)
+    await env.deliver()
+    [owner_card] = [m for m in env.fake.sent("ou_li") if m["msg_type"] == "interactive"]
+    ack = next(v for v in cb.button_values(owner_card["content"]) if CardAction.unpack(v).action == "ack")
+    env.adapter.inbound.pipeline.answer_within = 0.0  # the engine is always late
+    status, answer = await env.post(cb.card_action({"action": ack}, operator="ou_li",
+                                                   message_id=owner_card["message_id"], chat_id="oc_p2p_ou_li",
+                                                   at=env.clock.now()))
+    assert status == 200 and answer == {}
+    assert env.adapter.inbound.pipeline.late_answers == 1
+    [update] = env.fake.messages[owner_card["message_id"]]["updates"]  # patched once the engine was done
+    assert ack not in cb.button_values(update)
+    with env.db.transaction() as s:
+        assert s.scalar(select(Task)).acknowledged_at is not None
+
+
 async def test_a_stale_or_foreign_button_only_answers_a_toast(env: FeishuEnv) -> None:
     await create_task(env)
     await env.deliver()

@@ -16,16 +16,14 @@ import hashlib
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from collabbot.adapters.dingtalk import parse
 from collabbot.adapters.dingtalk.config import DingTalkSettings
 from collabbot.adapters.dingtalk.sender import PLATFORM, SessionWebhooks, card_only
 from collabbot.adapters.hub import Hub
-from collabbot.adapters.kit.pipeline import InboundPipeline
-from collabbot.bot.events import CardActionEvent
-from collabbot.bot.replies import Message, Reply
+from collabbot.adapters.kit.pipeline import InboundPipeline, LateUpdate
+from collabbot.bot.replies import Reply
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +34,12 @@ SEEN_FRAMES = 4096
 
 class DingTalkInbound:
     def __init__(self, hub: Hub, settings: DingTalkSettings, webhooks: SessionWebhooks,
-                 late_update: Callable[[str, Message], Awaitable[None]] | None = None) -> None:
+                 late_update: LateUpdate | None = None) -> None:
         self.hub = hub
-        self.late_update = late_update
         self.settings = settings
         self.webhooks = webhooks
         self.pipeline = InboundPipeline(hub, PLATFORM, answer_within=settings.answer_within_seconds,
-                                        stale_seconds=settings.stale_message_seconds)
+                                        stale_seconds=settings.stale_message_seconds, late_update=late_update)
         self._seen: OrderedDict[str, None] = OrderedDict()
         self.duplicates = 0
 
@@ -85,24 +82,7 @@ class DingTalkInbound:
         except parse.Malformed as exc:
             log.warning("dingtalk: malformed card callback ignored: %s", exc)
             return {}
-        event = tap.event()
-        late = self.pipeline.late_answers
-        reply = await self.pipeline.handle(event)
-        if reply is None and self.pipeline.late_answers > late and self.late_update is not None:
-            self.pipeline.spawn(self._update_late(event))
-        return self.answer(reply)
-
-    async def _update_late(self, event: CardActionEvent) -> None:
-        """The engine missed the 2 s: once it has finished, the tapped copy is updated by the API instead
-        (the engine's receipt gives the same reply again, without working the tap twice)."""
-        reply = await self.hub.handle(event)
-        message = reply.message
-        if message is None or message.card is None or not event.message_id or self.late_update is None:
-            return
-        try:
-            await self.late_update(event.message_id, message)
-        except Exception as exc:  # the tap is done; the card shows the old state until the next change
-            log.warning("dingtalk: late update of the tapped card %s failed: %r", event.message_id, exc)
+        return self.answer(await self.pipeline.handle(tap.event()))
 
     def answer(self, reply: Reply | None) -> dict[str, Any]:
         if reply is None or reply.message is None or reply.message.card is None:

@@ -37,7 +37,7 @@ class FeishuAdapter:
         self.hub = hub
         self.client = client or FeishuClient(settings)
         self.sender = FeishuSender(self.client, settings)
-        self.inbound = FeishuInbound(hub, settings, self.client)
+        self.inbound = FeishuInbound(hub, settings, self.client, late_update=self.sender.update)
         self.webhook = FeishuWebhook(settings, self.inbound, hub.bot.clock)
         self.long_connection: Any = None
         self._bot_id_task: asyncio.Task[None] | None = None

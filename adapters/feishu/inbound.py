@@ -21,7 +21,7 @@ from collabbot.adapters.feishu.client import FeishuApiError, FeishuClient
 from collabbot.adapters.feishu.config import FeishuSettings
 from collabbot.adapters.feishu.sender import PLATFORM, render_card_of
 from collabbot.adapters.hub import Hub
-from collabbot.adapters.kit.pipeline import FollowUpFailed, InboundPipeline
+from collabbot.adapters.kit.pipeline import FollowUpFailed, InboundPipeline, LateUpdate
 from collabbot.adapters.kit.webhook import loads
 from collabbot.bot.events import ApprovalEvent, ChatRef, UserRef
 from collabbot.bot.replies import Reply
@@ -34,13 +34,14 @@ APPROVAL_FETCH = "feishu.approval"
 
 
 class FeishuInbound:
-    def __init__(self, hub: Hub, settings: FeishuSettings, client: FeishuClient) -> None:
+    def __init__(self, hub: Hub, settings: FeishuSettings, client: FeishuClient,
+                 late_update: LateUpdate | None = None) -> None:
         self.hub = hub
         self.client = client
         self.settings = settings
         self.bot_open_id = settings.bot_open_id
         self.pipeline = InboundPipeline(hub, PLATFORM, answer_within=settings.answer_within_seconds,
-                                        stale_seconds=settings.stale_message_seconds)
+                                        stale_seconds=settings.stale_message_seconds, late_update=late_update)
         self.pipeline.follow_ups[APPROVAL_FETCH] = self._approval
 
     async def drain(self) -> None:

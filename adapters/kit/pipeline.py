@@ -28,8 +28,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from collabbot.adapters.hub import Hub, Ticket
-from collabbot.bot.events import InboundEvent, MessageEvent, event_from_json, event_to_json
-from collabbot.bot.replies import Reply
+from collabbot.bot.events import CardActionEvent, InboundEvent, MessageEvent, event_from_json, event_to_json
+from collabbot.bot.replies import Message, Reply
 from collabbot.storage import inbound
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ RESUME_EVERY = 5.0  # seconds between looks for rows a dead process left
 MAX_FOLLOW_UP_ATTEMPTS = 12
 MAX_EVENT_ATTEMPTS = 10  # times a queued event is taken up again (each after its lease ran out) before it is dropped
 FollowUp = Callable[[dict[str, Any]], Awaitable[InboundEvent | None]]
+LateUpdate = Callable[[str, Message], Awaitable[None]]  # (the tapped message's id, the card as it now looks)
 
 
 class FollowUpFailed(Exception):
@@ -47,8 +48,10 @@ class FollowUpFailed(Exception):
 
 
 class InboundPipeline:
-    def __init__(self, hub: Hub, platform: str, *, answer_within: float, stale_seconds: float = 0.0) -> None:
+    def __init__(self, hub: Hub, platform: str, *, answer_within: float, stale_seconds: float = 0.0,
+                 late_update: LateUpdate | None = None) -> None:
         self.hub = hub
+        self.late_update = late_update
         self.platform = platform
         self.answer_within = answer_within
         self.stale_seconds = stale_seconds
@@ -111,7 +114,24 @@ class InboundPipeline:
             self.late_answers += 1
             log.warning("%s: %s took longer than %.1f s; answered empty (it completes from the queue)",
                         self.platform, event.event_id, self.answer_within)
+            if isinstance(event, CardActionEvent) and self.late_update is not None:
+                self.spawn(self._update_late(task, event))
             return None
+
+    async def _update_late(self, task: asyncio.Task[Reply], event: CardActionEvent) -> None:
+        """The engine missed the deadline, so the answer did not carry the tapped card: once the engine
+        has finished, the tapped copy is updated through the platform's API instead (every other copy
+        follows through the outbox anyway)."""
+        try:
+            message = (await task).message
+        except Exception:
+            return  # the engine's failure is logged where it happened
+        if message is None or message.card is None or not event.message_id or self.late_update is None:
+            return
+        try:
+            await self.late_update(event.message_id, message)
+        except Exception as exc:  # the tap is done; the card shows the old state until the next change
+            log.warning("%s: late update of the tapped card %s failed: %r", self.platform, event.message_id, exc)
 
     async def _admit(self, event: InboundEvent, sent_at: datetime | None,
                      urgent: bool = False) -> asyncio.Task[Reply] | None:
