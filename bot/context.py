@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from collabbot.bot import people, texts
 from collabbot.bot.replies import At, Card, Message, Part
@@ -72,6 +72,7 @@ class Ctx:
     event_key: str  # makes the dedupe keys of this event's messages
     mentions: list[User] = field(default_factory=list)
     _sent: int = 0
+    _held: dict[int, Task] = field(default_factory=dict)
 
     # --- language -------------------------------------------------------------------------------
     @property
@@ -102,12 +103,18 @@ class Ctx:
 
     # --- lookups --------------------------------------------------------------------------------
     def task(self, task_id: int, *, lock: bool = True) -> Task:
-        stmt = select(Task).where(Task.id == task_id)
+        """The task, with what its card shows (owner, project, department, collaborators) loaded with it. It is held
+        for the event: the session's identity map is weak, so a card drawn again later in the event (the
+        other copies) would otherwise read the task and its relations from the database again."""
+        stmt = select(Task).where(Task.id == task_id).options(
+            joinedload(Task.owner), joinedload(Task.project), joinedload(Task.department),
+            selectinload(Task.collaborators))
         if lock and self.s.get_bind().dialect.name == "postgresql":
-            stmt = stmt.with_for_update()
+            stmt = stmt.with_for_update(of=Task)
         task = self.s.scalar(stmt)
         if task is None or (task.status == "cancelled" and not self.is_admin()):
             raise Refused("not_found_task", id=task_id)
+        self._held[task.id] = task
         return task
 
     def help_request(self, help_id: int) -> HelpRequest:

@@ -61,8 +61,9 @@ folder = "{folder}"
                            ManualClock(datetime.now(TZ))).url(path.name, "x.xlsx")
         assert get(forged)[0] == 403
         serve.wait_for(lambda: any("files:" in line and "downloaded" in line for line in serve.log),
-                       what="the access log line")
-        assert any("files:" in line and "refused (bad signature)" in line for line in serve.log)
+                       what="the download's access log line")
+        serve.wait_for(lambda: any("files:" in line and "refused (bad signature)" in line for line in serve.log),
+                       what="the refusal's access log line")  # the log is read from a pipe: lines come in their time
     finally:
         serve.stop()
     assert not (folder / SECRET_FILE).exists()  # the configured secret: nothing generated

@@ -1,4 +1,4 @@
-"""Stream mode against the fake DingTalk: frames acked at once, pings echoed, taps answered with the new
+"""Stream mode against the fake DingTalk: frames acked at once (a robot message once it is durable), pings echoed, taps answered with the new
 card, `disconnect` and a silent socket reconnected, redeliveries harmless, two instances on one database."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from collabbot.bot.replies import CardAction
 from collabbot.storage.db import Database
-from collabbot.storage.models import Task
+from collabbot.storage.models import InboundQueueItem, Task
 
 from . import dingtalk_payloads as p
 from .conftest import TZ
@@ -44,8 +44,9 @@ async def test_a_group_message_is_acked_at_once_and_creates_a_task(sqlite_db: Da
     try:
         started = time.monotonic()
         ack = await env.fake.robot_message(create(env), message_id="frame-a")
-        assert time.monotonic() - started < 0.5  # acked before the engine works
+        assert time.monotonic() - started < 0.5  # acked once durable, not after the engine's work
         assert ack["code"] == 200 and ack["headers"]["messageId"] == "frame-a"
+        assert count(sqlite_db, InboundQueueItem) + count(sqlite_db, Task) >= 1  # ... but never before it is kept
         await settle(env)
         with sqlite_db.transaction() as s:
             task = s.scalar(select(Task))
@@ -192,5 +193,27 @@ async def test_a_tap_the_engine_misses_the_deadline_for_is_answered_empty_then_u
         assert ack_value not in update.values()
         with sqlite_db.transaction() as s:
             assert s.scalar(select(Task)).acknowledged_at is not None
+    finally:
+        await env.close()
+
+
+async def test_a_robot_message_that_cannot_be_kept_is_not_acked_and_its_redelivery_is_worked(
+        sqlite_db: Database) -> None:
+    env = await stream_env(sqlite_db)
+    try:
+        with sqlite_db.engine.begin() as conn:  # the queue cannot take the row: a real failure, not a stand-in
+            conn.exec_driver_sql("ALTER TABLE inbound_queue RENAME TO inbound_queue_away")
+        frame = create(env)
+        try:
+            await env.fake.robot_message(frame, message_id="frame-lost", timeout=0.5)
+            raise AssertionError("a message that was not kept was acked")
+        except TimeoutError:
+            pass
+        with sqlite_db.engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE inbound_queue_away RENAME TO inbound_queue")
+        ack = await env.fake.robot_message(frame, message_id="frame-lost")  # DingTalk delivers it again
+        assert ack["code"] == 200
+        await settle(env)
+        assert count(sqlite_db, Task) == 1
     finally:
         await env.close()

@@ -59,6 +59,10 @@ class DingTalkInbound:
             self._seen.popitem(last=False)
         return True
 
+    def forget_frame(self, frame_id: str) -> None:
+        """A frame that could not be kept: its redelivery must be worked."""
+        self._seen.pop(frame_id, None)
+
     async def robot_message(self, data: Any) -> None:
         """A robot message (verified by the socket or the HTTP sign): the engine gets it; the answer is empty."""
         try:

@@ -14,8 +14,10 @@ ack {code, headers: {messageId, contentType}, message, data: <JSON string>}.
 
 * `ping` (SYSTEM): answered at once with its data (the `opaque`) echoed.
 * `disconnect` (SYSTEM): DingTalk stops delivering and closes ~10 s later: reconnect at once.
-* robot messages: acked at once (DingTalk redelivers a message whose ack is slow), then worked;
-  a frame id seen lately is not worked again, and the engine's receipt on `msgId` catches the rest.
+* robot messages: acked as soon as they are durable (a row in the inbound queue, milliseconds; the
+  engine works them afterwards), never before: a crash between an ack and the row would lose the
+  message, as DingTalk does not deliver an acked frame again. A frame id seen lately is not worked
+  again, and the engine's receipt on `msgId` catches the rest.
 * card callbacks: the ack carries the answer (`data: {"response": {cardData…}}`), sent as soon as the
   engine has it and within the pipeline's deadline (under DingTalk's 2 s).
 * the watchdog: nothing at all (ping included) for `watchdog_seconds` → the socket is closed and a
@@ -184,10 +186,24 @@ class StreamConnection:
         if kind == "CALLBACK" and topic == CARD_TOPIC:
             self._spawn(self._card(ws, frame, str(headers.get("messageId", "")), data))
             return ""
-        await self._send(ws, ack(frame, {"response": None}))  # everything else: acked before any work
-        if kind == "CALLBACK" and topic == ROBOT_TOPIC and self.inbound.first_time(str(headers.get("messageId", ""))):
-            self._spawn(self.inbound.robot_message(data))
+        frame_id = str(headers.get("messageId", ""))
+        if kind == "CALLBACK" and topic == ROBOT_TOPIC and self.inbound.first_time(frame_id):
+            self._spawn(self._robot(ws, frame, frame_id, data))
+            return ""
+        await self._send(ws, ack(frame, {"response": None}))  # a repeat, or nothing for us: acked at once
         return ""
+
+    async def _robot(self, ws: aiohttp.ClientWebSocketResponse, frame: dict[str, Any], frame_id: str,
+                     data: Any) -> None:
+        """A robot message is acked once it is durable (milliseconds: the engine works it afterwards). If
+        it could not be kept, it is not acked, so DingTalk delivers it again and it is worked then."""
+        try:
+            await self.inbound.robot_message(data)
+        except Exception:
+            log.exception("dingtalk: robot message %s could not be kept; left for DingTalk to redeliver", frame_id)
+            self.inbound.forget_frame(frame_id)
+            return
+        await self._send(ws, ack(frame, {"response": None}))
 
     async def _card(self, ws: aiohttp.ClientWebSocketResponse, frame: dict[str, Any], frame_id: str, data: Any) -> None:
         try:
