@@ -84,3 +84,19 @@ def test_the_hot_commands_stay_within_their_statement_budgets_and_never_load_laz
             assert meter.statements, what  # the meter saw the command
             assert meter.lazy == [], (what, meter.lazy)
             assert len(meter.statements) <= budget, (what, len(meter.statements), meter.statements)
+
+
+def test_a_list_costs_the_same_statements_however_many_tasks_it_shows(harness: Harness) -> None:
+    """我的任务 and 待我处理 read their tasks in a fixed number of queries (no query per task)."""
+    def costs() -> tuple[int, int]:
+        with metered(harness) as meter:
+            harness.text("dm as 李四: 我的任务")
+            mine = len(meter.statements)
+            harness.text("dm as 李四: 待我处理")
+            return mine, len(meter.statements)
+
+    harness.text(f"{G} 张三: @bot 新建任务 第一项 负责人 @李四 截止 12-10")
+    few = costs()
+    for i in range(12):
+        harness.text(f"{G} 张三: @bot 新建任务 第{i + 2}项 负责人 @李四 截止 12-1{i % 9}")
+    assert costs() == few

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import or_, select
+from sqlalchemy.orm import joinedload
 
 from collabbot.bot import texts
 from collabbot.bot.commands import ALIASES, Command
@@ -12,7 +13,7 @@ from collabbot.bot.handlers.task_creation import card
 from collabbot.bot.replies import Reply
 from collabbot.bot.reports.scope import heads_of, is_project_member
 from collabbot.bot.rules import states
-from collabbot.bot.views import open_predecessors
+from collabbot.bot.views import blocked_ids
 from collabbot.storage.models import HelpRequest, Project, Task, Wait
 
 GROUP_ORDER = ("overdue", "blocked", "review", "in_progress", "todo")
@@ -25,13 +26,15 @@ def _line(ctx: Ctx, task: Task) -> str:
 
 def my_tasks(ctx: Ctx, cmd: Command) -> Reply | None:
     tasks = list(ctx.s.scalars(select(Task).where(Task.owner_id == ctx.actor.id, Task.status.in_(states.OPEN))
+                               .options(joinedload(Task.owner))
                                .order_by(Task.deadline.is_(None), Task.deadline, Task.id)))
     if not tasks:
         ctx.say(ctx.t("my_tasks_empty"))
         return None
+    blocked = blocked_ids(ctx.s, [t.id for t in tasks])  # one query, not one per task
     groups: dict[str, list[Task]] = {g: [] for g in GROUP_ORDER}
     for task in tasks:
-        flags = states.flags(task.status, task.deadline, ctx.now, bool(open_predecessors(ctx.s, task.id)))
+        flags = states.flags(task.status, task.deadline, ctx.now, task.id in blocked)
         groups[flags[0]].append(task)
     lines = [ctx.t("my_tasks_title")]
     for name in GROUP_ORDER:
@@ -70,16 +73,23 @@ def show_task(ctx: Ctx, cmd: Command) -> Reply | None:
 def waiting_on_me(ctx: Ctx, cmd: Command) -> Reply | None:
     me = ctx.actor.id
     lines = [ctx.t("waiting_title")]
-    for wait in ctx.s.scalars(select(Wait).where(Wait.person_id == me, Wait.answered_at.is_(None)).order_by(Wait.raised_at)):
+    waits = list(ctx.s.scalars(select(Wait).where(Wait.person_id == me, Wait.answered_at.is_(None))
+                               .order_by(Wait.raised_at)))
+    # what the lines name, read in one query per kind rather than one per wait
+    tasks = {t.id: t for t in ctx.s.scalars(select(Task).where(Task.id.in_(
+        {w.entity_id for w in waits if w.entity_type == "task" and w.kind != "overdue"})))}
+    helps = {h.id: h for h in ctx.s.scalars(select(HelpRequest).where(HelpRequest.id.in_(
+        {w.entity_id for w in waits if w.entity_type == "help"})))}
+    for wait in waits:
         since = ctx.fmt(wait.raised_at)
         if wait.entity_type == "task" and wait.kind == "overdue":
             continue  # listed below with the other overdue tasks
         if wait.entity_type == "task":
-            task = ctx.s.get(Task, wait.entity_id)
+            task = tasks.get(wait.entity_id)
             if task is not None:
                 lines.append(ctx.t("waiting_ack", id=task.id, title=task.title, since=since))
         elif wait.entity_type == "help":
-            req = ctx.s.get(HelpRequest, wait.entity_id)
+            req = helps.get(wait.entity_id)
             if req is not None:
                 lines.append(ctx.t("waiting_help", id=req.id, text=req.text[:60], since=since))
         else:
