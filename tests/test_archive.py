@@ -5,8 +5,10 @@ Chinese words, with the department, type and time filters, and only in projects 
 
 from __future__ import annotations
 
+from sqlalchemy import func, select
+
 from collabbot.bot.commands import parse
-from collabbot.storage.models import ArchiveRecord, OutboxMessage, ProjectArchive, Risk, Wait
+from collabbot.storage.models import ArchiveRecord, OutboxMessage, ProjectArchive, Risk, Task, Wait
 
 G = "in 新品上市群 as"
 SETUP = (
@@ -116,3 +118,26 @@ def test_the_new_commands_parse() -> None:
     assert parse("retro #P1").name == "retrospective"
     assert parse("查找 推广 部门 市场部").name == "search_archive"
     assert parse("search launch").name == "search_archive"
+
+
+def test_a_closed_project_takes_no_new_work_and_its_group_can_bind_the_next(harness) -> None:
+    """After 结项 the project's records are final: new tasks and records are refused with what to type
+    instead, reading still works, and 绑定项目 starts the group's next project (the old stays archived)."""
+    g = "in 新品上市群 as"
+    harness.text(f"{g} 张三: @bot 绑定项目 新品上市 协同负责人 @张三")
+    assert "已结项" in harness.text(f"{g} 张三: @bot 结项")
+    refused = harness.text(f"{g} 张三: @bot 新建任务 补一个 负责人 @李四 截止 12-10")
+    assert "已于" in refused and "结项" in refused and "绑定项目 新项目名" in refused
+    assert "结项" in harness.text(f"{g} 张三: @bot 风险 新增 描述 供应商延期 可能性 高 影响 中")
+    assert "结项" in harness.text(f"{g} 张三: @bot 紧急 客户投诉升级 负责人 @李四")
+    info = harness.text(f"{g} 张三: @bot 项目信息")
+    assert "新品上市" in info and "已结项" in info  # still readable, shown as closed
+    with harness.db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(Task)) == 0
+    bound = harness.text(f"{g} 张三: @bot 绑定项目 二期 协同负责人 @张三")
+    assert "已绑定项目「二期」" in bound
+    assert "已创建任务 #1" in harness.text(f"{g} 张三: @bot 新建任务 二期首项 负责人 @李四 截止 12-10")
+    with harness.db.transaction() as s:
+        task = s.scalar(select(Task))
+        assert task.project.name == "二期"
+        assert s.scalar(select(ProjectArchive.project_id)) != task.project_id  # the old one stays archived

@@ -10,7 +10,7 @@ from collabbot.bot import texts
 from collabbot.bot.commands import Command
 from collabbot.bot.context import Ctx, Refused
 from collabbot.bot.dates import parse_when
-from collabbot.storage.models import Project, Task, User
+from collabbot.storage.models import Project, ProjectArchive, Task, User
 
 MAX_TITLE = 200
 MAX_TEXT = 2000
@@ -93,16 +93,30 @@ def is_reviewer(ctx: Ctx, task: Task) -> bool:
         coordinator is not None and coordinator.id == ctx.actor.id) or ctx.is_admin()
 
 
+def closed_at(ctx: Ctx, project: Project) -> datetime | None:
+    """When the project was closed (结项), or None while it is open."""
+    return ctx.s.scalar(select(ProjectArchive.closed_at).where(ProjectArchive.project_id == project.id))
+
+
+def refuse_if_closed(ctx: Ctx, project: Project) -> Project:
+    """A closed project takes no new work: its records are archived as they were. It can still be read."""
+    closed = closed_at(ctx, project)
+    if closed is not None:
+        raise Refused("project_closed", name=project.name, when=ctx.fmt(closed), id=project.id)
+    return project
+
+
 def chat_project(ctx: Ctx, cmd: Command | None = None, *, create: bool = False) -> Project:
     """The project of this group (or the one named with 项目 in a private chat).
 
-    With `create`, a group with no project yet gets one named after the group, coordinated by the
-    person who spoke: the first task in a new group should just work, and 绑定项目 can fill in the rest.
+    With `create` (the command adds work to it), a group with no project yet gets one named after the
+    group, coordinated by the person who spoke: the first task in a new group should just work, and
+    绑定项目 can fill in the rest; a closed project is refused.
     """
     if ctx.chat is not None and ctx.chat.project_id is not None:
         project = ctx.s.get(Project, ctx.chat.project_id)
         if project is not None:
-            return project
+            return refuse_if_closed(ctx, project) if create else project
     if create and ctx.chat is not None and not (cmd is not None and cmd.get("project")):
         # two first commands in a new group at once: the second waits here, then finds the first's project
         ctx.s.flush()  # a new group name read from this event must not be lost by the refresh
@@ -121,5 +135,5 @@ def chat_project(ctx: Ctx, cmd: Command | None = None, *, create: bool = False) 
     if name:
         project = ctx.s.scalar(select(Project).where(Project.name == name).order_by(Project.id.desc()).limit(1))
         if project is not None:
-            return project
+            return refuse_if_closed(ctx, project) if create else project
     raise Refused("no_project")

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from collabbot.bot.commands import Command
 from collabbot.bot.context import Ctx, Refused, snapshot
-from collabbot.bot.handlers.common import MAX_TITLE, capped, chat_project, missing, not_allowed, people, when
+from collabbot.bot.handlers.common import MAX_TITLE, capped, chat_project, closed_at, missing, not_allowed, people, when
 from collabbot.bot.replies import Card, Reply
 from collabbot.bot.signoff_view import signoff_fields
 from collabbot.storage.models import Department, Project, WeeklyNote
@@ -36,14 +36,18 @@ def project_card(ctx: Ctx, project: Project) -> Card:
     if project.remarks:
         fields.append((ctx.t("f_remarks"), project.remarks))
     fields += signoff_fields(ctx, project)  # who of the departments' heads confirmed the goal, KPIs and scope
+    closed = closed_at(ctx, project)
     return Card(kind="project", key=f"project:{project.id}", title=ctx.t("project_line", name=project.name),
-                color="blue", fields=tuple(fields))
+                status=ctx.t("archive_closed", when=ctx.fmt(closed)) if closed else "",
+                color="grey" if closed else "blue", fields=tuple(fields))
 
 
 def bind_project(ctx: Ctx, cmd: Command) -> Reply | None:
     if ctx.chat is None:
         raise Refused("need_group")
     project = ctx.s.get(Project, ctx.chat.project_id) if ctx.chat.project_id else None
+    if project is not None and closed_at(ctx, project) is not None:
+        project = None  # the group's last project is closed: this binds its next one (the old stays archived)
     if project is not None:
         coordinator = project.coordinator
         if not (ctx.is_admin() or (coordinator is not None and coordinator.id == ctx.actor.id)):

@@ -20,7 +20,17 @@ from collabbot.bot import texts
 from collabbot.bot.commands import Command, parse, priority_of
 from collabbot.bot.context import Ctx, Refused, snapshot
 from collabbot.bot.dates import parse_when
-from collabbot.bot.handlers.common import MAX_TITLE, bad, capped, chat_project, missing, not_allowed, people, when
+from collabbot.bot.handlers.common import (
+    MAX_TITLE,
+    bad,
+    capped,
+    chat_project,
+    missing,
+    not_allowed,
+    people,
+    refuse_if_closed,
+    when,
+)
 from collabbot.bot.handlers.task_creation import card, new_task, task_chat
 from collabbot.bot.replies import Card, Message, Part, Reply
 from collabbot.bot.reports.scope import is_project_member
@@ -91,10 +101,10 @@ def record_project(ctx: Ctx, cmd: Command, *, create: bool = False) -> Project:
             raise Refused("no_project_private", name=name[:40])
         if not (ctx.is_admin() or is_project_member(ctx.s, ctx.actor.id, found.id)):
             raise Refused("record_not_member", name=found.name)
-        return found
+        return refuse_if_closed(ctx, found) if create else found
     mine = member_projects(ctx)
     if len(mine) == 1:
-        return mine[0]
+        return refuse_if_closed(ctx, mine[0]) if create else mine[0]
     if not mine:
         raise Refused("record_no_project")
     raise Refused("record_which_project", names="、".join(p.name for p in mine[:10]), name=mine[0].name)
@@ -412,7 +422,7 @@ def _apply_risk_fields(ctx: Ctx, cmd: Command, found: Risk) -> bool:
 
 
 def _add_risk(ctx: Ctx, cmd: Command, rest: str) -> Reply | None:
-    project = record_project(ctx, cmd)
+    project = record_project(ctx, cmd, create=True)
     group = group_of(ctx, project)
     description = re.sub(r"^(描述|description)[=:：＝]?\s*", "", rest.strip(), flags=re.IGNORECASE).strip()
     if not description:
@@ -655,6 +665,7 @@ def milestone(ctx: Ctx, cmd: Command) -> Reply | None:
     title, due = _milestone_due(ctx, cmd)
     if not title:
         raise missing(ctx, "milestone_title")
+    refuse_if_closed(ctx, project)
     found = Milestone(project_id=project.id, task_id=task.id if task else None,
                       title=capped(ctx, title, "milestone_title", MAX_TITLE), due=due, status="open",
                       created_by_id=ctx.actor.id, created_at=ctx.now)

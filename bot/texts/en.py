@@ -564,6 +564,7 @@ TEXTS: dict[str, str] = {
     "a_write_retro": "write this retrospective",
     "w_coordinator_admin": "only the project's coordinator or an admin may",
     "w_project_members": "only the project's members, its departments' heads and admins may see it",
+    "project_closed": "Project {name} was closed on {when} and takes no new tasks or records (retrospective: retro #P{id}). To start a new project in this group: @bot project bind NewName coordinator @someone",
     "close_already": "Project {name} is already closed. See its retrospective: retro",
     "close_open_items": "{n} items are still open: {ids}. Finish or cancel them first (tasks all open), then close",
     "close_done": "Project {name} is closed; {n} records are archived.",

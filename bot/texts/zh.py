@@ -564,6 +564,7 @@ TEXTS: dict[str, str] = {
     "a_write_retro": "写这个复盘",
     "w_coordinator_admin": "只有项目的协同负责人或管理员可以",
     "w_project_members": "只有项目成员、相关部门负责人和管理员可以查看",
+    "project_closed": "项目「{name}」已于 {when} 结项，不再添加新的任务和记录（复盘：复盘 #P{id}）。本群开始新项目请发送：@bot 绑定项目 新项目名 协同负责人 @某人",
     "close_already": "项目「{name}」已经结项了。查看复盘：复盘",
     "close_open_items": "还有 {n} 项没有结束：{ids}。请先完成或取消（任务列表 未完成），再结项",
     "close_done": "项目「{name}」已结项，{n} 条记录已归档到协作案例库。",
