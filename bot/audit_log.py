@@ -5,6 +5,7 @@ person's actions this week (`操作记录 @某人 本周`) for admins.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, time, timedelta
 
 from sqlalchemy import func, select
@@ -13,7 +14,16 @@ from collabbot.bot.commands import Command
 from collabbot.bot.context import Ctx, Refused
 from collabbot.bot.handlers.common import missing, not_allowed
 from collabbot.bot.replies import CardAction, Reply
-from collabbot.storage.models import ApprovalRequest, AuditEntry, User
+from collabbot.storage.models import (
+    ApprovalRequest,
+    AuditEntry,
+    CollectionRequest,
+    Meeting,
+    Milestone,
+    Project,
+    Risk,
+    User,
+)
 
 MAX_LINES = 30  # the newest entries shown; the reply says how many more there are
 
@@ -32,6 +42,11 @@ COMMAND_ACTIONS: dict[str, str] = {
 TAP_ACTIONS = {"ack": "acknowledge", "help_done": "answer"}
 # the kinds of entity a trail can be asked for: (table name the handlers audit under, the sweep's short name)
 KINDS = {"task": ("tasks", "task"), "approval": ("approval_requests", "approval"), "help": ("help_requests", "help")}
+# the project's records, named in the text as #R1, #M1, #C1, #MS1, #P1: (model, its audit entity type)
+RECORDS: dict[str, tuple[type, str]] = {"R": (Risk, "risks"), "M": (Meeting, "meetings"), "C": (CollectionRequest, "collections"),
+                                        "MS": (Milestone, "milestones"), "P": (Project, "projects")}
+RECORD_REF = re.compile(r"#(MS|[RMCP])(\d{1,9})(?!\d)", re.IGNORECASE)
+RECORD_PREFIX = {entity_type: f"#{letter}" for letter, (_, entity_type) in RECORDS.items()}
 
 
 def refused_as(name: str, cmd: Command | None, action: CardAction | None) -> tuple[str, str, int | None]:
@@ -67,7 +82,8 @@ def _line(ctx: Ctx, entry: AuditEntry, names: dict[int, str], entity: bool) -> s
 
 
 def _ref(entity_type: str, entity_id: int) -> str:
-    prefix = {"approval_requests": "#A", "approval": "#A", "help_requests": "#H", "help": "#H"}.get(entity_type)
+    prefix = {"approval_requests": "#A", "approval": "#A", "help_requests": "#H", "help": "#H",
+              **RECORD_PREFIX}.get(entity_type)
     if prefix is None and entity_type not in ("tasks", "task"):
         return f"{entity_type}:{entity_id}"
     return f"{prefix or '#'}{entity_id}"
@@ -103,7 +119,8 @@ def _say(ctx: Ctx, title: str, entries: list[AuditEntry], total: int, entity: bo
 
 
 def show_log(ctx: Ctx, cmd: Command) -> Reply | None:
-    """操作记录 #N / #A1 / #H1: the entity's trail; 操作记录 @某人 [本周]: a person's actions this week (admins)."""
+    """操作记录 #N / #A1 / #H1 (or a record: #R1, #M1, #C1, #MS1, #P1): the entity's trail; 操作记录 @某人 [本周]:
+    a person's actions this week (admins)."""
     refs = [("task", i) for i in cmd.tasks] + [("approval", i) for i in cmd.approvals] + [
         ("help", i) for i in cmd.helps]
     if refs:
@@ -123,6 +140,8 @@ def show_log(ctx: Ctx, cmd: Command) -> Reply | None:
         where = (AuditEntry.actor_id == person.id, AuditEntry.at >= monday, AuditEntry.at <= ctx.now)
         title = ctx.t("log_title_person", name=person.name)
         entity = True
+    elif (record := RECORD_REF.search(cmd.text)) is not None:
+        return _record_log(ctx, record.group(1).upper(), int(record.group(2)))
     else:
         raise missing(ctx, "log_subject")
     total = ctx.s.scalar(select(func.count()).select_from(AuditEntry).where(*where)) or 0
@@ -133,3 +152,23 @@ def show_log(ctx: Ctx, cmd: Command) -> Reply | None:
               entity_id=refs[0][1] if refs else person.id)
     return None
 
+
+
+def _record_log(ctx: Ctx, letter: str, record_id: int) -> Reply | None:
+    """操作记录 #R1 / #M1 / #C1 / #MS1 / #P1: a project record's trail, for whoever may see its project."""
+    from collabbot.bot.handlers.records import may_see_project
+
+    model, entity_type = RECORDS[letter]
+    found = ctx.s.get(model, record_id)
+    ref = f"#{letter}{record_id}"
+    if found is None:
+        raise Refused("log_no_record", ref=ref)
+    if not may_see_project(ctx, found.id if model is Project else found.project_id):
+        raise not_allowed(ctx, "a_view_log", ctx.t("w_project_members"))
+    where = (AuditEntry.entity_type == entity_type, AuditEntry.entity_id == record_id)
+    total = ctx.s.scalar(select(func.count()).select_from(AuditEntry).where(*where)) or 0
+    entries = list(ctx.s.scalars(select(AuditEntry).where(*where)
+                                 .order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(MAX_LINES)))
+    _say(ctx, ctx.t("log_title_entity", ref=ref), entries, total, False)
+    ctx.audit("log.view", entity_type=entity_type, entity_id=record_id)
+    return None

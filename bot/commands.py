@@ -120,6 +120,9 @@ PRIORITY_WORDS = {"高": "high", "中": "mid", "低": "low", "high": "high", "mi
                   "low": "low", "h": "high", "m": "mid", "l": "low"}
 
 _REF = re.compile(r"^#([AH]?)(\d{1,9})$", re.IGNORECASE)
+# a project record's number (risk, meeting, collection, milestone, project): its handler reads it from the
+# text, but like any reference it ends free text, so a field may follow it (`风险 更新 #R1 应对 …`)
+_RECORD_REF = re.compile(r"^#(?:MS|[RMCP])\d{1,9}$", re.IGNORECASE)
 _MARKER = re.compile(f"{MENTION_OPEN}(\\d+){MENTION_CLOSE}")
 _PERCENT = re.compile(r"^(\d{1,3})[%％]$")
 _URL = re.compile(r"^https?://[^\s<>\"']{1,1000}$")
@@ -477,6 +480,10 @@ def parse(text: str) -> Command | ParseError:
             if ref and current is None:
                 kind_letter, number = ref.group(1).upper(), int(ref.group(2))
                 {"": tasks, "A": approvals, "H": helps}[kind_letter].append(number)
+                last = "value"
+                continue
+            if current is None and _RECORD_REF.match(token.text):
+                free.append(token.text)
                 last = "value"
                 continue
             pct = _PERCENT.match(token.text)

@@ -100,6 +100,7 @@ def test_quotes_keep_any_text_whole(pair: tuple[str, str], title: str, remark: s
     ("新建任务 设计 负责人 @0 备注 交付 流程", "设计", {"owner": "", "remarks": "交付 流程"}),
     ("完成 #1 交付物 https://h5.example.com 已加埋点", "", {"deliverable": "https://h5.example.com 已加埋点"}),
     ("绑定项目 目标 双十二上线", "", {"goal": "双十二上线"}),
+    ("风险 更新 #R1 应对 启用备选供应商", "更新 #R1", {"response": "启用备选供应商"}),  # a record's number is a reference
     ("新建任务 模板 H5开发支持", "", {"template": "H5开发支持"}),
     # a colon begins any field; in it, only another colon or a typed field ends it
     ("进度 #2 60% 完成：首页 下一步 联调", "", {"done": "首页 下一步 联调"}),

@@ -256,6 +256,20 @@ def test_an_entitys_trail_and_a_persons_week_can_be_read(make_harness) -> None:
     assert "只有管理员可以" in h.text(f"{G} 张三: @bot 操作记录 @孙九 本周")
 
 
+def test_a_project_records_trail_can_be_read_by_who_may_see_the_project(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三",
+          f"{G} 张三: @bot 风险 新增 描述 供应商延期 可能性 高 影响 中 负责人 @李四",
+          f"{G} 张三: @bot 风险 更新 #R1 应对 启用备选供应商",
+          f"{G} 张三: @bot 收集 月度经营数据 对象 市场部 截止 12-04 18:00")
+    risk = h.text(f"{G} 张三: @bot 操作记录 #R1")
+    assert "操作记录 #R1：" in risk and "张三 risk.add" in risk and risk.index("risk.add") < risk.rindex("张三 risk.")
+    assert "张三 collection.create" in h.text(f"{G} 李四: @bot log #C1")
+    assert "张三 project.bind" in h.text(f"{G} 张三: @bot 操作记录 #P1")
+    assert "找不到 #R9" in h.text(f"{G} 张三: @bot 操作记录 #R9")
+    assert "你不能查看这些操作记录" in h.text("dm as 钱总: 操作记录 #R1")  # not in the project
+
+
 # --- 8. the rest ---------------------------------------------------------------------------------
 
 def test_an_admin_cancelling_an_approval_gives_a_reason(make_harness) -> None:
