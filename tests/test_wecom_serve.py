@@ -195,7 +195,14 @@ def test_two_instances_one_connection_and_a_takeover_after_kill_9(tmp_path: Path
                     return not s.scalar(select(func.count()).select_from(OutboxMessage)
                                         .where(OutboxMessage.status != "sent"))
 
-            wait(settled, "every row sent", [standby], timeout=40)
+            try:
+                wait(settled, "every row sent", [standby], timeout=40)
+            except AssertionError as exc:  # say which rows, and what the worker logged of them
+                with db.transaction() as s:
+                    unsent = [(r.id, r.target_kind, r.status, r.attempts, r.not_before, (r.last_error or "")[:120])
+                              for r in s.scalars(select(OutboxMessage).where(OutboxMessage.status != "sent"))]
+                outbox_lines = [line for p in procs for line in p.log if "outbox" in line][-20:]
+                raise AssertionError(f"{exc}\nunsent rows: {unsent}\nworker log: {outbox_lines}") from None
             titles = Counter(name for c in group_cards(fake) for name in ("任务一", "任务二", "任务三")
                              if name in c["template_card"]["main_title"]["title"])
             assert titles == {"任务一": 1, "任务二": 1, "任务三": 1}, titles  # none lost, none doubled
