@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 
 from collabbot.adapters.wecom import parse
 from collabbot.storage import card_codes
 from collabbot.storage.db import Database
-from collabbot.storage.models import InboundQueueItem
+from collabbot.storage.models import InboundQueueItem, OutboxMessage
 
 from . import fake_wecom as fw
 from .wecom_env import WecomEnv, count, make_env
@@ -240,5 +240,26 @@ async def test_a_card_that_went_out_is_sent_even_when_its_code_cannot_be_kept(sq
         assert message_id is not None and message_id.startswith("app|lisi|")
         assert [s["touser"] for s in env.fake.sent] == ["lisi"]
         assert any("cannot keep the response_code" in r.getMessage() for r in caplog.records)
+    finally:
+        await env.close()
+
+
+async def test_a_card_sent_by_an_attempt_whose_process_died_is_recorded_sent_when_resent(db: Database) -> None:
+    """A process that sent a card and died before recording it leaves the row pending; the next attempt
+    repeats the card's task_id (made from the row's idempotency key), WeCom refuses it as used, and that
+    refusal means the card is there: the row is sent, not dead, and nobody gets a second card."""
+    env = await make_env(db, START)
+    try:
+        await _task_with_two_copies(env)
+        with env.db.transaction() as s:  # as a kill -9 between the send and its record leaves the rows
+            s.execute(update(OutboxMessage).where(OutboxMessage.status == "sent").values(
+                status="pending", platform_message_id=None, claim_token=None, claimed_until=None))
+        pushes, app_cards = len(env.fake.pushes), len(_app_cards_to(env.fake, "lisi"))
+        await env.deliver()
+        with env.db.transaction() as s:
+            statuses = {r.status for r in s.scalars(select(OutboxMessage).where(OutboxMessage.target_kind != "update"))}
+        assert statuses == {"sent"}
+        assert len(_app_cards_to(env.fake, "lisi")) == app_cards  # no second card for the owner
+        assert [p for p in env.fake.pushes[pushes:] if p["msgtype"] == "template_card"] == []  # nor in the group
     finally:
         await env.close()

@@ -28,6 +28,17 @@ TOKEN_INVALID = (42001, 40014)
 THROTTLES = (45009, 45033)
 BUSY = (-1,)
 THROTTLE_WAIT = 60.0  # WeCom gives no reset time; its windows are a minute
+# A template card's task_id is unique per app / robot, and WeCom refuses one used before. Ours are made from
+# the row's installation-unique idempotency key, so this answer to a send means an earlier attempt of the
+# same row got through (its answer was lost, or its process died before recording it). The code is the one
+# our fake answers; the message is matched too, as the pages we could read give no code for it.
+TASK_ID_EXISTS = 40107
+
+
+def task_id_taken(exc: WecomApiError) -> bool:
+    """Did WeCom refuse a card because its task_id was used before?"""
+    text = str(exc).lower()
+    return exc.code == TASK_ID_EXISTS or ("task_id" in text and "exist" in text)
 
 
 class WecomApiError(ApiError):

@@ -35,7 +35,7 @@ from urllib.parse import urlparse
 
 from collabbot.adapters.kit.sender import PlatformSender, render
 from collabbot.adapters.wecom import media
-from collabbot.adapters.wecom.client import WecomApiError, WecomClient
+from collabbot.adapters.wecom.client import WecomApiError, WecomClient, task_id_taken
 from collabbot.adapters.wecom.codes import CardCodes
 from collabbot.adapters.wecom.config import WecomSettings
 from collabbot.adapters.wecom.parse import PLATFORM, app_message_id, robot_message_id, split_message_id
@@ -193,7 +193,12 @@ class WecomSender(PlatformSender):
             assert self.robot is not None
             for i, part in enumerate(parts):
                 msgtype = part["msgtype"]
-                await self.robot.push(chat_id, msgtype, part[msgtype], req_id=f"{task_id}-{i}")
+                try:
+                    await self.robot.push(chat_id, msgtype, part[msgtype], req_id=f"{task_id}-{i}")
+                except WecomApiError as exc:
+                    if msgtype != "template_card" or not task_id_taken(exc):
+                        raise
+                    log.info("wecom: robot card %s in %s was delivered by an earlier attempt", task_id, chat_id)
         return robot_message_id(chat_id, task_id)
 
     async def remember_response_url(self, chat_id: str, url: str) -> None:
@@ -231,7 +236,13 @@ class WecomSender(PlatformSender):
             prelude = rendered["prelude"]
             await self.client.send(userid, prelude["msgtype"], prelude[prelude["msgtype"]])
         msgtype = rendered["msgtype"]
-        answer = await self.client.send(userid, msgtype, rendered[msgtype])
+        try:
+            answer = await self.client.send(userid, msgtype, rendered[msgtype])
+        except WecomApiError as exc:
+            if msgtype != "template_card" or not task_id_taken(exc):
+                raise
+            log.info("wecom: app card %s to %s was delivered by an earlier attempt", task_id, userid)
+            return app_message_id(userid, task_id)  # its response code went with that attempt: a change resends
         if msgtype == "template_card":
             code = answer.get("response_code")
             if isinstance(code, str) and code:
