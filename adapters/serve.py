@@ -23,7 +23,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from collabbot.adapters import registry
-from collabbot.adapters.hub import Hub, PlatformAdapter
+from collabbot.adapters.hub import Hub, PlatformAdapter, favour_the_loop
 from collabbot.adapters.kit import files
 from collabbot.adapters.kit.files import FileLinks
 from collabbot.adapters.kit.media import Media
@@ -228,6 +228,7 @@ async def run(config: Config, org: Org | None, *, ready: asyncio.Event | None = 
                     log.info("org: %s", change)
         await asyncio.to_thread(load)
     bot = Bot(db, config, clock)
+    favour_the_loop()
     hub = Hub(bot, spool=Spool(spool_path(config)))
     adapters = build_adapters(config, hub, clock)
     for adapter in adapters:

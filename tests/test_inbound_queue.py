@@ -313,7 +313,7 @@ async def test_the_engine_gate_lets_an_urgent_call_before_the_queued_ones_and_le
     async def call(name: str, urgent: bool = False) -> None:
         await gate.enter(urgent)
         order.append(name)
-        gate.leave()
+        gate.leave(urgent)
 
     waiting = [asyncio.create_task(call(f"message{i}")) for i in range(3)]
     gone = asyncio.create_task(call("gone"))
@@ -324,7 +324,28 @@ async def test_the_engine_gate_lets_an_urgent_call_before_the_queued_ones_and_le
     gate.leave()
     await asyncio.gather(*waiting, tap)
     assert order == ["tap", "message0", "message1", "message2"]
-    assert gate.free == 1  # every slot came back
+    assert gate.free == 1 and gate.busy_background == 0  # every slot came back
+
+
+async def test_queued_messages_keep_an_engine_thread_free_for_taps() -> None:
+    import asyncio
+
+    from collabbot.adapters.hub import EngineGate
+
+    gate = EngineGate(2)
+    await gate.enter()  # a message is worked
+    second = asyncio.create_task(gate.enter())  # the next one waits although a thread is free
+    await asyncio.sleep(0)
+    assert not second.done() and gate.free == 1
+    await asyncio.wait_for(gate.enter(urgent=True), 1)  # a tap takes the free thread at once
+    assert gate.free == 0
+    gate.leave(urgent=True)
+    await asyncio.sleep(0)
+    assert not second.done()  # the tap's thread does not go to background work
+    gate.leave()
+    await asyncio.wait_for(second, 1)  # the message's thread does
+    gate.leave()
+    assert gate.free == 2 and gate.busy_background == 0
 
 
 async def test_a_tap_during_a_burst_of_messages_is_answered_before_the_backlog(sqlite_db: Database) -> None:

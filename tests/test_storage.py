@@ -437,3 +437,19 @@ def test_mark_sent_many_records_only_the_rows_this_claim_still_holds(db: Databas
     assert (by_id[a.id].status, by_id[a.id].platform_message_id, by_id[a.id].attempts) == ("sent", "m-a", 1)
     assert (by_id[b.id].status, by_id[b.id].platform_message_id) == ("sent", None)
     assert (by_id[c.id].status, by_id[c.id].platform_message_id) == ("pending", None)
+
+
+def test_a_group_commit_of_inbound_rows_returns_each_rows_id_in_order(db: Database) -> None:
+    """The journal hands each callback the id of its own row: ids must come back in the rows' order."""
+    from collabbot.storage import inbound
+    from collabbot.storage.models import InboundQueueItem
+
+    rows = [("feishu", "event", {"n": i, "text": f"新建任务 {i}"}) for i in range(250)]
+    with db.transaction() as s:
+        ids = inbound.put_many(s, rows, timedelta(seconds=60))
+        assert inbound.put_many(s, [], timedelta(seconds=60)) == []
+    assert len(set(ids)) == 250
+    with db.transaction() as s:
+        stored = {r.id: r for r in s.scalars(select(InboundQueueItem))}
+        assert [stored[i].payload for i in ids] == [payload for _, _, payload in rows]
+        assert all(stored[i].claimed_until > stored[i].created_at for i in ids)  # leased to the writer
