@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from collabbot.bot import audit_log, commands, copies, sweep, texts
+from collabbot.bot.approval_templates import templates_of
 from collabbot.bot.calendar import WorkCalendar
 from collabbot.bot.clock import Clock
 from collabbot.bot.commands import Command, ParseError
@@ -284,6 +285,8 @@ class Bot:
                 if isinstance(event, MessageEvent):
                     ctx.mentions = [self.resolve_user(s, m, now) for m in event.mentions]
                     parsed = commands.parse(event.text)
+                    if isinstance(parsed, ParseError) and parsed.reason == "unknown_command":
+                        parsed = self._as_application(event.text) or parsed
                     if isinstance(parsed, ParseError):
                         action_name = "parse"
                         raise Refused(parsed.reason, **self._parse_error_values(parsed))
@@ -386,6 +389,15 @@ class Bot:
             return Reply()  # nobody typed anything: the refusal is audited (and logged) only
         ctx.say(ctx.at(ctx.actor), " ", text) if ctx.chat is not None else ctx.say(text)
         return Reply()
+
+    def _as_application(self, text: str) -> Command | None:
+        """`延期申请 #1 …` read as `申请 延期申请 #1 …`: people name the form they want (the seed's own word
+        for it), not the command that files it. Only a template's exact name counts."""
+        first = text.strip().lstrip("/／").split(maxsplit=1)[0] if text.strip().lstrip("/／") else ""
+        if not any(t.name == first for t in templates_of(self.config)):
+            return None
+        parsed = commands.parse(f"申请 {text.strip().lstrip('/／')}")
+        return parsed if isinstance(parsed, Command) else None
 
     def _parse_error_values(self, error: ParseError) -> dict[str, str]:
         lang = self.config.language

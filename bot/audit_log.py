@@ -10,6 +10,7 @@ from datetime import datetime, time, timedelta
 
 from sqlalchemy import func, select
 
+from collabbot.bot import texts
 from collabbot.bot.commands import Command
 from collabbot.bot.context import Ctx, Refused
 from collabbot.bot.handlers.common import missing, not_allowed
@@ -72,7 +73,9 @@ def refused_as(name: str, cmd: Command | None, action: CardAction | None) -> tup
 
 def _line(ctx: Ctx, entry: AuditEntry, names: dict[int, str], entity: bool) -> str:
     who = names.get(entry.actor_id, "") if entry.actor_id is not None else ctx.t("log_system")
-    what = entry.action
+    what = texts.history_verb(ctx.lang, entry.action.removesuffix(".skip"))
+    if entry.action.endswith(".skip"):  # a rule the sweep set aside after it failed on this item
+        what += ctx.t("log_skipped")
     if entity and entry.entity_id is not None:
         what += f" {_ref(entry.entity_type, entry.entity_id)}"
     outcome = "" if entry.outcome == "ok" else ctx.t(f"log_{entry.outcome}") if entry.outcome in (

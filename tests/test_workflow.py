@@ -134,6 +134,16 @@ def test_an_extended_task_that_falls_overdue_again_is_warned_again(make_harness)
     assert len(lines_with(out, "张三（私聊）: 延期预警：任务 #1")) == 1, out
 
 
+def test_an_application_can_be_filed_by_its_forms_name_alone(make_harness) -> None:
+    """People write 延期申请 #1 …, the form's name, rather than 申请 延期申请 #1 …: both file it."""
+    h: Harness = make_harness(start=datetime(2026, 12, 1, 9, 0, tzinfo=TZ))
+    h.run(f"{G} 张三: @bot 新建任务 快闪店物料设计 负责人 @王五 截止 12-03")
+    out = h.text(f"{G} 王五: @bot 延期申请 #1 新截止日期=12-08 原因=商品图未到 补救措施=先出线框稿")
+    assert "已提交审批 #A1「延期申请」" in out, out
+    assert "还缺少：新截止日期、原因、补救措施" in h.text(f"{G} 王五: @bot /延期申请 #1")
+    assert "没有「延期 #1 12-08」这个命令" in h.text(f"{G} 王五: @bot 延期 #1 12-08")  # only a form's exact name
+
+
 def test_a_task_blocked_again_hears_it_is_unblocked_again(make_harness) -> None:
     h: Harness = make_harness(start=datetime(2026, 12, 1, 9, 0, tzinfo=TZ))
     h.run(f"{G} 张三: @bot 新建任务 设计稿 负责人 @王五 截止 12-10",
@@ -245,14 +255,15 @@ def test_an_entitys_trail_and_a_persons_week_can_be_read(make_harness) -> None:
           f"{G} 孙九: @bot 确认收到 #1")
     trail = h.text("dm as 张三: 操作记录 #1")
     assert "操作记录 #1：" in trail
-    assert "张三 task.create" in trail and "孙九 task.acknowledge" in trail, trail
-    assert "李四 task.acknowledge（已拒绝）：你不能" in trail, trail
-    assert trail.index("task.create") < trail.index("孙九 task.acknowledge")  # oldest first
+    assert "张三 创建" in trail and "孙九 确认收到" in trail, trail  # the actions in words, not their codes
+    assert "task." not in trail, trail
+    assert "李四 确认收到（已拒绝）：你不能" in trail, trail
+    assert trail.index("张三 创建") < trail.index("孙九 确认收到")  # oldest first
     assert "操作记录 #1" in h.text("dm as 张三: log #1")
     assert "你不能查看这些操作记录" in h.text("dm as 钱总: 操作记录 #1")
     week = h.text(f"{G} 赵总: @bot 操作记录 @孙九 本周")
-    assert "孙九 本周的操作记录" in week and "孙九 task.acknowledge #1" in week, week
-    assert "张三 task.create" not in week
+    assert "孙九 本周的操作记录" in week and "孙九 确认收到 #1" in week, week
+    assert "张三 创建" not in week
     assert "只有管理员可以" in h.text(f"{G} 张三: @bot 操作记录 @孙九 本周")
 
 
@@ -263,9 +274,9 @@ def test_a_project_records_trail_can_be_read_by_who_may_see_the_project(make_har
           f"{G} 张三: @bot 风险 更新 #R1 应对 启用备选供应商",
           f"{G} 张三: @bot 收集 月度经营数据 对象 市场部 截止 12-04 18:00")
     risk = h.text(f"{G} 张三: @bot 操作记录 #R1")
-    assert "操作记录 #R1：" in risk and "张三 risk.add" in risk and risk.index("risk.add") < risk.rindex("张三 risk.")
-    assert "张三 collection.create" in h.text(f"{G} 李四: @bot log #C1")
-    assert "张三 project.bind" in h.text(f"{G} 张三: @bot 操作记录 #P1")
+    assert "操作记录 #R1：" in risk and risk.index("张三 登记风险") < risk.index("张三 更新风险"), risk
+    assert "张三 发起收集" in h.text(f"{G} 李四: @bot log #C1")
+    assert "张三 绑定项目" in h.text(f"{G} 张三: @bot 操作记录 #P1")
     assert "找不到 #R9" in h.text(f"{G} 张三: @bot 操作记录 #R9")
     assert "你不能查看这些操作记录" in h.text("dm as 钱总: 操作记录 #R1")  # not in the project
 

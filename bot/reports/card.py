@@ -40,7 +40,8 @@ def report_card(f: figures.Frame, lang: str, *, admin: bool) -> Card:
         (t("report_tasks"), t("report_tasks_line", created=counts.created, done=counts.done, on_time=counts.on_time,
                               extended=counts.extended, late=counts.late, overdue=counts.open_overdue)),
         (t("report_on_time", rate=pct(counts.on_time_rate)),
-         lines([f"{r.name} {bar(r.rate)} {pct(r.rate)}（{r.on_time}/{r.total}）" for r in rates])),
+         lines([f"{r.name} {bar(r.rate)} {pct(r.rate)}（{r.on_time}/{r.total}）" for r in rates]))
+        if counts.on_time_rate is not None else (t("summary_on_time"), t("report_none_done")),
         (t("report_overdue_top"), lines([t("report_overdue_line", name=o.name, count=o.count, days=o.days)
                                          for o in figures.overdue_top(f, limit=MAX_LINES)])),
         (t("report_response"), lines([

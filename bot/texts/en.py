@@ -30,7 +30,7 @@ APPROVAL_STATUS: dict[str, str] = {
     "cancelled": "cancelled",
 }
 
-# audit action -> the verb shown in a card's history
+# audit action -> the verb shown in a card's history and in 操作记录
 HISTORY_VERBS: dict[str, str] = {
     "task.create": "created",
     "task.acknowledge": "acknowledged",
@@ -58,6 +58,38 @@ HISTORY_VERBS: dict[str, str] = {
     "collection.complete": "completed",
     "collection.close": "closed the collection",
     "milestone.done": "marked a milestone done",
+    "task.comment": "commented",
+    "task.set_deadline": "set the deadline",
+    "task.urgent": "raised an urgent matter",
+    "task.view": "viewed the task",
+    "approval.view": "viewed the approval",
+    "approval.native": "synced the platform's approval",
+    "approval.tap_ignored": "tapped an outdated approval card",
+    "help.ask": "asked for help",
+    "help.answer": "answered",
+    "project.bind": "bound the project",
+    "project.update": "updated the project",
+    "project.weekly_note": "wrote the weekly note",
+    "project.close": "closed the project",
+    "project.retro": "wrote the retrospective",
+    "risk.add": "registered a risk",
+    "risk.update": "updated the risk",
+    "risk.close": "closed the risk",
+    "meeting.record": "recorded the minutes",
+    "milestone.add": "set a milestone",
+    "report.show": "viewed a report",
+    "report.export": "exported a report",
+    "archive.search": "searched the archive",
+    "log.view": "viewed a log",
+    "wait.remind": "reminded again",
+    "rule.nag": "nag",
+    "rule.escalate": "escalation",
+    "rule.overdue": "overdue warning",
+    "rule.milestone_at_risk": "milestone at risk",
+    "rule.wait": "reminder rule",
+    "rule.daily_prompt": "daily progress prompt",
+    "rule.weekly_summary": "weekly summary",
+    "rule.risk_report": "risk report",
 }
 
 # field -> (its name in a refusal, an example command)
@@ -411,6 +443,7 @@ TEXTS: dict[str, str] = {
     "log_title_person": "What {name} did this week:",
     "log_system": "the bot",
     "log_refused": " (refused)",
+    "log_skipped": " (skipped)",
     "log_error": " (error)",
     "log_more": "{n} earlier entries not shown",
     "w_approval_viewers": "only its initiator, its approvers, an admin, or its own group may",
@@ -420,6 +453,7 @@ TEXTS: dict[str, str] = {
     "report_scope_all": "everything",
     "report_tasks": "Tasks",
     "report_tasks_line": "created {created} · done {done} (by the original deadline {on_time}, by an extended one {extended}, late {late}) · open overdue {overdue}",
+    "report_none_done": "no task done in this period yet",
     "report_on_time": "On-time rate {rate}",
     "report_overdue_top": "Most overdue departments",
     "report_overdue_line": "{name} {count} tasks, {days} days overdue in all",

@@ -30,7 +30,7 @@ APPROVAL_STATUS: dict[str, str] = {
     "cancelled": "已取消",
 }
 
-# audit action -> the verb shown in a card's history
+# audit action -> the verb shown in a card's history and in 操作记录
 HISTORY_VERBS: dict[str, str] = {
     "task.create": "创建",
     "task.acknowledge": "确认收到",
@@ -58,6 +58,38 @@ HISTORY_VERBS: dict[str, str] = {
     "collection.complete": "收齐",
     "collection.close": "关闭收集",
     "milestone.done": "标记里程碑完成",
+    "task.comment": "评论",
+    "task.set_deadline": "设置截止时间",
+    "task.urgent": "发起紧急事务",
+    "task.view": "查看任务",
+    "approval.view": "查看审批",
+    "approval.native": "同步飞书审批",
+    "approval.tap_ignored": "点击已失效的审批卡片",
+    "help.ask": "发起求助",
+    "help.answer": "答复求助",
+    "project.bind": "绑定项目",
+    "project.update": "更新项目信息",
+    "project.weekly_note": "填写本周总结",
+    "project.close": "结项",
+    "project.retro": "填写复盘",
+    "risk.add": "登记风险",
+    "risk.update": "更新风险",
+    "risk.close": "关闭风险",
+    "meeting.record": "记录会议纪要",
+    "milestone.add": "设置里程碑",
+    "report.show": "查看报表",
+    "report.export": "导出报表",
+    "archive.search": "查找归档",
+    "log.view": "查看操作记录",
+    "wait.remind": "再次提醒",
+    "rule.nag": "催办提醒",
+    "rule.escalate": "升级提醒",
+    "rule.overdue": "逾期预警",
+    "rule.milestone_at_risk": "里程碑风险预警",
+    "rule.wait": "催办规则",
+    "rule.daily_prompt": "每日进度提醒",
+    "rule.weekly_summary": "每周总结",
+    "rule.risk_report": "协同风险报告",
 }
 
 # field -> (its name in a refusal, an example command)
@@ -411,6 +443,7 @@ TEXTS: dict[str, str] = {
     "log_title_person": "{name} 本周的操作记录：",
     "log_system": "系统",
     "log_refused": "（已拒绝）",
+    "log_skipped": "（已跳过）",
     "log_error": "（出错）",
     "log_more": "还有更早的 {n} 条未显示",
     "w_approval_viewers": "只有发起人、审批人、管理员，或在提交它的群里可以",
@@ -420,6 +453,7 @@ TEXTS: dict[str, str] = {
     "report_scope_all": "全部",
     "report_tasks": "任务",
     "report_tasks_line": "新建 {created} · 完成 {done}（按原截止按时 {on_time}，延期后按时 {extended}，逾期完成 {late}）· 逾期未完成 {overdue}",
+    "report_none_done": "本期还没有完成的任务",
     "report_on_time": "按时完成率 {rate}",
     "report_overdue_top": "逾期TOP部门",
     "report_overdue_line": "{name} {count} 件，共逾期 {days} 天",
