@@ -142,7 +142,7 @@ def cmd_console(args: argparse.Namespace) -> int:
 
 def _console(args: argparse.Namespace, config: Config, db: Database) -> int:
     from collabbot.adapters.console.app import Console
-    from collabbot.adapters.console.transcript import TranscriptError, parse_line
+    from collabbot.adapters.console.transcript import TranscriptError, parse_line, script_lines
     from collabbot.adapters.serve import install_report_writer, report_settings
 
     org = load_org(config)
@@ -187,7 +187,7 @@ def _console(args: argparse.Namespace, config: Config, db: Database) -> int:
         except OSError as exc:
             print(f"cannot read {args.script}: {exc.strerror}", file=sys.stderr)
             return EXIT_TRANSCRIPT
-        for number, line in enumerate(lines, 1):
+        for number, line in script_lines(lines):
             if args.echo and line.strip() and not line.lstrip().startswith("#"):
                 print(f"» {line}")
             if not run_line(number, line):

@@ -220,3 +220,17 @@ def test_the_console_runs_on_a_fresh_temporary_database_removed_at_exit(tmp_path
     first = cli("console", "--db", url, "--script", str(path))
     second = cli("console", "--db", url, "--script", str(path))
     assert "已创建任务 #1" in first.stdout and "已创建任务 #2" in second.stdout
+
+
+def test_a_console_script_writes_a_message_of_several_lines_as_indented_lines(tmp_path: Path) -> None:
+    """会议纪要 with its 行动项 is one message of several lines: in a script, indented lines continue it."""
+    script = ("clock 2026-12-01 09:00\n"
+              "in 新品上市群 as 张三: @bot 会议纪要 主题 方案评审 时间 12-01 14:00 摘要 比较两版 决议 方案B\n"
+              "  行动项 内容 完成H5改版 负责人 @李四 截止 12-10\n"
+              "\t行动项 内容 准备物料 负责人 @王五 截止 12-08\n"
+              "dm as 李四: 我的任务\n")
+    result = console(tmp_path, script)
+    assert result.returncode == 0, result.stderr
+    assert "2 个行动项已转为任务" in result.stdout and "完成H5改版" in result.stdout, result.stdout
+    lonely = console(tmp_path, "clock 2026-12-01 09:00\n  行动项 内容 完成H5改版\n")  # continues no message
+    assert lonely.returncode == 3 and "line 2:" in lonely.stderr, lonely.stderr

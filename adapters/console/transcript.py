@@ -7,6 +7,9 @@
     dm as 张三: tap 通过 #1
     wait 2h          (also 30m, 1d, 1d2h30m)
     # a comment
+    in 新品上市群 as 张三: @bot 会议纪要 主题 方案评审 …
+      行动项 内容 完成H5改版 负责人 @李四 截止 12-10     (in a script: an indented line continues the
+                                                      message above, a message of several lines)
 
 `parse_line` returns a frozen step or raises `TranscriptError` with what is wrong.
 """
@@ -93,3 +96,16 @@ def parse_line(line: str) -> Step | None:
     if not text.strip():
         raise TranscriptError("the message is empty")
     return Say(chat, person, text)
+
+
+def script_lines(lines: list[str]) -> list[tuple[int, str]]:
+    """A script's lines as (number of its first line, line), an indented line joined to the message above
+    it with a line break; an indented line with no message above it stays as it is (and is refused)."""
+    out: list[tuple[int, str]] = []
+    for number, line in enumerate(lines, 1):
+        continues = line[:1] in (" ", "\t") and line.strip() and not line.lstrip().startswith("#")
+        if continues and out and (_IN.match(out[-1][1].strip()) or _DM.match(out[-1][1].strip())):
+            out[-1] = (out[-1][0], f"{out[-1][1]}\n{line.strip()}")
+        else:
+            out.append((number, line))
+    return out
