@@ -399,10 +399,19 @@ class Bot:
         parsed = commands.parse(f"申请 {text.strip().lstrip('/／')}")
         return parsed if isinstance(parsed, Command) else None
 
+    @staticmethod
+    def _alias_in(lang: str, primary: str) -> str:
+        """A command's name as a person writing `lang` would type it (its first alias in that script)."""
+        aliases = next((a for a in commands.ALIASES.values() if a[0] == primary), (primary,))
+        if lang == "zh":
+            return aliases[0]
+        return next((a for a in aliases if a.isascii()), aliases[0])
+
     def _parse_error_values(self, error: ParseError) -> dict[str, str]:
         lang = self.config.language
         if error.reason == "unknown_command":
-            hint = texts.t(lang, "did_you_mean", names="、".join(error.suggestions)) if error.suggestions else ""
+            names = [self._alias_in(lang, name) for name in error.suggestions]
+            hint = texts.t(lang, "did_you_mean", names=texts.t(lang, "list_separator").join(names)) if names else ""
             return {"value": error.value, "suggestions": hint}
         if error.reason == "bad_field":
             return {"field": texts.field_name(lang, error.field), "value": error.value[:40],

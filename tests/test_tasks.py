@@ -91,6 +91,14 @@ def test_unknown_command_suggests(harness) -> None:
     assert "没有「新建任物 活动页」这个命令。你是不是想用：新建任务" in out
 
 
+def test_an_unknown_command_suggests_the_english_names_in_english(make_harness) -> None:
+    h = make_harness(language="en")
+    out = h.text(f"{G} 张三: @bot acknowlege #1")
+    assert 'There is no command "acknowlege #1". Did you mean: ' in out, out
+    names = out.split("Did you mean: ")[1].split("?")[0].split(", ")
+    assert "ack" in names and all(name.isascii() for name in names), out  # the English names, not 确认收到
+
+
 def test_group_chatter_without_a_mention_is_ignored(harness) -> None:
     assert harness.run(f"{G} 张三: 新建任务 活动页 负责人 @李四") == []
     assert count(harness.db, InboundReceipt) == 0

@@ -145,6 +145,7 @@ TEXTS: dict[str, str] = {
     "empty": "有什么可以帮你？发送「帮助」查看全部命令。",
     "too_long": "消息太长（超过 {value} 字），请精简后重发。",
     "unknown_command": "没有「{value}」这个命令。{suggestions}发送「帮助」查看全部命令。",
+    "list_separator": "、",
     "did_you_mean": "你是不是想用：{names}？",
     "missing_field": "缺少{field}。例如：{example}",
     "bad_field": "{field}「{value}」看不懂。例如：{example}",
