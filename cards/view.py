@@ -32,6 +32,7 @@ MAX_MENTIONS = 20
 MAX_BARS = 30  # a chart's bars: one per department
 
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,30}")
+_CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
 _PLATFORM_ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 EVERYONE = {"all", "everyone", "here", "所有人"}  # ids the platforms read as "everyone": never a mention
 
@@ -55,10 +56,17 @@ class RenderCard(Protocol):
     def __call__(self, card: Card, *, copy_id: str = "") -> dict[str, Any]: ...
 
 
+def colon(fields: Any) -> str:
+    """The colon between a field's name and its value: "负责人：李四" on a card written in Chinese,
+    "Owner: 李四" on one written in English (its field names tell which)."""
+    names = [name for name, _ in fields if name]
+    return ": " if names and not any(_CJK.search(name) for name in names) else "："
+
+
 @cache
 def environment() -> Environment:
     """One Jinja2 environment for all templates: strict (a missing slot is an error, not a blank)."""
-    return Environment(
+    env = Environment(
         loader=PackageLoader("collabbot.cards", ""),
         autoescape=select_autoescape(enabled_extensions=(), default=False),
         undefined=StrictUndefined,
@@ -66,6 +74,8 @@ def environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=False,
     )
+    env.filters["colon"] = colon
+    return env
 
 
 def template(platform: str, kind: str) -> Template:

@@ -508,3 +508,18 @@ def test_each_platform_renders_from_its_own_folder_through_one_dict() -> None:
             render_card(bad, realistic()["task"])
         with pytest.raises(ValueError, match="no card templates"):
             render_message(bad, Message(("hi",)))
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_a_field_reads_name_colon_value_in_the_cards_own_language(platform: str) -> None:
+    """Chinese cards take the full-width colon, English ones ": " (user text in either stays as typed)."""
+    def card(fields: tuple[tuple[str, str], ...]) -> str:
+        extra = tuple((f"备注{i}" if fields[0][0] == "负责人" else f"Note {i}", "…") for i in range(7))
+        return json.dumps(render_card(platform, Card(kind="task", key="task:1", title="T", fields=fields + extra)),
+                          ensure_ascii=False)
+
+    # the last field is drawn as "name<colon>value" on every platform (WeCom's first six are rows)
+    english = card((("Owner", "李四"), ("KPI", "转化率：3%")))
+    assert re.search(r"Note 6(\*\*)?: …", english) and not re.search(r"Note 6(\*\*)?：", english), english
+    chinese = card((("负责人", "李四"), ("KPI", "转化率3%")))
+    assert re.search(r"备注6(\*\*)?：…", chinese) and not re.search(r"备注6(\*\*)?: ", chinese), chinese
