@@ -1,7 +1,7 @@
 """`WecomAdapter`: WeCom inside `collabbot serve` (the `PlatformAdapter` protocol).
 
 Composition only: settings from `[wecom]`; one app API client shared by the sender, the contact
-directory and the org sync; the robot's long connection (held by one instance, `lock.RobotLock`) or
+directory and the org sync; the robot's long connection (held by one instance, the kit's `Holder`) or
 its URL-callback route; the app's callback route.
 """
 
@@ -13,13 +13,14 @@ from typing import Any
 from aiohttp import web
 
 from collabbot.adapters.hub import Hub
+from collabbot.adapters.kit.card_codes import CardCodes
+from collabbot.adapters.kit.holder import Holder
 from collabbot.adapters.wecom.client import WecomClient
-from collabbot.adapters.wecom.codes import CardCodes
 from collabbot.adapters.wecom.config import WecomSettings, parse_settings
 from collabbot.adapters.wecom.inbound import WecomInbound
-from collabbot.adapters.wecom.lock import RobotLock
+from collabbot.adapters.wecom.parse import PLATFORM
 from collabbot.adapters.wecom.robot import RobotConnection
-from collabbot.adapters.wecom.sender import LIMITS, WecomSender
+from collabbot.adapters.wecom.sender import CODE_VALID, LIMITS, WecomSender
 from collabbot.adapters.wecom.webhook import WecomWebhooks
 from collabbot.bot.config import Config
 from collabbot.bot.org import Org
@@ -38,10 +39,11 @@ class WecomAdapter:
         self.client = client or WecomClient(settings)
         self.robot: RobotConnection | None = None
         if settings.robot_mode == "websocket":
-            self.robot = RobotConnection(settings, RobotLock(hub.bot.db, settings.bot_id), self._robot_frame)
+            self.robot = RobotConnection(settings, Holder(hub.bot.db, PLATFORM, "the robot's long connection",
+                                                            f"wecom:robot:{settings.bot_id}"), self._robot_frame)
         self._bound: set[str] = set()
         self.sender = WecomSender(self.client, settings, self.robot, self.bound,
-                                  CardCodes(hub.bot.db, hub.bot.clock), limits=limits)
+                                  CardCodes(hub.bot.db, hub.bot.clock, PLATFORM, CODE_VALID), limits=limits)
         self.inbound = WecomInbound(hub, settings, self.client, self.sender)
         self.webhooks = WecomWebhooks(settings, self.inbound, hub.bot.clock)
 

@@ -10,7 +10,7 @@ The kit's pipeline does the rest (stale rule, durable queue row, engine, deadlin
   replacement is a durable follow-up (`CARD_UPDATE`), so a restart between the tap and the update
   still updates the card in place, and a tap the engine answered too late for the callback is updated
   once the engine's receipt has its answer; the click's code becomes the copy's latest
-  (`codes.CardCodes`), and a redelivered tap finds it used and changes nothing;
+  (the kit's `CardCodes`), and a redelivered tap finds it used and changes nothing;
 * "@名字" is resolved through the app's contact directory, read at start and every
   `directory_refresh_seconds`.
 """

@@ -16,7 +16,7 @@ every request.
 * `disconnected_event`: another connection subscribed with our bot id. We do not fight it: the
   socket is closed, the lock released, and we try again only after `KICKED_PAUSE`.
 
-Exactly one instance holds the connection (`lock.RobotLock`); the others wait, and take over
+Exactly one instance holds the connection (the kit's `Holder`, an advisory lock); the others wait, and take over
 within `takeover_seconds` once the holder's lock is gone. Pushes asked of an instance that does not
 hold the connection are deferred as throttles (no attempt spent), so the holder's delivery worker
 or this one later sends them.
@@ -37,9 +37,9 @@ from typing import Any
 
 import aiohttp
 
+from collabbot.adapters.kit.holder import Holder
 from collabbot.adapters.wecom.client import BUSY, THROTTLE_WAIT, THROTTLES, WecomApiError
 from collabbot.adapters.wecom.config import WecomSettings
-from collabbot.adapters.wecom.lock import RobotLock
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class Kicked(Exception):
 
 
 class RobotConnection:
-    def __init__(self, settings: WecomSettings, lock: RobotLock, handler: Handler, *,
+    def __init__(self, settings: WecomSettings, lock: Holder, handler: Handler, *,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.lock = lock

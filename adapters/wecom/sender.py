@@ -14,7 +14,7 @@
 * An `update` row: WeCom changes a robot card in place only while answering a tap on it (within 5 s),
   so a group copy changed by a tap elsewhere is sent again in its current state, with a new task_id
   derived from the copy and its content (a retried row repeats it). An app card is changed in place
-  with the latest response_code of its copy (`codes.CardCodes`: kept in the database, 72 h, used once),
+  with the latest response_code of its copy (the kit's `CardCodes`: kept in the database, 72 h, used once),
   after a restart too; without a valid one it is sent again like a group copy, and the new card's code
   is kept for the copy, so its next change is in place again.
 
@@ -33,10 +33,10 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlparse
 
+from collabbot.adapters.kit.card_codes import CardCodes
 from collabbot.adapters.kit.sender import PlatformSender, render
 from collabbot.adapters.wecom import media
 from collabbot.adapters.wecom.client import WecomApiError, WecomClient, task_id_taken
-from collabbot.adapters.wecom.codes import CardCodes
 from collabbot.adapters.wecom.config import WecomSettings
 from collabbot.adapters.wecom.parse import PLATFORM, app_message_id, robot_message_id, split_message_id
 from collabbot.adapters.wecom.robot import RobotConnection
@@ -47,6 +47,7 @@ from collabbot.scheduler.limits import Limit
 log = logging.getLogger(__name__)
 
 LIMITS = (Limit("chat", 30, 60.0), Limit("chat", 1000, 3600.0), Limit("user", 30, 60.0), Limit("user", 1000, 3600.0))
+CODE_VALID = timedelta(hours=72) - timedelta(minutes=10)  # a response_code: 72 h, less a margin for clocks and calls
 RESPONSE_URL_VALID = timedelta(seconds=3500)  # WeCom: a response_url may be used once within an hour
 MARKDOWN_BYTES = 2_048  # the app's markdown and text limit (the robot allows 4,096)
 TEXT_CHARS = 600

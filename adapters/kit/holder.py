@@ -1,9 +1,9 @@
-"""Who may hold the robot's long connection: exactly one `collabbot serve` per robot.
+"""One holder across instances: for a platform connection only one `collabbot serve` may keep open.
 
-WeCom allows one live long connection per robot: a second `aibot_subscribe` kicks the first
+WeCom, say, allows one live long connection per robot: a second `aibot_subscribe` kicks the first
 (`disconnected_event`). With several instances on one PostgreSQL, two would kick each other forever,
 so an instance opens the socket only while it holds a session-level advisory lock
-(`pg_try_advisory_lock`) on a connection of its own, outside the pool:
+(`pg_try_advisory_lock`), named for what it guards, on a connection of its own, outside the pool:
 
 * the lock lives as long as that connection: when the holder dies — even by `kill -9` — the kernel
   closes its socket, PostgreSQL ends the session and releases the lock, and a standby's next try
@@ -30,16 +30,21 @@ log = logging.getLogger(__name__)
 CHECK_TIMEOUT = 5.0
 
 
-def lock_key(bot_id: str) -> int:
-    """A stable signed 64-bit advisory lock key for one robot."""
-    digest = hashlib.sha256(f"collabbot:wecom:robot:{bot_id}".encode()).digest()
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit advisory lock key for `name` (e.g. "wecom:robot:<bot id>")."""
+    digest = hashlib.sha256(f"collabbot:{name}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-class RobotLock:
-    def __init__(self, db: Database, bot_id: str) -> None:
+class Holder:
+    """The right to keep one thing open, held by at most one instance at a time: `platform`'s `what`
+    (for the logs), locked under `name`."""
+
+    def __init__(self, db: Database, platform: str, what: str, name: str) -> None:
         self.db = db
-        self.key = lock_key(bot_id)
+        self.platform = platform
+        self.what = what
+        self.key = lock_key(name)
         self._conn: Any = None
         self.held = False
 
@@ -62,20 +67,20 @@ class RobotLock:
             conn = await psycopg.AsyncConnection.connect(url.render_as_string(hide_password=False), autocommit=True,
                                                          connect_timeout=int(CHECK_TIMEOUT))
         except Exception as exc:
-            log.warning("wecom: cannot reach PostgreSQL for the robot lock: %r", exc)
+            log.warning("%s: cannot reach PostgreSQL for the lock on %s: %r", self.platform, self.what, exc)
             return False
         try:
             cur = await asyncio.wait_for(conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)), CHECK_TIMEOUT)
             row = await cur.fetchone()
         except Exception as exc:
-            log.warning("wecom: asking for the robot lock failed: %r", exc)
+            log.warning("%s: asking for the lock on %s failed: %r", self.platform, self.what, exc)
             await _close(conn)
             return False
         if not row or not row[0]:
             await _close(conn)
             return False
         self._conn, self.held = conn, True
-        log.info("wecom: this instance holds the robot's long connection (advisory lock %s)", self.key)
+        log.info("%s: this instance holds %s (advisory lock %s)", self.platform, self.what, self.key)
         return True
 
     async def alive(self) -> bool:
@@ -88,7 +93,7 @@ class RobotLock:
             await asyncio.wait_for(self._conn.execute("SELECT 1"), CHECK_TIMEOUT)
             return True
         except Exception as exc:
-            log.error("wecom: the robot lock's connection failed (%r): giving up the long connection", exc)
+            log.error("%s: the lock's connection failed (%r): giving up %s", self.platform, exc, self.what)
             self.held = False
             return False
 
