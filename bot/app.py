@@ -393,10 +393,11 @@ class Bot:
     def _as_application(self, text: str) -> Command | None:
         """`延期申请 #1 …` read as `申请 延期申请 #1 …`: people name the form they want (the seed's own word
         for it), not the command that files it. Only a template's exact name counts."""
-        first = text.strip().lstrip("/／").split(maxsplit=1)[0] if text.strip().lstrip("/／") else ""
+        stripped = text.strip().lstrip(commands.SLASHES)
+        first = stripped.split(maxsplit=1)[0] if stripped else ""
         if not any(t.name == first for t in templates_of(self.config)):
             return None
-        parsed = commands.parse(f"申请 {text.strip().lstrip('/／')}")
+        parsed = commands.parse(f"申请 {stripped}")
         return parsed if isinstance(parsed, Command) else None
 
     @staticmethod
