@@ -21,6 +21,9 @@ one row at a time, each at the time its rate limits allow:
   together in one statement): if the lease was lost anyway (the process stalled), the mark changes
   nothing and is logged, and the platform idempotency key (installation id + dedupe key) makes the
   other worker's resend harmless.
+* **Backlogs.** When a batch was full, its last marks and the claim of the next batch go in one
+  transaction; that batch is delivered by the next `run_once`, or put back (no attempt spent) when
+  the worker stops first.
 
 Outcomes are counted in `counters` (sent, retried, throttled, deferred, dead, lost), which
 `/metrics` prints. Database calls run in a worker thread so the event loop keeps answering callbacks.
@@ -118,6 +121,9 @@ class DeliveryWorker:
         self.wake = asyncio.Event()
         self._marks: list[tuple[OutboxItem, str | None, asyncio.Future[bool]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._unmarked: set[int] = set()  # the current batch's rows whose outcome is not known yet
+        self._claim_next = False  # the current batch was full: claim the next with its last marks
+        self._prefetched: list[OutboxItem] = []  # claimed that way, delivered by the next run_once
 
     async def _wall_sleep_until(self, at: datetime) -> None:
         delay = (at - self.clock.now()).total_seconds()
@@ -137,9 +143,21 @@ class DeliveryWorker:
         with self.db.transaction() as s:
             return outbox.mark_sent_many(s, token, self.clock.now(), message_ids)
 
+    def _mark_and_claim(self, by_token: dict[str, dict[int, str | None]]) -> tuple[set[int], list[OutboxItem]]:
+        """The batch's last marks and the next batch's claim in one transaction (see `_flush_marks`)."""
+        with self.db.transaction() as s:
+            now = self.clock.now()
+            held = set().union(*(outbox.mark_sent_many(s, token, now, ids) for token, ids in by_token.items()))
+            return held, outbox.claim(s, now, self.settings.batch_size, self.lease, installation=self.installation)
+
+    def _release(self, token: str) -> int:
+        with self.db.transaction() as s:
+            return outbox.release(s, token)
+
     async def _mark_sent(self, item: OutboxItem, message_id: str | None) -> bool:
         """Record a sent row; the sends that finish together are recorded in one statement."""
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._unmarked.discard(item.id)
         self._marks.append((item, message_id, done))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_marks())
@@ -152,10 +170,17 @@ class DeliveryWorker:
             by_token: dict[str, dict[int, str | None]] = {}
             for item, message_id, _ in marks:
                 by_token.setdefault(item.claim_token, {})[item.id] = message_id
+            # the batch's last marks, when it was full (a backlog): the next batch is claimed in the same
+            # transaction, which the worker would otherwise open at once after this one
+            claim_next = self._claim_next and not self._unmarked and not self._marks
             try:
                 held: set[int] = set()
-                for token, ids in by_token.items():
-                    held |= await asyncio.to_thread(self._mark_sent_many, token, ids)
+                if claim_next:
+                    self._claim_next = False
+                    held, self._prefetched = await asyncio.to_thread(self._mark_and_claim, by_token)
+                else:
+                    for token, ids in by_token.items():
+                        held |= await asyncio.to_thread(self._mark_sent_many, token, ids)
             except Exception as exc:
                 for _, _, done in marks:
                     if not done.done():
@@ -274,6 +299,7 @@ class DeliveryWorker:
         return self._count("sent", item, await self._mark_sent(item, message_id))
 
     async def _failed(self, item: OutboxItem, exc: Exception) -> str:
+        self._unmarked.discard(item.id)
         target = f"{item.target_kind} {item.target_id}"
         if isinstance(exc, Throttled):
             wait = exc.retry_after if exc.retry_after is not None else window_of(
@@ -305,6 +331,7 @@ class DeliveryWorker:
             return "error"
         finally:
             pending.discard(item.id)
+            self._unmarked.discard(item.id)
 
     # --- batches -----------------------------------------------------------------------------------
     async def run_once(self) -> int:
@@ -312,18 +339,27 @@ class DeliveryWorker:
 
         The batch's rows go target by target, concurrently across targets: each target's rows start in
         claim order (so one chat's messages keep their order), each as soon as its windows allow."""
-        items = await asyncio.to_thread(self._claim)
+        items, self._prefetched = self._prefetched or await asyncio.to_thread(self._claim), []
         if not items:
             return 0
         pending = {item.id for item in items}
+        self._unmarked = set(pending)
+        self._claim_next = len(items) >= self.settings.batch_size
         beat = asyncio.create_task(self._heartbeat(items[0].claim_token, pending))
         try:
             await self._deliver_batch(items, pending)
         finally:
+            self._claim_next = False
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
         return len(items)
+
+    async def release(self) -> None:
+        """Put back a batch claimed ahead and not started (the worker is stopping)."""
+        items, self._prefetched = self._prefetched, []
+        if items:
+            await asyncio.to_thread(self._release, items[0].claim_token)
 
     async def _deliver_batch(self, items: list[OutboxItem], pending: set[int]) -> None:
         """Rows whose windows take them now start at once, in claim order; a target whose row must wait
@@ -384,6 +420,13 @@ class DeliveryWorker:
                 return total
 
     async def run_forever(self, stop: asyncio.Event, idle_seconds: float = 1.0) -> None:
+        try:
+            await self._run(stop, idle_seconds)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.release())
+
+    async def _run(self, stop: asyncio.Event, idle_seconds: float) -> None:
         while not stop.is_set():
             try:
                 n = await self.run_once()

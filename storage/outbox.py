@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, or_, select, text, update
+from sqlalchemy import bindparam, case, delete, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from collabbot.storage.installation import installation_id
-from collabbot.storage.models import OutboxMessage
+from collabbot.storage.models import OutboxMessage, UtcDateTime
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,27 @@ _ENQUEUE = {
 }
 
 
+def _claim_statement(dialect: str) -> Any:
+    """The claim as one Core UPDATE … RETURNING, built once per dialect: the ORM's per-call statement
+    building and bulk-update machinery cost more than the database's work for a batch."""
+    t = OutboxMessage.__table__
+    now = bindparam("now")
+    due = (select(t.c.id)
+           .where(t.c.status == "pending", t.c.not_before <= now,
+                  or_(t.c.claimed_until.is_(None), t.c.claimed_until <= now))
+           .order_by(t.c.not_before, t.c.id)
+           .limit(bindparam("limit")))
+    if dialect == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    return (update(t).where(t.c.id.in_(due.scalar_subquery()))
+            .values(claimed_until=bindparam("until"), claim_token=bindparam("token"))
+            .returning(t.c.id, t.c.dedupe_key, t.c.platform, t.c.target_kind, t.c.target_id, t.c.target_name,
+                       t.c.payload, t.c.card_key, t.c.attempts, t.c.created_at, t.c.not_before))
+
+
+_CLAIM = {name: _claim_statement(name) for name in ("postgresql", "sqlite")}
+
+
 def claim(session: Session, now: datetime, limit: int, lease: timedelta, *,
           installation: str | None = None) -> list[OutboxItem]:
     """Take up to `limit` due rows for this worker under a fresh claim token (the caller commits).
@@ -92,30 +113,15 @@ def claim(session: Session, now: datetime, limit: int, lease: timedelta, *,
     `installation` is this database's installation id (read, or created, here when not given).
     """
     installation = installation or installation_id(session)
-    due = (
-        select(OutboxMessage.id)
-        .where(
-            OutboxMessage.status == "pending",
-            OutboxMessage.not_before <= now,
-            or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until <= now),
-        )
-        .order_by(OutboxMessage.not_before, OutboxMessage.id)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
+    conn = session.connection()
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
         # Read the batch off ix_outbox_pending in order and stop after `limit` rows. With a backlog the
         # planner may pick a bitmap scan instead, which visits every due row (and every dead index
         # entry of the rows sent since the last vacuum) and sorts them: the whole backlog per batch.
-        session.execute(text("SET LOCAL enable_bitmapscan = off"))
+        conn.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
     token = secrets.token_hex(8)
-    t = OutboxMessage
-    rows = session.execute(
-        update(t).where(t.id.in_(due.scalar_subquery())).values(claimed_until=now + lease, claim_token=token)
-        .returning(t.id, t.dedupe_key, t.platform, t.target_kind, t.target_id, t.target_name, t.payload,
-                   t.card_key, t.attempts, t.created_at, t.not_before)
-        .execution_options(synchronize_session=False)
-    ).all()
+    rows = conn.execute(_CLAIM[dialect], {"now": now, "limit": limit, "until": now + lease, "token": token}).all()
     rows.sort(key=lambda r: (r.not_before, r.id))
     return [
         OutboxItem(r.id, r.dedupe_key, r.platform, r.target_kind, r.target_id, r.target_name, r.payload,
@@ -149,13 +155,34 @@ def mark_sent_many(session: Session, claim_token: str, now: datetime,
     """`mark_sent` for several rows of one claim in one statement; the ids this claim still held."""
     if not message_ids:
         return set()
-    t = OutboxMessage
-    mid = case(message_ids, value=t.id) if any(v is not None for v in message_ids.values()) else None
-    stmt = (update(t).where(t.id.in_(list(message_ids)), t.claim_token == claim_token)
-            .values(status="sent", sent_at=now, claimed_until=None, claim_token=None, attempts=t.attempts + 1,
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":  # one prepared statement for any number of rows
+        params = {"ids": list(message_ids), "mids": list(message_ids.values()), "token": claim_token, "now": now}
+        return set(conn.execute(_MARK_SENT_PG, params).scalars())
+    t = OutboxMessage.__table__
+    mid = case(message_ids, value=t.c.id) if any(v is not None for v in message_ids.values()) else None
+    stmt = (update(t).where(t.c.id.in_(list(message_ids)), t.c.claim_token == claim_token)
+            .values(status="sent", sent_at=now, claimed_until=None, claim_token=None, attempts=t.c.attempts + 1,
                     platform_message_id=mid, last_error="")
-            .returning(t.id).execution_options(synchronize_session=False))
-    return set(session.scalars(stmt))
+            .returning(t.c.id))
+    return set(conn.execute(stmt).scalars())
+
+
+_MARK_SENT_PG = text(
+    "UPDATE outbox SET status = 'sent', sent_at = :now, claimed_until = NULL, claim_token = NULL,"
+    " attempts = outbox.attempts + 1, platform_message_id = sent.mid, last_error = ''"
+    " FROM unnest(CAST(:ids AS integer[]), CAST(:mids AS varchar[])) AS sent(id, mid)"
+    " WHERE outbox.id = sent.id AND outbox.claim_token = :token RETURNING outbox.id"
+).bindparams(bindparam("now", type_=UtcDateTime()))
+
+
+def release(session: Session, claim_token: str) -> int:
+    """Put back, due at once and without spending an attempt, the rows still held under `claim_token`
+    (a worker stopping with a batch it has claimed but not started); how many."""
+    t = OutboxMessage.__table__
+    return len(session.connection().execute(
+        update(t).where(t.c.claim_token == claim_token, t.c.status == "pending")
+        .values(claimed_until=None, claim_token=None).returning(t.c.id)).all())
 
 
 def mark_failed(session: Session, item_id: int, error: str, retry_at: datetime | None,

@@ -216,6 +216,49 @@ def test_any_exception_is_an_attempt_and_the_batch_goes_on(db) -> None:
     assert (worker.counters["retried"], worker.counters["dead"], worker.counters["sent"]) == (1, 1, 2)
 
 
+class Keeping:
+    """Sends at once, limited by nothing, keeping the dedupe keys it sent."""
+
+    platform = "fake"
+    limits = ()
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send(self, item: OutboxItem) -> str | None:
+        self.sent.append(item.dedupe_key)
+        return f"m-{item.id}"
+
+
+def test_a_full_batch_claims_the_next_with_its_last_marks_and_a_stop_puts_it_back(db) -> None:
+    clock = ManualClock(START)
+    fill(db, 7, clock.now())
+    sender = Keeping()
+    worker = DeliveryWorker(db, {"fake": sender}, DeliverySettings(batch_size=3), clock)
+    assert asyncio.run(worker.run_once()) == 3
+    with db.transaction() as s:
+        rows = {r.dedupe_key: r for r in s.scalars(select(OutboxMessage))}
+    sent = {k for k, r in rows.items() if r.status == "sent"}
+    held = {k for k, r in rows.items() if r.status == "pending" and r.claim_token}
+    assert sent == {"k:0", "k:1", "k:2"} and rows["k:0"].platform_message_id == f"m-{rows['k:0'].id}"
+    assert held == {"k:3", "k:4", "k:5"}  # claimed with the marks, under one token, for the next turn
+    assert len({rows[k].claim_token for k in held}) == 1
+
+    async def stop_at_once() -> None:  # the worker is told to stop before it turns again
+        stop = asyncio.Event()
+        stop.set()
+        await worker.run_forever(stop)
+
+    asyncio.run(stop_at_once())
+    with db.transaction() as s:
+        back = {r.dedupe_key: (r.status, r.attempts, r.claim_token, r.claimed_until)
+                for r in s.scalars(select(OutboxMessage).where(OutboxMessage.status == "pending"))}
+    assert back == {f"k:{i}": ("pending", 0, None, None) for i in (3, 4, 5, 6)}
+    assert asyncio.run(worker.drain()) == 4
+    assert sorted(sender.sent) == [f"k:{i}" for i in range(7)]  # each once
+    assert statuses(db) == {f"k:{i}": ("sent", 1) for i in range(7)}
+
+
 def test_a_mark_after_the_lease_was_lost_changes_nothing(db) -> None:
     clock = ManualClock(START)
     fill(db, 1, clock.now())
