@@ -53,9 +53,9 @@ from collabbot.bot.handlers import (
 from collabbot.bot.handlers.approvals import base as approvals_base
 from collabbot.bot.people import resolve_chat, resolve_user
 from collabbot.bot.replies import Card, CardAction, Message, Reply
-from collabbot.storage import outbox
+from collabbot.storage import outbox, receipts
 from collabbot.storage.db import Database
-from collabbot.storage.models import ApprovalRequest, Chat, Identity, InboundReceipt, Task, User, Wait
+from collabbot.storage.models import ApprovalRequest, Chat, Identity, Task, User, Wait
 
 log = logging.getLogger(__name__)
 HANDLE_ATTEMPTS = 3  # an event that loses a race on a unique row or a deadlock runs again, this many times in all
@@ -115,18 +115,23 @@ def _hint(key: str, task_id: int) -> ActionHandler:
     return lambda ctx, action: Reply(toast=ctx.t(key, id=task_id))
 
 
+# buttons that only say what to type (the change needs text): they read the task, change nothing
+_HINTS = {"progress": "hint_progress", "finish": "hint_finish", "reassign": "hint_reassign", "return": "hint_return"}
+
+
 def _task_action(ctx: Ctx, action: CardAction) -> Reply | None:
-    task = ctx.task(action.entity_id)
+    hint = _HINTS.get(action.action)
+    # a hint neither locks the task nor loads what its card shows, unless the card must be drawn again
+    task = ctx.task(action.entity_id, lock=hint is None, for_card=hint is None)
     if tasks.stale_tap(ctx, task, action):  # an unrelated change (a subtask, a dependency) keeps the tap valid
+        task = ctx.task(action.entity_id, lock=False) if hint else task
         return Reply(toast=ctx.t("stale_card"), toast_kind="warning", card=tasks.card(ctx, task))
+    if hint:
+        return Reply(toast=ctx.t(hint, id=task.id))
     handler = {
         "ack": lambda: tasks.acknowledge(ctx, task, via_card=True),
         "start": lambda: tasks.start(ctx, task, via_card=True),
         "accept": lambda: tasks.accept(ctx, task, via_card=True),
-        "progress": lambda: Reply(toast=ctx.t("hint_progress", id=task.id)),
-        "finish": lambda: Reply(toast=ctx.t("hint_finish", id=task.id)),
-        "reassign": lambda: Reply(toast=ctx.t("hint_reassign", id=task.id)),
-        "return": lambda: Reply(toast=ctx.t("hint_return", id=task.id)),
     }.get(action.action)
     if handler is None:
         raise Refused("bad_button")
@@ -252,32 +257,27 @@ class Bot:
     def _stored_reply(self, event: InboundEvent) -> Reply | None:
         try:
             with self.db.transaction() as s:
-                receipt = s.scalar(select(InboundReceipt).where(InboundReceipt.platform == event.platform,
-                                                                InboundReceipt.event_id == event.event_id))
-                return None if receipt is None else Reply.from_json(receipt.reply)
+                seen, stored = receipts.stored(s, event.platform, event.event_id)
+                return Reply.from_json(stored) if seen else None
         except Exception:
             log.exception("cannot read the receipt of %s event %s", event.platform, event.event_id)
             return None
 
     def _handle(self, s: Session, event: InboundEvent) -> Reply:
         now = self.clock.now()
-        receipt = s.scalar(select(InboundReceipt).where(InboundReceipt.platform == event.platform,
-                                                        InboundReceipt.event_id == event.event_id))
-        if receipt is not None:
-            return Reply.from_json(receipt.reply)
-        receipt = InboundReceipt(platform=event.platform, event_id=event.event_id, seen_at=now)
-        s.add(receipt)
-        s.flush()
+        receipt_id, stored = receipts.first_sight(s, event.platform, event.event_id, now)
+        if receipt_id is None:
+            return Reply.from_json(stored)
         if isinstance(event, MemberEvent):
-            reply = self._member_event(s, event, now, receipt.id)
-            receipt.reply = reply.to_json()
+            reply = self._member_event(s, event, now, receipt_id)
+            receipts.set_reply(s, receipt_id, reply.to_json())
             return reply
         s.info.pop("touched", None)  # filled by this event's audit entries only
         actor = self.resolve_user(s, event.sender, now)
         # a tap's chat is a group when we know it as one (private chats never get a Chat row)
         chat = self.find_chat(s, event.chat) if isinstance(event, CardActionEvent) else self.resolve_chat(s, event.chat)
         ctx = Ctx(s=s, bot=self, now=now, actor=actor, platform=event.platform, chat=chat,
-                  event_key=f"evt:{receipt.id}")
+                  event_key=f"evt:{receipt_id}")
         action_name = "message"
         refused_subject: tuple[Any, Any] = (None, None)  # the command or tap a refusal is audited under
         try:
@@ -308,7 +308,7 @@ class Bot:
             text = ctx.t(refusal.key, **{k: show_markers(v, names) if isinstance(v, str) else v
                                          for k, v in refusal.values.items()})
             ctx._sent = 0
-            ctx.event_key = f"evt:{receipt.id}:refused"
+            ctx.event_key = f"evt:{receipt_id}:refused"
             if action_name != "parse":
                 audited, entity_type, entity_id = audit_log.refused_as(action_name, *refused_subject)
                 ctx.audit(audited, outcome="refused", reason=text, entity_type=entity_type, entity_id=entity_id)
@@ -318,15 +318,15 @@ class Bot:
                 raise  # a machine's event: not recorded as failed, so its redelivery runs it again
             log.exception("handler failed on %s event %s", event.platform, event.event_id)
             ctx._sent = 0
-            ctx.event_key = f"evt:{receipt.id}:error"
+            ctx.event_key = f"evt:{receipt_id}:error"
             audited, entity_type, entity_id = audit_log.refused_as(action_name, *refused_subject)
             ctx.audit(audited, outcome="error", reason="internal error", entity_type=entity_type, entity_id=entity_id)
             reply = self._answer(ctx, event, ctx.t("internal_error"), "error")
         if isinstance(event, CardActionEvent) and reply.card is not None:
-            reply = self._follow_card(ctx, event, reply, receipt.id)
+            reply = self._follow_card(ctx, event, reply, receipt_id)
         elif isinstance(event, MessageEvent) and action_name not in ("parse", "error"):
-            self._follow_entities(ctx, receipt.id)
-        receipt.reply = reply.to_json()
+            self._follow_entities(ctx, receipt_id)
+        receipts.set_reply(s, receipt_id, reply.to_json())
         return reply
 
     def _follow_entities(self, ctx: Ctx, receipt_id: int) -> None:

@@ -102,13 +102,15 @@ class Ctx:
         return dept is not None and dept.head_id == user.id
 
     # --- lookups --------------------------------------------------------------------------------
-    def task(self, task_id: int, *, lock: bool = True) -> Task:
-        """The task, with what its card shows (owner, project, department, collaborators) loaded with it. It is held
-        for the event: the session's identity map is weak, so a card drawn again later in the event (the
-        other copies) would otherwise read the task and its relations from the database again."""
-        stmt = select(Task).where(Task.id == task_id).options(
-            joinedload(Task.owner), joinedload(Task.project), joinedload(Task.department),
-            selectinload(Task.collaborators))
+    def task(self, task_id: int, *, lock: bool = True, for_card: bool = True) -> Task:
+        """The task, with what its card shows (owner, project, department, collaborators) loaded with it unless
+        `for_card` is False (asked again with True when a card is drawn after all). It is held for the
+        event: the session's identity map is weak, so a card drawn again later in the event (the other
+        copies) would otherwise read the task and its relations from the database again."""
+        stmt = select(Task).where(Task.id == task_id)
+        if for_card:
+            stmt = stmt.options(joinedload(Task.owner), joinedload(Task.project), joinedload(Task.department),
+                                selectinload(Task.collaborators))
         if lock and self.s.get_bind().dialect.name == "postgresql":
             stmt = stmt.with_for_update(of=Task)
         task = self.s.scalar(stmt)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from collabbot.storage.models import InboundQueueItem
@@ -82,8 +82,14 @@ def done(session: Session, item_id: int) -> None:
     session.execute(delete(InboundQueueItem).where(InboundQueueItem.id == item_id))
 
 
+_DELETE = delete(InboundQueueItem.__table__).where(
+    InboundQueueItem.__table__.c.id.in_(bindparam("ids", expanding=True)))
+
+
 def delete_many(session: Session, item_ids: list[int]) -> None:
-    session.execute(delete(InboundQueueItem).where(InboundQueueItem.id.in_(item_ids)))
+    """Rows whose work is done (one Core statement, built once: it runs for every callback)."""
+    if item_ids:
+        session.connection().execute(_DELETE, {"ids": item_ids})
 
 
 def retry(session: Session, item_id: int, error: str, after: timedelta) -> None:

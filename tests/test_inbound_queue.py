@@ -2,6 +2,7 @@
 
 A platform does not retry a callback we answered, so the kit writes each verified event to the
 inbound queue before answering, works it from there, and a restart resumes what a dead process left.
+A card tap answered in time is made durable by the engine's own commit instead.
 Follow-up work after the answer (fetching a Feishu approval instance) is durable too, with retries.
 """
 
@@ -378,5 +379,75 @@ async def test_a_tap_during_a_burst_of_messages_is_answered_before_the_backlog(s
         await asyncio.sleep(0)
         await env.adapter.inbound.drain()
         assert count(sqlite_db, Task) == 31
+    finally:
+        await env.close()
+
+
+async def test_a_tap_answered_in_time_is_made_durable_by_the_engine_alone(env: FeishuEnv) -> None:
+    """The engine's commit (with the tap's receipt) comes before the answer: no queue row is needed."""
+    from sqlalchemy import event
+
+    assert (await env.say(CREATE, sender="ou_zhang", mentions=[("ou_li", "李四")]))[0] == 200
+    await env.deliver()
+    [owner_card] = [m for m in env.fake.sent("ou_li") if m["msg_type"] == "interactive"]
+    ack = next(v for v in cb.button_values(owner_card["content"]) if "|ack|" in v)
+    queue_writes: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "inbound_queue" in statement:
+            queue_writes.append(statement)
+
+    event.listen(env.db.engine, "before_cursor_execute", seen)
+    try:
+        status, answer = await env.post(cb.card_action({"action": ack}, operator="ou_li",
+                                                       message_id=owner_card["message_id"], chat_id="oc_p2p_ou_li",
+                                                       at=START))
+    finally:
+        event.remove(env.db.engine, "before_cursor_execute", seen)
+    assert status == 200 and answer["card"]["type"] == "raw"
+    assert queue_writes == []
+    with env.db.transaction() as s:
+        assert s.scalar(select(Task)).acknowledged_at is not None
+        assert s.scalar(select(func.count()).select_from(InboundReceipt)) == 2  # the message's and the tap's
+
+
+async def test_a_tap_the_engine_cannot_finish_in_time_is_written_down_before_its_answer(
+        sqlite_db: Database, tmp_path: Path) -> None:
+    """The database stalls under a tap: its event goes to the queue (here, the spool) before the answer,
+    the answer comes in time and empty, and the tap takes effect once the stall ends."""
+    import asyncio
+    import sqlite3
+    import time
+
+    from collabbot.adapters.kit.spool import Spool
+
+    env = await make_env(sqlite_db, START)
+    env.hub.journal.spool = Spool(tmp_path / "inbound.spool")
+    try:
+        assert (await env.say(CREATE, sender="ou_zhang", mentions=[("ou_li", "李四")]))[0] == 200
+        await env.deliver()
+        [owner_card] = [m for m in env.fake.sent("ou_li") if m["msg_type"] == "interactive"]
+        ack = next(v for v in cb.button_values(owner_card["content"]) if "|ack|" in v)
+        blocker = sqlite3.connect(str(sqlite_db.engine.url.database), timeout=0, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        release = asyncio.get_running_loop().call_later(3.5, blocker.rollback)
+        headers, raw = cb.envelope(cb.card_action({"action": ack}, operator="ou_li",
+                                                  message_id=owner_card["message_id"], chat_id="oc_p2p_ou_li",
+                                                  at=START), at=START)
+        started = time.monotonic()
+        response = await env.http.post(env.adapter.settings.path, data=raw, headers=headers)
+        status, answer = response.status, await response.json()
+        took = time.monotonic() - started
+        assert status == 200 and answer == {} and took < 2.9  # Feishu's 3 s
+        [(platform, kind, payload)] = Spool(tmp_path / "inbound.spool").pending()  # durable before the answer
+        tapped = event_from_json(payload)
+        assert (platform, kind, tapped.value) == ("feishu", "event", ack)
+        await asyncio.sleep(0)
+        await env.adapter.inbound.drain()
+        release.cancel()
+        blocker.close()
+        with sqlite_db.transaction() as s:
+            assert s.scalar(select(Task)).acknowledged_at is not None
+        assert Spool(tmp_path / "inbound.spool").pending() == []
     finally:
         await env.close()

@@ -13,6 +13,8 @@ platform's `sent_at`) and hands it here. The pipeline then does, once for all pl
    the outbox, so nothing in the answer waits on the engine); a card tap, whose answer carries the
    updated card, gets the engine's `Reply` (`handle`), or None when it did not come within
    `answer_within` seconds: the platform is answered empty and the engine finishes on its own.
+   A tap is made durable by the engine's own commit (its receipt) when the engine answers quickly;
+   only a tap the engine has not finished within part of the deadline is written to the queue first.
 
 Work an adapter must do after answering (fetching a platform's approval instance, say) is a
 *follow-up*: a durable row too, worked with retries and backoff by a handler the adapter registers.
@@ -105,11 +107,24 @@ class InboundPipeline:
     async def handle(self, event: InboundEvent, sent_at: datetime | None = None) -> Reply | None:
         """The engine's reply to a verified event (a card tap, whose answer carries the new card), or None
         (answer empty) when it is not ready in time."""
-        task = await self._admit(event, sent_at, urgent=True)
-        if task is None:
+        if not self._admissible(event, sent_at):
             return None
+        # The engine starts at once. Its transaction, with the event's receipt, commits before its reply
+        # comes back, so a reply in time is durable by itself; only when the engine may miss the deadline
+        # is the event written to the queue, still before anything is answered.
+        started = asyncio.get_running_loop().time()
+        task = self.spawn(self.hub.handle(event, True))
         try:
-            return await asyncio.wait_for(asyncio.shield(task), self.answer_within)
+            return await asyncio.wait_for(asyncio.shield(task), self._journal_after())
+        except TimeoutError:
+            pass
+        [ticket] = await self.hub.journal.put([(self.platform, EVENT, event_to_json(event))])
+        task.add_done_callback(lambda _: self.hub.journal.forget(ticket))
+        left = self.answer_within - (asyncio.get_running_loop().time() - started)
+        try:
+            if left <= 0:  # the platform no longer listens: the card is updated through its API instead
+                raise TimeoutError
+            return await asyncio.wait_for(asyncio.shield(task), left)
         except TimeoutError:
             self.late_answers += 1
             log.warning("%s: %s took longer than %.1f s; answered empty (it completes from the queue)",
@@ -133,18 +148,28 @@ class InboundPipeline:
         except Exception as exc:  # the tap is done; the card shows the old state until the next change
             log.warning("%s: late update of the tapped card %s failed: %r", self.platform, event.message_id, exc)
 
-    async def _admit(self, event: InboundEvent, sent_at: datetime | None,
-                     urgent: bool = False) -> asyncio.Task[Reply] | None:
-        """Filter, make durable, start the engine on it; None when there is nothing to do."""
+    def _journal_after(self) -> float:
+        """How long a tap's engine may work before its event is written down: early enough that the
+        write, even when it must go to the spool (`spool_after`), still leaves time to answer."""
+        return max(0.0, min(self.answer_within / 2, self.answer_within - self.hub.journal.spool_after - 0.25))
+
+    def _admissible(self, event: InboundEvent, sent_at: datetime | None) -> bool:
+        """False for what needs nothing done: group chatter not addressed to the bot, stale messages."""
         if isinstance(event, MessageEvent) and event.chat.is_group and not event.to_bot:
-            return None  # group chatter not addressed to the bot: nothing to keep, nothing to do
+            return False
         if self.stale(event, sent_at):
             self.stale_refused += 1
             log.warning("%s: message %s sent at %s arrived too late; not executed", self.platform,
                         event.event_id, sent_at)
+            return False
+        return True
+
+    async def _admit(self, event: InboundEvent, sent_at: datetime | None) -> asyncio.Task[Reply] | None:
+        """Filter, make durable, start the engine on it; None when there is nothing to do."""
+        if not self._admissible(event, sent_at):
             return None
         [ticket] = await self.hub.journal.put([(self.platform, EVENT, event_to_json(event))])
-        return self.spawn(self._work_event(ticket, event, urgent))
+        return self.spawn(self._work_event(ticket, event))
 
     async def follow_up(self, kind: str, payload: dict[str, Any]) -> None:
         """Make `kind` work durable now, and start it; the handler must be registered in `follow_ups`."""
@@ -154,8 +179,8 @@ class InboundPipeline:
         if ticket.id is not None:  # else it sits in the spool: the database takes it up, and resume() works it
             self.spawn(self._work_follow_up(inbound.QueuedItem(ticket.id, self.platform, kind, payload, 0)))
 
-    async def _work_event(self, ticket: Ticket | int, event: InboundEvent, urgent: bool = False) -> Reply:
-        reply = await self.hub.handle(event, urgent)
+    async def _work_event(self, ticket: Ticket | int, event: InboundEvent) -> Reply:
+        reply = await self.hub.handle(event, False)
         self.hub.journal.forget(ticket)
         return reply
 
