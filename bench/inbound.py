@@ -226,7 +226,7 @@ def main() -> None:
                 if not args.pg_url and server is None:
                     server = start_postgres(Path(tempfile.mkdtemp(prefix="bench-pg-")))
                 url = make_database(args.pg_url or server, "bench_inbound", replace=True)  # type: ignore[arg-type]
-            bare_port, bot_port = free_port(), free_port()
+            bare_port, bot_port = free_ports(2)
             bare = start(run_bare, bare_port)
             processes = args.processes if backend == "postgresql" else 1
             bots = [start(run_collabbot, bot_port, url, processes > 1) for _ in range(processes)]
@@ -267,12 +267,22 @@ def main() -> None:
             server.stop()
 
 
-def free_port() -> int:
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports (held open together while they are picked, so none is picked twice)."""
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
 
 
 if __name__ == "__main__":
