@@ -299,7 +299,6 @@ class DeliveryWorker:
         return self._count("sent", item, await self._mark_sent(item, message_id))
 
     async def _failed(self, item: OutboxItem, exc: Exception) -> str:
-        self._unmarked.discard(item.id)
         target = f"{item.target_kind} {item.target_id}"
         if isinstance(exc, Throttled):
             wait = exc.retry_after if exc.retry_after is not None else window_of(

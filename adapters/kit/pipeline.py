@@ -113,7 +113,7 @@ class InboundPipeline:
         # comes back, so a reply in time is durable by itself; only when the engine may miss the deadline
         # is the event written to the queue, still before anything is answered.
         started = asyncio.get_running_loop().time()
-        task = self.spawn(self.hub.handle(event, True))
+        task = self.spawn(self.hub.handle(event, urgent=True))
         try:
             return await asyncio.wait_for(asyncio.shield(task), self._journal_after())
         except TimeoutError:
@@ -180,7 +180,7 @@ class InboundPipeline:
             self.spawn(self._work_follow_up(inbound.QueuedItem(ticket.id, self.platform, kind, payload, 0)))
 
     async def _work_event(self, ticket: Ticket | int, event: InboundEvent) -> Reply:
-        reply = await self.hub.handle(event, False)
+        reply = await self.hub.handle(event)
         self.hub.journal.forget(ticket)
         return reply
 
