@@ -3,6 +3,7 @@
     python bench/inbound.py                               # SQLite and a throwaway PostgreSQL
     python bench/inbound.py --backends sqlite --rates 50,200 --seconds 3
     python bench/inbound.py --pg-url postgresql+psycopg://user@host/db
+    python bench/inbound.py --kinds query,create --rates 50 --seconds 1 --closed 3000 --answer-only
 
 Each server runs in a process of its own on 127.0.0.1: the bare handler (reads the body, answers
 `{}`) and `collabbot`'s Feishu webhook (signature, decryption, parse, durable queue row, engine,
@@ -18,6 +19,8 @@ background and its replies go out through the outbox. So each run also waits unt
 and prints how long after the last answer the work was done ("work done +s"), and the closed loop
 prints both answers/s and work done/s: the first is what the platform sees, the second what the
 engine sustains. A card tap is answered with the updated card, so its answer waits for the engine.
+`--answer-only` replaces the engine by one that does nothing: what remains is the cost of answering
+(verify, decrypt, parse, queue row), which shows whether the engine or the answering limits a closed loop.
 
 Goals: p99 <= 50 ms at 200 requests/s for every kind on one process; closed-loop throughput
 >= 40 % of bare.
@@ -65,7 +68,7 @@ def run_bare(port: int, ready: Any) -> None:
     asyncio.run(main())
 
 
-def run_collabbot(port: int, db_url: str, reuse_port: bool, ready: Any) -> None:
+def run_collabbot(port: int, db_url: str, reuse_port: bool, answer_only: bool, ready: Any) -> None:
     from collabbot.adapters.feishu.adapter import FeishuAdapter
     from collabbot.adapters.feishu.config import parse_settings
     from collabbot.adapters.hub import Hub, favour_the_loop
@@ -73,6 +76,7 @@ def run_collabbot(port: int, db_url: str, reuse_port: bool, ready: Any) -> None:
     from collabbot.bot.clock import SystemClock
     from collabbot.bot.config import Config
     from collabbot.bot.org import apply_org
+    from collabbot.bot.replies import Reply
     from collabbot.storage.db import Database
     from collabbot.storage.migrate import upgrade
     from tests import feishu_callbacks as cb
@@ -88,6 +92,8 @@ def run_collabbot(port: int, db_url: str, reuse_port: bool, ready: Any) -> None:
         with db.transaction() as s:
             apply_org(s, ORG, clock.now(), platform="feishu")
         bot = Bot(db, Config(), clock)
+        if answer_only:  # the engine does nothing: what is left is the answering path's own cost
+            bot.handle = lambda event: Reply()  # type: ignore[method-assign]
         favour_the_loop()  # as collabbot serve does
         hub = Hub(bot)
         settings = parse_settings({"app_id": "cli_bench", "app_secret": "s", "verification_token": cb.TOKEN,
@@ -208,6 +214,9 @@ def main() -> None:
     parser.add_argument("--pg-url", default="")
     parser.add_argument("--processes", type=int, default=1,
                         help="collabbot processes sharing the port (SO_REUSEPORT; PostgreSQL only)")
+    parser.add_argument("--answer-only", action="store_true",
+                        help="the engine does nothing (each event is answered, queued and dropped): the cost of "
+                             "answering alone, to see which part limits the closed loop")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     kinds = args.kinds.split(",")
@@ -229,7 +238,7 @@ def main() -> None:
             bare_port, bot_port = free_ports(2)
             bare = start(run_bare, bare_port)
             processes = args.processes if backend == "postgresql" else 1
-            bots = [start(run_collabbot, bot_port, url, processes > 1) for _ in range(processes)]
+            bots = [start(run_collabbot, bot_port, url, processes > 1, args.answer_only) for _ in range(processes)]
             try:
                 bare_url = f"http://127.0.0.1:{bare_port}/feishu/events"
                 bot_url = f"http://127.0.0.1:{bot_port}/feishu/events"

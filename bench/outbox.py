@@ -12,7 +12,7 @@ Figures (medians of `--repeat` alternating runs of each; every run's ratio is sh
 duplicates (rows sent more than once, summed over the runs) and lost rows, and the worker's share of
 the raw loop's rate (goal >= 60 %). Both use the same batch size.
 
-    python bench/outbox.py [--rows 10000] [--batch 50] [--repeat 3]
+    python bench/outbox.py [--rows 10000] [--batch 50] [--repeat 3] [--workers 1,2,4]
 """
 
 from __future__ import annotations
@@ -111,10 +111,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10000)
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each, alternating; the medians are shown")
+    parser.add_argument("--workers", default="1,2,4", help="worker process counts, comma-separated")
     args = parser.parse_args()
     lines = []
     with postgres() as server:
-        for workers in (1, 2, 4):
+        for workers in (int(n) for n in args.workers.split(",")):
             raws, ours = [], []
             for _ in range(args.repeat):
                 raws.append(measure(server, "raw", workers, args.rows, args.batch))
