@@ -51,7 +51,8 @@ from collabbot.bot.handlers import (
     tasks,
 )
 from collabbot.bot.handlers.approvals import base as approvals_base
-from collabbot.bot.people import resolve_chat, resolve_user
+from collabbot.bot.known import Known
+from collabbot.bot.people import find_chat, resolve_chat, resolve_user
 from collabbot.bot.replies import Card, CardAction, Message, Reply
 from collabbot.storage import outbox, receipts
 from collabbot.storage.db import Database
@@ -188,6 +189,7 @@ class Bot:
         self.config = config
         self.clock = clock
         self.calendar: WorkCalendar = config.calendar
+        self.known = Known(clock)  # identities and groups, remembered across commands (bot/known.py)
         # extension points: other engine modules (approvals, reminders) register here
         self.commands: dict[str, CommandHandler] = dict(COMMANDS)
         self.actions: dict[str, ActionHandler] = dict(ACTIONS)
@@ -201,7 +203,7 @@ class Bot:
 
     # --- people and places (bot/people.py) -----------------------------------------------------
     def resolve_user(self, s: Session, ref: UserRef, now: datetime) -> User:
-        return resolve_user(s, ref, now)
+        return resolve_user(s, ref, now, self.known)
 
     def knows_group(self, platform: str, chat_id: str) -> bool:
         """Has the engine seen this group (someone wrote to the bot there)? For adapters whose platform
@@ -210,12 +212,10 @@ class Bot:
             return self.find_chat(s, ChatRef(platform, chat_id)) is not None
 
     def find_chat(self, s: Session, ref: ChatRef) -> Chat | None:
-        if not ref.platform_chat_id:
-            return None
-        return s.scalar(select(Chat).where(Chat.platform == ref.platform, Chat.platform_chat_id == ref.platform_chat_id))
+        return find_chat(s, ref, self.known)
 
     def resolve_chat(self, s: Session, ref: ChatRef) -> Chat | None:
-        return resolve_chat(s, ref)
+        return resolve_chat(s, ref, self.known)
 
     def sweep(self, now: datetime | None = None) -> int:
         """Run the time-driven rules due at `now` (see `bot/sweep.py`)."""
@@ -333,23 +333,27 @@ class Bot:
         """A typed command (同意 #A1, 确认收到 #1 in a private chat) changed tasks or approvals: every sent
         copy of their cards follows, as after a tap (the group's copy does not stay at 初审 with live buttons)."""
         touched = ctx.s.info.pop("touched", set())
-        mine = {(p, i) for p, i in ctx.s.execute(select(Identity.platform, Identity.platform_user_id)
-                                                .where(Identity.user_id == ctx.actor.id))} if touched else set()
+        mine: set[tuple[str, str]] | None = None  # read once, when a card has a copy (a new task has none)
         for entity_type, entity_id in sorted(touched, key=str):
             kind = {"tasks": "task", "approval_requests": "approval"}.get(entity_type)
             if kind is None or not isinstance(entity_id, int):
                 continue
+            found = copies.sent_copies(ctx.s, f"{kind}:{entity_id}")
+            if found and mine is None:
+                mine = {(p, i) for p, i in ctx.s.execute(select(Identity.platform, Identity.platform_user_id)
+                                                        .where(Identity.user_id == ctx.actor.id))}
             # the typer's own private copies stay as they are: a tap on one is answered from the current state
-            found = [c for c in copies.sent_copies(ctx.s, f"{kind}:{entity_id}")
-                     if not (c.target_kind == "user" and (c.platform, c.target_id) in mine)]
+            found = [c for c in found if not (c.target_kind == "user" and (c.platform, c.target_id) in (mine or ()))]
             base = CARD_VIEWS[kind](ctx, entity_id, None) if found else None
             if base is None:
                 continue
 
-            def view(copy: copies.SentCopy, kind: str = kind, entity_id: int = entity_id) -> Card | None:
+            def view(copy: copies.SentCopy, kind: str = kind, entity_id: int = entity_id, base: Card = base) -> Card | None:
                 draw = CARD_VIEWS.get((copy.shows or {}).get("kind", kind))
                 if draw is None:
                     return None
+                if copy.target_kind != "user" and draw is CARD_VIEWS[kind]:
+                    return base  # a group's copy is drawn for no one in particular, as the base was
                 viewer = None
                 if copy.target_kind == "user":
                     viewer = ctx.s.scalar(select(User).join(Identity, Identity.user_id == User.id).where(

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from collabbot.bot.events import ChatRef, UserRef
+from collabbot.bot.known import Known
 from collabbot.bot.replies import Message
 from collabbot.storage import outbox
 from collabbot.storage.models import Chat, Identity, User
@@ -54,9 +55,14 @@ def _by_identity(s: Session, ref: UserRef) -> User | None:
                     .where(Identity.platform == ref.platform, Identity.platform_user_id == ref.platform_user_id))
 
 
-def resolve_user(s: Session, ref: UserRef, now: datetime) -> User:
-    """The user behind a platform identity; someone never seen before is created on the fly."""
-    user = _by_identity(s, ref)
+def resolve_user(s: Session, ref: UserRef, now: datetime, known: Known | None = None) -> User:
+    """The user behind a platform identity; someone never seen before is created on the fly. `known`:
+    this process's memory of identities, asked first and taught what is read."""
+    user = known.get(s, User, ref.platform, ref.platform_user_id) if known is not None else False
+    if not user:
+        user = _by_identity(s, ref)
+        if user is not None and known is not None:
+            known.learn(s, User, ref.platform, ref.platform_user_id, user)
     if user is not None:
         s.info.setdefault("platform_ids", {})[(user.id, ref.platform)] = ref.platform_user_id
         return user
@@ -77,12 +83,25 @@ def resolve_user(s: Session, ref: UserRef, now: datetime) -> User:
         return user
 
 
-def resolve_chat(s: Session, ref: ChatRef) -> Chat | None:
+def find_chat(s: Session, ref: ChatRef, known: Known | None = None) -> Chat | None:
+    """The group we know behind a platform chat, or None (a private chat, or a group never seen)."""
+    if not ref.platform_chat_id:
+        return None
+    chat = known.get(s, Chat, ref.platform, ref.platform_chat_id) if known is not None else False
+    if chat is False:
+        chat = s.scalar(select(Chat).where(Chat.platform == ref.platform,
+                                           Chat.platform_chat_id == ref.platform_chat_id))
+        if known is not None:
+            known.learn(s, Chat, ref.platform, ref.platform_chat_id, chat)
+    return chat
+
+
+def resolve_chat(s: Session, ref: ChatRef, known: Known | None = None) -> Chat | None:
     """The group behind a platform chat (created on first contact); None for a private chat."""
     if not ref.is_group:
         return None
     find = select(Chat).where(Chat.platform == ref.platform, Chat.platform_chat_id == ref.platform_chat_id)
-    chat = s.scalar(find)
+    chat = find_chat(s, ref, known)
     if chat is None:
         try:
             with s.begin_nested():
@@ -103,14 +122,19 @@ def resolve_chat(s: Session, ref: ChatRef) -> Chat | None:
 def post_to_user(s: Session, user: User, message: Message, key: str, now: datetime, *,
                  platform: str | None = None, not_before: datetime | None = None) -> bool:
     """Queue a private message to `user` on `platform` (or wherever they have an identity)."""
-    stmt = select(Identity).where(Identity.user_id == user.id).order_by(Identity.id)
-    if platform:
-        stmt = stmt.where(Identity.platform == platform)
-    identity = s.scalar(stmt.limit(1))
-    if identity is None:
+    known = s.info.get("platform_ids", {}).get((user.id, platform))
+    if platform and known:  # this transaction has already seen their id there (see `platform_id`)
+        target: tuple[str, str] | None = (platform, known)
+    else:
+        stmt = select(Identity.platform, Identity.platform_user_id).where(Identity.user_id == user.id)
+        if platform:
+            stmt = stmt.where(Identity.platform == platform)
+        row = s.execute(stmt.order_by(Identity.id).limit(1)).first()
+        target = (row[0], row[1]) if row else None
+    if target is None:
         log.warning("no platform identity for user %s; message %s not queued", user.id, key)
         return False
-    return outbox.enqueue(s, dedupe_key=key, platform=identity.platform, target_kind="user",
-                          target_id=identity.platform_user_id, target_name=user.name,
+    return outbox.enqueue(s, dedupe_key=key, platform=target[0], target_kind="user",
+                          target_id=target[1], target_name=user.name,
                           payload=message.to_json(), now=now, not_before=not_before,
                           card_key=message.card.key if message.card else None)

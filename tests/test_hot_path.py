@@ -21,11 +21,11 @@ from .conftest import Harness
 G = "in 新品上市群 as"
 BUDGETS = [  # (what, transcript line, most statements)
     ("the group's first command (binds the group)", f"{G} 张三: @bot 新建任务 活动H5开发 负责人 @李四 协作 @王五 截止 12-10",
-     26),
-    ("新建任务", f"{G} 张三: @bot 新建任务 物料设计 负责人 @李四 截止 12-10", 21),  # with: is the project closed?
-    ("a tap on 确认收到", "dm as 李四: tap 确认收到", 20),
-    ("我的任务", "dm as 李四: 我的任务", 13),
-    ("进度", f"{G} 李四: @bot 进度 #2 50% 初稿完成", 24),
+     23),
+    ("新建任务", f"{G} 张三: @bot 新建任务 物料设计 负责人 @李四 截止 12-10", 18),  # with: is the project closed?
+    ("a tap on 确认收到", "dm as 李四: tap 确认收到", 18),
+    ("我的任务", "dm as 李四: 我的任务", 9),
+    ("进度", f"{G} 李四: @bot 进度 #2 50% 初稿完成", 20),
 ]
 
 
@@ -96,6 +96,7 @@ def test_a_list_costs_the_same_statements_however_many_tasks_it_shows(harness: H
             return mine, len(meter.statements)
 
     harness.text(f"{G} 张三: @bot 新建任务 第一项 负责人 @李四 截止 12-10")
+    costs()  # once first: who asks is remembered from then on (bot/known.py), as in the measurement below
     few = costs()
     for i in range(12):
         harness.text(f"{G} 张三: @bot 新建任务 第{i + 2}项 负责人 @李四 截止 12-1{i % 9}")

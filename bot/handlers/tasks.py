@@ -43,6 +43,8 @@ from collabbot.storage.models import (
 
 
 def _touch(ctx: Ctx, task: Task) -> None:
+    """A new version of the task, written now. Called before its waits are closed: their query would
+    flush the task's other changes first, and the version would cost an UPDATE of its own."""
     task.updated_at = ctx.now
     task.version += 1
     ctx.s.flush()
@@ -234,8 +236,8 @@ def acknowledge(ctx: Ctx, task: Task, via_card: bool = False) -> Reply | None:
         raise Refused("already_acknowledged", id=task.id)
     before = snapshot(task)
     task.acknowledged_at = ctx.now
-    close_waits(ctx, "task", task.id, kind="assign")
     _touch(ctx, task)
+    close_waits(ctx, "task", task.id, kind="assign")
     ctx.audit("task.acknowledge", task, before)
     text = ctx.t("acknowledged", id=task.id, title=task.title)
     if via_card:
@@ -252,8 +254,8 @@ def start(ctx: Ctx, task: Task, via_card: bool = False) -> Reply | None:
     task.status = "in_progress"
     if task.acknowledged_at is None:
         task.acknowledged_at = ctx.now
-    close_waits(ctx, "task", task.id, kind="assign")
     _touch(ctx, task)
+    close_waits(ctx, "task", task.id, kind="assign")
     ctx.audit("task.start", task, before)
     if via_card:
         return Reply(toast=ctx.t("started", id=task.id), toast_kind="success", card=card(ctx, task))
@@ -282,8 +284,8 @@ def report_progress(ctx: Ctx, cmd: Command) -> Reply | None:
     task.last_progress_at = ctx.now
     if task.acknowledged_at is None:
         task.acknowledged_at = ctx.now
-    close_waits(ctx, "task", task.id)
     _touch(ctx, task)
+    close_waits(ctx, "task", task.id)
     ctx.audit("task.progress", task, before)
     parts = [ctx.t("progress_saved", id=task.id, percent=cmd.percent)]
     if waits_for:
@@ -312,8 +314,8 @@ def finish(ctx: Ctx, cmd: Command) -> Reply | None:
     task.percent = 100
     if task.acknowledged_at is None:
         task.acknowledged_at = ctx.now
-    close_waits(ctx, "task", task.id)
     _touch(ctx, task)
+    close_waits(ctx, "task", task.id)
     ctx.audit("task.finish", task, before)
     reviewer = task.initiator
     ctx.say(ctx.t("submitted", id=task.id, who=reviewer.name, deliverable=deliverable))
@@ -497,8 +499,8 @@ def cancel(ctx: Ctx, cmd: Command) -> Reply | None:
     _require_state(ctx, task, "cancel", "a_cancel")
     before = snapshot(task)
     task.status = "cancelled"
-    close_waits(ctx, "task", task.id)
     _touch(ctx, task)
+    close_waits(ctx, "task", task.id)
     ctx.audit("task.cancel", task, before)
     ctx.say(ctx.t("cancelled", id=task.id))
     return None
