@@ -15,6 +15,7 @@ per callback, and never waits behind the engine's backlog.
 from __future__ import annotations
 
 import asyncio
+import gc
 import heapq
 import logging
 import sys
@@ -53,6 +54,14 @@ LEASE = inbound.DEFAULT_LEASE
 def favour_the_loop() -> None:
     """Let the answering loop take the GIL from a busy engine thread sooner (a process-wide setting)."""
     sys.setswitchinterval(SWITCH_INTERVAL)
+
+
+def settle_the_heap() -> None:
+    """Once started: what start-up built (modules, mappers, compiled statements, config) lives as long as
+    the process, so the collector stops scanning it. A full collection over it paused every thread for
+    40-70 ms under load, which was the p99 of the answers."""
+    gc.collect()
+    gc.freeze()
 
 
 class Ticket:

@@ -23,7 +23,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from collabbot.adapters import registry
-from collabbot.adapters.hub import Hub, PlatformAdapter, favour_the_loop
+from collabbot.adapters.hub import Hub, PlatformAdapter, favour_the_loop, settle_the_heap
 from collabbot.adapters.kit import files
 from collabbot.adapters.kit.files import FileLinks
 from collabbot.adapters.kit.media import Media
@@ -248,6 +248,7 @@ async def run(config: Config, org: Org | None, *, ready: asyncio.Event | None = 
     pruner = asyncio.create_task(prune_exports(reports), name="prune-exports")
     for adapter in adapters:
         await adapter.start()
+    settle_the_heap()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

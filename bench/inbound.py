@@ -71,7 +71,7 @@ def run_bare(port: int, ready: Any) -> None:
 def run_collabbot(port: int, db_url: str, reuse_port: bool, answer_only: bool, ready: Any) -> None:
     from collabbot.adapters.feishu.adapter import FeishuAdapter
     from collabbot.adapters.feishu.config import parse_settings
-    from collabbot.adapters.hub import Hub, favour_the_loop
+    from collabbot.adapters.hub import Hub, favour_the_loop, settle_the_heap
     from collabbot.bot.app import Bot
     from collabbot.bot.clock import SystemClock
     from collabbot.bot.config import Config
@@ -106,6 +106,7 @@ def run_collabbot(port: int, db_url: str, reuse_port: bool, answer_only: bool, r
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port, reuse_port=reuse_port or None).start()
         await adapter.inbound.pipeline.start()
+        settle_the_heap()  # as collabbot serve does
         ready.set()
         await asyncio.Event().wait()
 
