@@ -9,13 +9,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, insert, select, update
 
 from collabbot.bot.events import ChatRef, UserRef
 from collabbot.bot.known import Known
 from collabbot.bot.people import find_chat, resolve_user
 from collabbot.storage.db import Database
-from collabbot.storage.models import Chat, Identity, User
+from collabbot.storage.models import Chat, Identity, Project, User
 
 from .conftest import Harness
 from .test_hot_path import metered
@@ -94,3 +94,20 @@ def test_a_committed_read_is_remembered_and_a_group_never_seen_is_known_absent(d
         assert remembered in s and not s.dirty  # an ordinary, unchanged row of this session
         assert known.get(s, User, "feishu", "ou_other") is False
         assert known.get(s, Chat, "feishu", "oc_private") is None
+
+
+def test_binding_a_group_reads_the_group_afresh(harness: Harness) -> None:
+    """A remembered group may be a minute old: 绑定项目 locks and re-reads it, so a bind made meanwhile by
+    another instance is neither overwritten nor duplicated, and its coordinator's rights hold."""
+    harness.text(f"{G} 张三: @bot 帮助")  # the group is created (a change: nothing remembered)
+    harness.text(f"{G} 张三: @bot 帮助")  # remembered now, without a project
+    with harness.db.engine.begin() as conn:  # another instance binds it, coordinated by 李四
+        li = conn.execute(select(User.id).where(User.name == "李四")).scalar_one()
+        bound = conn.execute(insert(Project).values(name="另一实例的项目", created_by_id=li, coordinator_id=li,
+                                                    created_at=datetime.now(UTC)).returning(Project.id)).scalar_one()
+        conn.execute(update(Chat).where(Chat.name == "新品上市群").values(project_id=bound))
+    out = harness.text(f"{G} 张三: @bot 绑定项目 我的项目")
+    with harness.db.transaction() as s:
+        assert s.scalar(select(Chat.project_id).where(Chat.name == "新品上市群")) == bound, out
+        assert s.scalar(select(func.count()).select_from(Project)) == 1, out
+    assert "李四" in out, out  # told whose project it is

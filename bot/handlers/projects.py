@@ -45,6 +45,10 @@ def project_card(ctx: Ctx, project: Project) -> Card:
 def bind_project(ctx: Ctx, cmd: Command) -> Reply | None:
     if ctx.chat is None:
         raise Refused("need_group")
+    # the group's row as it stands, locked: the engine may remember an older one (bot/known.py), and two binds
+    # at once must not both create a project
+    ctx.s.flush()
+    ctx.s.refresh(ctx.chat, with_for_update=True)
     project = ctx.s.get(Project, ctx.chat.project_id) if ctx.chat.project_id else None
     if project is not None and closed_at(ctx, project) is not None:
         project = None  # the group's last project is closed: this binds its next one (the old stays archived)
