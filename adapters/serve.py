@@ -239,6 +239,7 @@ async def run(config: Config, org: Org | None, *, ready: asyncio.Event | None = 
     app = build_app(config, bot, adapters, hub, links=media.links)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
+    settle_the_heap()  # before anything is served or sent: the collection pauses every thread
     site = web.TCPSite(runner, config.host, config.port, reuse_port=config.reuse_port or None)
     await site.start()
     log.warning("collabbot serving on http://%s:%s (%s)", config.host, config.port,
@@ -248,7 +249,6 @@ async def run(config: Config, org: Org | None, *, ready: asyncio.Event | None = 
     pruner = asyncio.create_task(prune_exports(reports), name="prune-exports")
     for adapter in adapters:
         await adapter.start()
-    settle_the_heap()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -104,9 +104,9 @@ def run_collabbot(port: int, db_url: str, reuse_port: bool, answer_only: bool, r
         adapter.add_routes(app)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
+        settle_the_heap()  # as collabbot serve does
         await web.TCPSite(runner, "127.0.0.1", port, reuse_port=reuse_port or None).start()
         await adapter.inbound.pipeline.start()
-        settle_the_heap()  # as collabbot serve does
         ready.set()
         await asyncio.Event().wait()
 
