@@ -57,9 +57,10 @@ def favour_the_loop() -> None:
 
 
 def settle_the_heap() -> None:
-    """Once started: what start-up built (modules, mappers, compiled statements, config) lives as long as
+    """Before serving: what start-up built (modules, mappers, compiled statements, config) lives as long as
     the process, so the collector stops scanning it. A full collection over it paused every thread for
-    40-70 ms under load, which was the p99 of the answers."""
+    40-70 ms under load, which was the p99 of the answers. Called before anything holds a lease or waits
+    for an answer, since this one collection pauses every thread too."""
     gc.collect()
     gc.freeze()
 
