@@ -100,7 +100,6 @@ def resolve_chat(s: Session, ref: ChatRef, known: Known | None = None) -> Chat |
     """The group behind a platform chat (created on first contact); None for a private chat."""
     if not ref.is_group:
         return None
-    find = select(Chat).where(Chat.platform == ref.platform, Chat.platform_chat_id == ref.platform_chat_id)
     chat = find_chat(s, ref, known)
     if chat is None:
         try:
@@ -111,7 +110,7 @@ def resolve_chat(s: Session, ref: ChatRef, known: Known | None = None) -> Chat |
                 s.flush()
             return chat
         except IntegrityError:  # two first messages in a new group: the other one created it
-            chat = s.scalar(find)
+            chat = find_chat(s, ref)
             if chat is None:
                 raise
     if ref.name and chat.name != ref.name[:200]:
@@ -122,14 +121,13 @@ def resolve_chat(s: Session, ref: ChatRef, known: Known | None = None) -> Chat |
 def post_to_user(s: Session, user: User, message: Message, key: str, now: datetime, *,
                  platform: str | None = None, not_before: datetime | None = None) -> bool:
     """Queue a private message to `user` on `platform` (or wherever they have an identity)."""
-    known = s.info.get("platform_ids", {}).get((user.id, platform))
-    if platform and known:  # this transaction has already seen their id there (see `platform_id`)
-        target: tuple[str, str] | None = (platform, known)
+    target: tuple[str, str] | None
+    if platform:  # read once per transaction (`platform_id`): Ctx.tell_user has just asked for it
+        found = platform_id(s, user, platform)
+        target = (platform, found) if found else None
     else:
-        stmt = select(Identity.platform, Identity.platform_user_id).where(Identity.user_id == user.id)
-        if platform:
-            stmt = stmt.where(Identity.platform == platform)
-        row = s.execute(stmt.order_by(Identity.id).limit(1)).first()
+        row = s.execute(select(Identity.platform, Identity.platform_user_id)
+                        .where(Identity.user_id == user.id).order_by(Identity.id).limit(1)).first()
         target = (row[0], row[1]) if row else None
     if target is None:
         log.warning("no platform identity for user %s; message %s not queued", user.id, key)
