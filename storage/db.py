@@ -126,5 +126,28 @@ class Database:
         finally:
             self._writer.release()
 
+    @contextmanager
+    def raw_transaction(self, priority: bool = False) -> Iterator[Any]:
+        """A bare DBAPI connection in a transaction, committed at the end of the block: for the one write
+        too frequent for the ORM's cost (the inbound journal, `storage.inbound.QueueWriter`). On SQLite it
+        takes the same writer lock as `transaction`."""
+        if self._writer is not None and not self._writer.acquire(priority):
+            raise TimeoutError(f"the SQLite database was held by another transaction for {WRITER_WAIT_SECONDS} s")
+        try:
+            connection = self.engine.raw_connection()
+            try:
+                if self._writer is not None:
+                    connection.cursor().execute("BEGIN IMMEDIATE")  # as every SQLite transaction here
+                yield connection
+                connection.commit()
+            except BaseException:
+                connection.rollback()
+                raise
+            finally:
+                connection.close()  # back to the pool
+        finally:
+            if self._writer is not None:
+                self._writer.release()
+
     def dispose(self) -> None:
         self.engine.dispose()

@@ -1,7 +1,7 @@
 """The inbound queue: verified events written down before their callback is answered.
 
 `put_many` writes a batch of rows in one transaction (the adapter kit group-commits concurrent
-callbacks), each already leased to the writing process, so that process works them at once and no
+callbacks through `QueueWriter`, the same insert on a bare connection), each already leased to the writing process, so that process works them at once and no
 other instance takes them while it does. `claim` takes rows whose lease ran out: a process that
 died (kill -9) between answering and finishing leaves its rows to the next one. `done` deletes a row
 once the engine's transaction, with its inbound receipt, has committed; `retry` puts a failed
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Dialect, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from collabbot.storage.models import InboundQueueItem
@@ -82,14 +82,67 @@ def done(session: Session, item_id: int) -> None:
     session.execute(delete(InboundQueueItem).where(InboundQueueItem.id == item_id))
 
 
-_DELETE = delete(InboundQueueItem.__table__).where(
-    InboundQueueItem.__table__.c.id.in_(bindparam("ids", expanding=True)))
+class QueueWriter:
+    """The inbound journal's one commit per batch, on a bare DBAPI connection: insert the new rows, delete
+    the ones whose work is done.
 
+    It runs for every callback, and the answer waits for it. Through a session it cost about 500 µs of
+    CPU per commit (about 340 µs through a Core connection) where the database's own work is about 50 µs,
+    and that CPU is taken from the loop that answers (they share the GIL). The SQL and every value's
+    conversion are still SQLAlchemy's, compiled once per dialect, so these rows read back exactly like
+    rows written by `put_many`."""
 
-def delete_many(session: Session, item_ids: list[int]) -> None:
-    """Rows whose work is done (one Core statement, built once: it runs for every callback)."""
-    if item_ids:
-        session.connection().execute(_DELETE, {"ids": item_ids})
+    def __init__(self, dialect: Dialect) -> None:
+        table = InboundQueueItem.__table__
+        columns = [c for c in table.columns if c.name != "id"]
+        put = (insert(table).values({c.name: bindparam(c.name, type_=c.type) for c in columns})
+               .returning(table.c.id).compile(dialect=dialect))
+        drop = delete(table).where(table.c.id == bindparam("id", type_=table.c.id.type)).compile(dialect=dialect)
+        self._put_sql, self._drop_sql = put.string, drop.string
+        self._order = list(put.positiontup) if put.positional else None
+        self._convert = {c.name: c.type.dialect_impl(dialect).bind_processor(dialect) for c in columns}
+        self._pipeline = dialect.driver == "psycopg"  # one round trip for the batch, results in order
+
+    def write(self, dbapi_connection: Any, rows: list[tuple[str, str, dict[str, Any]]], lease: timedelta,
+              done: list[int]) -> list[int]:
+        """Insert (platform, kind, payload) rows leased to the caller and delete the rows `done`, in the
+        caller's transaction; the new rows' ids, in order."""
+        now = wall_now()
+        same = self._converted({"attempts": 0, "not_before": now, "claimed_until": now + lease, "last_error": "",
+                                "created_at": now})  # once for the batch
+        params = [self._ordered({**same, **self._converted({"platform": platform, "kind": kind, "payload": payload})})
+                  for platform, kind, payload in rows]
+        cursor = dbapi_connection.cursor()
+        try:
+            ids = self._insert(cursor, params) if params else []
+            if done:
+                cursor.executemany(self._drop_sql, [self._key(item_id) for item_id in done])
+        finally:
+            cursor.close()
+        return ids
+
+    def _insert(self, cursor: Any, params: list[Any]) -> list[int]:
+        if not self._pipeline:  # SQLite: a statement per row is cheap in-process, and each says its own id
+            return [cursor.execute(self._put_sql, p).fetchone()[0] for p in params]
+        cursor.executemany(self._put_sql, params, returning=True)
+        ids = [cursor.fetchone()[0]]
+        while cursor.nextset():
+            ids.append(cursor.fetchone()[0])
+        return ids
+
+    def _converted(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The values as the driver takes them (JSON text, naive UTC times), by the columns' own types."""
+        for name in values:
+            convert = self._convert[name]
+            if convert is not None:
+                values[name] = convert(values[name])
+        return values
+
+    def _ordered(self, values: dict[str, Any]) -> Any:
+        return values if self._order is None else tuple(values[name] for name in self._order)
+
+    def _key(self, item_id: int) -> Any:
+        return {"id": item_id} if self._order is None else (item_id,)
 
 
 def retry(session: Session, item_id: int, error: str, after: timedelta) -> None:

@@ -126,3 +126,22 @@ def test_serve_refuses_an_aiohttp_with_known_advisories(monkeypatch: pytest.Monk
     with pytest.raises(ConfigError) as err:
         serve.check_aiohttp()
     assert "3.14.3" in str(err.value)
+
+
+@pytest.mark.parametrize("as_text", [False, True])
+def test_json_nesting_is_bounded_exactly_and_brackets_inside_strings_do_not_count(as_text: bool) -> None:
+    from collabbot.adapters.kit.webhook import MAX_DEPTH, loads
+
+    def nested(levels: int) -> str:
+        return '{"a": ' * (levels - 1) + "[1]" + "}" * (levels - 1)
+
+    def given(text: str) -> bytes | str:
+        return text if as_text else text.encode()
+
+    assert loads(given(nested(MAX_DEPTH)))  # as deep as allowed
+    with pytest.raises(ValueError, match="nested"):
+        loads(given(nested(MAX_DEPTH + 1)))
+    with pytest.raises(ValueError, match="nested"):
+        loads(given("[" * 200_000 + "]" * 200_000))  # past the parser's own recursion limit
+    brackets = '{"text": "' + "[{" * 500 + '", "list": [[1], [2], {"b": [3]}]}'  # shallow, many brackets
+    assert loads(given(brackets))["list"][2] == {"b": [3]}

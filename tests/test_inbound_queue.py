@@ -451,3 +451,48 @@ async def test_a_tap_the_engine_cannot_finish_in_time_is_written_down_before_its
         assert Spool(tmp_path / "inbound.spool").pending() == []
     finally:
         await env.close()
+
+
+async def test_background_work_gives_way_while_answering_is_saturated_but_never_for_long(
+        sqlite_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Answers have a deadline and queued work has none: with BUSY callbacks being answered, a queued
+    message's engine work waits until they are answered (a tap's does not), and never longer than
+    YIELD_TO_ANSWERS."""
+    import asyncio
+    from contextlib import ExitStack
+
+    from collabbot.adapters import hub as hub_module
+
+    env = await make_env(sqlite_db, START)
+    try:
+        monkeypatch.setattr(hub_module, "YIELD_TO_ANSWERS", 5.0)
+        with ExitStack() as answering:  # as many callbacks being answered as saturate the loop
+            for _ in range(hub_module.BUSY):
+                answering.enter_context(env.hub.answer())
+            headers, raw = cb.envelope(cb.message("@_user_1 " + CREATE, sender="ou_zhang", at=START,
+                                                  mentions=[("ou_bot", "bot"), ("ou_li", "李四")]), at=START)
+            response = await env.http.post(env.adapter.settings.path, data=raw, headers=headers)
+            assert response.status == 200 and queued(sqlite_db) == 1  # answered, durable ...
+            await asyncio.sleep(0.1)
+            assert count(sqlite_db, Task) == 0  # ... and its work gives way to the answers under way
+            tapped = asyncio.get_running_loop().time()
+            headers, raw = cb.envelope(cb.card_action({"action": "v1|help|none|0|0"}, operator="ou_li",
+                                                      message_id="om_x", chat_id="oc_group", at=START), at=START)
+            response = await env.http.post(env.adapter.settings.path, data=raw, headers=headers)
+            assert response.status == 200 and "toast" in await response.json()  # a tap's engine call does not wait ...
+            assert asyncio.get_running_loop().time() - tapped < 2.5
+            assert count(sqlite_db, Task) == 0  # ... nor does it let the queued work through
+        await asyncio.wait_for(env.adapter.inbound.drain(), 5)  # answered: the work goes on
+        assert count(sqlite_db, Task) == 1 and queued(sqlite_db) == 0
+
+        monkeypatch.setattr(hub_module, "YIELD_TO_ANSWERS", 0.2)
+        with ExitStack() as answering:  # answering never stops: the work waits a bounded time only
+            for _ in range(hub_module.BUSY):
+                answering.enter_context(env.hub.answer())
+            started = asyncio.get_running_loop().time()
+            await env.say("新建任务 第二件事 负责人 @_user_2 截止 12-11", sender="ou_zhang", mentions=[("ou_li", "李四")])
+            assert count(sqlite_db, Task) == 2
+            assert asyncio.get_running_loop().time() - started >= 0.2
+        assert env.hub.answering == 0
+    finally:
+        await env.close()

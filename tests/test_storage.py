@@ -453,3 +453,38 @@ def test_a_group_commit_of_inbound_rows_returns_each_rows_id_in_order(db: Databa
         stored = {r.id: r for r in s.scalars(select(InboundQueueItem))}
         assert [stored[i].payload for i in ids] == [payload for _, _, payload in rows]
         assert all(stored[i].claimed_until > stored[i].created_at for i in ids)  # leased to the writer
+
+
+def test_the_journals_bare_writer_stores_rows_as_the_orm_does_and_deletes_the_done_ones(db: Database) -> None:
+    """The journal writes on a bare DBAPI connection (its commit is on every answer's path): its rows must
+    read back, and be claimed, exactly like rows written through the ORM, and `done` must delete only
+    the rows it names."""
+    from collabbot.storage import inbound
+    from collabbot.storage.models import InboundQueueItem
+
+    writer = inbound.QueueWriter(db.engine.dialect)
+    rows = [("feishu", "event", {"n": i, "text": f"新建任务 {i} ' \" ; DROP TABLE tasks; --"}) for i in range(40)]
+    with db.raw_transaction(priority=True) as connection:
+        ids = writer.write(connection, rows, timedelta(0), [])
+    with db.transaction() as s:
+        [orm_id] = inbound.put_many(s, [("feishu", "event", {"n": "orm"})], timedelta(0))
+    assert len(set(ids)) == 40 and orm_id > max(ids)
+    with db.transaction() as s:
+        stored = {r.id: r for r in s.scalars(select(InboundQueueItem))}
+        assert [stored[i].payload for i in ids] == [payload for _, _, payload in rows]
+        for column in ("not_before", "claimed_until", "created_at"):  # aware UTC, as the ORM's own rows
+            assert getattr(stored[ids[0]], column).tzinfo is not None
+            assert abs(getattr(stored[ids[0]], column) - getattr(stored[orm_id], column)) < timedelta(seconds=30)
+    with db.transaction() as s:  # unleased (a lease of 0): any instance takes them, in order, the ORM's row last
+        assert [item.id for item in inbound.claim(s, 100, timedelta(seconds=60), ("feishu",))] == [*ids, orm_id]
+
+    with db.raw_transaction() as connection:
+        assert writer.write(connection, [], timedelta(0), ids[:39]) == []
+    with db.transaction() as s:
+        assert set(s.scalars(select(InboundQueueItem.id))) == {ids[39], orm_id}
+
+    with pytest.raises(RuntimeError), db.raw_transaction() as connection:  # an exception rolls the batch back
+        writer.write(connection, rows[:3], timedelta(0), [ids[39]])
+        raise RuntimeError("the commit fails")
+    with db.transaction() as s:
+        assert set(s.scalars(select(InboundQueueItem.id))) == {ids[39], orm_id}

@@ -102,13 +102,18 @@ class InboundPipeline:
         """A message (or any event whose answer carries nothing): returns once the event is durable; the
         engine works it in the background and its replies go out through the outbox. So a burst is
         answered at the speed of the queue's commits, not of the engine."""
-        await self._admit(event, sent_at)
+        with self.hub.answer():
+            await self._admit(event, sent_at)
 
     async def handle(self, event: InboundEvent, sent_at: datetime | None = None) -> Reply | None:
         """The engine's reply to a verified event (a card tap, whose answer carries the new card), or None
         (answer empty) when it is not ready in time."""
         if not self._admissible(event, sent_at):
             return None
+        with self.hub.answer():
+            return await self._handle(event)
+
+    async def _handle(self, event: InboundEvent) -> Reply | None:
         # The engine starts at once. Its transaction, with the event's receipt, commits before its reply
         # comes back, so a reply in time is durable by itself; only when the engine may miss the deadline
         # is the event written to the queue, still before anything is answered.
