@@ -1,11 +1,11 @@
 """The inbound queue: verified events written down before their callback is answered.
 
 `put_many` writes a batch of rows in one transaction (the adapter kit group-commits concurrent
-callbacks through `QueueWriter`, the same insert on a bare connection), each already leased to the writing process, so that process works them at once and no
-other instance takes them while it does. `claim` takes rows whose lease ran out: a process that
-died (kill -9) between answering and finishing leaves its rows to the next one. `done` deletes a row
-once the engine's transaction, with its inbound receipt, has committed; `retry` puts a failed
-follow-up job back for later.
+callbacks through `QueueWriter`, the same insert on a bare connection), each already leased to the
+writing process, so that process works them at once and no other instance takes them while it does.
+`claim` takes rows whose lease ran out: a process that died (kill -9) between answering and finishing
+leaves its rows to the next one. `done` deletes a row once the engine's transaction, with its inbound
+receipt, has committed; `retry` puts a failed follow-up job back for later.
 
 Leases use wall-clock time, not the engine's `Clock`: they measure how long a process may hold a
 row, which has nothing to do with the business time that tests and the console move around.
