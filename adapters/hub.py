@@ -7,6 +7,9 @@ delivery worker so the messages it queued go out at once. A call whose answer so
 card tap: the answer carries the card) goes before the queued background work (`EngineGate`), so a
 burst of messages never makes a tap miss its deadline.
 
+The kit reaches the database only through here (the journal's queue operations, and the row types
+`QueuedItem` and `OutboxItem` it hands over), never by importing `storage` itself.
+
 `Hub.journal` makes inbound events durable before they are answered: writes from concurrent
 callbacks are group-committed on one dedicated thread, so a burst costs a few transactions, not one
 per callback, and never waits behind the engine's backlog.
@@ -35,6 +38,8 @@ from collabbot.bot.replies import Reply
 from collabbot.scheduler.delivery import DeliveryWorker, Sender
 from collabbot.storage import inbound
 from collabbot.storage.db import Database
+from collabbot.storage.inbound import QueuedItem as QueuedItem  # handed to the kit
+from collabbot.storage.outbox import OutboxItem as OutboxItem  # handed to the kit
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +157,14 @@ class Journal:
             with self.db.transaction() as s:
                 return fn(s, *args)
         return await asyncio.get_running_loop().run_in_executor(self._thread, work)
+
+    async def claim(self, platform: str, limit: int, *, ignore_leases: bool = False) -> list[QueuedItem]:
+        """Rows of `platform` that nobody holds and are due, leased to this process (see `inbound.claim`)."""
+        return await self.run(lambda s: inbound.claim(s, limit, LEASE, (platform,), ignore_leases=ignore_leases))
+
+    async def retry(self, item_id: int, error: str, after: timedelta) -> None:
+        """A follow-up that failed: due again after `after`, for any instance."""
+        await self.run(inbound.retry, item_id, error, after)
 
     def _kick(self) -> None:
         if self._flusher is None or self._flusher.done():

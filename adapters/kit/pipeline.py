@@ -29,15 +29,13 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any
 
-from collabbot.adapters.hub import Hub, Ticket
+from collabbot.adapters.hub import Hub, QueuedItem, Ticket
 from collabbot.bot.events import CardActionEvent, InboundEvent, MessageEvent, event_from_json, event_to_json
 from collabbot.bot.replies import Message, Reply
-from collabbot.storage import inbound
 
 log = logging.getLogger(__name__)
 
 EVENT = "event"
-LEASE = inbound.DEFAULT_LEASE
 RESUME_EVERY = 5.0  # seconds between looks for rows a dead process left
 MAX_FOLLOW_UP_ATTEMPTS = 12
 MAX_EVENT_ATTEMPTS = 10  # times a queued event is taken up again (each after its lease ran out) before it is dropped
@@ -182,14 +180,14 @@ class InboundPipeline:
             raise KeyError(f"no follow-up handler {kind!r}")
         [ticket] = await self.hub.journal.put([(self.platform, kind, payload)])
         if ticket.id is not None:  # else it sits in the spool: the database takes it up, and resume() works it
-            self.spawn(self._work_follow_up(inbound.QueuedItem(ticket.id, self.platform, kind, payload, 0)))
+            self.spawn(self._work_follow_up(QueuedItem(ticket.id, self.platform, kind, payload, 0)))
 
     async def _work_event(self, ticket: Ticket | int, event: InboundEvent) -> Reply:
         reply = await self.hub.handle(event)
         self.hub.journal.forget(ticket)
         return reply
 
-    async def _work_follow_up(self, item: inbound.QueuedItem) -> None:
+    async def _work_follow_up(self, item: QueuedItem) -> None:
         try:
             event = await self.follow_ups[item.kind](item.payload)
         except FollowUpFailed as exc:
@@ -201,7 +199,7 @@ class InboundPipeline:
             return
         self.hub.journal.forget(item.id)
 
-    async def _retry_follow_up(self, item: inbound.QueuedItem, error: str) -> None:
+    async def _retry_follow_up(self, item: QueuedItem, error: str) -> None:
         attempt = item.attempts + 1
         if attempt >= MAX_FOLLOW_UP_ATTEMPTS:
             log.error("%s: follow-up %s #%s given up after %s attempts: %s", self.platform, item.kind, item.id,
@@ -210,14 +208,13 @@ class InboundPipeline:
             return
         delay = timedelta(seconds=min(3600.0, 5.0 * 2 ** item.attempts))
         log.info("%s: follow-up %s #%s failed (%s); again in %s", self.platform, item.kind, item.id, error, delay)
-        await self.hub.journal.run(inbound.retry, item.id, error, delay)
+        await self.hub.journal.retry(item.id, error, delay)
 
     async def resume(self, *, after_start: bool = False) -> int:
         """Work the rows nobody holds (a dead process's, or follow-ups due again); how many were taken.
         Right after start on SQLite (one process per file) held rows are taken too: their holder is gone."""
         sole = after_start and not self.hub.bot.db.is_postgres
-        items = await self.hub.journal.run(lambda s: inbound.claim(s, 5000 if sole else 100, LEASE, (self.platform,),
-                                                                   ignore_leases=sole))
+        items = await self.hub.journal.claim(self.platform, 5000 if sole else 100, ignore_leases=sole)
         for item in items:
             if item.kind == EVENT and item.attempts > MAX_EVENT_ATTEMPTS:
                 log.error("%s: queued event #%s failed in the engine %s times; given up", self.platform, item.id,

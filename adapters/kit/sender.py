@@ -21,13 +21,13 @@ from typing import Any
 
 import aiohttp
 
+from collabbot.adapters.hub import OutboxItem
 from collabbot.adapters.kit.client import ApiError
 from collabbot.adapters.kit.media import Media
 from collabbot.bot.copies import UPDATE
 from collabbot.bot.replies import Message
 from collabbot.scheduler.delivery import DeliveryError, Throttled
 from collabbot.scheduler.limits import Limit
-from collabbot.storage.outbox import OutboxItem
 
 log = logging.getLogger(__name__)
 
