@@ -1,14 +1,16 @@
 """What every platform adapter is given: one way into the engine from the event loop.
 
-`Hub.handle(event)` runs `Bot.handle` in the engine's own bounded thread pool (the engine and its
-database calls are synchronous; they must never block the loop that answers callbacks within the
-platforms' deadlines, nor starve `/healthz`, which uses the loop's default pool), then wakes the
-delivery worker so the messages it queued go out at once. A call whose answer someone waits for (a
-card tap: the answer carries the card) goes before the queued background work (`EngineGate`), so a
-burst of messages never makes a tap miss its deadline.
+The engine and its database calls are synchronous: they run on threads of their own, never on the
+loop that answers callbacks within the platforms' deadlines (nor on the loop's default pool, which
+`/healthz` uses). Queued work (a message answered once durable, a follow-up) goes to `Hub.backlog`, one
+long-lived thread working in order; a call whose answer someone waits for (a card tap: the answer
+carries the card) runs at once on a thread kept for it, so a burst of messages never makes a tap miss
+its deadline. Either way the delivery worker is woken afterwards, so the messages the engine queued go
+out at once.
 
-The kit reaches the database only through here (the journal's queue operations, and the row types
-`QueuedItem` and `OutboxItem` it hands over), never by importing `storage` itself.
+The kit reaches the database only through here (the journal's queue operations, a platform's card codes,
+the URL an instance-wide lock connects to, and the row types `QueuedItem`, `OutboxItem` and `Code` it
+hands over), never by importing `storage` itself.
 
 `Hub.journal` makes inbound events durable before they are answered: writes from concurrent
 callbacks are group-committed on one dedicated thread, so a burst costs a few transactions, not one
@@ -18,25 +20,31 @@ per callback, and never waits behind the engine's backlog.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
-import heapq
 import logging
+import queue
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 
 from collabbot.adapters.kit.spool import Spool
 from collabbot.bot.app import Bot
+from collabbot.bot.clock import Clock
 from collabbot.bot.events import InboundEvent
 from collabbot.bot.replies import Reply
 from collabbot.scheduler.delivery import DeliveryWorker, Sender
-from collabbot.storage import inbound
+from collabbot.storage import card_codes, inbound
+from collabbot.storage.card_codes import Code as Code  # handed to the kit
 from collabbot.storage.db import Database
 from collabbot.storage.inbound import QueuedItem as QueuedItem  # handed to the kit
 from collabbot.storage.outbox import OutboxItem as OutboxItem  # handed to the kit
@@ -44,10 +52,12 @@ from collabbot.storage.outbox import OutboxItem as OutboxItem  # handed to the k
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Done = Callable[[Reply | BaseException], None]  # a queued call's completion, run on the loop
 # The engine is CPU-bound Python: past the cores, threads only fight for the GIL with the loop that
 # answers callbacks (bench/inbound.py, PostgreSQL, 200 creations/s: answer p99 192 ms with 4 threads,
-# 111 ms with 2, for the same work done). Of the two, queued messages use one (EngineGate): the other
-# is kept for taps, whose answer waits for the engine.
+# 111 ms with 2, for the same work done). So queued work has one thread (Backlog), and the calls someone
+# waits for (taps) ENGINE_THREADS: two, because a tap's transaction on PostgreSQL waits on round trips
+# (closed loop of taps: 81 answers/s with one thread, about 210 with two).
 ENGINE_THREADS = 2
 # How long a thread may hold the GIL while another asks for it (CPython's default: 5 ms). The loop
 # that answers callbacks asks at every await, so with the engine's threads busy it waited up to 5 ms
@@ -208,56 +218,119 @@ class Journal:
         self._thread.shutdown(wait=True)
 
 
-class EngineGate:
-    """At most `slots` engine calls at once, of which at most `background` not urgent; among the
-    waiting, an urgent call goes first, then in order.
+class Backlog:
+    """Queued engine work (messages, follow-ups) on one long-lived thread, in arrival order.
 
-    Background work (queued messages) is held to fewer threads than the engine has, so that a tap finds
-    a thread free at once however long the backlog, and so that the backlog's threads do not fight each
-    other and the answering loop for the GIL (bench/inbound.py: one background thread answered more
-    creations a second, and worked more of them, than two)."""
+    A task, a future and an executor call per queued event cost the answering loop more than the rest of
+    its hand-off (bench/inbound.py, closed loop of creations: about a fifth of the loop's time); here the
+    loop puts the event on a queue, and the thread hands results back in batches, one wake-up of the loop
+    per batch. Being one thread, the backlog never takes the thread kept for taps, and never has two of its
+    calls fight each other and the answering loop for the GIL."""
 
-    def __init__(self, slots: int, background: int | None = None) -> None:
-        self.free = slots
-        self.background = max(1, slots - 1) if background is None else background
-        self.busy_background = 0
-        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._seq = 0
+    def __init__(self, run: Callable[[InboundEvent], Reply], give_way: Callable[[], None],
+                 delivered: Callable[[], None]) -> None:
+        self._run = run
+        self._give_way = give_way
+        self._delivered = delivered
+        self._items: queue.SimpleQueue[tuple[InboundEvent, Done] | None] = queue.SimpleQueue()
+        self._results: list[tuple[Done, Reply | BaseException]] = []
+        self._lock = threading.Lock()
+        self._posted = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._idle: asyncio.Event | None = None
+        self.pending = 0  # put and not yet handed back (the loop's count)
 
-    async def enter(self, urgent: bool = False) -> None:
-        self._seq += 1
-        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiting, (0 if urgent else 1, self._seq, turn))
-        self._dispatch()
-        try:
-            await turn
-        except asyncio.CancelledError:
-            if turn.done() and not turn.cancelled():
-                self.leave(urgent)  # the slot was handed over as the caller went away: pass it on
-            else:
-                self._waiting = [w for w in self._waiting if w[2] is not turn]
-                heapq.heapify(self._waiting)
-            raise
+    def put(self, event: InboundEvent, done: Done) -> None:
+        """Work `event` after what is queued; `done(reply or exception)` runs on the loop afterwards."""
+        if self._thread is None:
+            self._loop = asyncio.get_running_loop()
+            self._thread = threading.Thread(target=self._work, name="collabbot-backlog", daemon=True)
+            self._thread.start()
+        self.pending += 1
+        if self._idle is not None:
+            self._idle.clear()
+        self._items.put((event, done))
 
-    def leave(self, urgent: bool = False) -> None:
-        self.free += 1
-        if not urgent:
-            self.busy_background -= 1
-        self._dispatch()
+    async def settled(self) -> None:
+        """Wait until everything put so far has been worked and handed back."""
+        while self.pending:
+            if self._idle is None:
+                self._idle = asyncio.Event()
+            self._idle.clear()
+            await self._idle.wait()
 
-    def _dispatch(self) -> None:
-        """Hand free slots to the first waiters that may have one (urgent ones sort first)."""
-        while self.free and self._waiting:
-            rank, _, turn = self._waiting[0]
-            if rank and self.busy_background >= self.background:
-                return  # only background work waits, and it has its share
-            heapq.heappop(self._waiting)
-            if turn.done():
-                continue  # its caller went away
-            self.free -= 1
-            if rank:
-                self.busy_background += 1
-            turn.set_result(None)
+    def close(self) -> None:
+        """Work what is queued, then stop the thread (results no longer reach a stopped loop)."""
+        if self._thread is not None:
+            self._items.put(None)
+            self._thread.join()
+
+    def _work(self) -> None:
+        while (item := self._items.get()) is not None:
+            event, done = item
+            result: Reply | BaseException
+            try:
+                self._give_way()
+                result = self._run(event)
+            except BaseException as exc:  # handed to `done`: the caller decides
+                result = exc
+            with self._lock:
+                self._results.append((done, result))
+                post, self._posted = not self._posted, True
+            if post:
+                assert self._loop is not None
+                with contextlib.suppress(RuntimeError):  # the loop is closed: the rows are resumed next start
+                    self._loop.call_soon_threadsafe(self._hand_back)
+
+    def _hand_back(self) -> None:
+        with self._lock:
+            results, self._results, self._posted = self._results, [], False
+        self.pending -= len(results)
+        for done, result in results:
+            try:
+                done(result)
+            except Exception:
+                log.exception("engine backlog: a completion callback failed")
+        self._delivered()
+        if not self.pending and self._idle is not None:
+            self._idle.set()
+
+
+class CardCodes:
+    """A platform's one-time codes for changing a sent card (or answering a chat) later, in the database.
+
+    WeCom, say, changes an app card already sent only with a response_code: `message/send` gives one for
+    each `button_interaction` card, a tap's callback another; each is valid 72 hours and usable once. Kept
+    in memory they died with the process, and after a restart every changed card was posted again. In the
+    database (storage/card_codes.py) only the latest code of each copy is kept (a tap's replaces the
+    send's), under the id the engine knows the copy by, with the id of the card that shows it now; any
+    instance may use it."""
+
+    def __init__(self, db: Database, clock: Clock, platform: str, valid: timedelta) -> None:
+        self.db = db
+        self.clock = clock
+        self.platform = platform
+        self.valid = valid  # how long the platform honours a code, less a margin
+
+    async def keep(self, message_id: str, task_id: str, code: str, valid: timedelta | None = None) -> bool:
+        """Remember `code` as the copy's latest; False when it is the one already kept (a redelivered tap)."""
+        now = self.clock.now()
+        until = now + (self.valid if valid is None else valid)
+        return await asyncio.to_thread(self._run, card_codes.keep, self.platform, message_id, task_id, code, until,
+                                       now)
+
+    async def take(self, message_id: str) -> Code | None:
+        """The copy's code, now used; None when it has none that is still valid and unused."""
+        return await asyncio.to_thread(self._run, card_codes.take, self.platform, message_id, self.clock.now())
+
+    async def give_back(self, message_id: str, code: str) -> None:
+        """The call with `code` failed before the platform took it: usable again."""
+        await asyncio.to_thread(self._run, card_codes.give_back, self.platform, message_id, code)
+
+    def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        with self.db.transaction() as s:
+            return fn(s, *args)
 
 
 @dataclass
@@ -267,68 +340,90 @@ class Hub:
     engine_threads: int = ENGINE_THREADS
     spool: Spool | None = None
     journal: Journal = field(init=False)
+    backlog: Backlog = field(init=False)
     _pool: ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
         self.journal = Journal(self.bot.db, self.spool, self.bot.config.spool_after_seconds)
+        self.backlog = Backlog(self.bot.handle, self._after_the_answers, self._wake_delivery)
         self._pool = ThreadPoolExecutor(self.engine_threads, thread_name_prefix="collabbot-engine")
-        self._gate = EngineGate(self.engine_threads)
-        self.backlog = 0
+        self.urgent = 0
         self.answering = 0
-        self._quiet = asyncio.Event()
-        self._quiet.set()
         self._answered = 0.0
+
+    def card_codes(self, platform: str, valid: timedelta) -> CardCodes:
+        """`platform`'s one-time card codes, valid `valid` (less a margin) from when they are kept."""
+        return CardCodes(self.bot.db, self.bot.clock, platform, valid)
+
+    @property
+    def lock_url(self) -> str | None:
+        """What an instance-wide lock (the kit's `Holder`) connects to: the PostgreSQL server, in libpq's
+        form; None on SQLite, whose file belongs to one process, so the lock is simply held."""
+        if not self.bot.db.is_postgres:
+            return None
+        return self.bot.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    @property
+    def waiting(self) -> int:
+        """Engine calls queued or under way (`/metrics`)."""
+        return self.backlog.pending + self.urgent
 
     @contextmanager
     def answer(self) -> Iterator[None]:
         """Mark a callback being answered (the pipeline does, for messages and taps alike)."""
         self.answering += 1
-        self._quiet.clear()
         try:
             yield
         finally:
             self.answering -= 1
-            self._answered = asyncio.get_running_loop().time()
-            if not self.answering:
-                self._quiet.set()
+            self._answered = time.monotonic()
 
-    async def _after_the_answers(self) -> None:
-        """Queued work gives way to saturated answering (see BUSY), for YIELD_TO_ANSWERS at most."""
+    def _after_the_answers(self) -> None:
+        """On the backlog's thread: queued work gives way to saturated answering (see BUSY), for
+        YIELD_TO_ANSWERS at most. The counters are the loop's; reading them from here is safe."""
         if self.answering < BUSY:
             return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + YIELD_TO_ANSWERS
-        while (left := deadline - loop.time()) > 0:
-            if self.answering:
-                try:
-                    await asyncio.wait_for(self._quiet.wait(), left)
-                except TimeoutError:
-                    return
-            elif (calm := loop.time() - self._answered) < QUIET:
-                await asyncio.sleep(min(QUIET - calm, left))
-            else:
+        deadline = time.monotonic() + YIELD_TO_ANSWERS
+        while (now := time.monotonic()) < deadline:
+            if not self.answering and now - self._answered >= QUIET:
                 return
+            time.sleep(QUIET / 2)
+
+    def queue(self, event: InboundEvent, done: Done) -> None:
+        """Work `event` in the background, after the backlog; `done(reply or exception)` on the loop."""
+        self.backlog.put(event, done)
 
     async def handle(self, event: InboundEvent, urgent: bool = False) -> Reply:
-        """The engine's reply; `urgent` when someone waits for it (it goes before queued background work)."""
-        self.backlog += 1
+        """The engine's reply; `urgent` when someone waits for it (it does not queue behind the backlog)."""
+        if not urgent:
+            replied: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+            self.backlog.put(event, partial(_settle, replied))
+            return await replied
+        self.urgent += 1
         try:
-            await self._gate.enter(urgent)
-            try:
-                if not urgent:
-                    await self._after_the_answers()
-                reply = await asyncio.get_running_loop().run_in_executor(self._pool, self.bot.handle, event)
-            finally:
-                self._gate.leave(urgent)
+            reply = await asyncio.get_running_loop().run_in_executor(self._pool, self.bot.handle, event)
         finally:
-            self.backlog -= 1
-        if self.worker is not None:
-            self.worker.wake.set()
+            self.urgent -= 1
+        self._wake_delivery()
         return reply
 
+    def _wake_delivery(self) -> None:
+        if self.worker is not None:
+            self.worker.wake.set()
+
     def close(self) -> None:
+        self.backlog.close()
         self._pool.shutdown(wait=True)
         self.journal.close()
+
+
+def _settle(future: asyncio.Future[Reply], result: Reply | BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
 
 
 class PlatformAdapter(Protocol):

@@ -25,9 +25,10 @@ from sqlalchemy import func, select
 from collabbot.adapters import registry
 from collabbot.adapters.hub import Hub, PlatformAdapter, favour_the_loop, settle_the_heap
 from collabbot.adapters.kit import files
+from collabbot.adapters.kit.client import ApiError
 from collabbot.adapters.kit.files import FileLinks
 from collabbot.adapters.kit.media import Media
-from collabbot.adapters.kit.orgsync import sync_org
+from collabbot.adapters.kit.orgsync import EXIT_API, fetch_org
 from collabbot.adapters.kit.sender import PlatformSender
 from collabbot.adapters.kit.spool import Spool
 from collabbot.bot.app import Bot
@@ -170,7 +171,7 @@ def build_app(config: Config, bot: Bot, adapters: list[PlatformAdapter], hub: Hu
         if hub is not None:  # the inbound path: what waits for the engine, and how long the oldest has waited
             depth, lag = await asyncio.to_thread(_inbound_depth, bot)
             lines += [f"collabbot_inbound_queue_depth {depth}", f"collabbot_inbound_queue_lag_seconds {lag:.1f}",
-                      f"collabbot_engine_backlog {hub.backlog}"]
+                      f"collabbot_engine_backlog {hub.waiting}"]
             for adapter in adapters:
                 pipeline = getattr(getattr(adapter, "inbound", None), "pipeline", None)
                 if pipeline is not None:
@@ -276,4 +277,24 @@ def serve(config: Config, org: Org | None) -> int:
 
 
 def org_sync(config: Config, platform: str) -> int:
-    return sync_org(config, registry.org_source(config, platform))
+    """Fetch `platform`'s org and apply it; 0 when applied (changed or not), EXIT_API when the platform failed."""
+    source = registry.org_source(config, platform)
+    try:
+        org = asyncio.run(fetch_org(source))
+    except ApiError as exc:
+        log.error("%s org sync failed: %s", source.platform, exc)
+        print(f"{source.platform} org sync failed: {exc}")
+        return EXIT_API
+    db = Database(config.database_url)
+    try:
+        upgrade(db.engine)
+        with db.transaction() as s:
+            changes = apply_org(s, org, SystemClock().now(), platform=source.platform)
+    finally:
+        db.dispose()
+    for change in changes:
+        log.info("org: %s", change)
+        print(change)
+    print(f"{len(org.departments)} department(s), {len(org.people)} people from {source.display_name}; "
+          f"{len(changes)} change(s)")
+    return 0

@@ -64,6 +64,7 @@ class DingTalkEnv:
     async def close(self) -> None:
         await self.http.close()
         await self.adapter.stop()
+        self.hub.close()  # its threads end with the test
         await self.fake.close()
 
 

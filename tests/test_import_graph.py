@@ -121,17 +121,13 @@ def test_a_layer_imports_nothing_of_what_sits_above_it(layer: str, forbidden: tu
     assert not bad, "\n".join(bad)
 
 
-# kit modules that still open the database themselves (a lock holder, the card codes, org sync): to be
-# moved behind the engine; every other kit module reaches the database through the hub only
-KIT_STILL_ON_STORAGE = {"collabbot.adapters.kit.card_codes", "collabbot.adapters.kit.holder",
-                        "collabbot.adapters.kit.orgsync"}
-
-
 def test_the_adapter_kit_reaches_the_database_through_the_hub_only() -> None:
+    """The kit and every platform's folder (the console's too) get what they need of the database from
+    adapters/hub.py: only the hub and the composition root (serve, the command line) import storage."""
     modules = _modules()
-    readers = {name for name, path in modules.items() if name.startswith("collabbot.adapters.kit.")
+    readers = {name for name, path in modules.items() if name.startswith("collabbot.adapters.")
                for target, _ in _imports(name, path, modules) if target.startswith("collabbot.storage")}
-    assert readers == KIT_STILL_ON_STORAGE
+    assert readers == {"collabbot.adapters.hub", "collabbot.adapters.serve", "collabbot.adapters.server"}
 
 
 def test_every_package_folder_is_listed_in_pyproject() -> None:

@@ -303,50 +303,33 @@ async def test_rows_left_in_the_spool_by_a_dead_process_are_worked_at_the_next_s
         await env.close()
 
 
-async def test_the_engine_gate_lets_an_urgent_call_before_the_queued_ones_and_leaks_no_slot() -> None:
-    import asyncio
+async def test_the_backlog_works_in_order_on_one_thread_and_hands_every_result_back() -> None:
+    """Queued engine calls run one after the other on one thread (never on the one kept for taps); each
+    result, a failure included, reaches its caller on the loop, in batches that wake the delivery once."""
+    from collabbot.adapters.hub import Backlog
 
-    from collabbot.adapters.hub import EngineGate
+    opened, threads, worked, results, deliveries = threading.Event(), set(), [], [], []
 
-    gate, order = EngineGate(1), []
-    await gate.enter()  # the engine is busy
+    def run(event: Any) -> Any:
+        opened.wait(5)
+        threads.add(threading.current_thread().name)
+        worked.append(event)
+        if event == "bad":
+            raise ValueError(event)
+        return event.upper()
 
-    async def call(name: str, urgent: bool = False) -> None:
-        await gate.enter(urgent)
-        order.append(name)
-        gate.leave(urgent)
-
-    waiting = [asyncio.create_task(call(f"message{i}")) for i in range(3)]
-    gone = asyncio.create_task(call("gone"))
-    await asyncio.sleep(0)
-    tap = asyncio.create_task(call("tap", urgent=True))
-    await asyncio.sleep(0)
-    gone.cancel()  # a caller that went away while waiting
-    gate.leave()
-    await asyncio.gather(*waiting, tap)
-    assert order == ["tap", "message0", "message1", "message2"]
-    assert gate.free == 1 and gate.busy_background == 0  # every slot came back
-
-
-async def test_queued_messages_keep_an_engine_thread_free_for_taps() -> None:
-    import asyncio
-
-    from collabbot.adapters.hub import EngineGate
-
-    gate = EngineGate(2)
-    await gate.enter()  # a message is worked
-    second = asyncio.create_task(gate.enter())  # the next one waits although a thread is free
-    await asyncio.sleep(0)
-    assert not second.done() and gate.free == 1
-    await asyncio.wait_for(gate.enter(urgent=True), 1)  # a tap takes the free thread at once
-    assert gate.free == 0
-    gate.leave(urgent=True)
-    await asyncio.sleep(0)
-    assert not second.done()  # the tap's thread does not go to background work
-    gate.leave()
-    await asyncio.wait_for(second, 1)  # the message's thread does
-    gate.leave()
-    assert gate.free == 2 and gate.busy_background == 0
+    backlog = Backlog(run, lambda: None, lambda: deliveries.append(len(results)))
+    for event in ["a", "bad", "b", "c"]:
+        backlog.put(event, results.append)
+    assert backlog.pending == 4 and results == []  # nothing is worked on the loop
+    opened.set()
+    await backlog.settled()
+    assert [r if isinstance(r, str) else type(r) for r in results] == ["A", ValueError, "B", "C"]
+    assert threads == {"collabbot-backlog"} and backlog.pending == 0
+    assert 1 <= len(deliveries) <= 4  # once per batch handed back
+    backlog.put("d", results.append)
+    backlog.close()  # what is queued is worked before the thread stops
+    assert worked == ["a", "bad", "b", "c", "d"] and threads == {"collabbot-backlog"}
 
 
 async def test_a_tap_during_a_burst_of_messages_is_answered_before_the_backlog(sqlite_db: Database) -> None:

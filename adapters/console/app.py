@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from collabbot.adapters.console import transcript as tr
+from collabbot.adapters.hub import OutboxItem
 from collabbot.bot.app import Bot
 from collabbot.bot.clock import ManualClock
 from collabbot.bot.copies import UPDATE
@@ -24,7 +25,6 @@ from collabbot.bot.org import CONSOLE, Org
 from collabbot.bot.replies import Card, Message, Reply
 from collabbot.cards.render import render_text
 from collabbot.scheduler.delivery import DeliveryWorker
-from collabbot.storage.outbox import OutboxItem
 
 
 @dataclass

@@ -15,11 +15,11 @@ from typing import TextIO
 
 from aiohttp import web
 
+from collabbot.adapters.hub import OutboxItem
 from collabbot.bot.clock import Clock
 from collabbot.bot.copies import UPDATE
 from collabbot.bot.org import CONSOLE
 from collabbot.bot.replies import Message
-from collabbot.storage.outbox import OutboxItem
 
 
 class StdoutSender:

@@ -23,8 +23,6 @@ import hashlib
 import logging
 from typing import Any
 
-from collabbot.storage.db import Database
-
 log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT = 5.0
@@ -40,8 +38,8 @@ class Holder:
     """The right to keep one thing open, held by at most one instance at a time: `platform`'s `what`
     (for the logs), locked under `name`."""
 
-    def __init__(self, db: Database, platform: str, what: str, name: str) -> None:
-        self.db = db
+    def __init__(self, url: str | None, platform: str, what: str, name: str) -> None:
+        self.url = url  # the PostgreSQL server's (libpq form, `Hub.lock_url`); None: one process, held at once
         self.platform = platform
         self.what = what
         self.key = lock_key(name)
@@ -50,7 +48,7 @@ class Holder:
 
     @property
     def shared(self) -> bool:
-        return self.db.is_postgres
+        return self.url is not None
 
     async def acquire(self) -> bool:
         """Take the lock if nobody holds it; True while we hold it."""
@@ -62,10 +60,8 @@ class Holder:
         await self.release()
         import psycopg
 
-        url = self.db.engine.url.set(drivername="postgresql")
         try:
-            conn = await psycopg.AsyncConnection.connect(url.render_as_string(hide_password=False), autocommit=True,
-                                                         connect_timeout=int(CHECK_TIMEOUT))
+            conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=int(CHECK_TIMEOUT))
         except Exception as exc:
             log.warning("%s: cannot reach PostgreSQL for the lock on %s: %r", self.platform, self.what, exc)
             return False

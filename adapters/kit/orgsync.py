@@ -2,26 +2,18 @@
 
 A platform supplies an `OrgSource` whose `fetch()` returns the org as the platform shows it to the
 app (departments and their heads, people with their department and supervisor, each person's
-platform id). The sync applies it with `apply_org(…, platform=…)`, which matches people by their
-platform id, so a second run changes nothing and a rename on the platform renames them here.
+platform id). `collabbot org sync` (adapters/serve.py) applies it with `apply_org(…, platform=…)`,
+which matches people by their platform id, so a second run changes nothing and a rename on the
+platform renames them here.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from typing import Protocol
 
-from collabbot.adapters.kit.client import ApiError
-from collabbot.bot.clock import SystemClock
-from collabbot.bot.config import Config
-from collabbot.bot.org import Org, apply_org
-from collabbot.storage.db import Database
-from collabbot.storage.migrate import upgrade
+from collabbot.bot.org import Org
 
-log = logging.getLogger(__name__)
-
-EXIT_API = 4
+EXIT_API = 4  # `org sync`'s exit status when the platform's API failed
 
 
 class OrgSource(Protocol):
@@ -33,31 +25,9 @@ class OrgSource(Protocol):
     async def close(self) -> None: ...
 
 
-def sync_org(config: Config, source: OrgSource) -> int:
-    """Fetch and apply; 0 when applied (changed or not), EXIT_API when the platform failed."""
-
-    async def fetch() -> Org:
-        try:
-            return await source.fetch()
-        finally:
-            await source.close()
-
+async def fetch_org(source: OrgSource) -> Org:
+    """The platform's org; the source's client is closed either way (raises the kit's `ApiError`)."""
     try:
-        org = asyncio.run(fetch())
-    except ApiError as exc:
-        log.error("%s org sync failed: %s", source.platform, exc)
-        print(f"{source.platform} org sync failed: {exc}")
-        return EXIT_API
-    db = Database(config.database_url)
-    try:
-        upgrade(db.engine)
-        with db.transaction() as s:
-            changes = apply_org(s, org, SystemClock().now(), platform=source.platform)
+        return await source.fetch()
     finally:
-        db.dispose()
-    for change in changes:
-        log.info("org: %s", change)
-        print(change)
-    print(f"{len(org.departments)} department(s), {len(org.people)} people from {source.display_name}; "
-          f"{len(changes)} change(s)")
-    return 0
+        await source.close()

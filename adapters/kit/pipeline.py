@@ -7,7 +7,7 @@ platform's `sent_at`) and hands it here. The pipeline then does, once for all pl
    or retrying for hours) is not executed blindly;
 2. durability: the event is written to the inbound queue BEFORE anything is answered, because a
    platform never retries a callback we answered (concurrent callbacks share one commit);
-3. the engine, in the hub's bounded thread pool, working from that row, which is deleted when the
+3. the engine, on the hub's backlog thread, working from that row, which is deleted when the
    engine's transaction (with its receipt) has committed;
 4. the answer: a message is answered as soon as it is durable (`accept`: its replies go out through
    the outbox, so nothing in the answer waits on the engine); a card tap, whose answer carries the
@@ -75,8 +75,9 @@ class InboundPipeline:
 
     async def drain(self) -> None:
         """Wait for the work under way (tests, shutdown)."""
-        while self._tasks:
+        while self._tasks or self.hub.backlog.pending:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            await self.hub.backlog.settled()
         await self.hub.journal.settled()
 
     async def start(self) -> None:
@@ -167,12 +168,12 @@ class InboundPipeline:
             return False
         return True
 
-    async def _admit(self, event: InboundEvent, sent_at: datetime | None) -> asyncio.Task[Reply] | None:
-        """Filter, make durable, start the engine on it; None when there is nothing to do."""
+    async def _admit(self, event: InboundEvent, sent_at: datetime | None) -> None:
+        """Filter, make durable, queue for the engine."""
         if not self._admissible(event, sent_at):
-            return None
+            return
         [ticket] = await self.hub.journal.put([(self.platform, EVENT, event_to_json(event))])
-        return self.spawn(self._work_event(ticket, event))
+        self._work_event(ticket, event)
 
     async def follow_up(self, kind: str, payload: dict[str, Any]) -> None:
         """Make `kind` work durable now, and start it; the handler must be registered in `follow_ups`."""
@@ -182,10 +183,15 @@ class InboundPipeline:
         if ticket.id is not None:  # else it sits in the spool: the database takes it up, and resume() works it
             self.spawn(self._work_follow_up(QueuedItem(ticket.id, self.platform, kind, payload, 0)))
 
-    async def _work_event(self, ticket: Ticket | int, event: InboundEvent) -> Reply:
-        reply = await self.hub.handle(event)
-        self.hub.journal.forget(ticket)
-        return reply
+    def _work_event(self, ticket: Ticket | int, event: InboundEvent) -> None:
+        """Queue `event` for the engine; its row goes once the engine's transaction (with the receipt) has
+        committed. A failure leaves the row, taken up again once its lease runs out."""
+        def done(result: Reply | BaseException) -> None:
+            if isinstance(result, BaseException):
+                log.error("%s: inbound work failed", self.platform, exc_info=result)
+            else:
+                self.hub.journal.forget(ticket)
+        self.hub.queue(event, done)
 
     async def _work_follow_up(self, item: QueuedItem) -> None:
         try:
@@ -227,7 +233,7 @@ class InboundPipeline:
                     log.error("%s: queued row #%s is not an event (%s); dropped", self.platform, item.id, exc)
                     self.hub.journal.forget(item.id)
                     continue
-                self.spawn(self._work_event(item.id, event))
+                self._work_event(item.id, event)
             elif item.kind in self.follow_ups:
                 self.spawn(self._work_follow_up(item))
             else:

@@ -13,7 +13,6 @@ from typing import Any
 from aiohttp import web
 
 from collabbot.adapters.hub import Hub
-from collabbot.adapters.kit.card_codes import CardCodes
 from collabbot.adapters.kit.holder import Holder
 from collabbot.adapters.wecom.client import WecomClient
 from collabbot.adapters.wecom.config import WecomSettings, parse_settings
@@ -39,11 +38,11 @@ class WecomAdapter:
         self.client = client or WecomClient(settings)
         self.robot: RobotConnection | None = None
         if settings.robot_mode == "websocket":
-            self.robot = RobotConnection(settings, Holder(hub.bot.db, PLATFORM, "the robot's long connection",
+            self.robot = RobotConnection(settings, Holder(hub.lock_url, PLATFORM, "the robot's long connection",
                                                             f"wecom:robot:{settings.bot_id}"), self._robot_frame)
         self._bound: set[str] = set()
         self.sender = WecomSender(self.client, settings, self.robot, self.bound,
-                                  CardCodes(hub.bot.db, hub.bot.clock, PLATFORM, CODE_VALID), limits=limits)
+                                  hub.card_codes(PLATFORM, CODE_VALID), limits=limits)
         self.inbound = WecomInbound(hub, settings, self.client, self.sender)
         self.webhooks = WecomWebhooks(settings, self.inbound, hub.bot.clock)
 

@@ -14,7 +14,7 @@
 * An `update` row: WeCom changes a robot card in place only while answering a tap on it (within 5 s),
   so a group copy changed by a tap elsewhere is sent again in its current state, with a new task_id
   derived from the copy and its content (a retried row repeats it). An app card is changed in place
-  with the latest response_code of its copy (the kit's `CardCodes`: kept in the database, 72 h, used once),
+  with the latest response_code of its copy (the hub's `CardCodes`: kept in the database, 72 h, used once),
   after a restart too; without a valid one it is sent again like a group copy, and the new card's code
   is kept for the copy, so its next change is in place again.
 
@@ -33,7 +33,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlparse
 
-from collabbot.adapters.kit.card_codes import CardCodes
+from collabbot.adapters.hub import CardCodes
 from collabbot.adapters.kit.sender import PlatformSender, render
 from collabbot.adapters.wecom import media
 from collabbot.adapters.wecom.client import WecomApiError, WecomClient, task_id_taken
