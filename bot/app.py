@@ -179,6 +179,8 @@ def _approval_view(result: bool) -> Callable[[Ctx, int, User | None], Card | Non
 # a sent card's kind -> how to draw it again for one viewer (None: a group's copy), after its entity changed
 CARD_VIEWS: dict[str, Callable[[Ctx, int, User | None], Card | None]] = {
     "task": _task_view, "approval": _approval_view(False), "approval_result": _approval_view(True)}
+# kinds drawn alike for every viewer: after a tap, the answer's card is what every copy shows
+SAME_FOR_EVERYONE = frozenset({"task"})
 
 
 class Bot:
@@ -373,6 +375,8 @@ class Bot:
 
         def view(copy: copies.SentCopy) -> Card | None:
             shown = (copy.shows or {}).get("kind", reply.card.kind) if reply.card else ""
+            if reply.card is not None and shown == reply.card.kind and shown in SAME_FOR_EVERYONE:
+                return reply.card  # drawn a moment ago, from the state this transaction leaves
             draw = CARD_VIEWS.get(shown)
             if draw is None or not raw_id.isdigit():
                 return None
