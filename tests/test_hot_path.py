@@ -23,7 +23,7 @@ BUDGETS = [  # (what, transcript line, most statements)
     ("the group's first command (binds the group)", f"{G} 张三: @bot 新建任务 活动H5开发 负责人 @李四 协作 @王五 截止 12-10",
      23),
     ("新建任务", f"{G} 张三: @bot 新建任务 物料设计 负责人 @李四 截止 12-10", 18),  # with: is the project closed?
-    ("a tap on 确认收到", "dm as 李四: tap 确认收到", 18),
+    ("a tap on 确认收到", "dm as 李四: tap 确认收到", 16),
     ("我的任务", "dm as 李四: 我的任务", 9),
     ("进度", f"{G} 李四: @bot 进度 #2 50% 初稿完成", 20),
 ]
