@@ -23,6 +23,7 @@ from dataclasses import replace
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
@@ -272,48 +273,57 @@ def cmd_org_sync(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    config_help = "config file (default: $COLLABBOT_CONFIG, else the embedded defaults)"
     p = argparse.ArgumentParser(prog="collabbot", description="CollabBot: owns the follow-up of cross-department work.")
-    p.add_argument("--config", help="config file (default: $COLLABBOT_CONFIG, else the embedded defaults)")
+    p.add_argument("--config", help=config_help)
     p.add_argument("-v", "--verbose", action="store_true")
+    # the same two options after the command (`collabbot serve --config FILE`); SUPPRESS keeps a value
+    # given before the command when none is given after it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True)
 
-    c = sub.add_parser("console", help="talk to the bot as any member of the org")
+    def add_parser(parent: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return parent.add_parser(name, parents=[common], **kwargs)
+
+    c = add_parser(sub, "console", help="talk to the bot as any member of the org")
     c.add_argument("--script", help="run a transcript file instead of reading the terminal")
     c.add_argument("--org", help="org file (default: the demo org)")
     c.add_argument("--db", help="database URL (default: a fresh temporary SQLite file, removed at exit)")
     c.add_argument("--echo", action="store_true", help="print each transcript line before its output")
     c.set_defaults(func=cmd_console)
 
-    s = sub.add_parser("serve", help="run the bot: webhooks, scheduler, delivery")
+    s = add_parser(sub, "serve", help="run the bot: webhooks, scheduler, delivery")
     s.add_argument("--db", help="database URL")
     s.set_defaults(func=cmd_serve)
 
     d = sub.add_parser("db", help="database maintenance")
     dsub = d.add_subparsers(dest="db_command", required=True)
-    du = dsub.add_parser("upgrade", help="apply the migrations")
+    du = add_parser(dsub, "upgrade", help="apply the migrations")
     du.add_argument("--db", help="database URL")
     du.set_defaults(func=cmd_db_upgrade)
 
     o = sub.add_parser("org", help="the org: departments, people, supervisors")
     osub = o.add_subparsers(dest="org_command", required=True)
-    ol = osub.add_parser("load", help="apply an org TOML file")
+    ol = add_parser(osub, "load", help="apply an org TOML file")
     ol.add_argument("file")
     ol.add_argument("--dry-run", action="store_true", help="show what would change, write nothing")
     ol.add_argument("--db")
     ol.set_defaults(func=cmd_org_load)
-    os_ = osub.add_parser("sync", help="pull the org from a platform's contact API")
+    os_ = add_parser(osub, "sync", help="pull the org from a platform's contact API")
     os_.add_argument("--platform", default="feishu")
     os_.add_argument("--db")
     os_.set_defaults(func=cmd_org_sync)
 
     ob = sub.add_parser("outbox", help="messages waiting or failed")
     obsub = ob.add_subparsers(dest="outbox_command", required=True)
-    obl = obsub.add_parser("list", help="list messages (dead ones by default)")
+    obl = add_parser(obsub, "list", help="list messages (dead ones by default)")
     obl.add_argument("--status", default="dead", choices=["pending", "sent", "dead"])
     obl.add_argument("--limit", type=int, default=100)
     obl.add_argument("--db")
     obl.set_defaults(func=cmd_outbox_list)
-    obr = obsub.add_parser("retry", help="queue dead messages again (all, or the given ids)")
+    obr = add_parser(obsub, "retry", help="queue dead messages again (all, or the given ids)")
     obr.add_argument("ids", nargs="*")
     obr.add_argument("--db")
     obr.set_defaults(func=cmd_outbox_retry)

@@ -113,6 +113,20 @@ def test_a_bad_url_in_the_config_file_is_named_by_its_key(tmp_path: Path) -> Non
     assert line.startswith("config error: database.url: a SQLite URL needs a file")
 
 
+def test_config_may_follow_the_command(tmp_path: Path) -> None:
+    """`collabbot serve --config FILE` (as admins type it) reads the file like `collabbot --config FILE serve`;
+    given after the command it wins over one given before."""
+    bad = write_config(tmp_path / "bad.toml", f"sqlite:///{tmp_path / 's.db'}", port=99999)
+    good = tmp_path / "good.toml"
+    good.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "g.db"}"\n', encoding="utf-8")
+    refusal = "config error: server.port: must be at most 65535 (a TCP port)"
+    assert one_line_refusal(cli("serve", "--config", str(bad))) == refusal
+    assert one_line_refusal(cli("--config", str(good), "serve", "--config", str(bad))) == refusal
+    migrated = cli("--config", str(bad), "db", "upgrade", "--config", str(good))
+    assert migrated.returncode == 0, migrated.stderr
+    assert (tmp_path / "g.db").exists() and not (tmp_path / "s.db").exists()
+
+
 def test_a_port_out_of_range_or_in_use_is_one_clear_line(tmp_path: Path) -> None:
     config = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path / 's.db'}", port=99999)
     assert one_line_refusal(cli("--config", str(config), "serve")) == \
