@@ -19,6 +19,9 @@ background and its replies go out through the outbox. So each run also waits unt
 and prints how long after the last answer the work was done ("work done +s"), and the closed loop
 prints both answers/s and work done/s: the first is what the platform sees, the second what the
 engine sustains. A card tap is answered with the updated card, so its answer waits for the engine.
+The closed loop also prints each server's CPU time per event (user + system, all threads, from /proc,
+until the work is done): the load generator shares the cores, so the bare handler's requests/s is
+partly the generator's own speed, while CPU per event is the server's cost alone.
 `--answer-only` replaces the engine by one that does nothing: what remains is the cost of answering
 (verify, decrypt, parse, queue row), which shows whether the engine or the answering limits a closed loop.
 
@@ -256,25 +259,46 @@ def main() -> None:
                 if args.closed:
                     for kind in kinds:
                         tag = f"{backend}-closed-{time.time_ns()}"
-                        bare_rps = asyncio.run(closed_loop(bare_url, requests(kind, args.closed, tag + "b")))
+                        bare_reqs, bot_reqs = requests(kind, args.closed, tag + "b"), requests(kind, args.closed, tag)
+                        bare_cpu = cpu_seconds([bare])
+                        bare_rps = asyncio.run(closed_loop(bare_url, bare_reqs))
+                        bare_cpu = cpu_seconds([bare]) - bare_cpu
+                        bot_cpu = cpu_seconds(bots)
                         started = time.perf_counter()
-                        bot_rps = asyncio.run(closed_loop(bot_url, requests(kind, args.closed, tag)))
+                        bot_rps = asyncio.run(closed_loop(bot_url, bot_reqs))
                         caught_up(url)
                         done_rps = args.closed / (time.perf_counter() - started)
+                        bot_cpu = cpu_seconds(bots) - bot_cpu
                         closed.append(f"| {backend} ×{processes} | {kind} | {bot_rps:.0f} | {done_rps:.0f} | "
-                                      f"{bare_rps:.0f} | {100 * bot_rps / bare_rps:.0f} % |")
+                                      f"{bare_rps:.0f} | {100 * bot_rps / bare_rps:.0f} % | "
+                                      f"{1e6 * bot_cpu / args.closed:.0f} | {1e6 * bare_cpu / args.closed:.0f} |")
             finally:
                 bare.kill()
                 for bot in bots:
                     bot.kill()
         if closed:
-            print("\n| db | kind | collabbot answers/s | work done/s | bare req/s | answers: share of bare |")
-            print("| --- | --- | --- | --- | --- | --- |")
+            print("\n| db | kind | collabbot answers/s | work done/s | bare req/s | answers: share of bare | "
+                  "collabbot CPU µs per event | bare CPU µs per request |")
+            print("| --- | --- | --- | --- | --- | --- | --- | --- |")
             print("\n".join(closed))
         print(f"# load average {os.getloadavg()[0]:.2f} at the end")
     finally:
         if server is not None:
             server.stop()
+
+
+def cpu_seconds(procs: list[mp.Process]) -> float:
+    """CPU time (user + system, every thread) the processes have used so far, from /proc (Linux; NaN elsewhere).
+    Unlike requests/s it does not depend on how fast the load generator, sharing the cores, can send."""
+    total = 0.0
+    for proc in procs:
+        try:
+            with open(f"/proc/{proc.pid}/stat", encoding="ascii") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            return float("nan")
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def free_ports(n: int) -> list[int]:
