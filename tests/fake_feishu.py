@@ -40,6 +40,8 @@ FAULTS = {
     "chat_rate_limit": (400, 230020, "This operation triggers the frequency limit."),
     "server_error": (502, None, "Bad Gateway"),
     "token_expired": (200, 99991663, "Invalid access token for authorization. Please make a request with token attached."),
+    "tenant_token_invalid": (400, 99991668, "Invalid access token for authorization."),
+    "busy": (400, 11232, "frequency limit triggered by system load"),
     "forbidden": (400, 99991672, "Access denied. One of the following scopes is required: [im:message.urgent]."),
     "bot_not_in_chat": (400, 230002, "Bot/User can NOT be out of the chat."),
 }

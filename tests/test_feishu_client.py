@@ -70,20 +70,23 @@ async def test_token_is_refreshed_ten_minutes_before_it_expires(fake: FakeFeishu
         await client.close()
 
 
-@pytest.mark.parametrize("how", ["http_200", "http_400"])
+@pytest.mark.parametrize("how", ["http_200", "http_400", "99991668"])
 async def test_an_invalid_token_is_refreshed_once_and_the_call_repeated(fake: FakeFeishu, how: str) -> None:
     client = make_client(fake)
     try:
         await send(client, "a")
         if how == "http_200":
             fake.fail("token_expired")  # code 99991663 with HTTP 200
-        else:
+        elif how == "http_400":
             fake.expire_tokens()  # the fake answers HTTP 400, code 99991663
+        else:
+            fake.fail("tenant_token_invalid")  # another token-invalid code the official SDK refreshes on
         await send(client, "b")
     finally:
         await client.close()
     assert client.token_fetches == 2
-    assert [c.code for c in fake.api_calls("POST", "/open-apis/im/v1/messages")] == [0, 99991663, 0]
+    codes = [c.code for c in fake.api_calls("POST", "/open-apis/im/v1/messages")]
+    assert codes == [0, 99991668 if how == "99991668" else 99991663, 0]
 
 
 async def test_a_token_refused_twice_is_not_fetched_in_a_loop(fake: FakeFeishu) -> None:
@@ -110,6 +113,10 @@ async def test_rate_limits_server_errors_and_permanent_errors(fake: FakeFeishu) 
         with pytest.raises(FeishuApiError) as err:
             await send(client)
         assert err.value.transient and err.value.code == 230020 and err.value.retry_after == 1.0
+        fake.fail("busy")
+        with pytest.raises(FeishuApiError) as err:
+            await send(client)
+        assert err.value.transient and err.value.throttle and err.value.code == 11232 and err.value.retry_after == 1.0
         fake.fail("server_error")
         with pytest.raises(FeishuApiError) as err:
             await send(client)

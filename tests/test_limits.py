@@ -240,3 +240,15 @@ def test_a_send_counts_from_when_it_finished() -> None:
     assert not taken and seconds(at) == 1.3
     slots.move(keys, START, START)  # a time no longer in the log changes nothing
     assert seconds(slots.reserve(keys, START + timedelta(seconds=1), 0.0)[0]) == 1.3
+
+
+def test_feishus_app_limits_hold_a_minute_of_sends_to_a_thousand() -> None:
+    """Feishu throttles an app at 50 sends a second or 1,000 a minute, whichever comes first: sends to many
+    chats go at 50 a second for 20 seconds, then wait for the minute's window."""
+    from collabbot.adapters.feishu.sender import LIMITS
+
+    slots = MemorySlots()
+    times = [seconds(slots.reserve(limit_keys("feishu", "chat", f"oc_{i}", LIMITS), START, 120.0)[0])
+             for i in range(1001)]
+    assert times[:50] == [0.0] * 50 and times[950:1000] == [19.0] * 50
+    assert times[1000] == 60.0

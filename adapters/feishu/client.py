@@ -9,10 +9,12 @@ Rules, each from Feishu's documents:
 * token: `POST /open-apis/auth/v3/tenant_access_token/internal` answers {code, msg,
   tenant_access_token, expire} NOT wrapped in `data` (自建应用获取 tenant_access_token); valid 2 h,
   and a call in its last 30 minutes returns a new one, so we refresh 10 minutes before expiry.
-  Fetched single-flight (one refresh shared by every sender), refreshed once on 99991663 ("token
-  invalid", often with HTTP 200 or 400 rather than 401), never in a loop.
+  Fetched single-flight (one refresh shared by every sender), refreshed once on a token-invalid code
+  (99991663, and the 99991664-99991668 that the official SDK treats alike; often with HTTP 200 or
+  400 rather than 401), never in a loop.
 * rate limits: HTTP 429 / code 99991400 with `x-ogw-ratelimit-reset` seconds (频控策略), and 230020
-  (5 messages per second per chat or user: 发送消息 → 使用限制) → transient with retry-after.
+  (5 messages per second per chat or user: 发送消息 → 使用限制) → transient with retry-after; so is
+  11232, the limit Feishu applies under system load (频控策略).
 * 5xx and timeouts are transient; any other non-zero code is permanent (a wrong chat, a missing
   permission, content over 30 KB: 230025): retrying would only repeat it.
 """
@@ -36,9 +38,10 @@ from collabbot.adapters.kit.client import ApiClient, ApiError
 log = logging.getLogger(__name__)
 
 TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"
-TOKEN_INVALID = 99991663
+TOKEN_INVALID = frozenset({99991663, 99991664, 99991665, 99991666, 99991668})
 RATE_LIMITED = 99991400
 CHAT_RATE_LIMITED = 230020
+LOAD_RATE_LIMITED = 11232
 REFRESH_MARGIN_SECONDS = 600.0
 MAX_UUID = 50  # 发送消息: uuid 最大长度 50 字符
 
@@ -82,9 +85,10 @@ class FeishuClient(ApiClient):
         if code == 0 and status < 400:
             return body
         message = f"{method} {path}: HTTP {status}, code {code}: {str(body.get('msg', ''))[:200]}"
-        if status == 429 or code in (RATE_LIMITED, CHAT_RATE_LIMITED):
+        if status == 429 or code in (RATE_LIMITED, CHAT_RATE_LIMITED, LOAD_RATE_LIMITED):
+            fallback = 1.0 if code in (CHAT_RATE_LIMITED, LOAD_RATE_LIMITED) else None
             raise FeishuApiError(message, code=code, status=status, throttle=True,
-                                 retry_after=_retry_after(resp_headers) or (1.0 if code == CHAT_RATE_LIMITED else None))
+                                 retry_after=_retry_after(resp_headers) or fallback)
         raise FeishuApiError(message, code=code, status=status, transient=status >= 500)
 
     # --- the tenant access token (the kit caches it, single-flight) ---------------------------
@@ -98,7 +102,7 @@ class FeishuClient(ApiClient):
         return token, float(expire) if isinstance(expire, int | float) else 7200.0
 
     def token_invalid(self, exc: ApiError) -> bool:
-        return exc.code == TOKEN_INVALID
+        return exc.code in TOKEN_INVALID
 
     async def request(self, method: str, path: str, token: str, **kwargs: Any) -> dict[str, Any]:
         return await self._raw(method, path, token=token, **kwargs)

@@ -29,7 +29,8 @@ from collabbot.scheduler.limits import Limit
 log = logging.getLogger(__name__)
 
 PLATFORM = "feishu"
-LIMITS = (Limit("app", 50, 1.0), Limit("chat", 5, 1.0), Limit("user", 5, 1.0))
+# 发送消息: 50 a second and 1,000 a minute per app (either throttles); 5 a second per chat and per user
+LIMITS = (Limit("app", 50, 1.0), Limit("app", 1000, 60.0), Limit("chat", 5, 1.0), Limit("user", 5, 1.0))
 
 
 def render_message(message: Message) -> tuple[str, dict[str, Any]]:

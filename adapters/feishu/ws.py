@@ -36,7 +36,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from collabbot.adapters.feishu.config import FeishuSettings
-from collabbot.adapters.feishu.inbound import ANSWER_WITHIN, FeishuInbound
+from collabbot.adapters.feishu.inbound import FeishuInbound
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,9 @@ class LongConnection:
             return None
         future = asyncio.run_coroutine_threadsafe(self.inbound.handle_payload(payload), self._main_loop)
         try:
-            answer = future.result(timeout=ANSWER_WITHIN + 0.3)
+            # the pipeline answers by `answer_within_seconds` itself (None when the engine is late, and
+            # then updates the card through the API); the margin only covers the hop between loops
+            answer = future.result(timeout=self.settings.answer_within_seconds + 0.3)
         except FutureTimeout:
             return None
         except Exception:
