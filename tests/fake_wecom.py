@@ -397,8 +397,11 @@ class FakeWecom:
             return answer(type=kind, media_id=media_id, created_at=str(int(time.time())))
         if path == "/cgi-bin/department/list":
             return answer(department=self.departments)
-        if path == "/cgi-bin/user/list":
-            return answer(userlist=self.users)
+        if path == "/cgi-bin/user/list":  # the department's own members (the current docs have no fetch_child)
+            department = query.get("department_id", "")
+            if not department.isdigit() or all(d.get("id") != int(department) for d in self.departments):
+                return answer(60003, "department not found")
+            return answer(userlist=[u for u in self.users if int(department) in u.get("department", [])])
         return answer(40058, f"unknown path {path}")
 
     def _send(self, body: dict[str, Any], answer: Callable[..., web.Response]) -> web.Response:
@@ -500,13 +503,15 @@ def app_envelope(xml: str, *, at: float | None = None, token: str = APP_TOKEN, k
 
 
 def robot_envelope(body: dict[str, Any], *, at: float | None = None, token: str = ROBOT_TOKEN,
-                   key: str = ROBOT_AES_KEY) -> tuple[str, bytes]:
-    """(query string, body) of the POST WeCom makes to a robot's callback URL."""
+                   key: str = ROBOT_AES_KEY, escape_slashes: bool = True) -> tuple[str, bytes]:
+    """(query string, body) of the POST WeCom makes to a robot's callback URL: `{"encrypt": …}`, with "/"
+    written as "\\/" the way WeCom's own JSON examples show it (both are the same JSON string)."""
     encrypted = crypto.encrypt(json.dumps(body, ensure_ascii=False).encode(), key, "", os.urandom(16))
     timestamp, nonce = str(int(at if at is not None else time.time())), uuid.uuid4().hex[:10]
     signature = crypto.signature(token, timestamp, nonce, encrypted)
+    text = json.dumps({"encrypt": encrypted})
     return (urlencode({"msg_signature": signature, "timestamp": timestamp, "nonce": nonce}),
-            json.dumps({"encrypt": encrypted}).encode())
+            (text.replace("/", "\\/") if escape_slashes else text).encode())
 
 
 def echo_query(echo: str, *, token: str, key: str, receive_id: str, at: float | None = None) -> str:

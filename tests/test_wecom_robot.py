@@ -190,9 +190,14 @@ async def test_the_member_limit_is_kept_so_nothing_is_silently_dropped(env: Weco
 async def test_org_sync_reads_departments_heads_and_direct_leaders(env: WecomEnv) -> None:
     from collabbot.adapters.wecom.contacts import fetch_org
 
+    before = len(env.fake.calls_to("/cgi-bin/user/list"))
     org = await fetch_org(env.adapter.client, 1)
     people = {p.name: p for p in org.people}
     assert set(people) == {"赵总", "张三", "陈七", "李四", "赵六"}  # the inactive one left out
+    # user/list lists a department's own members: read once per department, no fetch_child
+    reads = env.fake.calls_to("/cgi-bin/user/list")[before:]
+    assert sorted(c.query["department_id"] for c in reads) == ["1", "2", "3"]
+    assert not any("fetch_child" in c.query for c in reads)
     assert people["张三"].supervisor == "赵总"  # direct_leader
     assert people["李四"].supervisor == "陈七"  # no direct_leader: the head of 技术部
     assert people["陈七"].supervisor == "赵总"
@@ -310,12 +315,12 @@ async def test_wechatpys_client_reads_the_fakes_answers(env: WecomEnv) -> None:
 
     def run() -> tuple[Any, Any, Any]:
         client = Local(fw.CORP_ID, fw.APP_SECRET)
-        return (client.message.send_text(fw.AGENT_ID, "lisi", "你好"), client.user.list(1, fetch_child=True),
+        return (client.message.send_text(fw.AGENT_ID, "lisi", "你好"), client.user.list(3),
                 client.department.get())
 
     sent, users, departments = await asyncio.to_thread(run)
     assert sent["errcode"] == 0 and sent["msgid"] and env.fake.sent[-1]["touser"] == "lisi"
-    assert {u["userid"] for u in users} >= {"lisi", "zhangsan"}
+    assert {u["userid"] for u in users} == {"chenqi", "lisi", "zhaoliu", "gone"}  # 技术部's own members
     assert {d["name"] for d in departments} == {"公司", "市场部", "技术部"}
 
 

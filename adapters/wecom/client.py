@@ -13,6 +13,7 @@ Every answer is `{errcode, errmsg, …}`, mostly with HTTP 200:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -33,6 +34,7 @@ THROTTLE_WAIT = 60.0  # WeCom gives no reset time; its windows are a minute
 # same row got through (its answer was lost, or its process died before recording it). The code is the one
 # our fake answers; the message is matched too, as the pages we could read give no code for it.
 TASK_ID_EXISTS = 40107
+MEMBER_READS_AT_ONCE = 4  # user/list calls in flight while the directory is read
 
 
 def task_id_taken(exc: WecomApiError) -> bool:
@@ -142,8 +144,17 @@ class WecomClient(ApiClient):
         answer = await self.call("GET", "/cgi-bin/department/list", params={"id": str(root)})
         return [d for d in answer.get("department") or [] if isinstance(d, dict)]
 
-    async def users(self, department: int) -> list[dict[str, Any]]:
-        """GET /cgi-bin/user/list?department_id=&fetch_child=1: members with department and direct_leader."""
-        answer = await self.call("GET", "/cgi-bin/user/list", params={"department_id": str(department),
-                                                                      "fetch_child": "1"})
-        return [u for u in answer.get("userlist") or [] if isinstance(u, dict)]
+    async def users(self, departments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The members of these departments (as `departments` lists them), each once, with their department
+        and direct_leader. GET /cgi-bin/user/list?department_id= answers a department's own members: WeCom's
+        current documentation has no fetch_child and says to read a subtree department by department."""
+        ids = [d["id"] for d in departments if isinstance(d.get("id"), int)]
+        seen: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), MEMBER_READS_AT_ONCE):
+            answers = await asyncio.gather(*(self.call("GET", "/cgi-bin/user/list", params={"department_id": str(i)})
+                                             for i in ids[start:start + MEMBER_READS_AT_ONCE]))
+            for answer in answers:
+                for user in answer.get("userlist") or []:
+                    if isinstance(user, dict) and isinstance(user.get("userid"), str):
+                        seen.setdefault(user["userid"], user)
+        return list(seen.values())

@@ -3,8 +3,8 @@
 Reads (the app's 通讯录 visibility):
 * `department/list?id=<root>`: every department below the root, its `name`, `parentid` and
   `department_leader` (its heads, userids);
-* `user/list?department_id=<root>&fetch_child=1`: every member with `department`, `main_department`
-  and `direct_leader` (直属上级).
+* `user/list?department_id=<id>` for each of them (it lists a department's own members): every member
+  with `department`, `main_department` and `direct_leader` (直属上级), each once.
 
 A person's supervisor is their first `direct_leader`, else the first head of their main department
 who is not themselves. Names are the org's keys, so two departments or people with one name are told
@@ -24,7 +24,8 @@ PLATFORM = "wecom"
 
 
 async def fetch_org(client: WecomClient, root: int = 1) -> Org:
-    return build_org(await client.departments(root), await client.users(root))
+    departments = await client.departments(root)
+    return build_org(departments, await client.users(departments))
 
 
 def _active(user: dict[str, Any]) -> bool:

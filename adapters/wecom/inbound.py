@@ -74,7 +74,7 @@ class WecomInbound:
     # --- the contact names ----------------------------------------------------------------------
     async def refresh_directory(self) -> bool:
         try:
-            users = await self.client.users(self.settings.org_root_department)
+            users = await self.client.users(await self.client.departments(self.settings.org_root_department))
         except WecomApiError as exc:
             log.warning("wecom: cannot read the contact directory (%s); \"@名字\" stays text until it can", exc)
             return False

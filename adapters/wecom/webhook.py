@@ -6,7 +6,8 @@ The order is the point; every step before decryption works on raw bytes:
    from its Content-Length, or as soon as the stream passes the cap);
 2. app (XML): any `<!DOCTYPE` / `<!ENTITY` (any `<!` but CDATA) or non-UTF-8 body is refused before
    a parser sees it; the `Encrypt` element is found with a strict pattern, not a parser;
-   robot (JSON): the body must be exactly `{"encrypt": "<base64>"}`, matched with a pattern;
+   robot (JSON): the body is read as JSON (nesting bounded) and must hold an `encrypt` string of
+   base64 characters: parsed rather than matched, since WeCom's JSON may escape "/" as "\\/";
 3. `msg_signature` over token, timestamp, nonce and that ciphertext, in constant time, and the
    timestamp's age;
 4. AES with the receive-id check (the CorpID for the app, empty for the robot);
@@ -39,7 +40,28 @@ from collabbot.bot.clock import Clock
 log = logging.getLogger(__name__)
 
 _XML_ENCRYPT = re.compile(rb"<Encrypt>\s*(?:<!\[CDATA\[([A-Za-z0-9+/=]{24,})\]\]>|([A-Za-z0-9+/=]{24,}))\s*</Encrypt>")
-_JSON_ENCRYPT = re.compile(rb'\A\s*\{\s*"encrypt"\s*:\s*"([A-Za-z0-9+/=]{24,})"\s*\}\s*\Z')
+_BASE64 = re.compile(r"[A-Za-z0-9+/=]{24,}")
+
+
+def xml_encrypt(body: bytes) -> str:
+    """The app's XML body's <Encrypt> value (the XML guarded first: no DTD, no entities)."""
+    crypto.guard_xml(body)
+    m = _XML_ENCRYPT.search(body)
+    if m is None:
+        raise Refused(UNAUTHENTICATED, "no Encrypt in the body")
+    return next(g for g in m.groups() if g).decode()
+
+
+def json_encrypt(body: bytes) -> str:
+    """The robot's JSON body's "encrypt" value, read as JSON (a serializer may write "/" as "\\/")."""
+    try:
+        data = loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise Refused(UNAUTHENTICATED, "the body is not JSON") from None
+    encrypted = data.get("encrypt") if isinstance(data, dict) else None
+    if not isinstance(encrypted, str) or not _BASE64.fullmatch(encrypted):
+        raise Refused(UNAUTHENTICATED, "no encrypt in the body")
+    return encrypted
 
 
 class WecomWebhooks:
@@ -78,22 +100,17 @@ class WecomWebhooks:
             return self._refuse(request, exc)
         return web.Response(text=plain)
 
-    async def _verified(self, request: web.Request, pattern: re.Pattern[bytes], token: str, key: str,
+    async def _verified(self, request: web.Request, extract: Callable[[bytes], str], token: str, key: str,
                         receive_id: str) -> str:
         body = await read_body(request, self.settings.max_body_bytes)
-        verify: Callable[[], str] = lambda: self._verify(body, request.query, pattern, token, key, receive_id)  # noqa: E731
+        verify: Callable[[], str] = lambda: self._verify(body, request.query, extract, token, key, receive_id)  # noqa: E731
         if len(body) > 16_384:
             return await asyncio.to_thread(verify)
         return verify()
 
-    def _verify(self, body: bytes, query: Mapping[str, str], pattern: re.Pattern[bytes], token: str, key: str,
+    def _verify(self, body: bytes, query: Mapping[str, str], extract: Callable[[bytes], str], token: str, key: str,
                 receive_id: str) -> str:
-        if pattern is _XML_ENCRYPT:
-            crypto.guard_xml(body)
-        m = pattern.search(body)
-        if m is None:
-            raise Refused(UNAUTHENTICATED, "no Encrypt in the body")
-        encrypted = next(g for g in m.groups() if g).decode()
+        encrypted = extract(body)
         self._check(query, token, encrypted)
         return crypto.decrypt(encrypted, key, receive_id)
 
@@ -105,7 +122,7 @@ class WecomWebhooks:
     async def app_callback(self, request: web.Request) -> web.Response:
         s = self.settings
         try:
-            plain = await self._verified(request, _XML_ENCRYPT, s.app_token, s.app_encoding_aes_key, s.corp_id)
+            plain = await self._verified(request, xml_encrypt, s.app_token, s.app_encoding_aes_key, s.corp_id)
             doc = crypto.read_xml(crypto.guard_xml(plain.encode()))
         except Refused as exc:
             return self._refuse(request, exc)
@@ -123,7 +140,7 @@ class WecomWebhooks:
     async def robot_callback(self, request: web.Request) -> web.Response:
         s = self.settings
         try:
-            plain = await self._verified(request, _JSON_ENCRYPT, s.robot_token, s.robot_encoding_aes_key, "")
+            plain = await self._verified(request, json_encrypt, s.robot_token, s.robot_encoding_aes_key, "")
             body = loads(plain)
         except Refused as exc:
             return self._refuse(request, exc)
@@ -143,5 +160,5 @@ class WecomWebhooks:
                                    os.urandom(16))
         timestamp, nonce = str(int(time.time())), uuid.uuid4().hex[:16]
         return {"encrypt": encrypted, "msgsignature": crypto.signature(s.robot_token, timestamp, nonce, encrypted),
-                "timestamp": int(timestamp), "nonce": nonce}
+                "timestamp": timestamp, "nonce": nonce}
 
