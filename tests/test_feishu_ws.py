@@ -90,3 +90,29 @@ async def reconnects(env: FeishuEnv) -> None:
     await until(lambda: bool(env.fake.ws_connections), what="the new connection")
     body = cb.message("我的任务", sender="ou_li", chat_type="p2p", chat_id="oc_p2p_li", at=START, token="")
     assert (await env.fake.push_event(body))["code"] == 200
+
+
+async def test_taps_arriving_together_are_answered_together(env: FeishuEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK calls its handler synchronously on its loop: were the answer awaited there, a second tap would
+    wait for the first one's engine and could miss Feishu's 3 s. Each frame's answer is awaited on its own."""
+    await until(lambda: bool(env.fake.ws_connections), what="the client to connect")
+    await env.fake.push_event(cb.message("@_user_1 新建任务 周报模板 负责人 @_user_2", sender="ou_zhang",
+                                         mentions=[("ou_bot", "bot"), ("ou_li", "李四")], at=START, token=""))
+    await env.adapter.inbound.drain()
+    await env.deliver()
+    [card] = [m for m in env.fake.sent("ou_li") if m["msg_type"] == "interactive"]
+    ack = next(v for v in cb.button_values(card["content"]) if CardAction.unpack(v).action == "ack")
+    taps = [cb.card_action({"action": ack}, operator="ou_li", message_id=card["message_id"], chat_id="oc_p2p_li",
+                           at=START, event_id=f"tap-{i}") for i in range(2)]
+    engine = env.bot.handle
+
+    def slow_engine(event: object) -> object:  # an engine that takes a second for each tap (a busy database)
+        time.sleep(1.0)
+        return engine(event)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(env.bot, "handle", slow_engine)
+    started = time.monotonic()
+    answers = await asyncio.gather(*(env.fake.push_event(tap) for tap in taps))
+    elapsed = time.monotonic() - started
+    assert all(a["code"] == 200 and a["data"]["toast"]["content"] for a in answers)
+    assert elapsed < 1.8, f"the taps were answered one after the other ({elapsed:.2f} s)"

@@ -19,9 +19,11 @@ What the SDK (1.7.5) gets wrong, and what we do about it:
 * frames of type `card` are dropped without an ack (oapi-sdk-python#126); `card.action.trigger`
   arrives as an event frame, which works, so that is the callback to subscribe to.
 
-The SDK handler hook (`EventDispatcherHandler._do_without_validation`) runs in the client's thread;
-it hands the raw payload to our loop with `asyncio.run_coroutine_threadsafe` and waits (bounded) for
-the answer, since a card tap's answer must go back on the same frame.
+* its handler hook (`EventDispatcherHandler._do_without_validation`) is synchronous and runs on the
+  client's loop, so a handler that waits for the answer holds every other frame behind it: two taps
+  arriving together with a slow engine, and the second misses Feishu's 3 s (and is pushed again). So
+  a single-part event frame's answer is awaited first, without blocking that loop (our loop works it),
+  and the hook only returns it; a frame the SDK must first reassemble from parts takes the blocking way.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import logging
 import threading
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextvars import ContextVar
 from typing import Any
 
 from collabbot.adapters.feishu.config import FeishuSettings
@@ -41,7 +44,10 @@ from collabbot.adapters.feishu.inbound import FeishuInbound
 log = logging.getLogger(__name__)
 
 RESTART_AFTER = 30.0  # seconds before a client thread that ended (bad credentials, say) is started again
-SDK_INTERNALS = ("_handle_message", "_receive_message_loop", "_reconnect", "_disconnect", "_connect")
+SDK_INTERNALS = ("_handle_message", "_handle_data_frame", "_receive_message_loop", "_reconnect", "_disconnect",
+                 "_connect")
+_NOT_YET = object()
+_ANSWERED: ContextVar[Any] = ContextVar("feishu_ws_answered", default=_NOT_YET)  # a frame's answer, awaited ahead
 
 
 class _Requests:
@@ -158,20 +164,42 @@ class LongConnection:
         self.frames += 1
 
     def deliver(self, payload: bytes) -> Any:
-        """Called in the client's thread for an event frame: the answer to put on the frame, or None."""
+        """Called in the client's thread for an event frame: the answer to put on the frame, or None. It
+        blocks the client's loop: only for a frame whose answer was not awaited ahead (`answer`)."""
+        answered = _ANSWERED.get()
+        if answered is not _NOT_YET:
+            return answered
         if self._main_loop is None:
             return None
         future = asyncio.run_coroutine_threadsafe(self.inbound.handle_payload(payload), self._main_loop)
         try:
-            # the pipeline answers by `answer_within_seconds` itself (None when the engine is late, and
-            # then updates the card through the API); the margin only covers the hop between loops
-            answer = future.result(timeout=self.settings.answer_within_seconds + 0.3)
+            answer = future.result(timeout=self._wait())
         except FutureTimeout:
             return None
         except Exception:
             log.exception("feishu: event frame failed")
             return None
         return answer or None
+
+    async def answer(self, payload: bytes) -> Any:
+        """On the client's loop: an event frame's answer (or None), worked on our loop, awaited without
+        holding the client's loop, so other frames are answered meanwhile."""
+        if self._main_loop is None:
+            return None
+        future = asyncio.run_coroutine_threadsafe(self.inbound.handle_payload(payload), self._main_loop)
+        try:
+            answer = await asyncio.wait_for(asyncio.wrap_future(future), self._wait())
+        except TimeoutError:
+            return None
+        except Exception:
+            log.exception("feishu: event frame failed")
+            return None
+        return answer or None
+
+    def _wait(self) -> float:
+        # the pipeline answers by `answer_within_seconds` itself (None when the engine is late, and then
+        # updates the card through the API); the margin only covers the hop between loops
+        return self.settings.answer_within_seconds + 0.3
 
 
 def _log_failure(future: Any) -> None:
@@ -209,6 +237,17 @@ def _client_class(sdk: Any) -> type:
         async def _handle_message(self, msg: bytes) -> None:
             self.watcher.frame_seen()
             await super()._handle_message(msg)
+
+        async def _handle_data_frame(self, frame: Any) -> None:
+            headers = {h.key: h.value for h in frame.headers}
+            if headers.get("type") != "event" or headers.get("sum", "1") != "1":
+                await super()._handle_data_frame(frame)
+                return
+            token = _ANSWERED.set(await self.watcher.answer(frame.payload))
+            try:
+                await super()._handle_data_frame(frame)
+            finally:
+                _ANSWERED.reset(token)
 
         async def _receive_message_loop(self) -> None:
             self.receiving = True
