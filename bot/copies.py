@@ -23,6 +23,7 @@ from collabbot.storage import outbox
 from collabbot.storage.models import OutboxMessage
 
 UPDATE = "update"  # target_kind of an outbox row that edits a sent message (target_id = its message id)
+COPY_SENT_AT = "copy_sent_at"  # in an update row's payload: when the message it changes was sent
 
 
 @dataclass(frozen=True)
@@ -34,27 +35,29 @@ class SentCopy:
     shows: dict[str, Any] | None  # the card as this copy shows it now (its last update, else as sent)
     target_kind: str = "chat"  # chat | user: who sees this copy (a card may differ per viewer)
     target_id: str = ""
+    sent_at: datetime | None = None
 
 
 def sent_copies(s: Session, card_key: str) -> list[SentCopy]:
     """The sent messages, on every platform, that show the card `card_key`, oldest first."""
     rows = list(s.execute(select(OutboxMessage.id, OutboxMessage.platform, OutboxMessage.platform_message_id,
-                                 OutboxMessage.payload, OutboxMessage.target_kind, OutboxMessage.target_id)
+                                 OutboxMessage.payload, OutboxMessage.target_kind, OutboxMessage.target_id,
+                                 OutboxMessage.sent_at)
                           .where(OutboxMessage.card_key == card_key, OutboxMessage.status == "sent",
                                  OutboxMessage.target_kind.in_(("chat", "user")),
                                  OutboxMessage.platform_message_id.is_not(None))
                           .order_by(OutboxMessage.id)))
-    shows = {(platform, mid): payload.get("card") for _, platform, mid, payload, _, _ in rows}
+    shows = {(platform, mid): payload.get("card") for _, platform, mid, payload, _, _, _ in rows}
     if rows:  # later updates of those messages (queued or sent) say what they show now
         updates = s.execute(select(OutboxMessage.platform, OutboxMessage.target_id, OutboxMessage.payload)
                             .where(OutboxMessage.target_kind == UPDATE, OutboxMessage.status != "dead",
-                                   OutboxMessage.target_id.in_([mid for _, _, mid, _, _, _ in rows]))
+                                   OutboxMessage.target_id.in_([mid for _, _, mid, _, _, _, _ in rows]))
                             .order_by(OutboxMessage.id))
         for platform, mid, payload in updates:
             if (platform, mid) in shows:
                 shows[(platform, mid)] = payload.get("card")
-    return [SentCopy(row_id, platform, mid, Message.from_json(payload).parts, shows[(platform, mid)], kind, target)
-            for row_id, platform, mid, payload, kind, target in rows]
+    return [SentCopy(row_id, platform, mid, Message.from_json(payload).parts, shows[(platform, mid)], kind, target,
+                     sent_at) for row_id, platform, mid, payload, kind, target, sent_at in rows]
 
 
 def update_copies(s: Session, card: Card, *, key: str, now: datetime, except_message: tuple[str, str] | None = None,
@@ -70,6 +73,8 @@ def update_copies(s: Session, card: Card, *, key: str, now: datetime, except_mes
         if copy.shows == card_to_json(shown):
             continue  # already showing this: nothing to change
         payload: dict[str, Any] = Message(copy.parts, shown).to_json()
+        if copy.sent_at is not None:  # a platform may refuse to change a message sent too long ago
+            payload[COPY_SENT_AT] = copy.sent_at.isoformat()
         queued += outbox.enqueue(s, dedupe_key=f"{key}:update:{copy.row_id}"[:200], platform=copy.platform,
                                  target_kind=UPDATE, target_id=copy.message_id, target_name="", payload=payload,
                                  now=now)

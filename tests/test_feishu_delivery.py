@@ -122,6 +122,26 @@ async def test_a_card_tap_updates_the_tapped_card_and_every_other_copy_in_place(
     assert len(env.fake.patches()) == 1
 
 
+@pytest.mark.parametrize(("days", "patched"), [(13, True), (15, False)])
+async def test_a_copy_is_changed_only_within_feishus_14_days(env: FeishuEnv, days: int, patched: bool) -> None:
+    """更新已发送的消息卡片 changes only messages sent in the last 14 days: an older copy is left as it is
+    (its update row done, with no call that Feishu would refuse and no dead row for the admin)."""
+    await create_task(env)
+    await env.deliver()
+    [owner_card] = [m for m in env.fake.sent("ou_li") if m["msg_type"] == "interactive"]
+    [group_card] = [m for m in env.fake.sent("oc_group") if m["msg_type"] == "interactive"]
+    env.clock.advance(timedelta(days=days))
+    ack = next(v for v in cb.button_values(owner_card["content"]) if CardAction.unpack(v).action == "ack")
+    status, answer = await env.post(cb.card_action({"action": ack}, operator="ou_li",
+                                                   message_id=owner_card["message_id"], chat_id="oc_p2p_ou_li",
+                                                   at=env.clock.now()))
+    assert status == 200 and answer["card"]["type"] == "raw"  # the tapped copy rides the answer either way
+    await env.deliver()
+    assert [p.path.rsplit("/", 1)[-1] for p in env.fake.patches()] == ([group_card["message_id"]] if patched else [])
+    [update] = [r for r in rows(env.db) if r.target_kind == "update"]
+    assert update.status == "sent"
+
+
 async def test_a_tap_the_engine_answered_too_late_is_answered_empty_then_its_card_patched(env: FeishuEnv) -> None:
     await create_task(env)
     await env.deliver()

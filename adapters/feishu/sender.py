@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from typing import Any
 
 from collabbot.adapters.feishu import media
@@ -55,6 +56,7 @@ class FeishuSender(PlatformSender):
     platform = PLATFORM
     limits = LIMITS
     native_charts = True  # a card's bars are drawn by the card's own chart element
+    updates_within = timedelta(days=14) - timedelta(hours=1)  # 更新已发送的消息卡片: messages of the last 14 days
     file_limit = media.MAX_FILE_BYTES
 
     def __init__(self, client: FeishuClient, settings: FeishuSettings) -> None:

@@ -11,12 +11,17 @@ picks the call, passes the installation-unique idempotency key, and maps whateve
 * a rendering error, or a row we cannot read → permanent (retrying would only repeat it);
 * anything else unexpected → transient, so a passing fault is retried and a lasting one ends dead
   after `max_attempts`, visible to an admin.
+
+A platform that changes a sent message only for so long after sending it (`updates_within`: Feishu,
+14 days) is not asked to change an older one: that update is done, with nothing to send, rather than
+a refusal that would end as a dead row for the admin to wonder about.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -24,7 +29,7 @@ import aiohttp
 from collabbot.adapters.hub import OutboxItem
 from collabbot.adapters.kit.client import ApiError
 from collabbot.adapters.kit.media import Media
-from collabbot.bot.copies import UPDATE
+from collabbot.bot.copies import COPY_SENT_AT, UPDATE
 from collabbot.bot.replies import Message
 from collabbot.scheduler.delivery import DeliveryError, Throttled
 from collabbot.scheduler.limits import Limit
@@ -42,6 +47,7 @@ class PlatformSender:
     media: Media = Media()  # `serve` gives each sender the one of its config
     native_charts = False  # the platform draws a card's bars itself (no chart image needed)
     file_limit = 0  # the largest file the platform takes (bytes); 0: files go as download links
+    updates_within: timedelta | None = None  # how long after sending a message may still be changed (None: always)
 
     async def post(self, target_kind: str, target_id: str, message: Message, idempotency_key: str) -> str | None:
         """Post `message` to a chat or a user; the platform's message id."""
@@ -116,6 +122,10 @@ class PlatformSender:
             if item.target_kind == UPDATE:
                 if message.card is None:
                     raise DeliveryError("an update row without a card", transient=False)
+                if self._too_old(item):
+                    log.info("%s: %s was sent more than %s before %s; not changed", self.platform, item.target_id,
+                             self.updates_within, item.dedupe_key)
+                    return item.target_id
                 await self.update(item.target_id, message)
                 return item.target_id
             if item.target_kind not in ("chat", "user"):
@@ -134,6 +144,22 @@ class PlatformSender:
         except Exception as exc:
             log.exception("%s: unexpected error sending %s", self.platform, item.dedupe_key)
             raise DeliveryError(f"unexpected {exc!r}", transient=True) from exc
+
+
+    def _too_old(self, item: OutboxItem) -> bool:
+        """Whether the message an update row changes was sent longer than `updates_within` before the change."""
+        sent_at = item.payload.get(COPY_SENT_AT)
+        if self.updates_within is None or not isinstance(sent_at, str):
+            return False
+        try:
+            sent = _utc(datetime.fromisoformat(sent_at))
+        except ValueError:
+            return False
+        return _utc(item.created_at) - sent > self.updates_within
+
+
+def _utc(at: datetime) -> datetime:
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at  # stored times are UTC
 
 
 def idempotency_key(item: OutboxItem) -> str:
