@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import itertools
 import json
 from datetime import datetime, timedelta
@@ -53,3 +56,11 @@ def card_callback(value: str, *, user: str, out_track_id: str, space_id: str = "
 def signed_headers(secret: str, at: datetime) -> dict[str, str]:
     timestamp = str(_ms(at))
     return {"timestamp": timestamp, "sign": sign.sign(timestamp, secret), "Content-Type": "application/json"}
+
+
+def card_signed_headers(api_secret: str, at: datetime) -> dict[str, str]:
+    """互动卡片 回调签名: base64(HMAC-SHA256(key = apiSecret, msg = the millisecond timestamp))."""
+    timestamp = str(_ms(at))
+    digest = hmac.new(api_secret.encode(), timestamp.encode(), hashlib.sha256).digest()
+    return {"x-ddpaas-signature-timestamp": timestamp, "x-ddpaas-signature": base64.b64encode(digest).decode(),
+            "Content-Type": "application/json"}

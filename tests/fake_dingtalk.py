@@ -10,14 +10,23 @@ blocks the group, as DingTalk's robot does), counting refusals.
 
 The Stream side: `POST /v1.0/gateway/connections/open` hands out a ticket; the websocket at the
 endpoint sends frames the way DingTalk does (robot messages, card callbacks, `ping`, `disconnect`),
-records the client's acks, can redeliver a frame that was not acked in time, and can be told to
-keep a connection silent (no frames at all: the client's watchdog must notice).
+records the client's acks, and answers the client's websocket pings (counted per connection) as
+any websocket server does. A connection can be made dead (`kill`, `dead_first`: no frames and no
+pongs while the socket stays open, which only the client's own pings can notice). A robot frame
+is never sent again, as DingTalk's protocol FAQ says (机器人消息 fire-forget); `redeliver_after` is an
+explicit opt-in for the tests that need a frame to arrive twice.
+
+HTTP mode: `/v1.0/card/callbacks/register` keeps each `callbackRouteKey`'s URL and apiSecret, and
+`http_card_callback` posts a tap on an HTTP card only there, signed with that apiSecret.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
+import hmac
 import itertools
 import json
 import threading
@@ -27,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import WSMsgType, web
 
 from .media_checks import png_size, xlsx_sheets
@@ -89,16 +99,18 @@ class FakeDingTalk:
         self._arrivals: dict[str, deque[float]] = {}
         self._blocked: dict[str, float] = {}
         self.limit_refusals: list[tuple[str, float]] = []
+        self.card_routes: dict[str, dict[str, str]] = {}  # callbackRouteKey -> {callbackUrl, apiSecret}
+        self.wall: Callable[[], float] = time.time  # the clock HTTP callbacks are timestamped by
         self.url = ""
         self._runner: web.AppRunner | None = None
         # stream
         self.open_calls = 0
         self.connections: list[web.WebSocketResponse] = []
-        self.silent_first = 0  # the first N connections get no frame at all (a dead socket)
+        self.dead_first = 0  # the first N connections are dead: no frame, no pong (the socket stays open)
         self.open_delay = 0.0  # seconds the gateway takes to answer an open call
-        self.ping_every = 0.0  # > 0: a `ping` to every live connection this often, as DingTalk does (~30 s)
+        self.ping_every = 0.0  # > 0: a SYSTEM `ping` frame to every live connection this often
         self._pinger: asyncio.Task[None] | None = None
-        self.redeliver_after: float | None = None  # resend a robot frame not acked within this many seconds
+        self.redeliver_after: float | None = None  # opt-in: resend a robot frame not acked within this long
         self.acks: list[dict[str, Any]] = []
         self._ack_waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.connected = asyncio.Event()
@@ -145,6 +157,7 @@ class FakeDingTalk:
         r.add_post("/v1.0/robot/ding/send", self._ding)
         r.add_post("/v1.0/card/instances/createAndDeliver", self._create_and_deliver)
         r.add_put("/v1.0/card/instances", self._update_card)
+        r.add_post("/v1.0/card/callbacks/register", self._register_card_callback)
         r.add_post("/robot/sendBySession", self._session_webhook)
         r.add_post("/media/upload", self._media_upload)
         for path in ("v2/department/listsub", "v2/department/get", "user/listid", "v2/user/get"):
@@ -172,10 +185,11 @@ class FakeDingTalk:
                 with contextlib.suppress(ConnectionError, RuntimeError):
                     await ws.send_str(json.dumps(frame))
 
-    def silence(self) -> web.WebSocketResponse:
-        """The newest connection goes quiet for good (no frames, no pings) while its socket stays open."""
+    def kill(self) -> web.WebSocketResponse:
+        """The newest connection dies while its socket stays open (a half-open TCP connection, a stuck
+        gateway): no frames, no pongs to the client's pings."""
         ws = self.live()[-1]
-        ws.silent = True  # type: ignore[attr-defined]
+        ws.dead = True  # type: ignore[attr-defined]
         return ws
 
     async def close(self) -> None:
@@ -369,6 +383,8 @@ class FakeDingTalk:
         if not track or not body.get("cardTemplateId") or body.get("callbackType") not in ("STREAM", "HTTP") or \
                 not isinstance(params, dict) or not all(isinstance(v, str) for v in params.values()):
             return self._error(call, 400, "param.invalid", "参数错误")
+        if body.get("callbackType") == "HTTP" and not body.get("callbackRouteKey"):
+            return self._error(call, 400, "param.invalid", "callbackRouteKey 不能为空")
         if any(len(k.encode()) > 100 or len(v.encode()) > 1024 for k, v in params.items()):
             return self._error(call, 400, "param.invalid", "cardParamMap 超长")
         if space.startswith("dtv1.card//IM_GROUP."):
@@ -389,7 +405,8 @@ class FakeDingTalk:
             return self._error(call, 403, "Forbidden.AccessDenied.RobotSendTooFast", "机器人发送消息过于频繁")
         delivered = target not in self.undelivered
         self.cards[track] = {"space": space, "params": dict(params), "at_users": deliver.get("atUserIds") or {},
-                             "callback": body.get("callbackType"), "delivered": delivered}
+                             "callback": body.get("callbackType"), "route_key": body.get("callbackRouteKey", ""),
+                             "delivered": delivered}
         if delivered:
             self._new_message("card", target, {"cardParamMap": params, "atUserIds": deliver.get("atUserIds") or {}},
                               key=track)
@@ -412,6 +429,42 @@ class FakeDingTalk:
         if track in self.messages:
             self.messages[track]["updates"].append(dict(params))
         return self._ok(call, {"success": True, "result": True})
+
+    async def _register_card_callback(self, request: web.Request) -> web.Response:
+        """注册卡片回调地址: forceUpdate true overwrites the route's URL and secret, false only inserts."""
+        call, denied = await self._guard(request)
+        if denied is not None:
+            return denied
+        body = call.body if isinstance(call.body, dict) else {}
+        key, url, secret = body.get("callbackRouteKey"), body.get("callbackUrl"), body.get("apiSecret", "")
+        if not (isinstance(key, str) and key and isinstance(url, str) and url.startswith(("http://", "https://"))
+                and isinstance(secret, str)):
+            return self._error(call, 400, "param.invalid", "参数错误")
+        if body.get("forceUpdate") is True or key not in self.card_routes:
+            self.card_routes[key] = {"callbackUrl": url, "apiSecret": secret}
+        route = self.card_routes[key]
+        return self._ok(call, {"success": True, "result": {"callbackUrl": route["callbackUrl"],
+                                                           "apiSecret": route["apiSecret"]}})
+
+    async def http_card_callback(self, data: dict[str, Any], *, wait: float = 5.0) -> tuple[int, Any]:
+        """A tap on an HTTP-mode card, posted as DingTalk does: to the URL registered for the card's
+        `callbackRouteKey` (waiting up to `wait` s for the registration), signed with its apiSecret."""
+        card = self.cards[data["outTrackId"]]
+        assert card["callback"] == "HTTP", "a STREAM card's taps go through the stream"
+        deadline = time.monotonic() + wait
+        while (route := self.card_routes.get(card["route_key"])) is None:
+            assert time.monotonic() < deadline, f"no callback URL registered for route {card['route_key']!r}"
+            await asyncio.sleep(0.02)
+        headers = {"Content-Type": "application/json"}
+        if route["apiSecret"]:
+            timestamp = str(int(self.wall() * 1000))
+            digest = hmac.new(route["apiSecret"].encode(), timestamp.encode(), hashlib.sha256).digest()
+            headers |= {"x-ddpaas-signature-timestamp": timestamp,
+                        "x-ddpaas-signature": base64.b64encode(digest).decode()}
+        async with aiohttp.ClientSession() as session, session.post(
+                route["callbackUrl"], data=json.dumps(data, ensure_ascii=False).encode(), headers=headers,
+                timeout=aiohttp.ClientTimeout(total=10)) as response:
+            return response.status, await response.json(content_type=None)
 
     async def _session_webhook(self, request: web.Request) -> web.Response:
         call = await self._record(request)
@@ -461,21 +514,29 @@ class FakeDingTalk:
         return self._ok(call, {"endpoint": self.url.replace("http://", "ws://") + "/stream", "ticket": ticket})
 
     async def _stream(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
+        ws = web.WebSocketResponse(autoping=False)  # pongs answered below, so that a dead connection gives none
         await ws.prepare(request)
         ticket = request.query.get("ticket", "")
         number = int(ticket.removeprefix("ticket-")) if ticket.startswith("ticket-") else 0
         if not number:
             await ws.close(code=4001, message=b"bad ticket")
             return ws
-        ws.silent = number <= self.silent_first  # type: ignore[attr-defined]
+        ws.dead = number <= self.dead_first  # type: ignore[attr-defined]
+        ws.pings = 0  # type: ignore[attr-defined]
+        ws.acks = []  # type: ignore[attr-defined]
         self.connections.append(ws)
         self.connected.set()
         async for msg in ws:
-            if msg.type != WSMsgType.TEXT:
+            if msg.type == WSMsgType.PING:
+                ws.pings += 1  # type: ignore[attr-defined]
+                if not ws.dead:  # type: ignore[attr-defined]
+                    await ws.pong(msg.data)
+                continue
+            if msg.type != WSMsgType.TEXT or ws.dead:  # type: ignore[attr-defined]
                 continue
             ack = json.loads(msg.data)
             self.acks.append(ack)
+            ws.acks.append(ack)  # type: ignore[attr-defined]
             waiter = self._ack_waiters.pop(str((ack.get("headers") or {}).get("messageId", "")), None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(ack)
@@ -484,7 +545,7 @@ class FakeDingTalk:
         return ws
 
     def live(self) -> list[web.WebSocketResponse]:
-        return [ws for ws in self.connections if not ws.closed and not getattr(ws, "silent", False)]
+        return [ws for ws in self.connections if not ws.closed and not getattr(ws, "dead", False)]
 
     async def wait_connected(self, count: int = 1, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
@@ -508,7 +569,7 @@ class FakeDingTalk:
         if topic == ROBOT_TOPIC and self.redeliver_after is not None:
             try:
                 return await asyncio.wait_for(asyncio.shield(waiter), self.redeliver_after)
-            except TimeoutError:  # DingTalk sends the un-acked message again
+            except TimeoutError:  # the opt-in: the un-acked frame sent again
                 await ws.send_str(json.dumps(frame, ensure_ascii=False))
         return await asyncio.wait_for(waiter, timeout)
 

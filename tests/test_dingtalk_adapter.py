@@ -1,8 +1,10 @@
-"""DingTalk's pieces on their own: the parser (one test per parsing rule), the HTTP sign, the config, each
-send path against the fake (cards, robot sends, session webhooks, DING, errors), and the org sync."""
+"""DingTalk's pieces on their own: the parser (one test per parsing rule), the HTTP signatures, the config,
+HTTP mode's card callback route (registered at start, its taps signed), each send path against the fake
+(cards, robot sends, session webhooks, DING, errors), and the org sync."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -11,23 +13,29 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from collabbot.adapters.dingtalk import parse, sign
 from collabbot.adapters.dingtalk.client import DingTalkClient
 from collabbot.adapters.dingtalk.config import parse_settings
 from collabbot.adapters.dingtalk.contacts import fetch_org
 from collabbot.adapters.dingtalk.sender import DingTalkSender, SessionWebhooks, out_track_id
+from collabbot.adapters.dingtalk.webhook import CardRoute
 from collabbot.adapters.kit.webhook import Refused
 from collabbot.bot.clock import ManualClock
-from collabbot.bot.config import ConfigError
+from collabbot.bot.config import Config, ConfigError, ReportSettings
 from collabbot.bot.events import MARKER, mention_marker
 from collabbot.bot.replies import At, Button, Card, CardAction, Message
 from collabbot.scheduler.delivery import DeliveryError, Throttled
+from collabbot.storage.db import Database
+from collabbot.storage.models import Task
 from collabbot.storage.outbox import OutboxItem
 
 from . import dingtalk_payloads as p
 from .conftest import TZ
+from .dingtalk_env import NAMES, DingTalkEnv, make_env
 from .fake_dingtalk import FakeDingTalk, ThreadedFake
+from .feishu_env import count
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=TZ)
 ACK = CardAction("ack", "task", 1, 0).pack()
@@ -121,6 +129,26 @@ def test_a_sign_older_than_the_window_is_refused() -> None:
         sign.check(headers, "secret", NOW, 3600)
 
 
+def test_the_card_callback_signature_is_hmac_sha256_of_the_timestamp_by_the_api_secret() -> None:
+    import base64
+    import hashlib
+    import hmac
+    expected = base64.b64encode(hmac.new(b"api", b"1764550800000", hashlib.sha256).digest()).decode()
+    assert sign.card_sign("1764550800000", "api") == expected
+    at = datetime.fromtimestamp(1764550800, TZ)
+    headers = {"x-ddpaas-signature-timestamp": "1764550800000", "x-ddpaas-signature": expected}
+    sign.check_card(headers, "api", at + timedelta(minutes=59), 3600)
+    for bad in ({**headers, "x-ddpaas-signature": sign.sign("1764550800000", "api")},
+                {"x-ddpaas-signature": expected}, {"x-ddpaas-signature-timestamp": "1764550800000"}):
+        with pytest.raises(Refused):
+            sign.check_card(bad, "api", at, 3600)
+    with pytest.raises(Refused):
+        sign.check_card(headers, "api", at + timedelta(minutes=61), 3600)
+    # derived from the app secret: nothing new for the admin to keep, the same on every instance
+    assert sign.api_secret("s1") == sign.api_secret("s1") != sign.api_secret("s2")
+    assert "s1" not in sign.api_secret("s1") and len(sign.api_secret("s1")) == 64
+
+
 # --- config --------------------------------------------------------------------------------------
 def test_the_config_refuses_typos_and_missing_keys() -> None:
     base = {"client_id": "ding1", "client_secret": "s", "card_template_id": "t"}
@@ -133,6 +161,17 @@ def test_the_config_refuses_typos_and_missing_keys() -> None:
         with pytest.raises(ConfigError) as error:
             parse_settings(raw)
         assert str(error.value).startswith(key + ":")
+
+
+def test_http_mode_needs_the_public_url_card_taps_are_registered_at() -> None:
+    base = {"client_id": "ding1", "client_secret": "s", "card_template_id": "t", "mode": "http"}
+    for config in (None, Config()):
+        with pytest.raises(ConfigError) as error:
+            parse_settings(base, config)
+        assert str(error.value).startswith("reports.public_url:") and "/dingtalk/callback" in str(error.value)
+    config = Config(reports=ReportSettings(public_url="https://bot.example.com"))
+    assert parse_settings(base, config).callback_url == "https://bot.example.com/dingtalk/callback"
+    assert parse_settings({**base, "mode": "stream"}).public_url == ""  # stream mode needs no public address
 
 
 # --- sending -------------------------------------------------------------------------------------
@@ -368,3 +407,100 @@ def test_the_example_config_shows_every_dingtalk_key_with_its_default(monkeypatc
     defaults = parse_settings({"client_id": "x", "client_secret": "y", "card_template_id": "z"})
     for key in dingtalk_config._KNOWN - {"client_id", "client_secret", "card_template_id"}:
         assert getattr(shown, key) == getattr(defaults, key), key
+
+
+# --- HTTP mode: the card callback route --------------------------------------------------------
+async def test_http_mode_registers_the_card_route_at_start_overwriting_an_old_url(sqlite_db: Database) -> None:
+    fake = FakeDingTalk()
+    await fake.start()
+    old = sender_for(fake)  # an earlier deployment registered another URL (forceUpdate false: insert only)
+    await old.client.call("POST", "/v1.0/card/callbacks/register", json={
+        "callbackRouteKey": "collabbot", "callbackUrl": "https://old.example.com/cb", "apiSecret": "old",
+        "forceUpdate": False})
+    await old.client.call("POST", "/v1.0/card/callbacks/register", json={
+        "callbackRouteKey": "collabbot", "callbackUrl": "https://other.example.com/cb", "apiSecret": "other",
+        "forceUpdate": False})
+    assert fake.card_routes["collabbot"] == {"callbackUrl": "https://old.example.com/cb", "apiSecret": "old"}
+    await old.client.close()
+    env = await make_env(sqlite_db, NOW, fake=fake)
+    try:
+        await asyncio.wait_for(env.adapter.card_route.registered.wait(), 5)
+        settings = env.adapter.settings
+        assert fake.card_routes["collabbot"] == {"callbackUrl": settings.callback_url,
+                                                 "apiSecret": sign.api_secret(fake.client_secret)}
+        [call] = fake.api_calls("POST", "/v1.0/card/callbacks/register")[2:]
+        assert call.body["forceUpdate"] is True and call.token in fake.tokens
+    finally:
+        await env.close()
+
+
+async def test_a_failed_registration_is_retried_with_backoff_and_does_not_hold_up_start(
+        sqlite_db: Database) -> None:
+    fake = FakeDingTalk()
+    await fake.start()
+    fake.fail("server_error", path="/v1.0/card/callbacks/register", times=1000)
+    env = await make_env(sqlite_db, NOW, fake=fake)  # returns although DingTalk refuses the registration
+    try:
+        assert not env.adapter.card_route.registered.is_set()
+        status, _ = await env.post(p.robot_message("新建任务 活动H5开发 负责人 @李四 截止 12-10", sender=NAMES["张三"],
+                                                   at=env.clock.now(), at_users=[NAMES["李四"]]))
+        assert status == 200  # messages are heard meanwhile
+        fake.faults.clear()
+        fake.fail("server_error", path="/v1.0/card/callbacks/register", times=2)
+        route = CardRoute(env.adapter.settings, env.adapter.client, first_delay=0.01)
+        await asyncio.wait_for(route.register(), 5)
+        assert route.attempts == 3 and route.registered.is_set() and "collabbot" in fake.card_routes
+    finally:
+        await env.close()
+
+
+async def _owner_card(env: DingTalkEnv) -> tuple[str, str]:
+    """A task created in HTTP mode; its owner's card and the card's 确认收到 value."""
+    from collabbot.bot.replies import CardAction as Action
+
+    await env.post(p.robot_message("新建任务 活动H5开发 负责人 @李四 截止 12-10", sender=NAMES["张三"],
+                                   at=env.clock.now(), at_users=[NAMES["李四"]]))
+    await env.deliver()
+    [card] = [m for m in env.fake.sent(NAMES["李四"]) if m["kind"] == "card"]
+    value = next(v for k, v in card["content"]["cardParamMap"].items()
+                 if k.endswith("_action") and v and (a := Action.unpack(v)) and a.action == "ack")
+    return card["id"], value
+
+
+async def test_a_forged_or_stale_card_callback_is_refused_alike_and_changes_nothing(sqlite_db: Database) -> None:
+    env = await make_env(sqlite_db, NOW)
+    try:
+        track, value = await _owner_card(env)
+        await asyncio.wait_for(env.adapter.card_route.registered.wait(), 5)
+        tap = p.card_callback(value, user=NAMES["李四"], out_track_id=track, space_id=NAMES["李四"], group=False)
+        robot = p.robot_message("新建任务 伪造 负责人 @李四 截止 12-10", sender=NAMES["张三"], at=env.clock.now(),
+                                at_users=[NAMES["李四"]])
+        now, api = env.clock.now(), sign.api_secret(env.fake.client_secret)
+        good = p.card_signed_headers(api, now)
+        cases = [
+            ("signed with a guessed apiSecret", tap, p.card_signed_headers("guessed", now)),
+            ("signed with the app secret itself", tap, p.card_signed_headers(env.fake.client_secret, now)),
+            ("signature of another timestamp", tap, dict(good, **{"x-ddpaas-signature-timestamp":
+                                                                   str(int(good["x-ddpaas-signature-timestamp"]) + 1)})),
+            ("no signature", tap, {k: v for k, v in good.items() if k != "x-ddpaas-signature"}),
+            ("no timestamp", tap, {k: v for k, v in good.items() if k != "x-ddpaas-signature-timestamp"}),
+            ("stale", tap, p.card_signed_headers(api, now - timedelta(minutes=61))),
+            ("from the future", tap, p.card_signed_headers(api, now + timedelta(minutes=61))),
+            ("a robot message under the card signature", robot, good),
+            ("a robot message under both, the card's forged", robot,
+             {**p.signed_headers(env.fake.client_secret, now), **p.card_signed_headers("guessed", now)}),
+        ]
+        tasks, refused = count(sqlite_db, Task), env.adapter.webhook.refused
+        answers = {label: await env.post(body, headers=headers) for label, body, headers in cases}
+        assert all(answer == (401, {"msg": "refused"}) for answer in answers.values()), answers
+        assert env.adapter.webhook.refused == refused + len(cases)
+        await env.deliver()
+        assert count(sqlite_db, Task) == tasks and env.fake.messages[track]["updates"] == []
+        with sqlite_db.transaction() as s:
+            assert s.scalar(select(Task)).acknowledged_at is None
+        status, answer = await env.post(tap)  # the genuine tap: through the registered route, signed
+        assert status == 200 and value not in answer["cardData"]["cardParamMap"].values()
+        # the robot sign proves the app secret itself: a tap under it is accepted too (and is a repeat here)
+        assert (await env.post(tap, headers=p.signed_headers(env.fake.client_secret, now)))[0] == 200
+    finally:
+        await env.close()

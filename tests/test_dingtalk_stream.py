@@ -1,13 +1,16 @@
 """Stream mode against the fake DingTalk: frames acked at once (a robot message once it is durable), pings echoed, taps answered with the new
-card, `disconnect` and a silent socket reconnected, redeliveries harmless, two instances on one database."""
+card, `disconnect` reconnected at once (work under way acking on the old socket), a dead socket replaced and a
+quiet one kept, a message that could not be kept logged as lost, repeats harmless, two instances on one database."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from datetime import datetime
 
+import pytest
 from sqlalchemy import select
 
 from collabbot.bot.replies import CardAction
@@ -121,10 +124,10 @@ async def test_disconnect_reconnects_at_once(sqlite_db: Database) -> None:
         await env.close()
 
 
-async def test_a_silent_socket_is_noticed_by_the_watchdog_and_replaced(sqlite_db: Database) -> None:
+async def test_a_dead_socket_is_noticed_by_our_pings_and_replaced(sqlite_db: Database) -> None:
     fake = FakeDingTalk()
     await fake.start()
-    fake.silent_first = 1  # the first connection never hears a frame, not even a ping
+    fake.dead_first = 1  # the first connection stays open but carries nothing: no frame, no pong
     env = await make_env(sqlite_db, START, fake=fake, mode="stream", watchdog_seconds=0.5)
     try:
         started = time.monotonic()
@@ -138,10 +141,62 @@ async def test_a_silent_socket_is_noticed_by_the_watchdog_and_replaced(sqlite_db
         await env.close()
 
 
+async def test_a_quiet_but_alive_socket_is_kept(sqlite_db: Database) -> None:
+    """No frame at all for several watchdog periods: our pings are answered, so nothing reconnects."""
+    env = await stream_env(sqlite_db, watchdog_seconds=0.4)  # a ping after 0.2 s of quiet
+    try:
+        [ws] = env.fake.live()
+        started = time.monotonic()
+        while ws.pings < 6:  # type: ignore[attr-defined]  # three watchdog periods, not a frame sent
+            assert time.monotonic() - started < 5.0, "the client does not ping"
+            await asyncio.sleep(0.05)
+        stream = env.adapter.stream
+        assert stream is not None and stream.kicks == 0 and stream.frames == 0
+        assert env.fake.open_calls == 1 and env.fake.live() == [ws]
+        await env.fake.robot_message(create(env))  # and it still works
+        await settle(env)
+        assert count(sqlite_db, Task) == 1
+    finally:
+        await env.close()
+
+
+async def test_after_disconnect_work_under_way_acks_on_the_old_socket(sqlite_db: Database) -> None:
+    """DingTalk keeps the old socket ~10 s after `disconnect`: a message being kept when it comes is
+    acked there, while the new connection is already open."""
+    env = await stream_env(sqlite_db)
+    inbound = env.adapter.inbound
+    gate, keep = asyncio.Event(), inbound.robot_message
+
+    async def slow_keep(data: object) -> None:  # the durable write held back until the new connection is up
+        await gate.wait()
+        await keep(data)
+
+    inbound.robot_message = slow_keep  # type: ignore[method-assign]
+    try:
+        old = env.fake.live()[-1]
+        acked = asyncio.create_task(env.fake.robot_message(create(env), message_id="frame-during"))
+        while env.adapter.stream.frames < 1:  # type: ignore[union-attr]
+            await asyncio.sleep(0.01)
+        await env.fake.disconnect(old)
+        started = time.monotonic()
+        while not [ws for ws in env.fake.live() if ws is not old]:
+            assert time.monotonic() - started < 3.0, "no new connection after disconnect"
+            await asyncio.sleep(0.02)
+        assert not old.closed and not acked.done()  # the old socket waits for the work under way
+        gate.set()
+        assert (await acked)["code"] == 200
+        assert [a["headers"]["messageId"] for a in old.acks] == ["frame-during"]  # type: ignore[attr-defined]
+        await settle(env)
+        assert old.closed and count(sqlite_db, Task) == 1  # ... and is closed once it is done
+    finally:
+        gate.set()
+        await env.close()
+
+
 async def test_a_redelivered_frame_and_a_repushed_message_change_nothing(sqlite_db: Database) -> None:
     env = await stream_env(sqlite_db)
     try:
-        env.fake.redeliver_after = 0.0  # DingTalk sends the frame again before it sees the ack
+        env.fake.redeliver_after = 0.0  # the fake's opt-in: the same frame twice (DingTalk itself does not resend)
         message = create(env)
         await env.fake.robot_message(message, message_id="frame-x")
         env.fake.redeliver_after = None
@@ -197,22 +252,22 @@ async def test_a_tap_the_engine_misses_the_deadline_for_is_answered_empty_then_u
         await env.close()
 
 
-async def test_a_robot_message_that_cannot_be_kept_is_not_acked_and_its_redelivery_is_worked(
-        sqlite_db: Database) -> None:
+async def test_a_robot_message_that_cannot_be_kept_is_logged_as_lost_and_not_acked_as_ok(
+        sqlite_db: Database, caplog: pytest.LogCaptureFixture) -> None:
+    """DingTalk does not deliver a robot message again (fire-forget): one the queue refused is lost, and says so."""
     env = await stream_env(sqlite_db)
     try:
         with sqlite_db.engine.begin() as conn:  # the queue cannot take the row: a real failure, not a stand-in
             conn.exec_driver_sql("ALTER TABLE inbound_queue RENAME TO inbound_queue_away")
-        frame = create(env)
-        try:
-            await env.fake.robot_message(frame, message_id="frame-lost", timeout=0.5)
-            raise AssertionError("a message that was not kept was acked")
-        except TimeoutError:
-            pass
+        with caplog.at_level(logging.ERROR, logger="collabbot.adapters.dingtalk.stream"):
+            ack = await env.fake.robot_message(create(env), message_id="frame-lost")
+        assert ack["code"] != 200 and env.adapter.stream.lost == 1  # type: ignore[union-attr]
+        assert any("frame-lost LOST" in r.getMessage() for r in caplog.records)
         with sqlite_db.engine.begin() as conn:
             conn.exec_driver_sql("ALTER TABLE inbound_queue_away RENAME TO inbound_queue")
-        ack = await env.fake.robot_message(frame, message_id="frame-lost")  # DingTalk delivers it again
-        assert ack["code"] == 200
+        await settle(env)
+        assert count(sqlite_db, Task) == 0 and len(env.fake.acks) == 1  # nothing came again
+        await env.fake.robot_message(create(env))  # the next message is kept and worked
         await settle(env)
         assert count(sqlite_db, Task) == 1
     finally:

@@ -2,11 +2,13 @@
 
 Composition only: settings from `[dingtalk]`, one API client shared by the sender, the stream's
 gateway call and the org sync; the inbound dispatcher; and either the Stream connection (default)
-or the HTTP callback route.
+or the HTTP callback route (and, beside start-up, the registration of the card callback route).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from aiohttp import web
@@ -16,7 +18,7 @@ from collabbot.adapters.dingtalk.config import DingTalkSettings, parse_settings
 from collabbot.adapters.dingtalk.inbound import DingTalkInbound
 from collabbot.adapters.dingtalk.sender import DingTalkSender, SessionWebhooks
 from collabbot.adapters.dingtalk.stream import StreamConnection
-from collabbot.adapters.dingtalk.webhook import DingTalkWebhook
+from collabbot.adapters.dingtalk.webhook import CardRoute, DingTalkWebhook
 from collabbot.adapters.hub import Hub
 from collabbot.bot.config import Config
 from collabbot.bot.org import Org
@@ -34,6 +36,8 @@ class DingTalkAdapter:
         self.inbound = DingTalkInbound(hub, settings, webhooks, late_update=self.sender.update)
         self.webhook = DingTalkWebhook(settings, self.inbound, hub.bot.clock)
         self.stream: StreamConnection | None = None
+        self.card_route = CardRoute(settings, self.client)
+        self._registering: asyncio.Task[None] | None = None
 
     @classmethod
     def from_config(cls, raw: dict[str, Any], hub: Hub, config: Config) -> DingTalkAdapter:
@@ -48,8 +52,14 @@ class DingTalkAdapter:
         if self.settings.mode == "stream":
             self.stream = StreamConnection(self.settings, self.client, self.inbound)
             await self.stream.start()
+        else:  # off the start-up path: serve answers messages while DingTalk is out of reach
+            self._registering = asyncio.create_task(self.card_route.register(), name="dingtalk-card-route")
 
     async def stop(self) -> None:
+        if self._registering is not None:
+            self._registering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._registering
         if self.stream is not None:
             await self.stream.stop()
         await self.inbound.pipeline.stop()

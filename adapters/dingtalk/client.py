@@ -169,6 +169,13 @@ class DingTalkClient(ApiClient):
             "outTrackId": out_track_id, "cardData": {"cardParamMap": params},
             "cardUpdateOptions": {"updateCardDataByKey": True}})
 
+    async def register_card_callback(self, route_key: str, url: str, api_secret: str) -> None:
+        """POST /v1.0/card/callbacks/register: taps on cards created with `callbackType: HTTP` and this
+        `callbackRouteKey` are posted to `url`, signed with `api_secret`. forceUpdate: the URL may have
+        changed since the last start, and an insert-if-absent would keep the old one."""
+        await self.call("POST", "/v1.0/card/callbacks/register", json={
+            "callbackRouteKey": route_key, "callbackUrl": url, "apiSecret": api_secret, "forceUpdate": True})
+
     # --- contacts (topapi) ----------------------------------------------------------------------
     async def topapi(self, path: str, body: dict[str, Any], *, retries: int = 5) -> dict[str, Any]:
         """One topapi call, waiting out its frequency limits."""

@@ -28,6 +28,7 @@ class DingTalkSettings:
     robot_code: str = ""  # defaults to client_id (an internal app's robot)
     mode: str = "stream"
     path: str = "/dingtalk/callback"  # http mode: robot messages and card callbacks
+    public_url: str = ""  # http mode: `[reports] public_url`, where DingTalk reaches us (not a [dingtalk] key)
     card_route_key: str = "collabbot"  # http mode: the card callback route registered for our cards
     base_url: str = DEFAULT_BASE_URL
     oapi_url: str = DEFAULT_OAPI_URL
@@ -37,7 +38,7 @@ class DingTalkSettings:
     stale_message_seconds: float = 900.0  # 0: execute however late a message arrives
     answer_within_seconds: float = 1.5  # a card tap's answer must come within DingTalk's 2 s
     request_timeout_seconds: float = 10.0
-    watchdog_seconds: float = 60.0  # stream: reconnect after this long without any frame (ping included)
+    watchdog_seconds: float = 60.0  # stream: a connection that stops answering our pings is replaced within this
     ding: bool = False  # urgent messages to a person also go as DING (robot/ding/send)
     group_text: str = "card"  # text to a group: "card" (idempotent, real mentions) or "robot" (groupMessages/send)
     group_limit_seconds: float = 60.0  # the robot's per-group window (20 messages in it); tests shorten it
@@ -46,6 +47,11 @@ class DingTalkSettings:
     @property
     def robot(self) -> str:
         return self.robot_code or self.client_id
+
+    @property
+    def callback_url(self) -> str:
+        """http mode: where DingTalk posts robot messages and (once registered) card callbacks."""
+        return self.public_url + self.path
 
 
 _KNOWN = {
@@ -75,6 +81,11 @@ def parse_settings(raw: dict[str, Any], config: Config | None = None) -> DingTal
     path = section.str("path", "/dingtalk/callback")
     if not path.startswith("/"):
         raise ConfigError("dingtalk.path", "must start with /")
+    public_url = config.reports.public_url if config is not None else ""
+    if mode == "http" and not public_url:
+        raise ConfigError("reports.public_url", 'is required with [dingtalk] mode = "http": card taps are posted to '
+                          f'public_url + path (e.g. "https://bot.example.com" → https://bot.example.com{path}), '
+                          "which the bot registers with DingTalk at start")
     max_body = raw.get("max_body_bytes", 262_144)
     if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1024:
         raise ConfigError("dingtalk.max_body_bytes", "must be a whole number of at least 1024")
@@ -97,6 +108,7 @@ def parse_settings(raw: dict[str, Any], config: Config | None = None) -> DingTal
         robot_code=section.str("robot_code"),
         mode=mode,
         path=path,
+        public_url=public_url,
         card_route_key=section.str("card_route_key", "collabbot") or "collabbot",
         base_url=section.url("base_url", DEFAULT_BASE_URL),
         oapi_url=section.url("oapi_url", DEFAULT_OAPI_URL),

@@ -1,9 +1,10 @@
 """What a DingTalk robot message or card callback means, and how DingTalk is answered.
 
 Shared by Stream and HTTP mode. The kit's pipeline does the rest (stale rule, durable queue row,
-engine, deadline). Deduplication: a robot message's event id is its `msgId`, so a redelivery (a
-slow ack, another instance's connection) finds the engine's receipt and changes nothing; recently
-seen frame `messageId`s are also skipped here, before any work. A card tap's event id is the
+engine, deadline). Deduplication: a robot message's event id is its `msgId`, so a message that
+arrives twice (DingTalk does not redeliver robot messages, but an HTTP sender may retry and several
+connections may see one) finds the engine's receipt and changes nothing; recently seen frame
+`messageId`s are also skipped here, before any work. A card tap's event id is the
 frame's `messageId` (Stream) or the callback's own id, and its answer is the tapped card's new
 `cardParamMap` (`{"cardData": {"cardParamMap": …}, "cardUpdateOptions": {"updateCardDataByKey":
 true}}`), within DingTalk's 2 s; every other copy is updated through the outbox. A tap the engine
@@ -47,7 +48,7 @@ class DingTalkInbound:
         await self.pipeline.drain()
 
     def first_time(self, frame_id: str) -> bool:
-        """False for a frame id seen lately (DingTalk redelivers a frame whose ack it missed)."""
+        """False for a frame id seen lately (a frame sent again: nothing to work twice)."""
         if not frame_id:
             return True
         if frame_id in self._seen:
@@ -58,10 +59,6 @@ class DingTalkInbound:
         if len(self._seen) > SEEN_FRAMES:
             self._seen.popitem(last=False)
         return True
-
-    def forget_frame(self, frame_id: str) -> None:
-        """A frame that could not be kept: its redelivery must be worked."""
-        self._seen.pop(frame_id, None)
 
     async def robot_message(self, data: Any) -> None:
         """A robot message (verified by the socket or the HTTP sign): the engine gets it; the answer is empty."""

@@ -3,9 +3,9 @@
 Why not dingtalk-stream 0.24 (the official SDK): its `open_connection` is a blocking
 `requests.post` without a timeout, called on the event loop, so a slow gateway stalls every
 callback and a hung one leaves the bot deaf (tests/test_dingtalk_sdk.py shows the loop stalling); its
-gateway address is a class constant (no way to point it elsewhere); it has no watchdog for a socket
-that stays open but goes quiet, and waits a fixed 10 s after a broken connection. The protocol is
-small, so we speak it here, and the SDK is kept only as a check that our fake speaks DingTalk.
+gateway address is a class constant (no way to point it elsewhere); and it waits a fixed 10 s after
+a broken connection. The protocol is small, so we speak it here, and the SDK is kept only as a check
+that our fake speaks DingTalk.
 
 The protocol: `POST /v1.0/gateway/connections/open` {clientId, clientSecret, subscriptions} →
 {endpoint, ticket}; a websocket to `endpoint?ticket=…`; frames {specVersion, type: SYSTEM | EVENT |
@@ -13,19 +13,25 @@ CALLBACK, headers: {topic, messageId, contentType, time}, data: <JSON string>}; 
 ack {code, headers: {messageId, contentType}, message, data: <JSON string>}.
 
 * `ping` (SYSTEM): answered at once with its data (the `opaque`) echoed.
-* `disconnect` (SYSTEM): DingTalk stops delivering and closes ~10 s later: reconnect at once.
+* `disconnect` (SYSTEM): DingTalk stops delivering and closes the socket ~10 s later. A new
+  connection is opened at once; acks of work already under way still go out on the old socket,
+  which is closed once that work is done (`RETIRE_SECONDS` at most).
 * robot messages: acked as soon as they are durable (a row in the inbound queue, milliseconds; the
-  engine works them afterwards), never before: a crash between an ack and the row would lose the
-  message, as DingTalk does not deliver an acked frame again. A frame id seen lately is not worked
-  again, and the engine's receipt on `msgId` catches the rest.
+  engine works them afterwards), never before. DingTalk does not deliver a robot message again, acked
+  or not (protocol FAQ: 机器人消息 fire-forget), so the durable write is the only copy: it waits for
+  the database, or goes to the local spool when the database stalls. If the database refuses it
+  outright, or the spool cannot be written, the message is lost, and logged as such. A frame id seen lately is not worked again, and the engine's receipt
+  on `msgId` catches a message that arrives twice (another instance's connection).
 * card callbacks: the ack carries the answer (`data: {"response": {cardData…}}`), sent as soon as the
   engine has it and within the pipeline's deadline (under DingTalk's 2 s).
-* the watchdog: nothing at all (ping included) for `watchdog_seconds` → the socket is closed and a
-  new connection opened. DingTalk pings every ~30 s, so the default 60 s notices a dead one.
+* keepalive: nothing says how often DingTalk sends frames on a quiet connection, so silence is not a
+  fault. The client sends websocket pings (aiohttp's heartbeat) after `watchdog_seconds / 2` without
+  data; no pong within a quarter of `watchdog_seconds` more closes the socket, and a new connection is
+  opened. A dead connection is thus replaced within `watchdog_seconds`; a quiet, healthy one is kept.
 
-Several `serve` instances each hold a stream: DingTalk hands each frame to one of an app's
-connections, and a redelivery may reach another one; the receipts in the shared database make
-that harmless (tests/test_dingtalk_stream.py runs two).
+Several `serve` instances each hold a stream; DingTalk hands each frame to one of an app's
+connections. The receipts in the shared database make a message that reaches two of them harmless
+(tests/test_dingtalk_stream.py runs two).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 30.0
 MAX_FRAME_BYTES = 1_048_576
+RETIRE_SECONDS = 5.0  # after `disconnect`, work under way may ack on the old socket this long (DingTalk: ~10 s)
 
 
 def ack(frame: dict[str, Any], data: Any, code: int = 200, message: str = "OK") -> str:
@@ -65,9 +72,10 @@ class StreamConnection:
         self.inbound = inbound
         self.topics = [("CALLBACK", ROBOT_TOPIC), ("CALLBACK", CARD_TOPIC)]
         self.connections = 0
-        self.kicks = 0  # reconnects forced by the watchdog
+        self.kicks = 0  # reconnects because our pings went unanswered
         self.disconnects = 0  # reconnects asked for by DingTalk
         self.frames = 0
+        self.lost = 0  # robot messages that could not be kept
         self.connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -99,11 +107,13 @@ class StreamConnection:
                 endpoint, ticket = await self.client.open_connection(self.topics)
                 assert self._session is not None
                 url = f"{endpoint}{'&' if '?' in endpoint else '?'}ticket={quote_plus(ticket)}"
-                connect = self._session.ws_connect(url, heartbeat=None, autoping=True, max_msg_size=MAX_FRAME_BYTES,
+                connect = self._session.ws_connect(url, heartbeat=self.settings.watchdog_seconds / 2, autoping=True,
+                                                   max_msg_size=MAX_FRAME_BYTES,
                                                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0))
                 # the handshake is bounded too: a gateway that accepts and then hangs must not leave us deaf
                 ws = await asyncio.wait_for(connect, self.settings.request_timeout_seconds)
-                async with ws:
+                reason = "closed"
+                try:
                     self._ws = ws
                     self.connections += 1
                     failures = 0
@@ -111,6 +121,11 @@ class StreamConnection:
                     log.info("dingtalk: stream connected (connection %s)", self.connections)
                     opened = asyncio.get_running_loop().time()
                     reason = await self._receive(ws)
+                finally:
+                    if reason == "disconnect":
+                        self._retire(ws)
+                    else:
+                        await ws.close()
                 if reason == "closed" and asyncio.get_running_loop().time() - opened < 2.0:
                     # a socket closed as soon as it opened: back off rather than hammer the gateway
                     failures += 1
@@ -130,15 +145,27 @@ class StreamConnection:
                 self._ws = None
                 self.connected.clear()
 
-    async def _receive(self, ws: aiohttp.ClientWebSocketResponse) -> str:
-        """Frames until the socket closes, DingTalk says disconnect, or the watchdog finds it silent (why)."""
-        while True:
+    def _retire(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """After `disconnect`: the work under way (all of it from this socket) acks here, then it is closed."""
+        work = list(self._work)
+
+        async def retire() -> None:
             try:
-                msg = await ws.receive(timeout=self.settings.watchdog_seconds)
-            except TimeoutError:
+                if work:
+                    await asyncio.wait(work, timeout=RETIRE_SECONDS)
+            finally:
+                await ws.close()
+
+        self._spawn(retire())
+
+    async def _receive(self, ws: aiohttp.ClientWebSocketResponse) -> str:
+        """Frames until the socket closes, a ping goes unanswered, or DingTalk says disconnect (which)."""
+        while True:
+            msg = await ws.receive()
+            if msg.type == aiohttp.WSMsgType.ERROR and isinstance(ws.exception(), aiohttp.ServerTimeoutError):
                 self.kicks += 1
-                log.warning("dingtalk: no frame for %.0f s; reconnecting", self.settings.watchdog_seconds)
-                return "silent"
+                log.warning("dingtalk: no answer to our ping (%s); reconnecting", ws.exception())
+                return "dead"
             if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
                             aiohttp.WSMsgType.ERROR):
                 log.info("dingtalk: stream closed (%s); reconnecting", msg.type.name)
@@ -195,13 +222,16 @@ class StreamConnection:
 
     async def _robot(self, ws: aiohttp.ClientWebSocketResponse, frame: dict[str, Any], frame_id: str,
                      data: Any) -> None:
-        """A robot message is acked once it is durable (milliseconds: the engine works it afterwards). If
-        it could not be kept, it is not acked, so DingTalk delivers it again and it is worked then."""
+        """A robot message is acked once it is durable (the engine works it afterwards). DingTalk never
+        sends it again, so a message that could not be kept (the database refused it, or neither it nor
+        the spool took it) is lost: logged as such, and acked as a failure."""
         try:
             await self.inbound.robot_message(data)
         except Exception:
-            log.exception("dingtalk: robot message %s could not be kept; left for DingTalk to redeliver", frame_id)
-            self.inbound.forget_frame(frame_id)
+            self.lost += 1
+            log.exception("dingtalk: robot message %s LOST: it could not be kept (DingTalk does not deliver it "
+                          "again)", frame_id)
+            await self._send(ws, ack(frame, {"response": None}, code=500, message="not kept"))
             return
         await self._send(ws, ack(frame, {"response": None}))
 
