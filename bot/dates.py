@@ -6,7 +6,9 @@ raises for any string; anything longer than `MAX_CHARS` is None without being lo
 digits and `：／－．` are read as their ASCII forms, English words in any case.
 
 Dates: `2026-12-01` `2026/12/01` `2026.12.01` `2026年12月1日` (or `号`); without a year `12-01` `12/1`
-`12月1日` `12月1号` `12月1` mean the next occurrence (this year unless the day is before today);
+`12月1日` `12月1号` `12月1` mean the nearest occurrence, within half a year of today (`12-05` typed on
+December 7th is two days ago, so a deadline is refused as past rather than moved a year on; `01-05`
+typed in December is next January);
 `今天` `today` `明天` `明日` `tomorrow` `后天` `大后天`; `N天后` `in N days`; weekdays `周五` `星期五`
 `礼拜五` `周日`/`周天` `fri` `friday` (the next one, today included), `本周五`/`这周五`/`this fri`
 (in the current Mon-Sun week, possibly already past), `下周五`/`下星期五`/`下礼拜五`/`next fri`
@@ -26,8 +28,8 @@ With `now` = Tuesday 2026-12-01 09:00 Asia/Shanghai:
 '2026-12-04 15:00:00+08:00'
 >>> str(parse_when("下周一", now))
 '2026-12-07 18:00:00+08:00'
->>> str(parse_when("11-30", now))  # already past this year: next year
-'2027-11-30 18:00:00+08:00'
+>>> str(parse_when("11-30", now))  # yesterday, not next year: the caller refuses a past deadline
+'2026-11-30 18:00:00+08:00'
 >>> str(parse_when("１２／１０ １８：３０", now))
 '2026-12-10 18:30:00+08:00'
 >>> print(parse_when("下周八", now), parse_when("12-01 25:00", now))
@@ -148,16 +150,18 @@ def _year_month_day(m: re.Match[str], today: date) -> date:
 
 
 def _month_day(m: re.Match[str], today: date) -> date | None:
-    """The next occurrence of month-day: this year unless already before today, then next year."""
+    """The occurrence of month-day nearest to today (the later one on a tie): a date a few days gone is
+    that date, for the caller to refuse as past or to take as a start, never the same day next year."""
     month, day = int(m.group(1)), int(m.group(2))
-    for year in (today.year, today.year + 1):
+    candidates = []
+    for year in (today.year - 1, today.year, today.year + 1):
         try:
-            candidate = date(year, month, day)
+            candidates.append(date(year, month, day))
         except ValueError:  # 02-30, 13-01, or 02-29 in a common year
             continue
-        if candidate >= today:
-            return candidate
-    return None
+    if not candidates:
+        return None
+    return min(candidates, key=lambda d: (abs((d - today).days), d < today))
 
 
 def _day_word(m: re.Match[str], today: date) -> date:

@@ -48,7 +48,9 @@ ABSOLUTE = [
     ("12月1号", at(2026, 12, 1)),
     ("12月1", at(2026, 12, 1)),
     ("12月25日", at(2026, 12, 25)),
-    ("11-30", at(2027, 11, 30)),  # before today: next year
+    ("11-30", at(2026, 11, 30)),  # yesterday, not next year: the caller refuses a past deadline
+    ("06-01", at(2027, 6, 1)),  # about half a year either way: the one to come
+    ("08-01", at(2026, 8, 1)),  # nearer as gone than as to come
     ("01-05", at(2027, 1, 5)),
     ("1月5日", at(2027, 1, 5)),
     ("2/28", at(2027, 2, 28)),
@@ -194,7 +196,7 @@ ROLLOVER = [
     ("1月5号 9:00", at(2027, 1, 5, 9, 0)),
     ("12-31", at(2026, 12, 31)),
     ("12-28", at(2026, 12, 28)),
-    ("12-27", at(2027, 12, 27)),
+    ("12-27", at(2026, 12, 27)),  # yesterday (a deadline there is refused as past), not next December
     ("2026-12-27", at(2026, 12, 27)),
     ("周一", at(2026, 12, 28)),
     ("周五", at(2027, 1, 1)),
@@ -382,13 +384,17 @@ def _valid(year: int, month: int, day: int) -> date | None:
 
 @settings(max_examples=300, deadline=None)
 @given(offset=st.integers(min_value=0, max_value=3 * 366), month=st.integers(1, 12), day=st.integers(1, 31))
-def test_month_day_is_the_next_occurrence(offset: int, month: int, day: int) -> None:
+def test_month_day_is_the_nearest_occurrence(offset: int, month: int, day: int) -> None:
+    """No other occurrence of the month-day is nearer to today; of two as near, the one to come."""
     now = NOW + timedelta(days=offset)
     today = now.date()
-    this_year, next_year = _valid(today.year, month, day), _valid(today.year + 1, month, day)
-    if this_year is not None and this_year >= today:
-        expected: date | None = this_year
-    else:
-        expected = next_year
+    occurrences = [d for y in range(today.year - 2, today.year + 3) if (d := _valid(y, month, day)) is not None]
     got = parse_when(f"{month:02d}-{day:02d}", now)
-    assert (got.date() if got else None) == expected
+    if got is None:
+        assert not any(abs((d - today).days) <= 366 for d in occurrences)  # 02-29 with no leap year near
+        return
+    found = got.date()
+    assert (found.month, found.day) == (month, day)
+    for other in occurrences:
+        assert abs((other - today).days) > abs((found - today).days) or other == found or (
+            abs((other - today).days) == abs((found - today).days) and found > today)
