@@ -462,6 +462,15 @@ def test_extension_moves_the_deadline(harness) -> None:
     assert "张三 批准延期：新截止 12-08 18:00（审批 #A1）" in harness.text("dm as 王五: 任务 #1")
 
 
+def test_a_subtask_is_not_extended_past_its_parent(harness) -> None:
+    """The bound a subtask's deadline has when it is set holds for an extension too."""
+    harness.run(f"{G} 张三: @bot 新建任务 父 负责人 @李四 截止 12-10",
+                f"{G} 李四: @bot 子任务 #1 子 负责人 @李四 截止 12-09")
+    out = harness.text(f"{G} 李四: @bot 申请 延期 #2 新截止日期=12-25 原因=a 补救措施=b")
+    assert "子任务截止时间不能晚于主任务（12-10 18:00）" in out and "已提交审批" not in out
+    assert "已提交审批" in harness.text(f"{G} 李四: @bot 申请 延期 #2 新截止日期=12-10 原因=a 补救措施=b")
+
+
 def test_a_rejected_extension_keeps_the_deadline(harness) -> None:
     harness.run(f"{G} 张三: @bot 新建任务 物料 负责人 @王五 截止 12-03",
                 f"{G} 王五: @bot 申请 延期 #1 新截止日期=12-08 原因=a 补救措施=b")

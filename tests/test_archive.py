@@ -130,6 +130,8 @@ def test_a_closed_project_takes_no_new_work_and_its_group_can_bind_the_next(harn
     assert "已于" in refused and "结项" in refused and "绑定项目 新项目名" in refused
     assert "结项" in harness.text(f"{g} 张三: @bot 风险 新增 描述 供应商延期 可能性 高 影响 中")
     assert "结项" in harness.text(f"{g} 张三: @bot 紧急 客户投诉升级 负责人 @李四")
+    request = harness.text(f"{g} 李四: @bot 申请 人力支持申请 支持部门=技术部 人数=1 技能要求=x 支持时间=y 用途=z")
+    assert "结项" in request and "已提交审批" not in request  # nor a request, which would stay open in the archive
     info = harness.text(f"{g} 张三: @bot 项目信息")
     assert "新品上市" in info and "已结项" in info  # still readable, shown as closed
     with harness.db.transaction() as s:

@@ -110,6 +110,7 @@ def test_subtasks_dependencies_and_cycles(harness) -> None:
                 f"{G} 李四: @bot 子任务 #1 前端开发 负责人 @赵六 截止 12-08")
     assert task(harness.db, 2).parent_id == 1
     assert "#3 需等待 #2 完成" in harness.text(f"{G} 李四: @bot 依赖 #3 #2")
+    assert "#3 已经在等待 #2 完成，无需重复设置" in harness.text(f"{G} 李四: @bot 依赖 #3 #2")  # said, not blank
     out = harness.text(f"{G} 李四: @bot 依赖 #2 #3")
     assert "会形成循环：#2 → #3 → #2" in out
     harness.run(f"{G} 李四: @bot 子任务 #1 测试 负责人 @赵六 截止 12-09", f"{G} 李四: @bot 依赖 #4 #3")
@@ -195,6 +196,8 @@ def test_comment_mentions_and_help_requests(harness) -> None:
     assert "已向 设计部负责人 发出求助 #H1" in out
     assert "→ 周八（私聊）: 李四 向你求助 #H1：需要一名设计师支援" in out
     assert "这条求助是发给 周八 的" in harness.text(f"{G} 王五: @bot 答复 #H1 好")
+    # an answer with nothing in it is asked for, not taken (it would close the request)
+    assert "缺少答复内容。例如：答复 #H3 已安排小王支援" in harness.text(f"{G} 周八: @bot 答复 #H1")
     out = harness.text("dm as 周八: tap 已处理")
     assert "求助 #H1 已处理" in out
     with harness.db.transaction() as s:
@@ -268,3 +271,12 @@ def test_project_info_and_weekly_note_permissions(harness) -> None:
     assert "只有部门负责人可以" in harness.text(f"{G} 李四: @bot 本周总结 完成联调")
     assert "已记录技术部本周协作总结" in harness.text(f"{G} 陈七: @bot 本周总结 完成联调")
     assert "本群还没有绑定项目" in harness.text("in 双十二大促群 as 张三: @bot 项目信息")
+
+
+def test_only_the_initiator_the_coordinator_or_an_admin_cancels(harness) -> None:
+    """The refusal names who may cancel: the owner is not among them (nor said to be)."""
+    create(harness)
+    out = harness.text(f"{G} 李四: @bot 取消任务 #1")
+    assert "只有发起人、协同负责人或管理员可以" in out and "负责人、协同" not in out
+    assert task(harness.db, 1).status != "cancelled"
+    assert "任务 #1 已取消" in harness.text(f"{G} 张三: @bot 取消任务 #1")

@@ -84,4 +84,6 @@ def answer_help(ctx: Ctx, help_id: int, answer: str, via_card: bool = False) -> 
 def answer_command(ctx: Ctx, cmd: Command) -> Reply | None:
     if not cmd.helps:
         raise missing(ctx, "help_id")
+    if not cmd.text.strip():  # an empty answer would close the request and turn the real one away
+        raise missing(ctx, "help_answer")
     return answer_help(ctx, cmd.helps[0], cmd.text)

@@ -177,7 +177,7 @@ def add_dependency(ctx: Ctx, cmd: Command) -> Reply | None:
     # Two commands each adding one edge may close a cycle that neither sees alone (1→2, 3→4, then
     # 依赖 #2 #3 and 依赖 #4 #1 at once): changes to the graph take turns, each reading it committed.
     locks.hold(ctx.s, GRAPH_LOCK)
-    added = []
+    added, existing = [], []
     for dep_id in cmd.tasks[1:]:
         dep = ctx.task(dep_id, lock=False)
         if dep.id == task.id:
@@ -190,8 +190,12 @@ def add_dependency(ctx: Ctx, cmd: Command) -> Reply | None:
             ctx.s.flush()
             added.append(dep.id)
             ctx.audit("task.depend", task, entity_type="task", entity_id=task.id, before=None)
-    _touch(ctx, task)
-    ctx.say(*[ctx.t("dependency_added", task=task.id, dep=d) for d in added] or [""])
+        else:
+            existing.append(dep.id)
+    if added:
+        _touch(ctx, task)
+    ctx.say(*[ctx.t("dependency_added", task=task.id, dep=d) for d in added],
+            *[ctx.t("dependency_exists", task=task.id, dep=d) for d in existing])
     return None
 
 
@@ -495,7 +499,7 @@ def comment(ctx: Ctx, cmd: Command) -> Reply | None:
 def cancel(ctx: Ctx, cmd: Command) -> Reply | None:
     task = one_task(ctx, cmd)
     if not is_reviewer(ctx, task):
-        raise not_allowed(ctx, "a_cancel", ctx.t("w_managers"))
+        raise not_allowed(ctx, "a_cancel", ctx.t("w_cancellers"))
     _require_state(ctx, task, "cancel", "a_cancel")
     before = snapshot(task)
     task.status = "cancelled"

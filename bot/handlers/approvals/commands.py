@@ -31,7 +31,7 @@ from collabbot.bot.handlers.approvals.forms import (
     receiving_department,
     word,
 )
-from collabbot.bot.handlers.common import capped, missing, not_allowed, people
+from collabbot.bot.handlers.common import capped, missing, not_allowed, people, refuse_if_closed
 from collabbot.bot.replies import Message, Reply
 from collabbot.bot.rules import approval_stages as rules
 from collabbot.bot.waits import close_waits, open_wait
@@ -63,6 +63,8 @@ def _extension_task(ctx: Ctx, cmd: Command, template: ApprovalTemplate, values: 
         raise Refused("deadline_past", when=ctx.fmt(new))
     if task.deadline is not None and new <= task.deadline:
         raise Refused("extension_not_later", when=ctx.fmt(new), current=ctx.fmt(task.deadline))
+    if task.parent is not None and task.parent.deadline is not None and new > task.parent.deadline:
+        raise Refused("deadline_after_parent", when=ctx.fmt(task.parent.deadline))  # as when it was set
     open_one = ctx.s.scalar(select(ApprovalRequest.id).where(
         ApprovalRequest.task_id == task.id, ApprovalRequest.template == template.name,
         ApprovalRequest.status.in_((rules.PENDING, rules.RETURNED))).limit(1))
@@ -94,6 +96,8 @@ def apply(ctx: Ctx, cmd: Command) -> Reply | None:
         project = ctx.s.get(Project, ctx.chat.project_id)
     elif task is not None:
         project = task.project
+    if project is not None:
+        refuse_if_closed(ctx, project)  # a closed project takes no new work, requests included
     plan = plan_stages(ctx, template, values, project, task)
     req = ApprovalRequest(template=template.name, initiator_id=ctx.actor.id, department_id=ctx.actor.department_id,
                           chat_id=chat.id if chat else None, project_id=project.id if project else None,
