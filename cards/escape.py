@@ -45,8 +45,11 @@ _TRAILING = re.compile(r"[ \t]+\n")
 # * WeCom: `<@userid>` mentions in markdown, `@all`, markdown links, `<font>`, and the id
 #   translation `$userName=…$` (only active with enable_id_trans, which we keep off);
 # and everywhere: & so that no entity can turn into a < after us, @ so that nothing even looks like
-# a mention, $ so that nothing reads as a card-template variable `${…}` (DingTalk's, Feishu's).
-_MARKUP = str.maketrans({"<": "＜", ">": "＞", "[": "［", "]": "］", "&": "＆", "@": "＠", "$": "＄"})
+# a mention, $ so that nothing reads as a card-template variable `${…}` (DingTalk's, Feishu's), and
+# * ` ~ so that typed text cannot dress itself as the card's own labels (**负责人**：…), code or
+# strike-through in the platforms' markdown.
+_MARKUP = str.maketrans({"<": "＜", ">": "＞", "[": "［", "]": "］", "&": "＆", "@": "＠", "$": "＄",
+                         "*": "＊", "`": "｀", "~": "～"})
 _FEISHU = _DINGTALK = _WECOM = _MARKUP
 
 

@@ -444,6 +444,8 @@ def test_escape_functions(esc: Any) -> None:
     assert len(squeezed.encode()) <= 100 and squeezed.endswith("…")
     assert esc("\n".join("abcdefghijklmnopqrstuvwxyz"), 500, max_lines=3) == "a\nb\nc…"
     assert esc("普通文本 plain text 123", 50) == "普通文本 plain text 123"
+    # typed markdown cannot pass for the card's own bold labels, code or strike-through
+    assert esc("**负责人**：赵总 `x` ~~y~~", 50) == "＊＊负责人＊＊：赵总 ｀x｀ ～～y～～"
 
 
 def test_wecom_escape_kills_id_translation() -> None:
