@@ -98,7 +98,7 @@ def _may_view(ctx: Ctx, kind: str, entity_id: int) -> bool:
     from collabbot.bot.handlers.queries import may_view_task
 
     if kind == "task":
-        return may_view_task(ctx, ctx.task(entity_id, lock=False))
+        return may_view_task(ctx, ctx.task(entity_id, lock=False, to_read=True))
     if kind == "approval":
         req = ctx.s.get(ApprovalRequest, entity_id)
         if req is None:

@@ -102,11 +102,12 @@ class Ctx:
         return dept is not None and dept.head_id == user.id
 
     # --- lookups --------------------------------------------------------------------------------
-    def task(self, task_id: int, *, lock: bool = True, for_card: bool = True) -> Task:
+    def task(self, task_id: int, *, lock: bool = True, for_card: bool = True, to_read: bool = False) -> Task:
         """The task, with what its card shows (owner, project, department, collaborators) loaded with it unless
         `for_card` is False (asked again with True when a card is drawn after all). It is held for the
         event: the session's identity map is weak, so a card drawn again later in the event (the other
-        copies) would otherwise read the task and its relations from the database again."""
+        copies) would otherwise read the task and its relations from the database again. A cancelled task
+        is refused as such (only an admin still acts on it), except `to_read` (its card, its trail)."""
         stmt = select(Task).where(Task.id == task_id)
         if for_card:
             stmt = stmt.options(joinedload(Task.owner), joinedload(Task.project), joinedload(Task.department),
@@ -114,8 +115,10 @@ class Ctx:
         if lock and self.s.get_bind().dialect.name == "postgresql":
             stmt = stmt.with_for_update(of=Task)
         task = self.s.scalar(stmt)
-        if task is None or (task.status == "cancelled" and not self.is_admin()):
+        if task is None:
             raise Refused("not_found_task", id=task_id)
+        if task.status == "cancelled" and not (to_read or self.is_admin()):
+            raise Refused("task_is_cancelled", id=task_id)
         self._held[task.id] = task
         return task
 

@@ -280,3 +280,15 @@ def test_only_the_initiator_the_coordinator_or_an_admin_cancels(harness) -> None
     assert "只有发起人、协同负责人或管理员可以" in out and "负责人、协同" not in out
     assert task(harness.db, 1).status != "cancelled"
     assert "任务 #1 已取消" in harness.text(f"{G} 张三: @bot 取消任务 #1")
+
+
+def test_a_cancelled_task_is_shown_as_cancelled_and_refused_as_such(harness) -> None:
+    """Not "找不到任务": its card (已取消, no buttons) and its trail can still be read; acting on it is refused
+    with what it is and what to send instead."""
+    create(harness)
+    harness.run(f"{G} 张三: @bot 取消任务 #1")
+    shown = harness.text(f"{G} 李四: @bot 任务 #1")
+    assert "任务 #1 活动H5开发 【已取消】" in shown and "[确认收到]" not in shown
+    assert "张三 取消" in harness.text(f"{G} 李四: @bot 操作记录 #1")
+    assert "任务 #1 已取消，不能再操作。发送「任务 #1」查看。" in harness.text(f"{G} 李四: @bot 确认收到 #1")
+    assert "找不到任务 #9" in harness.text(f"{G} 李四: @bot 任务 #9")

@@ -8,7 +8,7 @@ from sqlalchemy.orm import joinedload
 from collabbot.bot import texts
 from collabbot.bot.commands import ALIASES, Command
 from collabbot.bot.context import Ctx
-from collabbot.bot.handlers.common import not_allowed, one_task
+from collabbot.bot.handlers.common import missing, not_allowed
 from collabbot.bot.handlers.task_creation import card
 from collabbot.bot.replies import Reply
 from collabbot.bot.reports.scope import heads_of, is_project_member
@@ -63,7 +63,9 @@ def may_view_task(ctx: Ctx, task: Task) -> bool:
 
 
 def show_task(ctx: Ctx, cmd: Command) -> Reply | None:
-    task = one_task(ctx, cmd)
+    if not cmd.tasks:
+        raise missing(ctx, "task")
+    task = ctx.task(cmd.tasks[0], lock=False, to_read=True)  # a cancelled one too: its card says so
     if not may_view_task(ctx, task):
         raise not_allowed(ctx, "a_view_task", ctx.t("w_task_viewers"))
     ctx.say(card=card(ctx, task, full=True))
