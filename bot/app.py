@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from collabbot.bot import audit_log, commands, copies, sweep, texts
+from collabbot.bot import audit_log, commands, copies, sweep, texts, waits
 from collabbot.bot.approval_templates import templates_of
 from collabbot.bot.calendar import WorkCalendar
 from collabbot.bot.clock import Clock
@@ -153,6 +153,8 @@ def _wait_action(ctx: Ctx, action: CardAction) -> Reply | None:
     boss = sweep.escalation_target(ctx.s, wait.person, ctx.bot.config.rules.escalation_to)
     if not ((boss is not None and boss.id == ctx.actor.id) or ctx.is_admin()):
         raise Refused("not_allowed", action=ctx.t("b_remind"), why=ctx.t("w_dept_head"))
+    if wait.answered_at is not None:  # answered, reassigned or cancelled since: nobody is chased, the card settles
+        return Reply(toast=ctx.t("wait_handled"), card=waits.handled_card(ctx, wait))
     if action.action == "reassign":
         return Reply(toast=ctx.t("hint_reassign", id=wait.entity_id))
     sweep.remind_again(ctx.bot, ctx.s, wait.id, ctx.now, ctx.actor, key=f"{ctx.event_key}:remind")

@@ -25,11 +25,12 @@ from collabbot.bot import risk_report, texts
 from collabbot.bot.org import CONSOLE
 from collabbot.bot.replies import At, Button, Card, CardAction, Message
 from collabbot.bot.reports.trend import WeeklyTrend
-from collabbot.bot.rules import states
+from collabbot.bot.rules import approval_stages, states
 from collabbot.bot.rules.reminders import next_step
 from collabbot.bot.views import blocked_ids, task_card
 from collabbot.storage import outbox
 from collabbot.storage.models import (
+    ApprovalRequest,
     AuditEntry,
     Chat,
     Department,
@@ -221,19 +222,24 @@ def _what(n: Notifier, wait: Wait, tasks: dict[int, Task] | None = None) -> str:
     return describe(n, wait) if describe else wait.entity_type  # type: ignore[arg-type]
 
 
+def _urgent_response(wait: Wait, tasks: dict[int, Task]) -> bool:
+    """Is this wait an urgent task's response (确认收到)? Only that keeps the urgent rhythm ([rules.urgent]);
+    an urgent task's overdue reason is chased like any other nag, in working time."""
+    return wait.entity_type == "task" and wait.kind == "assign" and getattr(tasks.get(wait.entity_id), "urgent", False)
+
+
 def _nag(n: Notifier, wait: Wait, tasks: dict[int, Task], blocked: set[int]) -> None:
     person, platform = wait.person, wait.chat.platform if wait.chat else ""
     number = wait.nags_sent + 1
     since = n.fmt(wait.raised_at)
     card = None
-    urgent = False  # an urgent task's nags carry the platforms' strongest alert
+    urgent = _urgent_response(wait, tasks)  # an urgent task's response nags carry the platforms' strongest alert
     if wait.entity_type == "task":
         task = tasks.get(wait.entity_id)
         if task is None:
             return
         line = n.t("nag_overdue" if wait.kind == "overdue" else "nag_assign", id=task.id, title=task.title,
                    since=since)
-        urgent = task.urgent
         card = task_card(n.s, task, n.lang, n.now, n.bot.calendar.tz, blocked=task.id in blocked)
     elif wait.entity_type == "help":
         req = n.s.get(HelpRequest, wait.entity_id)
@@ -266,7 +272,7 @@ def _escalate(n: Notifier, wait: Wait, tasks: dict[int, Task]) -> None:
     person = wait.person
     rules = n.bot.config.rules
     boss = escalation_target(n.s, person, rules.escalation_to)
-    task_urgent = wait.entity_type == "task" and getattr(tasks.get(wait.entity_id), "urgent", False)
+    task_urgent = _urgent_response(wait, tasks)
     hours = f"{rules.urgent_respond_hours if task_urgent else rules.escalation_after_hours:g}"
     what = _what(n, wait, tasks)
     when = n.send_window(task_urgent or rules.escalation_outside_working_hours)
@@ -287,8 +293,9 @@ def _escalate(n: Notifier, wait: Wait, tasks: dict[int, Task]) -> None:
                   key + ":boss", when)
     if rules.escalation_in_group and wait.chat is not None and wait.chat.active:
         platform = wait.chat.platform
-        n.to_chat(wait.chat, Message((n.at(person, platform), " ", n.t(
-            "escalation_group", what=what, hours=hours, boss=boss.name if boss else "-"))), key + ":chat", when)
+        note = (n.t("escalation_group", what=what, hours=hours, boss=boss.name) if boss is not None
+                else n.t("escalation_group_nobody", what=what, hours=hours))
+        n.to_chat(wait.chat, Message((n.at(person, platform), " ", note)), key + ":chat", when)
     n.audit("rule.escalate", wait.entity_type, wait.entity_id,
             {"wait": wait.id, "person": person.id, "to": boss.id if boss else None})
 
@@ -338,9 +345,7 @@ def sweep_waits(bot: Engine, s: Session, now: datetime) -> int:
     urgent_rules = rules.for_urgent()
 
     def one(wait: Wait) -> bool:
-        # an urgent task's waits keep the urgent rhythm ([rules.urgent])
-        r = urgent_rules if wait.entity_type == "task" and getattr(tasks.get(wait.entity_id), "urgent", False) \
-            else rules
+        r = urgent_rules if _urgent_response(wait, tasks) else rules  # [rules.urgent]: the response only
         step = next_step(wait.raised_at, wait.nags_sent, wait.last_nag_at, wait.escalated_at is not None,
                          r, bot.calendar)
         if step is None:
@@ -409,6 +414,10 @@ def sweep_overdue(bot: Engine, s: Session, now: datetime) -> int:
         return 0  # decided when sent: a task done or extended before the next working period is not warned
     tasks = list(s.scalars(stmt))
     blocked = blocked_ids(s, [t.id for t in tasks])
+    # a pending 延期申请 already gives the reason and the remedy: the owner is not chased for them
+    extending = set(s.scalars(select(ApprovalRequest.task_id).where(
+        ApprovalRequest.task_id.in_([t.id for t in tasks]), ApprovalRequest.status == approval_stages.PENDING))) \
+        if tasks else set()
     n.load_identities({t.owner_id for t in tasks} | {t.project.coordinator_id for t in tasks
                                                       if t.project and t.project.coordinator_id})
 
@@ -422,10 +431,12 @@ def sweep_overdue(bot: Engine, s: Session, now: datetime) -> int:
         n.to_user(task.owner, Message((n.t("overdue_owner", id=task.id, title=task.title, deadline=deadline),), card),
                   f"{occurrence}:owner", when)
         # The owner owes a reason and a remedy: a wait, so the nag and escalation rules chase it until a
-        # progress update, a submission or an approved extension answers it.
-        step = next_step(when, 0, None, False, bot.config.rules, bot.calendar)
-        s.add(Wait(kind="overdue", entity_type="task", entity_id=task.id, person_id=task.owner_id,
-                   chat_id=task.chat_id, raised_at=when, nags_sent=0, next_due_at=step[1] if step else None))
+        # progress update, a submission or an extension request answers it (one pending answers it already;
+        # its rejection or withdrawal opens the wait then: bot/handlers/approvals/flow.py).
+        if task.id not in extending:
+            step = next_step(when, 0, None, False, bot.config.rules, bot.calendar)
+            s.add(Wait(kind="overdue", entity_type="task", entity_id=task.id, person_id=task.owner_id,
+                       chat_id=task.chat_id, raised_at=when, nags_sent=0, next_due_at=step[1] if step else None))
         coordinator = task.project.coordinator if task.project else None
         if bot.config.rules.overdue_tell_coordinator and coordinator is not None and coordinator.id != task.owner_id:
             n.to_user(coordinator, Message((n.t("overdue_coordinator", id=task.id, title=task.title,
@@ -736,8 +747,8 @@ def next_due(bot: Engine, now: datetime) -> datetime | None:
 def remind_again(bot: Engine, s: Session, wait_id: int, now: datetime, by: User, key: str) -> Wait | None:
     """The escalation card's 再次提醒: one more reminder to the person, now."""
     wait = s.get(Wait, wait_id)
-    if wait is None:
-        return None
+    if wait is None or wait.answered_at is not None:
+        return None  # answered, reassigned or cancelled meanwhile: nobody is chased any more
     n = Notifier(bot, s, now)
     what = _what(n, wait)
     message = Message((n.t("remind_again", boss=by.name, what=what),))

@@ -2,14 +2,20 @@
 
 A wait is opened when someone is asked to answer (an assignment, an approval step, a help
 request) and closed, at once, by anything that answers it. Its `next_due_at` is the next reminder's
-time, so the sweep finds due reminders with one indexed query.
+time, so the sweep finds due reminders with one indexed query. A closed wait that was escalated settles
+the leader's escalation card: 已处理, without the 再次提醒 / 转交 buttons.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 from sqlalchemy import select
 
 from collabbot.bot.context import Ctx
+from collabbot.bot.copies import sent_copies, update_copies
+from collabbot.bot.replies import Card, card_from_json
 from collabbot.bot.rules.reminders import next_step
 from collabbot.storage.models import Chat, User, Wait
 
@@ -35,8 +41,32 @@ def close_waits(ctx: Ctx, entity_type: str, entity_id: int, *, kind: str | None 
     if person_id is not None:
         stmt = stmt.where(Wait.person_id == person_id)
     count = 0
-    for wait in ctx.s.scalars(stmt):
+    for wait in list(ctx.s.scalars(stmt)):  # read whole: settling a card reads the outbox meanwhile
         wait.answered_at = ctx.now
         wait.next_due_at = None
         count += 1
+        if wait.escalated_at is not None:
+            settle_escalation_card(ctx, wait)
     return count
+
+
+def _handled(ctx: Ctx, shown: dict[str, Any] | None) -> Card | None:
+    if not shown:
+        return None
+    return replace(card_from_json(shown), status=ctx.t("wait_handled_status"), color="grey", buttons=())
+
+
+def handled_card(ctx: Ctx, wait: Wait) -> Card | None:
+    """The escalation card about `wait` as it shows once the wait is over: 已处理, no 再次提醒 / 转交."""
+    found = sent_copies(ctx.s, f"wait:{wait.id}")
+    return _handled(ctx, found[-1].shows) if found else None
+
+
+def settle_escalation_card(ctx: Ctx, wait: Wait) -> None:
+    """The wait was answered (or reassigned, or cancelled): every sent copy of the leader's escalation card
+    stops offering the buttons that would chase it."""
+    found = sent_copies(ctx.s, f"wait:{wait.id}")
+    base = _handled(ctx, found[-1].shows) if found else None
+    if base is not None:
+        update_copies(ctx.s, base, key=f"{ctx.event_key}:wait:{wait.id}", now=ctx.now, copies=found,
+                      view=lambda copy: _handled(ctx, copy.shows))

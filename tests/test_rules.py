@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from collabbot.bot.replies import Message
@@ -221,3 +222,132 @@ def test_by_default_the_prompt_goes_to_the_group_and_the_coordinator_hears_of_th
     assert len(lines_with(out, "→ 张三（私聊）: 延期预警：任务 #1「A」")) == 1
     assert len(lines_with(out, "新品上市群: 今日进度提醒")) == 2
     assert len(lines_with(out, "→ 李四（私聊）: 今天请更新任务 #1「A」的进度")) == 2
+
+
+# --- the escalation card's 再次提醒 once the wait is over ---------------------------------------------
+
+def _tap_escalation(h: Harness, who: str, wait_id: int, action: str = "remind"):
+    """Tap a button of the escalation card about wait `wait_id` as `who` (its copy, as a platform would)."""
+    import uuid
+
+    from collabbot.bot.events import CardActionEvent, ChatRef, UserRef
+    from collabbot.bot.replies import CardAction
+
+    with h.db.transaction() as s:
+        mid = s.scalar(select(OutboxMessage.platform_message_id).where(OutboxMessage.card_key == f"wait:{wait_id}",
+                                                                       OutboxMessage.target_kind == "user"))
+    reply = h.bot.handle(CardActionEvent(uuid.uuid4().hex, ChatRef("console", f"dm:{who}", who, is_group=False),
+                                         UserRef("console", who, who), CardAction(action, "wait", wait_id, 0).pack(),
+                                         message_id=mid or ""))
+    h.console.settle()
+    return reply, h.console.take_output()
+
+
+def _escalated_card(h: Harness, wait_id: int):
+    return next(c.card for c in reversed(h.console.sender.cards) if c.card.key == f"wait:{wait_id}")
+
+
+def test_remind_again_on_an_open_wait_still_reminds(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @李四 截止 12-20", "wait 1d30m")
+    reply, out = _tap_escalation(h, "陈七", 1)
+    assert reply.toast == "已再次提醒 李四。"
+    assert lines_with(out, "→ 李四（私聊）: 陈七 请你尽快处理：任务 #1「物料采购」待确认收到")
+
+
+@pytest.mark.parametrize("answer", [f"{G} 李四: @bot 确认收到 #1", f"{G} 张三: @bot 取消任务 #1",
+                                    f"{G} 张三: @bot 转交 #1 @赵六"])
+def test_remind_again_after_the_wait_is_over_sends_nothing(make_harness, answer: str) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @李四 截止 12-20", "wait 1d30m")
+    assert [b.label for b in _escalated_card(h, 1).buttons] == ["再次提醒", "转交"]
+    h.run(answer)
+    card = _escalated_card(h, 1)  # the leader's card follows: no button left to chase with
+    assert card.buttons == () and card.status == "已处理"
+    for action in ("remind", "reassign"):
+        reply, out = _tap_escalation(h, "陈七", 1, action)
+        assert reply.toast == "这件事已经处理了，无需再提醒。", reply
+        assert not [line for line in out if "→" in line], out  # nobody hears anything: no nag, no @mention
+    with h.db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "wait.remind")) == 0
+    out = h.run("wait 3h")  # after a 转交 only the new owner is chased, never the old one
+    assert not lines_with(out, "李四")
+    if "转交" in answer:
+        assert lines_with(out, "新品上市群: @赵六 请确认收到任务 #1")
+
+
+# --- an extension request answers the overdue chase ---------------------------------------------
+
+def test_a_filed_extension_answers_the_overdue_chase_until_it_is_rejected(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @李四 截止 12-01 17:00", f"{G} 李四: @bot 确认收到 #1",
+          f"{G} 李四: @bot 进度 #1 30% 完成 初稿")
+    out = h.run("wait 8h30m")
+    assert lines_with(out, "→ 李四（私聊）: 任务 #1「物料采购」已过截止时间")
+    h.run(f"{G} 李四: @bot 延期申请 #1 新截止日期=12-08 17:00 原因=供应商延迟 补救措施=加班")
+    out = h.run("wait 2d")
+    assert not lines_with(out, "已延期，请回复原因") and not lines_with(out, "延期未说明原因"), out
+    assert not lines_with(out, "李四 的以下事项超过")
+    h.run("dm as 张三: 驳回 #A1 补救措施不够")  # rejected on 12-03 17:30: the reason is owed again, chased as before
+    out = h.run("wait 1d")
+    nags = lines_with(out, "新品上市群: @李四 任务 #1「物料采购」已延期，请回复原因")
+    assert [line[:13] for line in nags] == ["[12-04 10:30]", "[12-04 14:00]"], nags
+
+
+def test_an_extension_filed_before_the_deadline_spares_the_chase(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @李四 截止 12-01 17:00", f"{G} 李四: @bot 开始 #1",
+          f"{G} 李四: @bot 延期申请 #1 新截止日期=12-08 17:00 原因=供应商延迟 补救措施=加班")
+    out = h.run("wait 2d")
+    assert lines_with(out, "→ 李四（私聊）: 任务 #1「物料采购」已过截止时间")  # the warning itself still goes
+    assert not lines_with(out, "已延期，请回复原因") and not lines_with(out, "李四 的以下事项超过")
+    h.run(f"{G} 李四: @bot 撤回 #A1")  # withdrawn: nothing answers the overdue any more
+    out = h.run("wait 3h")
+    assert lines_with(out, "@李四 任务 #1「物料采购」已延期，请回复原因")
+
+
+# --- an urgent task: only the response is urgent -------------------------------------------------
+
+def test_an_urgent_tasks_overdue_reason_is_chased_like_an_ordinary_nag(make_harness) -> None:
+    h: Harness = make_harness(start=datetime(2026, 12, 7, 15, 0, tzinfo=TZ))  # Monday 15:00
+    h.run(f"{G} 张三: @bot 紧急 客户投诉升级 负责人 @李四 协作部门 技术部", f"{G} 李四: @bot 确认收到 #1")
+    out = h.run("wait 3d")  # due 12-08 15:00 (respond_hours)
+    nags = [line[:13] for line in lines_with(out, "新品上市群: @李四 任务 #1「客户投诉升级」已延期，请回复原因")]
+    assert nags == ["[12-08 17:00]", "[12-09 10:00]"], nags  # working hours, nag max 2: not hourly, not at night
+    with h.db.transaction() as s:
+        chased = [r for r in s.scalars(select(OutboxMessage)) if r.dedupe_key.startswith(("nag:task:1:overdue",
+                                                                                          "escalate:task:1:overdue"))]
+    assert chased and not any(r.payload.get("urgent") for r in chased)
+    escalation = lines_with(out, "任务 #1「客户投诉升级」延期未说明原因，已超过 24 小时未回应")
+    assert [line[:13] for line in escalation] == ["[12-09 15:00]"]
+
+
+# --- nobody to escalate to ------------------------------------------------------------------------
+
+def test_an_escalation_with_nobody_above_does_not_claim_anyone_was_told(make_harness) -> None:
+    from collabbot.bot import texts
+    from collabbot.storage.models import User
+
+    h: Harness = make_harness()
+    with h.db.transaction() as s:  # 张三 heads 市场部 and, here, answers to nobody
+        s.scalar(select(User).where(User.name == "张三")).supervisor_id = None
+    h.run(f"{G} 李四: @bot 新建任务 物料采购 负责人 @张三 截止 12-20")
+    out = h.run("wait 1d2h")
+    note = lines_with(out, "新品上市群: @张三 任务 #1「物料采购」待确认收到，已超过 24 小时未回应")
+    assert len(note) == 1 and "已告知" not in note[0] and "没有可升级的上级" in note[0], note
+    assert not lines_with(out, "的以下事项超过")
+    english = texts.t("en", "escalation_group_nobody", what="Task #1", hours="24")
+    assert "was told" not in english and "nobody" in english
+
+
+# --- a task one assigns to oneself ------------------------------------------------------------------
+
+def test_a_task_assigned_to_oneself_is_acknowledged_at_creation(make_harness) -> None:
+    h: Harness = make_harness()
+    out = h.run(f"{G} 张三: @bot 新建任务 自己的任务 负责人 @张三 截止 12-01 17:00")
+    assert "[确认收到]" not in "\n".join(out) and not lines_with(out, "请确认收到")
+    out = h.run("wait 1d2h")
+    assert not lines_with(out, "请确认收到") and not lines_with(out, "待确认收到")
+    assert lines_with(out, "→ 张三（私聊）: 任务 #1「自己的任务」已过截止时间")  # the deadline is still watched
+    with h.db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(Wait).where(Wait.kind == "assign")) == 0

@@ -52,9 +52,12 @@ def new_task(ctx: Ctx, *, title: str, owner: User, project: Project | None, pare
         version=1,
     )
     task.collaborators = [u for u in collaborators if u.id != owner.id]
+    if owner.id == ctx.actor.id:  # one's own task needs no 确认收到: acknowledged as it is made
+        task.acknowledged_at = ctx.now
     ctx.s.add(task)
     ctx.s.flush()
-    open_wait(ctx, "assign", "task", task.id, owner, task.chat)
+    if task.acknowledged_at is None:
+        open_wait(ctx, "assign", "task", task.id, owner, task.chat)
     ctx.audit("task.create", task)
     return task
 
@@ -69,4 +72,6 @@ def announce_assignment(ctx: Ctx, task: Task, headline: str) -> None:
         ctx.tell_chat(task.chat, Message(tuple(parts), c))
     if task.chat is None or ctx.chat is None:
         ctx.say(*parts)
-    ctx.tell_user(task.owner, Message((ctx.t("task_assigned"),), c), key=f"assign:task:{task.id}:{task.owner_id}:{task.version}")
+    if task.acknowledged_at is None:  # "please acknowledge" is not for the one who made it their own task
+        ctx.tell_user(task.owner, Message((ctx.t("task_assigned"),), c),
+                      key=f"assign:task:{task.id}:{task.owner_id}:{task.version}")

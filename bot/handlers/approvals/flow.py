@@ -22,8 +22,18 @@ from collabbot.bot.handlers.approvals.base import (
 from collabbot.bot.handlers.common import MAX_TEXT, capped
 from collabbot.bot.replies import Message, Part, Reply
 from collabbot.bot.rules import approval_stages as rules
+from collabbot.bot.rules import states
 from collabbot.bot.waits import close_waits, open_wait
-from collabbot.storage.models import ApprovalApprover, ApprovalRequest, ApprovalStep, ApprovalVote, Chat, Task, User
+from collabbot.storage.models import (
+    ApprovalApprover,
+    ApprovalRequest,
+    ApprovalStep,
+    ApprovalVote,
+    Chat,
+    Task,
+    User,
+    Wait,
+)
 
 
 def advance(ctx: Ctx, req: ApprovalRequest, template: ApprovalTemplate) -> ApprovalStep | None:
@@ -96,6 +106,24 @@ def _extend_task(ctx: Ctx, req: ApprovalRequest, template: ApprovalTemplate) -> 
     return ctx.t("task_extended", id=task.id, title=task.title, when=ctx.fmt(task.deadline))
 
 
+def overdue_chase(ctx: Ctx, req: ApprovalRequest, answered: bool) -> None:
+    """A 延期申请 gives the overdue task's reason and remedy: filed, it answers the owner's overdue chase;
+    rejected, returned or withdrawn, they are owed again and chased anew (README, "How it chases people")."""
+    if req.task_id is None:  # only an extension request is raised on a task
+        return
+    if answered:
+        close_waits(ctx, "task", req.task_id, kind="overdue")
+        return
+    task = ctx.s.get(Task, req.task_id)
+    if (task is None or task.overdue_warned_at is None or task.status not in ("todo", "in_progress")
+            or not states.is_overdue(task.status, task.deadline, ctx.now)):
+        return  # not warned yet: the overdue rule opens the chase when it warns
+    chased = ctx.s.scalar(select(Wait.id).where(Wait.entity_type == "task", Wait.entity_id == task.id,
+                                                Wait.kind == "overdue", Wait.answered_at.is_(None)).limit(1))
+    if chased is None:
+        open_wait(ctx, "overdue", "task", task.id, task.owner, task.chat)
+
+
 def finish(ctx: Ctx, req: ApprovalRequest, template: ApprovalTemplate, status: str, reason: str = "") -> None:
     """The flow ended (approved or rejected): effects, then the initiator and the project's groups hear it."""
     req.status = status
@@ -103,6 +131,8 @@ def finish(ctx: Ctx, req: ApprovalRequest, template: ApprovalTemplate, status: s
     close_waits(ctx, "approval", req.id)
     touch(ctx, req)
     extra = _extend_task(ctx, req, template) if status == rules.APPROVED and template.kind == "extension" else ""
+    if status != rules.APPROVED:
+        overdue_chase(ctx, req, answered=False)
     card = card_for(ctx, req, None, result=True)
     mine = ctx.t(f"approval_mine_{status}", id=req.id, template=req.template, reason=reason)
     ctx.tell_user(req.initiator, Message((mine + extra,), card), key=f"approval:{req.id}:r{req.round}:{status}:initiator")
@@ -124,6 +154,7 @@ def finish(ctx: Ctx, req: ApprovalRequest, template: ApprovalTemplate, status: s
 def return_to_initiator(ctx: Ctx, req: ApprovalRequest, step: ApprovalStep, reason: str) -> None:
     req.status = rules.RETURNED
     close_waits(ctx, "approval", req.id)
+    overdue_chase(ctx, req, answered=False)  # until it is resubmitted
     touch(ctx, req)
     text = ctx.t("approval_returned_mine", id=req.id, template=req.template, name=ctx.actor.name, stage=step.name,
                  reason=reason)
@@ -200,6 +231,7 @@ def decide(ctx: Ctx, req: ApprovalRequest, decision: str, comment: str, via_card
 def announce_round(ctx: Ctx, req: ApprovalRequest, template: ApprovalTemplate, step: ApprovalStep | None,
                     key: str) -> None:
     """After 申请 / 重新提交: where it stands, said where it was asked, then the approvers are asked."""
+    overdue_chase(ctx, req, answered=True)
     if step is None:
         ctx.say(ctx.t(key + "_done", id=req.id, template=req.template, round=req.round))
         finish(ctx, req, template, rules.APPROVED)
@@ -218,6 +250,7 @@ def stop(ctx: Ctx, req: ApprovalRequest, status: str, reason: str) -> None:
     req.status = status
     req.decided_at = ctx.now
     close_waits(ctx, "approval", req.id)
+    overdue_chase(ctx, req, answered=False)
     ctx.audit(f"approval.{'withdraw' if status == rules.WITHDRAWN else 'cancel'}", req, reason=reason)
     touch(ctx, req)
     text = ctx.t(f"approval_{status}", id=req.id, template=req.template, reason=reason)
