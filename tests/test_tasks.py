@@ -292,3 +292,22 @@ def test_a_cancelled_task_is_shown_as_cancelled_and_refused_as_such(harness) -> 
     assert "张三 取消" in harness.text(f"{G} 李四: @bot 操作记录 #1")
     assert "任务 #1 已取消，不能再操作。发送「任务 #1」查看。" in harness.text(f"{G} 李四: @bot 确认收到 #1")
     assert "找不到任务 #9" in harness.text(f"{G} 李四: @bot 任务 #9")
+
+
+def test_cancelling_a_task_cancels_its_open_subtasks_and_stops_the_help_it_asked_for(harness) -> None:
+    create(harness)
+    harness.run(f"{G} 李四: @bot 子任务 #1 视觉设计 负责人 @王五 截止 12-04",
+                f"{G} 李四: @bot 子任务 #2 切图 负责人 @赵六 截止 12-04",
+                f"{G} 李四: @bot 求助 设计部 需要一名设计师支援 #1")
+    out = harness.text(f"{G} 张三: @bot 取消任务 #1")
+    assert "任务 #1 已取消。子任务 #2、#3 一并取消。" in out
+    assert "→ 王五（私聊）: 任务 #2「视觉设计」已随主任务 #1 取消，无需再处理。" in out
+    assert [task(harness.db, i).status for i in (1, 2, 3)] == ["cancelled"] * 3
+    with harness.db.transaction() as s:  # nobody is chased any more: the subtasks' owners, the design head
+        assert s.scalar(select(func.count()).select_from(Wait).where(Wait.answered_at.is_(None))) == 0
+
+
+def test_taking_a_task_on_oneself_needs_no_acknowledgement(harness) -> None:
+    create(harness)
+    out = harness.text(f"{G} 张三: @bot 转交 #1 @张三")
+    assert "请确认收到" not in out and task(harness.db, 1).acknowledged_at is not None

@@ -35,6 +35,7 @@ from collabbot.bot.waits import close_waits, open_wait
 from collabbot.storage.models import (
     AuditEntry,
     Comment,
+    HelpRequest,
     ProgressReport,
     Task,
     TaskDependency,
@@ -419,18 +420,22 @@ def reassign(ctx: Ctx, cmd: Command) -> Reply | None:
     close_waits(ctx, "task", task.id, kind="assign")
     task.owner_id = new_owner.id
     task.owner = new_owner
-    task.acknowledged_at = None
+    # one who takes the task on themself has said so: no 确认收到 to ask for (as when creating one's own)
+    task.acknowledged_at = ctx.now if new_owner.id == ctx.actor.id else None
     if new_owner in task.collaborators:
         task.collaborators.remove(new_owner)
     _touch(ctx, task)
-    open_wait(ctx, "assign", "task", task.id, new_owner, task.chat)
+    if task.acknowledged_at is None:
+        open_wait(ctx, "assign", "task", task.id, new_owner, task.chat)
     for kind in moved:
         open_wait(ctx, kind, "task", task.id, new_owner, task.chat)
     ctx.audit("task.reassign", task, before, reason=reason)
     headline = ctx.t("reassigned", id=task.id)
     c = card(ctx, task)
     ctx.say(headline, ctx.at(new_owner), ctx.t("reassigned_from", name=old.name))
-    ctx.tell_user(new_owner, Message((ctx.t("task_assigned"),), c), key=f"assign:task:{task.id}:{new_owner.id}:{task.version}")
+    if task.acknowledged_at is None:
+        ctx.tell_user(new_owner, Message((ctx.t("task_assigned"),), c),
+                      key=f"assign:task:{task.id}:{new_owner.id}:{task.version}")
     return None
 
 
@@ -501,13 +506,39 @@ def cancel(ctx: Ctx, cmd: Command) -> Reply | None:
     if not is_reviewer(ctx, task):
         raise not_allowed(ctx, "a_cancel", ctx.t("w_cancellers"))
     _require_state(ctx, task, "cancel", "a_cancel")
-    before = snapshot(task)
-    task.status = "cancelled"
-    _touch(ctx, task)
-    close_waits(ctx, "task", task.id)
-    ctx.audit("task.cancel", task, before)
-    ctx.say(ctx.t("cancelled", id=task.id))
+    subtasks = _open_subtasks(task)
+    for t in (task, *subtasks):  # a subtask serves its parent: it goes with it, and its owner is told
+        before = snapshot(t)
+        t.status = "cancelled"
+        _touch(ctx, t)
+        close_waits(ctx, "task", t.id)
+        _close_help_waits(ctx, t)
+        ctx.audit("task.cancel", t, before)
+        if t is not task:
+            ctx.tell_user(t.owner, Message((ctx.t("cancelled_with_parent", id=t.id, title=t.title, parent=task.id),)),
+                          key=f"cancel:task:{t.id}:{t.version}")
+    ctx.say(ctx.t("cancelled", id=task.id),
+            *([ctx.t("cancelled_subtasks", ids="、".join(f"#{t.id}" for t in subtasks))] if subtasks else []))
     return None
+
+
+def _open_subtasks(task: Task) -> list[Task]:
+    """The task's subtasks still open, at any depth, parents before their children."""
+    found, frontier = [], list(task.subtasks)
+    while frontier:
+        sub = frontier.pop(0)
+        if states.can("cancel", sub.status):
+            found.append(sub)
+        frontier.extend(sub.subtasks)
+    return found
+
+
+def _close_help_waits(ctx: Ctx, task: Task) -> None:
+    """Help asked for this task is no longer needed: whoever was asked stops being chased (the request stays
+    readable, and can still be answered)."""
+    for help_id in ctx.s.scalars(select(HelpRequest.id).where(HelpRequest.task_id == task.id,
+                                                               HelpRequest.status == "open")):
+        close_waits(ctx, "help", help_id)
 
 
 def stale_tap(ctx: Ctx, task: Task, action: CardAction) -> bool:

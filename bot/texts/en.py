@@ -191,6 +191,8 @@ TEXTS: dict[str, str] = {
     "returned": "Task #{id} was sent back: {reason}",
     "reassigned": "Task #{id} reassigned to ",
     "cancelled": "Task #{id} cancelled.",
+    "cancelled_subtasks": " Its subtasks {ids} were cancelled too.",
+    "cancelled_with_parent": "Task #{id} \"{title}\" was cancelled with its parent #{parent}; nothing more to do.",
     "commented": "Comment added to task #{id}.",
     "comment_notice": 'mentioned you on task #{id} "{title}": {text}',
     "unblocked": 'All tasks before #{id} "{title}" are done: you can start.',

@@ -191,6 +191,8 @@ TEXTS: dict[str, str] = {
     "returned": "任务 #{id} 被退回，原因：{reason}",
     "reassigned": "任务 #{id} 已转交给 ",
     "cancelled": "任务 #{id} 已取消。",
+    "cancelled_subtasks": "子任务 {ids} 一并取消。",
+    "cancelled_with_parent": "任务 #{id}「{title}」已随主任务 #{parent} 取消，无需再处理。",
     "commented": "已在任务 #{id} 下评论。",
     "comment_notice": "在任务 #{id}「{title}」下提到了你：{text}",
     "unblocked": "任务 #{id}「{title}」的前置任务都已完成，可以开始了。",
