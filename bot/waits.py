@@ -32,8 +32,9 @@ def open_wait(ctx: Ctx, kind: str, entity_type: str, entity_id: int, person: Use
 
 
 def close_waits(ctx: Ctx, entity_type: str, entity_id: int, *, kind: str | None = None,
-                person_id: int | None = None) -> int:
-    """Mark the open waits on an entity answered (optionally only one kind or one person's)."""
+                person_id: int | None = None, withdrawn: bool = False) -> int:
+    """Mark the open waits on an entity answered (optionally only one kind or one person's); `withdrawn`
+    when they close because no answer is needed any more, which the reports do not count as a response."""
     stmt = select(Wait).where(Wait.entity_type == entity_type, Wait.entity_id == entity_id,
                               Wait.answered_at.is_(None))
     if kind is not None:
@@ -44,6 +45,7 @@ def close_waits(ctx: Ctx, entity_type: str, entity_id: int, *, kind: str | None 
     for wait in list(ctx.s.scalars(stmt)):  # read whole: settling a card reads the outbox meanwhile
         wait.answered_at = ctx.now
         wait.next_due_at = None
+        wait.withdrawn = withdrawn
         count += 1
         if wait.escalated_at is not None:
             settle_escalation_card(ctx, wait)

@@ -250,6 +250,9 @@ class Wait(Base):
     escalated_at: Mapped[datetime | None]
     next_due_at: Mapped[datetime | None]
     answered_at: Mapped[datetime | None]
+    # closed without an answer because none was needed any more (task cancelled or reassigned, another
+    # approver decided): not counted as a response in the reports
+    withdrawn: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     person: Mapped[User] = relationship()
     chat: Mapped[Chat | None] = relationship()
 

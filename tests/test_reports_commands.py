@@ -175,3 +175,18 @@ def test_the_records_sheets_list_risks_meeting_actions_and_collections(h) -> Non
     assert [r[0].value for r in wb["风险"].iter_rows(min_row=2)] == ["#R1"]
     assert [r[3].value for r in wb["会议行动项"].iter_rows(min_row=2)] == ["李四"]
     assert [r[4].value for r in wb["收集"].iter_rows(min_row=2)] == ["陈七"]
+
+
+def test_a_cancelled_or_reassigned_task_is_no_response_of_its_owner(make_harness) -> None:
+    """Closing a wait because nobody needs the answer any more (the task cancelled, or given to someone else)
+    is not the person answering: the response times leave those waits out, rather than count hours of
+    silence as a quick or a slow answer."""
+    h = make_harness()
+    h.run(f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三",
+          f"{G} 张三: @bot 新建任务 甲 负责人 @李四 截止 12-20",
+          f"{G} 张三: @bot 新建任务 乙 负责人 @李四 截止 12-20",
+          f"{G} 张三: @bot 新建任务 丙 负责人 @李四 截止 12-20",
+          "wait 30m", f"{G} 李四: @bot 确认收到 #3",
+          "wait 5h", f"{G} 张三: @bot 取消任务 #1", f"{G} 张三: @bot 转交 #2 @赵六")
+    out = h.text(f"{G} 张三: @bot 报表")
+    assert re.search(r"指派：中位 0\.5h · P90 0\.5h · 2小时内 100%（1）", out), out  # only 丙's answer

@@ -102,7 +102,7 @@ def _supersede(ctx: Ctx, req: ApprovalRequest) -> None:
     if step is not None:
         step.status, step.decided_at = "void", ctx.now
     req.status, req.decided_at, req.updated_at, req.version = rules.CANCELLED, ctx.now, ctx.now, req.version + 1
-    close_waits(ctx, "approval", req.id)
+    close_waits(ctx, "approval", req.id, withdrawn=True)
     ctx.s.flush()
     ctx.audit("approval.cancel", req, reason=ctx.t("signoff_superseded_reason"))
     for user in told:

@@ -416,8 +416,8 @@ def reassign(ctx: Ctx, cmd: Command) -> Reply | None:
     moved = sorted({w.kind for w in ctx.s.scalars(select(Wait).where(
         Wait.entity_type == "task", Wait.entity_id == task.id, Wait.answered_at.is_(None),
         Wait.person_id == old.id, Wait.kind != "assign"))})
-    close_waits(ctx, "task", task.id, person_id=old.id)
-    close_waits(ctx, "task", task.id, kind="assign")
+    close_waits(ctx, "task", task.id, person_id=old.id, withdrawn=True)
+    close_waits(ctx, "task", task.id, kind="assign", withdrawn=True)
     task.owner_id = new_owner.id
     task.owner = new_owner
     # one who takes the task on themself has said so: no 确认收到 to ask for (as when creating one's own)
@@ -511,7 +511,7 @@ def cancel(ctx: Ctx, cmd: Command) -> Reply | None:
         before = snapshot(t)
         t.status = "cancelled"
         _touch(ctx, t)
-        close_waits(ctx, "task", t.id)
+        close_waits(ctx, "task", t.id, withdrawn=True)
         _close_help_waits(ctx, t)
         ctx.audit("task.cancel", t, before)
         if t is not task:
@@ -538,7 +538,7 @@ def _close_help_waits(ctx: Ctx, task: Task) -> None:
     readable, and can still be answered)."""
     for help_id in ctx.s.scalars(select(HelpRequest.id).where(HelpRequest.task_id == task.id,
                                                                HelpRequest.status == "open")):
-        close_waits(ctx, "help", help_id)
+        close_waits(ctx, "help", help_id, withdrawn=True)
 
 
 def stale_tap(ctx: Ctx, task: Task, action: CardAction) -> bool:

@@ -271,9 +271,10 @@ class Response:
 def response_times(f: Frame, kind: str) -> Response:
     """Waits of `kind` (assign, approval, help) raised in the period: for the answered ones, the working
     time raised_at -> answered_at; median and p90 of it; within = answered within 2 working hours /
-    (answered + still open at asof after more than 2 working hours)."""
+    (answered + still open at asof after more than 2 working hours). A withdrawn wait (the task cancelled
+    or reassigned, another approver decided) was never answered by its person: it counts neither way."""
     rows = f.s.execute(select(Wait.raised_at, Wait.answered_at).where(
-        Wait.kind == kind, _in(Wait.raised_at, f.period), f.scope.waits())).all()
+        Wait.kind == kind, _in(Wait.raised_at, f.period), f.scope.waits(), Wait.withdrawn.is_(False))).all()
     asof = f.asof
     work = work_clock(f, [t for row in rows for t in row if t is not None and t <= asof])
     within_s = WITHIN.total_seconds()

@@ -128,7 +128,7 @@ def finish(ctx: Ctx, req: ApprovalRequest, template: ApprovalTemplate, status: s
     """The flow ended (approved or rejected): effects, then the initiator and the project's groups hear it."""
     req.status = status
     req.decided_at = ctx.now
-    close_waits(ctx, "approval", req.id)
+    close_waits(ctx, "approval", req.id, withdrawn=True)
     touch(ctx, req)
     extra = _extend_task(ctx, req, template) if status == rules.APPROVED and template.kind == "extension" else ""
     if status != rules.APPROVED:
@@ -153,7 +153,7 @@ def finish(ctx: Ctx, req: ApprovalRequest, template: ApprovalTemplate, status: s
 
 def return_to_initiator(ctx: Ctx, req: ApprovalRequest, step: ApprovalStep, reason: str) -> None:
     req.status = rules.RETURNED
-    close_waits(ctx, "approval", req.id)
+    close_waits(ctx, "approval", req.id, withdrawn=True)
     overdue_chase(ctx, req, answered=False)  # until it is resubmitted
     touch(ctx, req)
     text = ctx.t("approval_returned_mine", id=req.id, template=req.template, name=ctx.actor.name, stage=step.name,
@@ -199,7 +199,7 @@ def decide(ctx: Ctx, req: ApprovalRequest, decision: str, comment: str, via_card
                              waiting=waiting)]
     elif outcome == rules.APPROVED:
         step.status, step.decided_at = "approved", ctx.now
-        close_waits(ctx, "approval", req.id)
+        close_waits(ctx, "approval", req.id, withdrawn=True)
         req.stage_index += 1
         after = advance(ctx, req, template)
         parts = ([ctx.t("approval_approved_final", id=req.id)] if after is None else
@@ -249,7 +249,7 @@ def stop(ctx: Ctx, req: ApprovalRequest, status: str, reason: str) -> None:
         step.status, step.decided_at = "void", ctx.now
     req.status = status
     req.decided_at = ctx.now
-    close_waits(ctx, "approval", req.id)
+    close_waits(ctx, "approval", req.id, withdrawn=True)
     overdue_chase(ctx, req, answered=False)
     ctx.audit(f"approval.{'withdraw' if status == rules.WITHDRAWN else 'cancel'}", req, reason=reason)
     touch(ctx, req)
