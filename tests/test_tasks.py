@@ -311,3 +311,9 @@ def test_taking_a_task_on_oneself_needs_no_acknowledgement(harness) -> None:
     create(harness)
     out = harness.text(f"{G} 张三: @bot 转交 #1 @张三")
     assert "请确认收到" not in out and task(harness.db, 1).acknowledged_at is not None
+
+
+def test_a_reassignment_made_in_private_is_announced_in_the_tasks_group(harness) -> None:
+    create(harness)
+    out = harness.text("dm as 张三: 转交 #1 @赵六")
+    assert "→ 新品上市群: 任务 #1 已转交给 @赵六" in out and "→ 张三（私聊）: 任务 #1 已转交给 @赵六" in out

@@ -432,7 +432,11 @@ def reassign(ctx: Ctx, cmd: Command) -> Reply | None:
     ctx.audit("task.reassign", task, before, reason=reason)
     headline = ctx.t("reassigned", id=task.id)
     c = card(ctx, task)
-    ctx.say(headline, ctx.at(new_owner), ctx.t("reassigned_from", name=old.name))
+    said = (headline, ctx.at(new_owner), ctx.t("reassigned_from", name=old.name))
+    if task.chat is not None and (ctx.chat is None or ctx.chat.id != task.chat.id):
+        # decided in a private chat: the task's group hears it too (it will see the new owner chased there)
+        ctx.tell_chat(task.chat, Message(said), key=f"reassign:task:{task.id}:{task.version}:chat")
+    ctx.say(*said)
     if task.acknowledged_at is None:
         ctx.tell_user(new_owner, Message((ctx.t("task_assigned"),), c),
                       key=f"assign:task:{task.id}:{new_owner.id}:{task.version}")
