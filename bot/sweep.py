@@ -428,7 +428,8 @@ def sweep_overdue(bot: Engine, s: Session, now: datetime) -> int:
         deadline = n.fmt(task.deadline)
         occurrence = f"overdue:task:{task.id}:{int(task.deadline.timestamp())}"  # a new deadline warns again
         card = task_card(s, task, n.lang, now, bot.calendar.tz, blocked=task.id in blocked)
-        n.to_user(task.owner, Message((n.t("overdue_owner", id=task.id, title=task.title, deadline=deadline),), card),
+        warning = "overdue_owner_extending" if task.id in extending else "overdue_owner"  # not "apply" if applied
+        n.to_user(task.owner, Message((n.t(warning, id=task.id, title=task.title, deadline=deadline),), card),
                   f"{occurrence}:owner", when)
         # The owner owes a reason and a remedy: a wait, so the nag and escalation rules chase it until a
         # progress update, a submission or an extension request answers it (one pending answers it already;

@@ -300,6 +300,7 @@ def test_an_extension_filed_before_the_deadline_spares_the_chase(make_harness) -
           f"{G} 李四: @bot 延期申请 #1 新截止日期=12-08 17:00 原因=供应商延迟 补救措施=加班")
     out = h.run("wait 2d")
     assert lines_with(out, "→ 李四（私聊）: 任务 #1「物料采购」已过截止时间")  # the warning itself still goes
+    assert lines_with(out, "你的延期申请还在审批中") and not lines_with(out, "申请延期。")  # not told to apply again
     assert not lines_with(out, "已延期，请回复原因") and not lines_with(out, "李四 的以下事项超过")
     h.run(f"{G} 李四: @bot 撤回 #A1")  # withdrawn: nothing answers the overdue any more
     out = h.run("wait 3h")

@@ -101,8 +101,9 @@ def create_task(ctx: Ctx, cmd: Command) -> Reply | None:
             child = new_task(ctx, title=sub.title, owner=sub_owner, project=project, parent=task,
                               deadline=sub_deadline, priority=priority, collaborators=[], department=dept,
                               initiating_dept_id=init_dept)
-            ctx.tell_user(sub_owner, Message((ctx.t("task_assigned"),), card(ctx, child)),
-                          key=f"assign:task:{child.id}:{sub_owner.id}:{child.version}")
+            if child.acknowledged_at is None:  # not when the creator made it their own
+                ctx.tell_user(sub_owner, Message((ctx.t("task_assigned"),), card(ctx, child)),
+                              key=f"assign:task:{child.id}:{sub_owner.id}:{child.version}")
         ctx.s.refresh(task)
         headline = ctx.t("task_created_from_template", id=task.id, title=task.title, name=template.name,
                          n=len(template.subtasks))

@@ -328,6 +328,7 @@ TEXTS: dict[str, str] = {
     "what_help": "help request #H{id} awaits an answer",
     "unanswered": "unanswered",
     "overdue_owner": 'Task #{id} "{title}" passed its deadline ({deadline}). Reply with a reason and a remedy: send progress #{id} … or apply for an extension: 延期申请 #{id} 新截止日期=… 原因=… 补救措施=…',
+    "overdue_owner_extending": "Task #{id} \"{title}\" is past its deadline ({deadline}); your extension request is still being decided.",
     "overdue_coordinator": 'Overdue: task #{id} "{title}" (owner {owner}) passed its deadline {deadline}.',
     "overdue_title": "Overdue warning",
     "prompt_group": "Daily check: these tasks have no progress today; owners, reply progress #N PERCENT …",

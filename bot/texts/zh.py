@@ -328,6 +328,7 @@ TEXTS: dict[str, str] = {
     "what_help": "求助 #H{id} 待答复",
     "unanswered": "未回应",
     "overdue_owner": "任务 #{id}「{title}」已过截止时间（{deadline}）。请回复原因和补救措施：发送「进度 #{id} …」更新进度，或「延期申请 #{id} 新截止日期=… 原因=… 补救措施=…」申请延期。",
+    "overdue_owner_extending": "任务 #{id}「{title}」已过截止时间（{deadline}），你的延期申请还在审批中。",
     "overdue_coordinator": "延期预警：任务 #{id}「{title}」（负责人 {owner}）已过截止时间 {deadline}。",
     "overdue_title": "延期预警",
     "prompt_group": "今日进度提醒：以下任务今天还没有更新进度，请负责人回复「进度 #编号 百分比 …」",
