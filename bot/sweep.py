@@ -522,10 +522,22 @@ def daily_prompt(bot: Engine, s: Session, now: datetime, force: bool = False) ->
                                          CardAction("progress", "task", t.id, t.version).pack()) for t in stale[:6]))
         if rules.daily_prompt_in_group:
             n.to_chat(chat, Message(tuple(parts), card), f"prompt:{today.isoformat()}:chat:{chat.id}", when)
+        by_owner: dict[int, list[Task]] = {}
         for task in stale if rules.daily_prompt_private else ():
-            n.to_user(task.owner, Message((n.t("prompt_private", id=task.id, title=task.title, percent=task.percent),),
-                                          task_card(s, task, n.lang, now, bot.calendar.tz, blocked=task.id in blocked)),
-                      f"prompt:{today.isoformat()}:task:{task.id}", when)
+            by_owner.setdefault(task.owner_id, []).append(task)
+        for owner_id, theirs in by_owner.items():  # one message an owner, however many tasks are waiting
+            if len(theirs) == 1:
+                task = theirs[0]
+                n.to_user(task.owner, Message((n.t("prompt_private", id=task.id, title=task.title, percent=task.percent),),
+                                              task_card(s, task, n.lang, now, bot.calendar.tz, blocked=task.id in blocked)),
+                          f"prompt:{today.isoformat()}:task:{task.id}", when)
+                continue
+            mine = Card(kind="prompt", key=f"prompt:{chat.id}:{today.isoformat()}:{owner_id}", title=n.t("prompt_title"),
+                        color="blue", fields=tuple((f"#{t.id} {t.title}", f"{t.percent}%") for t in theirs),
+                        buttons=tuple(Button(f"{n.t('b_progress')} #{t.id}",
+                                             CardAction("progress", "task", t.id, t.version).pack()) for t in theirs[:6]))
+            n.to_user(theirs[0].owner, Message((n.t("prompt_private_many", n=len(theirs)),), mine),
+                      f"prompt:{today.isoformat()}:owner:{owner_id}:chat:{chat.id}", when)
         return True
 
     sent = n.each("rule.daily_prompt", chats, one, lambda c: ("chat", c.id))

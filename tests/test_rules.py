@@ -98,6 +98,16 @@ def test_daily_prompt_lists_in_progress_tasks_without_progress_today(make_harnes
     assert len(lines_with(out, "新品上市群: 今日进度提醒")) == 1 and lines_with(out, "→ 王五（私聊）: 今天请更新")
 
 
+def test_an_owner_with_several_waiting_tasks_gets_one_private_prompt(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(*(f"{G} 张三: @bot 新建任务 {t} 负责人 @李四 截止 12-20" for t in "ABC"),
+          *(f"{G} 李四: @bot 开始 #{i}" for i in (1, 2, 3)))
+    out = h.run("wait 2h")
+    private = lines_with(out, "→ 李四（私聊）: 今天请更新")
+    assert len(private) == 1 and "这 3 个任务" in private[0], private
+    assert all(f"[更新进度 #{i}]" in "\n".join(out) for i in (1, 2, 3))  # a button for each
+
+
 def test_no_daily_prompt_on_a_holiday_or_weekend(make_harness) -> None:
     h: Harness = make_harness(start=datetime(2026, 9, 30, 9, 0, tzinfo=TZ))
     h.run(f"{G} 张三: @bot 新建任务 A 负责人 @李四 截止 2026-10-30", f"{G} 李四: @bot 开始 #1")

@@ -333,6 +333,7 @@ TEXTS: dict[str, str] = {
     "overdue_title": "Overdue warning",
     "prompt_group": "Daily check: these tasks have no progress today; owners, reply progress #N PERCENT …",
     "prompt_private": 'Please update task #{id} "{title}" today (now {percent}%).',
+    "prompt_private_many": "Please update these {n} tasks today: send progress #N PERCENT …, or tap a button below.",
     "prompt_title": "Daily progress check",
     "summary_title": "Weekly summary · {project}",
     "summary_done": "Done this week",

@@ -333,6 +333,7 @@ TEXTS: dict[str, str] = {
     "overdue_title": "延期预警",
     "prompt_group": "今日进度提醒：以下任务今天还没有更新进度，请负责人回复「进度 #编号 百分比 …」",
     "prompt_private": "今天请更新任务 #{id}「{title}」的进度（当前 {percent}%）。",
+    "prompt_private_many": "今天请更新这 {n} 个任务的进度：发送「进度 #编号 百分比 …」，或点下面的按钮。",
     "prompt_title": "今日进度提醒",
     "summary_title": "本周协作周报 · {project}",
     "summary_done": "本周完成",
