@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from typing import Any
 
 import pytest
 
@@ -58,14 +59,19 @@ async def test_events_on_the_long_connection_reach_the_engine(env: FeishuEnv) ->
     assert connection.frames >= 3 and connection.kicks == 0
 
 
-async def test_a_card_tap_on_the_long_connection_is_answered_on_its_frame(env: FeishuEnv) -> None:
+async def owner_card_with_ack(env: FeishuEnv) -> tuple[dict[str, Any], str]:
+    """A task created over the long connection: the owner's sent card and its 确认收到 button's value."""
     await until(lambda: bool(env.fake.ws_connections), what="the client to connect")
     await env.fake.push_event(cb.message("@_user_1 新建任务 周报模板 负责人 @_user_2", sender="ou_zhang",
                                          mentions=[("ou_bot", "bot"), ("ou_li", "李四")], at=START, token=""))
     await env.adapter.inbound.drain()
     await env.deliver()
     [card] = [m for m in env.fake.sent("ou_li") if m["msg_type"] == "interactive"]
-    ack = next(v for v in cb.button_values(card["content"]) if CardAction.unpack(v).action == "ack")
+    return card, next(v for v in cb.button_values(card["content"]) if CardAction.unpack(v).action == "ack")
+
+
+async def test_a_card_tap_on_the_long_connection_is_answered_on_its_frame(env: FeishuEnv) -> None:
+    card, ack = await owner_card_with_ack(env)
     tap = cb.card_action({"action": ack}, operator="ou_li", message_id=card["message_id"], chat_id="oc_p2p_li",
                          at=START)
     answer = await env.fake.push_event(tap)
@@ -95,13 +101,7 @@ async def reconnects(env: FeishuEnv) -> None:
 async def test_taps_arriving_together_are_answered_together(env: FeishuEnv, monkeypatch: pytest.MonkeyPatch) -> None:
     """The SDK calls its handler synchronously on its loop: were the answer awaited there, a second tap would
     wait for the first one's engine and could miss Feishu's 3 s. Each frame's answer is awaited on its own."""
-    await until(lambda: bool(env.fake.ws_connections), what="the client to connect")
-    await env.fake.push_event(cb.message("@_user_1 新建任务 周报模板 负责人 @_user_2", sender="ou_zhang",
-                                         mentions=[("ou_bot", "bot"), ("ou_li", "李四")], at=START, token=""))
-    await env.adapter.inbound.drain()
-    await env.deliver()
-    [card] = [m for m in env.fake.sent("ou_li") if m["msg_type"] == "interactive"]
-    ack = next(v for v in cb.button_values(card["content"]) if CardAction.unpack(v).action == "ack")
+    card, ack = await owner_card_with_ack(env)
     taps = [cb.card_action({"action": ack}, operator="ou_li", message_id=card["message_id"], chat_id="oc_p2p_li",
                            at=START, event_id=f"tap-{i}") for i in range(2)]
     engine = env.bot.handle
