@@ -190,3 +190,12 @@ def test_a_cancelled_or_reassigned_task_is_no_response_of_its_owner(make_harness
           "wait 5h", f"{G} 张三: @bot 取消任务 #1", f"{G} 张三: @bot 转交 #2 @赵六")
     out = h.text(f"{G} 张三: @bot 报表")
     assert re.search(r"指派：中位 0\.5h · P90 0\.5h · 2小时内 100%（1）", out), out  # only 丙's answer
+
+
+def test_the_approval_sheet_names_stage_states_in_the_readers_language(h) -> None:
+    h.run(f"{G} 赵六: @bot 申请 延期 #2 新截止日期=12-10 原因=缺素材 补救措施=加班", "dm as 张三: 同意 #A1")
+    found = re.search(r"报表已导出：(\S+\.xlsx)", h.text(f"{G} 张三: @bot 导出"))
+    assert found
+    sheet = openpyxl.load_workbook(found[1])["审批"]
+    assert [c.value for c in sheet[1]][6] == "阶段状态"
+    assert {row[6].value for row in sheet.iter_rows(min_row=2)} == {"已通过"}, [c.value for c in sheet[2]]

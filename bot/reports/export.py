@@ -205,7 +205,8 @@ def _approval_rows(f: figures.Frame, lang: str, local: LocalTimes) -> list[tuple
     for rid, template, who, status, created, stage, stage_status, started, decided in rows:
         took = work.seconds(started, decided) / 3600 if started is not None and decided is not None else None
         out.append((f"A{rid}", template, who, texts.approval_status_name(lang, status), local(created),
-                    stage or "", stage_status or "", local(started), local(decided), took))
+                    stage or "", texts.approval_status_name(lang, stage_status) if stage_status else "", local(started),
+                    local(decided), took))
     return out
 
 

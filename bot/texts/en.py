@@ -28,6 +28,10 @@ APPROVAL_STATUS: dict[str, str] = {
     "returned": "returned for changes",
     "withdrawn": "withdrawn",
     "cancelled": "cancelled",
+    # a stage's own states (the export's stage status)
+    "waiting": "not started",
+    "skipped": "skipped",
+    "void": "void",
 }
 
 # audit action -> the verb shown in a card's history and in 操作记录

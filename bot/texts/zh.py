@@ -28,6 +28,10 @@ APPROVAL_STATUS: dict[str, str] = {
     "returned": "已退回修改",
     "withdrawn": "已撤回",
     "cancelled": "已取消",
+    # a stage's own states (the export's 阶段状态)
+    "waiting": "未开始",
+    "skipped": "已跳过",
+    "void": "已作废",
 }
 
 # audit action -> the verb shown in a card's history and in 操作记录
