@@ -373,9 +373,43 @@ def sweep_waits(bot: Engine, s: Session, now: datetime) -> int:
     def set_aside(wait: Wait) -> None:
         n.update_wait(wait, next_due_at=now + SKIPPED_WAIT_RETRY)
 
+    before = len(n.rows)
     count = n.each("rule.wait", waits, one, lambda w: ("wait", w.id), set_aside)
+    n.rows[before:] = _one_note_a_person(n, n.rows[before:])
     n.flush()
     return count
+
+
+def _one_note_a_person(n: Notifier, rows: list[dict]) -> list[dict]:
+    """The group notes of one sweep (nags, escalation notes) for the same person in the same group, due at
+    the same moment, become one message, where the first of them was: twelve waiting tasks are one @mention
+    with twelve lines, not twelve messages in the group. Private messages stay one a wait (each carries
+    its card's buttons)."""
+    order: list[dict | tuple[object, ...]] = []
+    notes: dict[tuple[object, ...], list[dict]] = {}
+    for row in rows:
+        parts = row["payload"].get("parts") or []
+        key = row["dedupe_key"]
+        if (row["target_kind"] == "chat" and key.startswith(("nag:", "escalate:")) and key.endswith(":chat")
+                and isinstance(parts[0] if parts else None, dict)):
+            same = (row["platform"], row["target_id"], parts[0].get("user_id"), row["not_before"],
+                    bool(row["payload"].get("urgent")))
+            if same not in notes:
+                order.append(same)
+            notes.setdefault(same, []).append(row)
+        else:
+            order.append(row)
+    return [item if isinstance(item, dict) else _joined(n, notes[item]) for item in order]
+
+
+def _joined(n: Notifier, same: list[dict]) -> dict:
+    first = same[0]
+    if len(same) == 1:
+        return first
+    lines = ["".join(p for p in r["payload"]["parts"][1:] if isinstance(p, str)).strip() for r in same]
+    payload = {**first["payload"], "parts": [first["payload"]["parts"][0], " " + n.t("notes_many", n=len(same)),
+                                             *("\n" + line for line in lines)]}
+    return {**first, "dedupe_key": f"{first['dedupe_key']}:with:{len(same)}"[:200], "payload": payload}
 
 
 # --- overdue ------------------------------------------------------------------------------------

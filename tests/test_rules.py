@@ -108,6 +108,19 @@ def test_an_owner_with_several_waiting_tasks_gets_one_private_prompt(make_harnes
     assert all(f"[更新进度 #{i}]" in "\n".join(out) for i in (1, 2, 3))  # a button for each
 
 
+def test_several_waits_of_one_person_make_one_note_in_the_group(make_harness) -> None:
+    """Three unacknowledged tasks: each nag round is one @mention in the group with three lines (and the
+    escalation round one note), while each task's private nag keeps its own card."""
+    h: Harness = make_harness()
+    h.run(*(f"{G} 张三: @bot 新建任务 {t} 负责人 @李四 截止 12-20" for t in "ABC"))
+    out = h.run("wait 1d2h")
+    notes = lines_with(out, "新品上市群: @李四")
+    assert [line[:13] for line in notes] == ["[12-01 11:00]", "[12-01 14:30]", "[12-02 09:00]"], notes
+    assert all("以下 3 项等你回应" in line and all(f"#{i}" in line for i in (1, 2, 3)) for line in notes)
+    assert "已告知 陈七" in notes[-1]
+    assert len(lines_with(out, "→ 李四（私聊）: 请确认收到任务")) == 6  # 3 tasks × 2 nags, each with its card
+
+
 def test_no_daily_prompt_on_a_holiday_or_weekend(make_harness) -> None:
     h: Harness = make_harness(start=datetime(2026, 9, 30, 9, 0, tzinfo=TZ))
     h.run(f"{G} 张三: @bot 新建任务 A 负责人 @李四 截止 2026-10-30", f"{G} 李四: @bot 开始 #1")

@@ -310,6 +310,7 @@ TEXTS: dict[str, str] = {
     "progress_hint_100": "At 100%: send done #{id} deliverable … when ready",
     "help_no_target": "whom to ask",
     # reminders, escalations, daily prompt, weekly summary
+    "notes_many": "{n} things are waiting for you:",
     "nag_assign": 'please acknowledge task #{id} "{title}" (assigned {since}, no answer yet)',
     "nag_overdue": 'task #{id} "{title}" is overdue: reply with a reason and a remedy (progress #{id} … or an extension)',
     "what_overdue": 'overdue task #{id} "{title}" has no reason yet',

@@ -310,6 +310,7 @@ TEXTS: dict[str, str] = {
     "progress_hint_100": "已到 100%，完成后请发送：完成 #{id} 交付物 …",
     "help_no_target": "求助对象",
     # reminders, escalations, daily prompt, weekly summary
+    "notes_many": "以下 {n} 项等你回应：",
     "nag_assign": "请确认收到任务 #{id}「{title}」（{since} 分派，还没有回应）",
     "nag_overdue": "任务 #{id}「{title}」已延期，请回复原因和补救措施：进度 #{id} … 或申请延期",
     "what_overdue": "任务 #{id}「{title}」延期未说明原因",
