@@ -184,9 +184,31 @@ def build_app(config: Config, bot: Bot, adapters: list[PlatformAdapter], hub: Hu
     app.router.add_get("/metrics", metrics)
     if links is not None:
         links.add_routes(app)  # GET /files/<token>: signed workbook downloads
+    served = {(route.method, route.resource.canonical): "collabbot itself" for route in app.router.routes()
+              if route.resource is not None}
     for adapter in adapters:
-        adapter.add_routes(app)
+        add_routes_alone(app, adapter, served)
     return app
+
+
+def add_routes_alone(app: web.Application, adapter: PlatformAdapter, served: dict[tuple[str, str], str]) -> None:
+    """The adapter's routes, refused as a config error when a path is already served: aiohttp either raises
+    or, for a path added earlier, lets the first route win silently (a [wecom] app_path of /healthz would
+    never reach WeCom's adapter)."""
+    before = len(app.router.routes())
+    try:
+        adapter.add_routes(app)
+    except RuntimeError as exc:
+        raise ConfigError(adapter.platform, f"a callback path is already served ({exc}); give each its own path") \
+            from None
+    for route in list(app.router.routes())[before:]:
+        if route.resource is None:
+            continue
+        key = (route.method, route.resource.canonical)
+        if key in served:
+            raise ConfigError(adapter.platform, f"the path {key[1]} is already served by {served[key]}; "
+                              "give it a path of its own")
+        served[key] = f"[{adapter.platform}]"
 
 
 def _db_ok(bot: Bot) -> bool:
@@ -243,8 +265,8 @@ async def run(config: Config, org: Org | None, *, ready: asyncio.Event | None = 
     settle_the_heap()  # before anything is served or sent: the collection pauses every thread
     site = web.TCPSite(runner, config.host, config.port, reuse_port=config.reuse_port or None)
     await site.start()
-    log.warning("collabbot serving on http://%s:%s (%s)", config.host, config.port,
-                ", ".join(a.platform for a in adapters))
+    log.warning("collabbot serving on http://%s:%s (%s), database %s", config.host, config.port,
+                ", ".join(a.platform for a in adapters), config.database_url.split("@")[-1])
     scheduler = Runner(bot, worker)
     scheduler.start()
     pruner = asyncio.create_task(prune_exports(reports), name="prune-exports")

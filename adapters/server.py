@@ -17,6 +17,7 @@ import argparse
 import errno
 import logging
 import os
+import socket
 import sys
 import tempfile
 from dataclasses import replace
@@ -45,6 +46,7 @@ EXIT_CONFIG = 2
 EXTRAS = {"psycopg": "postgres", "lark_oapi": "feishu", "Crypto": "feishu", "dingtalk_stream": "dingtalk",
           "websockets": "dingtalk", "wechatpy": "wecom"}
 EXIT_TRANSCRIPT = 3
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def demo_org_path() -> Path:
@@ -244,10 +246,18 @@ def cmd_outbox_retry(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_CONFIG
     db = open_database(load_settings(args))
+    ids = [int(i) for i in args.ids]
     with db.transaction() as s:
-        count = outbox.retry_dead(s, SystemClock().now(), [int(i) for i in args.ids] or None)
+        found = dict(s.execute(select(OutboxMessage.id, OutboxMessage.status).where(OutboxMessage.id.in_(ids))).all()) \
+            if ids else {}
+        count = outbox.retry_dead(s, SystemClock().now(), ids or None)
     print(f"{count} message(s) queued again")
-    return 0
+    for i in ids:  # an id that was not retried says why, so a typo is not taken for success
+        if i not in found:
+            print(f"outbox retry: there is no message {i}", file=sys.stderr)
+        elif found[i] != "dead":
+            print(f"outbox retry: message {i} is {found[i]}, not dead: left as it is", file=sys.stderr)
+    return 0 if all(found.get(i) == "dead" for i in ids) else EXIT_CONFIG
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -260,9 +270,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     org = load_org(config) if config.org_file or not config.platforms else None
     from collabbot.adapters import registry
 
-    registry.check_config(config)  # a wrong platform section: its one line, before the banner
-    print(f"collabbot serve on http://{config.host}:{config.port} — database {config.database_url.split('@')[-1]}",
-          file=sys.stderr)
+    registry.check_config(config)  # a wrong platform section: its one line, before anything starts
     return serve(config, org)
 
 
@@ -332,7 +340,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    level = "DEBUG" if args.verbose else os.environ.get("COLLABBOT_LOG_LEVEL", "WARNING").upper()
+    level = "DEBUG" if args.verbose else os.environ.get("COLLABBOT_LOG_LEVEL", "WARNING").strip().upper()
+    if level not in LOG_LEVELS:
+        print(f"config error: COLLABBOT_LOG_LEVEL: {level[:20]!r} is not a level; use one of {', '.join(LOG_LEVELS)}",
+              file=sys.stderr)
+        return EXIT_CONFIG
     logging.basicConfig(level=level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -348,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     except (OperationalError, InterfaceError) as exc:  # the database went away after start-up checks
         print(f"database error: {str(exc.orig or exc).strip().splitlines()[0]}", file=sys.stderr)
+        return EXIT_CONFIG
+    except socket.gaierror as exc:  # before OSError, whose subclass it is
+        print(f"config error: server.host: cannot be resolved ({exc.strerror})", file=sys.stderr)
         return EXIT_CONFIG
     except OSError as exc:
         if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):

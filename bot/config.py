@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from collabbot.bot.approval_templates import ApprovalTemplate, parse_approval_templates
 from collabbot.bot.calendar import WorkCalendar
@@ -145,12 +146,18 @@ ESCALATION_TARGETS = ("supervisor", "department_head")
 
 
 def _expand_env(value: Any, key: str) -> Any:
-    """Replace each "${NAME}" in string values (whole or embedded, as in a URL's password)."""
+    """Replace each "${NAME}" in string values (whole or embedded, as in a URL's password). In a URL's user
+    and password (between "://" and "@"), the variable's value is percent-encoded: a password with @ / : #
+    in it would otherwise break the URL (and show its tail in the error)."""
     if isinstance(value, str):
+        scheme = value.find("://")
+        userinfo_end = value.find("@", scheme + 3) if scheme >= 0 else -1
+
         def variable(m: re.Match[str]) -> str:
             if m.group(1) not in os.environ:
                 raise ConfigError(key, f"environment variable {m.group(1)} is not set")
-            return os.environ[m.group(1)]
+            found = os.environ[m.group(1)]
+            return quote(found, safe="") if scheme < m.start() < userinfo_end else found
 
         return _ENV.sub(variable, value)
     if isinstance(value, dict):
@@ -378,9 +385,10 @@ def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
     if org_file and base_dir is not None and not Path(org_file).is_absolute():
         org_file = str(base_dir / org_file)
     url = db.str("url", DEFAULT_DB_URL)
+    url_key = "COLLABBOT_DATABASE_URL" if os.environ.get("COLLABBOT_DATABASE_URL") else "database.url"
     url = os.environ.get("COLLABBOT_DATABASE_URL") or url
     if not url.startswith(("sqlite", "postgresql")):
-        raise ConfigError("database.url", "must be a sqlite:/// or postgresql+psycopg:// URL")
+        raise ConfigError(url_key, "must be a sqlite:/// or postgresql+psycopg:// URL")
     root.seen.add("calendar")
     try:
         calendar = WorkCalendar.from_config(data.get("calendar", {}))

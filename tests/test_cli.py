@@ -47,6 +47,10 @@ def test_outbox_list_and_retry(tmp_path: Path) -> None:
         statuses = [r.status for r in s.scalars(select(OutboxMessage).order_by(OutboxMessage.id))]
     assert statuses == ["pending", "dead", "pending"]
     assert "1 message(s)" in cli("outbox", "retry", "--db", url).stdout
+    # an id that is not there, or not dead, is named (not a silent "0 queued"), and the status says so
+    missed = cli("outbox", "retry", "1", "999999", "--db", url)
+    assert missed.returncode == 2 and "0 message(s) queued again" in missed.stdout
+    assert "message 1 is pending, not dead" in missed.stderr and "there is no message 999999" in missed.stderr
     db.dispose()
 
 
@@ -248,3 +252,27 @@ def test_a_console_script_writes_a_message_of_several_lines_as_indented_lines(tm
     assert "2 个行动项已转为任务" in result.stdout and "完成H5改版" in result.stdout, result.stdout
     lonely = console(tmp_path, "clock 2026-12-01 09:00\n  行动项 内容 完成H5改版\n")  # continues no message
     assert lonely.returncode == 3 and "line 2:" in lonely.stderr, lonely.stderr
+
+
+@pytest.mark.parametrize("extra, env, says", [
+    ("", {"HOST": "nonexistent.invalid"}, "config error: server.host: cannot be resolved"),
+    ('[reports]\nfolder = "/proc/nope"', {}, "config error: reports.folder: /proc/nope cannot be used"),
+    ("", {"COLLABBOT_LOG_LEVEL": "verbose"}, "config error: COLLABBOT_LOG_LEVEL: 'VERBOSE' is not a level"),
+    ('[reports]\npublic_url = "https://bot.example.com"\n'
+     '[feishu]\napp_id = "cli_x"\napp_secret = "s"\nverification_token = "t"\nbot_open_id = "ou_b"\npath = "/cb"\nbase_url = "http://127.0.0.1:9"\n'
+     '[dingtalk]\nclient_id = "d"\nclient_secret = "s"\ncard_template_id = "t"\nmode = "http"\npath = "/cb"\n'
+     'base_url = "http://127.0.0.1:9"', {}, "config error: dingtalk: a callback path is already served"),
+    ('[wecom]\ncorp_id = "ww1"\napp_secret = "s"\nagent_id = 1000002\napp_token = "t"\n'
+     'app_encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"\napp_path = "/healthz"\nbot_id = "b"\n'
+     'bot_secret = "x"\nbase_url = "http://127.0.0.1:9"', {},
+     "config error: wecom: the path /healthz is already served by collabbot itself"),
+])
+def test_serve_refuses_what_it_cannot_serve_with_one_line(tmp_path: Path, extra: str, env: dict[str, str],
+                                                           says: str) -> None:
+    config = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path / 's.db'}", port=free_port(), extra=extra)
+    if "HOST" in env:  # the port's [server] table is write_config's: the host goes in beside it
+        config.write_text(config.read_text().replace("[server]\n", f'[server]\nhost = "{env["HOST"]}"\n'))
+    result = subprocess.run([sys.executable, "-m", "collabbot.adapters.server", "--config", str(config), "serve"],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, **{k: v for k, v in env.items() if k != "HOST"}})
+    assert one_line_refusal(result).startswith(says)

@@ -205,6 +205,19 @@ def test_secrets_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) 
     assert config.platforms["feishu"] == {"app_id": "cli_1", "app_secret": "app-secret-from-env"}
 
 
+def test_a_password_variable_inside_a_url_is_percent_encoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A password with @ / : # in it must not end the user part early (nor show its tail in an error); a
+    whole URL from a variable, and a variable elsewhere in a URL, are taken as they are."""
+    from sqlalchemy.engine import make_url
+
+    monkeypatch.setenv("COLLABBOT_TEST_PW", "p@ss/w:rd#1")
+    monkeypatch.setenv("COLLABBOT_TEST_HOST", "db.example.com:5433")
+    config = parse_config({"database": {"url": "postgresql+psycopg://bot:${COLLABBOT_TEST_PW}@${COLLABBOT_TEST_HOST}/x"}})
+    url = make_url(config.database_url)
+    assert (url.username, url.password, url.host, url.port, url.database) == \
+        ("bot", "p@ss/w:rd#1", "db.example.com", 5433, "x")
+
+
 def test_the_documented_database_url_with_a_password_variable_works(monkeypatch: pytest.MonkeyPatch) -> None:
     """config.example.toml shows how to keep the database password out of the file; that line must work
     as shown: the variable's value ends up in the URL, not the text "${...}"."""
@@ -224,7 +237,7 @@ def test_collabbot_database_url_sets_the_url_when_the_file_has_none(monkeypatch:
     monkeypatch.setenv("COLLABBOT_DATABASE_URL", "mysql://nope")
     with pytest.raises(ConfigError) as caught:
         parse_config({})
-    assert caught.value.key == "database.url"
+    assert caught.value.key == "COLLABBOT_DATABASE_URL"  # where the bad URL came from, not the file's key
 
 
 def test_collabbot_database_url_overrides_the_files_url(monkeypatch: pytest.MonkeyPatch) -> None:

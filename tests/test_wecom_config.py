@@ -95,3 +95,13 @@ def test_the_cli_refuses_a_bad_section_with_one_line_and_exit_status_2(
     lines = [x for x in result.stderr.splitlines() if x.strip() and " WARNING " not in x]
     assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert lines[0].startswith(says), lines[0]
+
+
+def test_a_missing_wechatpy_stops_start_up_with_the_pip_line() -> None:
+    """Its decryption is imported with the adapter, not at the first callback (which answered 500 when
+    pycryptodome was there through another extra but wechatpy was not)."""
+    code = ("import sys; sys.modules['wechatpy'] = None\n"
+            "from collabbot.adapters import registry\n"
+            "registry.load('wecom')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode != 0 and "pip install 'collabbot[wecom]'" in result.stderr, result.stderr

@@ -45,20 +45,23 @@ XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 def load_secret(folder: Path) -> bytes:
     """The secret kept in the folder, made once: written to a temporary file, then linked into place, so two
     instances starting together both read the one that won."""
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = folder / SECRET_FILE
-    if not path.exists():
-        tmp = folder / f"{SECRET_FILE}.{secrets.token_hex(6)}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    value = path.read_text().strip()
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not path.exists():
+            tmp = folder / f"{SECRET_FILE}.{secrets.token_hex(6)}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        value = path.read_text().strip()
+    except OSError as exc:  # the admin's folder: one line naming the key, not a traceback
+        raise ConfigError("reports.folder", f"{folder} cannot be used: {exc.strerror or exc}") from None
     if len(value) < 32:
         raise ConfigError("reports.link_secret", f"{path} is too short to be a secret; remove it to make a new one")
     return value.encode()

@@ -30,6 +30,7 @@ from datetime import datetime
 from xml.etree import ElementTree
 
 from Crypto.Cipher import AES
+from wechatpy.enterprise.crypto import PrpCrypto  # imported with the adapter: a missing wechatpy stops start-up
 
 from collabbot.adapters.kit.webhook import UNAUTHENTICATED, Refused
 
@@ -65,8 +66,6 @@ def check_signature(token: str, given: str, timestamp: str, nonce: str, encrypte
 def decrypt(encrypted: str, encoding_aes_key: str, receive_id: str) -> str:
     """The plaintext message of an authenticated ciphertext; Refused for anything malformed or for another
     receive id. Call only after `check_signature`."""
-    from wechatpy.enterprise.crypto import PrpCrypto
-
     try:
         raw = base64.b64decode(encrypted, validate=True)
     except (binascii.Error, ValueError):
