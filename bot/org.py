@@ -121,6 +121,8 @@ def parse_org(data: dict[str, Any], source: str | None = None) -> Org:
     for i, d in enumerate(data.get("departments", [])):
         if not isinstance(d, dict) or not isinstance(d.get("name"), str) or not d["name"].strip():
             raise OrgError(f"departments[{i}]: needs a name")
+        if d["name"].strip() in departments:
+            raise OrgError(f"departments[{i}] ({d['name'].strip()}): listed twice; list each department once")
         departments[d["name"].strip()] = str(d.get("head", "")).strip()
     people: list[OrgPerson] = []
     for i, p in enumerate(data.get("people", [])):
@@ -135,10 +137,12 @@ def parse_org(data: dict[str, Any], source: str | None = None) -> Org:
         people.append(OrgPerson(p["name"].strip(), dept, str(p.get("supervisor", "")).strip(), dict(ids)))
     names = {p.name for p in people}
     if len(names) != len(people):
-        raise OrgError("people: two people share a name; names must be unique in an org file")
+        twice = next(n for n in names if sum(1 for p in people if p.name == n) > 1)
+        raise OrgError(f"people ({twice}): listed twice; names must be unique in an org file")
     for p in people:
         if p.supervisor and p.supervisor not in names:
             raise OrgError(f"people ({p.name}): unknown supervisor {p.supervisor!r}")
+    _no_supervisor_cycle({p.name: p.supervisor for p in people if p.supervisor})
     for dept, head in departments.items():
         if head and head not in names:
             raise OrgError(f"departments ({dept}): unknown head {head!r}")
@@ -152,6 +156,19 @@ def parse_org(data: dict[str, Any], source: str | None = None) -> Org:
             raise OrgError(f"chats[{i}] ({c['name']}): unknown members {unknown}")
         chats.append(OrgChat(c["name"], members, str(c.get("platform", CONSOLE)), str(c.get("chat_id", ""))))
     return Org(departments, tuple(people), tuple(chats))
+
+
+def _no_supervisor_cycle(supervisor_of: dict[str, str]) -> None:
+    """A chain of supervisors that comes back to where it began is a typo: escalations would go round it."""
+    for start in supervisor_of:
+        chain, name = [start], supervisor_of[start]
+        while name in supervisor_of and name not in chain:
+            chain.append(name)
+            name = supervisor_of[name]
+        if name == start:
+            what = "is their own supervisor" if len(chain) == 1 else \
+                "supervisors go round: " + " → ".join([*chain, start])
+            raise OrgError(f"people ({start}): {what}")
 
 
 def load_org_file(path: str | Path) -> Org:

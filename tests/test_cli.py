@@ -276,3 +276,20 @@ def test_serve_refuses_what_it_cannot_serve_with_one_line(tmp_path: Path, extra:
                             capture_output=True, text=True, timeout=60,
                             env={**os.environ, **{k: v for k, v in env.items() if k != "HOST"}})
     assert one_line_refusal(result).startswith(says)
+
+
+@pytest.mark.parametrize("people, departments, says", [
+    ('[[people]]\nname = "甲"\nsupervisor = "乙"\n[[people]]\nname = "乙"\nsupervisor = "甲"', "",
+     "people (甲): supervisors go round: 甲 → 乙 → 甲"),
+    ('[[people]]\nname = "甲"\nsupervisor = "甲"', "", "people (甲): is their own supervisor"),
+    ('[[people]]\nname = "甲"\n[[people]]\nname = "甲"', "", "people (甲): listed twice"),
+    ('[[people]]\nname = "甲"', '[[departments]]\nname = "法务部"\n[[departments]]\nname = "法务部"\nhead = "甲"',
+     "departments[1] (法务部): listed twice"),
+])
+def test_an_org_file_with_a_cycle_or_a_repeat_is_refused_naming_it(tmp_path: Path, people: str, departments: str,
+                                                                   says: str) -> None:
+    """Accepted before, these were typos that quietly changed who hears an escalation (or which head won)."""
+    org = tmp_path / "org.toml"
+    org.write_text(f"{departments}\n{people}\n", encoding="utf-8")
+    line = one_line_refusal(cli("org", "load", str(org), "--dry-run", "--db", f"sqlite:///{tmp_path / 'o.db'}"))
+    assert says in line, line

@@ -198,7 +198,7 @@ def test_admins_are_platform_identities_and_a_name_resolves_through_the_org_file
     twice = tmp_path / "twice.toml"  # a name two people share is ambiguous: refused
     twice.write_text(org.read_text(encoding="utf-8") + '\n[[people]]\nname = "李四"\ndepartment = "市场部"\n',
                      encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"bot\.admins.*share a name"):
+    with pytest.raises(ConfigError, match=r"bot\.admins.*李四.*listed twice"):
         parse_config({"bot": {"admins": ["李四"], "org_file": str(twice)}})
     with pytest.raises(ConfigError, match=r"bot\.admins\[0\].*nobody"):
         parse_config({"bot": {"admins": ["王大锤"], "org_file": str(org)}})
@@ -597,7 +597,7 @@ def test_approvers_in_the_config_are_identities_and_a_bad_name_is_one_line_at_lo
     twice.write_text('[[departments]]\nname = "运营部"\nhead = "赵总"\n\n'
                      '[[people]]\nname = "赵总"\ndepartment = "运营部"\n\n[[people]]\nname = "赵总"\ndepartment = "运营部"\n',
                      encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"^approval_templates\[0\]\.stages\[0\]\.person: .*share a name") as exc:
+    with pytest.raises(ConfigError, match=r"^approval_templates\[0\]\.stages\[0\]\.person: .*赵总.*listed twice") as exc:
         parse_config({"bot": {"org_file": str(twice)},
                       "approval_templates": [{**own[0], "stages": [{"name": "终审", "kind": "person", "person": "赵总"}]}]})
     assert "\n" not in str(exc.value)
