@@ -550,10 +550,7 @@ def daily_prompt(bot: Engine, s: Session, now: datetime, force: bool = False) ->
         parts: list = [n.t("prompt_group")]
         for task in stale:
             parts += ["\n", f"#{task.id} {task.title} {task.percent}% ", n.at(task.owner, chat.platform)]
-        card = Card(kind="prompt", key=f"prompt:{chat.id}:{today.isoformat()}", title=n.t("prompt_title"),
-                    color="blue", fields=tuple((f"#{t.id} {t.title}", f"{t.owner.name} · {t.percent}%") for t in stale),
-                    buttons=tuple(Button(f"{n.t('b_progress')} #{t.id}",
-                                         CardAction("progress", "task", t.id, t.version).pack()) for t in stale[:6]))
+        card = _prompt_card(n, f"prompt:{chat.id}:{today.isoformat()}", stale, with_owner=True)
         if rules.daily_prompt_in_group:
             n.to_chat(chat, Message(tuple(parts), card), f"prompt:{today.isoformat()}:chat:{chat.id}", when)
         by_owner: dict[int, list[Task]] = {}
@@ -566,10 +563,7 @@ def daily_prompt(bot: Engine, s: Session, now: datetime, force: bool = False) ->
                                               task_card(s, task, n.lang, now, bot.calendar.tz, blocked=task.id in blocked)),
                           f"prompt:{today.isoformat()}:task:{task.id}", when)
                 continue
-            mine = Card(kind="prompt", key=f"prompt:{chat.id}:{today.isoformat()}:{owner_id}", title=n.t("prompt_title"),
-                        color="blue", fields=tuple((f"#{t.id} {t.title}", f"{t.percent}%") for t in theirs),
-                        buttons=tuple(Button(f"{n.t('b_progress')} #{t.id}",
-                                             CardAction("progress", "task", t.id, t.version).pack()) for t in theirs[:6]))
+            mine = _prompt_card(n, f"prompt:{chat.id}:{today.isoformat()}:{owner_id}", theirs, with_owner=False)
             n.to_user(theirs[0].owner, Message((n.t("prompt_private_many", n=len(theirs)),), mine),
                       f"prompt:{today.isoformat()}:owner:{owner_id}:chat:{chat.id}", when)
         return True
@@ -577,6 +571,15 @@ def daily_prompt(bot: Engine, s: Session, now: datetime, force: bool = False) ->
     sent = n.each("rule.daily_prompt", chats, one, lambda c: ("chat", c.id))
     n.flush()
     return sent
+
+
+def _prompt_card(n: Notifier, key: str, tasks: list[Task], *, with_owner: bool) -> Card:
+    """The daily prompt's card: a line and a 更新进度 button (the first six) for each task."""
+    return Card(kind="prompt", key=key, title=n.t("prompt_title"), color="blue",
+                fields=tuple((f"#{t.id} {t.title}", f"{t.owner.name} · {t.percent}%" if with_owner else f"{t.percent}%")
+                             for t in tasks),
+                buttons=tuple(Button(f"{n.t('b_progress')} #{t.id}", CardAction("progress", "task", t.id, t.version).pack())
+                              for t in tasks[:6]))
 
 
 def _week_bounds(bot: Engine, day: date) -> tuple[datetime, datetime]:

@@ -22,12 +22,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_config(path: Path, db_url: str, *, port: int, extra: str = "") -> Path:
+def write_config(path: Path, db_url: str, *, port: int, extra: str = "", host: str = "127.0.0.1") -> Path:
     path.write_text(
         f"""
 [database]
 url = "{db_url}"
 [server]
+host = "{host}"
 port = {port}
 [scheduler]
 tick_seconds = 0.1

@@ -42,6 +42,13 @@ async def settle(env: DingTalkEnv) -> None:
     await env.adapter.stream.drain()
 
 
+async def a_message_is_worked(env: DingTalkEnv, db: Database) -> None:
+    """A task created now over the current connection: the stream works (the first task of the test)."""
+    await env.fake.robot_message(create(env))
+    await settle(env)
+    assert count(db, Task) == 1
+
+
 async def test_a_group_message_is_acked_at_once_and_creates_a_task(sqlite_db: Database) -> None:
     env = await stream_env(sqlite_db)
     try:
@@ -117,9 +124,7 @@ async def test_disconnect_reconnects_at_once(sqlite_db: Database) -> None:
             assert time.monotonic() - started < 3.0, "no new connection after disconnect"
             await asyncio.sleep(0.02)
         assert env.fake.open_calls == 2 and env.adapter.stream.disconnects == 1  # type: ignore[union-attr]
-        await env.fake.robot_message(create(env))  # the new connection works
-        await settle(env)
-        assert count(sqlite_db, Task) == 1
+        await a_message_is_worked(env, sqlite_db)  # the new connection works
     finally:
         await env.close()
 
@@ -134,9 +139,7 @@ async def test_a_dead_socket_is_noticed_by_our_pings_and_replaced(sqlite_db: Dat
         await fake.wait_connected(timeout=5)
         assert time.monotonic() - started < 3.0
         assert env.adapter.stream.kicks >= 1 and fake.open_calls >= 2  # type: ignore[union-attr]
-        await fake.robot_message(create(env))
-        await settle(env)
-        assert count(sqlite_db, Task) == 1
+        await a_message_is_worked(env, sqlite_db)
     finally:
         await env.close()
 
@@ -153,9 +156,7 @@ async def test_a_quiet_but_alive_socket_is_kept(sqlite_db: Database) -> None:
         stream = env.adapter.stream
         assert stream is not None and stream.kicks == 0 and stream.frames == 0
         assert env.fake.open_calls == 1 and env.fake.live() == [ws]
-        await env.fake.robot_message(create(env))  # and it still works
-        await settle(env)
-        assert count(sqlite_db, Task) == 1
+        await a_message_is_worked(env, sqlite_db)  # and it still works
     finally:
         await env.close()
 
@@ -267,8 +268,6 @@ async def test_a_robot_message_that_cannot_be_kept_is_logged_as_lost_and_not_ack
             conn.exec_driver_sql("ALTER TABLE inbound_queue_away RENAME TO inbound_queue")
         await settle(env)
         assert count(sqlite_db, Task) == 0 and len(env.fake.acks) == 1  # nothing came again
-        await env.fake.robot_message(create(env))  # the next message is kept and worked
-        await settle(env)
-        assert count(sqlite_db, Task) == 1
+        await a_message_is_worked(env, sqlite_db)  # the next message is kept and worked
     finally:
         await env.close()

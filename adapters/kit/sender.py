@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -152,14 +152,10 @@ class PlatformSender:
         if self.updates_within is None or not isinstance(sent_at, str):
             return False
         try:
-            sent = _utc(datetime.fromisoformat(sent_at))
+            sent = datetime.fromisoformat(sent_at)  # written from an aware time (bot/copies.py), as created_at is
         except ValueError:
             return False
-        return _utc(item.created_at) - sent > self.updates_within
-
-
-def _utc(at: datetime) -> datetime:
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at  # stored times are UTC
+        return item.created_at - sent > self.updates_within
 
 
 def idempotency_key(item: OutboxItem) -> str:
