@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import signal
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -252,7 +253,12 @@ async def run(config: Config, org: Org | None, *, ready: asyncio.Event | None = 
         await asyncio.to_thread(load)
     bot = Bot(db, config, clock)
     favour_the_loop()
-    hub = Hub(bot, spool=Spool(spool_path(config)))
+    spool = Spool(spool_path(config))
+    try:
+        await asyncio.to_thread(spool.check)
+    except OSError as exc:
+        raise ConfigError("server.spool_dir", f"{spool.path} cannot be written: {exc.strerror or exc}") from None
+    hub = Hub(bot, spool=spool)
     adapters = build_adapters(config, hub, clock)
     for adapter in adapters:
         if isinstance(adapter.sender, PlatformSender):
@@ -304,8 +310,7 @@ def org_sync(config: Config, platform: str) -> int:
     try:
         org = asyncio.run(fetch_org(source))
     except ApiError as exc:
-        log.error("%s org sync failed: %s", source.platform, exc)
-        print(f"{source.platform} org sync failed: {exc}")
+        print(f"{source.platform} org sync failed: {exc}", file=sys.stderr)  # one line, nothing changed
         return EXIT_API
     db = Database(config.database_url)
     try:

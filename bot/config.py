@@ -302,6 +302,8 @@ def _reports(s: _Section, base_dir: Path | None) -> ReportSettings:
     if base_dir is not None:  # relative to the config file, like org_file
         folder = str(base_dir / folder) if folder and not Path(folder).is_absolute() else folder
         font = str(base_dir / font) if font and not Path(font).is_absolute() else font
+    if font and not Path(font).is_file():
+        raise ConfigError(s.key("chart_font"), f"{font} is not a file (a font with Chinese glyphs, or empty: looked for)")
     settings = ReportSettings(hours, url, secret, folder, font)
     s.done()
     return settings
@@ -340,6 +342,10 @@ def _task_templates(items: Any) -> tuple[TaskTemplate, ...]:
         name = s.str("name")
         if not name:
             raise ConfigError(s.key("name"), "is required")
+        if len(name) > 30 or any(ch.isspace() for ch in name):
+            raise ConfigError(s.key("name"), "must be one word of at most 30 characters (it is typed after 模板)")
+        if any(t.name == name for t in out):
+            raise ConfigError(s.key("name"), f"two templates are named {name!r}")
         priority = s.str("priority", "mid")
         if priority not in PRIORITIES:
             raise ConfigError(s.key("priority"), "must be one of 高/中/低 (or high/mid/low)")

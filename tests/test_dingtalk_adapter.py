@@ -379,7 +379,7 @@ oapi_url = "{fake.url}"
         assert second.returncode == 0 and "; 0 change(s)" in second.stdout
         bad = subprocess.run(command, capture_output=True, text=True, env={**env, "DINGTALK_SECRET": "wrong"},
                              timeout=60)
-        assert bad.returncode == 4 and "org sync failed" in bad.stdout
+        assert bad.returncode == 4 and bad.stdout == "" and bad.stderr.count("org sync failed") == 1, bad.stderr
 
 
 def test_the_example_config_shows_every_dingtalk_key_with_its_default(monkeypatch: pytest.MonkeyPatch) -> None:

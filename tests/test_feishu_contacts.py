@@ -104,4 +104,4 @@ base_url = "{fake.url}"
         second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
         assert second.returncode == 0 and "; 0 change(s)" in second.stdout
         bad = subprocess.run(command, capture_output=True, text=True, env={**env, "FEISHU_SECRET": "wrong"}, timeout=60)
-        assert bad.returncode == 4 and "org sync failed" in bad.stdout
+        assert bad.returncode == 4 and bad.stdout == "" and bad.stderr.count("org sync failed") == 1, bad.stderr

@@ -136,6 +136,9 @@ def test_wecom_end_to_end_through_a_real_serve_process(tmp_path: Path) -> None:
                                   env={**__import__("os").environ, **ENV}, timeout=60)
             assert sync.returncode == 0, sync.stderr[-2000:]
             assert "from WeCom" in sync.stdout
+            bad = subprocess.run(sync.args, capture_output=True, text=True, cwd=ROOT, timeout=60,
+                                 env={**__import__("os").environ, **ENV, "TEST_WECOM_APP_SECRET": "wrong"})
+            assert bad.returncode == 4 and bad.stdout == "" and bad.stderr.count("org sync failed") == 1, bad.stderr
         finally:
             serve.stop()
             db.dispose()

@@ -41,6 +41,11 @@ class Spool:
         self.spooled += len(rows)
         return ids
 
+    def check(self) -> None:
+        """Refuse at start a spool that could not be written: it is needed exactly when the database
+        stalls, which is too late to find out (OSError)."""
+        self._write("")
+
     def landed(self, ids: list[str]) -> None:
         """These spooled rows reached the database (no fsync needed: losing this line only repeats work
         that the engine's receipts make harmless)."""
