@@ -222,8 +222,9 @@ class DeliveryWorker:
 
     # --- one row -----------------------------------------------------------------------------------
     def _keys(self, item: OutboxItem) -> dict[str, tuple[Window, ...]]:
-        return limit_keys(item.platform, item.target_kind, item.target_id, self.limits.get(item.platform, ()),
-                          self.settings.limit_margin)
+        paced_as = getattr(self.senders.get(item.platform), "paced_as", None)
+        kind, target = paced_as(item.target_kind, item.target_id) if paced_as else (item.target_kind, item.target_id)
+        return limit_keys(item.platform, kind, target, self.limits.get(item.platform, ()), self.settings.limit_margin)
 
     async def _take(self, item: OutboxItem, waited: datetime | None = None) -> tuple[datetime | None, bool]:
         """Reserve a send NOW in all of the row's windows: (the earliest time they allow, whether it was taken);

@@ -46,6 +46,11 @@ FAULTS = {
     "qps_limit": (403, "Forbidden.AccessDenied.QpsLimitForApi", "当前接口调用超过QPS上限"),
     "server_error": (500, "ServiceUnavailable", "服务暂不可用"),
     "no_permission": (403, "Forbidden.AccessDenied.AccessTokenPermissionDenied", "没有调用该接口的权限"),
+    "monthly_quota": (403, "Forbidden.AccessDenied.ApiCountLimitForOrg", "企业调用量已超过当月上限"),
+    # the API throttling appendix: an IP over its limit is banned 5 minutes with this body, no error code
+    "ip_ban": (200, "", '{"status":1111,"wait":5,"source":"x5","punish":"deny","uuid":"fake"}'),
+    "not_updated": (200, "", '{"success":false,"result":false}'),  # an update answered, not made
+    "html": (502, "", "<html><body>Bad Gateway</body></html>"),
 }
 ROBOT_TOPIC = "/v1.0/im/bot/messages/get"
 CARD_TOPIC = "/v1.0/card/instances/callback"
@@ -231,6 +236,10 @@ class FakeDingTalk:
         status, code, message = FAULTS[fault.kind]
         if fault.kind == "token_invalid":
             self.expire_tokens()
+        if not code:  # a body of its own, as the platform sends it
+            call.status = status
+            return web.Response(status=status, text=message, content_type="text/html" if "<" in message
+                                else "application/json")
         return self._error(call, status, code, message)
 
     async def _guard(self, request: web.Request) -> tuple[Call, web.Response | None]:

@@ -11,7 +11,8 @@
 * The robot's URL callback and the app's callback: `robot_envelope` / `app_envelope` build the
   encrypted, signed requests WeCom makes.
 * The app API under `/cgi-bin`: `gettoken`, `message/send` (per-member limit: the excess is answered
-  ok and silently dropped, as WeCom does), `message/update_template_card` (response_code once),
+  ok and silently dropped, as WeCom does; with `enable_duplicate_check`, the same content to the same
+  member within `duplicate_check_interval` is answered ok and not delivered again), `message/update_template_card` (response_code once),
   `media/upload`, `department/list`, `user/list`; `expire_tokens()` turns every issued token into
   42001, `fail_next(path, errcode)` answers one call with an error, `fail_next_push(errcode)` one robot push.
 """
@@ -49,7 +50,7 @@ BOT_SECRET = "bot-secret-1"
 ROBOT_TOKEN = "robottoken1"
 ROBOT_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 NOT_BOUND = 93017  # our fake's answer to a push into a conversation nobody wrote in
-DUPLICATE_TASK_ID = 40107
+DUPLICATE_TASK_ID = 42014  # WeCom's errmsg names the other causes too
 
 
 @dataclass
@@ -108,6 +109,8 @@ class FakeWecom:
         # app
         self.sent: list[dict[str, Any]] = []  # accepted message/send bodies (dropped ones excluded), with "at"
         self.dropped: list[dict[str, Any]] = []
+        self.repeats: list[dict[str, Any]] = []  # not delivered: the same content within the duplicate check
+        self._last_content: dict[tuple[str, str], float] = {}
         self.response_codes: dict[str, tuple[str, str, str]] = {}  # code -> (userid, task_id, click | code)
         self.used_codes: set[str] = set()
         self.cards: dict[str, Card] = {}  # task_id -> card
@@ -207,14 +210,14 @@ class FakeWecom:
                 self.refused_pushes.append((chat, NOT_BOUND))
                 await self._answer(ws, req_id, NOT_BOUND, "no conversation with the robot in this chat")
                 return
-            if self._push_failures:
-                code = self._push_failures.popleft()
+            code = self._push_failures.popleft() if self._push_failures else None
+            if code:  # 0: this push passes (a later one fails)
                 self.refused_pushes.append((chat, code))
                 await self._answer(ws, req_id, code, "injected failure")
                 return
             task_id = (body.get("template_card") or {}).get("task_id") if body.get("msgtype") == "template_card" else None
             if task_id and task_id in self.cards:
-                await self._answer(ws, req_id, DUPLICATE_TASK_ID, "task_id exists")
+                await self._answer(ws, req_id, DUPLICATE_TASK_ID, "taskid has existed or empty or exceed max len")
                 return
             if not self._within(f"chat:{chat}", ((30, 60.0), (1000, 3600.0))):
                 self.refused_pushes.append((chat, 45009))
@@ -323,7 +326,8 @@ class FakeWecom:
         self._failures[path].extend([errcode] * times)
 
     def fail_next_push(self, errcode: int, times: int = 1) -> None:
-        """Answer the robot's next `aibot_send_msg`(s) with `errcode` (45009 frequency, 45033 concurrency)."""
+        """Answer the robot's next `aibot_send_msg`(s) with `errcode` (45009 frequency, 45033 concurrency;
+        0 lets that push through, so that a later one fails)."""
         self._push_failures.extend([errcode] * times)
 
     def api_calls(self, path: str) -> list[Call]:
@@ -418,8 +422,15 @@ class FakeWecom:
             return answer(40058, "tests never send to @all")
         task_id = (body.get("template_card") or {}).get("task_id") if msgtype == "template_card" else None
         if task_id and task_id in self.cards:
-            return answer(DUPLICATE_TASK_ID, "task_id exists")
+            return answer(DUPLICATE_TASK_ID, "taskid has existed or empty or exceed max len")
         msgid = "msg-" + uuid.uuid4().hex[:16]
+        if body.get("enable_duplicate_check") == 1:
+            content = (touser, json.dumps(body.get(msgtype), ensure_ascii=False, sort_keys=True))
+            last, now = self._last_content.get(content), time.monotonic()
+            if last is not None and now - last < float(body.get("duplicate_check_interval", 1800)):
+                self.repeats.append(body)
+                return answer(invaliduser="", msgid=msgid)
+            self._last_content[content] = now
         if not self._within(f"user:{touser}", ((30, 60.0), (1000, 3600.0))):
             self.dropped.append(body)  # WeCom answers ok and drops the excess
             return answer(msgid=msgid)

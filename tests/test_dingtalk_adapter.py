@@ -233,7 +233,7 @@ async def test_a_private_text_goes_by_batch_send_and_unreached_users_are_never_s
             await sender.send(item("user", "busy01", Message(("你好",))))
         with pytest.raises(DeliveryError) as failed:
             await sender.send(item("user", "gone01", Message(("你好",))))
-        assert failed.value.transient
+        assert not failed.value.transient  # not in the org, or out of the robot's reach: never worth a retry
     finally:
         await sender.client.close()
 
@@ -305,6 +305,61 @@ async def test_the_qps_limit_is_a_throttle_and_a_refused_token_is_refreshed_once
         fake.fail("token_invalid", path="/v1.0/card/instances/createAndDeliver")
         assert await sender.send(item("chat", "cidG", Message((), CARD), key="q2"))
         assert sender.client.token_fetches == fetched + 1
+    finally:
+        await sender.client.close()
+
+
+@pytest.mark.parametrize("fault, path, waits", [
+    ("ip_ban", "/v1.0/card/instances/createAndDeliver", 300.0),  # answered 200, and nothing was sent
+    ("monthly_quota", "/v1.0/card/instances/createAndDeliver", 3600.0),  # lifted when the admin raises it
+    ("ip_ban", "/v1.0/robot/oToMessages/batchSend", 300.0),
+])
+async def test_answers_that_mean_wait_are_throttles_never_sent_or_dead(fake: FakeDingTalk, fault: str, path: str,
+                                                                       waits: float) -> None:
+    sender = sender_for(fake)
+    message = Message((), CARD) if "card" in path else Message(("你好",))
+    target = ("chat", "cidG") if "card" in path else ("user", "li01")
+    try:
+        fake.fail(fault, path=path)
+        with pytest.raises(Throttled) as throttled:
+            await sender.send(item(*target, message, key="w1"))
+        assert throttled.value.retry_after == waits and fake.sent(target[1]) == []
+        assert await sender.send(item(*target, message, key="w1"))  # the wait over: sent once
+        assert len(fake.sent(target[1])) == 1
+    finally:
+        await sender.client.close()
+
+
+async def test_a_group_over_its_limit_waits_out_the_block(fake: FakeDingTalk) -> None:
+    fake.enforce_group_limit(2, 60.0, block=600)
+    sender = sender_for(fake)
+    try:
+        for i in range(2):
+            assert await sender.send(item("chat", "cidG", Message((), CARD), key=f"g{i}"))
+        with pytest.raises(Throttled) as throttled:  # the row waits; it used to be dead at once
+            await sender.send(item("chat", "cidG", Message((), CARD), key="g2"))
+        assert throttled.value.retry_after == 600.0
+    finally:
+        await sender.client.close()
+
+
+async def test_a_page_instead_of_json_and_an_update_not_made_are_tried_again(fake: FakeDingTalk) -> None:
+    sender = sender_for(fake)
+    try:
+        fake.fail("html", path="/v1.0/card/instances/createAndDeliver")
+        with pytest.raises(DeliveryError) as failed:
+            await sender.send(item("chat", "cidG", Message((), CARD), key="h1"))
+        assert failed.value.transient
+        track = await sender.send(item("chat", "cidG", Message((), CARD), key="h1"))
+        done = Card(kind="task", key="task:1", title="活动H5开发", status="已确认")
+        update = OutboxItem(2, "u1", "dingtalk", "update", track, "", Message((), done).to_json(), None, 0, NOW,
+                            "inst:u1", "tok")
+        fake.fail("not_updated", path="/v1.0/card/instances")
+        with pytest.raises(DeliveryError) as failed:
+            await sender.send(update)
+        assert failed.value.transient and "not updated" in str(failed.value)
+        await sender.send(update)
+        assert fake.messages[track]["updates"][-1]["status"] == "已确认"
     finally:
         await sender.client.close()
 

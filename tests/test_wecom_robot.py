@@ -22,7 +22,7 @@ from collabbot.adapters.wecom.contacts import build_org, directory
 from collabbot.adapters.wecom.sender import LIMITS
 from collabbot.bot.config import ConfigError
 from collabbot.bot.events import MessageEvent, mention_marker
-from collabbot.bot.replies import Message
+from collabbot.bot.replies import At, Button, Card, CardAction, Message
 from collabbot.scheduler.delivery import DeliveryError
 from collabbot.storage.db import Database
 from collabbot.storage.models import OutboxMessage, Task
@@ -50,9 +50,10 @@ async def env(sqlite_db: Database) -> AsyncIterator[WecomEnv]:
     await e.close()
 
 
-def test_declared_limits_are_wecoms() -> None:
+def test_declared_limits_are_half_of_wecoms() -> None:
+    """WeCom: 30 a minute and 1,000 an hour per chat and per member; a row may be two messages."""
     assert {(lim.scope, lim.count, lim.per_seconds) for lim in LIMITS} == {
-        ("chat", 30, 60.0), ("chat", 1000, 3600.0), ("user", 30, 60.0), ("user", 1000, 3600.0)}
+        ("chat", 15, 60.0), ("chat", 500, 3600.0), ("user", 15, 60.0), ("user", 500, 3600.0)}
 
 
 def test_group_text_loses_the_robots_name_and_names_become_mentions() -> None:
@@ -363,10 +364,45 @@ async def test_a_robot_push_refused_as_too_frequent_waits_without_spending_an_at
     assert len(env.fake.pushes) == pushed + 1 and env.fake.pushes[-1]["chatid"] == "wr_busy"
 
 
-async def test_a_group_gets_thirty_at_once_under_wecoms_real_limits_and_the_31st_a_minute_later(
+async def test_a_row_whose_card_was_throttled_does_not_mention_the_people_twice(env: WecomEnv) -> None:
+    """Its words went out, its card was refused as too frequent: the retry sends the card alone."""
+    from datetime import timedelta
+
+    from collabbot.storage import outbox
+
+    await env.robot_says("@协作机器人 帮助", userid="zhangsan", chatid="wr_twice")
+    await env.deliver()
+    card = Card(kind="task", key="task:1", title="活动H5开发",
+                buttons=(Button("确认收到", CardAction("ack", "task", 1, 0).pack()),))
+    with env.db.transaction() as s:
+        outbox.enqueue(s, dedupe_key="mention-1", platform="wecom", target_kind="chat", target_id="wr_twice",
+                       target_name="", payload=Message((At(0, "lisi", "李四"), " 请确认"), card).to_json(),
+                       now=env.clock.now())
+    env.fake.fail_next_push(0)  # the words pass (errcode 0: answered ok) ...
+    env.fake.fail_next_push(45009)  # ... the card is refused
+    await env.deliver()
+    env.clock.advance(timedelta(minutes=2))
+    await env.deliver()
+    words = [p for p in env.fake.pushes if p["chatid"] == "wr_twice" and "请确认" in json.dumps(p, ensure_ascii=False)
+             and p["msgtype"] == "markdown"]
+    cards = [p for p in env.fake.pushes if p["chatid"] == "wr_twice" and p["msgtype"] == "template_card"]
+    assert len(words) == 1 and len(cards) == 1
+
+
+def test_a_card_update_sent_again_is_paced_as_a_message_to_its_copys_chat_or_member(env: WecomEnv) -> None:
+    sender = env.adapter.sender
+    assert sender.paced_as("update", "robot|wr_x|cb-1") == ("chat", "wr_x")
+    assert sender.paced_as("update", "app|lisi|cb-1") == ("user", "lisi")
+    assert sender.paced_as("chat", "wr_x") == ("chat", "wr_x")
+    assert env.worker._keys(OutboxMessage(platform="wecom", target_kind="update", target_id="robot|wr_x|cb-1")) \
+        .keys() == {"wecom:chat:wr_x"}
+
+
+async def test_a_group_gets_its_rows_at_once_under_wecoms_real_limits_and_the_rest_a_minute_later(
         sqlite_db: Database) -> None:
-    """WeCom's declared limits on the delivery worker's sliding windows, against the fake's real one-minute
-    window: a quiet group gets its 30 in one burst, none refused, and the 31st waits for the minute."""
+    """The declared limits on the delivery worker's sliding windows, against the fake's real one-minute
+    window of 30: a quiet group gets 15 rows (up to 30 messages) in one burst, none refused, and the 16th
+    waits for the minute. Every row here @mentions, so each is two pushes: the words, then the card."""
     from datetime import timedelta
 
     from collabbot.storage import outbox
@@ -377,14 +413,17 @@ async def test_a_group_gets_thirty_at_once_under_wecoms_real_limits_and_the_31st
         await env.robot_says("@协作机器人 帮助", userid="zhangsan", chatid="wr_burst")
         await env.deliver()  # the help answer: one of the chat's 30
         start = env.clock.now()
+        card = Card(kind="task", key="task:1", title="活动H5开发",
+                    buttons=(Button("确认收到", CardAction("ack", "task", 1, 0).pack()),))
         with env.db.transaction() as s:
-            for i in range(30):
+            for i in range(15):
+                message = Message((At(0, "lisi", "李四"), f" 提醒 {i}"), card)
                 outbox.enqueue(s, dedupe_key=f"burst-{i}", platform="wecom", target_kind="chat", target_id="wr_burst",
-                               target_name="", payload=Message((f"提醒 {i}",)).to_json(), now=start)
+                               target_name="", payload=message.to_json(), now=start)
         started = time.monotonic()
         await env.deliver()
         pushed = [p for p in fake.pushes if p["chatid"] == "wr_burst"]
-        assert len(pushed) == 30 and fake.refused_pushes == []
+        assert len(pushed) == 1 + 2 * 14 and fake.refused_pushes == []  # the help answer, 14 rows of two
         assert time.monotonic() - started < 5.0  # a burst, not one every two seconds
         with env.db.transaction() as s:
             [waiting] = s.query(OutboxMessage).filter_by(status="pending").all()

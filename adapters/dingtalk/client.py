@@ -9,6 +9,11 @@
   `Throttling` code are throttles; 5xx is transient; the rest is permanent.
 * topapi errors: HTTP 200 with {errcode, errmsg}; 88, 40014 and 42001 are a refused token; 90002,
   90006 and 90018 are throttles (frequency limits); -1 (busy) is transient.
+* Answers that wait longer (DingTalk's API throttling appendix): an IP over its limit is banned for 5
+  minutes with a body of its own (`{"status": 1111, "wait": 5, "punish": "deny", …}`, no error code,
+  possibly HTML); the organisation's monthly call quota (90020, `…ApiCountLimitForOrg`) lasts until the
+  admin raises it, which takes effect at once, so rows wait an hour at a time instead of dying; a robot
+  sending too fast (130101, `…TooFast`) is blocked 10 minutes. An answer that is not JSON is transient.
 """
 
 from __future__ import annotations
@@ -30,8 +35,13 @@ log = logging.getLogger(__name__)
 TOKEN_PATH = "/v1.0/oauth2/accessToken"
 TOKEN_HEADER = "x-acs-dingtalk-access-token"
 TOKEN_INVALID = {"InvalidAuthentication", "88", "40014", "42001"}
-THROTTLE_CODES = {"90002", "90006", "90018", "130101"}
+THROTTLE_CODES = {"90002", "90006", "90018"}
 QPS_RETRY_AFTER = 1.0
+QUOTA_CODES = {"90020", "Forbidden.AccessDenied.ApiCountLimitForOrg"}
+QUOTA_RETRY_AFTER = 3600.0
+TOO_FAST_CODES = {"130101"}
+TOO_FAST_RETRY_AFTER = 600.0
+IP_BAN_RETRY_AFTER = 300.0
 
 
 class DingTalkApiError(ApiError):
@@ -39,7 +49,25 @@ class DingTalkApiError(ApiError):
 
 
 def _throttle(code: str) -> bool:
-    return code in THROTTLE_CODES or "QpsLimit" in code or "Throttling" in code or "FlowControl" in code
+    return (code in THROTTLE_CODES or code in QUOTA_CODES or code in TOO_FAST_CODES or "QpsLimit" in code
+            or "Throttling" in code or "FlowControl" in code or "TooFast" in code)
+
+
+def _retry_after(code: str) -> float:
+    """How long a throttle with `code` waits: a QPS limit a second, a robot's block ten minutes, the
+    monthly quota an hour (logged: only the admin can lift it)."""
+    if code in QUOTA_CODES:
+        log.error("dingtalk: the organisation's monthly API call quota is used up (%s); messages wait until it "
+                  "is raised (DingTalk's admin console), retried hourly", code)
+        return QUOTA_RETRY_AFTER
+    if code in TOO_FAST_CODES or "TooFast" in code:
+        return TOO_FAST_RETRY_AFTER
+    return QPS_RETRY_AFTER
+
+
+def _banned(body: dict[str, Any]) -> bool:
+    """DingTalk's answer to an IP over its limit (no error code; HTTP status undocumented)."""
+    return body.get("punish") == "deny" or body.get("status") == 1111
 
 
 class DingTalkClient(ApiClient):
@@ -68,29 +96,36 @@ class DingTalkClient(ApiClient):
     async def _v1(self, method: str, path: str, token: str | None, **kwargs: Any) -> dict[str, Any]:
         headers = {TOKEN_HEADER: token} if token else {}
         status, body = await self._send(method, self.base_url + path, headers=headers, **kwargs)
-        if not isinstance(body, dict):
-            raise DingTalkApiError(f"{method} {path}: HTTP {status}, not JSON", status=status,
-                                   transient=status >= 500 or status == 429, throttle=status == 429)
+        if not isinstance(body, dict):  # a proxy's or the IP ban's page: nothing says the call was made
+            raise DingTalkApiError(f"{method} {path}: HTTP {status}, not JSON", status=status, transient=True,
+                                   throttle=status == 429)
+        if _banned(body):
+            log.warning("dingtalk: this address is banned for exceeding DingTalk's per-IP limit: %s", str(body)[:200])
+            raise DingTalkApiError(f"{method} {path}: HTTP {status}, IP banned", status=status, throttle=True,
+                                   retry_after=IP_BAN_RETRY_AFTER)
         if status < 400:
             return body
         code = str(body.get("code") or status)
         message = f"{method} {path}: HTTP {status}, {code}: {str(body.get('message', ''))[:200]}"
         if status == 429 or _throttle(code):
-            raise DingTalkApiError(message, code=code, status=status, throttle=True, retry_after=QPS_RETRY_AFTER)
+            raise DingTalkApiError(message, code=code, status=status, throttle=True, retry_after=_retry_after(code))
         raise DingTalkApiError(message, code=code, status=status, transient=status >= 500)
 
     async def _topapi(self, path: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
         status, answer = await self._send("POST", self.settings.oapi_url + path, params={"access_token": token},
                                           json=body)
         if not isinstance(answer, dict):
-            raise DingTalkApiError(f"POST {path}: HTTP {status}, not JSON", status=status, transient=status >= 500)
+            raise DingTalkApiError(f"POST {path}: HTTP {status}, not JSON", status=status, transient=True)
+        if _banned(answer):
+            raise DingTalkApiError(f"POST {path}: HTTP {status}, IP banned", status=status, throttle=True,
+                                   retry_after=IP_BAN_RETRY_AFTER)
         code = answer.get("errcode", 0)
         if status < 400 and code == 0:
             return answer
         code = str(code)
         message = f"POST {path}: HTTP {status}, errcode {code}: {str(answer.get('errmsg', ''))[:200]}"
         if _throttle(code):
-            raise DingTalkApiError(message, code=code, status=status, throttle=True, retry_after=QPS_RETRY_AFTER)
+            raise DingTalkApiError(message, code=code, status=status, throttle=True, retry_after=_retry_after(code))
         raise DingTalkApiError(message, code=code, status=status, transient=status >= 500 or code == "-1")
 
     # --- the kit's hooks ------------------------------------------------------------------------
@@ -154,7 +189,7 @@ class DingTalkClient(ApiClient):
         if status >= 400 or code != 0:
             code = str(code)
             raise DingTalkApiError(f"session webhook: HTTP {status}, errcode {code}", code=code, status=status,
-                                   transient=status >= 500, throttle=_throttle(code), retry_after=QPS_RETRY_AFTER)
+                                   transient=status >= 500, throttle=_throttle(code), retry_after=_retry_after(code))
 
     # --- cards ----------------------------------------------------------------------------------
     async def create_and_deliver(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -164,10 +199,14 @@ class DingTalkClient(ApiClient):
         return result if isinstance(result, dict) else {}
 
     async def update_card(self, out_track_id: str, params: dict[str, str]) -> None:
-        """PUT /v1.0/card/instances: the card's variables replaced, for everyone who sees it."""
-        await self.call("PUT", "/v1.0/card/instances", json={
+        """PUT /v1.0/card/instances: the card's variables replaced, for everyone who sees it. A 200 that
+        says `success`/`result` false did not change it (transient: an update may simply be sent again)."""
+        answer = await self.call("PUT", "/v1.0/card/instances", json={
             "outTrackId": out_track_id, "cardData": {"cardParamMap": params},
             "cardUpdateOptions": {"updateCardDataByKey": True}})
+        if answer.get("success") is False or answer.get("result") is False:
+            raise DingTalkApiError(f"PUT /v1.0/card/instances {out_track_id}: not updated ({str(answer)[:200]})",
+                                   transient=True)
 
     async def register_card_callback(self, route_key: str, url: str, api_secret: str) -> None:
         """POST /v1.0/card/callbacks/register: taps on cards created with `callbackType: HTTP` and this

@@ -15,7 +15,8 @@
   mentions someone then goes through the session webhook of the group's latest message to the
   robot while it is valid (host in `session_webhook_hosts`, not expired), else as the card.
 * text to a person: `oToMessages/batchSend` with that one user; a user reported flow-controlled is
-  a throttle (retried, never counted as sent), one reported invalid a transient failure.
+  a throttle (retried, never counted as sent), one reported invalid a permanent failure (not in the
+  organisation, or not reachable by the robot: sending again changes nothing).
 * urgent to a person, with `[dingtalk] ding = true`: a DING (`robot/ding/send`) as well; the
   message itself is already delivered, so a failing DING is logged, never a failed row.
 
@@ -146,7 +147,7 @@ class DingTalkSender(PlatformSender):
             if limited:
                 raise DingTalkApiError(f"batchSend: {target_id} flow-controlled", throttle=True, retry_after=60.0)
             if invalid:
-                raise DeliveryError(f"batchSend: {target_id} reported invalid", transient=True)
+                raise DeliveryError(f"batchSend: {target_id} reported invalid", transient=False)
             message_id = key or None
         if message.urgent and target_kind == "user" and self.settings.ding:
             try:
@@ -230,5 +231,5 @@ class DingTalkSender(PlatformSender):
         if limited:
             raise DingTalkApiError(f"batchSend: {target_id} flow-controlled", throttle=True, retry_after=60.0)
         if invalid:
-            raise DeliveryError(f"batchSend: {target_id} reported invalid", transient=True)
+            raise DeliveryError(f"batchSend: {target_id} reported invalid", transient=False)
         return key or None

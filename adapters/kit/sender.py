@@ -49,6 +49,11 @@ class PlatformSender:
     file_limit = 0  # the largest file the platform takes (bytes); 0: files go as download links
     updates_within: timedelta | None = None  # how long after sending a message may still be changed (None: always)
 
+    def paced_as(self, target_kind: str, target_id: str) -> tuple[str, str]:
+        """Whose limits a row counts against: its own target; a platform whose card updates are new
+        messages to the copy's chat or person says so for `update` rows."""
+        return target_kind, target_id
+
     async def post(self, target_kind: str, target_id: str, message: Message, idempotency_key: str) -> str | None:
         """Post `message` to a chat or a user; the platform's message id."""
         raise NotImplementedError

@@ -31,16 +31,17 @@ BUSY = (-1,)
 THROTTLE_WAIT = 60.0  # WeCom gives no reset time; its windows are a minute
 # A template card's task_id is unique per app / robot, and WeCom refuses one used before. Ours are made from
 # the row's installation-unique idempotency key, so this answer to a send means an earlier attempt of the
-# same row got through (its answer was lost, or its process died before recording it). The code is the one
-# our fake answers; the message is matched too, as the pages we could read give no code for it.
-TASK_ID_EXISTS = 40107
+# same row got through (its answer was lost, or its process died before recording it). WeCom answers 42014
+# ("taskid has existed or empty or exceed max len"); ours are never empty or too long (`task_id_of`), so
+# 42014 can only mean "used before". Matched by code, as WeCom asks of its callers (全局错误码).
+TASK_ID_EXISTS = 42014
+DUPLICATE_WINDOW = 300  # seconds: a crash's resend comes within a claim lease (60 s) and a restart
 MEMBER_READS_AT_ONCE = 4  # user/list calls in flight while the directory is read
 
 
 def task_id_taken(exc: WecomApiError) -> bool:
     """Did WeCom refuse a card because its task_id was used before?"""
-    text = str(exc).lower()
-    return exc.code == TASK_ID_EXISTS or ("task_id" in text and "exist" in text)
+    return str(exc.code) == str(TASK_ID_EXISTS)
 
 
 class WecomApiError(ApiError):
@@ -109,12 +110,12 @@ class WecomClient(ApiClient):
     async def send(self, touser: str, msgtype: str, content: dict[str, Any]) -> dict[str, Any]:
         """POST /cgi-bin/message/send to one member. `enable_id_trans` stays off (user text could
         otherwise turn into ids), `enable_duplicate_check` on: WeCom drops a repeat of the same
-        content within the interval (a resend after a crash)."""
+        content within the interval (a resend after a crash). The interval is kept short (DUPLICATE_WINDOW):
+        two different rows with the same words to one person later than that are both delivered."""
         body = {"touser": touser, "msgtype": msgtype, "agentid": self.settings.agent_id, msgtype: content,
-                "enable_id_trans": 0, "enable_duplicate_check": 1, "duplicate_check_interval": 1800}
+                "enable_id_trans": 0, "enable_duplicate_check": 1, "duplicate_check_interval": DUPLICATE_WINDOW}
         answer = await self.call("POST", "/cgi-bin/message/send", json=body)
-        if answer.get("invaliduser"):
-            # "excess silently dropped" too: WeCom answers 0 and lists who was not reached
+        if answer.get("invaliduser"):  # the member is not (or no longer) in the app's reach
             raise WecomApiError(f"message/send: {touser} not reached ({answer.get('invaliduser')})")
         return answer
 

@@ -20,7 +20,12 @@
 
 Limits (智能机器人: 30 messages a minute and 1,000 an hour per chat, replies and pushes together;
 应用消息: 30 a minute and 1,000 an hour per member, the excess silently dropped) are declared to the
-kit's limiter, which paces every send under them.
+kit's limiter, which paces every send under them. The limiter counts rows, and a row may be two
+messages (the words that @mention, then the card; a card, then its chart), so half of each limit is
+declared. An `update` row that sends the card again counts against its copy's chat or member.
+
+A prelude that went out is remembered (in this process) under the row's task_id, so a row retried after
+its card was throttled does not @mention the people again.
 """
 
 from __future__ import annotations
@@ -46,7 +51,8 @@ from collabbot.scheduler.limits import Limit
 
 log = logging.getLogger(__name__)
 
-LIMITS = (Limit("chat", 30, 60.0), Limit("chat", 1000, 3600.0), Limit("user", 30, 60.0), Limit("user", 1000, 3600.0))
+LIMITS = (Limit("chat", 15, 60.0), Limit("chat", 500, 3600.0), Limit("user", 15, 60.0), Limit("user", 500, 3600.0))
+PRELUDES_KEPT = 1024  # task_ids whose prelude went out, for retries of the same row
 CODE_VALID = timedelta(hours=72) - timedelta(minutes=10)  # a response_code: 72 h, less a margin for clocks and calls
 RESPONSE_URL_VALID = timedelta(seconds=3500)  # WeCom: a response_url may be used once within an hour
 MARKDOWN_BYTES = 2_048  # the app's markdown and text limit (the robot allows 4,096)
@@ -125,6 +131,25 @@ class WecomSender(PlatformSender):
         self.limits = limits
         self.unbound_refused = 0
         self.codes = codes  # each app card copy's latest response_code
+        self._preludes_sent: dict[str, None] = {}  # task_ids, oldest first
+
+    def paced_as(self, target_kind: str, target_id: str) -> tuple[str, str]:
+        if target_kind != "update":
+            return target_kind, target_id
+        try:
+            kind, target, _ = split_message_id(target_id)
+        except ValueError:
+            return target_kind, target_id
+        return ("chat" if kind == "robot" else "user"), target
+
+    async def _prelude_once(self, task_id: str, send: Callable[[], Any]) -> None:
+        """Send a row's prelude unless an earlier attempt of the row already did."""
+        if task_id in self._preludes_sent:
+            return
+        await send()
+        self._preludes_sent[task_id] = None
+        if len(self._preludes_sent) > PRELUDES_KEPT:
+            del self._preludes_sent[next(iter(self._preludes_sent))]
 
     # --- rows -----------------------------------------------------------------------------------
     async def post(self, target_kind: str, target_id: str, message: Message, idempotency_key: str) -> str | None:
@@ -192,10 +217,15 @@ class WecomSender(PlatformSender):
             await self._answer_once(chat_id, parts)
         else:
             assert self.robot is not None
+            robot = self.robot
             for i, part in enumerate(parts):
                 msgtype = part["msgtype"]
+                if i < len(parts) - 1:
+                    await self._prelude_once(task_id, lambda p=part, m=msgtype, n=i: robot.push(
+                        chat_id, m, p[m], req_id=f"{task_id}-{n}"))
+                    continue
                 try:
-                    await self.robot.push(chat_id, msgtype, part[msgtype], req_id=f"{task_id}-{i}")
+                    await robot.push(chat_id, msgtype, part[msgtype], req_id=f"{task_id}-{i}")
                 except WecomApiError as exc:
                     if msgtype != "template_card" or not task_id_taken(exc):
                         raise
@@ -235,7 +265,8 @@ class WecomSender(PlatformSender):
         replaces, else the new card itself)."""
         if "prelude" in rendered:
             prelude = rendered["prelude"]
-            await self.client.send(userid, prelude["msgtype"], prelude[prelude["msgtype"]])
+            await self._prelude_once(task_id, lambda: self.client.send(userid, prelude["msgtype"],
+                                                                       prelude[prelude["msgtype"]]))
         msgtype = rendered["msgtype"]
         try:
             answer = await self.client.send(userid, msgtype, rendered[msgtype])
