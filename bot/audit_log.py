@@ -1,12 +1,11 @@
 """The audit log made readable: what a refused attempt was (the same action name and entity as the
 allowed one), an entity's trail (`操作记录 #N`, `log #A1`) for whoever may see the entity, and a
-person's actions this week (`操作记录 @某人 本周`) for admins.
+person's actions in a week or another period 报表 takes (`操作记录 @某人 上周`) for admins.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, time, timedelta
 
 from sqlalchemy import func, select
 
@@ -15,6 +14,7 @@ from collabbot.bot.commands import Command
 from collabbot.bot.context import Ctx, Refused
 from collabbot.bot.handlers.common import missing, not_allowed
 from collabbot.bot.replies import CardAction, Reply
+from collabbot.bot.reports.period import WORDS, Period, PeriodError, parse_period
 from collabbot.storage.models import (
     ApprovalRequest,
     AuditEntry,
@@ -80,8 +80,8 @@ def _line(ctx: Ctx, entry: AuditEntry, names: dict[int, str], entity: bool) -> s
         what += f" {_ref(entry.entity_type, entry.entity_id)}"
     outcome = "" if entry.outcome == "ok" else ctx.t(f"log_{entry.outcome}") if entry.outcome in (
         "refused", "error") else entry.outcome
-    reason = f"：{entry.reason}" if entry.reason else ""
-    return f"{ctx.fmt(entry.at)} {who} {what}{outcome}{reason}"
+    line = f"{ctx.fmt(entry.at)} {who} {what}{outcome}"
+    return texts.labelled(ctx.lang, line, entry.reason) if entry.reason else line
 
 
 def _ref(entity_type: str, entity_id: int) -> str:
@@ -122,8 +122,8 @@ def _say(ctx: Ctx, title: str, entries: list[AuditEntry], total: int, entity: bo
 
 
 def show_log(ctx: Ctx, cmd: Command) -> Reply | None:
-    """操作记录 #N / #A1 / #H1 (or a record: #R1, #M1, #C1, #MS1, #P1): the entity's trail; 操作记录 @某人 [本周]:
-    a person's actions this week (admins)."""
+    """操作记录 #N / #A1 / #H1 (or a record: #R1, #M1, #C1, #MS1, #P1): the entity's trail; 操作记录 @某人 [本周|上周|…]:
+    a person's actions in that period (admins)."""
     refs = [("task", i) for i in cmd.tasks] + [("approval", i) for i in cmd.approvals] + [
         ("help", i) for i in cmd.helps]
     if refs:
@@ -138,10 +138,10 @@ def show_log(ctx: Ctx, cmd: Command) -> Reply | None:
         if not ctx.is_admin():
             raise not_allowed(ctx, "a_view_log", ctx.t("w_admin"))
         person = ctx.mention(cmd.mentions[0])
-        local = ctx.now.astimezone(ctx.bot.calendar.tz)
-        monday = datetime.combine(local.date() - timedelta(days=local.weekday()), time(0), tzinfo=ctx.bot.calendar.tz)
-        where = (AuditEntry.actor_id == person.id, AuditEntry.at >= monday, AuditEntry.at <= ctx.now)
-        title = ctx.t("log_title_person", name=person.name)
+        period, named = _period(ctx, cmd.text)
+        where = (AuditEntry.actor_id == person.id, AuditEntry.at >= period.start, AuditEntry.at < period.end,
+                 AuditEntry.at <= ctx.now)
+        title = ctx.t("log_title_person", name=person.name, period=named)
         entity = True
     elif (record := RECORD_REF.search(cmd.text)) is not None:
         return _record_log(ctx, record.group(1).upper(), int(record.group(2)))
@@ -155,6 +155,18 @@ def show_log(ctx: Ctx, cmd: Command) -> Reply | None:
               entity_id=refs[0][1] if refs else person.id)
     return None
 
+
+
+def _period(ctx: Ctx, text: str) -> tuple[Period, str]:
+    """The period `操作记录 @某人 …` asks for, as 报表 reads it (本周 by default), and how the title names it: the
+    word in the reply's language, or the dates. Other text is refused with what to type, never read as 本周."""
+    try:
+        period = parse_period(text, ctx.now, ctx.bot.calendar.tz)
+    except PeriodError:
+        raise Refused("log_bad_period", value=text.strip()[:30]) from None
+    key = WORDS.get(" ".join(text.split()).lower(), "this_week" if not text.strip() else "")
+    words = [w for w, k in WORDS.items() if k == key and w.isascii() == (ctx.lang == "en")]
+    return period, words[0] if words else period.label
 
 
 def _record_log(ctx: Ctx, letter: str, record_id: int) -> Reply | None:

@@ -297,6 +297,9 @@ FIELD_TYPES: dict[str, str] = {
     "priority": PRIORITY, "percent": NUMBER, "attachments": LINK,
     "page": NUMBER, "likelihood": PRIORITY, "impact": PRIORITY, "held_at": DATE,
 }
+# fields whose value names a thing (a department, a status, a project, a template): an @mention after one
+# is the command's own, never part of the name
+NAME_FIELDS = frozenset({"department", "status", "project", "template", "initiating_dept"})
 _NUMBER = re.compile(r"^\d{1,3}[%％]?$")
 # what people type when they mean a date, parseable or not (`13-45`, `下周八`): the handler then refuses
 # it clearly instead of it vanishing into the title
@@ -461,6 +464,8 @@ def parse(text: str) -> Command | ParseError:
             pairs.append((pair.group(1), [pair.group(2)] if pair.group(2) else []))
             continue
         if token.marker is not None:
+            if current in NAME_FIELDS:  # a name is never a person: `部门 技术部 @李四` filters by both
+                current = None
             if in_pair:
                 mentions.append(token.marker)
             elif current is not None:

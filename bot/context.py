@@ -131,7 +131,7 @@ class Ctx:
     def department(self, name: str) -> Department:
         dept = self.s.scalar(select(Department).where(Department.name == name.strip()))
         if dept is None:
-            known = "、".join(self.s.scalars(select(Department.name).order_by(Department.id)))
+            known = texts.names(self.lang, self.s.scalars(select(Department.name).order_by(Department.id)))
             raise Refused("unknown_dept", name=name.strip()[:50], known=known or self.t("none"))
         return dept
 

@@ -97,14 +97,15 @@ def monthly(bot: Engine, s: Session, now: datetime) -> int:
         closed = [r for r in some if r.closed_at is not None and start <= r.closed_at < end]
         still = sorted((r for r in some if r.status == "open"), key=lambda r: (LEVELS.index(_level(r)), r.id))
         overdue = [r for r in still if r.id in overdue_ids]
-        card = _card(lang, project, first.strftime("%Y-%m"), new, closed, still, overdue)
+        month = first.strftime("%Y-%m")  # the month before: the intro says so (上月), not 本月
+        card = _card(lang, project, month, new, closed, still, overdue)
         for user in _recipients(s, project, some):
             key = f"riskreport:{slot}:project:{project_id}:user:{user.id}"
-            sent += people.post_to_user(s, user, Message((texts.t(lang, "risk_report_intro"),), card), key, now,
-                                        not_before=when)
+            intro = Message((texts.t(lang, "risk_report_intro", month=month),), card)
+            sent += people.post_to_user(s, user, intro, key, now, not_before=when)
         s.add(AuditEntry(at=now, actor_id=None, action="rule.risk_report", entity_type="projects", entity_id=project_id,
                          outcome="ok", reason="", before=None,
-                         after={"month": first.strftime("%Y-%m"), "new": len(new), "closed": len(closed),
+                         after={"month": month, "new": len(new), "closed": len(closed),
                                 "open": len(still), "overdue": len(overdue)}))
     return sent
 
@@ -122,9 +123,10 @@ def _recipients(s: Session, project: Project, risks: list[Risk]) -> list[User]:
 def _card(lang: str, project: Project, month: str, new: list[Risk], closed: list[Risk], still: list[Risk],
           overdue: list[Risk]) -> Card:
     def lines(risks: list[Risk]) -> str:
-        shown = [f"#R{r.id} {r.description}（{texts.priority_name(lang, _level(r))}，{r.owner.name}）" for r in risks[:10]]
+        shown = [texts.t(lang, "risk_report_line", id=r.id, text=r.description,
+                         level=texts.priority_name(lang, _level(r)), owner=r.owner.name) for r in risks[:10]]
         more = f"… +{len(risks) - 10}" if len(risks) > 10 else ""
-        return "；".join(shown) + more or texts.t(lang, "none")
+        return texts.items(lang, shown) + more or texts.t(lang, "none")
 
     fields = tuple((texts.t(lang, key, n=len(risks)), lines(risks)) for key, risks in (
         ("risk_report_new", new), ("risk_report_closed", closed), ("risk_report_open", still),

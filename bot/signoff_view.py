@@ -53,5 +53,5 @@ def signoff_fields(v: Viewer, project: Project) -> list[tuple[str, str]]:
     done = sum(state == texts.t(v.lang, "signoff_yes") or state == texts.t(v.lang, "signoff_by_sender")
                for _, state in rows)
     state = texts.t(v.lang, f"signoff_{req.status}", id=req.id, done=done, n=len(rows))
-    detail = "、".join(f"{who}{mark}" for who, mark in rows)
+    detail = texts.names(v.lang, (f"{who}{mark}" for who, mark in rows))
     return [(texts.t(v.lang, "f_signoff"), f"{state}：{detail}" if detail else state)]

@@ -588,6 +588,16 @@ def _week_bounds(bot: Engine, day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=7)
 
 
+def summary_window(bot: Engine, s: Session, today: date, slot: str, now: datetime) -> tuple[datetime, datetime]:
+    """What a weekly summary covers: from the previous summary (at most a week before this Monday: after
+    a long pause, the week before) to now. So work done after one Friday's summary, or at the weekend, is
+    in the next one, and none in two."""
+    monday, _ = _week_bounds(bot, today)
+    previous = s.scalar(select(func.max(JobRun.ran_at)).where(JobRun.job == "weekly_summary", JobRun.slot < slot))
+    start = max(previous, monday - timedelta(days=7)) if previous is not None else monday
+    return start, now
+
+
 def weekly_summary(bot: Engine, s: Session, now: datetime, force: bool = False) -> int:
     rules = bot.config.rules
     local = now.astimezone(bot.calendar.tz)
@@ -601,7 +611,7 @@ def weekly_summary(bot: Engine, s: Session, now: datetime, force: bool = False) 
     if not _insert_once(s, "weekly_summary", slot, now):
         return 0
     n = Notifier(bot, s, now)
-    start, end = _week_bounds(bot, today)
+    start, end = summary_window(bot, s, today, slot, now)
     chats = list(s.scalars(select(Chat).where(Chat.project_id.is_not(None), Chat.active.is_(True)).order_by(Chat.id)))
     facts = SummaryFacts.load(s, {c.project_id for c in chats}, start, end, now, slot)  # type: ignore[misc]
     # the trend warning: named in the summaries of the departments' projects, and to the admins privately
@@ -618,6 +628,9 @@ def weekly_summary(bot: Engine, s: Session, now: datetime, force: bool = False) 
     sent = n.each("rule.weekly_summary", chats, one, lambda c: ("chat", c.id))
     n.flush()
     return sent
+
+
+SUMMARY_LINES = 8  # per list of the weekly summary; more: "另有 N 项"
 
 
 def bar(percent: int, width: int = 10) -> str:
@@ -661,7 +674,7 @@ class SummaryFacts:
             .join(User, User.id == Task.owner_id).outerjoin(Department, Department.id == Task.department_id)
             .where(Task.project_id.in_(ids), Task.status != "cancelled",
                    Task.status.in_(("in_progress", "review"))
-                   | ((Task.status == "done") & (Task.done_at >= start) & (Task.done_at < end))
+                   | ((Task.status == "done") & (Task.done_at > start) & (Task.done_at <= end))
                    | (Task.status.in_(states.OPEN) & (Task.deadline < later))
                    | Task.id.in_(facts.blocked or {0}))
             .order_by(Task.id)).all()
@@ -679,13 +692,22 @@ def summary_card(n: Notifier, facts: SummaryFacts, project_id: int, start: datet
                  slot: str) -> Card:
     tasks = facts.tasks.get(project_id, [])
     now = n.now
-    lines = lambda items: "；".join(items) or n.t("none")  # noqa: E731
-    done = [t for t in tasks if t.status == "done" and t.done_at and start <= t.done_at < end]
+
+    def lines(items: Iterable[str]) -> str:
+        """A list of at most SUMMARY_LINES items and how many more (a platform cuts a long field wherever
+        its limit falls, and a head must know whether the overdue list is whole)."""
+        shown = list(items)
+        more = len(shown) - SUMMARY_LINES
+        if more > 1:
+            shown = [*shown[:SUMMARY_LINES], n.t("summary_more", n=more)]
+        return texts.items(n.lang, shown) or n.t("none")
+
+    done = [t for t in tasks if t.status == "done" and t.done_at and start < t.done_at <= end]
     in_progress = [t for t in tasks if t.status == "in_progress"]
     in_review = [t for t in tasks if t.status == "review"]  # submitted: awaiting the reviewer, not in progress
     overdue = [t for t in tasks if states.is_overdue(t.status, t.deadline, now)]
     blocked = [t for t in tasks if t.status in ("todo", "in_progress") and t.id in facts.blocked]
-    next_week = sorted((t for t in tasks if t.status in states.OPEN and t.deadline
+    next_week = sorted((t for t in tasks if t.status in states.OPEN and t.deadline  # the weekend's included
                         and end <= t.deadline < end + timedelta(days=7)), key=lambda t: (t.deadline, t.id))
     rate: dict[str, list[int]] = {}  # department -> [on time, done, extended]
     for t in done:
@@ -695,25 +717,28 @@ def summary_card(n: Notifier, facts: SummaryFacts, project_id: int, start: datet
             rate.setdefault(name, [0, 0, 0])
             rate[name][1] += 1
             rate[name][0] += t.done_at <= due
-            rate[name][2] += t.extensions > 0
+            # done within an extension: after the first deadline, by the one in force (as the reports count)
+            rate[name][2] += t.done_at > due and t.deadline is not None and t.done_at <= t.deadline
     notes = facts.notes.get(project_id, [])
     fields = [
         (n.t("summary_done"), lines(f"#{t.id} {t.title}" for t in done)),
         (n.t("summary_in_progress"), lines(f"#{t.id} {t.title} {bar(t.percent)} {t.percent}%" for t in in_progress)),
-        *([(n.t("summary_review"), lines(f"#{t.id} {t.title}（{t.owner}）" for t in in_review))] if in_review else []),
-        (n.t("summary_overdue"), lines(f"#{t.id} {t.title}（{t.owner}）" for t in overdue)),
+        *([(n.t("summary_review"), lines(f"#{t.id} {t.title}{texts.paren(n.lang, t.owner)}" for t in in_review))]
+          if in_review else []),
+        (n.t("summary_overdue"), lines(f"#{t.id} {t.title}{texts.paren(n.lang, t.owner)}" for t in overdue)),
         (n.t("summary_blocked"), lines(f"#{t.id} {t.title}" for t in blocked)),
         (n.t("summary_next_week"), lines(f"#{t.id} {t.title} {n.fmt(t.deadline)}" for t in next_week)),
         (n.t("summary_on_time"), lines(
-            f"{d} {ok}/{total}（{round(100 * ok / total)}%{n.t('summary_extended', n=late) if late else ''}）"
+            f"{d} {ok}/{total}" + texts.paren(n.lang, f"{round(100 * ok / total)}%"
+                                              + (n.t("summary_extended", n=late) if late else ""))
             for d, (ok, total, late) in sorted(rate.items()))),
     ]
     if notes:
-        fields.append((n.t("summary_notes"), lines(f"{d}：{text}" for d, text in notes)))
+        fields.append((n.t("summary_notes"), lines(texts.labelled(n.lang, d, text) for d, text in notes)))
     # the risk register's open high risks (high likelihood or high impact)
     risks = n.s.scalars(select(Risk).where(Risk.project_id == project_id, Risk.status == "open",
                                            (Risk.likelihood == "high") | (Risk.impact == "high")).order_by(Risk.id))
-    risk_lines = [f"#R{r.id} {r.description}（{r.owner.name}）" for r in risks]
+    risk_lines = [f"#R{r.id} {r.description}{texts.paren(n.lang, r.owner.name)}" for r in risks]
     upcoming = n.s.scalars(select(Milestone).where(Milestone.project_id == project_id, Milestone.status == "open",
                                                    Milestone.due >= start, Milestone.due < end + timedelta(days=14))
                            .order_by(Milestone.due, Milestone.id))

@@ -93,7 +93,7 @@ def task_card(s: Session, task: Task, lang: str, now: datetime, tz, *, full: boo
         (t("f_progress"), f"{task.percent}%"),
     ]
     if task.collaborators:
-        fields.append((t("f_collaborators"), "、".join(u.name for u in task.collaborators)))
+        fields.append((t("f_collaborators"), texts.names(lang, (u.name for u in task.collaborators))))
     if task.project is not None:
         fields.append((t("f_project"), task.project.name))
     if task.department is not None:
@@ -114,7 +114,7 @@ def task_card(s: Session, task: Task, lang: str, now: datetime, tz, *, full: boo
             fields.append((t("f_subtasks"), "；".join(subs)))
         deps = predecessors(s, task.id)
         if deps:
-            fields.append((t("f_depends"), "、".join(f"#{d.id}（{texts.status_name(lang, d.status)}）" for d in deps)))
+            fields.append((t("f_depends"), texts.names(lang, (f"#{d.id}{texts.paren(lang, texts.status_name(lang, d.status))}" for d in deps))))
         latest = s.scalar(select(ProgressReport).where(ProgressReport.task_id == task.id)
                           .order_by(ProgressReport.id.desc()).limit(1))
         if latest is not None:

@@ -56,11 +56,35 @@ class RenderCard(Protocol):
     def __call__(self, card: Card, *, copy_id: str = "") -> dict[str, Any]: ...
 
 
+class Fields(tuple[tuple[str, str], ...]):
+    """A card's (name, value) fields, carrying the colon of the card's language for the templates' `colon`
+    filter (the templates hand it the fields alone)."""
+
+    colon: str
+
+    def __new__(cls, fields: tuple[tuple[str, str], ...], colon: str) -> Fields:
+        made = super().__new__(cls, fields)
+        made.colon = colon
+        return made
+
+
 def colon(fields: Any) -> str:
     """The colon between a field's name and its value: "负责人：李四" on a card written in Chinese,
-    "Owner: 李四" on one written in English (its field names tell which)."""
+    "Owner: 李四" on one written in English, whatever language the names in it are (see `card_colon`)."""
+    if isinstance(fields, Fields):
+        return fields.colon
     names = [name for name, _ in fields if name]
     return ": " if names and not any(_CJK.search(name) for name in names) else "："
+
+
+def card_colon(card: Card) -> str:
+    """The colon of `card`'s language, which its title tells: every title begins with the bot's own words
+    ("任务 #1 …", "Task #1 …", "收集 #C1 …"), while a field's name may be data in either language (an English
+    card's "市场部 张三", a Chinese card's "#4 Ad plan"). A title without a letter: its field names decide."""
+    first = next((ch for ch in str(card.title) if ch.isalpha()), "")
+    if not first:
+        return colon(card.fields)
+    return "：" if _CJK.match(first) else ": "
 
 
 @cache
@@ -142,8 +166,8 @@ def _button_views(card: Card, esc: Escaper, caps: Caps) -> tuple[ButtonView, ...
 def card_view(card: Card, esc: Escaper, caps: Caps, *, text: str = "", task_id: str = "") -> CardView:
     """What a template gets of `card`: escaped by `esc`, cut to `caps`."""
     raw_fields = [(n, v) for n, v in card.fields if str(n).strip() or str(v).strip()]
-    fields = tuple((esc(n, caps.field_name, oneline=True), esc(v, caps.field_value, max_lines=20))
-                   for n, v in raw_fields[: caps.fields])
+    fields = Fields(tuple((esc(n, caps.field_name, oneline=True), esc(v, caps.field_value, max_lines=20))
+                          for n, v in raw_fields[: caps.fields]), card_colon(card))
     raw_history = [line for line in card.history if str(line).strip()]
     kept = raw_history[-caps.history:]
     history = tuple(esc(line, caps.history_line, oneline=True) for line in kept)

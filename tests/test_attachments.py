@@ -94,6 +94,9 @@ def test_the_card_bars_become_a_chart_only_where_the_platform_cannot_draw_them()
     explicit = Message(card=summary_card(), attachment=Attachment("chart", "c.png", chart=CHART))
     assert media.chart_of(explicit, native=False) == CHART
     assert media.chart_of(explicit, native=True) is None  # the card's own chart serves
+    burn_up = Chart("line", "燃尽", ("11-30", "12-01"), (("范围", (1.0, 2.0)), ("完成", (0.0, 1.0))))
+    with_lines = Message(card=summary_card(), attachment=Attachment("chart", "b.png", chart=burn_up))
+    assert media.chart_of(with_lines, native=True) == burn_up  # a chart the card does not draw: sent as well
     assert media.chart_of(Message(attachment=Attachment("chart", "c.png", chart=CHART)), native=True) == CHART
     assert Media(lang="en").chart_of(card_only, native=False).title.endswith("On-time rate by department")
 
@@ -456,7 +459,9 @@ async def test_the_report_card_carries_its_chart_through_dingtalk(db: Database) 
         await env.deliver()
         assert all(r.status == "sent" for r in rows(env.db)), [(r.dedupe_key, r.last_error) for r in rows(env.db)]
         report = [r for r in rows(env.db) if r.payload.get("attachment")]
-        assert len(report) == 1 and report[0].payload["attachment"]["chart"]["labels"] == ["技术部"]
+        # a project's report: its burn-up, which the card's text cannot show (the on-time bars are in the card)
+        assert len(report) == 1 and report[0].payload["attachment"]["chart"]["kind"] == "line"
+        assert report[0].payload["attachment"]["chart"]["labels"] == ["11-30", "12-01"]
         card, image = env.fake.sent(GROUP)[before:]
         assert "报表" in json.dumps(card["content"], ensure_ascii=False)
         [(media_id, media)] = env.fake.media.items()

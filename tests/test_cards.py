@@ -166,6 +166,8 @@ def actions(platform: str, card: dict[str, Any]) -> list[str]:
 
 
 def card_of(platform: str, out: dict[str, Any]) -> dict[str, Any]:
+    if platform == "wecom" and out.get("msgtype") == "markdown":  # a card with nothing to tap goes as markdown
+        return {"button_list": []}
     return {"feishu": lambda: out["content"], "dingtalk": lambda: out["cardParamMap"],
             "wecom": lambda: out["template_card"]}[platform]()
 
@@ -284,7 +286,7 @@ def test_a_kind_with_its_own_template_looks_different_and_others_fall_back() -> 
     assert [e["content"].split("\n")[0] for e in elements if e["tag"] == "markdown"] == [
         f"**{name}**" for name, _ in summary.fields]
     generic = render_card("feishu", Card(**{**summary.__dict__, "kind": "notice"}))
-    assert len(generic["body"]["elements"]) == 1  # all fields in one markdown: card.j2
+    assert [e["tag"] for e in generic["body"]["elements"]] == ["markdown", "chart"]  # all fields in one: card.j2
     assert "进行中：" in render_card("wecom", summary)["sub_title_text"]
     assert render_card("wecom", summary)["horizontal_content_list"] == []
     # a kind that is not a plain name never picks a template by path
@@ -358,7 +360,7 @@ def test_feishu_stays_under_200_elements_with_very_many_fields() -> None:
 
 
 def test_dingtalk_body_spills_over_its_blocks_at_line_ends() -> None:
-    card = Card(kind="task", key="task:1", title="t", fields=tuple((f"字段{i}", "长" * 100) for i in range(12)))
+    card = Card(kind="task", key="task:1", title="任务 #1 t", fields=tuple((f"字段{i}", "长" * 100) for i in range(12)))
     params = render_card("dingtalk", card)
     blocks = [params[f"body{i}"] for i in range(1, 5)]
     assert all(len(block.encode()) <= 1000 for block in blocks)
@@ -471,9 +473,11 @@ def test_the_console_text_form_keeps_every_slot_on_its_line(value: str) -> None:
     assert len(out) < 12 * 2_100  # each slot shortened
 
 
-def test_the_weekly_summary_draws_its_on_time_rates_as_a_feishu_chart() -> None:
+@pytest.mark.parametrize("kind", ["summary", "report"])  # the weekly summary and 报表
+def test_the_on_time_rates_are_drawn_as_a_feishu_chart(kind: str) -> None:
     hostile = '<at user_id="all">所有人</at>'
-    card = Card(kind="summary", key="summary:1:w", title="周报", chart=(("研发部", 75), (hostile, 140), ("设计部", -5)))
+    card = Card(kind=kind, key="summary:1:w", title="周报", fields=(("按时完成率", "研发部 75%"),),
+                chart=(("研发部", 75), (hostile, 140), ("设计部", -5)))
     rendered = render_card("feishu", card)
     validator("feishu", "card").validate(rendered)
     [chart] = [e for e in rendered["body"]["elements"] if e["tag"] == "chart"]
@@ -514,10 +518,13 @@ def test_each_platform_renders_from_its_own_folder_through_one_dict() -> None:
 
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_a_field_reads_name_colon_value_in_the_cards_own_language(platform: str) -> None:
-    """Chinese cards take the full-width colon, English ones ": " (user text in either stays as typed)."""
+    """Chinese cards take the full-width colon, English ones ": " (user text in either stays as typed); the
+    title, which begins with the bot's own words, tells the card's language."""
     def card(fields: tuple[tuple[str, str], ...]) -> str:
-        extra = tuple((f"备注{i}" if fields[0][0] == "负责人" else f"Note {i}", "…") for i in range(7))
-        return json.dumps(render_card(platform, Card(kind="task", key="task:1", title="T", fields=fields + extra)),
+        chinese = fields[0][0] == "负责人"
+        extra = tuple((f"备注{i}" if chinese else f"Note {i}", "…") for i in range(7))
+        title = "任务 #1 T" if chinese else "Task #1 T"
+        return json.dumps(render_card(platform, Card(kind="task", key="task:1", title=title, fields=fields + extra)),
                           ensure_ascii=False)
 
     # the last field is drawn as "name<colon>value" on every platform (WeCom's first six are rows)

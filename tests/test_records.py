@@ -23,7 +23,7 @@ def test_the_task_list_is_the_projects_table_most_pressing_first(harness) -> Non
     harness.run(*SETUP, "wait 1d")
     out = harness.text(f"{G} 王五: @bot 任务列表")
     assert "任务分工表 · 新品上市" in out and "共 3 项" in out
-    assert "#1 活动H5开发：负责人 李四｜协作 王五｜截止 12-10 18:00｜交付物 H5链接｜优先级 高｜依赖 #2｜阻塞 · 待启动" in out
+    assert "#1 活动H5开发：阻塞 · 待启动｜负责人 李四｜截止 12-10 18:00｜协作 王五｜交付物 H5链接｜优先级 高｜依赖 #2" in out
     # 文案 is overdue, so it comes first; the blocked #1 before the plain todo #2
     assert out.index("#3 文案") < out.index("#1 活动H5开发") < out.index("#2 海报")
     assert "已延期" in out and "第 1/1 页" in out and "下一页" not in out
@@ -39,6 +39,10 @@ def test_filters_by_status_department_and_person(harness) -> None:
     assert "#1 活动H5开发" in by_dept and "#3 文案" not in by_dept
     by_person = harness.text(f"{G} 张三: @bot 任务列表 @王五")  # a collaborator counts
     assert "#1 活动H5开发" in by_person and "#2 海报" not in by_person and "共 1 项 · 王五" in by_person
+    # README's order: a mention after a department or a status is the person filter, not part of the name
+    both = harness.text(f"{G} 张三: @bot 任务列表 部门 技术部 @王五")
+    assert "#1 活动H5开发" in both and "共 1 项 · 技术部 · 王五" in both
+    assert "共 1 项" in harness.text(f"{G} 张三: @bot 任务列表 状态 未完成 @王五")
     english = harness.text(f"{G} 张三: @bot tasks all status overdue")
     assert "#3 文案" in english and "#2 海报" not in english
     assert "看不懂状态「快好了」" in harness.text(f"{G} 张三: @bot 任务列表 状态 快好了")

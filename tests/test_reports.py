@@ -38,9 +38,19 @@ def test_periods_are_local_days_and_refuse_nonsense() -> None:
     assert parse_period("本月", NOW, TZ).previous().label == "2026-11-01~2026-11-30"
     assert parse_period("上月", NOW, TZ).previous().label == "2026-10-01~2026-10-31"
     assert week.previous().label == "2026-11-23~2026-11-29"
-    for bad in ("明年", "2026-12-31~2026-10-01", "2020-01-01~2026-01-01", "2026-02-30~2026-03-01", "本周；drop"):
+    for bad in ("明年", "2026-12-31~2026-10-01", "2020-01-01~2026-01-01", "2026-02-30~2026-03-01", "本周；drop",
+                "2026-13", "技术部"):
         with pytest.raises(PeriodError):
             parse_period(bad, NOW, TZ)
+    with pytest.raises(PeriodError) as too_long:
+        parse_period("2026-01-01~2027-06-01", NOW, TZ)
+    assert too_long.value.reason == "too_long"
+    # the forms 查找 always took are 报表's too (one reader of periods), and the README's dates without a year
+    expected = {"上季度": "2026-07-01~2026-09-30", "今年": "2026-01-01~2026-12-31", "2026": "2026-01-01~2026-12-31",
+                "2026-11": "2026-11-01~2026-11-30", "2026年11月": "2026-11-01~2026-11-30",
+                "2026-09~2026-11": "2026-09-01~2026-11-30", "2026/11/01~2026/11/30": "2026-11-01~2026-11-30",
+                "11-01~11-30": "2026-11-01~2026-11-30", "12-28~01-03": "2025-12-28~2026-01-03"}
+    assert {text: parse_period(text, NOW, TZ).label for text in expected} == expected
 
 
 # --- the independent computation -----------------------------------------------------------------

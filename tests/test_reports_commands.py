@@ -13,6 +13,8 @@ import pytest
 from collabbot.bot.reports import export
 from collabbot.cards import workbook
 
+from .conftest import TZ
+
 G = "in 新品上市群 as"
 SETUP = (
     f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三 参与部门 市场部,技术部 开始 12-01 结束 12-31",
@@ -57,6 +59,11 @@ def test_scopes_outside_the_group_go_privately_and_follow_the_visibility_rule(h)
     assert "报表 · 王五" in h.text("dm as 王五: 报表")  # in private: oneself
     assert "看不懂时间范围「2026-13-01~2026-12-31」" in h.text("dm as 王五: 报表 2026-13-01~2026-12-31")
     assert "找不到部门「不存在部」" in h.text("dm as 赵总: 报表 部门 不存在部")
+    # a department where the period goes, or after it: what to type instead
+    for typed in ("报表 技术部", "报表 上周 部门 技术部"):
+        assert "「技术部」是部门：范围写在时间前面，例如：报表 部门 技术部 本月" in h.text(f"dm as 陈七: {typed}")
+    assert "超过一年" in h.text("dm as 王五: 报表 2026-01-01~2027-06-01")
+    assert "报表 · 王五 · 2026-11-01~2026-11-30" in h.text("dm as 王五: 报表 2026-11")
 
 
 def test_export_writes_a_typed_workbook(h) -> None:
@@ -199,3 +206,16 @@ def test_the_approval_sheet_names_stage_states_in_the_readers_language(h) -> Non
     sheet = openpyxl.load_workbook(found[1])["审批"]
     assert [c.value for c in sheet[1]][6] == "阶段状态"
     assert {row[6].value for row in sheet.iter_rows(min_row=2)} == {"已通过"}, [c.value for c in sheet[2]]
+
+
+def test_a_project_named_in_private_is_the_newest_of_that_name_as_for_the_records(make_harness) -> None:
+    """A group's next project may repeat its closed predecessor's name: 报表 项目 takes the one in use."""
+    h = make_harness(start=datetime(2026, 11, 2, 9, 0, tzinfo=TZ))
+    h.run(f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三 参与部门 市场部,技术部 开始 11-02 结束 12-31",
+          *(f"{G} 张三: @bot 新建任务 一期{i} 负责人 @李四 截止 11-10" for i in (1, 2, 3)),
+          *(line for i in (1, 2, 3) for line in (f"{G} 李四: @bot 完成 #{i} 交付物 https://x/{i}",
+                                                 f"{G} 张三: @bot 通过 #{i}")),
+          f"{G} 张三: @bot 结项",
+          f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三 参与部门 市场部 开始 11-20 结束 12-31",
+          f"{G} 张三: @bot 新建任务 二期任务 负责人 @李四 截止 11-25")
+    assert "新建 1 ·" in h.text("dm as 张三: 报表 项目 新品上市 本月")

@@ -3,6 +3,7 @@ daily prompt, the weekly summary — on working time, each once (both databases)
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 import pytest
@@ -375,3 +376,38 @@ def test_a_task_assigned_to_oneself_is_acknowledged_at_creation(make_harness) ->
     assert lines_with(out, "→ 张三（私聊）: 任务 #1「自己的任务」已过截止时间")  # the deadline is still watched
     with h.db.transaction() as s:
         assert s.scalar(select(func.count()).select_from(Wait).where(Wait.kind == "assign")) == 0
+
+
+def test_a_long_weekly_summary_lists_eight_of_each_and_says_how_many_more_on_every_platform(make_harness) -> None:
+    """A platform cuts a long field wherever its limit falls; the overdue list must say it is not whole."""
+    from collabbot.cards.render import render_message
+
+    h: Harness = make_harness(start=datetime(2026, 11, 30, 9, 0, tzinfo=TZ))
+    h.run(f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三 参与部门 市场部,技术部 开始 11-30 结束 12-31",
+          *(f"{G} 张三: @bot 新建任务 物料{i:02d} 负责人 @李四 截止 12-01 12:00" for i in range(1, 13)))
+    [overdue] = lines_with(h.run("wait 4d9h"), "已延期：#1 物料01（李四）；")  # Friday 12-04 18:00
+    assert overdue.endswith("#8 物料08（李四）；…另有 4 项") and "#9 物料09" not in overdue
+    with h.db.transaction() as s:
+        [summary] = [Message.from_json(m.payload) for m in s.scalars(select(OutboxMessage).where(
+            OutboxMessage.dedupe_key.like("summary:%")))]
+    wecom = render_message("wecom", summary)  # nothing to tap: markdown, whose lines are not cut at 40 characters
+    assert wecom["msgtype"] == "markdown" and "#8 物料08（李四）；…另有 4 项" in wecom["markdown"]["content"]
+    dingtalk = json.dumps(render_message("dingtalk", summary), ensure_ascii=False)
+    assert "另有 4 项" in dingtalk
+
+
+def test_work_done_after_fridays_summary_is_in_the_next_and_a_late_note_goes_with_it(make_harness) -> None:
+    """The summary covers from the previous one to now: nothing done on a Friday evening falls between two."""
+    h: Harness = make_harness(start=datetime(2026, 11, 23, 9, 0, tzinfo=TZ))
+    h.run(f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三 参与部门 市场部,技术部 开始 11-23 结束 12-31",
+          f"{G} 张三: @bot 新建任务 接口开发 负责人 @李四 截止 11-27 18:00",
+          f"{G} 张三: @bot 新建任务 周末值守 负责人 @赵六 截止 11-28 18:00", f"{G} 李四: @bot 确认收到 #1",
+          f"{G} 赵六: @bot 确认收到 #2")
+    h.clock.advance(timedelta(days=4, hours=7, minutes=50))  # Friday 11-27 16:50
+    [due] = lines_with(h.run("wait 20m"), "一周内到期")  # the summary: #2 is due on Saturday
+    assert "#2 周末值守 11-28 18:00" in due
+    h.run(f"{G} 李四: @bot 完成 #1 交付物 https://x/1", f"{G} 张三: @bot 通过 #1")
+    assert "将附在下周的周报里" in h.text(f"{G} 陈七: @bot 本周总结 接口联调完成，下周压测")
+    h.clock.advance(timedelta(days=7) - timedelta(minutes=20))
+    out = h.run("wait 20m")  # Friday 12-04
+    assert lines_with(out, "本周完成：#1 接口开发") and lines_with(out, "技术部：接口联调完成，下周压测")

@@ -185,6 +185,10 @@ def test_reassign_rules(harness) -> None:
         waits = list(s.scalars(select(Wait).order_by(Wait.id)))
         assert [w.answered_at is None for w in waits] == [False, True]
     assert "已经是任务 #1 的负责人" in harness.text(f"{G} 张三: @bot 转交 #1 @赵六")
+    # to another department: the work is that department's now, and so are its figures
+    assert "已转交给 @吴十" in harness.text(f"{G} 张三: @bot 转交 #1 @吴十")
+    with harness.db.transaction() as s:
+        assert s.get(Task, 1).department.name == "市场部"
 
 
 def test_comment_mentions_and_help_requests(harness) -> None:

@@ -308,7 +308,7 @@ def test_next_weeks_deadlines_are_listed_by_date(make_harness) -> None:
         [summary] = [Message.from_json(m.payload).card for m in s.scalars(select(OutboxMessage).where(
             OutboxMessage.dedupe_key.like("summary:%")))]
     assert summary is not None
-    assert dict(summary.fields)["下周到期"].startswith("#2 早的"), summary.fields
+    assert dict(summary.fields)["一周内到期"].startswith("#2 早的"), summary.fields
 
 
 def test_a_tap_on_an_earlier_rounds_card_answers_from_the_current_round(make_harness) -> None:

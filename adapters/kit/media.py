@@ -39,11 +39,11 @@ class Media:
 
     def chart_of(self, message: Message, *, native: bool) -> Chart | None:
         """The chart to send as an image with `message`, if any. `native`: the platform draws the card's
-        bars itself, so a card with bars needs no image."""
+        bars itself, so a card with bars needs no image of them (another chart, a burn-up, it does)."""
         card_bars = message.card is not None and bool(message.card.chart)
         attachment = message.attachment
         if attachment is not None and attachment.kind == "chart" and attachment.chart is not None:
-            return None if native and card_bars else attachment.chart
+            return None if native and card_bars and attachment.chart.kind == "bar" else attachment.chart
         if card_bars and not native:
             assert message.card is not None
             t = lambda key: texts.t(self.lang, key)  # noqa: E731

@@ -109,6 +109,14 @@ def as_markdown(card: dict[str, Any]) -> dict[str, Any]:
     return {"msgtype": "markdown", "markdown": {"content": content}}
 
 
+def render_markdown(message: Message) -> dict[str, Any]:
+    """A card with nothing to tap, alone, as markdown (an update that is sent again)."""
+    from collabbot.cards.wecom.render import markdown_card
+
+    assert message.card is not None
+    return markdown_card(message.card)
+
+
 def render_card(message: Message, task_id: str) -> dict[str, Any]:
     """The template_card alone, showing `message`'s card, with the given task_id."""
     from collabbot.cards import render as cards
@@ -170,7 +178,7 @@ class WecomSender(PlatformSender):
             raise DeliveryError(str(exc), transient=False) from exc
         card = render(render_card, message, "")
         if not card.get("button_list"):
-            rendered = as_markdown(card)
+            rendered = render(render_markdown, message)
             new_task_id = task_id_of(message_id + json.dumps(rendered, ensure_ascii=False, sort_keys=True))
         else:
             if kind == "app" and await self.update_in_place(message_id, card):

@@ -3,23 +3,25 @@
 `结项` (the coordinator or an admin) archives the project at once, with its tasks, approvals, risks, minutes,
 collections and figures, and asks the coordinator for the retrospective (做得好的, 不足, 改进); that request
 is a wait, so the nag and escalation rules chase it until all three are given, in one multi-line message
-or one command per field. `查找 关键词 [部门 …] [类型 …] [时间 …]` searches every archive the person may
-read (bot/archive.py) and answers privately, with each record's reference (任务 #3, 会议 #M1 …).
+or one command per field. `查找 关键词 [部门 …] [类型 …] [时间 …] [页 2]` searches every archive the person may
+read (bot/archive.py) and answers privately, ten a page, with each record's reference (任务 #3, 会议 #M1 …).
 """
 
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
 from collabbot.bot import archive, texts
 from collabbot.bot.archive import Entry, Filters
-from collabbot.bot.commands import Command
+from collabbot.bot.commands import FIELD_WORDS, Command
 from collabbot.bot.context import Ctx, Refused
 from collabbot.bot.handlers.common import MAX_TEXT, chat_project, not_allowed
+from collabbot.bot.handlers.records import MAX_PAGE, PAGE_SIZE
 from collabbot.bot.replies import Card, Message, Reply
 from collabbot.bot.reports import figures
 from collabbot.bot.reports.period import PeriodError, from_days, parse_period
@@ -54,14 +56,13 @@ _PROJECT_REF = re.compile(r"#P(\d{1,9})\b", re.IGNORECASE)
 _PROJECT_NAMED = re.compile(r"(?:^|\s)(?:项目|project)[=:：＝\s]\s*(\S+)", re.IGNORECASE)
 
 FILTER_WORDS = {"部门": "department", "dept": "department", "department": "department", "类型": "kind",
-                "type": "kind", "时间": "period", "期间": "period", "time": "period", "period": "period"}
+                "type": "kind", "时间": "period", "期间": "period", "time": "period", "period": "period",
+                # 任务列表's page words (页 2, page 2), so the two commands page alike
+                **{word.lower(): "page" for word in FIELD_WORDS["page"]}}
 KIND_WORDS = {"任务": "task", "task": "task", "审批": "approval", "approval": "approval", "风险": "risk",
               "risk": "risk", "会议": "meeting", "会议纪要": "meeting", "meeting": "meeting", "收集": "collection",
               "collection": "collection", "复盘": "retro", "retro": "retro", "项目": "project", "project": "project"}
-_YEAR = re.compile(r"^(\d{4})年?$")
-_MONTH = re.compile(r"^(\d{4})[-/.年](\d{1,2})月?$")
-_MONTHS = re.compile(r"^(\d{4})-(\d{1,2})\s*[~～至到]\s*(\d{4})-(\d{1,2})$")
-SHOWN = 10
+SHOWN = PAGE_SIZE  # a page of results, as 任务列表's
 
 
 # --- 结项 ------------------------------------------------------------------------------------------------
@@ -151,7 +152,8 @@ def close_project(ctx: Ctx, cmd: Command) -> Reply | None:
     owed += [f"#C{i}" for i in ctx.s.scalars(select(CollectionRequest.id).where(
         CollectionRequest.project_id == project.id, CollectionRequest.status == "open"))]
     if owed:
-        raise Refused("close_open_items", n=len(owed), ids="、".join(owed[:8]) + ("…" if len(owed) > 8 else ""))
+        raise Refused("close_open_items", n=len(owed),
+                      ids=texts.names(ctx.lang, owed[:8]) + ("…" if len(owed) > 8 else ""))
     # open risks end with the project: they did not happen; their owners owe nothing more
     for risk in ctx.s.scalars(select(Risk).where(Risk.project_id == project.id, Risk.status == "open")):
         risk.status, risk.closed_at, risk.updated_at, risk.version = "closed", ctx.now, ctx.now, risk.version + 1
@@ -241,7 +243,7 @@ def retrospective(ctx: Ctx, cmd: Command) -> Reply | None:
     ctx.audit("project.retro", record)
     missing = [ctx.t(f"f_{n}") for n in RETRO_FIELDS if not getattr(record, n)]
     if missing:
-        ctx.say(ctx.t("retro_partly", missing="、".join(missing)), card=archive_card(ctx, project, record))
+        ctx.say(ctx.t("retro_partly", missing=texts.names(ctx.lang, missing)), card=archive_card(ctx, project, record))
         return None
     close_waits(ctx, "retro", project.id)
     ctx.say(ctx.t("retro_done", name=project.name), card=archive_card(ctx, project, record))
@@ -260,7 +262,7 @@ def archive_card(ctx: Ctx, project: Project, record: ProjectArchive) -> Card:
     f = record.figures or {}
     fields = [(ctx.t(f"f_{n}"), getattr(record, n) or none) for n in RETRO_FIELDS]
     fields.append((ctx.t("f_figures"), _figures_line(ctx, f)))
-    rates = "；".join(f"{d['name']} {d['on_time']}/{d['total']}" for d in f.get("departments", []))
+    rates = texts.items(ctx.lang, (f"{d['name']} {d['on_time']}/{d['total']}" for d in f.get("departments", [])))
     if rates:
         fields.append((ctx.t("f_on_time_by_dept"), rates))
     done = all(getattr(record, n) for n in RETRO_FIELDS)
@@ -272,34 +274,27 @@ def archive_card(ctx: Ctx, project: Project, record: ProjectArchive) -> Card:
 # --- 查找 -----------------------------------------------------------------------------------------------
 
 def _period(ctx: Ctx, value: str) -> tuple[datetime, datetime]:
-    tz = ctx.bot.calendar.tz
     try:
-        if m := _YEAR.match(value):
-            p = from_days(date(int(m[1]), 1, 1), date(int(m[1]), 12, 31), tz)
-        elif m := _MONTH.match(value):
-            first = date(int(m[1]), int(m[2]), 1)
-            p = from_days(first, _month_end(first), tz)
-        elif m := _MONTHS.match(value):
-            first, last = date(int(m[1]), int(m[2]), 1), _month_end(date(int(m[3]), int(m[4]), 1))
-            if last < first:
-                raise PeriodError(value)
-            p = from_days(first, last, tz)
-        else:
-            p = parse_period(value, ctx.now, tz)
-    except (PeriodError, ValueError) as exc:
+        p = parse_period(value, ctx.now, ctx.bot.calendar.tz)
+    except PeriodError as exc:
         raise Refused("search_bad_period", value=value[:30]) from exc
     return p.start, p.end
 
 
-def _month_end(first: date) -> date:
-    following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
-    return date.fromordinal(following.toordinal() - 1)
+@dataclass(frozen=True)
+class SearchTerms:
+    """What a `查找 …` asked for; `typed` lets the card say what to send for the next page."""
+
+    query: str  # the keywords
+    filters: Filters
+    page: int
+    typed: str  # what was typed but the page: the next page's command repeats it
 
 
-def _search_terms(ctx: Ctx, text: str) -> tuple[str, Filters]:
-    """Split `推广 部门 市场部 类型 任务 时间 2026-11` into the keywords and the filters."""
-    words, keywords = text.split(), []
-    kind, dept_id, start, end = "", None, None, None
+def _search_terms(ctx: Ctx, text: str) -> SearchTerms:
+    """Split `推广 部门 市场部 类型 任务 时间 2026-11 页 2` into the keywords, the filters and the page."""
+    words, keywords, typed = text.split(), [], []
+    kind, dept_id, start, end, page = "", None, None, None, 1
     i = 0
     while i < len(words):
         word, value = words[i], None
@@ -307,22 +302,31 @@ def _search_terms(ctx: Ctx, text: str) -> tuple[str, Filters]:
         name = FILTER_WORDS.get((inline.group(1) if inline else word).lower())
         if name is not None and inline:
             value = inline.group(2)
+        elif name == "page" and (i + 1 == len(words) or not re.fullmatch(r"\d{1,3}", words[i + 1])):
+            pass  # as in 任务列表: a page word starts the page before a number (or a colon), else it is a word
         elif name is not None and i + 1 < len(words):
             value = words[i + 1]
             i += 1
+        if name != "page" or value is None:
+            typed += [word] if value is None or inline else [word, value]
         if value is None:
             keywords.append(word)
         elif name == "department":
             dept_id = ctx.department(value).id
+        elif name == "page":
+            if not re.fullmatch(r"\d{1,3}", value) or not 1 <= int(value) <= MAX_PAGE:  # as 任务列表 reads it
+                raise Refused("search_bad_page", value=value[:20])
+            page = int(value)
         elif name == "kind":
             kind = KIND_WORDS.get(value.lower(), "")
             if not kind:
-                raise Refused("search_bad_type", value=value[:20], known="、".join(
-                    dict.fromkeys(k for k in KIND_WORDS if not k.isascii())))
+                raise Refused("search_bad_type", value=value[:20], known=texts.names(ctx.lang, dict.fromkeys(
+                    k for k in KIND_WORDS if k.isascii() == (ctx.lang == "en"))))
         else:
             start, end = _period(ctx, value)
         i += 1
-    return " ".join(keywords), Filters(kind=kind, department_id=dept_id, start=start, end=end)
+    return SearchTerms(" ".join(keywords), Filters(kind=kind, department_id=dept_id, start=start, end=end), page,
+                       " ".join(typed))
 
 
 REFS = {"task": "ref_task", "approval": "ref_approval", "risk": "ref_risk", "meeting": "ref_meeting",
@@ -330,22 +334,29 @@ REFS = {"task": "ref_task", "approval": "ref_approval", "risk": "ref_risk", "mee
 
 
 def search_archive(ctx: Ctx, cmd: Command) -> Reply | None:
-    """查找 关键词 [部门 市场部] [类型 任务] [时间 2026-11|上月|2026-10~2026-12]: the archive, newest first."""
-    query, filters = _search_terms(ctx, cmd.text)
-    words = archive.query_words(query)
+    """查找 关键词 [部门 市场部] [类型 任务] [时间 2026-11|上月|2026-10~2026-12] [页 2]: the archive, newest first,
+    ten a page as 任务列表 shows its tasks."""
+    terms = _search_terms(ctx, cmd.text)
+    words = archive.query_words(terms.query)
     if not words:
         raise Refused("search_empty")
     viewer = None if ctx.is_admin() else ctx.actor.id
-    total, rows = archive.search(ctx.s, words, filters, viewer_id=viewer, limit=SHOWN)
+    # bot/archive.search takes no offset: the page is the tail of the newest page × SHOWN
+    total, rows = archive.search(ctx.s, words, terms.filters, viewer_id=viewer, limit=terms.page * SHOWN)
+    pages = max(1, -(-total // SHOWN))
+    if terms.page > pages:
+        raise Refused("list_no_page", page=terms.page, pages=pages)
+    rows = rows[(terms.page - 1) * SHOWN:]
     depts = archive.departments_of(ctx.s, [r.id for r, _ in rows])
     fields = tuple((f"{ctx.t(REFS[r.kind], id=r.entity_id)} {r.title}",
                     " · ".join(filter(None, (name, ctx.t(f"kind_{r.kind}"), ctx.local(r.happened_at).strftime("%Y-%m-%d"),
-                                             "、".join(depts.get(r.id, []))))))
-                   for r, name in rows)
-    note = ctx.t("search_none") if not rows else (ctx.t("search_more", n=len(rows)) if total > len(rows) else "")
-    card = Card(kind="archive_search", key=f"search:{ctx.actor.id}", title=ctx.t("search_title", q=query[:40]),
+                                             texts.names(ctx.lang, depts.get(r.id, [])))))) for r, name in rows)
+    note = ctx.t("search_none") if not rows else ctx.t("list_page", page=terms.page, pages=pages) if pages > 1 else ""
+    if terms.page < pages:
+        note += ctx.t("search_next", terms=terms.typed, page=terms.page + 1)
+    card = Card(kind="archive_search", key=f"search:{ctx.actor.id}", title=ctx.t("search_title", q=terms.query[:40]),
                 status=ctx.t("search_count", n=total), color="blue" if rows else "grey", fields=fields, note=note)
-    ctx.audit("archive.search", entity_type="archive", reason=query[:200])
+    ctx.audit("archive.search", entity_type="archive", reason=terms.query[:200])
     if ctx.chat is None:
         ctx.say(card=card)
     else:  # what one person may read is not the group's: the results go to them alone

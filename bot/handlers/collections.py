@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from collabbot.bot import texts
 from collabbot.bot.commands import Command
 from collabbot.bot.context import Ctx, Refused, snapshot
 from collabbot.bot.copies import SentCopy, update_copies
@@ -75,7 +76,7 @@ def collection_card(ctx: Ctx, c: CollectionRequest, *, full: bool) -> Card:
         else:
             value = ctx.t("collect_row_done", when=ctx.fmt(target.submitted_at))
             if full:
-                value += "：" + " ".join(x for x in (target.content, *target.links) if x)
+                value = texts.labelled(ctx.lang, value, " ".join(x for x in (target.content, *target.links) if x))
         fields.append((_target_label(target), value))
     if c.status == COMPLETE:
         status, color = ctx.t("collect_complete"), "green"
@@ -162,7 +163,7 @@ def _targets(ctx: Ctx, cmd: Command, names_text: str) -> list[tuple[User, Depart
         try:
             out.append((user_by_name(ctx, name), None))
         except Refused:
-            known = "、".join(ctx.s.scalars(select(Department.name).order_by(Department.id)))
+            known = texts.names(ctx.lang, ctx.s.scalars(select(Department.name).order_by(Department.id)))
             raise Refused("collect_unknown_target", name=name[:40], known=known or ctx.t("none")) from None
     out += [(ctx.mention(i), None) for i in cmd.mentions]
     unique: dict[int, tuple[User, Department | None]] = {}
@@ -218,7 +219,7 @@ def _create(ctx: Ctx, cmd: Command) -> Reply | None:
     card = collection_card(ctx, c, full=False)
     parts: list[Part] = [ctx.t("collect_created", id=c.id, title=c.title, deadline=ctx.fmt(deadline))]
     for i, target in enumerate(c.targets):
-        parts += (["、"] if i else []) + [ctx.at(target.user)]
+        parts += ([ctx.t("sep_names")] if i else []) + [ctx.at(target.user)]
     announce(ctx, project, *parts, card=card)
     for target in c.targets:
         dept = ctx.t("collect_for_dept", dept=target.department.name) if target.department is not None else ""
@@ -235,8 +236,8 @@ def submit(ctx: Ctx, cmd: Command) -> Reply | None:
         raise Refused("collect_is_closed", id=c.id)
     mine = next((t for t in c.targets if t.user_id == ctx.actor.id), None)
     if mine is None:
-        raise not_allowed(ctx, "a_collect_submit", ctx.t("w_collect_submit", names="、".join(
-            _target_label(t) for t in c.targets)))
+        raise not_allowed(ctx, "a_collect_submit", ctx.t("w_collect_submit", names=texts.names(
+            ctx.lang, (_target_label(t) for t in c.targets))))
     found = REF.search(cmd.text)
     assert found is not None
     content = _LEAD.sub("", cmd.text[found.end():].strip())
@@ -310,7 +311,7 @@ def _list(ctx: Ctx, cmd: Command) -> Reply | None:
         waiting = [t.user.name for t in c.targets if t.submitted_at is None]
         rows.append((ctx.t("collect_title", id=c.id, title=c.title),
                      ctx.t("collect_list_row", deadline=ctx.fmt(c.deadline), done=len(c.targets) - len(waiting),
-                           n=len(c.targets), waiting="、".join(waiting) or ctx.t("none"))))
+                           n=len(c.targets), waiting=texts.names(ctx.lang, waiting) or ctx.t("none"))))
     ctx.say(card=Card(kind="collection_list", key=f"collections:{project.id}",
                       title=ctx.t("collect_list_title", name=project.name), color="blue", fields=tuple(rows),
                       note="" if rows else ctx.t("collect_list_empty")))

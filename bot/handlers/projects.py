@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from sqlalchemy import select
 
+from collabbot.bot import texts
 from collabbot.bot.commands import Command
 from collabbot.bot.context import Ctx, Refused, snapshot
 from collabbot.bot.handlers.common import MAX_TITLE, capped, chat_project, closed_at, missing, not_allowed, people, when
 from collabbot.bot.replies import Card, Reply
 from collabbot.bot.signoff_view import signoff_fields
-from collabbot.storage.models import Department, Project, WeeklyNote
+from collabbot.storage.models import Department, JobRun, Project, WeeklyNote
 
 
 def _departments(ctx: Ctx, text: str) -> list[Department]:
@@ -23,7 +25,7 @@ def project_card(ctx: Ctx, project: Project) -> Card:
     fields = [
         (ctx.t("f_coordinator"), project.coordinator.name if project.coordinator else ctx.t("none")),
         (ctx.t("f_dept"), project.initiating_dept.name if project.initiating_dept else ctx.t("none")),
-        (ctx.t("f_departments"), "、".join(d.name for d in project.departments) or ctx.t("none")),
+        (ctx.t("f_departments"), texts.names(ctx.lang, (d.name for d in project.departments)) or ctx.t("none")),
     ]
     if project.goal:
         fields.append((ctx.t("f_goal"), project.goal))
@@ -121,8 +123,13 @@ def weekly_note(ctx: Ctx, cmd: Command) -> Reply | None:
         raise not_allowed(ctx, "a_weekly_note", ctx.t("w_dept_head"))
     if not cmd.text:
         raise missing(ctx, "weekly_note")
-    year, week, _ = ctx.local(ctx.now).isocalendar()
+    today = ctx.local(ctx.now).date()
+    year, week, _ = today.isocalendar()
     slot = f"{year}-W{week:02d}"
+    sent = ctx.s.scalar(select(JobRun.id).where(JobRun.job == "weekly_summary", JobRun.slot == slot)) is not None
+    if sent:  # this week's summary has gone out: the note goes with the next one, rather than nowhere
+        year, week, _ = (today + timedelta(days=7)).isocalendar()
+        slot = f"{year}-W{week:02d}"
     note = ctx.s.scalar(select(WeeklyNote).where(WeeklyNote.project_id == project.id,
                                                  WeeklyNote.department_id == dept.id, WeeklyNote.week == slot))
     if note is None:
@@ -133,5 +140,5 @@ def weekly_note(ctx: Ctx, cmd: Command) -> Reply | None:
     note.author_id = ctx.actor.id
     ctx.s.flush()
     ctx.audit("project.weekly_note", note)
-    ctx.say(ctx.t("weekly_note_saved", dept=dept.name))
+    ctx.say(ctx.t("weekly_note_saved_next" if sent else "weekly_note_saved", dept=dept.name))
     return None

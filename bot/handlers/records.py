@@ -107,7 +107,7 @@ def record_project(ctx: Ctx, cmd: Command, *, create: bool = False) -> Project:
         return refuse_if_closed(ctx, mine[0]) if create else mine[0]
     if not mine:
         raise Refused("record_no_project")
-    raise Refused("record_which_project", names="、".join(p.name for p in mine[:10]), name=mine[0].name)
+    raise Refused("record_which_project", names=texts.names(ctx.lang, (p.name for p in mine[:10])), name=mine[0].name)
 
 
 def may_see_project(ctx: Ctx, project_id: int | None) -> bool:
@@ -145,7 +145,7 @@ def _status_filter(ctx: Ctx, value: str) -> str:
         for flag in FLAG_ORDER:
             if word in (flag, texts.status_name(lang, flag).lower()):
                 return flag
-    known = "、".join(texts.status_name(ctx.lang, f) for f in FLAG_ORDER)
+    known = texts.names(ctx.lang, (texts.status_name(ctx.lang, f) for f in FLAG_ORDER))
     raise Refused("list_bad_status", value=value.strip()[:20], known=known)
 
 
@@ -212,17 +212,18 @@ def _dependencies(ctx: Ctx, task_ids: list[int]) -> dict[int, list[int]]:
 
 
 def task_row(ctx: Ctx, task: Task, depends: list[int], blocked: bool) -> tuple[str, str]:
-    """One row of the 任务分工表: (#id name, owner｜collaborators｜deadline｜deliverable｜priority｜deps｜status)."""
+    """One row of the 任务分工表: (#id name, status｜owner｜deadline｜collaborators｜deliverable｜priority｜deps):
+    the status first, so that a small card (WeCom cuts a row short) still says which tasks are late."""
     label, _ = status_label(ctx.lang, task, ctx.now, blocked)
     none = ctx.t("none")
     value = ctx.t(
         "list_row",
         owner=task.owner.name,
-        collaborators="、".join(u.name for u in task.collaborators) or none,
+        collaborators=texts.names(ctx.lang, (u.name for u in task.collaborators)) or none,
         deadline=ctx.fmt(task.deadline),
         deliverable=task.deliverable_expected or none,
         priority=texts.priority_name(ctx.lang, task.priority),
-        depends="、".join(f"#{d}" for d in depends) or none,
+        depends=texts.names(ctx.lang, (f"#{d}" for d in depends)) or none,
         status=label,
     )
     return f"#{task.id} {task.title}", value
@@ -256,7 +257,7 @@ def urgent(ctx: Ctx, cmd: Command) -> Reply | None:
     if not owners:
         raise missing(ctx, "owner")
     if len(owners) > 1:
-        raise bad(ctx, "owner", "、".join(u.name for u in owners))
+        raise bad(ctx, "owner", texts.names(ctx.lang, (u.name for u in owners)))
     owner = owners[0]
     depts = [ctx.department(n) for n in re.split(r"[,，、\s]+", cmd.get("collab_depts")) if n]
     heads = [d.head for d in depts if d.head is not None]
@@ -408,7 +409,7 @@ def _apply_risk_fields(ctx: Ctx, cmd: Command, found: Risk) -> bool:
     owners = people(ctx, cmd, "owner")
     if owners:
         if len(owners) > 1:
-            raise bad(ctx, "owner", "、".join(u.name for u in owners))
+            raise bad(ctx, "owner", texts.names(ctx.lang, (u.name for u in owners)))
         if owners[0].id != found.owner_id:
             close_waits(ctx, "risk", found.id)
             found.owner_id = owners[0].id
@@ -434,7 +435,7 @@ def _add_risk(ctx: Ctx, cmd: Command, rest: str) -> Reply | None:
         raise missing(ctx, "impact")
     owners = people(ctx, cmd, "owner") or [ctx.mention(i) for i in cmd.mentions[:1]] or [ctx.actor]
     if len(owners) > 1:
-        raise bad(ctx, "owner", "、".join(u.name for u in owners))
+        raise bad(ctx, "owner", texts.names(ctx.lang, (u.name for u in owners)))
     found = Risk(project_id=project.id, chat_id=group.id if group else None, description=capped(ctx, description, "risk_description",
                                                                                   MAX_TITLE),
                  likelihood=likelihood, impact=impact, response=capped(ctx, cmd.get("response"), "response"),
@@ -707,7 +708,7 @@ def _milestone_done(ctx: Ctx, cmd: Command, project: Project, rest: str) -> Repl
         raise Refused("milestone_already_done", title=done.title, when=ctx.fmt(done.done_at),
                       who=ctx.s.get(User, done.done_by_id).name if done.done_by_id else "-")
     if len(open_ones) > 1:
-        raise Refused("milestone_ambiguous", refs="、".join(f"#MS{m.id} {ctx.fmt(m.due)}" for m in open_ones))
+        raise Refused("milestone_ambiguous", refs=texts.names(ctx.lang, (f"#MS{m.id} {ctx.fmt(m.due)}" for m in open_ones)))
     found = open_ones[0]
     task = ctx.s.get(Task, found.task_id) if found.task_id else None
     allowed = {project.coordinator_id, found.created_by_id, task.owner_id if task else None}
@@ -725,7 +726,7 @@ def _milestone_done(ctx: Ctx, cmd: Command, project: Project, rest: str) -> Repl
 def _open_names(ctx: Ctx, project_id: int) -> str:
     names = ctx.s.scalars(select(Milestone.title).where(Milestone.project_id == project_id,
                                                         Milestone.status == "open").order_by(Milestone.due).limit(8))
-    return "、".join(names) or ctx.t("none")
+    return texts.names(ctx.lang, names) or ctx.t("none")
 
 
 def _list_milestones(ctx: Ctx, project_id: int, name: str) -> Reply | None:

@@ -21,7 +21,7 @@ from collabbot.bot.reports import export, figures
 from collabbot.bot.reports.card import report_card, report_chart, scope_name
 from collabbot.bot.reports.period import PeriodError, parse_period
 from collabbot.bot.reports.scope import Scope, may_see
-from collabbot.storage.models import Project
+from collabbot.storage.models import Department, Project
 
 DEPARTMENT_WORDS = ("部门", "dept", "department")
 PROJECT_WORDS = ("项目", "project")
@@ -36,7 +36,9 @@ def _scope(ctx: Ctx, cmd: Command) -> tuple[Scope, str]:
         dept = ctx.department(words[1])
         return Scope("department", dept.id, dept.name), " ".join(words[2:])
     if head in PROJECT_WORDS and len(words) > 1:
-        project = ctx.s.scalar(select(Project).where(Project.name == words[1]).order_by(Project.id).limit(1))
+        # the newest of that name, as the group and the record commands take it (a group's next project
+        # may repeat a closed one's name)
+        project = ctx.s.scalar(select(Project).where(Project.name == words[1]).order_by(Project.id.desc()).limit(1))
         if project is None:
             raise Refused("report_unknown_project", name=words[1][:50])
         return Scope("project", project.id, project.name), " ".join(words[2:])
@@ -58,11 +60,26 @@ def frame(ctx: Ctx, cmd: Command) -> figures.Frame:
     scope, rest = _scope(ctx, cmd)
     try:
         period = parse_period(rest, ctx.now, ctx.bot.calendar.tz)
-    except PeriodError:
-        raise Refused("report_bad_period", value=rest[:40]) from None
+    except PeriodError as exc:
+        raise _bad_period(ctx, rest, exc) from None
     if not may_see(ctx.s, ctx.actor, scope, ctx.is_admin()):
         raise not_allowed(ctx, "a_report", ctx.t(f"w_report_{scope.kind}"))
     return figures.Frame(ctx.s, scope, period, ctx.now, ctx.bot.calendar)
+
+
+def _bad_period(ctx: Ctx, rest: str, exc: PeriodError) -> Refused:
+    """What to say of a period not understood: too long; a department or project named where the period goes
+    (`报表 技术部`, `报表 上周 部门 技术部`: the scope comes first); else the periods there are."""
+    if exc.reason == "too_long":
+        return Refused("report_period_too_long", value=rest[:40])
+    words = rest.split()
+    for i, word in enumerate(words):
+        scoped = word.lower() in (*DEPARTMENT_WORDS, *PROJECT_WORDS) and i + 1 < len(words)
+        name = words[i + 1] if scoped else word
+        for kind, model in (("department", Department), ("project", Project)):
+            if ctx.s.scalar(select(model.id).where(model.name == name).limit(1)) is not None:
+                return Refused(f"report_scope_hint_{kind}", name=name[:40])
+    return Refused("report_bad_period", value=rest[:40])
 
 
 def _answer(ctx: Ctx, f: figures.Frame, message: Message) -> None:

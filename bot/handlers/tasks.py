@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from collabbot.bot import locks
+from collabbot.bot import locks, texts
 from collabbot.bot.commands import Command, priority_of
 from collabbot.bot.context import Ctx, Refused, snapshot
 from collabbot.bot.dates import parse_when
@@ -35,6 +35,7 @@ from collabbot.bot.waits import close_waits, open_wait
 from collabbot.storage.models import (
     AuditEntry,
     Comment,
+    Department,
     HelpRequest,
     ProgressReport,
     Task,
@@ -57,7 +58,7 @@ def create_task(ctx: Ctx, cmd: Command) -> Reply | None:
     if cmd.get("template"):
         template = ctx.bot.config.task_template(cmd.get("template"))
         if template is None:
-            known = "、".join(t.name for t in ctx.bot.config.task_templates) or ctx.t("none")
+            known = texts.names(ctx.lang, (t.name for t in ctx.bot.config.task_templates)) or ctx.t("none")
             raise Refused("unknown_template", name=cmd.get("template")[:40], known=known)
     title = cmd.text or (template.name if template else "")
     if not title:
@@ -67,7 +68,7 @@ def create_task(ctx: Ctx, cmd: Command) -> Reply | None:
     if not owners:
         raise missing(ctx, "owner")
     if len(owners) > 1:
-        raise bad(ctx, "owner", "、".join(u.name for u in owners))
+        raise bad(ctx, "owner", texts.names(ctx.lang, (u.name for u in owners)))
     owner = owners[0]
     deadline = when(ctx, cmd, "deadline")
     if deadline is None and template is not None and template.due_in_days:  # working days from today
@@ -230,7 +231,7 @@ def _require_state(ctx: Ctx, task: Task, transition: str, action: str) -> None:
 def _not_blocked(ctx: Ctx, task: Task) -> None:
     preds = open_predecessors(ctx.s, task.id)
     if preds:
-        raise Refused("blocked_by", id=task.id, deps="、".join(f"#{p.id}「{p.title}」" for p in preds))
+        raise Refused("blocked_by", id=task.id, deps=texts.names(ctx.lang, (f"#{p.id}「{p.title}」" for p in preds)))
 
 
 def acknowledge(ctx: Ctx, task: Task, via_card: bool = False) -> Reply | None:
@@ -295,7 +296,7 @@ def report_progress(ctx: Ctx, cmd: Command) -> Reply | None:
     ctx.audit("task.progress", task, before)
     parts = [ctx.t("progress_saved", id=task.id, percent=cmd.percent)]
     if waits_for:
-        parts.append(" " + ctx.t("progress_still_blocked", deps="、".join(f"#{p.id}" for p in waits_for)))
+        parts.append(" " + ctx.t("progress_still_blocked", deps=texts.names(ctx.lang, (f"#{p.id}" for p in waits_for))))
     if cmd.percent == 100:
         parts.append(" " + ctx.t("progress_hint_100", id=task.id))
     ctx.say(*parts)
@@ -313,7 +314,7 @@ def finish(ctx: Ctx, cmd: Command) -> Reply | None:
     _not_blocked(ctx, task)
     open_subs = [st for st in task.subtasks if st.status not in states.CLOSED]
     if open_subs:
-        raise Refused("open_subtasks", id=task.id, subs="、".join(f"#{st.id}" for st in open_subs))
+        raise Refused("open_subtasks", id=task.id, subs=texts.names(ctx.lang, (f"#{st.id}" for st in open_subs)))
     before = snapshot(task)
     task.status = "review"
     task.deliverable = deliverable
@@ -421,6 +422,8 @@ def reassign(ctx: Ctx, cmd: Command) -> Reply | None:
     close_waits(ctx, "task", task.id, kind="assign", withdrawn=True)
     task.owner_id = new_owner.id
     task.owner = new_owner
+    if cross and new_owner.department_id is not None:  # the work is that department's now: its figures
+        task.department = ctx.s.get(Department, new_owner.department_id)
     # one who takes the task on themself has said so: no 确认收到 to ask for (as when creating one's own)
     task.acknowledged_at = ctx.now if new_owner.id == ctx.actor.id else None
     if new_owner in task.collaborators:
@@ -523,7 +526,7 @@ def cancel(ctx: Ctx, cmd: Command) -> Reply | None:
             ctx.tell_user(t.owner, Message((ctx.t("cancelled_with_parent", id=t.id, title=t.title, parent=task.id),)),
                           key=f"cancel:task:{t.id}:{t.version}")
     ctx.say(ctx.t("cancelled", id=task.id),
-            *([ctx.t("cancelled_subtasks", ids="、".join(f"#{t.id}" for t in subtasks))] if subtasks else []))
+            *([ctx.t("cancelled_subtasks", ids=texts.names(ctx.lang, (f"#{t.id}" for t in subtasks)))] if subtasks else []))
     return None
 
 

@@ -40,13 +40,13 @@ def report_card(f: figures.Frame, lang: str, *, admin: bool) -> Card:
         (t("report_tasks"), t("report_tasks_line", created=counts.created, done=counts.done, on_time=counts.on_time,
                               extended=counts.extended, late=counts.late, overdue=counts.open_overdue)),
         (t("report_on_time", rate=pct(counts.on_time_rate)),
-         lines([f"{r.name} {bar(r.rate)} {pct(r.rate)}（{r.on_time}/{r.total}）" for r in rates]))
+         lines([f"{r.name} {bar(r.rate)} {pct(r.rate)}{texts.paren(lang, f'{r.on_time}/{r.total}')}" for r in rates]))
         if counts.on_time_rate is not None else (t("summary_on_time"), t("report_none_done")),
         (t("report_overdue_top"), lines([t("report_overdue_line", name=o.name, count=o.count, days=o.days)
                                          for o in figures.overdue_top(f, limit=MAX_LINES)])),
         (t("report_response"), lines([
             t("report_response_line", what=t(f"report_kind_{r.kind}"), median=hours(r.median_s), p90=hours(r.p90_s),
-              within=pct(r.within), n=r.answered)
+              within=pct(r.within), n=r.answered + r.open_late)  # what `within` is a share of
             for r in (figures.response_times(f, k) for k in figures.RESPONSE_KINDS) if r.answered or r.open_late])),
         (t("report_stages"), lines([t("report_stage_line", name=st.name, median=hours(st.median_s),
                                       p90=hours(st.p90_s), n=st.count) for st in figures.approval_stage_times(f)])),
@@ -54,14 +54,14 @@ def report_card(f: figures.Frame, lang: str, *, admin: bool) -> Card:
     ]
     escalated = figures.escalations(f)
     if escalated:
-        fields.append((t("report_escalations"), "；".join(f"{n} {c}" for n, c in escalated[:MAX_LINES])))
+        fields.append((t("report_escalations"), texts.items(lang, (f"{n} {c}" for n, c in escalated[:MAX_LINES]))))
     warnings = figures.trend_warnings(f)
     if warnings:
         fields.append((t("report_trend"), lines([t(f"report_trend_{w.reason}", name=w.department) for w in warnings])))
     if admin:
         holders = figures.approver_holds(f, limit=3)
         if holders:
-            fields.append((t("report_holders"), "；".join(f"{h.name} {hours(h.median_s)}" for h in holders)))
+            fields.append((t("report_holders"), texts.items(lang, (f"{h.name} {hours(h.median_s)}" for h in holders))))
     return Card(kind="report", key=f"report:{f.scope.kind}:{f.scope.id or 0}:{f.period.label}",
                 title=t("report_title", scope=scope_name(lang, f.scope), period=f.period.label),
                 color="red" if warnings else "blue", fields=tuple(fields),
@@ -69,9 +69,12 @@ def report_card(f: figures.Frame, lang: str, *, admin: bool) -> Card:
 
 
 def report_chart(f: figures.Frame, lang: str) -> Attachment | None:
-    """The card's chart (on-time rate by department) as an image for the platforms that cannot draw it in a
-    card; None when there is nothing to draw."""
-    spec = charts.on_time_by_department(f, lang)
+    """The picture sent with the card. A project's: its burn-up (scope and done, day by day), which the
+    card's text cannot show, once the period has two days of it. Otherwise the card's own chart (on-time
+    rate by department) for the platforms that cannot draw it in a card. None: nothing to draw."""
+    spec = charts.burn_up(f, lang) if f.scope.kind == "project" else None
+    if spec is None or len(spec.labels) < 2 or not any(v for _, values in spec.series for v in values):
+        spec = charts.on_time_by_department(f, lang)
     if not spec.labels:
         return None
     chart = Chart(spec.kind, spec.title, spec.labels, spec.series, spec.unit)

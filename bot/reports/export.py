@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import DateTime, String, and_, func, or_, select, text, type_coerce
+from sqlalchemy import DateTime, String, and_, exists, func, or_, select, text, type_coerce
 from sqlalchemy.orm import aliased
 
 from collabbot.bot import texts
 from collabbot.bot.replies import Attachment
 from collabbot.bot.reports import figures
+from collabbot.bot.rules import states
 from collabbot.storage.models import (
     ApprovalRequest,
     ApprovalStep,
@@ -163,29 +164,41 @@ def _task_sheets(f: figures.Frame, lang: str, local: LocalTimes) -> tuple[list[t
         deps.setdefault(task_id, []).append(f"#{dep}")
     last = (select(ProgressReport.task_id, func.max(ProgressReport.id).label("id"))
             .where(ProgressReport.task_id.in_(ids)).group_by(ProgressReport.task_id).subquery())
+    # waiting for an open predecessor, as 任务列表 marks it (bot/views.py blocked_ids, over the period's ids)
+    blocked = set(conn.scalars(select(TaskDependency.task_id).where(TaskDependency.task_id.in_(ids), exists().where(
+        Task.id == TaskDependency.depends_on_id, Task.status.not_in(states.CLOSED)))))
     owner = aliased(User)
     stmt = (select(Task.id, Task.title, owner.name, Department.name, _stored(f, Task.deadline),
                    _stored(f, Task.original_deadline), Task.deliverable_expected, Task.priority, Task.status,
-                   Task.percent, _stored(f, Task.updated_at), ProgressReport.next_step, ProgressReport.problems,
-                   _stored(f, ProgressReport.created_at))
+                   Task.urgent, Task.percent, _stored(f, Task.updated_at), ProgressReport.next_step,
+                   ProgressReport.problems, _stored(f, ProgressReport.created_at))
             .join(owner, owner.id == Task.owner_id).outerjoin(Department, Department.id == Task.department_id)
             .outerjoin(last, last.c.task_id == Task.id).outerjoin(ProgressReport, ProgressReport.id == last.c.id)
             .where(_tasks_in(f)).order_by(Task.id))
-    statuses: dict[str, str] = {}
+    now = local(f.now)  # naive local, as the deadlines are read
+    statuses: dict[tuple[tuple[str, ...], bool], str] = {}
     priorities: dict[str, str] = {}
     task_rows, progress_rows = [], []
     no_names: list[str] = []
-    for (task_id, title, owner_name, dept, deadline, original, deliverable, priority, status, percent, updated,
-         next_step, problems, reported) in conn.execute(stmt).all():
+    for (task_id, title, owner_name, dept, deadline, original, deliverable, priority, status, urgent, percent,
+         updated, next_step, problems, reported) in conn.execute(stmt).all():
         name = f"#{task_id} {title}"
-        status_name = statuses.get(status) or statuses.setdefault(status, texts.status_name(lang, status))
         due = local(deadline)
-        task_rows.append((name, owner_name, "、".join(collaborators.get(task_id, no_names)), due, deliverable,
+        shown = (tuple(states.flags(status, due, now, task_id in blocked)), bool(urgent) and status in states.OPEN)
+        status_name = statuses.get(shown) or statuses.setdefault(shown, _status_label(lang, *shown))
+        task_rows.append((name, owner_name, texts.names(lang, collaborators.get(task_id, no_names)), due, deliverable,
                           priorities.get(priority) or priorities.setdefault(priority, texts.priority_name(lang, priority)),
                           " ".join(deps.get(task_id, no_names)), status_name, local(original) if original else due))
         progress_rows.append((name, dept or "", owner_name, status_name, percent / 100, next_step or "",
                               problems or "", local(reported if reported is not None else updated)))
     return task_rows, progress_rows
+
+
+def _status_label(lang: str, flags: tuple[str, ...], urgent: bool) -> str:
+    """A task's state as 任务列表 shows it (bot/views.py status_label), e.g. 已延期 · 进行中: a sheet filtered by its
+    status column finds the overdue and blocked tasks the cards show, not only the stored state."""
+    label = " · ".join(texts.status_name(lang, flag) for flag in flags)
+    return f"{texts.t(lang, 'urgent_flag')} · {label}" if urgent else label
 
 
 def _approval_rows(f: figures.Frame, lang: str, local: LocalTimes) -> list[tuple[Any, ...]]:

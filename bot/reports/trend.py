@@ -109,7 +109,8 @@ class WeeklyTrend:
                 continue
             sent.add(target)
             for dept_id, warned in by_dept.items():
-                message = Message((n.t("trend_admin", week=slot, dept=warned[0].department, lines="；".join(line(n.lang, w) for w in warned)),))
+                lines = texts.items(n.lang, (line(n.lang, w) for w in warned))
+                message = Message((n.t("trend_admin", week=slot, dept=warned[0].department, lines=lines),))
                 key = f"trend:{slot}:dept:{dept_id or 0}:{target}"
                 if user is not None:
                     count += n.to_user(user, message, key, when, platform=platform)

@@ -22,6 +22,10 @@ WECOM_LIMITS = {"card_bytes": 8_000, "sub_title_text": 512, "quote_text": 256, "
 WECOM_CAPS = Caps(title=50, status=44, field_name=10, field_value=40, fields=20, history_line=60, history=3,
                   note=120, text=200, label=20, buttons=6)
 WECOM_TEXT_CHARS = 600
+# a card with nothing to tap goes as markdown (2,048 bytes), where a template card's row shows 40
+# characters and its sub_title 512: a weekly summary's lists would be cut mid-item
+WECOM_MARKDOWN_CAPS = Caps(title=50, status=44, field_name=10, field_value=400, fields=20, history_line=60,
+                           history=3, note=200, text=400, label=20, buttons=0)
 
 _TASK_ID_CHARS = re.compile(r"[^A-Za-z0-9_@-]+")
 
@@ -67,10 +71,32 @@ def _markdown(parts: tuple[Any, ...]) -> dict[str, Any]:
                "markdown message")
 
 
+def markdown_card(card: Card, parts: tuple[Any, ...] = ()) -> dict[str, Any]:
+    """A card with nothing to tap as one markdown message: the words (real mentions), the title in bold,
+    a line per field, the latest history, the note."""
+    def build(scale: float) -> dict[str, Any]:
+        caps = WECOM_MARKDOWN_CAPS.scaled(scale)
+        text, _ = text_of(parts, escape.wecom, caps.text, _at, caps.name)
+        view = card_view(card, escape.wecom, caps, text=text)
+        lines = [view.text] if view.text else []
+        lines.append(f"**{view.title}**" + (f"　{view.status}" if view.status else ""))
+        lines += [f"**{name}**{view.fields.colon}{value}" if name else value for name, value in view.fields]
+        lines += ["…"] if view.more_fields else []
+        lines += [f"· {line}" for line in view.history]
+        lines += [f"> {view.note}"] if view.note else []
+        return {"msgtype": "markdown", "markdown": {"content": "\n".join(lines)}}
+
+    return fit(build, lambda m: utf8_len(m["markdown"]["content"]) <= WECOM_LIMITS["markdown_bytes"],
+               f"card {card.key}")
+
+
 def render_message(message: Message, *, copy_id: str = "") -> dict[str, Any]:
-    """Markdown, or a template card (after a markdown prelude when the text mentions someone)."""
+    """Markdown (a card with nothing to tap too), or a template card (after a markdown prelude when the
+    text mentions someone)."""
     if message.card is None:
         return _markdown(message.parts)
+    if not message.card.buttons:
+        return markdown_card(message.card, message.parts)
     if any(isinstance(p, At) and real_id(p) for p in message.parts):
         # a template card cannot mention anyone: the words with their <@userid> go first, as markdown
         return {"msgtype": "template_card", "template_card": _card(message.card, (), copy_id),
