@@ -92,7 +92,7 @@ def _flow(v: Viewer, req: ApprovalRequest, steps: list[ApprovalStep]) -> str:
             votes = votes_on(v.s, step)
             approvals = {uid for uid, vote in votes.items() if vote.decision == "approve"}
             done, need = rules.progress(step.mode, [a.user_id for a in step.approvers if a.active], approvals)
-            mark = f"（{done}/{need}）" if need > 1 else texts.t(v.lang, "step_pending")
+            mark = texts.paren(v.lang, f"{done}/{need}") if need > 1 else texts.t(v.lang, "step_pending")
         parts.append(f"{step.name}{mark}")
     return " → ".join(parts)
 
@@ -127,7 +127,7 @@ def trail(v: Viewer, req: ApprovalRequest) -> list[str]:
         if action == "approval.skip":
             line = f"{fmt(at, v)} {stage} {verb}"
         else:
-            line = f"{fmt(at, v)} {who or '-'} {verb}" + (f"（{stage}）" if stage else "")
+            line = f"{fmt(at, v)} {who or '-'} {verb}" + (texts.paren(v.lang, stage) if stage else "")
         lines.append(line + (f"：{reason}" if reason else ""))
     return lines
 
@@ -137,7 +137,7 @@ def approval_card(v: Viewer, req: ApprovalRequest, viewer_id: int | None, *, res
     t = lambda key, **kw: texts.t(v.lang, key, **kw)  # noqa: E731
     template = template_of(v.bot, req)
     step = current_step(v.s, req)
-    initiator = req.initiator.name + (f"（{req.department.name}）" if req.department is not None else "")
+    initiator = req.initiator.name + (texts.paren(v.lang, req.department.name) if req.department is not None else "")
     fields: list[tuple[str, str]] = [(t("f_initiator"), initiator)]
     if req.task is not None:
         task = f"#{req.task.id} {req.task.title}"

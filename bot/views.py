@@ -110,8 +110,9 @@ def task_card(s: Session, task: Task, lang: str, now: datetime, tz, *, full: boo
         if task.remarks:
             fields.append((t("f_remarks"), task.remarks))
         if task.subtasks:
-            subs = [f"#{st.id} {st.title}（{st.owner.name}，{texts.status_name(lang, st.status)}）" for st in task.subtasks]
-            fields.append((t("f_subtasks"), "；".join(subs)))
+            subs = [f"#{st.id} {st.title}" + texts.paren(lang, f"{st.owner.name} · {texts.status_name(lang, st.status)}")
+                    for st in task.subtasks]
+            fields.append((t("f_subtasks"), texts.items(lang, subs)))
         deps = predecessors(s, task.id)
         if deps:
             fields.append((t("f_depends"), texts.names(lang, (f"#{d.id}{texts.paren(lang, texts.status_name(lang, d.status))}" for d in deps))))

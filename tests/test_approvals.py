@@ -495,7 +495,7 @@ def test_english_replies(make_harness) -> None:
     h = make_harness(language="en")
     bind(h)
     out = h.text(f"{G} 吴十: @bot apply 预算 活动方案=a 预算金额=1")
-    assert "Missing: 预算明细、预期效果. For example: apply 市场活动预算审批" in out
+    assert "Missing: 预算明细, 预期效果. For example: apply 市场活动预算审批" in out
     out = h.text(f"{G} 吴十: @bot {BUDGET}")
     assert "Approval #A1 \"市场活动预算审批\" submitted; now at 初审, approver(s) @张三" in out
     assert "Approval #A1 is at \"初审\": it is 张三's turn, not yours." in h.text("dm as 陈七: approve #A1")

@@ -87,7 +87,7 @@ def test_the_golden_demo_ends_with_every_task_accepted() -> None:
     text = (GOLDEN / "demo.out").read_text(encoding="utf-8")
     for n, title in ((1, "活动H5开发"), (2, "视觉设计稿"), (3, "前端开发")):
         assert f"→ 新品上市群: 任务 #{n}「{title}」已验收通过。" in text
-    assert "  │ 子任务：#2 视觉设计稿（王五，已完成）；#3 前端开发（赵六，已完成）" in text
+    assert "  │ 子任务：#2 视觉设计稿（王五 · 已完成）；#3 前端开发（赵六 · 已完成）" in text
     # refusals are answered in the group, to the person who was refused, and change nothing
     assert "@李四 不能设置这个依赖，会形成循环：#2 → #3 → #2" in text
     assert "@赵六 任务 #3 还在等待前置任务完成：#2「视觉设计稿」" in text

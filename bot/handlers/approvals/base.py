@@ -52,7 +52,7 @@ def slot_of(step: ApprovalStep, user_id: int) -> ApprovalApprover | None:
 
 
 def not_your_turn(ctx: Ctx, req: ApprovalRequest, step: ApprovalStep) -> Refused:
-    who = "、".join(u.name for u in waiting_on(ctx.s, step)) or ctx.t("none")
+    who = texts.names(ctx.lang, (u.name for u in waiting_on(ctx.s, step))) or ctx.t("none")
     return Refused("not_your_turn", id=req.id, stage=step.name, who=who)
 
 

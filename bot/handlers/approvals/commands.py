@@ -41,7 +41,7 @@ from collabbot.storage.models import ApprovalApprover, ApprovalRequest, Approval
 def _list_templates(ctx: Ctx) -> None:
     lines = [ctx.t("approval_templates")]
     for template in templates_of(ctx.bot.config):
-        names = "、".join(f.name + ("" if f.required else ctx.t("approval_optional")) for f in template.fields)
+        names = texts.names(ctx.lang, (f.name + ("" if f.required else ctx.t("approval_optional")) for f in template.fields))
         lines.append(ctx.t("approval_template_line", name=template.name, fields=names))
     ctx.say("\n".join(lines))
 
@@ -83,7 +83,7 @@ def apply(ctx: Ctx, cmd: Command) -> Reply | None:
     template = find_template(templates, first)
     if template is None:
         raise Refused("unknown_approval_template", name=(first or cmd.text)[:40],
-                      known="、".join(t.name for t in templates) or ctx.t("none"))
+                      known=texts.names(ctx.lang, (t.name for t in templates)) or ctx.t("none"))
     if rest.strip():
         raise Refused("approval_free_text", text=rest.strip()[:40], example=example(ctx, template))
     values, _ = read_pairs(ctx, template, cmd.pairs, {})

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from collabbot.bot import texts
 from collabbot.bot.approval_templates import ApprovalTemplate
 from collabbot.bot.approval_views import current_step, steps_of, votes_on, waiting_on
 from collabbot.bot.context import Ctx, Refused, snapshot
@@ -194,7 +195,7 @@ def decide(ctx: Ctx, req: ApprovalRequest, decision: str, comment: str, via_card
     after: ApprovalStep | None = None
     if outcome == rules.PENDING:
         done, need = rules.progress(step.mode, active, approvals)
-        waiting = "、".join(u.name for u in waiting_on(ctx.s, step))
+        waiting = texts.names(ctx.lang, (u.name for u in waiting_on(ctx.s, step)))
         parts: list[Part] = [ctx.t("approval_approved_partial", id=req.id, stage=step.name, done=done, need=need,
                              waiting=waiting)]
     elif outcome == rules.APPROVED:

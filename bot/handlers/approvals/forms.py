@@ -6,6 +6,7 @@ import re
 
 from sqlalchemy import and_, or_, select
 
+from collabbot.bot import texts
 from collabbot.bot.approval_templates import ApprovalTemplate, FieldSpec, StageSpec, example_value, parse_value
 from collabbot.bot.commands import ALIASES
 from collabbot.bot.context import Ctx, Refused
@@ -49,7 +50,7 @@ def read_pairs(ctx: Ctx, template: ApprovalTemplate, pairs: tuple[tuple[str, str
             continue
         spec = template.field(name)
         if spec is None:
-            known = "、".join(f.name for f in template.fields) or ctx.t("none")
+            known = texts.names(ctx.lang, (f.name for f in template.fields)) or ctx.t("none")
             raise Refused("unknown_approval_field", template=template.name, field=name[:30], known=known)
         if name in seen:
             raise Refused("duplicate_approval_field", field=name)
@@ -66,7 +67,7 @@ def read_pairs(ctx: Ctx, template: ApprovalTemplate, pairs: tuple[tuple[str, str
         changed.append(f"{name}={raw.strip()}")
     absent = [f.name for f in template.fields if f.required and not out.get(f.name)]
     if absent:
-        raise Refused("missing_approval_fields", fields="、".join(absent), example=example(ctx, template))
+        raise Refused("missing_approval_fields", fields=texts.names(ctx.lang, absent), example=example(ctx, template))
     return out, changed
 
 

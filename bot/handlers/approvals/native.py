@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from collabbot.bot import locks
+from collabbot.bot import locks, texts
 from collabbot.bot.approval_templates import ApprovalTemplate, parse_value, templates_of
 from collabbot.bot.context import Ctx, Refused
 from collabbot.bot.events import ApprovalEvent
@@ -25,7 +25,7 @@ def native(ctx: Ctx, event: ApprovalEvent) -> Reply:
     template = next((t for t in templates_of(ctx.bot.config) if t.name == event.template), None)
     if template is None:
         raise Refused("unknown_approval_template", name=event.template[:40],
-                      known="、".join(t.name for t in templates_of(ctx.bot.config)))
+                      known=texts.names(ctx.lang, (t.name for t in templates_of(ctx.bot.config))))
     # Two events of one instance (submitted, approved) may arrive at the same moment: they take turns on
     # the instance, so the second finds the first's mirror instead of failing to insert its own.
     locks.hold(ctx.s, f"approval-instance:{event.external_id}")
