@@ -669,7 +669,7 @@ class SummaryFacts:
         later = end + timedelta(days=7)
         rows = s.execute(
             select(Task.id, Task.project_id, Task.title, Task.status, Task.percent, Task.deadline, Task.done_at,
-                   Task.original_deadline, Task.extensions,
+                   Task.original_deadline, Task.extensions, Task.submitted_at,
                    User.name.label("owner"), Department.name.label("department"))
             .join(User, User.id == Task.owner_id).outerjoin(Department, Department.id == Task.department_id)
             .where(Task.project_id.in_(ids), Task.status != "cancelled",
@@ -705,7 +705,7 @@ def summary_card(n: Notifier, facts: SummaryFacts, project_id: int, start: datet
     done = [t for t in tasks if t.status == "done" and t.done_at and start < t.done_at <= end]
     in_progress = [t for t in tasks if t.status == "in_progress"]
     in_review = [t for t in tasks if t.status == "review"]  # submitted: awaiting the reviewer, not in progress
-    overdue = [t for t in tasks if states.is_overdue(t.status, t.deadline, now)]
+    overdue = [t for t in tasks if states.is_overdue(t.status, t.deadline, now, t.submitted_at)]
     blocked = [t for t in tasks if t.status in ("todo", "in_progress") and t.id in facts.blocked]
     next_week = sorted((t for t in tasks if t.status in states.OPEN and t.deadline  # the weekend's included
                         and end <= t.deadline < end + timedelta(days=7)), key=lambda t: (t.deadline, t.id))

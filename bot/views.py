@@ -50,7 +50,7 @@ def predecessors(s: Session, task_id: int) -> list[Task]:
 
 def status_label(lang: str, task: Task, now: datetime, blocked: bool) -> tuple[str, str]:
     """(label, colour) such as ("已延期 · 进行中", "red")."""
-    flags = states.flags(task.status, task.deadline, now, blocked)
+    flags = states.flags(task.status, task.deadline, now, blocked, task.submitted_at)
     label = " · ".join(texts.status_name(lang, f) for f in flags)
     if task.urgent and task.status in states.OPEN:
         return f"{texts.t(lang, 'urgent_flag')} · {label}", "red"

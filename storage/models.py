@@ -143,6 +143,8 @@ class Task(Base):
     remarks: Mapped[str] = mapped_column(Text, default="")
     percent: Mapped[int] = mapped_column(Integer, default=0)
     acknowledged_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]  # first put in progress (progress discipline counts from then)
+    submitted_at: Mapped[datetime | None]  # handed in for review; None again when returned
     last_progress_at: Mapped[datetime | None]
     done_at: Mapped[datetime | None]
     overdue_warned_at: Mapped[datetime | None]

@@ -161,6 +161,7 @@ def generate(db: Database, seed: int = 14, tasks: int = 300, days: int = 91) -> 
                 deadline = deadline + timedelta(days=rng.randrange(1, 8))  # type: ignore[operator]
             task = Task(title=f"任务{len(h.tasks) + 1}", initiator_id=h.heads[dept], department_id=dept,
                         owner_id=owner, project_id=project, status=status, deadline=deadline, acknowledged_at=acked,
+                        started_at=acked,  # put in progress when acknowledged: what the discipline counts from
                         done_at=done, created_at=created, updated_at=created, original_deadline=original,
                         extensions=1 if approved else 0)
             s.add(task)

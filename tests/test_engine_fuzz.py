@@ -55,7 +55,7 @@ TAP_ACTIONS = ("ack", "start", "accept", "progress", "finish", "reassign", "retu
 TAP_ENTITIES = ("task", "help", "wait", "approval", "user", "Task")
 # the dedupe keys rules and handlers write, besides the receipt-derived "evt:<receipt id>:…"
 RULE_KEY = re.compile(r"^(assign|review|accepted|unblocked|returned|approval|help|nag|escalate|overdue|prompt|summary"
-                      r"|welcome):")
+                      r"|welcome|cancel|reassign|deadline|urgent|collection|retro):")
 EVT_KEY = re.compile(r"^evt:(\d+):")
 
 

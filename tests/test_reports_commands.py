@@ -219,3 +219,31 @@ def test_a_project_named_in_private_is_the_newest_of_that_name_as_for_the_record
           f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三 参与部门 市场部 开始 11-20 结束 12-31",
           f"{G} 张三: @bot 新建任务 二期任务 负责人 @李四 截止 11-25")
     assert "新建 1 ·" in h.text("dm as 张三: 报表 项目 新品上市 本月")
+
+
+def test_a_task_handed_in_by_its_deadline_is_not_overdue_while_its_reviewer_decides(make_harness) -> None:
+    h = make_harness(start=datetime(2026, 11, 30, 9, 0, tzinfo=TZ))
+    h.run(f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三 参与部门 市场部,技术部 开始 11-23 结束 12-31",
+          f"{G} 张三: @bot 新建任务 接口 负责人 @李四 截止 12-01 18:00", f"{G} 李四: @bot 确认收到 #1",
+          "clock 2026-12-01 16:00", f"{G} 李四: @bot 完成 #1 交付物 https://x", "clock 2026-12-02 10:00")
+    listed = h.text(f"{G} 张三: @bot 任务列表")
+    assert "#1 接口：待审核｜" in listed and "已延期" not in listed
+    assert "逾期未完成 0" in h.text(f"{G} 张三: @bot 报表")
+    # returned, it is the owner's again, and late
+    h.run(f"{G} 张三: @bot 退回 #1 原因 缺少接口文档")
+    assert "#1 接口：已延期 · 进行中｜" in h.text(f"{G} 张三: @bot 任务列表")
+
+
+def test_progress_discipline_counts_the_tasks_the_daily_prompt_asks_about(make_harness) -> None:
+    """A task waiting for its predecessor (acknowledged, not started) is not asked for progress, and does not
+    lower the share; a task handed in for review neither."""
+    h = make_harness(start=datetime(2026, 11, 30, 9, 0, tzinfo=TZ))
+    h.run(f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三 参与部门 市场部,技术部 开始 11-23 结束 12-31",
+          f"{G} 张三: @bot 新建任务 接口 负责人 @李四 截止 12-20", f"{G} 张三: @bot 新建任务 联调 负责人 @赵六 截止 12-20",
+          f"{G} 张三: @bot 新建任务 文档 负责人 @李四 截止 12-20", f"{G} 张三: @bot 依赖 #2 #1",
+          f"{G} 李四: @bot 确认收到 #1", f"{G} 李四: @bot 开始 #1", f"{G} 赵六: @bot 确认收到 #2",
+          f"{G} 李四: @bot 开始 #3", f"{G} 李四: @bot 完成 #3 交付物 https://x/3")
+    for day in ("11-30", "12-01", "12-02", "12-03"):
+        h.run(f"clock 2026-{day} 10:30", f"{G} 李四: @bot 进度 #1 20%")
+    h.run("clock 2026-12-04 09:00")
+    assert "进度纪律（在办任务每个工作日有更新的比例）：100%" in h.text(f"{G} 张三: @bot 报表")

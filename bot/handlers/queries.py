@@ -34,7 +34,7 @@ def my_tasks(ctx: Ctx, cmd: Command) -> Reply | None:
     blocked = blocked_ids(ctx.s, [t.id for t in tasks])  # one query, not one per task
     groups: dict[str, list[Task]] = {g: [] for g in GROUP_ORDER}
     for task in tasks:
-        flags = states.flags(task.status, task.deadline, ctx.now, task.id in blocked)
+        flags = states.flags(task.status, task.deadline, ctx.now, task.id in blocked, task.submitted_at)
         groups[flags[0]].append(task)
     lines = [ctx.t("my_tasks_title")]
     for name in GROUP_ORDER:

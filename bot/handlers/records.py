@@ -187,7 +187,7 @@ def list_tasks(ctx: Ctx, cmd: Command) -> Reply | None:
         filters.append(texts.t(ctx.lang, "list_open") if wanted == "open" else texts.status_name(ctx.lang, wanted))
     tasks = list(ctx.s.scalars(stmt.order_by(Task.id)))
     blocked = blocked_ids(ctx.s, [t.id for t in tasks])
-    flagged = [(states.flags(t.status, t.deadline, ctx.now, t.id in blocked), t) for t in tasks]
+    flagged = [(states.flags(t.status, t.deadline, ctx.now, t.id in blocked, t.submitted_at), t) for t in tasks]
     if wanted and wanted != "open":
         flagged = [(f, t) for f, t in flagged if wanted in f]
     far = ctx.now.replace(year=9999)
@@ -237,7 +237,8 @@ def _card(ctx: Ctx, project_id: int, name: str, tasks: list[Task], blocked: set[
     note = ctx.t("list_page", page=page, pages=pages)
     if page < pages:
         note += ctx.t("list_next", page=page + 1)
-    worst = states.flags(tasks[0].status, tasks[0].deadline, ctx.now, tasks[0].id in blocked)[0] if tasks else "done"
+    worst = states.flags(tasks[0].status, tasks[0].deadline, ctx.now, tasks[0].id in blocked,
+                         tasks[0].submitted_at)[0] if tasks else "done"
     if not tasks:
         note = ctx.t("list_empty")
     return Card(kind="task_list", key=f"tasklist:{project_id}", title=ctx.t("list_title", name=name), status=status,
@@ -623,7 +624,7 @@ def milestone_at_risk(ctx: Ctx, milestone: Milestone) -> bool:
         task = ctx.s.get(Task, milestone.task_id)
         if task is None or task.status in states.CLOSED:
             return False
-        return states.is_overdue(task.status, task.deadline, ctx.now) or (
+        return states.is_overdue(task.status, task.deadline, ctx.now, task.submitted_at) or (
             task.deadline is not None and task.deadline > milestone.due)
     late = select(Task.id).where(Task.project_id == milestone.project_id, Task.status.in_(states.OPEN),
                                  Task.deadline.is_not(None), Task.deadline <= milestone.due,

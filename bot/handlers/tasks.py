@@ -259,6 +259,7 @@ def start(ctx: Ctx, task: Task, via_card: bool = False) -> Reply | None:
     _not_blocked(ctx, task)
     before = snapshot(task)
     task.status = "in_progress"
+    task.started_at = task.started_at or ctx.now
     if task.acknowledged_at is None:
         task.acknowledged_at = ctx.now
     _touch(ctx, task)
@@ -286,6 +287,8 @@ def report_progress(ctx: Ctx, cmd: Command) -> Reply | None:
     # a task still waiting for an open predecessor keeps its state: progress is noted, the task is not started
     waits_for = open_predecessors(ctx.s, task.id) if task.status == "todo" else []
     report.status = task.status = "todo" if waits_for else "in_progress"
+    if task.status == "in_progress":
+        task.started_at = task.started_at or ctx.now
     ctx.s.add(report)
     task.percent = cmd.percent
     task.last_progress_at = ctx.now
@@ -317,6 +320,8 @@ def finish(ctx: Ctx, cmd: Command) -> Reply | None:
         raise Refused("open_subtasks", id=task.id, subs=texts.names(ctx.lang, (f"#{st.id}" for st in open_subs)))
     before = snapshot(task)
     task.status = "review"
+    task.started_at = task.started_at or ctx.now
+    task.submitted_at = ctx.now
     task.deliverable = deliverable
     task.percent = 100
     if task.acknowledged_at is None:
@@ -384,6 +389,7 @@ def return_task(ctx: Ctx, cmd: Command) -> Reply | None:
     capped(ctx, reason, "reason")
     before = snapshot(task)
     task.status = "in_progress"
+    task.submitted_at = None  # handed in again later: judged then
     _touch(ctx, task)
     ctx.audit("task.return", task, before, reason=reason)
     ctx.say(ctx.t("returned", id=task.id, reason=reason))

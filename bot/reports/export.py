@@ -170,8 +170,8 @@ def _task_sheets(f: figures.Frame, lang: str, local: LocalTimes) -> tuple[list[t
     owner = aliased(User)
     stmt = (select(Task.id, Task.title, owner.name, Department.name, _stored(f, Task.deadline),
                    _stored(f, Task.original_deadline), Task.deliverable_expected, Task.priority, Task.status,
-                   Task.urgent, Task.percent, _stored(f, Task.updated_at), ProgressReport.next_step,
-                   ProgressReport.problems, _stored(f, ProgressReport.created_at))
+                   Task.urgent, _stored(f, Task.submitted_at), Task.percent, _stored(f, Task.updated_at),
+                   ProgressReport.next_step, ProgressReport.problems, _stored(f, ProgressReport.created_at))
             .join(owner, owner.id == Task.owner_id).outerjoin(Department, Department.id == Task.department_id)
             .outerjoin(last, last.c.task_id == Task.id).outerjoin(ProgressReport, ProgressReport.id == last.c.id)
             .where(_tasks_in(f)).order_by(Task.id))
@@ -180,11 +180,12 @@ def _task_sheets(f: figures.Frame, lang: str, local: LocalTimes) -> tuple[list[t
     priorities: dict[str, str] = {}
     task_rows, progress_rows = [], []
     no_names: list[str] = []
-    for (task_id, title, owner_name, dept, deadline, original, deliverable, priority, status, urgent, percent,
-         updated, next_step, problems, reported) in conn.execute(stmt).all():
+    for (task_id, title, owner_name, dept, deadline, original, deliverable, priority, status, urgent, submitted,
+         percent, updated, next_step, problems, reported) in conn.execute(stmt).all():
         name = f"#{task_id} {title}"
         due = local(deadline)
-        shown = (tuple(states.flags(status, due, now, task_id in blocked)), bool(urgent) and status in states.OPEN)
+        shown = (tuple(states.flags(status, due, now, task_id in blocked, local(submitted) if submitted else None)),
+                 bool(urgent) and status in states.OPEN)
         status_name = statuses.get(shown) or statuses.setdefault(shown, _status_label(lang, *shown))
         task_rows.append((name, owner_name, texts.names(lang, collaborators.get(task_id, no_names)), due, deliverable,
                           priorities.get(priority) or priorities.setdefault(priority, texts.priority_name(lang, priority)),

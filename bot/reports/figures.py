@@ -152,9 +152,11 @@ def _done_in(period: Period) -> ColumnElement[bool]:
 
 
 def _open_overdue_at(asof: datetime) -> ColumnElement[bool]:
-    """Open at `asof` and past its deadline then: created before, not done before, deadline before."""
+    """Open at `asof` and past its deadline then: created before, not done before, deadline before, and not
+    handed in by its deadline before `asof` (then the reviewer, not the owner, is the one taking time)."""
     return and_(Task.status != "cancelled", Task.created_at < asof, Task.deadline < asof,
-                or_(Task.done_at.is_(None), Task.done_at >= asof))
+                or_(Task.done_at.is_(None), Task.done_at >= asof),
+                or_(Task.submitted_at.is_(None), Task.submitted_at > Task.deadline, Task.submitted_at >= asof))
 
 
 @dataclass(frozen=True)
@@ -357,9 +359,10 @@ class Discipline:
 
 
 def progress_discipline(f: Frame) -> Discipline:
-    """For each working day d of the period up to asof: in progress = tasks acknowledged before the end of d
-    and not done before it (the task model keeps no status history, so acknowledgement stands for "started");
-    updated = those of them with a progress report on d (local day). share = sum(updated) / sum(in progress)."""
+    """For each working day d of the period up to asof: in progress = tasks started (put in progress) before
+    the end of d and neither handed in for review nor done before it — the tasks the daily prompt asks
+    about; updated = those of them with a progress report on d (local day). share = sum(updated) /
+    sum(in progress)."""
     cal, tz = f.calendar, f.calendar.tz
     p, asof = f.period, f.asof
     # the period's working days and their ends, as sort keys comparable with the fetched instants
@@ -375,19 +378,27 @@ def progress_discipline(f: Frame) -> Discipline:
         day += timedelta(days=1)
     key = _sort_key(f)
     end_keys = [key(e) for e in ends]
-    base = and_(f.scope.tasks(), Task.status != "cancelled", Task.acknowledged_at.is_not(None),
-                Task.acknowledged_at < p.end, or_(Task.done_at.is_(None), Task.done_at >= p.start))
-    acked_col, done_col = _raw(f, Task.acknowledged_at), _raw(f, Task.done_at)
-    tasks = f.s.execute(select(acked_col, done_col).where(base)).all()
-    started = sorted(a for a, _ in tasks)
-    finished = sorted(max(a, d) for a, d in tasks if d is not None)
-    reports = f.s.execute(select(ProgressReport.task_id, _raw(f, ProgressReport.created_at), acked_col, done_col)
+    base = and_(f.scope.tasks(), Task.status != "cancelled", Task.started_at.is_not(None),
+                Task.started_at < p.end, or_(Task.done_at.is_(None), Task.done_at >= p.start))
+    started_col, submitted_col, done_col = _raw(f, Task.started_at), _raw(f, Task.submitted_at), _raw(f, Task.done_at)
+
+    def over(started: Any, submitted: Any, done: Any) -> Any:
+        """When the task stopped being in progress (handed in, or done), never before it started; None: not."""
+        ends = [e for e in (submitted, done) if e is not None]
+        return max(started, min(ends)) if ends else None
+
+    tasks = f.s.execute(select(started_col, submitted_col, done_col).where(base)).all()
+    started = sorted(a for a, _, _ in tasks)
+    finished = sorted(e for e in (over(*t) for t in tasks) if e is not None)
+    reports = f.s.execute(select(ProgressReport.task_id, _raw(f, ProgressReport.created_at), started_col,
+                                 submitted_col, done_col)
                           .join(Task, Task.id == ProgressReport.task_id)
                           .where(base, _in(ProgressReport.created_at, p), ProgressReport.created_at < asof)).all()
     updated: dict[int, set[int]] = defaultdict(set)
-    for task_id, at, acked, done in reports:
+    for task_id, at, began, submitted, done in reports:
         i = bisect_right(end_keys, at)  # the day whose end is the first after the report
-        if i < len(end_keys) and acked < end_keys[i] and (done is None or done >= end_keys[i]):
+        stopped = over(began, submitted, done)
+        if i < len(end_keys) and began < end_keys[i] and (stopped is None or stopped >= end_keys[i]):
             updated[i].add(task_id)
     days = []
     for i, (day, end_key) in enumerate(zip(days_in, end_keys, strict=True)):

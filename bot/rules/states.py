@@ -33,14 +33,19 @@ def next_status(action: str, status: str) -> str:
     return status if target is None else target
 
 
-def is_overdue(status: str, deadline: datetime | None, now: datetime) -> bool:
+def is_overdue(status: str, deadline: datetime | None, now: datetime, submitted_at: datetime | None = None) -> bool:
+    """Open past its deadline; a task handed in by its deadline and waiting for its reviewer is not (the
+    owner delivered in time: the wait is the reviewer's)."""
+    if status == "review" and submitted_at is not None and deadline is not None and submitted_at <= deadline:
+        return False
     return deadline is not None and status in OPEN and deadline < now
 
 
-def flags(status: str, deadline: datetime | None, now: datetime, blocked: bool) -> list[str]:
+def flags(status: str, deadline: datetime | None, now: datetime, blocked: bool,
+          submitted_at: datetime | None = None) -> list[str]:
     """The stored status plus the derived ones, most urgent first: overdue, blocked, then the state."""
     out = []
-    if is_overdue(status, deadline, now):
+    if is_overdue(status, deadline, now, submitted_at):
         out.append("overdue")
     if blocked and status in ("todo", "in_progress"):
         out.append("blocked")
