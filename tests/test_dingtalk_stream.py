@@ -232,11 +232,12 @@ async def test_two_instances_each_hold_a_stream_and_a_message_on_both_makes_one_
 
 async def test_a_tap_the_engine_misses_the_deadline_for_is_answered_empty_then_updated_by_the_api(
         sqlite_db: Database) -> None:
-    env = await make_env(sqlite_db, START, answer_within_seconds=0.01)  # HTTP mode: the engine always late
+    env = await make_env(sqlite_db, START)  # HTTP mode
     try:
         await env.post(create(env))
         await env.adapter.inbound.drain()
         await env.deliver()
+        env.adapter.inbound.pipeline.answer_within = 0.0  # the engine always late, however fast the machine
         [private] = [m for m in env.fake.sent(NAMES["李四"]) if m["kind"] == "card"]
         params = private["content"]["cardParamMap"]
         ack_value = next(v for k, v in params.items()

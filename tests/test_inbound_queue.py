@@ -205,21 +205,24 @@ answer_within_seconds = 0.02
             except OSError:
                 return False
 
-        wait(healthy, "the server", serve)
         answered: list[str] = []
         lock = threading.Lock()
 
         def one(i: int) -> None:
             now = datetime.now(TZ)
-            body = cb.message(f"@_user_1 新建任务 任务{i} 负责人 @_user_2 截止 12-10", sender="ou_zhang",
+            due = (now + timedelta(days=30)).date().isoformat()  # serve's clock is the system's: never past
+            body = cb.message(f"@_user_1 新建任务 任务{i} 负责人 @_user_2 截止 {due}", sender="ou_zhang",
                               mentions=[("ou_bot", "bot"), ("ou_li", "李四")], at=now, message_id=f"om_burst_{i}")
             if post(url, *cb.envelope(body, at=now))[0] == 200:
                 with lock:
                     answered.append(f"任务{i}")
 
-        with ThreadPoolExecutor(24) as pool:
-            list(pool.map(one, range(400)))
-        serve.kill()  # kill -9 the moment the last answer went out
+        try:
+            wait(healthy, "the server", serve)
+            with ThreadPoolExecutor(24) as pool:
+                list(pool.map(one, range(400)))
+        finally:
+            serve.kill()  # kill -9 the moment the last answer went out (and never left running)
         db = Database(db_url)
         try:
             with db.transaction() as s:

@@ -50,8 +50,10 @@ batch_size = 50
 claim_seconds = 1
 """)
     first = ServeProcess(config)
-    first.wait_for(lambda: len(first.sent) >= 300, what="300 deliveries")
-    first.kill()
+    try:
+        first.wait_for(lambda: len(first.sent) >= 300, what="300 deliveries")
+    finally:
+        first.kill()  # kill -9 mid-delivery (and never left running)
     delivered_before = len(first.sent)
     assert delivered_before < 1000, "the kill came too late to test anything"
     second = ServeProcess(config)

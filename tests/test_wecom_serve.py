@@ -16,6 +16,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,8 @@ def wecom_section(fake: fw.FakeWecom, **extra: Any) -> str:
 
 
 ENV = {"TEST_WECOM_APP_SECRET": fw.APP_SECRET, "TEST_WECOM_BOT_SECRET": fw.BOT_SECRET}
+# `serve` runs on the system's clock here: a deadline a month ahead, never one that has passed by the time CI runs
+DUE = (date.today() + timedelta(days=30)).isoformat()
 
 
 def wait(condition: Callable[[], Any], what: str, procs: list[ServeProcess], timeout: float = 30) -> Any:
@@ -106,7 +109,7 @@ def test_wecom_end_to_end_through_a_real_serve_process(tmp_path: Path) -> None:
             wait(lambda: healthy(port) and fake.subscribes == 1, "serve up and subscribed", [serve])
             threaded.run(fake.say("@协作机器人 绑定项目 官网改版 协同负责人 @张三", userid="zhangsan", chatid=GROUP,
                                   msgid="bind-1"))
-            create = "@协作机器人 新建任务 活动H5开发 负责人 @李四 截止 12-10"
+            create = f"@协作机器人 新建任务 活动H5开发 负责人 @李四 截止 {DUE}"
             threaded.run(fake.say(create, userid="zhangsan", chatid=GROUP, msgid="create-1"))
             wait(lambda: count(db, Task) == 1, "the task", [serve])
             card = wait(lambda: [c["template_card"] for c in group_cards(fake)
@@ -169,13 +172,13 @@ def test_two_instances_one_connection_and_a_takeover_after_kill_9(tmp_path: Path
 
             threaded.run(fake.say("@协作机器人 绑定项目 官网改版 协同负责人 @张三", userid="zhangsan", chatid=GROUP,
                                   msgid="bind-1"))
-            threaded.run(fake.say("@协作机器人 新建任务 任务一 负责人 @李四 截止 12-10", userid="zhangsan",
+            threaded.run(fake.say(f"@协作机器人 新建任务 任务一 负责人 @李四 截止 {DUE}", userid="zhangsan",
                                   chatid=GROUP, msgid="t1"))
             wait(lambda: len(group_cards(fake)) >= 1, "the first task's group card", procs)
 
             # a push in flight when the holder dies: WeCom neither took it nor answered
             fake.hold_pushes = True
-            threaded.run(fake.say("@协作机器人 新建任务 任务二 负责人 @李四 截止 12-10", userid="zhangsan",
+            threaded.run(fake.say(f"@协作机器人 新建任务 任务二 负责人 @李四 截止 {DUE}", userid="zhangsan",
                                   chatid=GROUP, msgid="t2"))
             wait(lambda: fake.held, "a push in flight", procs)
             holder.proc.kill()  # kill -9
@@ -187,7 +190,7 @@ def test_two_instances_one_connection_and_a_takeover_after_kill_9(tmp_path: Path
             print(f"\nWeCom robot takeover after kill -9: {takeover:.2f} s")
             assert takeover < 30.0
 
-            threaded.run(fake.say("@协作机器人 新建任务 任务三 负责人 @李四 截止 12-10", userid="zhangsan",
+            threaded.run(fake.say(f"@协作机器人 新建任务 任务三 负责人 @李四 截止 {DUE}", userid="zhangsan",
                                   chatid=GROUP, msgid="t3"))
             wait(lambda: count(db, Task) == 3, "the third task, heard by the new holder", [standby])
             with db.transaction() as s:
