@@ -174,6 +174,9 @@ def build_app(config: Config, bot: Bot, adapters: list[PlatformAdapter], hub: Hu
             lines += [f"collabbot_inbound_queue_depth {depth}", f"collabbot_inbound_queue_lag_seconds {lag:.1f}",
                       f"collabbot_engine_backlog {hub.waiting}"]
             for adapter in adapters:
+                connected = getattr(adapter, "connected", None)  # a long connection's state, where there is one
+                if callable(connected) and (up := connected()) is not None:
+                    lines.append(f'collabbot_platform_connected{{platform="{adapter.platform}"}} {int(up)}')
                 pipeline = getattr(getattr(adapter, "inbound", None), "pipeline", None)
                 if pipeline is not None:
                     lines += [f'collabbot_inbound_late_answers_total{{platform="{adapter.platform}"}} '

@@ -707,8 +707,8 @@ def summary_card(n: Notifier, facts: SummaryFacts, project_id: int, start: datet
     in_review = [t for t in tasks if t.status == "review"]  # submitted: awaiting the reviewer, not in progress
     overdue = [t for t in tasks if states.is_overdue(t.status, t.deadline, now, t.submitted_at)]
     blocked = [t for t in tasks if t.status in ("todo", "in_progress") and t.id in facts.blocked]
-    next_week = sorted((t for t in tasks if t.status in states.OPEN and t.deadline  # the weekend's included
-                        and end <= t.deadline < end + timedelta(days=7)), key=lambda t: (t.deadline, t.id))
+    due_soon = sorted((t for t in tasks if t.status in states.OPEN and t.deadline  # the weekend's included
+                       and end <= t.deadline < end + timedelta(days=7)), key=lambda t: (t.deadline, t.id))
     rate: dict[str, list[int]] = {}  # department -> [on time, done, extended]
     for t in done:
         due = t.original_deadline or t.deadline  # on time = by the deadline in force when it was set
@@ -727,7 +727,7 @@ def summary_card(n: Notifier, facts: SummaryFacts, project_id: int, start: datet
           if in_review else []),
         (n.t("summary_overdue"), lines(f"#{t.id} {t.title}{texts.paren(n.lang, t.owner)}" for t in overdue)),
         (n.t("summary_blocked"), lines(f"#{t.id} {t.title}" for t in blocked)),
-        (n.t("summary_next_week"), lines(f"#{t.id} {t.title} {n.fmt(t.deadline)}" for t in next_week)),
+        (n.t("summary_next_week"), lines(f"#{t.id} {t.title} {n.fmt(t.deadline)}" for t in due_soon)),
         (n.t("summary_on_time"), lines(
             f"{d} {ok}/{total}" + texts.paren(n.lang, f"{round(100 * ok / total)}%"
                                               + (n.t("summary_extended", n=late) if late else ""))

@@ -272,3 +272,29 @@ async def test_a_robot_message_that_cannot_be_kept_is_logged_as_lost_and_not_ack
         await a_message_is_worked(env, sqlite_db)  # the next message is kept and worked
     finally:
         await env.close()
+
+
+async def test_metrics_say_whether_the_stream_is_up(sqlite_db: Database) -> None:
+    """An admin's alert needs more than /healthz (the database): whether the platform's connection is up."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from collabbot.adapters.serve import build_app
+
+    fake = FakeDingTalk()
+    fake.ping_every = 0.1
+    env = await make_env(sqlite_db, START, fake=fake, mode="stream", watchdog_seconds=0.5)
+    http = TestClient(TestServer(build_app(env.bot.config, env.bot, [env.adapter], env.hub)))
+    await http.start_server()
+    try:
+        await fake.wait_connected(timeout=5)
+
+        async def gauge() -> str:
+            text = await (await http.get("/metrics")).text()
+            return next(line for line in text.splitlines() if line.startswith("collabbot_platform_connected"))
+
+        assert await gauge() == 'collabbot_platform_connected{platform="dingtalk"} 1'
+        await env.adapter.stream.stop()  # type: ignore[union-attr]
+        assert await gauge() == 'collabbot_platform_connected{platform="dingtalk"} 0'
+    finally:
+        await http.close()
+        await env.close()

@@ -47,6 +47,10 @@ class DingTalkAdapter:
         if self.settings.mode == "http":
             app.router.add_post(self.settings.path, self.webhook.handle)
 
+    def connected(self) -> bool | None:
+        """Stream mode: is the connection up (`/metrics`)? None in HTTP mode, which has none."""
+        return None if self.stream is None else self.stream.connected.is_set()
+
     async def start(self) -> None:
         await self.inbound.pipeline.start()
         if self.settings.mode == "stream":

@@ -54,6 +54,11 @@ class WecomAdapter:
                         "private messages to the app are not received")
         return cls(settings, hub)
 
+    def connected(self) -> bool | None:
+        """The robot's long connection: up on this instance (`/metrics`; 0 on a standby, which holds none)?
+        None in URL-callback mode."""
+        return None if self.robot is None else self.robot.connected.is_set()
+
     async def _robot_frame(self, frame: dict[str, Any]) -> dict[str, Any] | None:
         return await self.inbound.robot_frame(frame)
 
