@@ -247,3 +247,21 @@ def test_progress_discipline_counts_the_tasks_the_daily_prompt_asks_about(make_h
         h.run(f"clock 2026-{day} 10:30", f"{G} 李四: @bot 进度 #1 20%")
     h.run("clock 2026-12-04 09:00")
     assert "进度纪律（在办任务每个工作日有更新的比例）：100%" in h.text(f"{G} 张三: @bot 报表")
+
+
+def test_an_approval_stuck_for_weeks_stays_on_every_weeks_sheet_until_decided(make_harness, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLLABBOT_EXPORT_DIR", str(tmp_path / "exports"))
+    workbook.install()
+    h = make_harness(start=datetime(2026, 11, 23, 9, 0, tzinfo=TZ))
+    h.run(f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三 参与部门 市场部,技术部 开始 11-23 结束 12-31",
+          f"{G} 吴十: @bot 申请 市场活动预算审批 活动方案=快闪店 预算金额=5万 预算明细=场地3万 预期效果=会员5000 "
+          "协作部门=技术部",
+          "clock 2026-12-01 10:00")
+
+    def requests(typed: str) -> set[str]:
+        found = re.search(r"报表已导出：(\S+\.xlsx)", h.text(f"{G} 张三: @bot {typed}"))
+        assert found
+        return {row[0].value for row in openpyxl.load_workbook(found[1])["审批"].iter_rows(min_row=2)}
+
+    assert requests("导出") == {"A1"} and requests("导出 上周") == {"A1"}  # filed last week, still waiting

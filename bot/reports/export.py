@@ -203,7 +203,8 @@ def _status_label(lang: str, flags: tuple[str, ...], urgent: bool) -> str:
 
 
 def _approval_rows(f: figures.Frame, lang: str, local: LocalTimes) -> list[tuple[Any, ...]]:
-    """审批: each request of the period with its stages, a stage's time in working hours."""
+    """审批: each request open at some time in the period (as the 风险 sheet), with its stages, a stage's time
+    in working hours. A request stuck for weeks stays on every week's sheet until it is decided."""
     initiator = aliased(User)
     rows = f.s.connection().execute(
         select(ApprovalRequest.id, ApprovalRequest.template, initiator.name, ApprovalRequest.status,
@@ -211,8 +212,8 @@ def _approval_rows(f: figures.Frame, lang: str, local: LocalTimes) -> list[tuple
                ApprovalStep.decided_at)
         .join(initiator, initiator.id == ApprovalRequest.initiator_id)
         .outerjoin(ApprovalStep, ApprovalStep.request_id == ApprovalRequest.id)
-        .where(f.scope.approvals(), or_(figures._in(ApprovalRequest.created_at, f.period),
-                                        figures._in(ApprovalRequest.decided_at, f.period)))
+        .where(f.scope.approvals(), ApprovalRequest.created_at < f.period.end,
+               or_(ApprovalRequest.decided_at.is_(None), ApprovalRequest.decided_at >= f.period.start))
         .order_by(ApprovalRequest.id, ApprovalStep.round, ApprovalStep.stage_index)).all()
     work = figures.work_clock(f, [at for row in rows for at in row[7:9] if at is not None])
     out = []
