@@ -71,13 +71,9 @@ def task_id_of(key: str) -> str:
 def render_message(message: Message, task_id: str) -> dict[str, Any]:
     from collabbot.cards import render as cards
 
-    rendered = cards.render_message(PLATFORM, message)
+    rendered = cards.render_message(PLATFORM, message)  # a card with nothing to tap comes back as markdown
     if "template_card" in rendered:
         rendered["template_card"]["task_id"] = task_id
-        if not rendered["template_card"].get("button_list"):
-            # button_interaction needs 1-6 buttons and text_notice a link to open: a card with nothing to tap
-            # (a summary, a notice) goes as markdown
-            rendered.update(as_markdown(rendered.pop("template_card")))
     return rendered
 
 
@@ -93,27 +89,12 @@ def render_text(message: Message) -> dict[str, Any]:
     return {"msgtype": "text", "text": {"content": text or "…"}}
 
 
-def as_markdown(card: dict[str, Any]) -> dict[str, Any]:
-    """A template card without buttons as a markdown message (its strings are already escaped for WeCom)."""
-    title = card.get("main_title") or {}
-    lines = [f"**{title.get('title', '')}**" + (f"　{title['desc']}" if title.get("desc") else "")]
-    quote = (card.get("quote_area") or {}).get("quote_text")
-    if quote:
-        lines.append(f"> {quote}")
-    lines += [f"{row.get('keyname', '')}：{row.get('value', '')}" for row in card.get("horizontal_content_list") or []]
-    if card.get("sub_title_text"):
-        lines.append(str(card["sub_title_text"]))
-    content = "\n".join(lines)
-    while len(content.encode()) > MARKDOWN_BYTES:
-        content = content[: int(len(content) * 0.9)] + "…"
-    return {"msgtype": "markdown", "markdown": {"content": content}}
-
-
 def render_markdown(message: Message) -> dict[str, Any]:
     """A card with nothing to tap, alone, as markdown (an update that is sent again)."""
     from collabbot.cards.wecom.render import markdown_card
 
-    assert message.card is not None
+    if message.card is None:
+        raise ValueError("an update without a card")
     return markdown_card(message.card)
 
 
@@ -176,11 +157,11 @@ class WecomSender(PlatformSender):
             kind, target, _ = split_message_id(message_id)
         except ValueError as exc:
             raise DeliveryError(str(exc), transient=False) from exc
-        card = render(render_card, message, "")
-        if not card.get("button_list"):
+        if message.card is None or not message.card.buttons:  # as posted: markdown, sent again
             rendered = render(render_markdown, message)
             new_task_id = task_id_of(message_id + json.dumps(rendered, ensure_ascii=False, sort_keys=True))
         else:
+            card = render(render_card, message, "")
             if kind == "app" and await self.update_in_place(message_id, card):
                 return
             new_task_id = task_id_of(message_id + json.dumps(card, ensure_ascii=False, sort_keys=True))
