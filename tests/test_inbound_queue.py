@@ -306,6 +306,18 @@ async def test_rows_left_in_the_spool_by_a_dead_process_are_worked_at_the_next_s
         await env.close()
 
 
+def test_the_start_check_of_the_spool_leaves_no_file_behind_but_keeps_one_with_rows(tmp_path: Path) -> None:
+    """`serve` probes that the spool can be written; an empty probe file would litter the directory."""
+    from collabbot.adapters.kit.spool import Spool
+
+    spool = Spool(tmp_path / "inbound.spool")
+    spool.check()
+    assert not spool.path.exists()
+    spool.append([("feishu", "event", {"x": 1})])
+    spool.check()
+    assert len(spool.pending()) == 1
+
+
 async def test_the_backlog_works_in_order_on_one_thread_and_hands_every_result_back() -> None:
     """Queued engine calls run one after the other on one thread (never on the one kept for taps); each
     result, a failure included, reaches its caller on the loop, in batches that wake the delivery once."""

@@ -43,8 +43,11 @@ class Spool:
 
     def check(self) -> None:
         """Refuse at start a spool that could not be written: it is needed exactly when the database
-        stalls, which is too late to find out (OSError)."""
+        stalls, which is too late to find out (OSError). A file made only for the probe is removed."""
+        existed = self.path.exists()
         self._write("")
+        if not existed:
+            self.path.unlink(missing_ok=True)
 
     def landed(self, ids: list[str]) -> None:
         """These spooled rows reached the database (no fsync needed: losing this line only repeats work
