@@ -712,13 +712,14 @@ def summary_card(n: Notifier, facts: SummaryFacts, project_id: int, start: datet
     rate: dict[str, list[int]] = {}  # department -> [on time, done, extended]
     for t in done:
         due = t.original_deadline or t.deadline  # on time = by the deadline in force when it was set
+        finished = t.submitted_at or t.done_at  # handed in, as the reports judge: not the reviewer's acceptance
         if due:
             name = t.department or "-"
             rate.setdefault(name, [0, 0, 0])
             rate[name][1] += 1
-            rate[name][0] += t.done_at <= due
+            rate[name][0] += finished <= due
             # done within an extension: after the first deadline, by the one in force (as the reports count)
-            rate[name][2] += t.done_at > due and t.deadline is not None and t.done_at <= t.deadline
+            rate[name][2] += finished > due and t.deadline is not None and finished <= t.deadline
     notes = facts.notes.get(project_id, [])
     fields = [
         (n.t("summary_done"), lines(f"#{t.id} {t.title}" for t in done)),

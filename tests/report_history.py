@@ -44,6 +44,7 @@ class TaskRec:
     done: datetime | None
     status: str
     original: datetime | None = None  # the deadline set first (an approved extension moves `deadline` only)
+    submitted: datetime | None = None  # the last hand-in: a done task's reviewer accepted it later
     reports: list[datetime] = field(default_factory=list)
 
 
@@ -159,14 +160,16 @@ def generate(db: Database, seed: int = 14, tasks: int = 300, days: int = 91) -> 
             original = deadline
             if approved:
                 deadline = deadline + timedelta(days=rng.randrange(1, 8))  # type: ignore[operator]
+            # handed in up to a day and a half before the reviewer accepted (no random draw: the history stays)
+            submitted = None if done is None else max(acked, done - timedelta(hours=12 * (len(h.tasks) % 4)))  # type: ignore[type-var]
             task = Task(title=f"任务{len(h.tasks) + 1}", initiator_id=h.heads[dept], department_id=dept,
                         owner_id=owner, project_id=project, status=status, deadline=deadline, acknowledged_at=acked,
                         started_at=acked,  # put in progress when acknowledged: what the discipline counts from
-                        done_at=done, created_at=created, updated_at=created, original_deadline=original,
+                        done_at=done, submitted_at=submitted, created_at=created, updated_at=created, original_deadline=original,
                         extensions=1 if approved else 0)
             s.add(task)
             s.flush()
-            rec = TaskRec(task.id, dept, owner, project, created, deadline, acked, done, status, original)
+            rec = TaskRec(task.id, dept, owner, project, created, deadline, acked, done, status, original, submitted)
             h.tasks.append(rec)
             # progress reports on some days between acknowledgement and done (or now)
             if acked is not None:

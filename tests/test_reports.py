@@ -90,15 +90,25 @@ def _work(a: datetime, b: datetime) -> float:
     return CAL.working_between(a, b).total_seconds()
 
 
+def _finished(t: TaskRec) -> datetime | None:
+    """Judged by the owner's hand-in, not the reviewer's acceptance."""
+    return t.submitted or t.done
+
+
+def _overdue_at(t: TaskRec, asof: datetime) -> bool:
+    """Past its deadline at `asof`, not done then, and not handed in by the deadline before then."""
+    return (t.created < asof and t.deadline is not None and t.deadline < asof and (t.done is None or t.done >= asof)
+            and not (t.submitted is not None and t.submitted <= t.deadline and t.submitted < asof))
+
+
 def expected_counts(h: History, scope: Scope, p: Period, asof: datetime) -> tuple[int, ...]:
     ts = [t for t in h.tasks if _task_pred(scope)(t) and t.status != "cancelled"]
     done = [t for t in ts if t.status == "done" and _in(t.done, p)]
     judged = [t for t in done if t.deadline is not None]
-    on_time = [t for t in judged if t.done <= (t.original or t.deadline)]  # type: ignore[operator]
-    extended = [t for t in judged if (t.original or t.deadline) < t.done <= t.deadline]  # type: ignore[operator]
-    late = [t for t in judged if t.done > t.deadline]  # type: ignore[operator]
-    overdue = [t for t in ts if t.created < asof and t.deadline is not None and t.deadline < asof
-               and (t.done is None or t.done >= asof)]
+    on_time = [t for t in judged if _finished(t) <= (t.original or t.deadline)]  # type: ignore[operator]
+    extended = [t for t in judged if (t.original or t.deadline) < _finished(t) <= t.deadline]  # type: ignore[operator]
+    late = [t for t in judged if _finished(t) > t.deadline]  # type: ignore[operator]
+    overdue = [t for t in ts if _overdue_at(t, asof)]
     return (len([t for t in ts if _in(t.created, p)]), len(done), len(on_time), len(extended), len(late), len([t for t in done if t.deadline is None]), len(overdue))
 
 
@@ -110,17 +120,16 @@ def expected_rates(h: History, scope: Scope, p: Period, by: str) -> dict[str, tu
         if _task_pred(scope)(t) and t.status == "done" and _in(t.done, p) and t.deadline is not None:
             row = out[key(t)]
             original = t.original or t.deadline
-            row[0] += t.done <= original  # type: ignore[operator]
+            row[0] += _finished(t) <= original  # type: ignore[operator]
             row[1] += 1
-            row[2] += original < t.done <= t.deadline  # type: ignore[operator]
+            row[2] += original < _finished(t) <= t.deadline  # type: ignore[operator]
     return {k: tuple(v) for k, v in out.items()}  # type: ignore[misc]
 
 
 def expected_overdue(h: History, scope: Scope, asof: datetime) -> list[tuple[str, int, float]]:
     seconds: dict[str, list[int]] = defaultdict(list)
     for t in h.tasks:
-        if (_task_pred(scope)(t) and t.status != "cancelled" and t.created < asof and t.deadline is not None
-                and t.deadline < asof and (t.done is None or t.done >= asof)):
+        if _task_pred(scope)(t) and t.status != "cancelled" and _overdue_at(t, asof):
             seconds[h.depts[t.dept]].append(int((asof - t.deadline).total_seconds()))
     rows = [(name, len(v), round(sum(v) / 86400, 1)) for name, v in seconds.items()]
     rows.sort(key=lambda r: (-r[1], -r[2], r[0]))
@@ -174,7 +183,7 @@ def expected_discipline(h: History, scope: Scope, p: Period, asof: datetime) -> 
             break
         if CAL.is_workday(day):
             active = [t for t in h.tasks if _task_pred(scope)(t) and t.status != "cancelled" and t.acked is not None
-                      and t.acked < end and (t.done is None or t.done >= end)]
+                      and t.acked < end and (_finished(t) is None or _finished(t) >= end)]
             updated = [t for t in active if any(r.astimezone(TZ).date() == day for r in t.reports)]
             out.append((day, len(updated), len(active)))
         day += timedelta(days=1)

@@ -149,6 +149,22 @@ def test_weekly_summary_on_friday_and_on_the_last_workday_before_a_holiday_frida
     assert [line[1:6] for line in lines_with(out, "本周周报如下")] == ["10-09"]
 
 
+def test_handed_in_by_the_deadline_is_on_time_though_accepted_after_it(make_harness) -> None:
+    """A slow reviewer does not make the owner late: the summary and 报表 judge the hand-in."""
+    h: Harness = make_harness(start=datetime(2026, 12, 1, 9, 0, tzinfo=TZ))
+    h.run(f"{G} 张三: @bot 新建任务 A 负责人 @李四 截止 12-02 18:00", f"{G} 李四: @bot 确认收到 #1")
+    h.run("wait 1d", f"{G} 李四: @bot 完成 #1 交付物 稿件")  # 12-02 09:00, in time
+    h.run("wait 1d", f"{G} 张三: @bot 通过 #1")  # 12-03 09:00, after the deadline
+    out = h.run("wait 2d")
+    assert lines_with(out, "本周周报如下")
+    with h.db.transaction() as s:
+        [summary] = [Message.from_json(m.payload).card for m in s.scalars(select(OutboxMessage).where(
+            OutboxMessage.dedupe_key.like("summary:%")))]
+    assert summary is not None and [rate for _, rate in summary.chart] == [100]
+    report = "\n".join(h.run(f"{G} 张三: @bot 报表"))
+    assert "完成 1（按原截止按时 1，延期后按时 0，逾期完成 0）" in report, report
+
+
 def test_a_sweep_after_downtime_sends_each_late_nag_once(db) -> None:
     h = Harness(db)
     h.run(f"{G} 张三: @bot 新建任务 A 负责人 @李四 截止 12-20")

@@ -147,6 +147,13 @@ def _due() -> ColumnElement[datetime]:
     return func.coalesce(Task.original_deadline, Task.deadline)
 
 
+def _finished() -> ColumnElement[datetime]:
+    """When the owner finished: the last hand-in (a task sent back is judged by its next one), not the
+    reviewer's acceptance, whose delay is not the owner's; the acceptance for rows from before hand-ins
+    were recorded."""
+    return func.coalesce(Task.submitted_at, Task.done_at)
+
+
 def _done_in(period: Period) -> ColumnElement[bool]:
     return and_(Task.status == "done", _in(Task.done_at, period))
 
@@ -178,22 +185,22 @@ class TaskCounts:
 def task_counts(f: Frame) -> TaskCounts:
     """created = tasks with created_at in the period;
     done = status done with done_at in the period; of those, with a deadline:
-    on_time = done_at <= original deadline, extended = original deadline < done_at <= deadline in force,
-    late = done_at > deadline in force; no_deadline = done without a deadline (not judged);
+    on_time = finished (the last hand-in) <= original deadline, extended = original deadline < finished <=
+    deadline in force, late = finished > deadline in force; no_deadline = done without a deadline (not judged);
     open_overdue = created before asof, deadline in force before asof, not done before asof.
     on_time_rate = on_time / (on_time + extended + late)."""
     p = f.period
     done = _done_in(p)
     judged = and_(done, Task.deadline.is_not(None))
-    on_time = and_(judged, Task.done_at <= _due())
+    on_time = and_(judged, _finished() <= _due())
 
     def count(cond: ColumnElement[bool]) -> ColumnElement[int]:
         return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
 
     row = f.s.execute(select(
         count(_in(Task.created_at, p)), count(done), count(on_time),
-        count(and_(judged, Task.done_at > _due(), Task.done_at <= Task.deadline)),
-        count(and_(judged, Task.done_at > Task.deadline)), count(and_(done, Task.deadline.is_(None))),
+        count(and_(judged, _finished() > _due(), _finished() <= Task.deadline)),
+        count(and_(judged, _finished() > Task.deadline)), count(and_(done, Task.deadline.is_(None))),
         count(_open_overdue_at(f.asof)),
     ).where(f.scope.tasks(), Task.status != "cancelled")).one()
     return TaskCounts(*(int(v) for v in row))
@@ -214,15 +221,16 @@ class Rate:
 
 def on_time_rates(f: Frame, by: str) -> list[Rate]:
     """Per department (tasks.department_id), person (owner) or project: over the tasks done in the period
-    with a deadline: on_time = done_at <= original deadline, extended = after it but by the deadline in force,
+    with a deadline: on_time = finished (the last hand-in) <= original deadline, extended = after it but by the
+    deadline in force,
     total = all of them, rate = on_time / total. Sorted by rate, worst first, then name."""
     key, name, join = {
         "department": (Task.department_id, Department.name, Department.id == Task.department_id),
         "person": (Task.owner_id, User.name, User.id == Task.owner_id),
         "project": (Task.project_id, Project.name, Project.id == Task.project_id),
     }[by]
-    on_time = Task.done_at <= _due()
-    extended = and_(Task.done_at > _due(), Task.done_at <= Task.deadline)
+    on_time = _finished() <= _due()
+    extended = and_(_finished() > _due(), _finished() <= Task.deadline)
     rows = f.s.execute(
         select(key, name, func.sum(case((on_time, 1), else_=0)), func.count(),
                func.sum(case((extended, 1), else_=0)))
