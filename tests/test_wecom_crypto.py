@@ -112,6 +112,31 @@ async def test_hostile_bodies_are_refused_fast_with_nothing_parsed_and_the_proce
     assert status == 200 and count(env.db, InboundReceipt) == 1
 
 
+def test_markup_words_inside_cdata_are_text_but_outside_it_are_refused() -> None:
+    for words in ("看这个 <!-- 注释", "提醒<!重要>明天交", "<!DOCTYPE 只是文字", "<![CDATA[ 套娃"):
+        body = f"<xml><Content><![CDATA[{words}]]></Content></xml>".encode()
+        assert crypto.read_xml(crypto.guard_xml(body)) == {"Content": words}
+    for body in (b"<xml><!-- c --><A>1</A></xml>", b"<xml><A><![CDATA[x]]></A><!DOCTYPE y></xml>",
+                 b"<xml><A><![CDATA[never closed</A></xml>"):
+        with pytest.raises(Refused):
+            crypto.guard_xml(body)
+
+
+async def test_a_message_whose_words_look_like_markup_is_taken_and_one_with_markup_is_not_retried(
+        env: WecomEnv) -> None:
+    """Users paste HTML and write <!重要>: signed by WeCom, it is their text, not an attack. An authenticated
+    document that is really unreadable is answered 200, since a retry would be refused the same way."""
+    at = env.clock.now().timestamp()
+    for i, words in enumerate(("我的任务 <!-- 注释", "我的任务 <!DOCTYPE html>")):
+        status, _ = await env.post_app(*fw.app_envelope(fw.app_text(words, userid="zhangsan", msgid=f"m{i}"), at=at))
+        assert status == 200
+    await env.adapter.inbound.drain()
+    assert count(env.db, InboundReceipt) == 2
+    refused = env.adapter.webhooks.refused
+    status, _ = await env.post_app(*fw.app_envelope("<!DOCTYPE x><xml><A>1</A></xml>", at=at))
+    assert status == 200 and env.adapter.webhooks.refused == refused and count(env.db, InboundReceipt) == 2
+
+
 async def test_url_verification_answers_the_plaintext_and_refuses_a_forgery(env: WecomEnv) -> None:
     at = env.clock.now().timestamp()
     query = fw.echo_query("echo-4711", token=fw.APP_TOKEN, key=fw.APP_AES_KEY, receive_id=fw.CORP_ID, at=at)

@@ -11,7 +11,7 @@ WeCom's scheme (加解密方案说明), the same for the app's XML callbacks and
 What wechatpy (1.8) gets wrong, and so what we do ourselves, in this order, before anything is parsed:
 its `decrypt_message` parses the outer XML with xmltodict BEFORE it checks the signature (an XXE or a
 billion-laughs body is parsed unauthenticated; wechatpy issue 374) and compares the signature with
-`!=`. So `guard_xml` refuses `<!DOCTYPE` / `<!ENTITY` (any `<!` but CDATA) and anything that is not
+`!=`. So `guard_xml` refuses `<!DOCTYPE` / `<!ENTITY` (any `<!` outside a CDATA section) and anything that is not
 UTF-8, the signature is checked in constant time over the raw ciphertext, and only then is the
 ciphertext decrypted — with wechatpy's `PrpCrypto`, which does the AES and the receive-id (CorpID)
 check and is sound once its input is authenticated. The XML that remains is read with the standard
@@ -36,7 +36,8 @@ from collabbot.adapters.kit.webhook import UNAUTHENTICATED, Refused
 
 BLOCK = 32  # WeCom pads to 32 bytes, not AES's 16
 MAX_PARAM_CHARS = 128
-_DECLARATION = re.compile(rb"<!(?!\[CDATA\[)")
+_DECLARATION = re.compile(rb"<!")
+_CDATA = re.compile(rb"<!\[CDATA\[.*?\]\]>", re.S)  # ends at the first ]]>, as in XML: its text is no markup
 _ENCODING = re.compile(rb"<\?xml[^>]*encoding\s*=\s*[\"']([^\"']+)", re.I)
 
 
@@ -89,11 +90,17 @@ def encrypt(message: bytes, encoding_aes_key: str, receive_id: str, random16: by
     return base64.b64encode(AES.new(key, AES.MODE_CBC, key[:16]).encrypt(plain)).decode()
 
 
+def _declares(body: bytes) -> bool:
+    """Any `<!` outside CDATA sections: a DOCTYPE, an ENTITY, a comment. A user's text (in CDATA) may hold
+    `<!--` or `<!DOCTYPE` as words: that is no markup, and refusing it lost the message."""
+    return _DECLARATION.search(_CDATA.sub(b"", body)) is not None
+
+
 def guard_xml(body: bytes) -> str:
     """The body as text if it may be parsed at all: no DTD, no entity declaration, UTF-8 only.
 
     Runs before any parser sees the bytes, so XXE and billion-laughs bodies are refused unread."""
-    if _DECLARATION.search(body):
+    if _declares(body):
         raise Refused(UNAUTHENTICATED, "XML with a <!DOCTYPE> or <!ENTITY> declaration refused unparsed")
     declared = _ENCODING.search(body[:200])
     if declared and declared.group(1).lower().replace(b"-", b"") != b"utf8":
@@ -107,7 +114,7 @@ def guard_xml(body: bytes) -> str:
 def read_xml(text: str) -> dict[str, object]:
     """A flat WeCom XML document → {tag: text}; a child with children of its own becomes a dict too.
     ValueError for anything else. Only for text that passed `guard_xml`."""
-    if _DECLARATION.search(text.encode()):
+    if _declares(text.encode()):
         raise ValueError("declarations are not read")
     try:
         root = ElementTree.fromstring(text)

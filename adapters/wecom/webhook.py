@@ -123,10 +123,11 @@ class WecomWebhooks:
         s = self.settings
         try:
             plain = await self._verified(request, xml_encrypt, s.app_token, s.app_encoding_aes_key, s.corp_id)
-            doc = crypto.read_xml(crypto.guard_xml(plain.encode()))
         except Refused as exc:
             return self._refuse(request, exc)
-        except ValueError as exc:  # signed by WeCom but unreadable: nothing a retry would fix
+        try:
+            doc = crypto.read_xml(crypto.guard_xml(plain.encode()))
+        except (Refused, ValueError) as exc:  # signed by WeCom but unreadable: nothing a retry would fix
             log.warning("wecom: an authenticated app callback is not readable: %s", exc)
             return web.Response(text="")
         await self.inbound.app_document(doc)
