@@ -32,6 +32,7 @@ from collabbot.storage.models import Task
 from collabbot.storage.outbox import OutboxItem
 
 from . import dingtalk_payloads as p
+from . import odd_json
 from .conftest import TZ
 from .dingtalk_env import NAMES, DingTalkEnv, make_env
 from .fake_dingtalk import FakeDingTalk, ThreadedFake
@@ -559,3 +560,25 @@ async def test_a_forged_or_stale_card_callback_is_refused_alike_and_changes_noth
         assert (await env.post(tap, headers=p.signed_headers(env.fake.client_secret, now)))[0] == 200
     finally:
         await env.close()
+
+
+def test_any_odd_value_anywhere_in_a_body_is_parsed_or_refused_as_malformed() -> None:
+    """A signed (or Stream-delivered) body may hold anything anywhere: Malformed, never a crash."""
+    rich = {"richText": [{"text": "我的任务"}, {"downloadCode": "x"}]}
+    card = p.card_callback(ACK, user="li01", out_track_id="cb-1")
+    card["content"] = json.loads(card["content"])  # the JSON string as what it holds, so that it too is varied
+    tried = 0
+    for original in (p.robot_message("我的任务", sender="li01", at=NOW, at_users=["wang01"]),
+                     p.robot_message("", sender="li01", at=NOW, msgtype="richText", content=rich), card):
+        for body in odd_json.variants(original):
+            try:
+                if original is card:
+                    if isinstance(body, dict) and isinstance(body.get("content"), (dict, list)):
+                        body["content"] = json.dumps(body["content"])
+                    parse.parse_card_callback("f-1", body)
+                else:
+                    parse.parse_message(body)
+            except parse.Malformed:
+                pass
+            tried += 1
+    assert tried > 500

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -13,6 +15,7 @@ from collabbot.bot.events import MENTION_CLOSE, MENTION_OPEN, MemberEvent, Messa
 from collabbot.bot.replies import CardAction
 
 from . import feishu_callbacks as cb
+from . import odd_json
 
 NOW = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
 BOT = "ou_bot"
@@ -207,3 +210,28 @@ def test_a_bot_menu_tap_is_the_command_its_event_key_names() -> None:
     body["event"]["operator"]["operator_id"]["open_id"] = "all"
     with pytest.raises(parse.Malformed):
         parse.parse_callback(body, BOT)
+
+
+def _bodies() -> list[dict]:
+    post = {"title": "周报", "content": [[{"tag": "at", "user_id": "@_user_1"}, {"tag": "text", "text": " 我的任务"}]]}
+    parsed = cb.message("", sender="ou_a", mentions=[(BOT, "bot")], at=NOW, message_type="post", content=post)
+    message = cb.message("@_user_1 我的任务", sender="ou_a", mentions=[(BOT, "bot")], at=NOW)
+    for body in (parsed, message):  # the content string as the JSON it holds, so that it too is varied
+        body["event"]["message"]["content"] = json.loads(body["event"]["message"]["content"])
+    tap = cb.card_action({"a": "accept", "t": "task", "id": 1}, operator="ou_a", message_id="om_1", chat_id="oc_1",
+                         at=NOW)
+    return [parsed, message, tap, cb.challenge()]
+
+
+def test_any_odd_value_anywhere_in_a_signed_body_is_parsed_or_refused_as_malformed() -> None:
+    tried = 0
+    for original in _bodies():
+        for body in odd_json.variants(original):
+            message = body.get("event") if isinstance(body, dict) else None
+            message = message.get("message") if isinstance(message, dict) else None
+            if isinstance(message, dict) and isinstance(message.get("content"), (dict, list)):
+                message["content"] = json.dumps(message["content"])  # a string of JSON, as Feishu sends it
+            with contextlib.suppress(parse.Malformed):
+                parse.parse_callback(body, BOT)
+            tried += 1
+    assert tried > 500

@@ -5,6 +5,7 @@ and throttles, the per-member limit, org sync, and the config."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -28,6 +29,7 @@ from collabbot.storage.db import Database
 from collabbot.storage.models import OutboxMessage, Task
 
 from . import fake_wecom as fw
+from . import odd_json
 from .conftest import TZ
 from .media_checks import tiny_png
 from .wecom_env import DEPARTMENTS, USERS, WecomEnv, count, make_env, settings_raw
@@ -430,3 +432,17 @@ async def test_a_group_gets_its_rows_at_once_under_wecoms_real_limits_and_the_re
             assert waiting.attempts == 0 and waiting.not_before >= start + timedelta(seconds=60)
     finally:
         await env.close()
+
+
+def test_any_odd_value_anywhere_in_a_robot_body_is_parsed_or_refused_as_malformed() -> None:
+    """A signed (or long-connection) body may hold anything anywhere: Malformed, never a crash."""
+    names = {"李四": "lisi"}
+    tried = 0
+    for original in (fw.robot_message("@协作机器人 我的任务 @李四", userid="zhangsan", chatid="wrc1", msgid="m1"),
+                     fw.robot_message("我的任务", userid="zhangsan", msgid="m2"),
+                     fw.robot_tap("t-1", "v1|ack|task|1|0", userid="lisi", chatid="wrc1", msgid="m3")):
+        for body in odd_json.variants(original):
+            with contextlib.suppress(parse.Malformed):
+                parse.parse_robot(body, names, "协作机器人")
+            tried += 1
+    assert tried > 300

@@ -225,7 +225,10 @@ def message_text(message_type: str, content: str) -> str | None:
     if message_type == "post":
         # 富文本: {"title": …, "content": [[{"tag": "text", "text": …}, {"tag": "at", "user_id": "@_user_1"}, …], …]}
         lines = [data["title"]] if isinstance(data.get("title"), str) and data["title"] else []
-        for paragraph in data.get("content") or []:
+        paragraphs = data.get("content") or []
+        if not isinstance(paragraphs, list):
+            raise Malformed("a post's content is not a list of paragraphs")
+        for paragraph in paragraphs:
             if not isinstance(paragraph, list):
                 continue
             words = []
@@ -261,7 +264,7 @@ def parse_message(event: dict[str, Any], bot_open_id: str) -> MessageEvent | Ign
     if text is None:
         return Ignored(f"message type {message.get('message_type')!r} carries no command")
     text = strip_markers(text[:MAX_TEXT])
-    mentions = message.get("mentions") or []
+    mentions = message.get("mentions") if isinstance(message.get("mentions"), list) else []
     by_key = {m["key"]: m for m in mentions if isinstance(m, dict) and isinstance(m.get("key"), str)}
     refs: list[UserRef] = []
     index_of: dict[str, int] = {}
