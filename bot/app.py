@@ -150,13 +150,15 @@ def _wait_action(ctx: Ctx, action: CardAction) -> Reply | None:
     wait = ctx.s.get(Wait, action.entity_id)
     if wait is None or action.action not in ("remind", "reassign"):
         raise Refused("bad_button")
-    boss = sweep.escalation_target(ctx.s, wait.person, ctx.bot.config.rules.escalation_to)
-    if not ((boss is not None and boss.id == ctx.actor.id) or ctx.is_admin()):
+    if not (ctx.escalated_to(wait.person) or ctx.is_admin()):
         raise Refused("not_allowed", action=ctx.t("b_remind"), why=ctx.t("w_dept_head"))
     if wait.answered_at is not None:  # answered, reassigned or cancelled since: nobody is chased, the card settles
         return Reply(toast=ctx.t("wait_handled"), card=waits.handled_card(ctx, wait))
     if action.action == "reassign":
-        return Reply(toast=ctx.t("hint_reassign", id=wait.entity_id))
+        hint = sweep.REASSIGN_HINTS.get(wait.entity_type)
+        if hint is None:
+            raise Refused("bad_button")
+        return Reply(toast=ctx.t(hint, id=wait.entity_id))
     sweep.remind_again(ctx.bot, ctx.s, wait.id, ctx.now, ctx.actor, key=f"{ctx.event_key}:remind")
     ctx.audit("wait.remind", wait)
     return Reply(toast=ctx.t("reminded", name=wait.person.name), toast_kind="success")

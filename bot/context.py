@@ -95,6 +95,12 @@ class Ctx:
     def is_admin(self, user: User | None = None) -> bool:
         return people.is_admin(self.s, user or self.actor, self.bot.config.admins)
 
+    def escalated_to(self, person: User) -> bool:
+        """The actor is whom an escalation about `person` goes to: they may remind them, or hand what
+        `person` is stuck on to someone else."""
+        boss = people.escalation_target(self.s, person, self.bot.config.rules.escalation_to)
+        return boss is not None and boss.id == self.actor.id
+
     def heads_department(self, user: User, department_id: int | None) -> bool:
         if department_id is None:
             return False

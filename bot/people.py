@@ -17,7 +17,7 @@ from collabbot.bot.events import ChatRef, UserRef
 from collabbot.bot.known import Known
 from collabbot.bot.replies import Message
 from collabbot.storage import outbox
-from collabbot.storage.models import Chat, Identity, User
+from collabbot.storage.models import Chat, Department, Identity, User
 
 log = logging.getLogger(__name__)
 
@@ -136,3 +136,29 @@ def post_to_user(s: Session, user: User, message: Message, key: str, now: dateti
                           target_id=target[1], target_name=user.name,
                           payload=message.to_json(), now=now, not_before=not_before,
                           card_key=message.card.key if message.card else None)
+
+
+def reports_to(user: User, boss: User) -> bool:
+    """`user` is under `boss`, directly or further down the supervisor (分管领导) chain."""
+    seen: set[int] = set()
+    above = user.supervisor
+    while above is not None and above.id not in seen:
+        if above.id == boss.id:
+            return True
+        seen.add(above.id)
+        above = above.supervisor
+    return False
+
+
+def escalation_target(s: Session, person: User, first: str = "supervisor") -> User | None:
+    """Whom an escalation about `person` goes to: their supervisor (分管领导) and the head of their
+    department, in the order `first` says (`[rules.escalation] to`), else that head's supervisor. Never
+    someone who reports to `person`: the top leader's own department head is below them, so an escalation
+    about the top leader goes to nobody (and the group's note says there is nobody above)."""
+    supervisor = person.supervisor if person.supervisor is not None and person.supervisor.id != person.id else None
+    dept = s.get(Department, person.department_id) if person.department_id is not None else None
+    head = dept.head if dept is not None and dept.head is not None and dept.head.id != person.id else None
+    above = dept.head.supervisor if dept is not None and dept.head is not None else None
+    order = (head, supervisor) if first == "department_head" else (supervisor, head)
+    return next((u for u in (*order, above) if u is not None and u.id != person.id and not reports_to(u, person)),
+                None)

@@ -21,7 +21,7 @@ from sqlalchemy import insert as sa_insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
-from collabbot.bot import risk_report, texts
+from collabbot.bot import people, risk_report, texts
 from collabbot.bot.org import CONSOLE
 from collabbot.bot.replies import At, Button, Card, CardAction, Message
 from collabbot.bot.reports.trend import WeeklyTrend
@@ -257,21 +257,15 @@ def _nag(n: Notifier, wait: Wait, tasks: dict[int, Task], blocked: set[int]) -> 
     n.audit("rule.nag", wait.entity_type, wait.entity_id, {"wait": wait.id, "person": person.id, "nag": number})
 
 
-def escalation_target(s: Session, person: User, first: str = "supervisor") -> User | None:
-    """Whom an escalation about `person` goes to: their supervisor (分管领导) and the head of their
-    department, in the order `first` says (`[rules.escalation] to`), else that head's supervisor."""
-    supervisor = person.supervisor if person.supervisor is not None and person.supervisor.id != person.id else None
-    dept = s.get(Department, person.department_id) if person.department_id is not None else None
-    head = dept.head if dept is not None and dept.head is not None and dept.head.id != person.id else None
-    above = dept.head.supervisor if dept is not None and dept.head is not None else None
-    order = (head, supervisor) if first == "department_head" else (supervisor, head)
-    return next((u for u in (*order, above) if u is not None and u.id != person.id), None)
+# what the leader an escalation reaches sends to hand the wait's work to someone else (its 转交 button's hint);
+# a help request or a retrospective is not handed on, so its card has no such button
+REASSIGN_HINTS = {"task": "hint_reassign", "approval": "hint_reassign_approval", "risk": "hint_reassign_risk"}
 
 
 def _escalate(n: Notifier, wait: Wait, tasks: dict[int, Task]) -> None:
     person = wait.person
     rules = n.bot.config.rules
-    boss = escalation_target(n.s, person, rules.escalation_to)
+    boss = people.escalation_target(n.s, person, rules.escalation_to)
     task_urgent = _urgent_response(wait, tasks)
     hours = f"{rules.urgent_respond_hours if task_urgent else rules.escalation_after_hours:g}"
     what = _what(n, wait, tasks)
@@ -284,7 +278,8 @@ def _escalate(n: Notifier, wait: Wait, tasks: dict[int, Task]) -> None:
             fields=((n.t("f_waiting"), what), (n.t("f_person"), person.name),
                     (n.t("f_since"), n.fmt(wait.raised_at)), (n.t("f_nags"), str(wait.nags_sent))),
             buttons=(Button(n.t("b_remind"), CardAction("remind", "wait", wait.id, 0).pack(), "primary"),
-                     Button(n.t("b_reassign"), CardAction("reassign", "wait", wait.id, 0).pack())),
+                     *([Button(n.t("b_reassign"), CardAction("reassign", "wait", wait.id, 0).pack())]
+                       if wait.entity_type in REASSIGN_HINTS else [])),
         )
         urgent = task_urgent or rules.escalation_urgent == "all" or (
             rules.escalation_urgent == "high" and wait.entity_type == "task"

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from collabbot.bot.replies import Message
-from collabbot.storage.models import AuditEntry, OutboxMessage, Wait
+from collabbot.storage.models import AuditEntry, OutboxMessage, Task, User, Wait
 
 from .conftest import TZ, Harness
 
@@ -379,6 +379,61 @@ def test_an_escalation_with_nobody_above_does_not_claim_anyone_was_told(make_har
     assert not lines_with(out, "的以下事项超过")
     english = texts.t("en", "escalation_group_nobody", what="Task #1", hours="24")
     assert "was told" not in english and "nobody" in english
+
+
+def test_the_top_leader_is_never_escalated_to_his_own_subordinate(make_harness) -> None:
+    """赵总 answers to nobody and sits in 运营部, whose head 孙九 reports to him: nobody is above him."""
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 供应商框架协议签字 负责人 @赵总 截止 12-20")
+    out = h.run("wait 1d2h")
+    note = lines_with(out, "新品上市群: @赵总 任务 #1「供应商框架协议签字」待确认收到，已超过 24 小时未回应")
+    assert len(note) == 1 and "没有可升级的上级" in note[0] and "孙九" not in note[0], note
+    assert not lines_with(out, "的以下事项超过")
+
+
+# --- what the leader an escalation reached can do ----------------------------------------------------
+
+def test_the_leader_hands_an_escalated_risk_on_with_the_risk_command(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @王五 截止 12-20", f"{G} 王五: @bot 确认收到 #1",
+          f"{G} 张三: @bot 风险 新增 描述 供应商交付延迟 可能性 高 影响 中 负责人 @李四")
+    out = h.run("wait 1d2h")
+    assert lines_with(out, "→ 陈七（私聊）: 李四 的以下事项超过 24 小时未回应")
+    out = h.run("dm as 陈七: tap 转交")
+    assert lines_with(out, "仅 陈七 可见: 请发送：风险 更新 #R1 负责人 @新负责人"), out
+    out = h.run("dm as 陈七: 风险 更新 #R1 负责人 @赵六")
+    assert lines_with(out, "→ 赵六（私聊）") and not lines_with(out, "不能"), out
+    with h.db.transaction() as s:  # task #1 (王五's) is untouched
+        assert s.scalar(select(Task.owner_id).where(Task.id == 1)) == s.scalar(
+            select(User.id).where(User.name == "王五"))
+
+
+def test_the_leader_hands_an_escalated_approval_step_to_someone_else(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 李四: @bot 申请 人力支持申请 支持部门=设计部 人数=1 技能要求=视觉 支持时间=12-20 用途=H5",
+          "dm as 陈七: 同意 #A1")
+    out = h.run("wait 1d2h")
+    assert lines_with(out, "→ 赵总（私聊）: 周八 的以下事项超过 24 小时未回应")
+    out = h.run("dm as 赵总: tap 转交")
+    assert lines_with(out, "仅 赵总 可见: 请发送：转交 #A1 @新审批人 原因 …"), out
+    out = h.run("dm as 赵总: 转交 #A1 @王五 原因 周八出差")
+    assert lines_with(out, "→ 王五（私聊）: 赵总 将审批 #A1「人力支持申请」"), out
+    assert lines_with(out, "→ 周八（私聊）: 赵总 已将审批 #A1「人力支持申请」中你的审批转交给 王五：周八出差"), out
+    out = h.run("dm as 张三: 转交 #A1 @赵六 原因 x")  # not 王五's leader (nor an approver): refused
+    assert lines_with(out, "轮到 王五 审批，你不能操作"), out
+    out = h.run("dm as 王五: 同意 #A1")
+    assert not lines_with(out, "不能") and not lines_with(h.run("wait 1d"), "周八 的以下事项"), out
+
+
+def test_a_help_request_escalated_has_nothing_to_reassign_on_its_card(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @王五 截止 12-20", f"{G} 王五: @bot 确认收到 #1",
+          f"{G} 王五: @bot 求助 技术部 需要两名前端支援 #1")
+    h.run("wait 1d2h")
+    with h.db.transaction() as s:
+        cards = [Message.from_json(m.payload).card for m in s.scalars(select(OutboxMessage).where(
+            OutboxMessage.dedupe_key.like("escalate:help:%:boss")))]
+    assert cards and all(len(c.buttons) == 1 for c in cards if c is not None), cards
 
 
 # --- a task one assigns to oneself ------------------------------------------------------------------

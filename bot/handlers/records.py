@@ -348,14 +348,16 @@ def _one_risk(ctx: Ctx, cmd: Command) -> Risk:
     if found is None:
         raise Refused("risk_no_ref")
     risk = ctx.s.get(Risk, int(found.group(1)))
-    if risk is None or not may_see_project(ctx, risk.project_id):
+    # the owner's leader sees it too: an escalation about it reached them, wherever they are in the project
+    if risk is None or not (may_see_project(ctx, risk.project_id) or ctx.escalated_to(risk.owner)):
         raise Refused("risk_not_found", id=found.group(1))
     return risk
 
 
 def _may_edit_risk(ctx: Ctx, risk: Risk) -> None:
     coordinator = risk.project.coordinator_id if risk.project else None
-    if ctx.actor.id not in (risk.owner_id, risk.created_by_id, coordinator) and not ctx.is_admin():
+    if (ctx.actor.id not in (risk.owner_id, risk.created_by_id, coordinator) and not ctx.is_admin()
+            and not ctx.escalated_to(risk.owner)):
         raise not_allowed(ctx, "a_edit_risk", ctx.t("w_risk_editors"))
 
 

@@ -404,7 +404,7 @@ def reassign(ctx: Ctx, cmd: Command) -> Reply | None:
     if len(targets) != 1:
         raise missing(ctx, "new_owner")
     new_owner = targets[0]
-    within_dept = (ctx.heads_department(ctx.actor, task.owner.department_id)
+    within_dept = ((ctx.heads_department(ctx.actor, task.owner.department_id) or ctx.escalated_to(task.owner))
                    and new_owner.department_id == task.owner.department_id)
     cross = new_owner.department_id != task.owner.department_id
     if not cross and not (is_manager(ctx, task) or within_dept):

@@ -9,7 +9,7 @@ from sqlalchemy import Row, exists, select
 
 from collabbot.bot import texts
 from collabbot.bot.approval_templates import ApprovalTemplate, example_value, find_template, templates_of
-from collabbot.bot.approval_views import current_step, votes_on
+from collabbot.bot.approval_views import current_step, votes_on, waiting_on
 from collabbot.bot.commands import Command
 from collabbot.bot.context import Ctx, Refused
 from collabbot.bot.handlers.approvals.base import (
@@ -126,7 +126,9 @@ def reject_command(ctx: Ctx, cmd: Command) -> Reply | None:
 
 
 def transfer(ctx: Ctx, cmd: Command) -> Reply | None:
-    """转交 #A12 @某人 原因: hand my part of the current step to someone else."""
+    """转交 #A12 @某人 原因: hand my part of the current step to someone else. The leader an escalation
+    about an approver reached may hand that approver's part on (an approver away for a week holds no
+    request hostage)."""
     req = one(ctx, cmd)
     template_for(ctx, req)
     require(ctx, req, "transfer", "a_transfer")
@@ -134,15 +136,20 @@ def transfer(ctx: Ctx, cmd: Command) -> Reply | None:
     assert step is not None
     slot = slot_of(step, ctx.actor.id)
     if slot is None:
-        raise not_your_turn(ctx, req, step)
-    mine = votes_on(ctx.s, step).get(ctx.actor.id)
+        led = [u for u in waiting_on(ctx.s, step) if ctx.escalated_to(u)]
+        if len(led) != 1:
+            raise not_your_turn(ctx, req, step)
+        slot = slot_of(step, led[0].id)
+        assert slot is not None
+    holder = slot.user
+    mine = votes_on(ctx.s, step).get(holder.id)
     if mine is not None:
         raise Refused("already_voted", id=req.id, decision=ctx.t(f"decision_{mine.decision}"), when=ctx.fmt(mine.created_at))
     targets = people(ctx, cmd, "owner") or [ctx.mention(i) for i in cmd.mentions]
     if len(targets) != 1:
         raise missing(ctx, "transfer_target")
     target = targets[0]
-    if target.id == ctx.actor.id:
+    if target.id in (ctx.actor.id, holder.id):
         raise Refused("transfer_self")
     if target.id == req.initiator_id:
         raise Refused("transfer_initiator", name=target.name)
@@ -154,13 +161,13 @@ def transfer(ctx: Ctx, cmd: Command) -> Reply | None:
         raise Refused("already_approver", name=target.name)
     slot.active, slot.note = False, f"transferred:{target.id}"
     if existing is not None:
-        existing.active, existing.delegated_from_id, existing.note = True, ctx.actor.id, reason
+        existing.active, existing.delegated_from_id, existing.note = True, holder.id, reason
     else:
         ctx.s.add(ApprovalApprover(step_id=step.id, user_id=target.id, department_id=slot.department_id, active=True,
-                                   delegated_from_id=ctx.actor.id, note=reason, created_at=ctx.now))
+                                   delegated_from_id=holder.id, note=reason, created_at=ctx.now))
     ctx.s.flush()
     ctx.s.refresh(step)
-    close_waits(ctx, "approval", req.id, person_id=ctx.actor.id)
+    close_waits(ctx, "approval", req.id, person_id=holder.id)
     open_wait(ctx, "approval", "approval", req.id, target, req.chat)
     ctx.audit("approval.transfer", req, reason=ctx.t("transfer_trail", name=target.name, reason=reason))
     touch(ctx, req)
@@ -168,6 +175,9 @@ def transfer(ctx: Ctx, cmd: Command) -> Reply | None:
     notice = ctx.t("approval_transfer_notice", name=ctx.actor.name, id=req.id, template=req.template, stage=step.name,
                    reason=reason)
     ctx.tell_user(target, Message((notice,), card_for(ctx, req, target)))
+    if holder.id != ctx.actor.id:  # handed on by their leader: the approver learns it is off their desk
+        ctx.tell_user(holder, Message((ctx.t("approval_transferred_away", name=ctx.actor.name, id=req.id,
+                                             template=req.template, to=target.name, reason=reason),)))
     return None
 
 
