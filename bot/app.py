@@ -147,7 +147,8 @@ def _help_action(ctx: Ctx, action: CardAction) -> Reply | None:
 
 def _wait_action(ctx: Ctx, action: CardAction) -> Reply | None:
     """The escalation card's buttons: remind the person again, or how to reassign."""
-    wait = ctx.s.get(Wait, action.entity_id)
+    # locked: two taps at once (a double tap on a phone) must see each other's reminder
+    wait = ctx.s.get(Wait, action.entity_id, with_for_update=action.action == "remind")
     if wait is None or action.action not in ("remind", "reassign"):
         raise Refused("bad_button")
     if not (ctx.escalated_to(wait.person) or ctx.is_admin()):
@@ -159,8 +160,12 @@ def _wait_action(ctx: Ctx, action: CardAction) -> Reply | None:
         if hint is None:
             raise Refused("bad_button")
         return Reply(toast=ctx.t(hint, id=wait.entity_id))
-    sweep.remind_again(ctx.bot, ctx.s, wait.id, ctx.now, ctx.actor, key=f"{ctx.event_key}:remind")
+    if wait.last_nag_at is not None and ctx.now - wait.last_nag_at < sweep.REMIND_GAP:
+        return Reply(toast=ctx.t("reminded_recently", name=wait.person.name, when=ctx.fmt(wait.last_nag_at)))
+    at = sweep.remind_again(ctx.bot, ctx.s, wait, ctx.now, ctx.actor, key=waits.remind_prefix(wait.id) + ctx.event_key)
     ctx.audit("wait.remind", wait)
+    if at > ctx.now:  # outside working time: it waits for the morning, and is dropped if answered before
+        return Reply(toast=ctx.t("remind_scheduled", name=wait.person.name, when=ctx.fmt(at)), toast_kind="success")
     return Reply(toast=ctx.t("reminded", name=wait.person.name), toast_kind="success")
 
 

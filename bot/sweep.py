@@ -815,18 +815,21 @@ def next_due(bot: Engine, now: datetime) -> datetime | None:
     return min(candidates) if candidates else None
 
 
-def remind_again(bot: Engine, s: Session, wait_id: int, now: datetime, by: User, key: str) -> Wait | None:
-    """The escalation card's 再次提醒: one more reminder to the person, now."""
-    wait = s.get(Wait, wait_id)
-    if wait is None or wait.answered_at is not None:
-        return None  # answered, reassigned or cancelled meanwhile: nobody is chased any more
+REMIND_GAP = timedelta(hours=1)  # a 再次提醒 within this of the last reminder is not sent again
+
+
+def remind_again(bot: Engine, s: Session, wait: Wait, now: datetime, by: User, key: str) -> datetime:
+    """The escalation card's 再次提醒: one more reminder to the person, in working time; when it is sent.
+    Outside working time it waits for the morning, and `waits.close_waits` drops it if the wait closes
+    first (answered, reassigned, cancelled): nobody is chased over what no longer concerns them."""
     n = Notifier(bot, s, now)
     what = _what(n, wait)
     message = Message((n.t("remind_again", boss=by.name, what=what),))
-    n.to_user(wait.person, message, key, n.send_window())
+    at = n.send_window()
+    n.to_user(wait.person, message, key, at)
     if wait.chat is not None and wait.chat.active:
         n.to_chat(wait.chat, Message((n.at(wait.person, wait.chat.platform), " ", message.plain_text)), key + ":chat",
-                  n.send_window())
+                  at)
     n.flush()
     s.execute(update(Wait).where(Wait.id == wait.id).values(last_nag_at=now))
-    return wait
+    return at

@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from collabbot.bot.context import Ctx
 from collabbot.bot.copies import sent_copies, update_copies
 from collabbot.bot.replies import Card, card_from_json
 from collabbot.bot.rules.reminders import next_step
-from collabbot.storage.models import Chat, User, Wait
+from collabbot.storage.models import Chat, OutboxMessage, User, Wait
 
 
 def open_wait(ctx: Ctx, kind: str, entity_type: str, entity_id: int, person: User, chat: Chat | None) -> Wait:
@@ -49,7 +49,15 @@ def close_waits(ctx: Ctx, entity_type: str, entity_id: int, *, kind: str | None 
         count += 1
         if wait.escalated_at is not None:
             settle_escalation_card(ctx, wait)
+            # a leader's 再次提醒 still waiting for working time is about what no longer needs an answer
+            ctx.s.execute(delete(OutboxMessage).where(OutboxMessage.dedupe_key.startswith(remind_prefix(wait.id), autoescape=True),
+                                                      OutboxMessage.status == "pending"))
     return count
+
+
+def remind_prefix(wait_id: int) -> str:
+    """The outbox keys of the leader's 再次提醒 about a wait begin with this (one per tap)."""
+    return f"remind:wait:{wait_id}:"
 
 
 def _handled(ctx: Ctx, shown: dict[str, Any] | None) -> Card | None:

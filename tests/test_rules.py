@@ -295,6 +295,33 @@ def test_remind_again_on_an_open_wait_still_reminds(make_harness) -> None:
     assert lines_with(out, "→ 李四（私聊）: 陈七 请你尽快处理：任务 #1「物料采购」待确认收到")
 
 
+def test_a_second_remind_again_within_the_hour_is_not_sent_twice(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @李四 截止 12-20", "wait 1d30m")
+    first, out = _tap_escalation(h, "陈七", 1)
+    second, again = _tap_escalation(h, "陈七", 1)  # a double tap on a phone
+    assert first.toast == "已再次提醒 李四。" and second.toast.startswith("李四 已于 12-02 09:30 被提醒过"), second
+    assert len(lines_with(out + again, "→ 李四（私聊）: 陈七 请你尽快处理")) == 1
+
+
+def test_remind_again_at_night_waits_for_the_morning_and_is_dropped_once_answered(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @李四 截止 12-20", "wait 1d30m", "clock 2026-12-02 22:00")
+    reply, out = _tap_escalation(h, "陈七", 1)
+    assert reply.toast == "现在是非工作时间，将于 12-03 09:00 提醒 李四（若届时已处理则不再提醒）。", reply
+    assert not lines_with(out, "请你尽快处理")
+    h.run("clock 2026-12-03 08:30", f"{G} 张三: @bot 转交 #1 @赵六 原因 李四出差")
+    out = h.run("wait 1h")
+    assert not lines_with(out, "陈七 请你尽快处理") and not lines_with(out, "@李四"), out
+    # not answered by morning: it is sent then
+    h.run(f"{G} 张三: @bot 新建任务 渠道报名 负责人 @李四 截止 12-20", "wait 1d30m", "clock 2026-12-04 21:00")
+    with h.db.transaction() as s:
+        wait_id = s.scalar(select(Wait.id).where(Wait.entity_id == 2, Wait.escalated_at.is_not(None)))
+    _tap_escalation(h, "陈七", wait_id)
+    out = h.run("clock 2026-12-07 08:50", "wait 20m")
+    assert [line[:13] for line in lines_with(out, "→ 李四（私聊）: 陈七 请你尽快处理：任务 #2")] == ["[12-07 09:00]"]
+
+
 @pytest.mark.parametrize("answer", [f"{G} 李四: @bot 确认收到 #1", f"{G} 张三: @bot 取消任务 #1",
                                     f"{G} 张三: @bot 转交 #1 @赵六"])
 def test_remind_again_after_the_wait_is_over_sends_nothing(make_harness, answer: str) -> None:

@@ -336,6 +336,8 @@ TEXTS: dict[str, str] = {
     "f_nags": "Reminded",
     "b_remind": "Remind again",
     "reminded": "{name} was reminded again.",
+    "reminded_recently": "{name} was reminded at {when}; try again later.",
+    "remind_scheduled": "Outside working hours: {name} will be reminded at {when} (unless it is handled by then).",
     "remind_again": "{boss} asks you to handle: {what}",
     "what_assign": 'task #{id} "{title}" awaits acknowledgement',
     "what_help": "help request #H{id} awaits an answer",

@@ -336,6 +336,8 @@ TEXTS: dict[str, str] = {
     "f_nags": "已提醒",
     "b_remind": "再次提醒",
     "reminded": "已再次提醒 {name}。",
+    "reminded_recently": "{name} 已于 {when} 被提醒过，稍后再试。",
+    "remind_scheduled": "现在是非工作时间，将于 {when} 提醒 {name}（若届时已处理则不再提醒）。",
     "remind_again": "{boss} 请你尽快处理：{what}",
     "what_assign": "任务 #{id}「{title}」待确认收到",
     "what_help": "求助 #H{id} 待答复",
