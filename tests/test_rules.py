@@ -343,6 +343,32 @@ def test_remind_again_after_the_wait_is_over_sends_nothing(make_harness, answer:
         assert lines_with(out, "新品上市群: @赵六 请确认收到任务 #1")
 
 
+# --- an extension request outlives nothing it asked about --------------------------------------------
+
+def test_cancelling_a_task_voids_its_pending_extension_request(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 快闪店物料设计 负责人 @王五 截止 12-03", f"{G} 王五: @bot 确认收到 #1",
+          f"{G} 王五: @bot 延期申请 #1 新截止日期=12-08 原因=商品图未到 补救措施=先出线框稿")
+    out = h.run(f"{G} 张三: @bot 取消任务 #1")
+    assert lines_with(out, "审批 #A1「延期申请」已取消。任务 #1 已取消。"), out
+    assert lines_with(out, "→ 王五（私聊）: 审批 #A1「延期申请」已作废，无需再审批：任务 #1 已取消。"), out
+    out = h.run("wait 2d")
+    assert not lines_with(out, "#A1"), out  # no nag, no escalation about it
+    assert lines_with(h.run("dm as 张三: 同意 #A1"), "已取消")
+
+
+def test_reassigning_a_task_voids_the_old_owners_extension_request(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 快闪店物料设计 负责人 @王五 截止 12-03", f"{G} 王五: @bot 确认收到 #1",
+          f"{G} 王五: @bot 延期申请 #1 新截止日期=12-08 原因=商品图未到 补救措施=先出线框稿")
+    out = h.run(f"{G} 张三: @bot 转交 #1 @李四 原因 王五请假")
+    assert lines_with(out, "→ 王五（私聊）: 审批 #A1「延期申请」已作废，无需再审批：任务 #1 已转交给 李四"), out
+    out = h.run("wait 3h")
+    assert not lines_with(out, "#A1"), out
+    out = h.run(f"{G} 李四: @bot 延期申请 #1 新截止日期=12-09 原因=接手 补救措施=加班")  # the new owner asks anew
+    assert lines_with(out, "#A2"), out
+
+
 # --- an extension request answers the overdue chase ---------------------------------------------
 
 def test_a_filed_extension_answers_the_overdue_chase_until_it_is_rejected(make_harness) -> None:

@@ -11,6 +11,7 @@ from collabbot.bot import locks, texts
 from collabbot.bot.commands import Command, priority_of
 from collabbot.bot.context import Ctx, Refused, snapshot
 from collabbot.bot.dates import parse_when
+from collabbot.bot.handlers.approvals.flow import void_extensions
 from collabbot.bot.handlers.common import (
     MAX_TITLE,
     bad,
@@ -450,6 +451,7 @@ def reassign(ctx: Ctx, cmd: Command) -> Reply | None:
     if task.acknowledged_at is None:
         ctx.tell_user(new_owner, Message((ctx.t("task_assigned"),), c),
                       key=f"assign:task:{task.id}:{new_owner.id}:{task.version}")
+    void_extensions(ctx, task, ctx.t("extension_void_reassigned", id=task.id, name=new_owner.name))
     return None
 
 
@@ -533,6 +535,8 @@ def cancel(ctx: Ctx, cmd: Command) -> Reply | None:
                           key=f"cancel:task:{t.id}:{t.version}")
     ctx.say(ctx.t("cancelled", id=task.id),
             *([ctx.t("cancelled_subtasks", ids=texts.names(ctx.lang, (f"#{t.id}" for t in subtasks)))] if subtasks else []))
+    for t in (task, *subtasks):
+        void_extensions(ctx, t, ctx.t("extension_void_cancelled", id=t.id))
     return None
 
 

@@ -242,8 +242,9 @@ def announce_round(ctx: Ctx, req: ApprovalRequest, template: ApprovalTemplate, s
     ask(ctx, req, step, template)
 
 
-def stop(ctx: Ctx, req: ApprovalRequest, status: str, reason: str) -> None:
-    """撤回 / 取消审批: the open step is void, its approvers are told, the request's group hears it."""
+def stop(ctx: Ctx, req: ApprovalRequest, status: str, reason: str, notice: str = "") -> None:
+    """撤回 / 取消审批: the open step is void, its approvers are told (`notice`, else who stopped it), the
+    request's group hears it."""
     step = current_step(ctx.s, req)
     told = waiting_on(ctx.s, step) if step is not None else []
     if step is not None:
@@ -256,7 +257,7 @@ def stop(ctx: Ctx, req: ApprovalRequest, status: str, reason: str) -> None:
     touch(ctx, req)
     text = ctx.t(f"approval_{status}", id=req.id, template=req.template, reason=reason)
     ctx.say(text)
-    notice = ctx.t(f"approval_{status}_notice", name=ctx.actor.name, id=req.id, template=req.template)
+    notice = notice or ctx.t(f"approval_{status}_notice", name=ctx.actor.name, id=req.id, template=req.template)
     for user in told:
         if user.id != ctx.actor.id:
             ctx.tell_user(user, Message((notice,)), key=f"approval:{req.id}:r{req.round}:{status}:{user.id}")
@@ -264,3 +265,13 @@ def stop(ctx: Ctx, req: ApprovalRequest, status: str, reason: str) -> None:
         ctx.tell_user(req.initiator, Message((notice,)), key=f"approval:{req.id}:r{req.round}:{status}:initiator")
     if req.chat is not None and req.chat.active and (ctx.chat is None or ctx.chat.id != req.chat.id):
         ctx.tell_chat(req.chat, Message((text,)), key=f"approval:{req.id}:r{req.round}:{status}:chat")
+
+
+def void_extensions(ctx: Ctx, task: Task, why: str) -> None:
+    """The task's open 延期申请 no longer asks anything (the task was cancelled, or moved to another
+    owner, who asks for their own): cancelled, and its approvers are told why, so that nobody is chased
+    for it or hears it approved."""
+    for req in ctx.s.scalars(select(ApprovalRequest).where(ApprovalRequest.task_id == task.id,
+                                                           ApprovalRequest.status.in_(rules.ALLOWED["cancel"]))):
+        stop(ctx, req, rules.CANCELLED, why,
+             ctx.t("approval_void_notice", id=req.id, template=req.template, why=why))
