@@ -513,6 +513,11 @@ def daily_prompt(bot: Engine, s: Session, now: datetime, force: bool = False) ->
     day = today.isoformat()
     if s.scalar(select(JobRun.id).where(JobRun.job == "daily_prompt", JobRun.slot == day)) is not None:
         return 0
+    if not force and bot.calendar.next_working_moment(now).date() != today:
+        # the working day is over (the process was down at the prompt's time): a prompt about "today" at
+        # night helps nobody, and tomorrow's comes at its time
+        _insert_once(s, "daily_prompt", day, now)
+        return 0
     ran = set(s.scalars(select(JobRun.slot).where(JobRun.job == PROMPT_CHAT_JOB, JobRun.slot.like(f"{day}:%"))))
     candidates = s.scalars(select(Chat).where(Chat.project_id.is_not(None), Chat.active.is_(True)).order_by(Chat.id))
     chats = [c for c in candidates if f"{day}:{c.id}" not in ran and (force or _prompt_due(bot, c.id, start) <= now)]
@@ -616,7 +621,8 @@ def weekly_summary(bot: Engine, s: Session, now: datetime, force: bool = False) 
 
     def one(chat: Chat) -> bool:
         card = summary_card(n, facts, chat.project_id, start, end, slot)  # type: ignore[arg-type]
-        when = now + _spread(f"summary:{chat.id}", rules.weekly_summary_spread_minutes)
+        # in working time: after a night's downtime it waits for the next working morning
+        when = bot.calendar.next_working_moment(now) + _spread(f"summary:{chat.id}", rules.weekly_summary_spread_minutes)
         n.to_chat(chat, Message((n.t("summary_intro"),), card), f"summary:{slot}:chat:{chat.id}", when)
         return True
 

@@ -165,6 +165,20 @@ def test_handed_in_by_the_deadline_is_on_time_though_accepted_after_it(make_harn
     assert "完成 1（按原截止按时 1，延期后按时 0，逾期完成 0）" in report, report
 
 
+def test_after_a_day_of_downtime_no_daily_prompt_at_night_and_the_summary_waits_for_monday(make_harness) -> None:
+    h: Harness = make_harness(start=datetime(2026, 12, 1, 9, 0, tzinfo=TZ))
+    h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @李四 截止 12-20", f"{G} 李四: @bot 开始 #1")
+    out = h.run("clock 2026-12-02 09:30", "clock 2026-12-02 21:00")  # down from 09:30 until 21:00
+    assert not lines_with(out, "今日进度提醒") and not lines_with(out, "今天请更新"), out
+    out = h.run("wait 14h")  # the next morning's comes at its time
+    prompts = lines_with(out, "新品上市群: 今日进度提醒")
+    assert len(prompts) == 1 and prompts[0].startswith("[12-03 10:"), out
+    out = h.run("clock 2026-12-04 16:00", "clock 2026-12-04 23:00", "wait 10m")  # down over Friday's 17:00
+    assert not lines_with(out, "本周周报如下"), out
+    out = h.run("clock 2026-12-07 08:50", "wait 30m")
+    assert [line[:9] for line in lines_with(out, "本周周报如下")] == ["[12-07 09"], out
+
+
 def test_a_sweep_after_downtime_sends_each_late_nag_once(db) -> None:
     h = Harness(db)
     h.run(f"{G} 张三: @bot 新建任务 A 负责人 @李四 截止 12-20")
