@@ -40,6 +40,7 @@ from collabbot.storage.models import (
     Milestone,
     OutboxMessage,
     Project,
+    ProjectArchive,
     Risk,
     Task,
     TaskDependency,
@@ -533,14 +534,24 @@ def daily_prompt(bot: Engine, s: Session, now: datetime, force: bool = False) ->
     stale_stmt = (select(Task).where(Task.project_id.in_({c.project_id for c in chats}), Task.status == "in_progress",
                                      (Task.last_progress_at.is_(None)) | (Task.last_progress_at < day_start))
                   .order_by(Task.id).options(selectinload(Task.owner)))
-    if rules.daily_prompt_private:  # the private copies carry the task card
-        stale_stmt = stale_stmt.options(selectinload(Task.collaborators), selectinload(Task.project),
-                                        selectinload(Task.department))
     for task in s.scalars(stale_stmt) if chats else ():
         stale_by_project.setdefault(task.project_id, []).append(task)  # type: ignore[arg-type]
     every = [t for tasks in stale_by_project.values() for t in tasks]
-    blocked = blocked_ids(s, [t.id for t in every]) if rules.daily_prompt_private else set()
+    # the private copy: one message an owner and day, listing their tasks of every project, sent with the
+    # first of their groups' prompts (the day's key keeps it one however many groups follow)
+    owners_stale: dict[int, list[Task]] = {}
+    if rules.daily_prompt_private and every:
+        grouped = select(Chat.project_id).where(Chat.project_id.is_not(None), Chat.active.is_(True))
+        for task in s.scalars(select(Task).where(
+                Task.owner_id.in_({t.owner_id for t in every}), Task.status == "in_progress",
+                Task.project_id.in_(grouped),
+                (Task.last_progress_at.is_(None)) | (Task.last_progress_at < day_start))
+                .order_by(Task.id).options(selectinload(Task.owner), selectinload(Task.collaborators),
+                                           selectinload(Task.project), selectinload(Task.department))):
+            owners_stale.setdefault(task.owner_id, []).append(task)
+    blocked = blocked_ids(s, [t.id for ts in owners_stale.values() for t in ts]) if rules.daily_prompt_private else set()
     n.load_identities({t.owner_id for t in every})
+    told: set[int] = set()
 
     def one(chat: Chat) -> bool:
         stale = stale_by_project.get(chat.project_id, [])  # type: ignore[arg-type]
@@ -553,19 +564,20 @@ def daily_prompt(bot: Engine, s: Session, now: datetime, force: bool = False) ->
         card = _prompt_card(n, f"prompt:{chat.id}:{today.isoformat()}", stale, with_owner=True)
         if rules.daily_prompt_in_group:
             n.to_chat(chat, Message(tuple(parts), card), f"prompt:{today.isoformat()}:chat:{chat.id}", when)
-        by_owner: dict[int, list[Task]] = {}
-        for task in stale if rules.daily_prompt_private else ():
-            by_owner.setdefault(task.owner_id, []).append(task)
-        for owner_id, theirs in by_owner.items():  # one message an owner, however many tasks are waiting
+        for owner_id in dict.fromkeys(t.owner_id for t in stale) if rules.daily_prompt_private else ():
+            theirs = owners_stale.get(owner_id, [])
+            if owner_id in told or not theirs:
+                continue
+            told.add(owner_id)
+            key = f"prompt:{today.isoformat()}:owner:{owner_id}"  # one an owner and day, whichever group is first
             if len(theirs) == 1:
                 task = theirs[0]
                 n.to_user(task.owner, Message((n.t("prompt_private", id=task.id, title=task.title, percent=task.percent),),
                                               task_card(s, task, n.lang, now, bot.calendar.tz, blocked=task.id in blocked)),
-                          f"prompt:{today.isoformat()}:task:{task.id}", when)
+                          key, when)
                 continue
-            mine = _prompt_card(n, f"prompt:{chat.id}:{today.isoformat()}:{owner_id}", theirs, with_owner=False)
-            n.to_user(theirs[0].owner, Message((n.t("prompt_private_many", n=len(theirs)),), mine),
-                      f"prompt:{today.isoformat()}:owner:{owner_id}:chat:{chat.id}", when)
+            mine = _prompt_card(n, f"prompt:{today.isoformat()}:{owner_id}", theirs, with_owner=False)
+            n.to_user(theirs[0].owner, Message((n.t("prompt_private_many", n=len(theirs)),), mine), key, when)
         return True
 
     sent = n.each("rule.daily_prompt", chats, one, lambda c: ("chat", c.id))
@@ -612,7 +624,10 @@ def weekly_summary(bot: Engine, s: Session, now: datetime, force: bool = False) 
         return 0
     n = Notifier(bot, s, now)
     start, end = summary_window(bot, s, today, slot, now)
-    chats = list(s.scalars(select(Chat).where(Chat.project_id.is_not(None), Chat.active.is_(True)).order_by(Chat.id)))
+    # a project closed (结项) before this summary's window has nothing more to say: its closing week's was the last
+    closed = select(ProjectArchive.project_id).where(ProjectArchive.closed_at < start)
+    chats = list(s.scalars(select(Chat).where(Chat.project_id.is_not(None), Chat.active.is_(True),
+                                              Chat.project_id.not_in(closed)).order_by(Chat.id)))
     facts = SummaryFacts.load(s, {c.project_id for c in chats}, start, end, now, slot)  # type: ignore[misc]
     # the trend warning: named in the summaries of the departments' projects, and to the admins privately
     trend = WeeklyTrend.load(s, bot.calendar, now, set(facts.projects), n.lang)

@@ -130,6 +130,19 @@ def test_no_daily_prompt_on_a_holiday_or_weekend(make_harness) -> None:
     assert days == ["09-30", "10-08", "10-09", "10-10"]
 
 
+def test_an_owner_in_two_projects_gets_one_private_daily_prompt(make_harness) -> None:
+    h: Harness = make_harness(start=datetime(2026, 12, 1, 9, 0, tzinfo=TZ))
+    h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @李四 截止 12-10",
+          "in 双十二大促群 as 张三: @bot 新建任务 渠道报名 负责人 @李四 截止 12-10",
+          f"{G} 李四: @bot 开始 #1", "in 双十二大促群 as 李四: @bot 开始 #2")
+    out = h.run("wait 1h10m")
+    assert len(lines_with(out, "群: 今日进度提醒")) == 2  # each group its own
+    private = [i for i, line in enumerate(out) if "→ 李四（私聊）" in line]
+    assert len(private) == 1, out
+    card = "\n".join(out[private[0]:private[0] + 6])
+    assert "#1 物料采购" in card and "#2 渠道报名" in card, card
+
+
 def test_weekly_summary_on_friday_and_on_the_last_workday_before_a_holiday_friday(make_harness) -> None:
     h: Harness = make_harness(start=datetime(2026, 9, 28, 9, 0, tzinfo=TZ))
     h.run(f"{G} 张三: @bot 新建任务 A 负责人 @李四 截止 2026-10-09", f"{G} 李四: @bot 进度 #1 40%",
@@ -355,6 +368,27 @@ def test_remind_again_after_the_wait_is_over_sends_nothing(make_harness, answer:
     assert not lines_with(out, "李四")
     if "转交" in answer:
         assert lines_with(out, "新品上市群: @赵六 请确认收到任务 #1")
+
+
+def test_a_task_handed_in_on_time_and_returned_after_its_deadline_is_warned_then(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 孙九: @bot 新建任务 物料清单 负责人 @李四 截止 12-02", f"{G} 李四: @bot 开始 #1",
+          "clock 2026-12-02 17:00", f"{G} 李四: @bot 完成 #1 交付物 https://docs/x")
+    out = h.run("clock 2026-12-03 10:30")
+    assert not lines_with(out, "已过截止时间"), out  # in review, handed in on time: nothing to chase
+    out = h.run(f"{G} 孙九: @bot 退回 #1 原因 缺少报价", "wait 10m")
+    assert lines_with(out, "→ 李四（私聊）: 任务 #1「物料清单」已过截止时间"), out
+    assert lines_with(out, "→ 孙九（私聊）: 延期预警：任务 #1「物料清单」"), out  # the coordinator
+
+
+def test_a_closed_projects_group_gets_its_closing_weeks_summary_and_no_more(make_harness) -> None:
+    h: Harness = make_harness(start=datetime(2026, 12, 1, 9, 0, tzinfo=TZ))
+    h.run(f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三", f"{G} 张三: @bot 新建任务 A 负责人 @张三 截止 12-20",
+          f"{G} 张三: @bot 完成 #1 交付物 稿件", f"{G} 张三: @bot 通过 #1", f"{G} 张三: @bot 结项")
+    out = h.run("wait 4d")
+    assert len(lines_with(out, "本周周报如下")) == 1, out  # the closing week's
+    out = h.run("wait 14d")
+    assert not lines_with(out, "本周周报如下"), out
 
 
 # --- an extension request outlives nothing it asked about --------------------------------------------

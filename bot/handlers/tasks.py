@@ -389,6 +389,8 @@ def return_task(ctx: Ctx, cmd: Command) -> Reply | None:
         raise missing(ctx, "reason")
     capped(ctx, reason, "reason")
     before = snapshot(task)
+    if task.submitted_at is not None and task.deadline is not None and task.submitted_at <= task.deadline < ctx.now:
+        task.overdue_warned_at = None  # handed in on time, back after the deadline: late now, warned at the next sweep
     task.status = "in_progress"
     task.submitted_at = None  # handed in again later: judged then
     _touch(ctx, task)
