@@ -125,9 +125,14 @@ def test_a_bad_sign_is_refused_with_one_answer(headers: dict[str, str]) -> None:
 
 
 def test_a_sign_older_than_the_window_is_refused() -> None:
-    headers = p.signed_headers("secret", NOW - timedelta(minutes=61))
-    with pytest.raises(Refused):
-        sign.check(headers, "secret", NOW, 3600)
+    """5 minutes by default: neither signature covers the body, so a captured pair vouches for any body
+    as long as the window lets it."""
+    window = parse_settings({"client_id": "ding1", "client_secret": "s", "card_template_id": "t"}).sign_window_seconds
+    assert window == 300
+    sign.check(p.signed_headers("secret", NOW - timedelta(minutes=4)), "secret", NOW, window)
+    for off in (timedelta(minutes=6), -timedelta(minutes=6), timedelta(minutes=61)):
+        with pytest.raises(Refused):
+            sign.check(p.signed_headers("secret", NOW - off), "secret", NOW, window)
 
 
 def test_the_card_callback_signature_is_hmac_sha256_of_the_timestamp_by_the_api_secret() -> None:
@@ -556,8 +561,8 @@ async def test_a_forged_or_stale_card_callback_is_refused_alike_and_changes_noth
             assert s.scalar(select(Task)).acknowledged_at is None
         status, answer = await env.post(tap)  # the genuine tap: through the registered route, signed
         assert status == 200 and value not in answer["cardData"]["cardParamMap"].values()
-        # the robot sign proves the app secret itself: a tap under it is accepted too (and is a repeat here)
-        assert (await env.post(tap, headers=p.signed_headers(env.fake.client_secret, now)))[0] == 200
+        # each kind only under its own signature: a tap under the robot sign is refused too
+        assert (await env.post(tap, headers=p.signed_headers(env.fake.client_secret, now)))[0] == 401
     finally:
         await env.close()
 

@@ -17,7 +17,8 @@ GROUP_TEXT = ("card", "robot")
 DEFAULT_BASE_URL = "https://api.dingtalk.com"  # the v1.0 API and the Stream gateway
 DEFAULT_OAPI_URL = "https://oapi.dingtalk.com"  # the older topapi (contacts) and session webhooks
 SESSION_WEBHOOK_HOSTS = ("oapi.dingtalk.com", "api.dingtalk.com")
-SIGN_WINDOW_SECONDS = 3600.0  # DingTalk's robot HTTP callbacks: a timestamp at most an hour off
+SIGN_WINDOW_SECONDS = 300.0  # HTTP callbacks: a timestamp at most 5 minutes off (DingTalk allows an hour, but
+# its signatures do not cover the body: the window is how long a captured header pair vouches for any body)
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,14 @@
 The kit's `Webhook` reads the body (no Content-Encoding, size capped) and answers refusals alike;
 this is DingTalk's `verify`. The two kinds of callback carry different signatures (`sign.py`):
 
-* a card callback carries `x-ddpaas-signature`, by the apiSecret we registered for our route; it
-  may carry only a card callback, since the card signature is not meant to vouch for messages;
-* a robot message carries the robot sign (`timestamp` + `sign`, by the app secret), which proves
-  the app secret itself, so a card callback under it is accepted too.
+* a card callback carries `x-ddpaas-signature`, by the apiSecret we registered for our route;
+* a robot message carries the robot sign (`timestamp` + `sign`, by the app secret).
 
-Neither signature covers the body, so each is checked before the body is even parsed, and every
-failure is the same 401.
+Each kind is taken only under its own signature. Neither signature covers the body: a captured pair
+of headers vouches for any body until its timestamp leaves the window (`sign_window_seconds`, 5
+minutes). So each is checked before the body is even parsed, every failure is the same 401, and the
+window is short; a repeated pair cannot be refused, since two genuine callbacks in the same
+millisecond carry the same one. Stream mode (the default) has no such exposure.
 
 `CardRoute` registers where DingTalk posts taps: cards are created with `callbackType: HTTP` and
 `callbackRouteKey`, and only a route registered through the API (`public_url` + `path`) gets their
@@ -65,8 +66,9 @@ class DingTalkWebhook:
         if not isinstance(data, dict):
             raise Refused(MALFORMED, "not a JSON object")
         is_card = "outTrackId" in data
-        if card_signed and not is_card:  # answered as any forgery is: nothing tells it apart
-            raise Refused(UNAUTHENTICATED, "a robot message under the card callback signature")
+        if card_signed != is_card:  # each kind under its own signature; answered as any forgery is
+            raise Refused(UNAUTHENTICATED, "a robot message under the card signature" if card_signed
+                          else "a card callback under the robot signature")
         return is_card, data
 
     async def dispatch(self, verified: tuple[bool, dict[str, Any]]) -> dict[str, Any]:
