@@ -22,6 +22,7 @@ from typing import IO
 
 from aiohttp import web
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from collabbot.adapters import registry
 from collabbot.adapters.hub import Hub, PlatformAdapter, favour_the_loop, settle_the_heap
@@ -37,11 +38,11 @@ from collabbot.bot.clock import Clock, FileClock, SystemClock
 from collabbot.bot.config import Config, ConfigError, ReportSettings
 from collabbot.bot.org import Org, apply_org
 from collabbot.bot.reports import export
-from collabbot.scheduler.delivery import DeliveryWorker
+from collabbot.scheduler.delivery import DeliveryWorker, process_counters
 from collabbot.scheduler.runner import Runner
 from collabbot.storage import inbound
 from collabbot.storage.db import Database
-from collabbot.storage.migrate import upgrade
+from collabbot.storage.migrate import shown_url, upgrade_or_explain
 from collabbot.storage.models import OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -122,8 +123,12 @@ def lock_sqlite(url: str) -> IO[str] | None:
     """Refuse a second process on the same SQLite file (SQLite is for one process)."""
     if not url.startswith("sqlite:///") or url == "sqlite:///:memory:":
         return None
-    path = Path(url.removeprefix("sqlite:///")).resolve()
-    handle = open(f"{path}.lock", "w")  # noqa: SIM115 - held for the life of the process
+    path = Path(url.removeprefix("sqlite:///").partition("?")[0]).resolve()
+    try:
+        handle = open(f"{path}.lock", "w")  # noqa: SIM115 - held for the life of the process
+    except OSError as exc:  # a missing or unwritable directory: about the database, not the port
+        raise ConfigError("database.url", f"cannot create {path}.lock beside the database: "
+                                          f"{exc.strerror or exc}") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -163,16 +168,23 @@ def build_app(config: Config, bot: Bot, adapters: list[PlatformAdapter], hub: Hu
         return web.json_response({"ok": ok}, status=200 if ok else 503)
 
     async def metrics(_: web.Request) -> web.Response:
-        # process counters, plus one indexed count of the pending rows: no count(*) over big tables per scrape
-        counts = await asyncio.to_thread(_counts, bot)
-        lines = [f"collabbot_uptime_seconds {time.monotonic() - started:.0f}",
-                 f"collabbot_outbox_pending {counts['pending']}"]
-        for outcome, n in counts["delivery"].items():
+        # process counters, plus one indexed count of the pending rows: no count(*) over big tables per scrape.
+        # With the database down, the process's own figures are still answered (an outage is when they matter)
+        lines = [f"collabbot_uptime_seconds {time.monotonic() - started:.0f}"]
+        try:
+            pending = await asyncio.to_thread(_pending, bot)
+            depth, lag = await asyncio.to_thread(_inbound_depth, bot) if hub is not None else (0, 0.0)
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("metrics: the database does not answer: %s", _first_line(exc))
+            lines.append("collabbot_database_up 0")
+        else:
+            lines += ["collabbot_database_up 1", f"collabbot_outbox_pending {pending}"]
+            if hub is not None:  # the inbound path: what waits for the engine, and how long the oldest has waited
+                lines += [f"collabbot_inbound_queue_depth {depth}", f"collabbot_inbound_queue_lag_seconds {lag:.1f}"]
+        for outcome, n in process_counters().items():
             lines.append(f'collabbot_delivery_total{{outcome="{outcome}"}} {n}')
-        if hub is not None:  # the inbound path: what waits for the engine, and how long the oldest has waited
-            depth, lag = await asyncio.to_thread(_inbound_depth, bot)
-            lines += [f"collabbot_inbound_queue_depth {depth}", f"collabbot_inbound_queue_lag_seconds {lag:.1f}",
-                      f"collabbot_engine_backlog {hub.waiting}"]
+        if hub is not None:
+            lines.append(f"collabbot_engine_backlog {hub.waiting}")
             for adapter in adapters:
                 connected = getattr(adapter, "connected", None)  # a long connection's state, where there is one
                 if callable(connected) and (up := connected()) is not None:
@@ -220,9 +232,14 @@ def _db_ok(bot: Bot) -> bool:
         with bot.db.transaction() as s:
             s.execute(select(1))
         return True
-    except Exception:
-        log.exception("health check failed")
+    except Exception as exc:  # one line a probe: an outage probed every second is not a page of tracebacks
+        log.warning("health check failed: %s", _first_line(exc))
         return False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _inbound_depth(bot: Bot) -> tuple[int, float]:
@@ -230,12 +247,9 @@ def _inbound_depth(bot: Bot) -> tuple[int, float]:
         return inbound.depth(s)
 
 
-def _counts(bot: Bot) -> dict:
-    from collabbot.scheduler.delivery import process_counters
-
+def _pending(bot: Bot) -> int:
     with bot.db.transaction() as s:  # the partial index ix_outbox_pending: only the backlog is counted
-        pending = s.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status == "pending"))
-    return {"pending": pending or 0, "delivery": process_counters()}
+        return s.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status == "pending")) or 0
 
 
 async def run(config: Config, org: Org | None, *, ready: asyncio.Event | None = None) -> None:
@@ -247,7 +261,7 @@ async def run(config: Config, org: Org | None, *, ready: asyncio.Event | None = 
     clock = make_clock()
     media = build_media(config, reports, clock)
     db = Database(config.database_url)
-    await asyncio.to_thread(upgrade, db.engine)
+    await asyncio.to_thread(upgrade_or_explain, db.engine)
     if org is not None:
         def load() -> None:
             with db.transaction() as s:
@@ -275,7 +289,7 @@ async def run(config: Config, org: Org | None, *, ready: asyncio.Event | None = 
     site = web.TCPSite(runner, config.host, config.port, reuse_port=config.reuse_port or None)
     await site.start()
     log.warning("collabbot serving on http://%s:%s (%s), database %s", config.host, config.port,
-                ", ".join(a.platform for a in adapters), config.database_url.split("@")[-1])
+                ", ".join(a.platform for a in adapters), shown_url(config.database_url))
     scheduler = Runner(bot, worker)
     scheduler.start()
     pruner = asyncio.create_task(prune_exports(reports), name="prune-exports")
@@ -317,7 +331,7 @@ def org_sync(config: Config, platform: str) -> int:
         return EXIT_API
     db = Database(config.database_url)
     try:
-        upgrade(db.engine)
+        upgrade_or_explain(db.engine)
         with db.transaction() as s:
             changes = apply_org(s, org, SystemClock().now(), platform=source.platform)
     finally:

@@ -36,7 +36,7 @@ from collabbot.bot.config import Config, ConfigError, load_config, parse_config
 from collabbot.bot.org import Org, OrgError, apply_org, load_org_file
 from collabbot.storage import outbox
 from collabbot.storage.db import Database
-from collabbot.storage.migrate import upgrade
+from collabbot.storage.migrate import DatabaseUnavailable, shown_url, upgrade_or_explain
 from collabbot.storage.models import OutboxMessage
 
 log = logging.getLogger("collabbot")
@@ -56,10 +56,6 @@ def demo_org_path() -> Path:
 SQLITE_DRIVERS = ("sqlite", "sqlite+pysqlite")
 POSTGRES_DRIVERS = ("postgresql", "postgresql+psycopg")
 PG_CONNECT_TIMEOUT = "10"  # seconds: an unreachable host is reported, not waited on for minutes
-
-
-class DatabaseUnavailable(Exception):
-    """The database URL is well formed but nothing usable answers there."""
 
 
 def check_database_url(url: str, key: str) -> str:
@@ -85,14 +81,6 @@ def check_database_url(url: str, key: str) -> str:
     raise ConfigError(key, f"{parsed.drivername}:// is not supported; use {example}")
 
 
-def shown_url(url: str) -> str:
-    """A database URL as it may be printed: no password."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        return "(unparsable URL)"
-
-
 def load_settings(args: argparse.Namespace) -> Config:
     path = getattr(args, "config", None) or os.environ.get("COLLABBOT_CONFIG")
     config = load_config(path) if path else parse_config({})  # parse: COLLABBOT_DATABASE_URL applies
@@ -109,11 +97,10 @@ def open_database(config: Config) -> Database:
     """The database, migrated; `DatabaseUnavailable` when it cannot be reached or opened."""
     db = Database(config.database_url)
     try:
-        upgrade(db.engine)
-    except (OperationalError, InterfaceError) as exc:
+        upgrade_or_explain(db.engine)
+    except DatabaseUnavailable:
         db.dispose()
-        reason = str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc).strip() else type(exc).__name__
-        raise DatabaseUnavailable(f"cannot open {shown_url(config.database_url)}: {reason}") from None
+        raise
     return db
 
 

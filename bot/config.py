@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from collabbot.bot.approval_templates import ApprovalTemplate, parse_approval_templates
 from collabbot.bot.calendar import WorkCalendar
-from collabbot.bot.errors import ConfigError  # re-exported: callers import it from here
+from collabbot.bot.errors import ConfigError, kind_of  # ConfigError re-exported: callers import it from here
 from collabbot.bot.identities import OrgIdentities
 
 DEFAULT_DB_URL = "sqlite:///collabbot.db"
@@ -180,10 +180,8 @@ class _Section:
         if key not in self.data:
             return default
         value = self.data[key]
-        if isinstance(value, bool) and bool not in kinds:
-            raise ConfigError(self.key(key), f"must be {what}, not {value!r}")
-        if not isinstance(value, kinds):
-            raise ConfigError(self.key(key), f"must be {what}, not {value!r}")
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+            raise ConfigError(self.key(key), f"must be {what}, not {kind_of(value)}")
         return value
 
     def key(self, key: str) -> str:
@@ -391,10 +389,18 @@ def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
     if org_file and base_dir is not None and not Path(org_file).is_absolute():
         org_file = str(base_dir / org_file)
     url = db.str("url", DEFAULT_DB_URL)
+    if base_dir is not None:  # relative to the config file, like org_file: not to wherever a command runs
+        url = _sqlite_beside(url, base_dir)
     url_key = "COLLABBOT_DATABASE_URL" if os.environ.get("COLLABBOT_DATABASE_URL") else "database.url"
     url = os.environ.get("COLLABBOT_DATABASE_URL") or url
     if not url.startswith(("sqlite", "postgresql")):
         raise ConfigError(url_key, "must be a sqlite:/// or postgresql+psycopg:// URL")
+    spool_dir = server.str("spool_dir", "")
+    if spool_dir and base_dir is not None and not Path(spool_dir).is_absolute():
+        spool_dir = str(base_dir / spool_dir)
+    if server.bool("reuse_port", False) and url.startswith("sqlite"):
+        raise ConfigError("server.reuse_port", "needs a PostgreSQL database.url: processes sharing a port on "
+                                               "SQLite would each keep their own database")
     root.seen.add("calendar")
     try:
         calendar = WorkCalendar.from_config(data.get("calendar", {}))
@@ -424,7 +430,7 @@ def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
         port=port,
         max_body_bytes=server.int("max_body_bytes", 1_048_576, minimum=1024),
         reuse_port=server.bool("reuse_port", False),
-        spool_dir=server.str("spool_dir", ""),
+        spool_dir=spool_dir,
         spool_after_seconds=server.number("spool_after_seconds", 1.0),
         calendar=calendar,
         rules=_rules(root.table("rules")),
@@ -439,6 +445,17 @@ def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
         s.done()
     root.done()
     return config
+
+
+def _sqlite_beside(url: str, base_dir: Path) -> str:
+    """A relative SQLite path (`sqlite:///collabbot.db`, three slashes) made absolute beside the config
+    file; an absolute one (`sqlite:////var/lib/…`, four), :memory: and PostgreSQL stay as they are."""
+    if not url.startswith("sqlite:///") or url.startswith("sqlite:////"):
+        return url
+    path, sep, query = url.removeprefix("sqlite:///").partition("?")
+    if not path or path == ":memory:":
+        return url
+    return f"sqlite:///{(base_dir.resolve() / path)}{sep}{query}"
 
 
 def load_config(path: str | Path) -> Config:

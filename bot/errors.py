@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ConfigError(Exception):
     """A configuration value that cannot be used: `key` names it, `problem` says what is wrong."""
@@ -10,3 +12,18 @@ class ConfigError(Exception):
         super().__init__(f"{key}: {problem}")
         self.key = key
         self.problem = problem
+
+
+def kind_of(value: Any) -> str:
+    """What a TOML value is, for "must be a string, not a list": never the value, which may be a secret."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return "a date or time" if hasattr(value, "isoformat") else type(value).__name__

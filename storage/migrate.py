@@ -10,7 +10,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, text
+from alembic.util import CommandError
+from sqlalchemy import Engine, make_url, text
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 MIGRATION_LOCK = 0x636F6C6C61622D6D  # the advisory lock key every instance's upgrade takes ("collab-m")
@@ -44,3 +46,34 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+class DatabaseUnavailable(Exception):
+    """The database URL is well formed but nothing usable answers there: one line for the admin."""
+
+
+def shown_url(url: str) -> str:
+    """A database URL as it may be printed: no password (neither the URL's nor a `?password=`)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return "(unparsable URL)"
+    hidden = {k: "***" for k in parsed.query if "password" in k.lower() or k.lower() in ("sslpassword", "passfile")}
+    return parsed.update_query_dict(hidden).render_as_string(hide_password=True)
+
+
+def upgrade_or_explain(engine: Engine) -> None:
+    """`upgrade`, with whatever the database answers (unreachable, not a database, no right to create
+    tables, a schema newer than this release) as one `DatabaseUnavailable` line instead of a traceback."""
+    shown = shown_url(engine.url.render_as_string(hide_password=False))
+    try:
+        upgrade(engine)
+    except CommandError as exc:  # a revision this release does not know: the database is newer than the code
+        raise DatabaseUnavailable(f"{shown} was migrated by a newer CollabBot ({exc}); run that release, or "
+                                  "restore a backup taken before the upgrade") from None
+    except DBAPIError as exc:
+        text_ = str(exc.orig or exc).strip()
+        reason = text_.splitlines()[0] if text_ else type(exc).__name__
+        if "permission denied for schema" in reason:
+            reason += " (on PostgreSQL 15 and later, make the bot's role the database's owner)"
+        raise DatabaseUnavailable(f"cannot open {shown}: {reason}") from None

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from collabbot.storage import outbox
 from collabbot.storage.db import Database
@@ -99,6 +99,7 @@ def one_line_refusal(result: subprocess.CompletedProcess[str]) -> str:
     ("postgresql+psycopg://bot@127.0.0.1/", "--db: a PostgreSQL URL needs a database name"),
     ("postgresql+psycopg://bot:s3cret@127.0.0.1:{port}/collabbot", "database error: cannot open postgresql+psycopg://bot:***@127.0.0.1:{port}/collabbot"),
     ("postgresql://bot@127.0.0.1:{port}/collabbot", "Connection refused"),
+    ("postgresql+psycopg://bot@127.0.0.1:{port}/collabbot?password=s3cret", "database error: cannot open"),
     ("sqlite:///{tmp}/no/such/dir/x.db", "database error: cannot open sqlite:///"),
 ])
 @pytest.mark.parametrize("command", [("db", "upgrade"), ("outbox", "list"), ("console", "--script", "/dev/null")])
@@ -108,6 +109,23 @@ def test_a_bad_db_url_is_one_clear_line(tmp_path: Path, url: str, says: str, com
     line = one_line_refusal(cli(*command, "--db", url))
     assert says in line
     assert "s3cret" not in line
+
+
+def test_a_file_that_is_no_database_or_a_newer_one_or_nowhere_to_lock_is_one_clear_line(tmp_path: Path) -> None:
+    garbage = tmp_path / "backup.db"
+    garbage.write_bytes(b"not a database at all " * 100)
+    line = one_line_refusal(cli("db", "upgrade", "--db", f"sqlite:///{garbage}"))
+    assert line.startswith("database error: cannot open sqlite:///") and "not a database" in line, line
+    newer = f"sqlite:///{tmp_path / 'newer.db'}"
+    db = Database(newer)
+    upgrade(db.engine)
+    with db.transaction() as s:
+        s.execute(text("UPDATE alembic_version SET version_num = '0999'"))
+    db.dispose()
+    line = one_line_refusal(cli("db", "upgrade", "--db", newer))
+    assert "was migrated by a newer CollabBot" in line, line
+    line = one_line_refusal(cli("serve", "--db", f"sqlite:///{tmp_path}/no/such/dir/x.db"))
+    assert line.startswith("config error: database.url: cannot create "), line
 
 
 def test_a_bad_url_in_the_config_file_is_named_by_its_key(tmp_path: Path) -> None:

@@ -66,7 +66,7 @@ def lookup(doc: dict[str, Any], dotted: str) -> Any:
 
 def test_the_example_parses() -> None:
     config = load_config(EXAMPLE)
-    assert config.language == "zh" and config.database_url == "sqlite:///collabbot.db"
+    assert config.language == "zh" and config.database_url == f"sqlite:///{EXAMPLE.parent.resolve()}/collabbot.db"
     assert [t.name for t in config.task_templates] == ["H5开发支持"]
     assert [s.title for s in config.task_templates[0].subtasks] == ["视觉设计", "前端开发", "测试验收"]
 
@@ -305,3 +305,38 @@ def test_the_cli_db_option_beats_the_environment(tmp_path: Path) -> None:
 
 def test_the_highest_tcp_port_is_accepted() -> None:
     assert parse_config({"server": {"port": 65535}}).port == 65535
+
+
+def test_paths_in_a_config_file_are_relative_to_it_wherever_a_command_runs(tmp_path, monkeypatch) -> None:
+    """`outbox list` run from another directory must find the same database, not make an empty one."""
+    (tmp_path / "etc").mkdir()
+    config_file = tmp_path / "etc" / "c.toml"
+    config_file.write_text('[database]\nurl = "sqlite:///data/bot.db?timeout=5"\n[server]\nspool_dir = "spool"\n',
+                           encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    config = load_config(config_file)
+    assert config.database_url == f"sqlite:///{tmp_path}/etc/data/bot.db?timeout=5"
+    assert config.spool_dir == str(tmp_path / "etc" / "spool")
+    for url in ("sqlite:////var/lib/collabbot/bot.db", "sqlite:///:memory:", "postgresql+psycopg://u@h/db"):
+        config_file.write_text(f'[database]\nurl = "{url}"\n', encoding="utf-8")
+        assert load_config(config_file).database_url == url
+
+
+def test_sharing_a_port_needs_postgresql(tmp_path) -> None:
+    config_file = tmp_path / "c.toml"
+    config_file.write_text("[server]\nreuse_port = true\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        load_config(config_file)
+    assert str(error.value).startswith("server.reuse_port: needs a PostgreSQL database.url")
+
+
+def test_a_value_of_the_wrong_type_is_named_by_its_kind_never_echoed() -> None:
+    """A secret put in a list by mistake must not end up in the log that reports it."""
+    from collabbot.adapters.feishu.config import parse_settings
+
+    with pytest.raises(ConfigError) as error:
+        parse_config({"bot": {"name": ["SUPERSECRET"]}})
+    assert str(error.value) == "bot.name: must be a string, not a list"
+    with pytest.raises(ConfigError) as error:
+        parse_settings({"app_id": "cli_1", "app_secret": "s", "encrypt_key": ["SUPERSECRET"], "verification_token": "t"})
+    assert "SUPERSECRET" not in str(error.value) and str(error.value).endswith("must be a string, not a list")

@@ -9,6 +9,7 @@ import json
 import logging
 import time
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -293,6 +294,20 @@ async def test_metrics_say_whether_the_stream_is_up(sqlite_db: Database) -> None
             return next(line for line in text.splitlines() if line.startswith("collabbot_platform_connected"))
 
         assert await gauge() == 'collabbot_platform_connected{platform="dingtalk"} 1'
+        # the database gone (its file moved away): /metrics still answers with what the process knows
+        path = Path(sqlite_db.url.removeprefix("sqlite:///"))
+        sqlite_db.engine.dispose()
+        path.rename(path.with_suffix(".away"))
+        try:
+            response = await http.get("/metrics")
+            text = await response.text()
+            assert response.status == 200 and "collabbot_database_up 0" in text and "collabbot_outbox_pending" not in text
+            assert await gauge() == 'collabbot_platform_connected{platform="dingtalk"} 1'
+        finally:
+            sqlite_db.engine.dispose()
+            path.unlink(missing_ok=True)
+            path.with_suffix(".away").rename(path)
+        assert "collabbot_database_up 1" in await (await http.get("/metrics")).text()
         await env.adapter.stream.stop()  # type: ignore[union-attr]
         assert await gauge() == 'collabbot_platform_connected{platform="dingtalk"} 0'
     finally:

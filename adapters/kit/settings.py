@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from collabbot.bot.config import ConfigError
+from collabbot.bot.errors import kind_of
 
 
 class Section:
@@ -31,7 +32,7 @@ class Section:
     def str(self, key: str, default: str = "") -> str:
         value = self.raw.get(key, default)
         if not isinstance(value, str):
-            raise self.error(key, f"must be a string, not {value!r}")
+            raise self.error(key, f"must be a string, not {kind_of(value)}")
         return value.strip()
 
     def bool(self, key: str, default: bool) -> bool:
