@@ -42,6 +42,7 @@ from typing import Protocol
 
 from collabbot.bot.clock import Clock
 from collabbot.bot.config import DeliverySettings
+from collabbot.scheduler import outage
 from collabbot.scheduler.backoff import Health, retry_delay
 from collabbot.scheduler.limits import (
     DatabaseSlots,
@@ -430,8 +431,8 @@ class DeliveryWorker:
         while not stop.is_set():
             try:
                 n = await self.run_once()
-            except Exception:
-                log.exception("delivery batch failed")
+            except Exception as exc:
+                outage.report(log, "delivery batch failed", exc)
                 n = 0
             if n == 0:
                 self.wake.clear()

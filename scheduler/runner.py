@@ -22,6 +22,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from collabbot.bot.app import Bot
+from collabbot.scheduler import outage
 from collabbot.scheduler.delivery import DeliveryWorker
 from collabbot.scheduler.retention import prune
 
@@ -45,14 +46,14 @@ class Runner:
             now = self.bot.clock.now()
             try:
                 count = await asyncio.to_thread(self.bot.sweep, now)
-            except Exception:
-                log.exception("sweep failed")
+            except Exception as exc:
+                outage.report(log, "sweep failed", exc)
                 return
             log.info("swept %s: %d", now.isoformat(), count)
             try:
                 await asyncio.to_thread(prune, self.bot.db, now, self.bot.config.delivery)
-            except Exception:
-                log.exception("retention pruning failed")
+            except Exception as exc:
+                outage.report(log, "retention pruning failed", exc)
         if count:
             self.worker.wake.set()
 
