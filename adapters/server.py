@@ -3,6 +3,7 @@
     collabbot console [--script FILE] [--org FILE] [--db URL] [--config FILE]
     collabbot serve [--config FILE]
     collabbot db upgrade [--db URL] [--config FILE]
+    collabbot db copy --to URL [--db URL] [--config FILE]     (SQLite to PostgreSQL: into an empty database)
     collabbot org load FILE [--dry-run] | collabbot org sync [--platform feishu]
     collabbot outbox list [--status dead] | collabbot outbox retry [ID ...]
 
@@ -35,6 +36,7 @@ from collabbot.bot.clock import ManualClock, SystemClock
 from collabbot.bot.config import Config, ConfigError, load_config, parse_config
 from collabbot.bot.org import Org, OrgError, apply_org, load_org_file
 from collabbot.storage import outbox
+from collabbot.storage.copy import TargetNotEmpty, copy_database
 from collabbot.storage.db import Database
 from collabbot.storage.migrate import DatabaseUnavailable, shown_url, upgrade_or_explain
 from collabbot.storage.models import OutboxMessage
@@ -200,6 +202,25 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_copy(args: argparse.Namespace) -> int:
+    """Stop `serve` first: rows written during the copy would be left behind."""
+    config = load_settings(args)
+    target_url = check_database_url(args.to, "--to")
+    if target_url == config.database_url:
+        raise ConfigError("--to", "is the database copied from; give the new, empty database")
+    source, target = Database(config.database_url), Database(target_url)
+    try:
+        counts = copy_database(source, target, lambda name, n: print(f"  {name}: {n}"))
+    except TargetNotEmpty as exc:
+        raise ConfigError("--to", str(exc)) from None
+    finally:
+        source.dispose()
+        target.dispose()
+    print(f"copied {sum(counts.values())} rows of {len(counts)} tables from {shown_url(config.database_url)} "
+          f"to {shown_url(target_url)}; point database.url there and start serve")
+    return 0
+
+
 def cmd_org_load(args: argparse.Namespace) -> int:
     config = load_settings(args)
     org = load_org_file(args.file)
@@ -298,6 +319,10 @@ def parser() -> argparse.ArgumentParser:
     du = add_parser(dsub, "upgrade", help="apply the migrations")
     du.add_argument("--db", help="database URL")
     du.set_defaults(func=cmd_db_upgrade)
+    dc = add_parser(dsub, "copy", help="copy every row into another, empty database (SQLite to PostgreSQL)")
+    dc.add_argument("--db", help="database URL to copy from (default: the config's)")
+    dc.add_argument("--to", required=True, help="database URL to copy into, e.g. postgresql+psycopg://…")
+    dc.set_defaults(func=cmd_db_copy)
 
     o = sub.add_parser("org", help="the org: departments, people, supervisors")
     osub = o.add_subparsers(dest="org_command", required=True)
