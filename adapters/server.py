@@ -89,7 +89,8 @@ def load_settings(args: argparse.Namespace) -> Config:
     if getattr(args, "db", None):
         config = replace(config, database_url=check_database_url(args.db, "--db"))
     else:
-        config = replace(config, database_url=check_database_url(config.database_url, "database.url"))
+        key = "COLLABBOT_DATABASE_URL" if os.environ.get("COLLABBOT_DATABASE_URL") else "database.url"
+        config = replace(config, database_url=check_database_url(config.database_url, key))
     if getattr(args, "org", None):
         config = replace(config, org_file=args.org)
     return config
@@ -379,7 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
             raise
-        print(f"cannot listen: {exc}", file=sys.stderr)
+        hint = (" (another collabbot? several instances share a port with [server] reuse_port, on PostgreSQL)"
+                if exc.errno == errno.EADDRINUSE else "")
+        print(f"cannot listen (server.host, server.port): {exc}{hint}", file=sys.stderr)
         return EXIT_CONFIG
     except ModuleNotFoundError as exc:
         extra = EXTRAS.get((exc.name or "").partition(".")[0])

@@ -161,7 +161,8 @@ def test_a_port_out_of_range_or_in_use_is_one_clear_line(tmp_path: Path) -> None
         result = cli("--config", str(config), "serve")
     lines = [line for line in result.stderr.splitlines() if line.startswith(("cannot listen", "Traceback"))]
     assert result.returncode == 2 and len(lines) == 1, result.stderr
-    assert "address already in use" in lines[0] and str(port) in lines[0]
+    assert "address already in use" in lines[0] and str(port) in lines[0] and "server.port" in lines[0]
+    assert "reuse_port" in lines[0]
 
 
 @pytest.mark.parametrize("bad", ["abc", "-1", "1.5", "０", "0", "99999999999999999999999"])
