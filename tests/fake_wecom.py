@@ -453,10 +453,13 @@ class FakeWecom:
 # --- bodies and envelopes, as WeCom builds them --------------------------------------------------
 def robot_message(text: str, *, userid: str, chatid: str = "", msgid: str = "", create_time: int | None = None,
                   msgtype: str = "text") -> dict[str, Any]:
+    """A robot message callback as documented (接收消息): it carries no create_time (only events do); give one
+    to try a body that has it."""
     body: dict[str, Any] = {"msgid": msgid or uuid.uuid4().hex, "aibotid": BOT_ID,
                             "chattype": "group" if chatid else "single", "from": {"userid": userid},
-                            "create_time": create_time if create_time is not None else int(time.time()),
                             "msgtype": msgtype}
+    if create_time is not None:
+        body["create_time"] = create_time
     if chatid:
         body["chatid"] = chatid
     if msgtype == "text":

@@ -89,10 +89,9 @@ class WecomEnv:
         query, body = fw.app_envelope(xml, at=(at or self.clock.now()).timestamp(), **kw)
         return await self.post_app(query, body)
 
-    async def robot_says(self, text: str, *, userid: str, chatid: str = "", msgid: str = "",
-                         at: datetime | None = None) -> None:
-        create = int((at or self.clock.now()).timestamp())
-        await self.fake.say(text, userid=userid, chatid=chatid, msgid=msgid, create_time=create)
+    async def robot_says(self, text: str, *, userid: str, chatid: str = "", msgid: str = "") -> None:
+        """A message over the robot's long connection: as documented, with no create_time."""
+        await self.fake.say(text, userid=userid, chatid=chatid, msgid=msgid)
         await self.settle()
 
     async def settle(self) -> None:

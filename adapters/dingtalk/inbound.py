@@ -60,6 +60,10 @@ class DingTalkInbound:
             self._seen.popitem(last=False)
         return True
 
+    def forget(self, frame_id: str) -> None:
+        """A frame that could not be kept: if DingTalk sends it again, it is worked then."""
+        self._seen.pop(frame_id, None)
+
     async def robot_message(self, data: Any) -> None:
         """A robot message (verified by the socket or the HTTP sign): the engine gets it; the answer is empty."""
         try:

@@ -222,14 +222,16 @@ class StreamConnection:
 
     async def _robot(self, ws: aiohttp.ClientWebSocketResponse, frame: dict[str, Any], frame_id: str,
                      data: Any) -> None:
-        """A robot message is acked once it is durable (the engine works it afterwards). DingTalk never
-        sends it again, so a message that could not be kept (the database refused it, or neither it nor
-        the spool took it) is lost: logged as such, and acked as a failure."""
+        """A robot message is acked once it is durable (the engine works it afterwards). One that could
+        not be kept (the database refused it, or neither it nor the spool took it) is acked as a failure
+        and forgotten, so that a redelivery would be worked; DingTalk is not known to send it again, so it
+        is logged as lost."""
         try:
             await self.inbound.robot_message(data)
         except Exception:
             self.lost += 1
-            log.exception("dingtalk: robot message %s LOST: it could not be kept (DingTalk does not deliver it "
+            self.inbound.forget(frame_id)
+            log.exception("dingtalk: robot message %s LOST: it could not be kept (worked if DingTalk delivers it "
                           "again)", frame_id)
             await self._send(ws, ack(frame, {"response": None}, code=500, message="not kept"))
             return

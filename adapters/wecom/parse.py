@@ -144,7 +144,7 @@ def parse_robot(body: Any, directory: Mapping[str, str] | None = None, bot_name:
     chattype = body.get("chattype") or "single"
     is_group = chattype == "group"
     chat_id = _str(body.get("chatid"), "chatid") if is_group else _str(body.get("chatid") or userid, "chatid")
-    sent_at = _seconds(body.get("create_time"))
+    sent_at = _seconds(body.get("create_time"))  # events only: a message carries no send time, so a stale one is not told apart
     chat = ChatRef(PLATFORM, chat_id, "", is_group) if is_group else ChatRef(PLATFORM, userid, "", False)
     user = UserRef(PLATFORM, userid)
     if msgtype == "event":

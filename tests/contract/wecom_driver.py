@@ -113,18 +113,18 @@ class WecomDriver:
 
     def samples(self) -> list[Sample]:
         at = int(self.clock.now().timestamp())
-        group = fw.robot_message("@协作机器人 我的任务", userid="lisi", chatid=self.group, create_time=at)
-        mixed = dict(fw.robot_message("", userid="lisi", chatid=self.group, msgtype="mixed", create_time=at),
+        group = fw.robot_message("@协作机器人 我的任务", userid="lisi", chatid=self.group)  # no create_time: as documented
+        mixed = dict(fw.robot_message("", userid="lisi", chatid=self.group, msgtype="mixed"),
                      mixed={"msg_item": [{"msgtype": "text", "text": {"content": "@协作机器人 我的任务"}},
                                          {"msgtype": "image", "image": {"url": "https://x/1"}}]})
-        image = dict(fw.robot_message("", userid="lisi", chatid=self.group, msgtype="image", create_time=at),
+        image = dict(fw.robot_message("", userid="lisi", chatid=self.group, msgtype="image"),
                      image={"url": "https://example.invalid/1", "aeskey": "k"})
         enter = {"msgid": "m1", "create_time": at, "aibotid": fw.BOT_ID, "chattype": "single",
                  "from": {"userid": "lisi"}, "msgtype": "event", "event": {"eventtype": "enter_chat"}}
         feedback = dict(enter, event={"eventtype": "feedback_event", "feedback_event": {"id": "f1", "type": 1}})
         return [
             Sample("robot text in a group", group, "event"),
-            Sample("robot text in a single chat", fw.robot_message("我的任务", userid="lisi", create_time=at), "event"),
+            Sample("robot text in a single chat", fw.robot_message("我的任务", userid="lisi"), "event"),
             Sample("robot mixed (text and image)", mixed, "event"),
             Sample("robot image", image, "ignored"),
             Sample("robot template_card_event", fw.robot_tap("cb-1", "v1|ack|task|1|0", userid="lisi",
