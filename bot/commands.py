@@ -125,6 +125,7 @@ _REF = re.compile(r"^#([AH]?)(\d{1,9})$", re.IGNORECASE)
 _RECORD_REF = re.compile(r"^#(?:MS|[RMCP])\d{1,9}$", re.IGNORECASE)
 _MARKER = re.compile(f"{MENTION_OPEN}(\\d+){MENTION_CLOSE}")
 _PERCENT = re.compile(r"^(\d{1,3})[%％]$")
+_SPACED_PERCENT = re.compile(r"(?<![\w.])(\d{1,3})\s+[%％](?!\S)")  # 40 % -> 40%
 _URL = re.compile(r"^https?://[^\s<>\"']{1,1000}$")
 # a generic pair's name: a word (CJK included) that cannot be a URL's scheme or path
 PAIR_NAME = r"\w[\w\-·/]{0,29}"
@@ -158,6 +159,9 @@ class Command:
     links: tuple[str, ...] = ()
     raw: str = ""
     pairs: tuple[tuple[str, str], ...] = ()  # generic `名称=值` pairs, in order (PAIR_COMMANDS only)
+    # the free text with its mentions where they were typed (markers): a comment or an answer keeps
+    # "找 @王五 要" whole (`Ctx.with_names`), where `text` has them taken out as people
+    spoken: str = ""
 
     def get(self, name: str, default: str = "") -> str:
         return self.fields.get(name, default)
@@ -174,6 +178,7 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
     "finish_task": ("deliverable",),
     "return_task": ("reason",),
     "reassign_task": ("reason",),
+    "cancel_task": ("reason",),
     "ask_help": ("department",),
     "reject": ("reason",),
     "cancel_approval": ("reason",),
@@ -203,10 +208,17 @@ def _match_command(text: str) -> tuple[str, str] | None:
     for alias, name in _ALIASES_BY_LENGTH:
         if lowered.startswith(alias.lower()):
             rest = text[len(alias):]
-            if alias.isascii() and alias[-1].isalnum() and rest and not (rest[0].isspace() or rest[0] == "#"):
+            if alias.isascii() and alias[-1].isalnum() and rest and not (rest[0].isspace() or rest[0] in "#:："):
                 continue  # "tasks" must not match "task", "done" must not match "doneness"
-            return name, rest
+            return name, rest[1:] if rest[:1] in (":", "：") else rest
     return None
+
+
+def typed_alias(raw: str) -> str:
+    """The command word as the person typed it (`确认收到`, `ack`), for an example in their words."""
+    text = _strip_slash(raw.strip())
+    matched = _match_command(text)
+    return text[:len(text) - len(matched[1])].strip().rstrip(":：") if matched else ""
 
 
 def suggest(text: str, limit: int = 3) -> tuple[str, ...]:
@@ -403,7 +415,9 @@ def parse(text: str) -> Command | ParseError:
     one: `新建任务 「交付 流程 截止 周五」 负责人 @李四`. A leading `/` or `／` is accepted on every command.
     """
     raw = text.strip()
-    text = _strip_slash(raw)
+    # as people type on phones: a full-width ＃ (＃１２), a colon after the command (进度：#1 50%), a
+    # sentence's final 。 (确认收到 #1。, 截止 周五。)
+    text = _SPACED_PERCENT.sub(r"\1%", _strip_slash(raw).replace("＃", "#").rstrip("。").rstrip())
     if not text:
         return ParseError("empty")
     if len(raw) > MAX_COMMAND_CHARS:
@@ -423,6 +437,7 @@ def parse(text: str) -> Command | ParseError:
     # value) | value (a typed field's value, a reference, a percent, a mention)
     last = "start"
     tasks, approvals, helps, mentions, links = [], [], [], [], []
+    spoken: list[str] = []
     field_mentions: dict[str, list[int]] = {}
     percent: int | None = None
     pairs: list[tuple[str, list[str]]] = []
@@ -472,6 +487,7 @@ def parse(text: str) -> Command | ParseError:
                 field_mentions.setdefault(current, []).append(token.marker)
             else:
                 mentions.append(token.marker)
+                spoken.append(token.text)
             last = "value"
             continue
         if in_pair:
@@ -496,6 +512,11 @@ def parse(text: str) -> Command | ParseError:
                 percent = int(pct.group(1))
                 last = "value"
                 continue
+            if (name == "report_progress" and percent is None and current is None and last == "value" and tasks
+                    and token.text.isascii() and token.text.isdigit() and int(token.text) <= 100):
+                percent = int(token.text)  # 进度 #1 30: the number right after the task is its percent
+                last = "value"
+                continue
             if _URL.match(token.text):
                 links.append(token.text)
         if current is not None:
@@ -503,6 +524,7 @@ def parse(text: str) -> Command | ParseError:
             last = "text" if FIELD_TYPES.get(current, TEXT) == TEXT else "value"
         else:
             free.append(token.text)
+            spoken.append(token.text)
             last = "free"
     if "percent" in fields and percent is None:
         value = " ".join(fields.pop("percent")).rstrip("%％")
@@ -522,6 +544,7 @@ def parse(text: str) -> Command | ParseError:
         links=tuple(links),
         raw=raw,
         pairs=tuple((k, " ".join(v).strip()) for k, v in pairs),
+        spoken=" ".join(spoken).strip(),
     )
 
 

@@ -7,6 +7,7 @@ which write outbox rows in the same transaction as the change that caused them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from collabbot.bot import people, texts
+from collabbot.bot.events import MARKER, show_markers
 from collabbot.bot.replies import At, Card, Message, Part
 from collabbot.storage import outbox
 from collabbot.storage.models import AuditEntry, Chat, Department, HelpRequest, Identity, Task, User, Wait
@@ -145,6 +147,12 @@ class Ctx:
         if index >= len(self.mentions):
             raise Refused("unknown_user", name=f"#{index}")
         return self.mentions[index]
+
+    def with_names(self, text: str) -> str:
+        """`text` with each mention inside it written as @name: what was typed, as a person reads it. The
+        people it begins or ends with are whom it is addressed to (mentioned apart), not part of it."""
+        inner = re.sub(f"^(?:\\s*{MARKER.pattern})+|(?:\\s*{MARKER.pattern})+\\s*$", "", text)
+        return show_markers(inner, [u.name for u in self.mentions]).strip()
 
     # --- speaking -------------------------------------------------------------------------------
     def at(self, user: User) -> At:

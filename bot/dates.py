@@ -78,7 +78,7 @@ def _alternatives(words: Iterable[str]) -> str:
 # Each date pattern is tried with `match` (anchored at the start); what follows it must be a time.
 _YMD_SEP = re.compile(r"(?P<y>\d{4})(?P<sep>[-/.])(?P<m>\d{1,2})(?P=sep)(?P<d>\d{1,2})" + _END_OF_NUMBER, _A)
 _YMD_CN = re.compile(r"(?P<y>\d{4})年(?P<m>\d{1,2})月(?P<d>\d{1,2})(?:[日号]|" + _END_OF_NUMBER + ")", _A)
-_MD_SEP = re.compile(r"(\d{1,2})[-/](\d{1,2})" + _END_OF_NUMBER, _A)
+_MD_SEP = re.compile(r"(\d{1,2})[-/.](\d{1,2})" + _END_OF_NUMBER, _A)
 _MD_CN = re.compile(r"(\d{1,2})月(\d{1,2})(?:[日号]|" + _END_OF_NUMBER + ")", _A)
 _DAY_WORD = re.compile(_alternatives(_DAY_WORDS), _A)
 _IN_DAYS_CN = re.compile(r"(\d{1,4}|[" + "".join(_CN_SMALL_NUMBER) + r"])\s*天之?后", _A)
@@ -103,7 +103,8 @@ def parse_when(text: str, now: datetime, *, default_time: time = time(18, 0)) ->
         raise ValueError("parse_when needs an aware `now`")
     if not isinstance(text, str) or len(text) > MAX_CHARS:
         return None
-    s = text.translate(_NORMALISE).strip().lower()
+    # a sentence's end and "by" are no part of the date: 周五。 12-10前 12-10之前
+    s = re.sub(r"(?:之前|以前|前)$", "", text.translate(_NORMALISE).strip().lower().rstrip("。.!！")).strip()
     if not s:
         return None
     found = _parse_date(s, now.date())

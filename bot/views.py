@@ -119,6 +119,8 @@ def task_card(s: Session, task: Task, lang: str, now: datetime, tz, *, full: boo
         latest = s.scalar(select(ProgressReport).where(ProgressReport.task_id == task.id)
                           .order_by(ProgressReport.id.desc()).limit(1))
         if latest is not None:
+            if latest.done_text:  # what the report says was done (进度 #1 60% 完成 首页 …)
+                fields.append((t("f_done_text"), latest.done_text))
             if latest.next_step:
                 fields.append((t("f_next"), latest.next_step))
             if latest.problems:
@@ -157,20 +159,18 @@ def task_buttons(task: Task, lang: str) -> tuple[Button, ...]:
 def task_history(s: Session, task: Task, lang: str, now: datetime, tz) -> list[str]:
     """The task's latest changes, read from the audit log (the one record of who did what, when)."""
     rows = s.execute(
-        select(AuditEntry.at, AuditEntry.action, AuditEntry.reason, User.name)
+        select(AuditEntry.at, AuditEntry.action, AuditEntry.reason, User.name, AuditEntry.after)
         .join(User, User.id == AuditEntry.actor_id, isouter=True)
         .where(AuditEntry.entity_type == "tasks", AuditEntry.entity_id == task.id, AuditEntry.outcome == "ok")
         .order_by(AuditEntry.id.desc()).limit(HISTORY_ITEMS)
     ).all()
     lines = []
-    for at, action, reason, who in reversed(rows):
+    for at, action, reason, who, after in reversed(rows):
         verb = texts.history_verb(lang, action)
         line = f"{_fmt(at, tz, now, lang)} {who or '-'} {verb}"
-        if action == "task.progress":
-            latest = s.scalar(select(ProgressReport.percent).where(ProgressReport.task_id == task.id,
-                                                                  ProgressReport.created_at <= at)
-                              .order_by(ProgressReport.id.desc()).limit(1))
-            line += f" {latest}%" if latest is not None else ""
+        if action == "task.progress":  # the percent that report set (two in one minute are told apart)
+            percent = after.get("percent") if isinstance(after, dict) else None
+            line += f" {percent}%" if percent is not None else ""
         if reason:
             line += f"：{reason}"
         lines.append(line)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collabbot.bot.commands import ALIASES, MAX_COMMAND_CHARS, Command, ParseError, parse, priority_of
+from collabbot.bot.commands import ALIASES, MAX_COMMAND_CHARS, Command, ParseError, parse, priority_of, typed_alias
 from collabbot.bot.events import mention_marker as m
 
 
@@ -88,3 +88,22 @@ def test_parse_never_raises(text: str) -> None:
 @given(st.sampled_from([a for aliases in ALIASES.values() for a in aliases]), st.text(max_size=100))
 def test_parse_never_raises_after_a_real_command(alias: str, rest: str) -> None:
     assert isinstance(parse(f"{alias} {rest}"), Command | ParseError)
+
+
+@pytest.mark.parametrize("text, tasks, percent, fields", [
+    ("确认收到 ＃１２", (12,), None, {}),  # a full-width ＃ (and digits)
+    ("确认收到 #12。", (12,), None, {}),  # a sentence's final 。
+    ("进度：#3 50%", (3,), 50, {}),  # a colon after the command
+    ("进度 #3 30", (3,), 30, {}),  # the number right after the task is its percent
+    ("进度 #3 40 % 完成 首页 下一步 联调", (3,), 40, {"done": "首页", "next_step": "联调"}),
+    ("新建任务：海报 截止 周五。", (), None, {"deadline": "周五"}),
+])
+def test_what_people_type_on_phones_is_read_as_meant(text: str, tasks: tuple[int, ...], percent: int | None,
+                                                     fields: dict[str, str]) -> None:
+    cmd = parse(text)
+    assert isinstance(cmd, Command), cmd
+    assert cmd.tasks == tasks and cmd.percent == percent and cmd.fields == fields, cmd
+
+
+def test_the_command_word_as_typed_is_what_an_example_is_written_in() -> None:
+    assert typed_alias("/确认收到 1") == "确认收到" and typed_alias("ack: 1") == "ack" and typed_alias("进度：#1") == "进度"

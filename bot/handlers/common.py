@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from collabbot.bot import texts
-from collabbot.bot.commands import Command
+from collabbot.bot.commands import Command, typed_alias
 from collabbot.bot.context import Ctx, Refused
 from collabbot.bot.dates import parse_when
 from collabbot.storage.models import Project, ProjectArchive, Task, User
@@ -37,6 +37,12 @@ def capped(ctx: Ctx, value: str, field: str, limit: int = MAX_TEXT) -> str:
 
 def one_task(ctx: Ctx, cmd: Command) -> Task:
     if not cmd.tasks:
+        typed = typed_alias(cmd.raw)
+        first = cmd.text.split()[0] if cmd.text.split() else ""
+        if typed and first.isascii() and first.isdigit():  # 确认收到 1: the number without its #
+            raise Refused("ref_needs_hash", example=f"{typed} #{first}")
+        if typed and cmd.name != "report_progress":  # the example in the command they typed
+            raise Refused("missing_field", field=texts.field_name(ctx.lang, "task"), example=f"{typed} #12")
         raise missing(ctx, "task")
     return ctx.task(cmd.tasks[0])
 

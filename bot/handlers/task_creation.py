@@ -18,7 +18,9 @@ def card(ctx: Ctx, task: Task, full: bool = False) -> Card:
 
 
 def task_chat(ctx: Ctx, project: Project | None) -> Chat | None:
-    if ctx.chat is not None:
+    """Where a task (or a record) of `project` lives: this chat, unless it is another project's group (a
+    subtask of 新品上市 typed in 双十二大促群 is 新品上市's, and so are its nags); else the project's group."""
+    if ctx.chat is not None and (project is None or ctx.chat.project_id in (None, project.id)):
         return ctx.chat
     if project is None:
         return None
@@ -70,7 +72,7 @@ def announce_assignment(ctx: Ctx, task: Task, headline: str) -> None:
         parts += [ctx.t("collab_intro") if i == 0 else "、", ctx.at(u)]
     if task.chat is not None:
         ctx.tell_chat(task.chat, Message(tuple(parts), c))
-    if task.chat is None or ctx.chat is None:
+    if task.chat is None or ctx.chat is None or ctx.chat.id != task.chat.id:  # typed elsewhere: answered there too
         ctx.say(*parts)
     if task.acknowledged_at is None:  # "please acknowledge" is not for the one who made it their own task
         ctx.tell_user(task.owner, Message((ctx.t("task_assigned"),), c),

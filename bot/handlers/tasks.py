@@ -276,13 +276,14 @@ def report_progress(ctx: Ctx, cmd: Command) -> Reply | None:
     task = one_task(ctx, cmd)
     _owner_only(ctx, task, "a_progress")
     _require_state(ctx, task, "progress", "a_progress")
-    if cmd.percent is None:
+    percent, said = cmd.percent, cmd.text
+    if percent is None:
         raise missing(ctx, "percent")
-    if not 0 <= cmd.percent <= 100:
+    if not 0 <= percent <= 100:
         raise Refused("percent_range")
     before = snapshot(task)
-    done_text = capped(ctx, " ".join(x for x in (cmd.text, cmd.get("done")) if x), "done")
-    report = ProgressReport(task_id=task.id, author_id=ctx.actor.id, status="in_progress", percent=cmd.percent,
+    done_text = capped(ctx, " ".join(x for x in (said, cmd.get("done")) if x), "done")
+    report = ProgressReport(task_id=task.id, author_id=ctx.actor.id, status="in_progress", percent=percent,
                             done_text=done_text, next_step=capped(ctx, cmd.get("next_step"), "next_step"),
                             problems=capped(ctx, cmd.get("problems"), "problems"), created_at=ctx.now)
     # a task still waiting for an open predecessor keeps its state: progress is noted, the task is not started
@@ -291,17 +292,17 @@ def report_progress(ctx: Ctx, cmd: Command) -> Reply | None:
     if task.status == "in_progress":
         task.started_at = task.started_at or ctx.now
     ctx.s.add(report)
-    task.percent = cmd.percent
+    task.percent = percent
     task.last_progress_at = ctx.now
     if task.acknowledged_at is None:
         task.acknowledged_at = ctx.now
     _touch(ctx, task)
     close_waits(ctx, "task", task.id)
     ctx.audit("task.progress", task, before)
-    parts = [ctx.t("progress_saved", id=task.id, percent=cmd.percent)]
+    parts = [ctx.t("progress_saved", id=task.id, percent=percent)]
     if waits_for:
         parts.append(" " + ctx.t("progress_still_blocked", deps=texts.names(ctx.lang, (f"#{p.id}" for p in waits_for))))
-    if cmd.percent == 100:
+    if percent == 100:
         parts.append(" " + ctx.t("progress_hint_100", id=task.id))
     ctx.say(*parts)
     return None
@@ -449,10 +450,16 @@ def reassign(ctx: Ctx, cmd: Command) -> Reply | None:
     if task.chat is not None and (ctx.chat is None or ctx.chat.id != task.chat.id):
         # decided in a private chat: the task's group hears it too (it will see the new owner chased there)
         ctx.tell_chat(task.chat, Message(said), key=f"reassign:task:{task.id}:{task.version}:chat")
+    if reason:
+        said += (ctx.t("reason_said", reason=reason),)
     ctx.say(*said)
     if task.acknowledged_at is None:
         ctx.tell_user(new_owner, Message((ctx.t("task_assigned"),), c),
                       key=f"assign:task:{task.id}:{new_owner.id}:{task.version}")
+    if old.id != ctx.actor.id:  # the old owner learns it is off their desk, and why
+        ctx.tell_user(old, Message((ctx.t("reassigned_away", name=ctx.actor.name, id=task.id, title=task.title,
+                                          to=new_owner.name), *([ctx.t("reason_said", reason=reason)] if reason else []))),
+                      key=f"reassign:task:{task.id}:{task.version}:old")
     void_extensions(ctx, task, ctx.t("extension_void_reassigned", id=task.id, name=new_owner.name))
     return None
 
@@ -501,7 +508,7 @@ def comment(ctx: Ctx, cmd: Command) -> Reply | None:
     task = one_task(ctx, cmd)
     if not cmd.text and not cmd.mentions:
         raise missing(ctx, "comment")
-    text = capped(ctx, cmd.text, "comment")
+    text = capped(ctx, ctx.with_names(cmd.spoken), "comment")  # "找 @王五 要": the name stays in the sentence
     mentioned = [ctx.mention(i) for i in cmd.mentions]
     ctx.s.add(Comment(task_id=task.id, author_id=ctx.actor.id, text=text, mentions=[u.id for u in mentioned],
                       created_at=ctx.now))
@@ -524,6 +531,7 @@ def cancel(ctx: Ctx, cmd: Command) -> Reply | None:
     if not is_reviewer(ctx, task):
         raise not_allowed(ctx, "a_cancel", ctx.t("w_cancellers"))
     _require_state(ctx, task, "cancel", "a_cancel")
+    reason = capped(ctx, " ".join(x for x in (cmd.get("reason"), cmd.text) if x).strip(), "reason")
     subtasks = _open_subtasks(task)
     for t in (task, *subtasks):  # a subtask serves its parent: it goes with it, and its owner is told
         before = snapshot(t)
@@ -531,12 +539,16 @@ def cancel(ctx: Ctx, cmd: Command) -> Reply | None:
         _touch(ctx, t)
         close_waits(ctx, "task", t.id, withdrawn=True)
         _close_help_waits(ctx, t)
-        ctx.audit("task.cancel", t, before)
+        ctx.audit("task.cancel", t, before, reason=reason)
         if t is not task:
             ctx.tell_user(t.owner, Message((ctx.t("cancelled_with_parent", id=t.id, title=t.title, parent=task.id),)),
                           key=f"cancel:task:{t.id}:{t.version}")
-    ctx.say(ctx.t("cancelled", id=task.id),
+    ctx.say(ctx.t("cancelled", id=task.id), *([ctx.t("reason_said", reason=reason)] if reason else []),
             *([ctx.t("cancelled_subtasks", ids=texts.names(ctx.lang, (f"#{t.id}" for t in subtasks)))] if subtasks else []))
+    if task.owner_id != ctx.actor.id:  # the owner stops work on it: told why, wherever it was decided
+        ctx.tell_user(task.owner, Message((ctx.t("cancelled_notice", name=ctx.actor.name, id=task.id, title=task.title),
+                                           *([ctx.t("reason_said", reason=reason)] if reason else []))),
+                      key=f"cancel:task:{task.id}:{task.version}")
     for t in (task, *subtasks):
         void_extensions(ctx, t, ctx.t("extension_void_cancelled", id=t.id))
     return None

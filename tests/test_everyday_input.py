@@ -1,0 +1,58 @@
+"""What employees type on phones, read as they meant it, and told what concerns them (both databases)."""
+
+from __future__ import annotations
+
+from .conftest import Harness
+
+G = "in 新品上市群 as"
+D = "in 双十二大促群 as"
+
+
+def lines_with(out: list[str], needle: str) -> list[str]:
+    return [line for line in out if needle in line]
+
+
+def test_a_subtask_typed_in_another_projects_group_lives_in_its_own_projects_group(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 海报 负责人 @李四 截止 12-10", f"{G} 李四: @bot 确认收到 #1",
+          f"{D} 张三: @bot 绑定项目 双十二大促 协同负责人 @张三")
+    out = h.run(f"{D} 李四: @bot 子任务 #1 切图 负责人 @赵六 截止 12-08")
+    assert lines_with(out, "→ 新品上市群: 已为 #1 拆分子任务 #2「切图」")  # where the project's people are
+    assert lines_with(out, "→ 双十二大促群: 已为 #1 拆分子任务 #2「切图」")  # and an answer where it was typed
+    out = h.run("wait 2h")
+    assert lines_with(out, "→ 新品上市群: @赵六 请确认收到任务 #2") and not lines_with(out, "→ 双十二大促群"), out
+
+
+def test_a_name_inside_a_comment_or_an_answer_stays_in_it(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 海报 负责人 @王五 截止 12-10")
+    out = h.run(f"{G} 张三: @bot 评论 #1 需要，找 @李四 要")
+    assert lines_with(out, "#1 评论：需要，找 @李四 要"), out
+    out = h.run(f"{G} 张三: @bot 评论 #1 @王五 请看一下设计稿")  # whom it is addressed to is not part of it
+    assert lines_with(out, "#1 评论：请看一下设计稿 @王五"), out
+    h.run(f"{G} 王五: @bot 求助 技术部 需要接口")
+    out = h.run(f"{G} 陈七: @bot 答复 #H1 已安排 @李四 支援")
+    assert lines_with(out, "→ 王五（私聊）: 你的求助 #H1 已由 陈七 处理：已安排 @李四 支援"), out
+    assert lines_with(out, "→ 李四（私聊）: 陈七 在求助 #H1 的答复中安排了你：已安排 @李四 支援"), out
+
+
+def test_the_owner_hears_a_cancellation_or_a_reassignment_and_why(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 海报 负责人 @王五 截止 12-10", f"{G} 张三: @bot 新建任务 物料 负责人 @王五 截止 12-10")
+    out = h.run(f"{G} 张三: @bot 转交 #1 @赵六 原因 王五请假")
+    assert lines_with(out, "→ 新品上市群: 任务 #1 已转交给 @赵六（原负责人 王五）原因：王五请假"), out
+    assert lines_with(out, "→ 王五（私聊）: 张三 已将任务 #1「海报」转交给 赵六，无需你再处理。原因：王五请假"), out
+    out = h.run(f"{G} 张三: @bot 取消任务 #2 原因 需求变更")
+    assert lines_with(out, "→ 新品上市群: 任务 #2 已取消。原因：需求变更"), out
+    assert lines_with(out, "→ 王五（私聊）: 张三 取消了任务 #2「物料」，无需再处理。原因：需求变更"), out
+
+
+def test_a_task_number_without_its_hash_is_answered_with_the_command_they_typed(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 海报 负责人 @李四 截止 12-10")
+    assert lines_with(h.run(f"{G} 李四: @bot 确认收到 1"), "任务编号前要加 #，例如：确认收到 #1")
+    assert lines_with(h.run(f"{G} 李四: @bot 开始"), "缺少任务编号。例如：开始 #12")
+    out = h.run(f"{G} 李四: @bot 确认收到 ＃１。", f"{G} 李四: @bot 进度 #1 30 完成 初稿")
+    assert lines_with(out, "已确认收到任务 #1") and lines_with(out, "任务 #1 进度已更新：30%"), out
+    card = "\n".join(h.run("dm as 李四: 任务 #1"))
+    assert "已完成：初稿" in card and "更新进度 30%" in card, card
