@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from collabbot.bot.dates import parse_when
-from collabbot.bot.events import MENTION_CLOSE, MENTION_OPEN
+from collabbot.bot.events import MENTION_CLOSE, MENTION_OPEN, show_markers
 
 MAX_COMMAND_CHARS = 4000
 
@@ -116,6 +116,12 @@ FIELD_WORDS: dict[str, tuple[str, ...]] = {
     "scope": ("范围", "项目范围", "scope"),
 }
 
+# Chinese punctuation between fields, as people type them: `新建任务 海报，负责人：@李四，截止：周五` (a
+# comma before a field word, then a colon or a space, is a break between words)
+_CJK_FIELD_WORDS = sorted({w for words in FIELD_WORDS.values() for w in words if not w.isascii()}, key=len, reverse=True)
+_FIELD_COMMA = re.compile("[，、；;](?=\\s*(?:" + "|".join(map(re.escape, _CJK_FIELD_WORDS)) + ")[:：\\s])")
+
+
 PRIORITY_WORDS = {"高": "high", "中": "mid", "低": "low", "high": "high", "mid": "mid", "medium": "mid",
                   "low": "low", "h": "high", "m": "mid", "l": "low"}
 
@@ -125,6 +131,7 @@ _REF = re.compile(r"^#([AH]?)(\d{1,9})$", re.IGNORECASE)
 _RECORD_REF = re.compile(r"^#(?:MS|[RMCP])\d{1,9}$", re.IGNORECASE)
 _MARKER = re.compile(f"{MENTION_OPEN}(\\d+){MENTION_CLOSE}")
 _PERCENT = re.compile(r"^(\d{1,3})[%％]$")
+_LEADING_MENTIONS = re.compile(f"(?:\\s*{MENTION_OPEN}\\d+{MENTION_CLOSE})+\\s*")
 _SPACED_PERCENT = re.compile(r"(?<![\w.])(\d{1,3})\s+[%％](?!\S)")  # 40 % -> 40%
 _URL = re.compile(r"^https?://[^\s<>\"']{1,1000}$")
 # a generic pair's name: a word (CJK included) that cannot be a URL's scheme or path
@@ -418,13 +425,18 @@ def parse(text: str) -> Command | ParseError:
     # as people type on phones: a full-width ＃ (＃１２), a colon after the command (进度：#1 50%), a
     # sentence's final 。 (确认收到 #1。, 截止 周五。)
     text = _SPACED_PERCENT.sub(r"\1%", _strip_slash(raw).replace("＃", "#").rstrip("。").rstrip())
+    text = _FIELD_COMMA.sub(" ", text)
     if not text:
         return ParseError("empty")
     if len(raw) > MAX_COMMAND_CHARS:
         return ParseError("too_long", value=str(MAX_COMMAND_CHARS))
     matched = _match_command(text)
+    lead = _LEADING_MENTIONS.match(text) if matched is None else None
+    if lead is not None and (after := _match_command(text[lead.end():])) is not None:
+        # `@李四 @bot 新建任务 …`: people named before the command are the command's, as if typed after it
+        matched = (after[0], f"{after[1]} {lead.group(0).strip()}")
     if matched is None:
-        return ParseError("unknown_command", value=raw[:30], suggestions=suggest(text))
+        return ParseError("unknown_command", value=show_markers(raw, [])[:30].strip(), suggestions=suggest(text))
     name, rest = matched
     allowed = COMMAND_FIELDS.get(name, ())
     tokens = _tokens(rest)

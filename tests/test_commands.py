@@ -97,6 +97,8 @@ def test_parse_never_raises_after_a_real_command(alias: str, rest: str) -> None:
     ("进度 #3 30", (3,), 30, {}),  # the number right after the task is its percent
     ("进度 #3 40 % 完成 首页 下一步 联调", (3,), 40, {"done": "首页", "next_step": "联调"}),
     ("新建任务：海报 截止 周五。", (), None, {"deadline": "周五"}),
+    ("新建任务 海报，负责人：李四，截止：周五，优先级：高", (), None,  # commas between fields, as typed in Chinese
+     {"owner": "李四", "deadline": "周五", "priority": "高"}),
 ])
 def test_what_people_type_on_phones_is_read_as_meant(text: str, tasks: tuple[int, ...], percent: int | None,
                                                      fields: dict[str, str]) -> None:
@@ -107,3 +109,17 @@ def test_what_people_type_on_phones_is_read_as_meant(text: str, tasks: tuple[int
 
 def test_the_command_word_as_typed_is_what_an_example_is_written_in() -> None:
     assert typed_alias("/确认收到 1") == "确认收到" and typed_alias("ack: 1") == "ack" and typed_alias("进度：#1") == "进度"
+
+
+def test_a_comma_inside_free_text_stays_text() -> None:
+    cmd = parse("新建任务 设计，交付流程")
+    assert isinstance(cmd, Command) and cmd.text == "设计，交付流程" and cmd.fields == {}
+
+
+def test_people_named_before_the_command_are_the_commands() -> None:
+    """`@李四 @bot 新建任务 …`: people often @ the colleague first."""
+    cmd = parse(f"{m(0)}  新建任务 活动H5开发 截止 12-10")
+    assert isinstance(cmd, Command) and cmd.name == "create_task" and cmd.mentions == (0,)
+    assert cmd.text == "活动H5开发" and cmd.fields == {"deadline": "12-10"}
+    refused = parse(f"{m(0)} 你好")
+    assert isinstance(refused, ParseError) and refused.value == "你好"  # no marker characters echoed back

@@ -56,3 +56,18 @@ def test_a_task_number_without_its_hash_is_answered_with_the_command_they_typed(
     assert lines_with(out, "已确认收到任务 #1") and lines_with(out, "任务 #1 进度已更新：30%"), out
     card = "\n".join(h.run("dm as 李四: 任务 #1"))
     assert "已完成：初稿" in card and "更新进度 30%" in card, card
+
+
+def test_a_comment_typed_privately_without_a_name_reaches_the_owner(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 海报 负责人 @王五 截止 12-10")
+    out = h.run("dm as 张三: 评论 #1 请尽快")
+    assert lines_with(out, "→ 王五（私聊）: 张三 ") and lines_with(out, "请尽快"), out
+    out = h.run("dm as 王五: 评论 #1 明天给")  # the owner's own comment: the one who asked for it hears it
+    assert lines_with(out, "→ 张三（私聊）: 王五 "), out
+
+
+def test_two_owners_are_answered_with_where_the_second_goes(make_harness) -> None:
+    h: Harness = make_harness()
+    out = h.run(f"{G} 张三: @bot 新建任务 A13 负责人 @李四 @王五 截止 12-10")
+    assert lines_with(out, "一个任务只有一个负责人：负责人 @李四，其他人请写在协作里：协作 @王五"), out

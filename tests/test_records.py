@@ -210,12 +210,15 @@ def test_minutes_on_one_line_and_their_refusals(harness) -> None:
     harness.run(SETUP[0])
     out = harness.text(f"{G} 张三: @bot 会议纪要 主题 周会 行动项 内容 对接物流 负责人 @赵六 截止 12-09")
     assert "已记录会议纪要 #M1，1 个行动项已转为任务" in out
+    # 行动项： right before its text, and fields after Chinese commas, as typed on a phone
+    out = harness.text(f"{G} 张三: @bot 会议纪要 主题 周会 决议 无\n行动项：完成H5改版，负责人 @李四，截止 12-10")
+    assert "已记录会议纪要 #M2，1 个行动项已转为任务" in out, out
     assert "第 1 个行动项缺少负责人" in harness.text(f"{G} 张三: @bot 会议纪要 主题 周会 行动项 内容 对接物流 截止 12-09")
     assert "会议主题" in harness.text(f"{G} 张三: @bot 会议纪要 行动项 内容 对接物流 负责人 @赵六")
     assert "找不到部门「宣传部」" in harness.text(f"{G} 张三: @bot 会议纪要 主题 周会 参与部门 宣传部")
     assert "找不到会议纪要 #M9" in harness.text(f"{G} 张三: @bot 会议 #M9")
     with harness.db.transaction() as s:
-        assert s.query(Task).count() == 1  # a refused set of minutes leaves no task behind
+        assert s.query(Task).count() == 2  # a refused set of minutes leaves no task behind
 
 
 def test_milestones_listed_at_risk_when_their_task_is_late_and_in_the_weekly_summary(harness) -> None:

@@ -258,7 +258,7 @@ def urgent(ctx: Ctx, cmd: Command) -> Reply | None:
     if not owners:
         raise missing(ctx, "owner")
     if len(owners) > 1:
-        raise bad(ctx, "owner", texts.names(ctx.lang, (u.name for u in owners)))
+        raise Refused("one_owner", first=owners[0].name, others=" ".join(f"@{u.name}" for u in owners[1:]))
     owner = owners[0]
     depts = [ctx.department(n) for n in re.split(r"[,，、\s]+", cmd.get("collab_depts")) if n]
     heads = [d.head for d in depts if d.head is not None]
@@ -503,7 +503,7 @@ HELP_LINES += (
 # --- meeting minutes and action items (会议纪要与行动项表) ---------------------------------------------
 
 # each 行动项 word starts an action item: usually on its own line of a multi-line message
-_ACTION_SPLIT = re.compile(r"(?:^|\s)(?:行动项|action)[:：]?(?=\s)", re.IGNORECASE)
+_ACTION_SPLIT = re.compile(r"(?:^|\s)(?:行动项|action)(?:[:：]|(?=\s))", re.IGNORECASE)
 _MEETING_REF = re.compile(r"#M(\d{1,9})\b", re.IGNORECASE)
 MAX_ACTIONS = 20
 

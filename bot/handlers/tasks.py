@@ -69,7 +69,7 @@ def create_task(ctx: Ctx, cmd: Command) -> Reply | None:
     if not owners:
         raise missing(ctx, "owner")
     if len(owners) > 1:
-        raise bad(ctx, "owner", texts.names(ctx.lang, (u.name for u in owners)))
+        raise Refused("one_owner", first=owners[0].name, others=" ".join(f"@{u.name}" for u in owners[1:]))
     owner = owners[0]
     deadline = when(ctx, cmd, "deadline")
     if deadline is None and template is not None and template.due_in_days:  # working days from today
@@ -518,8 +518,8 @@ def comment(ctx: Ctx, cmd: Command) -> Reply | None:
     for u in mentioned:
         parts += [" ", ctx.at(u)]
     ctx.say(*parts)
-    if ctx.chat is None:
-        for u in mentioned:
+    if ctx.chat is None:  # typed privately: the people named hear it, else the one who answers for the task
+        for u in dict.fromkeys(mentioned or [task.owner if task.owner_id != ctx.actor.id else task.initiator]):
             if u.id != ctx.actor.id:
                 ctx.tell_user(u, Message((ctx.actor.name, " ", ctx.t("comment_notice", id=task.id, title=task.title,
                                                                       text=text))))

@@ -155,6 +155,7 @@ TEXTS: dict[str, str] = {
     "missing_field": "Missing {field}. For example: {example}",
     "ref_needs_hash": "Write the task number with #, for example: {example}",
     "bad_field": 'Cannot read {field} "{value}". For example: {example}',
+    "one_owner": "A task has one owner: owner @{first}, and the others as collaborators: with {others}",
     "internal_error": "Something went wrong; it has been logged. Please retry.",
     # generic refusals
     "not_found_task": 'There is no task #{id}. Send "my tasks".',

@@ -155,6 +155,7 @@ TEXTS: dict[str, str] = {
     "missing_field": "缺少{field}。例如：{example}",
     "ref_needs_hash": "任务编号前要加 #，例如：{example}",
     "bad_field": "{field}「{value}」看不懂。例如：{example}",
+    "one_owner": "一个任务只有一个负责人：负责人 @{first}，其他人请写在协作里：协作 {others}",
     "internal_error": "处理时出错了，已记录，请稍后重试。",
     # generic refusals
     "not_found_task": "找不到任务 #{id}。发送「我的任务」查看你的任务。",
