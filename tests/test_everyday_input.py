@@ -71,3 +71,10 @@ def test_two_owners_are_answered_with_where_the_second_goes(make_harness) -> Non
     h: Harness = make_harness()
     out = h.run(f"{G} 张三: @bot 新建任务 A13 负责人 @李四 @王五 截止 12-10")
     assert lines_with(out, "一个任务只有一个负责人：负责人 @李四，其他人请写在协作里：协作 @王五"), out
+
+
+def test_a_private_task_without_its_project_is_answered_with_how_to_name_it(make_harness) -> None:
+    h: Harness = make_harness()
+    out = h.run("dm as 张三: 新建任务 竞品调研 负责人 @吴十 截止 12-10")
+    assert lines_with(out, "私聊里请写明项目，例如：新建任务 竞品调研 负责人 @吴十 截止 12-10 项目 项目名"), out
+    assert not lines_with(out, "本群")

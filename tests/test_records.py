@@ -69,7 +69,7 @@ def test_a_long_list_is_paged_and_every_platform_takes_each_page(harness) -> Non
 
 
 def test_in_a_private_chat_the_list_asks_which_project(harness) -> None:
-    assert "私聊里请写项目名，例如：任务列表 项目 新品上市" in harness.text("dm as 张三: 任务列表")
+    assert "私聊里请写项目名，例如：任务列表 项目 项目名" in harness.text("dm as 张三: 任务列表")  # in the command typed
 
 
 @pytest.mark.parametrize("text", ["任务列表 状态 进行中 部门 技术部", "tasks all status in_progress dept 技术部 page 2"])

@@ -10,6 +10,7 @@ from collabbot.bot import texts
 from collabbot.bot.commands import Command, typed_alias
 from collabbot.bot.context import Ctx, Refused
 from collabbot.bot.dates import parse_when
+from collabbot.bot.events import show_markers
 from collabbot.storage.models import Project, ProjectArchive, Task, User
 
 MAX_TITLE = 200
@@ -142,4 +143,17 @@ def chat_project(ctx: Ctx, cmd: Command | None = None, *, create: bool = False) 
         project = ctx.s.scalar(select(Project).where(Project.name == name).order_by(Project.id.desc()).limit(1))
         if project is not None:
             return refuse_if_closed(ctx, project) if create else project
+    if ctx.chat is None:  # a private chat has no group to take the project from: say how to name it
+        if name:
+            raise Refused("no_project_private", name=name[:40])
+        raise Refused("private_needs_project", example=with_project(ctx, cmd, ""))
     raise Refused("no_project")
+
+
+def with_project(ctx: Ctx, cmd: Command | None, name: str) -> str:
+    """What they typed, with the project named (`name`, else a placeholder): the example a private chat's
+    refusal gives, in the command they used."""
+    typed = " ".join(show_markers(cmd.raw, [u.name for u in ctx.mentions]).split()) if cmd is not None else ""
+    typed = typed if len(typed) <= 40 else typed[:40] + "…"
+    word, placeholder = ("项目", "项目名") if ctx.lang == "zh" else ("project", "NAME")
+    return f"{typed} {word} {name or placeholder}".strip()

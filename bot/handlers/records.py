@@ -30,6 +30,7 @@ from collabbot.bot.handlers.common import (
     people,
     refuse_if_closed,
     when,
+    with_project,
 )
 from collabbot.bot.handlers.task_creation import card, new_task, task_chat
 from collabbot.bot.replies import Card, Message, Part, Reply
@@ -106,8 +107,9 @@ def record_project(ctx: Ctx, cmd: Command, *, create: bool = False) -> Project:
     if len(mine) == 1:
         return refuse_if_closed(ctx, mine[0]) if create else mine[0]
     if not mine:
-        raise Refused("record_no_project")
-    raise Refused("record_which_project", names=texts.names(ctx.lang, (p.name for p in mine[:10])), name=mine[0].name)
+        raise Refused("record_no_project", example=with_project(ctx, cmd, ""))
+    raise Refused("record_which_project", names=texts.names(ctx.lang, (p.name for p in mine[:10])),
+                  example=with_project(ctx, cmd, mine[0].name))
 
 
 def may_see_project(ctx: Ctx, project_id: int | None) -> bool:

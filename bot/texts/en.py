@@ -699,8 +699,9 @@ TEXTS: dict[str, str] = {
     "risk_report_overdue": "Responses overdue: {n} (the owner has not confirmed one)",
     # --- records A: collections (collect / done #C), sign-off, milestones done, private chat ---
     "record_not_member": "You are not a member of project \"{name}\" and cannot see its records",
-    "record_no_project": "In a private chat, name the project, e.g. tasks all project 新品上市",
-    "record_which_project": "You are in several projects ({names}); name one, e.g. tasks all project {name}",
+    "record_no_project": "In a private chat, name the project, e.g. {example}",
+    "record_which_project": "You are in several projects ({names}); name one, e.g. {example}",
+    "private_needs_project": "In a private chat, name the project, e.g. {example}",
     "collect_title": "Collection #C{id} {title}",
     "f_collect_by": "Requested by",
     "f_collect_deadline": "Due",

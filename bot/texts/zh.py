@@ -699,8 +699,9 @@ TEXTS: dict[str, str] = {
     "risk_report_overdue": "应对逾期 {n}（负责人未确认应对）",
     # --- records A: collections (收集 / 提交 #C), sign-off (协同目标确认函), milestones done, private chat ---
     "record_not_member": "你不是项目「{name}」的成员，看不到它的记录",
-    "record_no_project": "私聊里请写项目名，例如：任务列表 项目 新品上市",
-    "record_which_project": "你参与了多个项目（{names}），请写项目名，例如：任务列表 项目 {name}",
+    "record_no_project": "私聊里请写项目名，例如：{example}",
+    "record_which_project": "你参与了多个项目（{names}），请写项目名，例如：{example}",
+    "private_needs_project": "私聊里请写明项目，例如：{example}",
     "collect_title": "收集 #C{id} {title}",
     "f_collect_by": "发起人",
     "f_collect_deadline": "截止",
