@@ -78,3 +78,12 @@ def test_a_private_task_without_its_project_is_answered_with_how_to_name_it(make
     out = h.run("dm as 张三: 新建任务 竞品调研 负责人 @吴十 截止 12-10")
     assert lines_with(out, "私聊里请写明项目，例如：新建任务 竞品调研 负责人 @吴十 截止 12-10 项目 项目名"), out
     assert not lines_with(out, "本群")
+
+
+def test_a_project_named_in_another_projects_group_is_the_one_used(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三", f"{D} 张三: @bot 绑定项目 双十二大促 协同负责人 @张三")
+    out = h.run(f"{D} 张三: @bot 新建任务 新品海报 负责人 @李四 截止 12-10 项目 新品上市")
+    card = "\n".join(out)
+    assert "项目：新品上市" in card and lines_with(out, "→ 新品上市群: 已创建任务 #1「新品海报」"), card
+    assert lines_with(h.run(f"{D} 张三: @bot 新建任务 B 负责人 @李四 截止 12-10 项目 没有的项目"), "找不到项目「没有的项目」")

@@ -122,6 +122,13 @@ def chat_project(ctx: Ctx, cmd: Command | None = None, *, create: bool = False) 
     """
     if ctx.chat is not None and ctx.chat.project_id is not None:
         project = ctx.s.get(Project, ctx.chat.project_id)
+        named = cmd.get("project").strip() if cmd is not None else ""
+        if project is not None and named and named != project.name:
+            # `项目 新品上市` typed in another project's group: the project named, not the group's
+            other = ctx.s.scalar(select(Project).where(Project.name == named).order_by(Project.id.desc()).limit(1))
+            if other is None:
+                raise Refused("no_project_private", name=named[:40])
+            return refuse_if_closed(ctx, other) if create else other
         if project is not None:
             return refuse_if_closed(ctx, project) if create else project
     if create and ctx.chat is not None and not (cmd is not None and cmd.get("project")):
