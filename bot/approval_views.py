@@ -128,7 +128,7 @@ def trail(v: Viewer, req: ApprovalRequest) -> list[str]:
             line = f"{fmt(at, v)} {stage} {verb}"
         else:
             line = f"{fmt(at, v)} {who or '-'} {verb}" + (texts.paren(v.lang, stage) if stage else "")
-        lines.append(line + (f"：{reason}" if reason else ""))
+        lines.append(texts.labelled(v.lang, line, reason) if reason else line)
     return lines
 
 

@@ -172,7 +172,7 @@ def task_history(s: Session, task: Task, lang: str, now: datetime, tz) -> list[s
             percent = after.get("percent") if isinstance(after, dict) else None
             line += f" {percent}%" if percent is not None else ""
         if reason:
-            line += f"：{reason}"
+            line = texts.labelled(lang, line, reason)
         lines.append(line)
     if len(rows) == HISTORY_ITEMS:  # not cut silently: say how many more there are and where to read them
         total = s.scalar(select(func.count()).select_from(AuditEntry).where(

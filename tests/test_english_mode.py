@@ -120,3 +120,15 @@ def test_a_cards_colon_follows_its_language_not_its_field_names(platform: str) -
     chinese = _last_field(platform, Card(kind="task_list", key="tasklist:1", title="任务分工表 · Launch",
                                          fields=titles))
     assert re.search(r"#7 Ad plan(\*\*)?：待启动", chinese), chinese
+
+
+def test_help_lines_and_a_tasks_history_use_english_punctuation(h: Harness) -> None:
+    helped = [line for line in "\n".join(h.run(f"{G} 张三: @bot help")).splitlines() if line.startswith("• ")]
+    assert helped and all("：" not in line.split(" / ")[0] + line.split(": ", 1)[0] for line in helped), helped
+    assert any(line.startswith("• ack / 确认收到: ack") for line in helped), helped
+    created = "\n".join(h.run(f"{G} 张三: @bot task new Banner owner @李四 due 12-10"))
+    task = re.search(r"Created task #(\d+)", created).group(1)  # type: ignore[union-attr]
+    h.run(f"{G} 张三: @bot reassign #{task} @赵六 reason 李四 away")
+    shown = "\n".join(h.run(f"dm as 张三: task #{task}"))
+    history = [line for line in shown.splitlines() if " reassigned" in line]
+    assert history and all("：" not in line for line in history), shown

@@ -145,6 +145,6 @@ def help_command(ctx: Ctx, cmd: Command) -> Reply | None:
         aliases = ALIASES[name]
         english = next((a for a in aliases if a.isascii()), "")
         head = f"{aliases[0]} / {english}" if ctx.lang == "zh" else f"{english} / {aliases[0]}"
-        lines.append(f"• {head}：{zh if ctx.lang == 'zh' else en}")
+        lines.append("• " + texts.labelled(ctx.lang, head, zh if ctx.lang == "zh" else en))
     ctx.say("\n".join(lines))
     return None

@@ -726,7 +726,7 @@ TEXTS: dict[str, str] = {
     "w_collect_submit": "it asks only {names}",
     "collect_submitted": "Submitted to collection #C{id} \"{title}\" ({done}/{n})",
     "collect_submitted_again": "Your submission to collection #C{id} \"{title}\" was replaced ({done}/{n})",
-    "collect_all_in": "Collection #C{id} \"{title}\" is complete ({n} submissions):",
+    "collect_all_in": "Collection #C{id} \"{title}\" is complete ({n} in):",
     "collect_all_in_group": "✅ Collection #C{id} \"{title}\" is complete",
     "collect_amended": "Collection #C{id}: {name} changed their submission",
     "a_collect_close": "close this collection",
