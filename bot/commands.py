@@ -136,7 +136,7 @@ _SPACED_PERCENT = re.compile(r"(?<![\w.])(\d{1,3})\s+[%％](?!\S)")  # 40 % -> 4
 _URL = re.compile(r"^https?://[^\s<>\"']{1,1000}$")
 # a generic pair's name: a word (CJK included) that cannot be a URL's scheme or path
 PAIR_NAME = r"\w[\w\-·/]{0,29}"
-_PAIR = re.compile(f"^({PAIR_NAME})[=＝](.*)$", re.DOTALL)
+_PAIR = re.compile(f"^({PAIR_NAME})[=＝：](.*)$", re.DOTALL)  # 预算金额=5万, 预算金额：5万 (not ":": https://…)
 
 
 @dataclass(frozen=True)

@@ -123,3 +123,9 @@ def test_people_named_before_the_command_are_the_commands() -> None:
     assert cmd.text == "活动H5开发" and cmd.fields == {"deadline": "12-10"}
     refused = parse(f"{m(0)} 你好")
     assert isinstance(refused, ParseError) and refused.value == "你好"  # no marker characters echoed back
+
+
+def test_an_application_field_may_be_written_with_a_chinese_colon() -> None:
+    cmd = parse("申请 延期申请 #1 新截止日期：12-08 原因：接口没好 补救措施=加班 附件 https://x.example/a")
+    assert isinstance(cmd, Command)
+    assert cmd.pairs == (("新截止日期", "12-08"), ("原因", "接口没好"), ("补救措施", "加班 附件 https://x.example/a"))
