@@ -87,3 +87,9 @@ def test_a_project_named_in_another_projects_group_is_the_one_used(make_harness)
     card = "\n".join(out)
     assert "项目：新品上市" in card and lines_with(out, "→ 新品上市群: 已创建任务 #1「新品海报」"), card
     assert lines_with(h.run(f"{D} 张三: @bot 新建任务 B 负责人 @李四 截止 12-10 项目 没有的项目"), "找不到项目「没有的项目」")
+
+
+def test_a_help_request_may_name_its_department_with_a_colon(make_harness) -> None:
+    h: Harness = make_harness()
+    out = h.run(f"{G} 王五: @bot 求助 技术部：需要接口文档")
+    assert lines_with(out, "→ 陈七（私聊）: 王五 向你求助 #H1：需要接口文档"), out

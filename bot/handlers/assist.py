@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 
 from collabbot.bot.commands import Command
@@ -23,6 +25,9 @@ def ask_help(ctx: Ctx, cmd: Command) -> Reply | None:
         department = ctx.s.scalar(select(Department).where(Department.head_id == helper.id).limit(1))
     elif text:
         first, _, rest = text.partition(" ")
+        joined = re.match(r"(.+?)[:：，,](.*)", first)
+        if joined:  # 求助 技术部：需要接口文档
+            first, rest = joined.group(1), f"{joined.group(2)} {rest}"
         department = ctx.department(first)
         text = rest.strip()
     if department is None and not cmd.mentions:
