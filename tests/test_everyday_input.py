@@ -93,3 +93,13 @@ def test_a_help_request_may_name_its_department_with_a_colon(make_harness) -> No
     h: Harness = make_harness()
     out = h.run(f"{G} 王五: @bot 求助 技术部：需要接口文档")
     assert lines_with(out, "→ 陈七（私聊）: 王五 向你求助 #H1：需要接口文档"), out
+
+
+def test_a_subtask_takes_a_date_ending_its_text_and_says_when_it_takes_the_parents(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 海报 负责人 @李四 截止 12-10", f"{G} 李四: @bot 确认收到 #1")
+    out = h.run(f"{G} 李四: @bot 拆分 #1 后端接口 @赵六 周五")
+    assert lines_with(out, "已为 #1 拆分子任务 #2「后端接口」，负责人 @赵六"), out
+    assert "截止：12-04 18:00" in "\n".join(out)
+    out = h.run(f"{G} 李四: @bot 拆分 #1 切图 @赵六")
+    assert lines_with(out, "已为 #1 拆分子任务 #3「切图」（截止沿用 #1：12-10 18:00），负责人 @赵六"), out

@@ -135,7 +135,11 @@ def add_subtask(ctx: Ctx, cmd: Command) -> Reply | None:
     owners = people(ctx, cmd, "owner") or [ctx.mention(i) for i in cmd.mentions[:1]]
     if len(owners) != 1:
         raise missing(ctx, "owner")
-    deadline = when(ctx, cmd, "deadline") or parent.deadline
+    title, typed = cmd.text, when(ctx, cmd, "deadline")
+    *words, last = title.split()
+    if typed is None and words and (at := parse_when(last, ctx.local(ctx.now))) is not None:
+        title, typed = " ".join(words), at  # 拆分 #1 后端接口 @赵六 周五: a date ending the text is the deadline
+    deadline = typed or parent.deadline
     if deadline is not None and deadline < ctx.now:
         raise Refused("deadline_past", when=ctx.fmt(deadline))
     if deadline and parent.deadline and deadline > parent.deadline:
@@ -146,13 +150,15 @@ def add_subtask(ctx: Ctx, cmd: Command) -> Reply | None:
         if not priority:
             raise bad(ctx, "priority", cmd.get("priority"))
     department = ctx.department(cmd.get("department")) if cmd.get("department") else None
-    child = new_task(ctx, title=cmd.text, owner=owners[0], project=parent.project, parent=parent, deadline=deadline,
+    child = new_task(ctx, title=title, owner=owners[0], project=parent.project, parent=parent, deadline=deadline,
                       priority=priority, collaborators=people(ctx, cmd, "collaborators"), department=department,
                       initiating_dept_id=parent.initiating_dept_id,
                       deliverable=capped(ctx, cmd.get("deliverable"), "deliverable"),
                       remarks=capped(ctx, cmd.get("remarks"), "remarks"))
     _touch(ctx, parent)
-    announce_assignment(ctx, child, ctx.t("subtask_created", parent=parent.id, id=child.id, title=child.title))
+    # the parent's deadline is said, not silently taken: （截止沿用 #1：12-10 18:00）
+    due = ctx.t("subtask_parent_due", parent=parent.id, when=ctx.fmt(deadline)) if typed is None and deadline else ""
+    announce_assignment(ctx, child, ctx.t("subtask_created", parent=parent.id, id=child.id, title=child.title, due=due))
     return None
 
 
