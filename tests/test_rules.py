@@ -393,10 +393,15 @@ def test_a_closed_projects_group_gets_its_closing_weeks_summary_and_no_more(make
 
 # --- an extension request outlives nothing it asked about --------------------------------------------
 
-def test_cancelling_a_task_voids_its_pending_extension_request(make_harness) -> None:
-    h: Harness = make_harness()
+def _with_an_extension_asked(h: Harness) -> Harness:
+    """王五's task #1, and his 延期申请 #A1 on it, pending with 张三."""
     h.run(f"{G} 张三: @bot 新建任务 快闪店物料设计 负责人 @王五 截止 12-03", f"{G} 王五: @bot 确认收到 #1",
           f"{G} 王五: @bot 延期申请 #1 新截止日期=12-08 原因=商品图未到 补救措施=先出线框稿")
+    return h
+
+
+def test_cancelling_a_task_voids_its_pending_extension_request(make_harness) -> None:
+    h = _with_an_extension_asked(make_harness())
     out = h.run(f"{G} 张三: @bot 取消任务 #1")
     assert lines_with(out, "审批 #A1「延期申请」已取消。任务 #1 已取消。"), out
     assert lines_with(out, "→ 王五（私聊）: 审批 #A1「延期申请」已作废，无需再审批：任务 #1 已取消。"), out
@@ -406,9 +411,7 @@ def test_cancelling_a_task_voids_its_pending_extension_request(make_harness) -> 
 
 
 def test_reassigning_a_task_voids_the_old_owners_extension_request(make_harness) -> None:
-    h: Harness = make_harness()
-    h.run(f"{G} 张三: @bot 新建任务 快闪店物料设计 负责人 @王五 截止 12-03", f"{G} 王五: @bot 确认收到 #1",
-          f"{G} 王五: @bot 延期申请 #1 新截止日期=12-08 原因=商品图未到 补救措施=先出线框稿")
+    h = _with_an_extension_asked(make_harness())
     out = h.run(f"{G} 张三: @bot 转交 #1 @李四 原因 王五请假")
     assert lines_with(out, "→ 王五（私聊）: 审批 #A1「延期申请」已作废，无需再审批：任务 #1 已转交给 李四"), out
     out = h.run("wait 3h")
