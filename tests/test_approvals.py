@@ -429,7 +429,7 @@ def test_an_unanswered_step_is_nagged_and_escalated(harness) -> None:
     out = harness.text("wait 2h")
     assert "→ 新品上市群: @张三 审批 #A1「市场活动预算审批」还在等你审批（初审，12-01 09:00 起）" in out
     out = harness.text("wait 1d")
-    assert "→ 赵总（私聊）: 张三 的以下事项超过 24 小时未回应，请跟进" in out
+    assert "→ 赵总（私聊）: 张三 的这件事已超过 24 小时未回应，请跟进" in out
     assert "审批 #A1「市场活动预算审批」（初审）待审批" in out
     harness.run("dm as 张三: 同意 #A1")
     with harness.db.transaction() as s:

@@ -28,7 +28,7 @@ def test_unacknowledged_assignment_is_nagged_twice_then_escalated(make_harness) 
     nags = lines_with(out, "新品上市群: @孙九 请确认收到任务 #1")
     assert [n[:13] for n in nags] == ["[12-01 11:00]", "[12-01 14:30]"]
     assert len(lines_with(out, "孙九（私聊）: 请确认收到任务 #1")) == 2
-    escalation = lines_with(out, "→ 赵总（私聊）: 孙九 的以下事项超过 24 小时未回应")
+    escalation = lines_with(out, "→ 赵总（私聊）: 孙九 的这件事已超过 24 小时未回应")
     assert len(escalation) == 1 and escalation[0].startswith("[12-02 09:00]")
     assert lines_with(out, "已超过 24 小时未回应，已告知 赵总")
     assert "[再次提醒] [转交]" in "\n".join(out)
@@ -211,7 +211,7 @@ def test_nags_can_be_switched_off(make_harness) -> None:
     h.run(f"{G} 张三: @bot 新建任务 A 负责人 @李四 截止 12-20")
     out = h.run("wait 3d")
     assert not lines_with(out, "请确认收到")
-    assert len(lines_with(out, "→ 陈七（私聊）: 李四 的以下事项超过 24 小时未回应")) == 1
+    assert len(lines_with(out, "→ 陈七（私聊）: 李四 的这件事已超过 24 小时未回应")) == 1
 
 
 def test_escalations_can_be_switched_off(make_harness) -> None:
@@ -250,7 +250,7 @@ def test_who_hears_a_nag_and_an_escalation_is_configurable(make_harness) -> None
     out = h.run("wait 1d2h")
     assert not lines_with(out, "新品上市群: @孙九 请确认收到") and not lines_with(out, "已告知 赵总")
     assert len(lines_with(out, "孙九（私聊）: 请确认收到任务 #1")) == 2
-    assert len(lines_with(out, "→ 赵总（私聊）: 孙九 的以下事项超过 24 小时未回应")) == 1
+    assert len(lines_with(out, "→ 赵总（私聊）: 孙九 的这件事已超过 24 小时未回应")) == 1
 
     h = make_harness(config=rules_with(nag_private=False))
     h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @孙九 截止 12-10")
@@ -268,7 +268,7 @@ def test_an_escalation_can_go_to_the_department_head_first(make_harness) -> None
             users["李四"].supervisor_id = users["钱总"].id
         h.run(f"{G} 张三: @bot 新建任务 接口联调 负责人 @李四 截止 12-10")
         out = h.run("wait 1d2h")
-        assert [line.split("→ ")[1].split("（")[0] for line in lines_with(out, "的以下事项超过 24 小时未回应")] == [boss]
+        assert [line.split("→ ")[1].split("（")[0] for line in lines_with(out, "的这件事已超过 24 小时未回应")] == [boss]
 
 
 def test_the_prompt_and_the_overdue_warning_can_leave_out_the_group_or_the_coordinator(make_harness) -> None:
@@ -431,7 +431,7 @@ def test_a_filed_extension_answers_the_overdue_chase_until_it_is_rejected(make_h
     h.run(f"{G} 李四: @bot 延期申请 #1 新截止日期=12-08 17:00 原因=供应商延迟 补救措施=加班")
     out = h.run("wait 2d")
     assert not lines_with(out, "已延期，请回复原因") and not lines_with(out, "延期未说明原因"), out
-    assert not lines_with(out, "李四 的以下事项超过")
+    assert not lines_with(out, "李四 的这件事已超过")
     h.run("dm as 张三: 驳回 #A1 补救措施不够")  # rejected on 12-03 17:30: the reason is owed again, chased as before
     out = h.run("wait 1d")
     nags = lines_with(out, "新品上市群: @李四 任务 #1「物料采购」已延期，请回复原因")
@@ -445,7 +445,7 @@ def test_an_extension_filed_before_the_deadline_spares_the_chase(make_harness) -
     out = h.run("wait 2d")
     assert lines_with(out, "→ 李四（私聊）: 任务 #1「物料采购」已过截止时间")  # the warning itself still goes
     assert lines_with(out, "你的延期申请还在审批中") and not lines_with(out, "申请延期。")  # not told to apply again
-    assert not lines_with(out, "已延期，请回复原因") and not lines_with(out, "李四 的以下事项超过")
+    assert not lines_with(out, "已延期，请回复原因") and not lines_with(out, "李四 的这件事已超过")
     h.run(f"{G} 李四: @bot 撤回 #A1")  # withdrawn: nothing answers the overdue any more
     out = h.run("wait 3h")
     assert lines_with(out, "@李四 任务 #1「物料采购」已延期，请回复原因")
@@ -480,7 +480,7 @@ def test_an_escalation_with_nobody_above_does_not_claim_anyone_was_told(make_har
     out = h.run("wait 1d2h")
     note = lines_with(out, "新品上市群: @张三 任务 #1「物料采购」待确认收到，已超过 24 小时未回应")
     assert len(note) == 1 and "已告知" not in note[0] and "没有可升级的上级" in note[0], note
-    assert not lines_with(out, "的以下事项超过")
+    assert not lines_with(out, "的这件事已超过")
     english = texts.t("en", "escalation_group_nobody", what="Task #1", hours="24")
     assert "was told" not in english and "nobody" in english
 
@@ -492,7 +492,7 @@ def test_the_top_leader_is_never_escalated_to_his_own_subordinate(make_harness) 
     out = h.run("wait 1d2h")
     note = lines_with(out, "新品上市群: @赵总 任务 #1「供应商框架协议签字」待确认收到，已超过 24 小时未回应")
     assert len(note) == 1 and "没有可升级的上级" in note[0] and "孙九" not in note[0], note
-    assert not lines_with(out, "的以下事项超过")
+    assert not lines_with(out, "的这件事已超过")
 
 
 # --- what the leader an escalation reached can do ----------------------------------------------------
@@ -502,7 +502,7 @@ def test_the_leader_hands_an_escalated_risk_on_with_the_risk_command(make_harnes
     h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @王五 截止 12-20", f"{G} 王五: @bot 确认收到 #1",
           f"{G} 张三: @bot 风险 新增 描述 供应商交付延迟 可能性 高 影响 中 负责人 @李四")
     out = h.run("wait 1d2h")
-    assert lines_with(out, "→ 陈七（私聊）: 李四 的以下事项超过 24 小时未回应")
+    assert lines_with(out, "→ 陈七（私聊）: 李四 的这件事已超过 24 小时未回应")
     out = h.run("dm as 陈七: tap 转交")
     assert lines_with(out, "仅 陈七 可见: 请发送：风险 更新 #R1 负责人 @新负责人"), out
     out = h.run("dm as 陈七: 风险 更新 #R1 负责人 @赵六")
@@ -517,7 +517,7 @@ def test_the_leader_hands_an_escalated_approval_step_to_someone_else(make_harnes
     h.run(f"{G} 李四: @bot 申请 人力支持申请 支持部门=设计部 人数=1 技能要求=视觉 支持时间=12-20 用途=H5",
           "dm as 陈七: 同意 #A1")
     out = h.run("wait 1d2h")
-    assert lines_with(out, "→ 赵总（私聊）: 周八 的以下事项超过 24 小时未回应")
+    assert lines_with(out, "→ 赵总（私聊）: 周八 的这件事已超过 24 小时未回应")
     out = h.run("dm as 赵总: tap 转交")
     assert lines_with(out, "仅 赵总 可见: 请发送：转交 #A1 @新审批人 原因 …"), out
     out = h.run("dm as 赵总: 转交 #A1 @王五 原因 周八出差")
@@ -526,7 +526,7 @@ def test_the_leader_hands_an_escalated_approval_step_to_someone_else(make_harnes
     out = h.run("dm as 张三: 转交 #A1 @赵六 原因 x")  # not 王五's leader (nor an approver): refused
     assert lines_with(out, "轮到 王五 审批，你不能操作"), out
     out = h.run("dm as 王五: 同意 #A1")
-    assert not lines_with(out, "不能") and not lines_with(h.run("wait 1d"), "周八 的以下事项"), out
+    assert not lines_with(out, "不能") and not lines_with(h.run("wait 1d"), "周八 的这件事"), out
 
 
 def test_a_help_request_escalated_has_nothing_to_reassign_on_its_card(make_harness) -> None:

@@ -76,7 +76,7 @@ def test_the_golden_escalation_follows_the_working_clock() -> None:
     assert all("@孙九" in line for line in nags if "新品上市群" in line)
     escalation = [line for line in sent if "赵总" in line]
     assert escalation == [
-        "[12-02 09:00] → 赵总（私聊）: 孙九 的以下事项超过 24 小时未回应，请跟进：",
+        "[12-02 09:00] → 赵总（私聊）: 孙九 的这件事已超过 24 小时未回应，请跟进：",
         "[12-02 09:00] → 新品上市群: @孙九 任务 #1「物料采购」待确认收到，已超过 24 小时未回应，已告知 赵总。",
     ]
     assert not any("请确认收到任务 #2" in line or "#2「渠道报名」待确认收到" in line for line in sent)

@@ -112,7 +112,7 @@ def test_reassigning_an_overdue_task_moves_the_reason_wait_to_the_new_owner(make
     assert open_waits == {("assign", "吴十"), ("overdue", "吴十")}
     out = h.run("wait 2d")
     assert not lines_with(out, "@孙九") and not lines_with(out, "孙九（私聊）"), out
-    assert not lines_with(out, "孙九 的以下事项"), out
+    assert not lines_with(out, "孙九 的这件事"), out
     chased = lines_with(out, "任务 #1「物料采购」已延期，请回复原因")  # in the group with his 确认收到, one note a round
     assert any("新品上市群: @吴十" in line for line in chased), out
     h.run(f"{G} 吴十: @bot 进度 #1 30% 接手后重新排期")

@@ -333,7 +333,7 @@ TEXTS: dict[str, str] = {
     "nag_help": "求助 #H{id} 还在等你答复：{text}（{since} 起）",
     "nag_generic": "有一项事务在等你处理（{since} 起）",
     "escalation_title": "升级提醒：{name}",
-    "escalation_private": "{name} 的以下事项超过 {hours} 小时未回应，请跟进：",
+    "escalation_private": "{name} 的这件事已超过 {hours} 小时未回应，请跟进：",
     "escalation_group": "{what}，已超过 {hours} 小时未回应，已告知 {boss}。",
     "escalation_group_nobody": "{what}，已超过 {hours} 小时未回应，没有可升级的上级。",
     "wait_handled": "这件事已经处理了，无需再提醒。",
