@@ -114,6 +114,8 @@ class FakeFeishu:
         self.departments: list[dict[str, Any]] = []
         self.users: list[dict[str, Any]] = []
         self.approval_instances: dict[str, dict[str, Any]] = {}  # instance code -> 审批实例详情 data
+        self.approval_subscriptions: set[str] = set()  # 订阅审批事件: approval codes this app asked for
+        self.approval_scope = True  # the app holds approval:approval (needed to subscribe)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         # off by default: see enforce_chat_limit and set_chaos
@@ -195,6 +197,7 @@ class FakeFeishu:
         r.add_get("/open-apis/contact/v3/departments/{department_id}/children", self._children)
         r.add_get("/open-apis/contact/v3/users/find_by_department", self._find_by_department)
         r.add_get("/open-apis/approval/v4/instances/{instance_id}", self._approval_instance)
+        r.add_post("/open-apis/approval/v4/approvals/{approval_code}/subscribe", self._subscribe_approval)
         r.add_post("/callback/ws/endpoint", self._ws_endpoint)
         r.add_get("/ws", self._ws)
         return app
@@ -217,7 +220,8 @@ class FakeFeishu:
     # --- helpers ---------------------------------------------------------------------------------
     async def _record(self, request: web.Request) -> Call:
         body: Any = None
-        if request.content_type == "application/json":
+        if request.content_type == "application/json" or "Content-Type" not in request.headers:
+            # lark-oapi posts its token request with no Content-Type at all, and Feishu reads it as JSON
             raw = await request.read()
             body = json.loads(raw) if raw else None
         elif request.content_type.startswith("multipart/"):
@@ -436,6 +440,21 @@ class FakeFeishu:
             return self._answer(call, 400, 1390001, "param is invalid: instance not found")
         return self._answer(call, 200, 0, "success", {"data": {"instance_code": request.match_info["instance_id"],
                                                                **instance}})
+
+    async def _subscribe_approval(self, request: web.Request) -> web.Response:
+        """订阅审批事件: once per app and definition; a second call is answered 1390007 (subscription existed);
+        without approval:approval (or approval:definition) the app is refused (99991672)."""
+        call, denied = await self._guard(request)
+        if denied is not None:
+            return denied
+        code = request.match_info["approval_code"]
+        if not self.approval_scope:
+            return self._answer(call, 400, 99991672, "Access denied. One of the following scopes is required: "
+                                                      "[approval:approval, approval:definition]")
+        if code in self.approval_subscriptions:
+            return self._answer(call, 400, 1390007, "subscription existed")
+        self.approval_subscriptions.add(code)
+        return self._answer(call, 200, 0, "success", {"data": {}})
 
     def add_approval_instance(self, code: str, approval_code: str, status: str, open_id: str,
                               form: list[dict[str, Any]]) -> None:

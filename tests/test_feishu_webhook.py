@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -21,6 +22,7 @@ from collabbot.storage.models import ApprovalRequest, Chat, InboundReceipt, Outb
 
 from . import feishu_callbacks as cb
 from .conftest import TZ
+from .fake_feishu import FakeFeishu
 from .feishu_env import FeishuEnv, count, make_env
 
 START = datetime(2026, 12, 1, 9, 0, tzinfo=TZ)  # a Tuesday, a working day
@@ -188,6 +190,28 @@ async def test_linked_approval_instances_are_mirrored_and_their_outcome_told_onc
         await env.close()
 
 
+async def test_linked_approval_definitions_are_subscribed_at_start(sqlite_db: Database,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """Feishu sends no approval event before the app asked for the definition's (订阅审批事件); asking again
+    is answered "subscription existed", which is fine; a missing permission is logged with what to grant."""
+    fake = FakeFeishu()
+    env = await make_env(sqlite_db, START, fake=fake, approvals={"7C468A54-8745": "人力支持申请"})
+    await env.close()
+    assert fake.approval_subscriptions == {"7C468A54-8745"}
+    with caplog.at_level(logging.INFO, logger="collabbot.adapters.feishu"):
+        env = await make_env(sqlite_db, START, fake=fake, approvals={"7C468A54-8745": "人力支持申请",
+                                                                     "NEW-CODE": "人力支持申请"})
+        await env.close()
+    assert fake.approval_subscriptions == {"7C468A54-8745", "NEW-CODE"}
+    assert any("7C468A54-8745's events were already subscribed" in r.getMessage() for r in caplog.records)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    fake.approval_scope = False
+    with caplog.at_level(logging.ERROR, logger="collabbot.adapters.feishu"):
+        env = await make_env(sqlite_db, START, fake=fake, approvals={"THIRD": "人力支持申请"})
+        await env.close()
+    assert any("grant the app approval:approval" in r.getMessage() for r in caplog.records)
+
+
 async def test_an_approval_instance_that_cannot_be_read_changes_nothing(sqlite_db: Database) -> None:
     env = await make_env(sqlite_db, START, approvals={"7C468A54-8745": "人力支持申请"})
     try:
@@ -261,3 +285,24 @@ async def test_a_bot_menu_tap_runs_its_command_and_answers_privately(env: Feishu
     assert await env.post(menu) == (200, {})  # Feishu's retry of the same tap: nothing new
     await env.deliver()
     assert len(env.fake.sent("ou_li")) == 1
+
+
+async def test_the_fakes_approval_subscription_answers_lark_oapi_as_feishu_does() -> None:
+    """The fake cannot drift from the API: lark-oapi's own client subscribes through it, then is told it
+    already had."""
+    import lark_oapi as lark
+    from lark_oapi.api.approval.v4 import SubscribeApprovalRequest
+
+    fake = FakeFeishu()
+    await fake.start()
+    try:
+        client = lark.Client.builder().app_id(fake.app_id).app_secret(fake.app_secret).domain(fake.url) \
+            .log_level(lark.LogLevel.ERROR).build()
+        request = SubscribeApprovalRequest.builder().approval_code("7C468A54-8745").build()
+        # its calls are blocking ones: on a thread, so that the fake (on this loop) can answer
+        first = await asyncio.to_thread(client.approval.v4.approval.subscribe, request)
+        again = await asyncio.to_thread(client.approval.v4.approval.subscribe, request)
+        assert first.success() and fake.approval_subscriptions == {"7C468A54-8745"}
+        assert not again.success() and again.code == 1390007
+    finally:
+        await fake.close()

@@ -58,6 +58,7 @@ class FeishuAdapter:
 
     async def start(self) -> None:
         await self.inbound.pipeline.start()
+        await self._subscribe_approvals()
         if not self.inbound.bot_open_id and not await self._learn_bot_id():
             self._bot_id_task = asyncio.create_task(self._learn_bot_id_later(), name="feishu-bot-id")
         if self.settings.mode == "websocket":
@@ -65,6 +66,19 @@ class FeishuAdapter:
 
             self.long_connection = LongConnection(self.settings, self.inbound)
             await self.long_connection.start()
+
+    async def _subscribe_approvals(self) -> None:
+        """Each linked approval definition's events are asked for once (Feishu sends none before): an app
+        that already asked is told so, which is fine; a refusal is logged with the permission to grant."""
+        for code in self.settings.approvals:
+            try:
+                fresh = await self.client.subscribe_approval(code)
+            except FeishuApiError as exc:
+                log.error("feishu: cannot subscribe to approval %s's events (%s); its instances are not mirrored "
+                          "until it is: grant the app approval:approval (查看、创建、更新、删除审批应用相关信息) and "
+                          "restart", code, exc)
+                continue
+            log.info("feishu: approval %s's events %s", code, "subscribed" if fresh else "were already subscribed")
 
     async def _learn_bot_id(self) -> bool:
         try:

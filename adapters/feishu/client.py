@@ -46,6 +46,9 @@ REFRESH_MARGIN_SECONDS = 600.0
 MAX_UUID = 50  # 发送消息: uuid 最大长度 50 字符
 
 
+ALREADY_SUBSCRIBED = 1390007  # 订阅审批事件: "subscription existed" (one call per app and definition is enough)
+
+
 class FeishuApiError(ApiError):
     """A failed Feishu call: `transient` ones may succeed later (after `retry_after` seconds, if known)."""
 
@@ -155,6 +158,17 @@ class FeishuClient(ApiClient):
         if not isinstance(data, dict):
             raise FeishuApiError("approval instance answer has no data", transient=False)
         return data
+
+    async def subscribe_approval(self, approval_code: str) -> bool:
+        """POST /open-apis/approval/v4/approvals/{code}/subscribe (订阅审批事件): without it Feishu sends no
+        event about that definition's instances. True when subscribed now, False when it already was."""
+        try:
+            await self.call("POST", f"/open-apis/approval/v4/approvals/{quote(approval_code, safe='')}/subscribe")
+        except FeishuApiError as exc:
+            if exc.code == ALREADY_SUBSCRIBED:
+                return False
+            raise
+        return True
 
     async def bot_open_id(self) -> str:
         """GET /open-apis/bot/v3/info: the bot's own open_id (its answer is {code, msg, bot: {…}}, no `data`)."""
