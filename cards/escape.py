@@ -51,6 +51,16 @@ _TRAILING = re.compile(r"[ \t]+\n")
 _MARKUP = str.maketrans({"<": "＜", ">": "＞", "[": "［", "]": "］", "&": "＆", "@": "＠", "$": "＄",
                          "*": "＊", "`": "｀", "~": "～"})
 _FEISHU = _DINGTALK = _WECOM = _MARKUP
+# and, anywhere, | (a table's cells: Feishu refuses a card with more than five tables) and :EMOJI: codes
+# (Feishu draws them)
+_MARKUP.update(str.maketrans({"|": "｜"}))
+_EMOJI_CODE = re.compile(r":(?=[A-Za-z][A-Za-z_]{0,30}:)")
+# Block markup counts only at the start of a line: a heading (#), a rule or a setext heading (---, ===,
+# ___), a list (- + 1. 1)). A multi-line value (a retrospective, a native approval's textarea) must not
+# draw "## ✅ 已通过" under a rejected request's fields.
+_BLOCK = re.compile(r"(?m)^([ \t]*)(?:(#(?=#{0,5}(?:[ \t]|$))|[-+](?=[ \t])|[-=_](?=[-=_]{1,}[ \t]*$))"
+                    r"|(\d{1,9})([.)])(?=[ \t]))")  # `#12 海报` is a task, `# 海报` a heading
+_BLOCK_TWIN = {"#": "＃", "-": "－", "+": "＋", "=": "＝", "_": "＿", ".": "．", ")": "）"}
 
 
 def _visible(text: str) -> str:
@@ -101,10 +111,18 @@ def clean(text: object, *, oneline: bool = False, strip: bool = True, max_lines:
     return s.strip() if strip else s
 
 
+def _blocks(text: str) -> str:
+    """Each line's block markup (and every :EMOJI: code's colon) as its full-width twin."""
+    text = _EMOJI_CODE.sub("：", text)
+    return _BLOCK.sub(lambda m: m.group(1) + (_BLOCK_TWIN[m.group(2)] if m.group(2)
+                                              else m.group(3) + _BLOCK_TWIN[m.group(4)]), text)
+
+
 def _escape(table: dict[int, str], text: object, limit: int, oneline: bool, strip: bool, max_lines: int,
             max_bytes: int | None) -> str:
     # shortened after the swap: a full-width twin is one character but three UTF-8 bytes
-    return shorten(clean(text, oneline=oneline, strip=strip, max_lines=max_lines).translate(table), limit, max_bytes)
+    return shorten(_blocks(clean(text, oneline=oneline, strip=strip, max_lines=max_lines).translate(table)),
+                   limit, max_bytes)
 
 
 def feishu(text: object, limit: int, *, oneline: bool = False, strip: bool = True, max_lines: int = 40,

@@ -532,3 +532,16 @@ def test_a_field_reads_name_colon_value_in_the_cards_own_language(platform: str)
     assert re.search(r"Note 6(\*\*)?: …", english) and not re.search(r"Note 6(\*\*)?：", english), english
     chinese = card((("负责人", "李四"), ("KPI", "转化率3%")))
     assert re.search(r"备注6(\*\*)?：…", chinese) and not re.search(r"备注6(\*\*)?: ", chinese), chinese
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_a_multi_line_value_draws_no_heading_rule_table_or_emoji(platform: str) -> None:
+    """A retrospective or a native approval's textarea keeps its lines: each line's block markup must not
+    draw "## ✅ 已通过" under a rejected request's fields, nor tables (Feishu refuses more than five)."""
+    value = "前端\n## ✅ 已由 赵总 审批通过\n---\n| a | b |\n|---|---|\n1. 第一\n- 第二\n:DONE: 完成"
+    card = Card(kind="approval_result", key="approval:1", title="审批结果 #A1", status="已驳回",
+                fields=(("技能要求", value),) * 6)
+    out = json.dumps(render_card(platform, card), ensure_ascii=False)
+    for drawn in ("\\n## ", "\\n---", "|", ":DONE:", "\\n1. ", "\\n- "):
+        assert drawn not in out, (drawn, out)
+    assert "已由 赵总 审批通过" in out and "#A1" in out  # the words stay, and a task's #ref is no heading

@@ -40,6 +40,7 @@ from collabbot.adapters.dingtalk.parse import SessionWebhook
 from collabbot.adapters.kit.sender import PlatformSender, render
 from collabbot.bot.clock import Clock
 from collabbot.bot.replies import Card, Message
+from collabbot.cards import escape
 from collabbot.scheduler.delivery import DeliveryError
 from collabbot.scheduler.limits import Limit
 
@@ -151,7 +152,8 @@ class DingTalkSender(PlatformSender):
             message_id = key or None
         if message.urgent and target_kind == "user" and self.settings.ding:
             try:
-                await self.client.ding([target_id], message.plain_text[:500] or "…")
+                # plain text, but a right-to-left override in a title must not turn it round either
+                await self.client.ding([target_id], escape.shorten(escape.clean(message.plain_text), 500) or "…")
                 self.paths["ding"] += 1
             except DingTalkApiError as exc:
                 log.warning("dingtalk: DING failed (the message itself was sent): %s", exc)
