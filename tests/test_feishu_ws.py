@@ -45,6 +45,7 @@ async def env(sqlite_db: Database) -> AsyncIterator[FeishuEnv]:
 async def test_events_on_the_long_connection_reach_the_engine(env: FeishuEnv) -> None:
     connection = env.adapter.long_connection
     await until(lambda: bool(env.fake.ws_connections), what="the client to connect")
+    await until(lambda: env.adapter.connected() is True, what="/metrics to see the connection up")
     body = cb.message("@_user_1 新建任务 周报模板 负责人 @_user_2", sender="ou_zhang",
                       mentions=[("ou_bot", "bot"), ("ou_li", "李四")], at=START, token="")
     answer = await env.fake.push_event(body)
@@ -91,9 +92,11 @@ async def test_the_watchdog_reconnects_a_silent_socket(sqlite_db: Database) -> N
 
 
 async def reconnects(env: FeishuEnv) -> None:
+    await until(lambda: env.adapter.connected() is False, timeout=30, what="/metrics to see the silence")
     await until(lambda: env.fake.ws_endpoint_calls >= 2, timeout=30, what="a reconnect by the watchdog")
     assert env.adapter.long_connection.kicks >= 1
     await until(lambda: bool(env.fake.ws_connections), what="the new connection")
+    await until(lambda: env.adapter.connected() is True, timeout=30, what="/metrics to see it up again")
     body = cb.message("我的任务", sender="ou_li", chat_type="p2p", chat_id="oc_p2p_li", at=START, token="")
     assert (await env.fake.push_event(body))["code"] == 200
 

@@ -56,6 +56,12 @@ class FeishuAdapter:
         if self.settings.mode == "webhook":
             app.router.add_post(self.settings.path, self.webhook.handle)
 
+    def connected(self) -> bool | None:
+        """Long-connection mode: is the connection up (`/metrics`)? None in webhook mode, which has none."""
+        if self.settings.mode != "websocket":
+            return None
+        return self.long_connection is not None and self.long_connection.up()
+
     async def start(self) -> None:
         await self.inbound.pipeline.start()
         await self._subscribe_approvals()

@@ -68,7 +68,9 @@ class LongConnection:
         self.settings = settings
         self.inbound = inbound
         self.check_every = check_every or min(5.0, max(0.2, settings.watchdog_seconds / 4))
-        self.last_frame = time.monotonic()
+        self.last_frame = time.monotonic()  # the watchdog's clock (reset when it kicks)
+        self.last_seen = 0.0  # the last frame really seen, or a new socket: what `up` reads
+        self._socket: Any = None
         self.frames = 0
         self.kicks = 0
         self.client: Any = None
@@ -104,6 +106,24 @@ class LongConnection:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 5)
 
+    def up(self) -> bool:
+        """Connected, as far as this side can tell (`/metrics`): the client's thread runs, it holds a socket,
+        and a frame came within the watchdog's limit (a silent socket that looks open is not up)."""
+        client = self.client
+        if self._stopping or self._thread is None or not self._thread.is_alive() or client is None:
+            return False
+        conn = getattr(client, "_conn", None)
+        if conn is None:
+            return False
+        now = time.monotonic()
+        if conn is not self._socket:  # a new socket is a sign of life of its own
+            self._socket, self.last_seen = conn, now
+        # the frames seen, not the watchdog's reset after a kick: a socket kicked for silence is not up
+        return now - self.last_seen <= self._limit(client)
+
+    def _limit(self, client: Any) -> float:
+        return max(self.settings.watchdog_seconds, 2.5 * float(getattr(client, "_ping_interval", 0) or 0))
+
     async def _watch(self) -> None:
         restart_at = 0.0
         while not self._stopping:
@@ -120,8 +140,7 @@ class LongConnection:
             client, ws_loop = self.client, self.ws_loop
             if client is None or ws_loop is None:
                 continue  # still importing / connecting
-            ping = float(getattr(client, "_ping_interval", 0) or 0)
-            limit = max(self.settings.watchdog_seconds, 2.5 * ping)
+            limit = self._limit(client)
             if now - self.last_frame > limit:
                 self.kicks += 1
                 self.last_frame = now
@@ -160,7 +179,7 @@ class LongConnection:
             _close_loop(ws_loop)
 
     def frame_seen(self) -> None:
-        self.last_frame = time.monotonic()
+        self.last_frame = self.last_seen = time.monotonic()
         self.frames += 1
 
     def deliver(self, payload: bytes) -> Any:
