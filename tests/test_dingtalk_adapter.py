@@ -288,11 +288,13 @@ def test_a_session_webhook_on_another_host_is_refused() -> None:
 async def test_an_urgent_message_goes_as_ding_when_allowed(fake: FakeDingTalk) -> None:
     allowed, off = sender_for(fake, ding=True), sender_for(fake)
     try:
-        urgent = Message(("李四的任务已超时",), CARD, urgent=True)
+        # a right-to-left override in a title must not turn the DING's plain text round ("…已通过")
+        urgent = Message(("李四的任务「客户投诉\u202e过通已」已超时",), CARD, urgent=True)
         await allowed.send(item("user", "chen01", urgent, key="e1"))
         await off.send(item("user", "chen01", urgent, key="e2"))
         [ding] = fake.dings
         assert ding["receiverUserIdList"] == ["chen01"] and ding["remindType"] == 1
+        assert "\u202e" not in ding["content"] and "客户投诉过通已" in ding["content"]
         fake.fail("no_permission", path="/v1.0/robot/ding/send")
         assert await allowed.send(item("user", "chen01", urgent, key="e3"))  # a refused DING fails nothing
     finally:
