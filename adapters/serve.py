@@ -41,7 +41,7 @@ from collabbot.bot.reports import export
 from collabbot.scheduler.delivery import DeliveryWorker, process_counters
 from collabbot.scheduler.runner import Runner
 from collabbot.storage import inbound
-from collabbot.storage.db import Database
+from collabbot.storage.db import Database, error_line
 from collabbot.storage.migrate import shown_url, upgrade_or_explain
 from collabbot.storage.models import OutboxMessage
 
@@ -175,7 +175,7 @@ def build_app(config: Config, bot: Bot, adapters: list[PlatformAdapter], hub: Hu
             pending = await asyncio.to_thread(_pending, bot)
             depth, lag = await asyncio.to_thread(_inbound_depth, bot) if hub is not None else (0, 0.0)
         except (SQLAlchemyError, OSError) as exc:
-            log.warning("metrics: the database does not answer: %s", _first_line(exc))
+            log.warning("metrics: the database does not answer: %s", error_line(exc))
             lines.append("collabbot_database_up 0")
         else:
             lines += ["collabbot_database_up 1", f"collabbot_outbox_pending {pending}"]
@@ -233,13 +233,8 @@ def _db_ok(bot: Bot) -> bool:
             s.execute(select(1))
         return True
     except Exception as exc:  # one line a probe: an outage probed every second is not a page of tracebacks
-        log.warning("health check failed: %s", _first_line(exc))
+        log.warning("health check failed: %s", error_line(exc))
         return False
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _inbound_depth(bot: Bot) -> tuple[int, float]:

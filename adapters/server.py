@@ -37,7 +37,7 @@ from collabbot.bot.config import Config, ConfigError, load_config, parse_config
 from collabbot.bot.org import Org, OrgError, apply_org, load_org_file
 from collabbot.storage import outbox
 from collabbot.storage.copy import TargetNotEmpty, copy_database
-from collabbot.storage.db import Database
+from collabbot.storage.db import Database, error_line
 from collabbot.storage.migrate import DatabaseUnavailable, shown_url, upgrade_or_explain
 from collabbot.storage.models import OutboxMessage
 
@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"database error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except (OperationalError, InterfaceError) as exc:  # the database went away after start-up checks
-        print(f"database error: {str(exc.orig or exc).strip().splitlines()[0]}", file=sys.stderr)
+        print(f"database error: {error_line(exc)}", file=sys.stderr)
         return EXIT_CONFIG
     except socket.gaierror as exc:  # before OSError, whose subclass it is
         print(f"config error: server.host: cannot be resolved ({exc.strerror})", file=sys.stderr)

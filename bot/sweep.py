@@ -531,8 +531,8 @@ def daily_prompt(bot: Engine, s: Session, now: datetime, force: bool = False) ->
     day_start = _local_day_start(bot, today)
     # every group's stale tasks in one query (not one per group)
     stale_by_project: dict[int, list[Task]] = {}
-    stale_stmt = (select(Task).where(Task.project_id.in_({c.project_id for c in chats}), Task.status == "in_progress",
-                                     (Task.last_progress_at.is_(None)) | (Task.last_progress_at < day_start))
+    unreported = (Task.status == "in_progress") & (Task.last_progress_at.is_(None) | (Task.last_progress_at < day_start))
+    stale_stmt = (select(Task).where(Task.project_id.in_({c.project_id for c in chats}), unreported)
                   .order_by(Task.id).options(selectinload(Task.owner)))
     for task in s.scalars(stale_stmt) if chats else ():
         stale_by_project.setdefault(task.project_id, []).append(task)  # type: ignore[arg-type]
@@ -543,9 +543,7 @@ def daily_prompt(bot: Engine, s: Session, now: datetime, force: bool = False) ->
     if rules.daily_prompt_private and every:
         grouped = select(Chat.project_id).where(Chat.project_id.is_not(None), Chat.active.is_(True))
         for task in s.scalars(select(Task).where(
-                Task.owner_id.in_({t.owner_id for t in every}), Task.status == "in_progress",
-                Task.project_id.in_(grouped),
-                (Task.last_progress_at.is_(None)) | (Task.last_progress_at < day_start))
+                Task.owner_id.in_({t.owner_id for t in every}), Task.project_id.in_(grouped), unreported)
                 .order_by(Task.id).options(selectinload(Task.owner), selectinload(Task.collaborators),
                                            selectinload(Task.project), selectinload(Task.department))):
             owners_stale.setdefault(task.owner_id, []).append(task)

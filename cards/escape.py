@@ -47,13 +47,12 @@ _TRAILING = re.compile(r"[ \t]+\n")
 # and everywhere: & so that no entity can turn into a < after us, @ so that nothing even looks like
 # a mention, $ so that nothing reads as a card-template variable `${…}` (DingTalk's, Feishu's), and
 # * ` ~ so that typed text cannot dress itself as the card's own labels (**负责人**：…), code or
-# strike-through in the platforms' markdown.
+# strike-through in the platforms' markdown, and | so that it cannot draw a table (Feishu refuses a card
+# with more than five).
 _MARKUP = str.maketrans({"<": "＜", ">": "＞", "[": "［", "]": "］", "&": "＆", "@": "＠", "$": "＄",
-                         "*": "＊", "`": "｀", "~": "～"})
+                         "*": "＊", "`": "｀", "~": "～", "|": "｜"})
 _FEISHU = _DINGTALK = _WECOM = _MARKUP
-# and, anywhere, | (a table's cells: Feishu refuses a card with more than five tables) and :EMOJI: codes
-# (Feishu draws them)
-_MARKUP.update(str.maketrans({"|": "｜"}))
+# :EMOJI: codes anywhere (Feishu draws them)
 _EMOJI_CODE = re.compile(r":(?=[A-Za-z][A-Za-z_]{0,30}:)")
 # Block markup counts only at the start of a line: a heading (#), a rule or a setext heading (---, ===,
 # ___), a list (- + 1. 1)). A multi-line value (a retrospective, a native approval's textarea) must not

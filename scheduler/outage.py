@@ -9,6 +9,8 @@ import time
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from collabbot.storage.db import error_line
+
 EVERY_SECONDS = 60.0
 _last: dict[str, float] = {}
 
@@ -22,6 +24,4 @@ def report(log: logging.Logger, what: str, exc: BaseException) -> None:
     if now - _last.get(what, -EVERY_SECONDS) < EVERY_SECONDS:
         return
     _last[what] = now
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    log.error("%s: the database does not answer: %s (said once a minute while it lasts)", what,
-              text.splitlines()[0] if text else type(exc).__name__)
+    log.error("%s: the database does not answer: %s (said once a minute while it lasts)", what, error_line(exc))

@@ -18,6 +18,13 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 
+def error_line(exc: BaseException) -> str:
+    """What a database error says, in one line (the driver's message when there is one): for an admin's
+    log or terminal, where a traceback would bury it."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (below)
     cursor = dbapi_connection.cursor()

@@ -14,6 +14,8 @@ from alembic.util import CommandError
 from sqlalchemy import Engine, make_url, text
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
+from collabbot.storage.db import error_line
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 MIGRATION_LOCK = 0x636F6C6C61622D6D  # the advisory lock key every instance's upgrade takes ("collab-m")
 
@@ -72,8 +74,7 @@ def upgrade_or_explain(engine: Engine) -> None:
         raise DatabaseUnavailable(f"{shown} was migrated by a newer CollabBot ({exc}); run that release, or "
                                   "restore a backup taken before the upgrade") from None
     except DBAPIError as exc:
-        text_ = str(exc.orig or exc).strip()
-        reason = text_.splitlines()[0] if text_ else type(exc).__name__
+        reason = error_line(exc)
         if "permission denied for schema" in reason:
             reason += " (on PostgreSQL 15 and later, make the bot's role the database's owner)"
         raise DatabaseUnavailable(f"cannot open {shown}: {reason}") from None

@@ -20,7 +20,7 @@ from collabbot.bot import archive, texts
 from collabbot.bot.archive import Entry, Filters
 from collabbot.bot.commands import FIELD_WORDS, Command
 from collabbot.bot.context import Ctx, Refused
-from collabbot.bot.handlers.common import MAX_TEXT, chat_project, not_allowed
+from collabbot.bot.handlers.common import MAX_TEXT, chat_project, not_allowed, project_named
 from collabbot.bot.handlers.records import MAX_PAGE, PAGE_SIZE
 from collabbot.bot.replies import Card, Message, Reply
 from collabbot.bot.reports import figures
@@ -191,7 +191,7 @@ def _retro_project(ctx: Ctx, head: str, cmd: Command) -> Project:
         return project
     named = _PROJECT_NAMED.search(head)
     if named is not None:
-        project = ctx.s.scalar(select(Project).where(Project.name == named.group(1)).order_by(Project.id.desc()))
+        project = project_named(ctx, named.group(1))
         if project is None:
             raise Refused("no_project_private", name=named.group(1)[:50])
         return project

@@ -91,10 +91,11 @@ def answer_command(ctx: Ctx, cmd: Command) -> Reply | None:
         raise missing(ctx, "help_id")
     if not cmd.text.strip():  # an empty answer would close the request and turn the real one away
         raise missing(ctx, "help_answer")
-    reply = answer_help(ctx, cmd.helps[0], ctx.with_names(cmd.spoken))  # "已安排 @李四 支援": who, kept
+    answer = ctx.with_names(cmd.spoken)  # "已安排 @李四 支援": who, kept
+    reply = answer_help(ctx, cmd.helps[0], answer)
     for i in dict.fromkeys(cmd.mentions):  # the people the answer names hear it: they are the help
         named = ctx.mention(i)
         if named.id != ctx.actor.id:
             ctx.tell_user(named, Message((ctx.t("help_named_notice", id=cmd.helps[0], name=ctx.actor.name,
-                                                   answer=ctx.with_names(cmd.spoken)),)))
+                                                   answer=answer),)))
     return reply

@@ -113,6 +113,12 @@ def refuse_if_closed(ctx: Ctx, project: Project) -> Project:
     return project
 
 
+def project_named(ctx: Ctx, name: str) -> Project | None:
+    """The project of that name, the newest if there are several (a group's next project may repeat a
+    closed one's name): how every command that names a project finds it."""
+    return ctx.s.scalar(select(Project).where(Project.name == name).order_by(Project.id.desc()).limit(1))
+
+
 def chat_project(ctx: Ctx, cmd: Command | None = None, *, create: bool = False) -> Project:
     """The project of this group (or the one named with 项目 in a private chat).
 
@@ -125,7 +131,7 @@ def chat_project(ctx: Ctx, cmd: Command | None = None, *, create: bool = False) 
         named = cmd.get("project").strip() if cmd is not None else ""
         if project is not None and named and named != project.name:
             # `项目 新品上市` typed in another project's group: the project named, not the group's
-            other = ctx.s.scalar(select(Project).where(Project.name == named).order_by(Project.id.desc()).limit(1))
+            other = project_named(ctx, named)
             if other is None:
                 raise Refused("no_project_private", name=named[:40])
             return refuse_if_closed(ctx, other) if create else other
@@ -147,7 +153,7 @@ def chat_project(ctx: Ctx, cmd: Command | None = None, *, create: bool = False) 
         return project
     name = cmd.get("project") if cmd is not None else ""
     if name:
-        project = ctx.s.scalar(select(Project).where(Project.name == name).order_by(Project.id.desc()).limit(1))
+        project = project_named(ctx, name)
         if project is not None:
             return refuse_if_closed(ctx, project) if create else project
     if ctx.chat is None:  # a private chat has no group to take the project from: say how to name it

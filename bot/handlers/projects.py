@@ -10,7 +10,17 @@ from sqlalchemy import select
 from collabbot.bot import texts
 from collabbot.bot.commands import Command
 from collabbot.bot.context import Ctx, Refused, snapshot
-from collabbot.bot.handlers.common import MAX_TITLE, capped, chat_project, closed_at, missing, not_allowed, people, when
+from collabbot.bot.handlers.common import (
+    MAX_TITLE,
+    capped,
+    chat_project,
+    closed_at,
+    missing,
+    not_allowed,
+    people,
+    project_named,
+    when,
+)
 from collabbot.bot.replies import Card, Reply
 from collabbot.bot.signoff_view import signoff_fields
 from collabbot.storage.models import Department, JobRun, Project, WeeklyNote
@@ -105,8 +115,7 @@ def bind_project(ctx: Ctx, cmd: Command) -> Reply | None:
 def show_project(ctx: Ctx, cmd: Command) -> Reply | None:
     if ctx.chat is None:  # a private chat has no group to ask about: the project is named
         name = (cmd.get("project") or cmd.text).strip()
-        found = ctx.s.scalar(select(Project).where(Project.name == name).order_by(Project.id.desc()).limit(1)) \
-            if name else None
+        found = project_named(ctx, name) if name else None
         if found is None:
             raise Refused("no_project_private", name=name[:40]) if name else Refused("no_project_named")
         ctx.say(card=project_card(ctx, found))

@@ -28,6 +28,7 @@ from collabbot.bot.handlers.common import (
     missing,
     not_allowed,
     people,
+    project_named,
     refuse_if_closed,
     when,
     with_project,
@@ -97,7 +98,7 @@ def record_project(ctx: Ctx, cmd: Command, *, create: bool = False) -> Project:
         return chat_project(ctx, cmd, create=create)
     name = cmd.get("project").strip()
     if name:
-        found = ctx.s.scalar(select(Project).where(Project.name == name).order_by(Project.id.desc()).limit(1))
+        found = project_named(ctx, name)
         if found is None:
             raise Refused("no_project_private", name=name[:40])
         if not (ctx.is_admin() or is_project_member(ctx.s, ctx.actor.id, found.id)):

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from collabbot.bot.commands import Command
 from collabbot.bot.context import Ctx, Refused
-from collabbot.bot.handlers.common import not_allowed
+from collabbot.bot.handlers.common import not_allowed, project_named
 from collabbot.bot.replies import Message, Reply
 from collabbot.bot.reports import export, figures
 from collabbot.bot.reports.card import report_card, report_chart, scope_name
@@ -36,9 +36,7 @@ def _scope(ctx: Ctx, cmd: Command) -> tuple[Scope, str]:
         dept = ctx.department(words[1])
         return Scope("department", dept.id, dept.name), " ".join(words[2:])
     if head in PROJECT_WORDS and len(words) > 1:
-        # the newest of that name, as the group and the record commands take it (a group's next project
-        # may repeat a closed one's name)
-        project = ctx.s.scalar(select(Project).where(Project.name == words[1]).order_by(Project.id.desc()).limit(1))
+        project = project_named(ctx, words[1])
         if project is None:
             raise Refused("report_unknown_project", name=words[1][:50])
         return Scope("project", project.id, project.name), " ".join(words[2:])

@@ -282,13 +282,13 @@ def report_progress(ctx: Ctx, cmd: Command) -> Reply | None:
     task = one_task(ctx, cmd)
     _owner_only(ctx, task, "a_progress")
     _require_state(ctx, task, "progress", "a_progress")
-    percent, said = cmd.percent, cmd.text
+    percent = cmd.percent
     if percent is None:
         raise missing(ctx, "percent")
     if not 0 <= percent <= 100:
         raise Refused("percent_range")
     before = snapshot(task)
-    done_text = capped(ctx, " ".join(x for x in (said, cmd.get("done")) if x), "done")
+    done_text = capped(ctx, " ".join(x for x in (cmd.text, cmd.get("done")) if x), "done")
     report = ProgressReport(task_id=task.id, author_id=ctx.actor.id, status="in_progress", percent=percent,
                             done_text=done_text, next_step=capped(ctx, cmd.get("next_step"), "next_step"),
                             problems=capped(ctx, cmd.get("problems"), "problems"), created_at=ctx.now)
