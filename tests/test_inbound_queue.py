@@ -8,6 +8,7 @@ Follow-up work after the answer (fetching a Feishu approval instance) is durable
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import threading
@@ -498,3 +499,25 @@ async def test_background_work_gives_way_while_answering_is_saturated_but_never_
         assert env.hub.answering == 0
     finally:
         await env.close()
+
+
+async def test_callbacks_read_a_turn_of_the_loop_apart_share_one_journal_commit(sqlite_db: Database) -> None:
+    """Under load the loop reads callbacks one after another; each commit is a hand-off to the journal's
+    thread that costs more than its rows, so the rows of callbacks ready within a couple of turns go together."""
+    from collabbot.adapters.hub import Journal
+
+    journal = Journal(sqlite_db)
+    try:
+        async def put_after(turns: int, n: int) -> list[int | None]:
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            tickets = await journal.put([("feishu", "event", {"n": n})])
+            return [t.id for t in tickets]
+
+        ids = await asyncio.gather(*(put_after(turns, turns) for turns in (0, 1, 2)))
+        assert journal.commits == 1
+        with sqlite_db.transaction() as s:
+            payloads = {r.id: r.payload["n"] for r in s.scalars(select(InboundQueueItem))}
+        assert [payloads[i] for [i] in ids] == [0, 1, 2]  # each callback's own row
+    finally:
+        journal.close()

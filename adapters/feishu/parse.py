@@ -14,12 +14,12 @@ the URL check: {challenge, token, type: "url_verification"}).
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from collabbot.adapters.kit.webhook import loads
 from collabbot.bot.events import (
     CardActionEvent,
     ChatRef,
@@ -197,7 +197,7 @@ def approval_form(form: Any) -> dict[str, str]:
     """An instance's `form` (a JSON string of widgets {id, name, type, value}) as field name -> text.
     Values that are not plain (attachments, tables) are left out; a malformed form gives {}."""
     try:
-        widgets = json.loads(form) if isinstance(form, str) else form
+        widgets = loads(form) if isinstance(form, str) else form
     except ValueError:
         return {}
     values: dict[str, str] = {}
@@ -214,7 +214,7 @@ def approval_form(form: Any) -> dict[str, str]:
 def message_text(message_type: str, content: str) -> str | None:
     """The plain text of a text or rich-text (post) message, placeholders kept; None for other kinds."""
     try:
-        data = json.loads(content)
+        data = loads(content)
     except (TypeError, ValueError):
         raise Malformed("message.content is not JSON") from None
     if not isinstance(data, dict):

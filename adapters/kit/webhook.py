@@ -14,11 +14,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, TypeVar
 
+import orjson
 from aiohttp import web
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ async def read_body(request: web.Request, cap: int) -> bytes:
         raise Refused(UNSUPPORTED, f"Content-Encoding {encoding[:40]!r} refused before reading")
     if request.content_length is not None and request.content_length > cap:
         raise Refused(TOO_LARGE, f"body of {request.content_length} bytes is over the cap")
+    if request.content_length is not None:  # checked above; the body cannot run past its Content-Length
+        return await request.read()
     chunks, size = [], 0
     async for chunk in request.content.iter_chunked(16_384):
         size += len(chunk)
@@ -59,9 +61,11 @@ async def read_body(request: web.Request, cap: int) -> bytes:
 def loads(raw: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
     """JSON with at most `max_depth` levels of nesting; ValueError for anything else."""
     try:
-        data = json.loads(raw)
-    except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
+        data = orjson.loads(raw)  # orjson: a tenth of the standard library's time on every callback
+    except orjson.JSONDecodeError:  # a ValueError; also past orjson's own bound of 1,024 levels
+        if _openings(raw) > max_depth:
+            raise ValueError("JSON nested too deeply") from None
+        raise
     if _openings(raw) <= max_depth:  # nesting cannot be deeper than the brackets opened: no walk needed
         return data
     stack = [(data, 1)]
@@ -82,6 +86,10 @@ def _openings(raw: bytes | str) -> int:
     if isinstance(raw, str):
         return raw.count("{") + raw.count("[")
     return raw.count(b"{") + raw.count(b"[")
+
+
+def answer(data: dict[str, Any]) -> web.Response:
+    return web.Response(body=orjson.dumps(data), content_type="application/json")
 
 
 def refusal(status: int) -> web.Response:
@@ -111,4 +119,4 @@ class Webhook(Generic[V]):
             self.refused += 1
             log.warning("%s: callback from %s refused (%s): %s", self.platform, request.remote, exc.status, exc.reason)
             return refusal(exc.status)
-        return web.json_response(await self.dispatch(verified))
+        return answer(await self.dispatch(verified))
