@@ -90,9 +90,9 @@ class QueueWriter:
 
     It runs for every callback, and the answer waits for it. Through a session it cost about 500 µs of
     CPU per commit (about 340 µs through a Core connection) where the database's own work is about 50 µs,
-    and that CPU is taken from the loop that answers (they share the GIL). The SQL and every value's
-    conversion but the payload's are still SQLAlchemy's, compiled once per dialect, so these rows read back exactly like
-    rows written by `put_many` (the payload's JSON is orjson's, which reads back the same)."""
+    and that CPU is taken from the loop that answers (they share the GIL). The SQL and the values'
+    conversions are still SQLAlchemy's, compiled once per dialect, so these rows read back exactly like
+    rows written by `put_many`; only the payload's JSON text is orjson's (the same value, read back)."""
 
     def __init__(self, dialect: Dialect) -> None:
         table = InboundQueueItem.__table__

@@ -45,9 +45,9 @@ async def read_body(request: web.Request, cap: int) -> bytes:
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise Refused(UNSUPPORTED, f"Content-Encoding {encoding[:40]!r} refused before reading")
-    if request.content_length is not None and request.content_length > cap:
-        raise Refused(TOO_LARGE, f"body of {request.content_length} bytes is over the cap")
-    if request.content_length is not None:  # checked above; the body cannot run past its Content-Length
+    if (length := request.content_length) is not None:  # the body cannot run past its Content-Length
+        if length > cap:
+            raise Refused(TOO_LARGE, f"body of {length} bytes is over the cap")
         return await request.read()
     chunks, size = [], 0
     async for chunk in request.content.iter_chunked(16_384):
@@ -88,13 +88,13 @@ def _openings(raw: bytes | str) -> int:
     return raw.count(b"{") + raw.count(b"[")
 
 
-def answer(data: dict[str, Any]) -> web.Response:
-    return web.Response(body=orjson.dumps(data), content_type="application/json")
+def answer(data: dict[str, Any], status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
 def refusal(status: int) -> web.Response:
     """The one answer to every refusal of a status: no reason, nothing to learn from."""
-    return web.json_response({"msg": "refused"}, status=status)
+    return answer({"msg": "refused"}, status)
 
 
 class Webhook(Generic[V]):
