@@ -45,6 +45,10 @@ class Engine(Protocol):
     def describe_wait(self, ctx: Ctx, wait: Wait) -> str: ...
 
 
+# The mentions a text begins or ends with: whom it is addressed to, not part of what it says.
+_ADDRESSEES = re.compile(f"^(?:\\s*{MARKER.pattern})+|(?:\\s*{MARKER.pattern})+\\s*$")
+
+
 class Refused(Exception):
     """A command that may not or cannot be done; `key` and `values` make the reply."""
 
@@ -151,8 +155,21 @@ class Ctx:
     def with_names(self, text: str) -> str:
         """`text` with each mention inside it written as @name: what was typed, as a person reads it. The
         people it begins or ends with are whom it is addressed to (mentioned apart), not part of it."""
-        inner = re.sub(f"^(?:\\s*{MARKER.pattern})+|(?:\\s*{MARKER.pattern})+\\s*$", "", text)
-        return show_markers(inner, [u.name for u in self.mentions]).strip()
+        return show_markers(_ADDRESSEES.sub("", text), [u.name for u in self.mentions]).strip()
+
+    def with_ats(self, text: str) -> list[Part]:
+        """`with_names` as message parts, each mention inside the text a real one: said in a group, the
+        person named is notified where the name stands, not by a second mention after the text."""
+        inner = _ADDRESSEES.sub("", text).strip()
+        parts: list[Part] = []
+        start = 0
+        for m in MARKER.finditer(inner):
+            parts.append(show_markers(inner[start:m.start()], []))
+            if (i := int(m.group(1))) < len(self.mentions):
+                parts.append(self.at(self.mentions[i]))
+            start = m.end()
+        parts.append(show_markers(inner[start:], []))
+        return [p for p in parts if p]
 
     # --- speaking -------------------------------------------------------------------------------
     def at(self, user: User) -> At:

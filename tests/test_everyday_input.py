@@ -27,7 +27,8 @@ def test_a_name_inside_a_comment_or_an_answer_stays_in_it(make_harness) -> None:
     h: Harness = make_harness()
     h.run(f"{G} 张三: @bot 新建任务 海报 负责人 @王五 截止 12-10")
     out = h.run(f"{G} 张三: @bot 评论 #1 需要，找 @李四 要")
-    assert lines_with(out, "#1 评论：需要，找 @李四 要"), out
+    [line] = lines_with(out, "#1 评论：需要，找 @李四 要")
+    assert line.count("李四") == 1, line  # mentioned where the name stands, not a second time after the text
     out = h.run(f"{G} 张三: @bot 评论 #1 @王五 请看一下设计稿")  # whom it is addressed to is not part of it
     assert lines_with(out, "#1 评论：请看一下设计稿 @王五"), out
     h.run(f"{G} 王五: @bot 求助 技术部 需要接口")

@@ -163,6 +163,18 @@ def test_parent_cannot_finish_with_open_subtasks_and_return_needs_a_reason(harne
     assert "不能验收这个任务" in harness.text(f"{G} 张三: @bot 通过 #1")  # not in review any more
 
 
+def test_a_returned_task_shows_the_share_last_reported_short_of_done(harness) -> None:
+    create(harness)
+    harness.run(f"{G} 李四: @bot 进度 #1 60% 完成 首页", f"{G} 李四: @bot 进度 #1 100% 完成 全部",
+                f"{G} 李四: @bot 完成 #1 交付物 https://h5.example.com")
+    assert task(harness.db, 1).percent == 100
+    harness.run(f"{G} 张三: @bot 退回 #1 原因 缺少埋点")
+    assert (task(harness.db, 1).status, task(harness.db, 1).percent) == ("in_progress", 60)
+    create(harness)  # #2: handed in without a single progress report
+    harness.run(f"{G} 李四: @bot 完成 #2 交付物 稿件", f"{G} 张三: @bot 退回 #2 原因 不全")
+    assert task(harness.db, 2).percent == 0
+
+
 def test_progress_is_for_the_owner_and_percent_is_checked(harness) -> None:
     create(harness)
     assert "只有负责人 李四 可以" in harness.text(f"{G} 王五: @bot 进度 #1 30%")

@@ -27,7 +27,7 @@ from collabbot.bot.handlers.common import (
     when,
 )
 from collabbot.bot.handlers.task_creation import announce_assignment, card, new_task
-from collabbot.bot.replies import CardAction, Message, Reply
+from collabbot.bot.replies import At, CardAction, Message, Reply
 from collabbot.bot.rules import states
 from collabbot.bot.rules.deps import find_cycle
 from collabbot.bot.texts import status_name
@@ -400,12 +400,22 @@ def return_task(ctx: Ctx, cmd: Command) -> Reply | None:
         task.overdue_warned_at = None  # handed in on time, back after the deadline: late now, warned at the next sweep
     task.status = "in_progress"
     task.submitted_at = None  # handed in again later: judged then
+    task.percent = _last_reported(ctx, task)  # handing it in set 100 %
     _touch(ctx, task)
     ctx.audit("task.return", task, before, reason=reason)
     ctx.say(ctx.t("returned", id=task.id, reason=reason))
     ctx.tell_user(task.owner, Message((ctx.t("returned_notice", id=task.id, reason=reason),), card(ctx, task)),
                   key=f"returned:task:{task.id}:{task.version}")
     return None
+
+
+def _last_reported(ctx: Ctx, task: Task) -> int:
+    """What a task returned for more work shows: the share its owner last reported short of 100 % (the
+    reviewer has just said it was not done), 0 when none."""
+    latest = ctx.s.scalar(select(ProgressReport.percent).where(ProgressReport.task_id == task.id,
+                                                               ProgressReport.percent < 100)
+                          .order_by(ProgressReport.created_at.desc(), ProgressReport.id.desc()).limit(1))
+    return latest or 0
 
 
 def reassign(ctx: Ctx, cmd: Command) -> Reply | None:
@@ -520,8 +530,11 @@ def comment(ctx: Ctx, cmd: Command) -> Reply | None:
                       created_at=ctx.now))
     ctx.s.flush()
     ctx.audit("task.comment", task, entity_type="task", entity_id=task.id)
-    parts: list = [ctx.t("comment_posted", id=task.id, text=text)]
-    for u in mentioned:
+    head, tail = ctx.t("comment_posted", id=task.id, text="\0").split("\0")
+    inline = ctx.with_ats(cmd.spoken)  # a name inside the comment is mentioned where it stands, once
+    named = {p.user_id for p in inline if isinstance(p, At)}
+    parts: list = [head, *inline, tail]
+    for u in dict.fromkeys(u for u in mentioned if u.id not in named):
         parts += [" ", ctx.at(u)]
     ctx.say(*parts)
     if ctx.chat is None:  # typed privately: the people named hear it, else the one who answers for the task
