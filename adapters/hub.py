@@ -116,7 +116,7 @@ class Journal:
         self.spool = spool
         self.spool_after = spool_after
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="collabbot-journal")
-        self._writer = inbound.QueueWriter(db.engine.dialect)
+        self._writer = inbound.queue_writer(db)
         self._puts: list[tuple[list[tuple[str, str, dict[str, Any]]], asyncio.Future[list[int]]]] = []
         self._forgotten: list[int] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -207,8 +207,7 @@ class Journal:
                 start += len(batch)
 
     def _commit(self, rows: list[tuple[str, str, dict[str, Any]]], forgotten: list[int]) -> list[int]:
-        with self.db.raw_transaction(priority=True) as connection:  # an answer waits on it: before the engine
-            ids = self._writer.write(connection, rows, LEASE, forgotten)
+        ids = self._writer.write(rows, LEASE, forgotten)
         self.commits += 1
         return ids
 
@@ -222,6 +221,7 @@ class Journal:
 
     def close(self) -> None:
         self._thread.shutdown(wait=True)
+        self._writer.close()
 
 
 class Backlog:
@@ -380,9 +380,7 @@ class Hub:
     def lock_url(self) -> str | None:
         """What an instance-wide lock (the kit's `Holder`) connects to: the PostgreSQL server, in libpq's
         form; None on SQLite, whose file belongs to one process, so the lock is simply held."""
-        if not self.bot.db.is_postgres:
-            return None
-        return self.bot.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return self.bot.db.libpq_url
 
     @property
     def waiting(self) -> int:

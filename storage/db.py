@@ -113,6 +113,14 @@ class Database:
     def is_postgres(self) -> bool:
         return self.engine.dialect.name == "postgresql"
 
+    @property
+    def libpq_url(self) -> str | None:
+        """The PostgreSQL server in libpq's form, for a connection of one's own outside the pool (the
+        inbound journal's, an instance-wide lock's); None on SQLite."""
+        if not self.is_postgres:
+            return None
+        return self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
     @contextmanager
     def transaction(self, priority: bool = False) -> Iterator[Session]:
         """One unit of work: committed at the end of the block, rolled back on any exception.
@@ -136,7 +144,7 @@ class Database:
     @contextmanager
     def raw_transaction(self, priority: bool = False) -> Iterator[Any]:
         """A bare DBAPI connection in a transaction, committed at the end of the block: for the one write
-        too frequent for the ORM's cost (the inbound journal, `storage.inbound.QueueWriter`). On SQLite it
+        too frequent for the ORM's cost (the inbound journal on SQLite, `storage.inbound.queue_writer`). It
         takes the same writer lock as `transaction`."""
         if self._writer is not None and not self._writer.acquire(priority):
             raise TimeoutError(f"the SQLite database was held by another transaction for {WRITER_WAIT_SECONDS} s")

@@ -456,35 +456,58 @@ def test_a_group_commit_of_inbound_rows_returns_each_rows_id_in_order(db: Databa
 
 
 def test_the_journals_bare_writer_stores_rows_as_the_orm_does_and_deletes_the_done_ones(db: Database) -> None:
-    """The journal writes on a bare DBAPI connection (its commit is on every answer's path): its rows must
-    read back, and be claimed, exactly like rows written through the ORM, and `done` must delete only
-    the rows it names."""
+    """The journal writes without the ORM (its commit is on every answer's path): its rows must read back,
+    and be claimed, exactly like rows written through the ORM, in the order given; `done` must delete only
+    the rows it names; and a batch that fails leaves nothing of itself, deletes included."""
     from collabbot.storage import inbound
     from collabbot.storage.models import InboundQueueItem
 
-    writer = inbound.QueueWriter(db.engine.dialect)
-    rows = [("feishu", "event", {"n": i, "text": f"新建任务 {i} ' \" ; DROP TABLE tasks; --"}) for i in range(40)]
-    with db.raw_transaction(priority=True) as connection:
-        ids = writer.write(connection, rows, timedelta(0), [])
+    writer = inbound.queue_writer(db)
+    rows = [("feishu", "event", {"n": i, "text": f"新建任务 {i} ' \" ; DROP TABLE tasks; -- \\ \\u0000 \u0000 \U0001f600"})
+            for i in range(40)]
+    ids = writer.write(rows, timedelta(0), [])
     with db.transaction() as s:
         [orm_id] = inbound.put_many(s, [("feishu", "event", {"n": "orm"})], timedelta(0))
-    assert len(set(ids)) == 40 and orm_id > max(ids)
+    assert len(set(ids)) == 40 and ids == sorted(ids) and orm_id > max(ids)
     with db.transaction() as s:
         stored = {r.id: r for r in s.scalars(select(InboundQueueItem))}
-        assert [stored[i].payload for i in ids] == [payload for _, _, payload in rows]
+        # PostgreSQL's JSON functions cannot take U+0000 (the engine drops it anyway); typed text like it stays
+        expected = [{**p, "text": p["text"].replace("\x00", "")} if db.is_postgres else p for _, _, p in rows]
+        assert [stored[i].payload for i in ids] == expected
+        assert {(stored[i].platform, stored[i].kind, stored[i].attempts, stored[i].last_error) for i in ids} == {
+            ("feishu", "event", 0, "")}
         for column in ("not_before", "claimed_until", "created_at"):  # aware UTC, as the ORM's own rows
             assert getattr(stored[ids[0]], column).tzinfo is not None
             assert abs(getattr(stored[ids[0]], column) - getattr(stored[orm_id], column)) < timedelta(seconds=30)
     with db.transaction() as s:  # unleased (a lease of 0): any instance takes them, in order, the ORM's row last
         assert [item.id for item in inbound.claim(s, 100, timedelta(seconds=60), ("feishu",))] == [*ids, orm_id]
 
-    with db.raw_transaction() as connection:
-        assert writer.write(connection, [], timedelta(0), ids[:39]) == []
+    assert writer.write([], timedelta(0), ids[:39]) == []
     with db.transaction() as s:
         assert set(s.scalars(select(InboundQueueItem.id))) == {ids[39], orm_id}
 
-    with pytest.raises(RuntimeError), db.raw_transaction() as connection:  # an exception rolls the batch back
-        writer.write(connection, rows[:3], timedelta(0), [ids[39]])
-        raise RuntimeError("the commit fails")
+    broken = [rows[0], ("feishu", None, {"n": "no kind"}), rows[2]]  # the second row breaks a NOT NULL
+    with pytest.raises(Exception, match=r"(?i)null"):
+        writer.write(broken, timedelta(0), [ids[39]])  # type: ignore[list-item]
     with db.transaction() as s:
         assert set(s.scalars(select(InboundQueueItem.id))) == {ids[39], orm_id}
+    writer.close()
+
+
+def test_the_journal_on_postgresql_outlives_a_dropped_connection(pg_database: Database) -> None:
+    """The journal's PostgreSQL writer keeps a connection of its own, outside the pool and its ping: one the
+    server drops (a restart, an admin's pg_terminate_backend) is replaced, and the batch still lands."""
+    from collabbot.storage import inbound
+    from collabbot.storage.models import InboundQueueItem
+
+    truncate_all(pg_database)
+    writer = inbound.queue_writer(pg_database)
+    [first] = writer.write([("feishu", "event", {"n": 1})], timedelta(0), [])
+    with pg_database.transaction() as s:
+        pid = s.execute(text("SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND "
+                             "datname = current_database() AND query LIKE '%json_array_elements%'")).scalar_one()
+        s.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    [second] = writer.write([("feishu", "event", {"n": 2})], timedelta(0), [first])
+    with pg_database.transaction() as s:
+        assert [(r.id, r.payload) for r in s.scalars(select(InboundQueueItem))] == [(second, {"n": 2})]
+    writer.close()
