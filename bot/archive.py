@@ -153,9 +153,10 @@ def _match(s: Session, words: list[str]) -> ColumnElement[bool]:
 
 
 def search(s: Session, words: list[str], filters: Filters | None = None, *, viewer_id: int | None = None,
-           limit: int = 10) -> tuple[int, list[tuple[ArchiveRecord, str]]]:
-    """(how many records match, the newest `limit` of them with their project's name). `viewer_id` None: every
-    project's records (an admin); else only the projects they may read."""
+           limit: int = 10, offset: int = 0) -> tuple[int, list[tuple[ArchiveRecord, str]]]:
+    """(how many records match, `limit` of them with their project's name, newest first after skipping the
+    newest `offset`). `viewer_id` None: every project's records (an admin); else only the projects they
+    may read."""
     if not words:
         return 0, []
     filters = filters or Filters()
@@ -179,7 +180,8 @@ def search(s: Session, words: list[str], filters: Filters | None = None, *, view
     total = s.scalar(select(func.count()).select_from(matched)) or 0
     rows = s.execute(select(ArchiveRecord, Project.name).join(matched, matched.c.id == ArchiveRecord.id)
                      .join(Project, Project.id == ArchiveRecord.project_id)
-                     .order_by(ArchiveRecord.happened_at.desc(), ArchiveRecord.id.desc()).limit(limit)).all()
+                     .order_by(ArchiveRecord.happened_at.desc(), ArchiveRecord.id.desc())
+                     .limit(limit).offset(offset)).all()
     return total, [(r[0], r[1]) for r in rows]
 
 

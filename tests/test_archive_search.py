@@ -49,6 +49,13 @@ def test_a_two_character_query_finds_the_word_in_a_title(db: Database) -> None:
     assert _found(db, "场推") == []  # not a word: a LIKE scan would have found it
 
 
+def test_a_page_is_read_from_the_database_not_cut_from_all_before_it(db: Database) -> None:
+    _setup(db)
+    with db.transaction() as s:
+        total, rows = archive.search(s, archive.query_words("方案"), Filters(), limit=1, offset=1)
+        assert (total, [(r.kind, r.entity_id) for r, _ in rows]) == (2, [("task", 1)])  # the second newest alone
+
+
 def test_the_filters_by_type_department_and_time(db: Database) -> None:
     _, market, tech = _setup(db)
     assert _found(db, "方案", Filters(kind="task")) == [("task", 1)]

@@ -341,12 +341,11 @@ def search_archive(ctx: Ctx, cmd: Command) -> Reply | None:
     if not words:
         raise Refused("search_empty")
     viewer = None if ctx.is_admin() else ctx.actor.id
-    # bot/archive.search takes no offset: the page is the tail of the newest page × SHOWN
-    total, rows = archive.search(ctx.s, words, terms.filters, viewer_id=viewer, limit=terms.page * SHOWN)
+    total, rows = archive.search(ctx.s, words, terms.filters, viewer_id=viewer, limit=SHOWN,
+                                 offset=(terms.page - 1) * SHOWN)
     pages = max(1, -(-total // SHOWN))
     if terms.page > pages:
         raise Refused("list_no_page", page=terms.page, pages=pages)
-    rows = rows[(terms.page - 1) * SHOWN:]
     depts = archive.departments_of(ctx.s, [r.id for r, _ in rows])
     fields = tuple((f"{ctx.t(REFS[r.kind], id=r.entity_id)} {r.title}",
                     " · ".join(filter(None, (name, ctx.t(f"kind_{r.kind}"), ctx.local(r.happened_at).strftime("%Y-%m-%d"),
