@@ -354,6 +354,15 @@ def templates_of(config: HasTemplates) -> tuple[ApprovalTemplate, ...]:
     return tuple(config.approval_templates) or builtin_templates()
 
 
+def extension_form(config: HasTemplates, task_id: int) -> tuple[str, str] | None:
+    """What an owner types after 申请 to ask for task `task_id`'s extension, as the configured extension
+    template reads ("延期申请 #12", "新截止日期=… 原因=… 补救措施=…"); None when no template is one."""
+    template = next((t for t in templates_of(config) if t.kind == "extension"), None)
+    if template is None:
+        return None
+    return f"{template.name} #{task_id}", " ".join(f"{f.name}=…" for f in template.fields)
+
+
 def find_template(templates: tuple[ApprovalTemplate, ...], text: str) -> ApprovalTemplate | None:
     """The template named `text`, or the only one whose name contains it (申请 延期 → 延期申请)."""
     text = text.strip()

@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
 from collabbot.bot import people, risk_report, texts
+from collabbot.bot.approval_templates import extension_form
 from collabbot.bot.org import CONSOLE
 from collabbot.bot.replies import At, Button, Card, CardAction, Message
 from collabbot.bot.reports.trend import WeeklyTrend
@@ -458,9 +459,14 @@ def sweep_overdue(bot: Engine, s: Session, now: datetime) -> int:
         deadline = n.fmt(task.deadline)
         occurrence = f"overdue:task:{task.id}:{int(task.deadline.timestamp())}"  # a new deadline warns again
         card = task_card(s, task, n.lang, now, bot.calendar.tz, blocked=task.id in blocked)
-        warning = "overdue_owner_extending" if task.id in extending else "overdue_owner"  # not "apply" if applied
-        n.to_user(task.owner, Message((n.t(warning, id=task.id, title=task.title, deadline=deadline),), card),
-                  f"{occurrence}:owner", when)
+        form = extension_form(bot.config, task.id)
+        if task.id in extending:  # not "apply" if applied
+            warning = n.t("overdue_owner_extending", id=task.id, title=task.title, deadline=deadline)
+        elif form is None:  # no extension template configured: not a command that does not exist
+            warning = n.t("overdue_owner_no_form", id=task.id, title=task.title, deadline=deadline)
+        else:
+            warning = n.t("overdue_owner", id=task.id, title=task.title, deadline=deadline, form=form[0], fields=form[1])
+        n.to_user(task.owner, Message((warning,), card), f"{occurrence}:owner", when)
         # The owner owes a reason and a remedy: a wait, so the nag and escalation rules chase it until a
         # progress update, a submission or an extension request answers it (one pending answers it already;
         # its rejection or withdrawal opens the wait then: bot/handlers/approvals/flow.py).

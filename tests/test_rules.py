@@ -85,6 +85,29 @@ def test_overdue_warning_once_and_outside_working_time_waits_for_monday(make_har
     assert len(coordinator) == 1
 
 
+def test_the_overdue_warning_says_how_to_apply_as_the_configured_extension_template_reads(make_harness) -> None:
+    """The command it suggests is the configured template's (name and fields), and none when no template
+    is for extensions: the owner is never told to type something that does not exist."""
+    from dataclasses import replace
+
+    from collabbot.bot.config import parse_config
+
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 A 负责人 @李四 截止 12-01 12:00")
+    warned = lines_with(h.run("wait 5h"), "→ 李四（私聊）: 任务 #1「A」已过截止时间")
+    assert len(warned) == 1 and "「申请 延期申请 #1 新截止日期=… 原因=… 补救措施=…」申请延期" in warned[0], warned
+    extension = {"name": "改期", "kind": "extension", "deadline_field": "新日期",
+                 "fields": [{"name": "新日期", "type": "date"}, {"name": "说明"}],
+                 "stages": [{"name": "发起人", "kind": "task_initiator"}]}
+    general = {"name": "采购", "fields": [{"name": "物品"}], "stages": [{"name": "初审", "kind": "dept_head"}]}
+    cases = (([general, extension], "「申请 改期 #2 新日期=… 说明=…」申请延期。"), ([general], "「进度 #3 …」更新进度。"))
+    for task_id, (templates, expected) in enumerate(cases, start=2):
+        h.bot.config = replace(h.config, approval_templates=parse_config({"approval_templates": templates}).approval_templates)
+        h.run(f"{G} 张三: @bot 新建任务 B{task_id} 负责人 @李四 截止 12-0{task_id} 12:00")
+        [line] = lines_with(h.run("wait 1d"), f"→ 李四（私聊）: 任务 #{task_id}「B{task_id}」已过截止时间")
+        assert line.endswith(expected) and "延期申请" not in line, line
+
+
 def test_daily_prompt_lists_in_progress_tasks_without_progress_today(make_harness) -> None:
     h: Harness = make_harness()
     h.run(f"{G} 张三: @bot 新建任务 A 负责人 @李四 截止 12-20", f"{G} 张三: @bot 新建任务 B 负责人 @王五 截止 12-20",

@@ -420,7 +420,7 @@ def test_a_one_tap_task_from_a_private_request_joins_the_receiving_departments_p
     with h.db.transaction() as s:
         task = s.get(Task, 1)
         assert task.deadline == task.original_deadline == datetime(2026, 12, 10, 18, 0, tzinfo=TZ)
-    assert "已有截止时间 12-10 18:00；改期请提交延期申请" in h.text("dm as 李四: 截止 #1 12-12")
+    assert "已有截止时间 12-10 18:00；改期请提交延期申请：申请 延期申请 #1 新截止日期=… 原因=… 补救措施=…" in h.text("dm as 李四: 截止 #1 12-12")
     assert "截止：12-10 18:00" in h.text("dm as 周八: 任务 #1")
 
 

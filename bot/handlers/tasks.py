@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from collabbot.bot import locks, texts
+from collabbot.bot.approval_templates import extension_form
 from collabbot.bot.commands import Command, priority_of
 from collabbot.bot.context import Ctx, Refused, snapshot
 from collabbot.bot.dates import parse_when
@@ -497,7 +498,10 @@ def set_deadline(ctx: Ctx, cmd: Command) -> Reply | None:
     if task.status in states.CLOSED:
         raise Refused("bad_state", id=task.id, status=status_name(ctx.lang, task.status), action=ctx.t("a_set_deadline"))
     if task.deadline is not None:
-        raise Refused("deadline_exists", id=task.id, when=ctx.fmt(task.deadline))
+        form = extension_form(ctx.bot.config, task.id)
+        if form is None:
+            raise Refused("deadline_exists_no_form", id=task.id, when=ctx.fmt(task.deadline))
+        raise Refused("deadline_exists", id=task.id, when=ctx.fmt(task.deadline), form=form[0], fields=form[1])
     if not cmd.text:
         raise missing(ctx, "deadline")
     deadline = parse_when(cmd.text, ctx.local(ctx.now))
