@@ -354,13 +354,14 @@ def templates_of(config: HasTemplates) -> tuple[ApprovalTemplate, ...]:
     return tuple(config.approval_templates) or builtin_templates()
 
 
-def extension_form(config: HasTemplates, task_id: int) -> tuple[str, str] | None:
+def extension_form(config: HasTemplates, task_id: int) -> dict[str, str] | None:
     """What an owner types after 申请 to ask for task `task_id`'s extension, as the configured extension
-    template reads ("延期申请 #12", "新截止日期=… 原因=… 补救措施=…"); None when no template is one."""
+    template reads, for a text's {form} {fields} ("延期申请 #12", "新截止日期=… 原因=… 补救措施=…"); None
+    when no template is for extensions."""
     template = next((t for t in templates_of(config) if t.kind == "extension"), None)
     if template is None:
         return None
-    return f"{template.name} #{task_id}", " ".join(f"{f.name}=…" for f in template.fields)
+    return {"form": f"{template.name} #{task_id}", "fields": " ".join(f"{f.name}=…" for f in template.fields)}
 
 
 def find_template(templates: tuple[ApprovalTemplate, ...], text: str) -> ApprovalTemplate | None:

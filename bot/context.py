@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from collabbot.bot import people, texts
-from collabbot.bot.events import MARKER, show_markers
+from collabbot.bot.events import MARKER, show_markers, strip_markers
 from collabbot.bot.replies import At, Card, Message, Part
 from collabbot.storage import outbox
 from collabbot.storage.models import AuditEntry, Chat, Department, HelpRequest, Identity, Task, User, Wait
@@ -164,11 +164,11 @@ class Ctx:
         parts: list[Part] = []
         start = 0
         for m in MARKER.finditer(inner):
-            parts.append(show_markers(inner[start:m.start()], []))
+            parts.append(strip_markers(inner[start:m.start()]))
             if (i := int(m.group(1))) < len(self.mentions):
                 parts.append(self.at(self.mentions[i]))
             start = m.end()
-        parts.append(show_markers(inner[start:], []))
+        parts.append(strip_markers(inner[start:]))
         return [p for p in parts if p]
 
     # --- speaking -------------------------------------------------------------------------------

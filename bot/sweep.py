@@ -459,14 +459,12 @@ def sweep_overdue(bot: Engine, s: Session, now: datetime) -> int:
         deadline = n.fmt(task.deadline)
         occurrence = f"overdue:task:{task.id}:{int(task.deadline.timestamp())}"  # a new deadline warns again
         card = task_card(s, task, n.lang, now, bot.calendar.tz, blocked=task.id in blocked)
-        form = extension_form(bot.config, task.id)
-        if task.id in extending:  # not "apply" if applied
-            warning = n.t("overdue_owner_extending", id=task.id, title=task.title, deadline=deadline)
-        elif form is None:  # no extension template configured: not a command that does not exist
-            warning = n.t("overdue_owner_no_form", id=task.id, title=task.title, deadline=deadline)
-        else:
-            warning = n.t("overdue_owner", id=task.id, title=task.title, deadline=deadline, form=form[0], fields=form[1])
-        n.to_user(task.owner, Message((warning,), card), f"{occurrence}:owner", when)
+        # not "apply" if applied, nor a command that does not exist when no template is for extensions
+        form = None if task.id in extending else extension_form(bot.config, task.id)
+        warning = ("overdue_owner_extending" if task.id in extending else "overdue_owner" if form
+                   else "overdue_owner_no_form")
+        n.to_user(task.owner, Message((n.t(warning, id=task.id, title=task.title, deadline=deadline, **(form or {})),),
+                                      card), f"{occurrence}:owner", when)
         # The owner owes a reason and a remedy: a wait, so the nag and escalation rules chase it until a
         # progress update, a submission or an extension request answers it (one pending answers it already;
         # its rejection or withdrawal opens the wait then: bot/handlers/approvals/flow.py).

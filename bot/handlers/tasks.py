@@ -499,9 +499,8 @@ def set_deadline(ctx: Ctx, cmd: Command) -> Reply | None:
         raise Refused("bad_state", id=task.id, status=status_name(ctx.lang, task.status), action=ctx.t("a_set_deadline"))
     if task.deadline is not None:
         form = extension_form(ctx.bot.config, task.id)
-        if form is None:
-            raise Refused("deadline_exists_no_form", id=task.id, when=ctx.fmt(task.deadline))
-        raise Refused("deadline_exists", id=task.id, when=ctx.fmt(task.deadline), form=form[0], fields=form[1])
+        raise Refused("deadline_exists" if form else "deadline_exists_no_form", id=task.id, when=ctx.fmt(task.deadline),
+                      **(form or {}))
     if not cmd.text:
         raise missing(ctx, "deadline")
     deadline = parse_when(cmd.text, ctx.local(ctx.now))
