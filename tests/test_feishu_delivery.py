@@ -142,7 +142,7 @@ async def test_a_copy_is_changed_only_within_feishus_14_days(env: FeishuEnv, day
     assert update.status == "sent"
 
 
-async def test_a_tap_the_engine_answered_too_late_is_answered_empty_then_its_card_patched(env: FeishuEnv) -> None:
+async def test_a_tap_the_engine_answered_too_late_is_answered_with_a_toast_then_its_card_patched(env: FeishuEnv) -> None:
     await create_task(env)
     await env.deliver()
     [owner_card] = [m for m in env.fake.sent("ou_li") if m["msg_type"] == "interactive"]
@@ -151,7 +151,7 @@ async def test_a_tap_the_engine_answered_too_late_is_answered_empty_then_its_car
     status, answer = await env.post(cb.card_action({"action": ack}, operator="ou_li",
                                                    message_id=owner_card["message_id"], chat_id="oc_p2p_ou_li",
                                                    at=env.clock.now()))
-    assert status == 200 and answer == {}
+    assert status == 200 and answer == {"toast": {"type": "info", "content": "已收到，正在处理，卡片稍后更新。"}}
     assert env.adapter.inbound.pipeline.late_answers == 1
     [update] = env.fake.messages[owner_card["message_id"]]["updates"]  # patched once the engine was done
     assert ack not in cb.button_values(update)

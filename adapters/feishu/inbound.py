@@ -23,6 +23,7 @@ from collabbot.adapters.feishu.sender import PLATFORM, render_card_of
 from collabbot.adapters.hub import Hub
 from collabbot.adapters.kit.pipeline import FollowUpFailed, InboundPipeline, LateUpdate
 from collabbot.adapters.kit.webhook import loads
+from collabbot.bot import texts
 from collabbot.bot.events import ApprovalEvent, ChatRef, UserRef
 from collabbot.bot.replies import Reply
 
@@ -82,9 +83,10 @@ class FeishuInbound:
 
     def answer(self, reply: Reply | None) -> dict[str, Any]:
         """A card tap's answer: the toast, and the tapped card as it now looks (only that copy: the
-        engine queued the updates of the others)."""
-        if reply is None:
-            return {}
+        engine queued the updates of the others). Without a reply in time the approver still learns at
+        once that the tap counted; the late update brings the card."""
+        if reply is None:  # the engine missed the deadline: say the tap was taken, the card follows
+            return {"toast": {"type": "info", "content": texts.t(self.hub.bot.config.language, "tap_late")}}
         answer: dict[str, Any] = {}
         if reply.toast:
             kind = reply.toast_kind if reply.toast_kind in TOAST_TYPES else "info"

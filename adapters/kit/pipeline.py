@@ -131,7 +131,7 @@ class InboundPipeline:
             return await asyncio.wait_for(asyncio.shield(task), left)
         except TimeoutError:
             self.late_answers += 1
-            log.warning("%s: %s took longer than %.1f s; answered empty (it completes from the queue)",
+            log.warning("%s: %s took longer than %.1f s; answered without a reply (it completes from the queue)",
                         self.platform, event.event_id, self.answer_within)
             if isinstance(event, CardActionEvent) and self.late_update is not None:
                 self.spawn(self._update_late(task, event))

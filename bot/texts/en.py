@@ -157,6 +157,7 @@ TEXTS: dict[str, str] = {
     "bad_field": 'Cannot read {field} "{value}". For example: {example}',
     "one_owner": "A task has one owner: owner @{first}, and the others as collaborators: with {others}",
     "internal_error": "Something went wrong; it has been logged. Please retry.",
+    "tap_late": "Got it; still working on it. The card will update shortly.",
     # generic refusals
     "not_found_task": 'There is no task #{id}. Send "my tasks".',
     "task_is_cancelled": "Task #{id} was cancelled; nothing more can be done with it. Send \"task #{id}\" to see it.",

@@ -157,6 +157,7 @@ TEXTS: dict[str, str] = {
     "bad_field": "{field}「{value}」看不懂。例如：{example}",
     "one_owner": "一个任务只有一个负责人：负责人 @{first}，其他人请写在协作里：协作 {others}",
     "internal_error": "处理时出错了，已记录，请稍后重试。",
+    "tap_late": "已收到，正在处理，卡片稍后更新。",
     # generic refusals
     "not_found_task": "找不到任务 #{id}。发送「我的任务」查看你的任务。",
     "task_is_cancelled": "任务 #{id} 已取消，不能再操作。发送「任务 #{id}」查看。",
