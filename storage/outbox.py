@@ -173,6 +173,17 @@ _MARK_SENT_PG = text(
 ).bindparams(bindparam("now", type_=UtcDateTime()))
 
 
+def retire(session: Session, ids: list[int], now: datetime) -> int:
+    """Mark rows still waiting as sent without sending them (a newer row makes them pointless, or worse:
+    an older card update sent after a newer one). A worker holding one loses its claim, so its outcome
+    is not recorded. How many."""
+    t = OutboxMessage.__table__
+    return len(session.connection().execute(
+        update(t).where(t.c.id.in_(ids), t.c.status == "pending")
+        .values(status="sent", sent_at=now, claimed_until=None, claim_token=None, last_error="superseded")
+        .returning(t.c.id)).all())
+
+
 def release(session: Session, claim_token: str) -> int:
     """Put back, due at once and without spending an attempt, the rows still held under `claim_token`
     (a worker stopping with a batch it has claimed but not started); how many."""

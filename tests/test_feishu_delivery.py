@@ -159,6 +159,29 @@ async def test_a_tap_the_engine_answered_too_late_is_answered_with_a_toast_then_
         assert s.scalar(select(Task)).acknowledged_at is not None
 
 
+async def test_an_update_not_yet_sent_is_retired_by_a_newer_one_so_the_card_never_goes_back(env: FeishuEnv) -> None:
+    """Two changes before delivery queue two updates of the group's copy. Sent together, the older one's
+    retry (here after a 502) would land after the newer one and put the older state back on the card."""
+    await create_task(env)
+    await env.deliver()
+    [group_card] = [m for m in env.fake.sent("oc_group") if m["msg_type"] == "interactive"]
+    [owner_card] = [m for m in env.fake.sent("ou_li") if m["msg_type"] == "interactive"]
+    ack = next(v for v in cb.button_values(owner_card["content"]) if CardAction.unpack(v).action == "ack")
+    status, _ = await env.post(cb.card_action({"action": ack}, operator="ou_li", message_id=owner_card["message_id"],
+                                              chat_id="oc_p2p_ou_li", at=env.clock.now()))
+    assert status == 200
+    assert (await env.say("进度 #1 60%", sender="ou_li"))[0] == 200
+    updates = [r for r in rows(env.db) if r.target_kind == "update" and r.target_id == group_card["message_id"]]
+    assert [(r.status, r.last_error) for r in updates] == [("sent", "superseded"), ("pending", "")]
+    env.fake.fail("server_error", path=f"/open-apis/im/v1/messages/{group_card['message_id']}", method="PATCH")
+    await env.deliver()
+    env.clock.advance(timedelta(minutes=5))
+    await env.deliver()
+    shown = env.fake.messages[group_card["message_id"]]["updates"]
+    assert "60%" in json.dumps(shown[-1], ensure_ascii=False)
+    assert all("60%" in json.dumps(u, ensure_ascii=False) for u in shown)  # the older state never went out
+
+
 async def test_a_stale_or_foreign_button_only_answers_a_toast(env: FeishuEnv) -> None:
     await create_task(env)
     await env.deliver()
