@@ -348,6 +348,9 @@ def sweep_waits(bot: Engine, s: Session, now: datetime) -> int:
         if step is None:
             n.update_wait(wait, next_due_at=None)
             return False
+        if step[1] > now:  # timed by rules since changed (nags turned off, a longer wait): not due yet
+            n.update_wait(wait, next_due_at=step[1])
+            return False
         # Decided when sent: a reminder due outside working time is not queued for the next period (the
         # wait may be answered by then); the wait comes back at that period's start and is judged again.
         outside_ok = r.nag_outside_working_hours if step[0] == "nag" else r.escalation_outside_working_hours

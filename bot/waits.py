@@ -20,8 +20,11 @@ from collabbot.bot.rules.reminders import next_step
 from collabbot.storage.models import Chat, OutboxMessage, User, Wait
 
 
-def open_wait(ctx: Ctx, kind: str, entity_type: str, entity_id: int, person: User, chat: Chat | None) -> Wait:
-    rules = ctx.bot.config.rules
+def open_wait(ctx: Ctx, kind: str, entity_type: str, entity_id: int, person: User, chat: Chat | None, *,
+              urgent: bool = False) -> Wait:
+    """`urgent`: an urgent task's response (确认收到), chased on [rules.urgent]'s rhythm from the start, as
+    the sweep goes on chasing it."""
+    rules = ctx.bot.config.rules.for_urgent() if urgent else ctx.bot.config.rules
     step = next_step(ctx.now, 0, None, False, rules, ctx.bot.calendar)
     wait = Wait(kind=kind, entity_type=entity_type, entity_id=entity_id, person_id=person.id,
                 chat_id=chat.id if chat else None, raised_at=ctx.now, nags_sent=0,

@@ -609,3 +609,32 @@ def test_work_done_after_fridays_summary_is_in_the_next_and_a_late_note_goes_wit
     h.clock.advance(timedelta(days=7) - timedelta(minutes=20))
     out = h.run("wait 20m")  # Friday 12-04
     assert lines_with(out, "本周完成：#1 接口开发") and lines_with(out, "技术部：接口联调完成，下周压测")
+
+
+def test_a_wait_timed_by_rules_since_changed_is_retimed_not_escalated_early(db) -> None:
+    """Nags turned off and the bot restarted: the wait stored for the first nag (11:00) must not bring the
+    escalation forward to then, worded "24 小时"; it comes 24 hours after the assignment."""
+    from dataclasses import replace
+
+    from collabbot.bot.config import Config
+
+    first = Harness(db)
+    first.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @孙九 截止 12-10", "wait 30m")
+    config = Config()
+    restarted = Harness(db, replace(config, rules=replace(config.rules, nag_enabled=False)),
+                        start=first.clock.now())
+    out = restarted.run("wait 20h")
+    assert not lines_with(out, "赵总（私聊）"), out
+    out = restarted.run("wait 4h")
+    escalation = lines_with(out, "→ 赵总（私聊）: 孙九 的这件事已超过 24 小时未回应")
+    assert len(escalation) == 1 and escalation[0].startswith("[12-02 09:00]"), out
+
+
+def test_an_urgent_task_handed_on_is_chased_on_the_urgent_rhythm(make_harness) -> None:
+    """转交 of an unanswered urgent task: its new owner's 确认收到 is nagged within the hour, evening included,
+    not two working hours later (Monday morning for a Friday hand-over)."""
+    h: Harness = make_harness(start=datetime(2026, 12, 4, 16, 0, tzinfo=TZ))
+    h.run(f"{G} 张三: @bot 紧急 客户投诉升级 负责人 @李四", "wait 10m", f"{G} 张三: @bot 转交 #1 @赵六")
+    out = h.run("wait 70m")
+    nags = lines_with(out, "@赵六 请确认收到任务 #1")
+    assert nags and nags[0].startswith("[12-04 17:10]"), out

@@ -457,7 +457,7 @@ def reassign(ctx: Ctx, cmd: Command) -> Reply | None:
         task.collaborators.remove(new_owner)
     _touch(ctx, task)
     if task.acknowledged_at is None:
-        open_wait(ctx, "assign", "task", task.id, new_owner, task.chat)
+        open_wait(ctx, "assign", "task", task.id, new_owner, task.chat, urgent=task.urgent)
     for kind in moved:
         open_wait(ctx, kind, "task", task.id, new_owner, task.chat)
     ctx.audit("task.reassign", task, before, reason=reason)
