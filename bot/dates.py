@@ -229,12 +229,16 @@ def _parse_time(s: str, default: time) -> tuple[int, int, int] | None:
         return hour % 12 + (12 if ampm == "pm" else 0), minute, 0
     if period:
         return _with_period(period, hour, minute)
+    if hour == 24 and minute == 0:  # 24:00, 24点: the midnight that ends the day
+        return 0, 0, 1
     return (hour, minute, 0) if hour <= 23 else None
 
 
 def _with_period(period: str, hour: int, minute: int) -> tuple[int, int, int] | None:
     """A 12- or 24-hour clock hour read with a Chinese time of day (`下午3点` -> 15:00)."""
-    if period in ("凌晨", "早上", "早晨", "上午"):
+    if period == "凌晨":  # the small hours: 凌晨12点 is the midnight that starts the day, not noon
+        return (hour % 12, minute, 0) if hour <= 12 else None
+    if period in ("早上", "早晨", "上午"):
         return (hour, minute, 0) if hour <= 12 else None
     if period == "中午":
         if 1 <= hour <= 2:

@@ -173,6 +173,9 @@ TIMES = [
     ("明天晚上8点", at(2026, 12, 2, 20, 0)),
     ("明天晚上20:30", at(2026, 12, 2, 20, 30)),
     ("明天晚上12点", at(2026, 12, 3, 0, 0)),  # the midnight that ends tomorrow
+    ("明天凌晨12点", at(2026, 12, 2, 0, 0)),  # the small hours: the midnight that starts tomorrow, not noon
+    ("明天 24:00", at(2026, 12, 3, 0, 0)),  # "by the end of tomorrow"
+    ("明天24点", at(2026, 12, 3, 0, 0)),
     ("tomorrow 3pm", at(2026, 12, 2, 15, 0)),
     ("tomorrow 10am", at(2026, 12, 2, 10, 0)),
     ("tomorrow 3:30pm", at(2026, 12, 2, 15, 30)),
@@ -230,7 +233,7 @@ INVALID = [
     "2026-12/01",  # mixed separators
     "12.1.1",
     "12-01 25:00",
-    "12-01 24:00",
+    "12-01 24:01",
     "12-01 18:60",
     "12-01 18:5",
     "12-0118:00",
