@@ -89,3 +89,12 @@ def test_a_mirrored_request_shows_with_its_fields(harness: Harness) -> None:
     harness.bot.handle(event("pending", instance="INST-5"))
     out = harness.text("dm as 吴十: 审批 #A1")
     assert "人力支持申请" in out and "技术部" in out and "活动H5" in out
+
+
+def test_a_mirrored_date_is_read_in_the_calendars_zone(harness: Harness) -> None:
+    """A date typed into the platform's own form (12-10, 明天) means the calendar's day and hour, whatever
+    zone the clock reads (production's reads UTC, as the suite's does)."""
+    harness.bot.handle(ApprovalEvent("native:INST-9:pending:0", PRIVATE, WU, "console:INST-9", "设备/数据资源申请", "pending",
+                                     {"资源类型": "设备", "时限": "12-10", "用途": "测试机"}))
+    [req] = requests(harness)
+    assert req.values["时限"] == "2026-12-10T18:00:00+08:00"

@@ -58,7 +58,7 @@ def native(ctx: Ctx, event: ApprovalEvent) -> Reply:
 def _mirror(ctx: Ctx, event: ApprovalEvent, template: ApprovalTemplate) -> ApprovalRequest | None:
     """The new mirror of the instance, or None when its external id is already taken."""
     specs = {f.name: f for f in template.fields}
-    values = {name: parse_value(specs[name], raw, ctx.now) or raw.strip()[:MAX_TEXT]
+    values = {name: parse_value(specs[name], raw, ctx.local(ctx.now)) or raw.strip()[:MAX_TEXT]
               for name, raw in event.values.items() if name in specs and raw.strip()}
     req = ApprovalRequest(template=template.name, initiator_id=ctx.actor.id, department_id=ctx.actor.department_id,
                           values=values, status=rules.PENDING, round=1, stage_index=0, version=1,
