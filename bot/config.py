@@ -377,6 +377,22 @@ def _admins(entries: tuple[str, ...], people: OrgIdentities) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def _check_rule_times(rules: RuleSettings, calendar: WorkCalendar) -> None:
+    """The daily prompt and the weekly summary go out in working time: a time (plus its spread) at or
+    past the working day's end would never send the prompt, and would put Friday's summary off to Monday."""
+    end = calendar.periods[-1][1]
+    for key, at, spread, enabled in (
+            ("daily_prompt", rules.daily_prompt_time, rules.daily_prompt_spread_minutes, rules.daily_prompt_enabled),
+            ("weekly_summary", rules.weekly_summary_time, rules.weekly_summary_spread_minutes,
+             rules.weekly_summary_enabled)):
+        latest = at.hour * 60 + at.minute + max(spread, 0)
+        if enabled and latest >= end.hour * 60 + end.minute:
+            suggest = max(end.hour * 60 + end.minute - max(spread, 0) - 30, 0)
+            raise ConfigError(f"rules.{key}.time", f"{at:%H:%M} plus spread_minutes ({spread}) reaches the end of "
+                                                   f"working time ({end:%H:%M}), when nothing is sent: choose an "
+                                                   f'earlier time, e.g. "{suggest // 60:02d}:{suggest % 60:02d}"')
+
+
 def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
     """Validate a parsed TOML document into a `Config` (raises `ConfigError`)."""
     data = _expand_env(data, "")
@@ -417,6 +433,8 @@ def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
     people = OrgIdentities(org_file)  # admins and approvers: identities, names resolved through the org file
     approval_templates = parse_approval_templates(data.get("approval_templates", []), data.get("approval_roles"),
                                                   people)
+    rules = _rules(root.table("rules"))
+    _check_rule_times(rules, calendar)
     port = server.int("port", 8080, minimum=1)
     if port > 65535:
         raise ConfigError("server.port", "must be at most 65535 (a TCP port)")
@@ -433,7 +451,7 @@ def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
         spool_dir=spool_dir,
         spool_after_seconds=server.number("spool_after_seconds", 1.0),
         calendar=calendar,
-        rules=_rules(root.table("rules")),
+        rules=rules,
         delivery=_delivery(root.table("delivery")),
         scheduler=_scheduler(root.table("scheduler")),
         task_templates=_task_templates(data.get("task_templates", [])),

@@ -168,6 +168,11 @@ BAD = [
     ({"rules": {"escalation": {"to": "ceo"}}}, "rules.escalation.to"),
     ({"rules": {"nag": {"in_group": False, "private": False}}}, "rules.nag.private"),
     ({"rules": {"daily_prompt": {"in_group": False, "private": False}}}, "rules.daily_prompt.private"),
+    # at or past the working day's end (with the spread): a prompt never sent, a summary put off to Monday
+    ({"rules": {"daily_prompt": {"time": "18:00"}}}, "rules.daily_prompt.time"),
+    ({"rules": {"daily_prompt": {"time": "17:57"}}}, "rules.daily_prompt.time"),
+    ({"rules": {"weekly_summary": {"time": "17:30"}}, "calendar": {"working_hours": ["09:00-17:30"]}},
+     "rules.weekly_summary.time"),
     ({"database": {"url": "${COLLABBOT_TEST_UNSET_VARIABLE}"}}, "database.url"),
     ({"bot": {"admins": ["${COLLABBOT_TEST_UNSET_VARIABLE}"]}}, "bot.admins[0]"),
 ]
