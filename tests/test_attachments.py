@@ -139,6 +139,21 @@ async def test_feishu_keeps_the_native_chart_and_sends_an_explicit_chart_as_an_i
     assert image["content"] == {"image_key": key} and size == (800, 450)
 
 
+async def test_a_chart_image_refused_by_the_chats_rate_limit_follows_its_card_a_moment_later(feishu: FeishuEnv) -> None:
+    """The row is paced as one message, but a card with a chart is two: the picture may meet Feishu's
+    per-chat limit (230020). The card is out, so the row is not retried; the picture waits for the next
+    slot instead of being lost."""
+    burn_up = Chart("line", "燃尽", ("周一", "周二"), (("完成", (1.0, 2.0)),))
+    enqueue(feishu.db, "feishu", "chat", "oc_group",
+            Message(("本周",), summary_card(), attachment=Attachment("chart", "b.png", chart=burn_up)), "summary:c")
+    feishu.fake.enforce_chat_limit(1, 0.5)  # the card takes the chat's only slot for half a second
+    assert await feishu.deliver() == 1
+    [row] = rows(feishu.db)
+    assert row.status == "sent" and row.attempts == 1
+    assert [m["msg_type"] for m in feishu.fake.sent("oc_group")] == ["interactive", "image"]
+    assert len(feishu.fake.limit_refusals) == 1
+
+
 async def test_feishu_refuses_a_fake_png_and_the_row_fails_for_good(feishu: FeishuEnv) -> None:
     from collabbot.adapters.feishu.client import FeishuApiError
 

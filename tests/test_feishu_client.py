@@ -171,3 +171,19 @@ async def test_card_update_urgent_image_and_bot_info(fake: FakeFeishu) -> None:
     assert message["updates"] == [{"schema": "2.0", "header": {"title": {"content": "done"}}}]
     assert message["urgent"] == ["ou_a"]
     assert fake.images[key] == len(tiny_png()) and fake.image_sizes[key] == (4, 3)
+
+
+async def test_bodies_go_as_utf8_so_a_chinese_card_is_measured_as_feishu_measures_it(fake: FakeFeishu) -> None:
+    """Feishu limits a card's request body to 30 KB. 8,000 Chinese characters are 24 KB in UTF-8 (as the
+    SDK sends them) but 48 KB escaped as \\uXXXX: only the UTF-8 body gets through."""
+    client = make_client(fake)
+    try:
+        card = {"schema": "2.0", "body": {"elements": [{"tag": "markdown", "content": "进度" * 4000}]}}
+        assert await client.send_message("chat_id", "oc_1", "interactive", card, message_uuid("k:big"))
+        [call] = fake.api_calls("POST", "/open-apis/im/v1/messages")
+        assert 24_000 < call.size < 30 * 1024 and "进度".encode() in call.body["content"].encode()
+        with pytest.raises(FeishuApiError) as refused:  # the limit itself holds
+            await client.send_message("chat_id", "oc_1", "interactive", {"c": "进度" * 6000}, message_uuid("k:bigger"))
+        assert refused.value.code == 230025
+    finally:
+        await client.close()

@@ -182,6 +182,24 @@ async def test_an_update_not_yet_sent_is_retired_by_a_newer_one_so_the_card_neve
     assert all("60%" in json.dumps(u, ensure_ascii=False) for u in shown)  # the older state never went out
 
 
+async def test_an_update_of_a_recalled_card_is_done_not_a_dead_row(env: FeishuEnv) -> None:
+    """Someone recalled the group's copy: Feishu answers 230011 to its update, and there is nothing left to
+    change; the row is done, without retries or a dead row for the admin to wonder about."""
+    await create_task(env)
+    await env.deliver()
+    [group_card] = [m for m in env.fake.sent("oc_group") if m["msg_type"] == "interactive"]
+    [owner_card] = [m for m in env.fake.sent("ou_li") if m["msg_type"] == "interactive"]
+    env.fake.recall(group_card["message_id"])
+    ack = next(v for v in cb.button_values(owner_card["content"]) if CardAction.unpack(v).action == "ack")
+    await env.post(cb.card_action({"action": ack}, operator="ou_li", message_id=owner_card["message_id"],
+                                  chat_id="oc_p2p_ou_li", at=env.clock.now()))
+    await env.deliver()
+    [update] = [r for r in rows(env.db) if r.target_kind == "update"]
+    assert update.status == "sent" and update.attempts == 1
+    patched = env.fake.api_calls("PATCH", f"/open-apis/im/v1/messages/{group_card['message_id']}")
+    assert [c.code for c in patched] == [230011]
+
+
 async def test_a_stale_or_foreign_button_only_answers_a_toast(env: FeishuEnv) -> None:
     await create_task(env)
     await env.deliver()

@@ -441,7 +441,7 @@ async def test_a_tap_the_engine_cannot_finish_in_time_is_written_down_before_its
         response = await env.http.post(env.adapter.settings.path, data=raw, headers=headers)
         status, answer = response.status, await response.json()
         took = time.monotonic() - started
-        assert status == 200 and answer == {} and took < 2.9  # Feishu's 3 s
+        assert status == 200 and answer.get("toast", {}).get("type") == "info" and "card" not in answer and took < 2.9  # 3 s
         [(platform, kind, payload)] = Spool(tmp_path / "inbound.spool").pending()  # durable before the answer
         tapped = event_from_json(payload)
         assert (platform, kind, tapped.value) == ("feishu", "event", ack)

@@ -30,6 +30,7 @@ from collabbot.scheduler.limits import Limit
 log = logging.getLogger(__name__)
 
 PLATFORM = "feishu"
+GONE = (230011, 230031)  # 更新已发送的消息卡片: the message was recalled; it was sent more than 14 days ago
 # 发送消息: 50 a second and 1,000 a minute per app (either throttles); 5 a second per chat and per user
 LIMITS = (Limit("app", 50, 1.0), Limit("app", 1000, 60.0), Limit("chat", 5, 1.0), Limit("user", 5, 1.0))
 
@@ -64,7 +65,13 @@ class FeishuSender(PlatformSender):
         self.settings = settings
 
     async def update(self, message_id: str, message: Message) -> None:
-        await self.client.update_card(message_id, render(render_card_of, message))
+        try:
+            await self.client.update_card(message_id, render(render_card_of, message))
+        except FeishuApiError as exc:
+            if exc.code not in GONE:
+                raise
+            # nothing left to change (recalled, or past Feishu's 14 days): done, not a dead row for the admin
+            log.info("feishu: card %s not updated: %s", message_id, exc)
 
     async def post(self, target_kind: str, target_id: str, message: Message, idempotency_key: str) -> str | None:
         msg_type, content = render(render_message, message)

@@ -16,6 +16,8 @@ valid" (`token_invalid`). The rest is shared:
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -72,7 +74,10 @@ class ApiClient:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             timeout = aiohttp.ClientTimeout(total=self.timeout_seconds)
-            self._session = aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": "collabbot"})
+            # JSON bodies as UTF-8, as the platforms' SDKs send them: escaped (\uXXXX) Chinese takes twice the
+            # bytes against a platform's size limit on the request body
+            self._session = aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": "collabbot"},
+                                                  json_serialize=functools.partial(json.dumps, ensure_ascii=False))
         return self._session
 
     async def close(self) -> None:

@@ -35,6 +35,7 @@ from collabbot.scheduler.delivery import DeliveryError, Throttled
 from collabbot.scheduler.limits import Limit
 
 log = logging.getLogger(__name__)
+IMAGE_THROTTLE_TRIES = 3  # a chart image refused by the chat's rate limit is tried this often, a second apart
 
 
 class RenderError(Exception):
@@ -110,13 +111,27 @@ class PlatformSender:
         if image and not (message.parts or message.card is not None):  # the picture is the message
             return await self.post_image(target_kind, target_id, image, f"{key}:chart")
         if image:
-            # the card is out: retrying the row would post it again (WeCom refuses a card's task_id twice, a
-            # robot's text has no idempotency key), so a picture that fails now is logged, not retried
+            await self._image_after(target_kind, target_id, image, key)
+        return message_id
+
+    async def _image_after(self, target_kind: str, target_id: str, image: str, key: str) -> None:
+        """The chart after its card. The card is out: retrying the row would post it again (WeCom refuses a
+        card's task_id twice, a robot's text has no idempotency key), so a picture that fails now is logged,
+        not retried, except for the chat's rate limit: the card took the slot the row was paced for, and
+        the picture waits a moment for the next."""
+        for attempt in range(IMAGE_THROTTLE_TRIES):
             try:
                 await self.post_image(target_kind, target_id, image, f"{key}:chart")
-            except (ApiError, DeliveryError, TimeoutError, aiohttp.ClientError, OSError) as exc:
+                return
+            except ApiError as exc:
+                if not exc.throttle or attempt == IMAGE_THROTTLE_TRIES - 1:
+                    log.warning("%s: the chart image after %s was not sent (the card was): %s", self.platform, key,
+                                exc)
+                    return
+                await asyncio.sleep(min(exc.retry_after or 1.0, 2.0))
+            except (DeliveryError, TimeoutError, aiohttp.ClientError, OSError) as exc:
                 log.warning("%s: the chart image after %s was not sent (the card was): %s", self.platform, key, exc)
-        return message_id
+                return
 
     async def send(self, item: OutboxItem) -> str | None:
         try:
