@@ -275,7 +275,8 @@ async def run(config: Config, org: Org | None, *, ready: asyncio.Event | None = 
     for adapter in adapters:
         if isinstance(adapter.sender, PlatformSender):
             adapter.sender.media = media
-    worker = DeliveryWorker(db, {a.platform: a.sender for a in adapters}, config.delivery, clock)
+    worker = DeliveryWorker(db, {a.platform: a.sender for a in adapters}, config.delivery, clock,
+                            calendar=config.calendar)
     hub.worker = worker
     app = build_app(config, bot, adapters, hub, links=media.links)
     runner = web.AppRunner(app, access_log=None)

@@ -128,27 +128,35 @@ class Notifier:
         """Now, or the start of the next working period when now is outside working time."""
         return self.now if outside_ok else self.bot.calendar.next_working_moment(self.now)
 
-    def at(self, user: User, platform: str) -> At:
+    def at(self, user: User, platform: str) -> At | str:
+        """A real @mention; only the name, marked, for someone who has left (nobody to call)."""
+        if user.left_at is not None:
+            return self.t("person_left_name", name=user.name)
         return At(user.id, self.platform_ids(user).get(platform, ""), user.name)
 
     def _row(self, key: str, platform: str, kind: str, target_id: str, name: str, message: Message,
-             not_before: datetime) -> None:
+             not_before: datetime, anytime: bool = False) -> None:
+        payload = message.to_json()
+        if not anytime:  # timed for working time: delivery holds it there if it comes due outside
+            payload[outbox.WORKING_TIME] = True
         self.rows.append(dict(dedupe_key=key, platform=platform, target_kind=kind, target_id=target_id,
-                              target_name=name, payload=message.to_json(), status="pending", attempts=0,
+                              target_name=name, payload=payload, status="pending", attempts=0,
                               card_key=message.card.key if message.card else None, not_before=not_before,
                               created_at=self.now, last_error=""))
 
-    def to_user(self, user: User, message: Message, key: str, not_before: datetime, platform: str = "") -> bool:
+    def to_user(self, user: User, message: Message, key: str, not_before: datetime, platform: str = "", *,
+                anytime: bool = False) -> bool:
+        """Queue `message` for `user`; `anytime` when the rule may reach them outside working time."""
         ids = self.platform_ids(user)
-        if not ids:
+        if not ids or user.left_at is not None:  # someone who has left is chased no more (and unreachable)
             return False
         # someone with a platform identity and a console one (an org file loaded by `serve`) hears it on the platform
         chosen = platform if platform in ids else next((p for p in ids if p != CONSOLE), next(iter(ids)))
-        self._row(key, chosen, "user", ids[chosen], user.name, message, not_before)
+        self._row(key, chosen, "user", ids[chosen], user.name, message, not_before, anytime)
         return True
 
-    def to_chat(self, chat: Chat, message: Message, key: str, not_before: datetime) -> bool:
-        self._row(key, chat.platform, "chat", chat.platform_chat_id, chat.name, message, not_before)
+    def to_chat(self, chat: Chat, message: Message, key: str, not_before: datetime, *, anytime: bool = False) -> bool:
+        self._row(key, chat.platform, "chat", chat.platform_chat_id, chat.name, message, not_before, anytime)
         return True
 
     def audit(self, action: str, entity_type: str, entity_id: int, after: dict | None, *, outcome: str = "ok",
@@ -249,13 +257,15 @@ def _nag(n: Notifier, wait: Wait, tasks: dict[int, Task], blocked: set[int]) -> 
     else:
         describe = n.bot.wait_describers.get(wait.entity_type + ":nag")
         line = describe(n, wait) if describe else n.t("nag_generic", since=since)  # type: ignore[arg-type]
-    when = n.send_window(urgent or n.bot.config.rules.nag_outside_working_hours)
+    anytime = urgent or n.bot.config.rules.nag_outside_working_hours
+    when = n.send_window(anytime)
     key = f"nag:{wait.entity_type}:{wait.entity_id}:{wait.kind}:{wait.id}:{number}"
     rules = n.bot.config.rules
     if rules.nag_in_group and wait.chat is not None and wait.chat.active:
-        n.to_chat(wait.chat, Message((n.at(person, platform), " ", line), urgent=urgent), key + ":chat", when)
+        n.to_chat(wait.chat, Message((n.at(person, platform), " ", line), urgent=urgent), key + ":chat", when,
+                  anytime=anytime)
     if rules.nag_private or urgent:
-        n.to_user(person, Message((line,), card, urgent=urgent), key + ":dm", when, platform)
+        n.to_user(person, Message((line,), card, urgent=urgent), key + ":dm", when, platform, anytime=anytime)
     n.audit("rule.nag", wait.entity_type, wait.entity_id, {"wait": wait.id, "person": person.id, "nag": number})
 
 
@@ -271,30 +281,55 @@ def _escalate(n: Notifier, wait: Wait, tasks: dict[int, Task]) -> None:
     task_urgent = _urgent_response(wait, tasks)
     hours = f"{rules.urgent_respond_hours if task_urgent else rules.escalation_after_hours:g}"
     what = _what(n, wait, tasks)
-    when = n.send_window(task_urgent or rules.escalation_outside_working_hours)
+    anytime = task_urgent or rules.escalation_outside_working_hours
+    when = n.send_window(anytime)
     key = f"escalate:{wait.entity_type}:{wait.entity_id}:{wait.kind}:{wait.id}"
+    gone = person.left_at is not None  # they left the company: the leader hands it on; nobody to remind
     if boss is not None:
         card = Card(
             kind="escalation", key=f"wait:{wait.id}", title=n.t("escalation_title", name=person.name),
-            status=n.t("unanswered"), color="red",
+            status=n.t("left_status" if gone else "unanswered"), color="red",
             fields=((n.t("f_waiting"), what), (n.t("f_person"), person.name),
                     (n.t("f_since"), n.fmt(wait.raised_at)), (n.t("f_nags"), str(wait.nags_sent))),
-            buttons=(Button(n.t("b_remind"), CardAction("remind", "wait", wait.id, 0).pack(), "primary"),
+            buttons=(*([] if gone else [Button(n.t("b_remind"), CardAction("remind", "wait", wait.id, 0).pack(),
+                                               "primary")]),
                      *([Button(n.t("b_reassign"), CardAction("reassign", "wait", wait.id, 0).pack())]
                        if wait.entity_type in REASSIGN_HINTS else [])),
         )
         urgent = task_urgent or rules.escalation_urgent == "all" or (
             rules.escalation_urgent == "high" and wait.entity_type == "task"
             and getattr(tasks.get(wait.entity_id), "priority", "") == "high")
-        n.to_user(boss, Message((n.t("escalation_private", name=person.name, hours=hours),), card, urgent=urgent),
-                  key + ":boss", when)
+        intro = (n.t("escalation_left_private", name=person.name) if gone
+                 else n.t("escalation_private", name=person.name, hours=hours))
+        n.to_user(boss, Message((intro,), card, urgent=urgent), key + ":boss", when, anytime=anytime)
     if rules.escalation_in_group and wait.chat is not None and wait.chat.active:
         platform = wait.chat.platform
-        note = (n.t("escalation_group", what=what, hours=hours, boss=boss.name) if boss is not None
-                else n.t("escalation_group_nobody", what=what, hours=hours))
-        n.to_chat(wait.chat, Message((n.at(person, platform), " ", note)), key + ":chat", when)
+        if gone:  # said of them, not to them: no @mention
+            note = (n.t("escalation_left_group", name=person.name, what=what, boss=boss.name) if boss is not None
+                    else n.t("escalation_left_group_nobody", name=person.name, what=what))
+            n.to_chat(wait.chat, Message((note,)), key + ":chat", when, anytime=anytime)
+        else:
+            note = (n.t("escalation_group", what=what, hours=hours, boss=boss.name) if boss is not None
+                    else n.t("escalation_group_nobody", what=what, hours=hours))
+            n.to_chat(wait.chat, Message((n.at(person, platform), " ", note)), key + ":chat", when, anytime=anytime)
     n.audit("rule.escalate", wait.entity_type, wait.entity_id,
-            {"wait": wait.id, "person": person.id, "to": boss.id if boss else None})
+            {"wait": wait.id, "person": person.id, "to": boss.id if boss else None, **({"left": True} if gone else {})})
+
+
+def _hand_up(n: Notifier, wait: Wait, tasks: dict[int, Task]) -> bool:
+    """A wait on someone who has left: no nag (nobody would read it); it goes to their escalation target at
+    once, in working time, rather than after the nags and 24 hours, and once. The org sync made it due."""
+    rules = n.bot.config.rules
+    if wait.escalated_at is not None or not rules.escalation_enabled:
+        n.update_wait(wait, next_due_at=None)
+        return False
+    window = n.send_window(_urgent_response(wait, tasks) or rules.escalation_outside_working_hours)
+    if window > n.now:
+        n.update_wait(wait, next_due_at=window)
+        return False
+    _escalate(n, wait, tasks)
+    n.update_wait(wait, escalated_at=n.now, next_due_at=None)
+    return True
 
 
 def _prefetch(n: Notifier, waits: list[Wait]) -> None:
@@ -342,6 +377,8 @@ def sweep_waits(bot: Engine, s: Session, now: datetime) -> int:
     urgent_rules = rules.for_urgent()
 
     def one(wait: Wait) -> bool:
+        if wait.person.left_at is not None:
+            return _hand_up(n, wait, tasks)
         r = urgent_rules if _urgent_response(wait, tasks) else rules  # [rules.urgent]: the response only
         step = next_step(wait.raised_at, wait.nags_sent, wait.last_nag_at, wait.escalated_at is not None,
                          r, bot.calendar)
@@ -473,8 +510,9 @@ def sweep_overdue(bot: Engine, s: Session, now: datetime) -> int:
         # its rejection or withdrawal opens the wait then: bot/handlers/approvals/flow.py).
         if task.id not in extending:
             step = next_step(when, 0, None, False, bot.config.rules, bot.calendar)
+            due = when if task.owner.left_at is not None else step[1] if step else None  # left: to their leader now
             s.add(Wait(kind="overdue", entity_type="task", entity_id=task.id, person_id=task.owner_id,
-                       chat_id=task.chat_id, raised_at=when, nags_sent=0, next_due_at=step[1] if step else None))
+                       chat_id=task.chat_id, raised_at=when, nags_sent=0, next_due_at=due))
         coordinator = task.project.coordinator if task.project else None
         if bot.config.rules.overdue_tell_coordinator and coordinator is not None and coordinator.id != task.owner_id:
             n.to_user(coordinator, Message((n.t("overdue_coordinator", id=task.id, title=task.title,
@@ -562,7 +600,8 @@ def daily_prompt(bot: Engine, s: Session, now: datetime, force: bool = False) ->
         stale = stale_by_project.get(chat.project_id, [])  # type: ignore[arg-type]
         if not stale:
             return False
-        when = now  # decided now, at the group's moment: sent now
+        # decided now, at the group's moment: sent now, or after lunch when the process was down till then
+        when = bot.calendar.next_working_moment(now)
         parts: list = [n.t("prompt_group")]
         for task in stale:
             parts += ["\n", f"#{task.id} {task.title} {task.percent}% ", n.at(task.owner, chat.platform)]
@@ -615,16 +654,38 @@ def summary_window(bot: Engine, s: Session, today: date, slot: str, now: datetim
     return start, now
 
 
+def _week_slot(day: date) -> str:
+    year, week, _ = day.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def _missed_summary(bot: Engine, s: Session, today: date) -> str | None:
+    """The slot of a summary that never went out (the bot was down from its moment into the weekend or
+    the next week): this week's once its last workday has passed, else last week's. It goes out now, once,
+    rather than not at all; only for a bot that was sending summaries before (a new installation does not
+    open with last week's)."""
+    last = bot.calendar.last_workday_of_week(today)
+    day = today if last is not None and last < today else today - timedelta(days=7)
+    if bot.calendar.last_workday_of_week(day) is None:
+        return None  # a week off (the Spring Festival): it had no summary to miss
+    slot = _week_slot(day)
+    ran = s.scalar(select(func.max(JobRun.slot)).where(JobRun.job == "weekly_summary", JobRun.slot <= slot))
+    return slot if ran is not None and ran < slot else None
+
+
 def weekly_summary(bot: Engine, s: Session, now: datetime, force: bool = False) -> int:
     rules = bot.config.rules
     local = now.astimezone(bot.calendar.tz)
     today = local.date()
     if not rules.weekly_summary_enabled:
         return 0
-    if not force and (bot.calendar.last_workday_of_week(today) != today or local.time() < rules.weekly_summary_time):
-        return 0
     year, week, _ = today.isocalendar()
     slot = f"{year}-W{week:02d}"
+    if not force and (bot.calendar.last_workday_of_week(today) != today or local.time() < rules.weekly_summary_time):
+        missed = _missed_summary(bot, s, today)
+        if missed is None:
+            return 0
+        slot = missed
     if not _insert_once(s, "weekly_summary", slot, now):
         return 0
     n = Notifier(bot, s, now)
@@ -701,10 +762,14 @@ class SummaryFacts:
             .order_by(Task.id)).all()
         for row in rows:
             facts.tasks.setdefault(row.project_id, []).append(row)
+        # the heads' notes since the previous summary: a note filed for a week that had none (a week off, a
+        # summary missed) comes with this one rather than never
+        previous = s.scalar(select(func.max(JobRun.slot)).where(JobRun.job == "weekly_summary", JobRun.slot < slot))
         for project_id, dept, note in s.execute(
                 select(WeeklyNote.project_id, Department.name, WeeklyNote.text)
                 .join(Department, Department.id == WeeklyNote.department_id)
-                .where(WeeklyNote.project_id.in_(ids), WeeklyNote.week == slot).order_by(Department.id)):
+                .where(WeeklyNote.project_id.in_(ids), WeeklyNote.week <= slot, WeeklyNote.week > (previous or ""))
+                .order_by(WeeklyNote.week, Department.id)):
             facts.notes.setdefault(project_id, []).append((dept, note))
         return facts
 

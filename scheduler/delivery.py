@@ -40,6 +40,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from collabbot.bot.calendar import WorkCalendar
 from collabbot.bot.clock import Clock
 from collabbot.bot.config import DeliverySettings
 from collabbot.scheduler import outage
@@ -100,8 +101,10 @@ class Sender(Protocol):
 class DeliveryWorker:
     def __init__(self, db: Database, senders: dict[str, Sender], settings: DeliverySettings, clock: Clock,
                  *, rng: random.Random | None = None, send_timeout: float = 10.0, slots: Slots | None = None,
-                 sleep_until: Callable[[datetime], Awaitable[None]] | None = None) -> None:
+                 sleep_until: Callable[[datetime], Awaitable[None]] | None = None,
+                 calendar: WorkCalendar | None = None) -> None:
         self.db = db
+        self.calendar = calendar  # rows marked outbox.WORKING_TIME wait for it (None: nothing waits)
         self.senders = senders
         self.settings = settings
         self.clock = clock
@@ -343,9 +346,13 @@ class DeliveryWorker:
         items, self._prefetched = self._prefetched or await asyncio.to_thread(self._claim), []
         if not items:
             return 0
+        claimed = len(items)
+        items = await self._out_of_hours(items)
+        if not items:
+            return claimed
         pending = {item.id for item in items}
         self._unmarked = set(pending)
-        self._claim_next = len(items) >= self.settings.batch_size
+        self._claim_next = claimed >= self.settings.batch_size
         beat = asyncio.create_task(self._heartbeat(items[0].claim_token, pending))
         try:
             await self._deliver_batch(items, pending)
@@ -354,7 +361,23 @@ class DeliveryWorker:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
-        return len(items)
+        return claimed
+
+    async def _out_of_hours(self, items: list[OutboxItem]) -> list[OutboxItem]:
+        """The rows that may go now. A rule's reminder was timed for working time when written; come due
+        outside it (the process was down, the platform failing), it waits for the next working moment
+        rather than wake someone at 3 a.m. Not an attempt."""
+        now = self.clock.now()
+        if self.calendar is None or self.calendar.is_working_time(now):
+            return items
+        until = self.calendar.next_working_moment(now)
+        kept = []
+        for item in items:
+            if item.payload.get(outbox.WORKING_TIME):
+                self._count("deferred", item, await self._db(self._defer, item, until, "outside working time"))
+            else:
+                kept.append(item)
+        return kept
 
     async def release(self) -> None:
         """Put back a batch claimed ahead and not started (the worker is stopping)."""

@@ -44,6 +44,9 @@ class OutboxItem:
     claim_token: str = ""  # the lease this worker holds on the row
 
 
+WORKING_TIME = "working_time"  # in a row's payload: sent in working time only (a rule's reminder, not a reply)
+
+
 def enqueue(
     session: Session,
     *,

@@ -638,3 +638,53 @@ def test_an_urgent_task_handed_on_is_chased_on_the_urgent_rhythm(make_harness) -
     out = h.run("wait 70m")
     nags = lines_with(out, "@赵六 请确认收到任务 #1")
     assert nags and nags[0].startswith("[12-04 17:10]"), out
+
+
+def test_a_reminder_that_comes_due_outside_working_time_waits_for_the_next_working_moment(make_harness) -> None:
+    """Friday's summary is queued for 17:03; the process is down from 17:01 until 03:00 on Saturday. It goes
+    out on Monday at 09:00, not at 03:00; a reply to someone typing at night still goes at once."""
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @李四 截止 12-20", f"{G} 李四: @bot 确认收到 #1",
+          "clock 2026-12-04 17:00")
+    out = h.run("clock 2026-12-05 03:00")
+    assert not lines_with(out, "本周周报"), out
+    assert lines_with(h.run(f"{G} 李四: @bot 进度 #1 30%"), "[12-05 03:00]")  # a reply is not held
+    out = h.run("clock 2026-12-07 09:00")
+    assert [line[:13] for line in lines_with(out, "本周周报如下")] == ["[12-07 09:00]"], out
+    with h.db.transaction() as s:
+        [row] = [r for r in s.scalars(select(OutboxMessage)) if r.dedupe_key.startswith("summary:")]
+        assert row.status == "sent" and row.attempts == 1  # waiting was not an attempt
+
+
+def test_a_daily_prompt_decided_during_lunch_goes_out_after_it(make_harness) -> None:
+    h: Harness = make_harness()
+    h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @李四 截止 12-20", f"{G} 李四: @bot 开始 #1", "clock 2026-12-01 09:30")
+    assert not lines_with(h.run("clock 2026-12-01 12:20"), "今日进度提醒")
+    prompts = [line for line in h.run("clock 2026-12-01 13:30") if line.startswith("[") and "今日进度提醒" in line]
+    assert prompts and all(p.startswith("[12-01 13:30]") for p in prompts)
+
+
+def test_a_weekly_summary_missed_while_the_bot_was_down_goes_out_the_next_working_morning(make_harness) -> None:
+    """Down from Friday 16:00 until Saturday 10:00: the week's summary goes out on Monday morning, once,
+    rather than never; the next Friday's comes as usual."""
+    h: Harness = make_harness(start=datetime(2026, 11, 27, 9, 0, tzinfo=TZ))
+    h.run(f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三")
+    assert lines_with(h.run("wait 8h10m"), "本周周报如下")  # 11-27: the bot sends summaries
+    h.run(f"{G} 张三: @bot 新建任务 物料采购 负责人 @张三 截止 12-09", f"{G} 张三: @bot 完成 #1 交付物 https://x.example/a",
+          "clock 2026-12-04 16:00")
+    assert not lines_with(h.run("clock 2026-12-05 10:00"), "本周周报如下")  # not on Saturday
+    out = h.run("clock 2026-12-07 09:10")
+    assert [line[:10] for line in lines_with(out, "本周周报如下")] == ["[12-07 09:"], out
+    out = h.run("wait 4d8h")
+    assert [line[:10] for line in lines_with(out, "本周周报如下")] == ["[12-11 17:"], out
+
+
+def test_a_note_filed_for_a_week_without_a_summary_comes_with_the_next_one(make_harness) -> None:
+    """After Friday 02-13's summary a head files 本周总结 on the make-up Saturday; it is promised for next
+    week's summary, but the Spring Festival week has none: it comes with 02-27's."""
+    h: Harness = make_harness(start=datetime(2026, 2, 9, 9, 0, tzinfo=TZ))
+    h.run(f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三", "wait 4d8h10m")
+    saved = h.text("clock 2026-02-14 09:00", f"{G} 张三: @bot 本周总结 渠道签约完成 80%，节后启动物料")
+    assert "将附在下周的周报里" in saved
+    out = "\n".join(h.run("clock 2026-02-24 09:00", "wait 3d8h10m"))
+    assert "本周周报如下" in out and "市场部：渠道签约完成 80%" in out

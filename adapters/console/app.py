@@ -76,7 +76,7 @@ class Console:
         self.sender = ConsoleSender(clock, self.tz)
         # The console's clock is manual, so the platforms' real-time rate limits make no sense here.
         settings = worker_settings or replace(bot.config.delivery, per_chat_per_minute=10**9, per_platform_per_second=0)
-        self.worker = DeliveryWorker(bot.db, {CONSOLE: self.sender}, settings, clock)
+        self.worker = DeliveryWorker(bot.db, {CONSOLE: self.sender}, settings, clock, calendar=bot.calendar)
         self.bot_name = bot.config.bot_name
         names = sorted((p.name for p in org.people), key=len, reverse=True)
         self._mention = re.compile("@(" + "|".join(re.escape(n) for n in names) + ")") if names else None
