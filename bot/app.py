@@ -52,11 +52,11 @@ from collabbot.bot.handlers import (
 )
 from collabbot.bot.handlers.approvals import base as approvals_base
 from collabbot.bot.known import Known
-from collabbot.bot.people import find_chat, resolve_chat, resolve_user
+from collabbot.bot.people import escalation_target, find_chat, resolve_chat, resolve_user
 from collabbot.bot.replies import Card, CardAction, Message, Reply
 from collabbot.storage import outbox, receipts
 from collabbot.storage.db import Database
-from collabbot.storage.models import ApprovalRequest, Chat, Identity, Task, User, Wait
+from collabbot.storage.models import ApprovalRequest, Chat, Department, Identity, Task, User, Wait
 
 log = logging.getLogger(__name__)
 HANDLE_ATTEMPTS = 3  # an event that loses a race on a unique row or a deadlock runs again, this many times in all
@@ -145,14 +145,31 @@ def _help_action(ctx: Ctx, action: CardAction) -> Reply | None:
     return assist.answer_help(ctx, action.entity_id, "", via_card=True)
 
 
+def _not_escalated_to(ctx: Ctx, wait: Wait, tapped: str) -> Refused:
+    """A tap on the escalation card by someone it is not for: names the button tapped and who may act,
+    the escalation's current target, by the role that made them it (`[rules.escalation] to` orders
+    supervisor and department head; the head's supervisor comes after both)."""
+    person, first = wait.person, ctx.bot.config.rules.escalation_to
+    what = ctx.t("a_wait_remind" if tapped == "remind" else "a_wait_reassign")
+    boss = escalation_target(ctx.s, person, first)
+    if boss is None:
+        return Refused("not_allowed", action=what, why=ctx.t("w_escalated_nobody", name=person.name))
+    dept = ctx.s.get(Department, person.department_id) if person.department_id is not None else None
+    holders = {"supervisor": person.supervisor_id, "dept_head": dept.head_id if dept is not None else None}
+    order = ("dept_head", "supervisor") if first == "department_head" else ("supervisor", "dept_head")
+    role = next((r for r in order if holders[r] == boss.id), "above")
+    return Refused("not_allowed", action=what, why=ctx.t(f"w_escalated_{role}", name=person.name, boss=boss.name))
+
+
 def _wait_action(ctx: Ctx, action: CardAction) -> Reply | None:
     """The escalation card's buttons: remind the person again, or how to reassign."""
     # locked: two taps at once (a double tap on a phone) must see each other's reminder
     wait = ctx.s.get(Wait, action.entity_id, with_for_update=action.action == "remind")
     if wait is None or action.action not in ("remind", "reassign"):
         raise Refused("bad_button")
-    if not (ctx.escalated_to(wait.person) or ctx.is_admin()):
-        raise Refused("not_allowed", action=ctx.t("b_remind"), why=ctx.t("w_dept_head"))
+    if not (ctx.escalated_to(wait.person) or ctx.is_admin() or ctx.received_escalation(wait.entity_type,
+                                                                                         wait.entity_id, wait.id)):
+        raise _not_escalated_to(ctx, wait, action.action)
     if wait.answered_at is not None:  # answered, reassigned or cancelled since: nobody is chased, the card settles
         return Reply(toast=ctx.t("wait_handled"), card=waits.handled_card(ctx, wait))
     if action.action == "reassign":

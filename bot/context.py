@@ -107,6 +107,16 @@ class Ctx:
         boss = people.escalation_target(self.s, person, self.bot.config.rules.escalation_to)
         return boss is not None and boss.id == self.actor.id
 
+    def received_escalation(self, entity_type: str, entity_id: int, wait_id: int | None = None) -> bool:
+        """The actor was sent an escalation about this entity (that wait's, when given), though the org may
+        have changed since (a new supervisor or head): what it asks of them stays theirs to do, rather than
+        leave the matter with nobody told."""
+        sent = self.s.scalars(select(AuditEntry.after).where(
+            AuditEntry.action == "rule.escalate", AuditEntry.entity_type == entity_type,
+            AuditEntry.entity_id == entity_id))
+        return any(isinstance(a, dict) and a.get("to") == self.actor.id and wait_id in (None, a.get("wait"))
+                   for a in sent)
+
     def heads_department(self, user: User, department_id: int | None) -> bool:
         if department_id is None:
             return False
@@ -189,6 +199,8 @@ class Ctx:
 
     def tell_user(self, user: User, message: Message, key: str | None = None,
                   not_before: datetime | None = None) -> bool:
+        if user.left_at is not None and user.id != self.actor.id:
+            return False  # someone who has left hears nothing more: the platform would refuse it (a dead row)
         platform = self.platform if people.platform_id(self.s, user, self.platform) else None
         return people.post_to_user(self.s, user, message, key or self._key(), self.now,
                                    platform=platform, not_before=not_before)

@@ -3,7 +3,9 @@
 An org comes from a TOML file (the console and small deployments) or from a platform's contact
 API (`collabbot org sync`); either way it is applied with `apply_org`, idempotently, returning the
 list of changes it made for the log. People are matched by their platform identity, so renaming
-someone on the platform renames them here.
+someone on the platform renames them here. A complete org (`Org.complete`) also says who has gone:
+whoever it no longer lists has left (`User.left_at`), is no longer chased or given work, and is named
+in the changes with what they still hold; their name stays on their past work.
 
 A file's unknown key is refused with its line: a typo such as `departmnet = "技术部"` would otherwise
 read as "no department" and quietly take the person out of theirs.
@@ -21,7 +23,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from collabbot.storage.models import Chat, Department, Identity, User
+from collabbot.bot.rules.states import OPEN
+from collabbot.storage.models import Chat, Department, Identity, Project, Task, User, Wait
 
 CONSOLE = "console"
 
@@ -34,7 +37,7 @@ class OrgError(ValueError):
 class OrgPerson:
     name: str
     department: str = ""
-    supervisor: str = ""  # the supervisor's name (分管领导)
+    supervisor: str | None = ""  # the supervisor's name (分管领导); None: outside what was read, kept as stored
     ids: dict[str, str] = field(default_factory=dict)  # platform -> platform user id
 
 
@@ -48,9 +51,12 @@ class OrgChat:
 
 @dataclass(frozen=True)
 class Org:
-    departments: dict[str, str]  # name -> head's name ("" when none)
+    departments: dict[str, str | None]  # name -> head's name ("" when none; None: outside the read, kept)
     people: tuple[OrgPerson, ...]
     chats: tuple[OrgChat, ...] = ()
+    # lists everyone of its platform: whoever it leaves out has left. An org file is the whole console org;
+    # a platform's read is complete only when it read the whole organisation to the end (not a sub-tree)
+    complete: bool = False
 
     def person(self, name: str) -> OrgPerson | None:
         return next((p for p in self.people if p.name == name), None)
@@ -155,7 +161,7 @@ def parse_org(data: dict[str, Any], source: str | None = None) -> Org:
         if unknown:
             raise OrgError(f"chats[{i}] ({c['name']}): unknown members {unknown}")
         chats.append(OrgChat(c["name"], members, str(c.get("platform", CONSOLE)), str(c.get("chat_id", ""))))
-    return Org(departments, tuple(people), tuple(chats))
+    return Org(departments, tuple(people), tuple(chats), complete=True)
 
 
 def _no_supervisor_cycle(supervisor_of: dict[str, str]) -> None:
@@ -221,11 +227,15 @@ def apply_org(s: Session, org: Org, now: datetime, platform: str = CONSOLE) -> l
         users[person.name] = user
     s.flush()
     for person in org.people:
+        if person.supervisor is None:  # a sub-tree's read cannot see above it: what is stored stays
+            continue
         sup_id = users[person.supervisor].id if person.supervisor else None
         if users[person.name].supervisor_id != sup_id:
             users[person.name].supervisor_id = sup_id
             changes.append(f"supervisor of {person.name}: {person.supervisor or '-'}")
     for name, head in org.departments.items():
+        if head is None:
+            continue
         head_id = users[head].id if head else None
         if depts[name].head_id != head_id:
             depts[name].head_id = head_id
@@ -237,4 +247,64 @@ def apply_org(s: Session, org: Org, now: datetime, platform: str = CONSOLE) -> l
             s.add(Chat(platform=c.platform, platform_chat_id=chat_id, name=c.name, active=True))
             changes.append(f"chat added: {c.name}")
     s.flush()
+    if org.complete and org.people:  # an empty read is a fault of the read, not everyone leaving at once
+        listed = {p.ids.get(platform) or (p.name if platform == CONSOLE else "") for p in org.people}
+        changes += _leavers_and_returns(s, platform, listed, now)
     return changes
+
+
+def _leavers_and_returns(s: Session, platform: str, listed: set[str], now: datetime) -> list[str]:
+    """Mark `platform`'s identities a complete sync left out as gone and the listed ones as here; a person
+    has left once every identity they have is gone (someone with a console identity from an org file that
+    still lists them stays), and is back when any is listed again."""
+    touched: dict[int, User] = {}
+    for identity in s.scalars(select(Identity).where(Identity.platform == platform).order_by(Identity.id)):
+        gone = identity.platform_user_id not in listed
+        if gone != (identity.left_at is not None):
+            identity.left_at = now if gone else None
+            touched[identity.user_id] = identity.user
+    s.flush()
+    changes: list[str] = []
+    for user in touched.values():
+        gone = all(i.left_at is not None for i in user.identities)
+        if gone and user.left_at is None:
+            user.left_at = now
+            _hand_up_now(s, user, now)
+            changes.append(f"person left: {user.name} — {open_items(s, user)}")
+        elif not gone and user.left_at is not None:
+            user.left_at = None
+            changes.append(f"person back: {user.name}")
+    s.flush()
+    return changes
+
+
+def _hand_up_now(s: Session, user: User, now: datetime) -> None:
+    """Their open waits fall due now: the next sweep sends each to their escalation target at once, rather
+    than nagging someone who is gone and escalating after 24 hours."""
+    for wait in s.scalars(select(Wait).where(Wait.person_id == user.id, Wait.answered_at.is_(None),
+                                             Wait.escalated_at.is_(None))):
+        wait.next_due_at = now
+
+
+# how the bot writes the number of what an open wait is about (a task's is "#12")
+_PREFIXES = {"task": "#", "approval": "#A", "help": "#H", "risk": "#R", "collection": "#C", "retro": "#P"}
+
+
+def open_items(s: Session, user: User) -> str:
+    """What a person who left still holds, by number, for the admin to hand on (转交): the tasks they own,
+    the reviews (tasks handed in to them), their approval steps and other requests waiting on them."""
+    tasks = s.scalars(select(Task.id).where(Task.owner_id == user.id, Task.status.in_(OPEN)).order_by(Task.id)).all()
+    coordinated = select(Project.id).where(Project.coordinator_id == user.id)
+    reviews = s.scalars(select(Task.id).where(Task.status == "review", (Task.initiator_id == user.id)
+                                              | Task.project_id.in_(coordinated)).order_by(Task.id)).all()
+    waits = s.execute(select(Wait.entity_type, Wait.entity_id).where(
+        Wait.person_id == user.id, Wait.answered_at.is_(None), Wait.entity_type != "task")
+        .order_by(Wait.entity_type, Wait.entity_id)).all()
+    approvals = [f"#A{i}" for kind, i in dict.fromkeys(waits) if kind == "approval"]
+    others = [f"{_PREFIXES.get(kind, kind + ' #')}{i}" for kind, i in dict.fromkeys(waits) if kind != "approval"]
+    parts = [(label, ids) for label, ids in (
+        ("task(s)", [f"#{i}" for i in tasks]), ("review(s)", [f"#{i}" for i in reviews]),
+        ("approval step(s)", approvals), ("other request(s)", others)) if ids]
+    if not parts:
+        return "nothing open"
+    return "open: " + "; ".join(f"{len(ids)} {label} {' '.join(ids)}" for label, ids in parts)

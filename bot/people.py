@@ -154,11 +154,12 @@ def escalation_target(s: Session, person: User, first: str = "supervisor") -> Us
     """Whom an escalation about `person` goes to: their supervisor (分管领导) and the head of their
     department, in the order `first` says (`[rules.escalation] to`), else that head's supervisor. Never
     someone who reports to `person`: the top leader's own department head is below them, so an escalation
-    about the top leader goes to nobody (and the group's note says there is nobody above)."""
+    about the top leader goes to nobody (and the group's note says there is nobody above). Nor someone who
+    has left: the next one in that order hears it."""
     supervisor = person.supervisor if person.supervisor is not None and person.supervisor.id != person.id else None
     dept = s.get(Department, person.department_id) if person.department_id is not None else None
     head = dept.head if dept is not None and dept.head is not None and dept.head.id != person.id else None
     above = dept.head.supervisor if dept is not None and dept.head is not None else None
     order = (head, supervisor) if first == "department_head" else (supervisor, head)
-    return next((u for u in (*order, above) if u is not None and u.id != person.id and not reports_to(u, person)),
-                None)
+    return next((u for u in (*order, above) if u is not None and u.id != person.id and u.left_at is None
+                 and not reports_to(u, person)), None)

@@ -67,6 +67,8 @@ class User(Base):
     department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
     supervisor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime]
+    # when a complete org sync no longer listed any of their identities (they left the company); None while here
+    left_at: Mapped[datetime | None]
     department: Mapped[Department | None] = relationship(foreign_keys=[department_id])
     supervisor: Mapped[User | None] = relationship(remote_side=[id], foreign_keys=[supervisor_id])
     identities: Mapped[list[Identity]] = relationship(back_populates="user")
@@ -81,6 +83,8 @@ class Identity(Base):
     platform: Mapped[str] = mapped_column(String(20))
     platform_user_id: Mapped[str] = mapped_column(String(128))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    # when a complete sync of this platform stopped listing it; the user has left once all of theirs have
+    left_at: Mapped[datetime | None]
     user: Mapped[User] = relationship(back_populates="identities")
 
 

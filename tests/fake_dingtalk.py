@@ -490,11 +490,14 @@ class FakeDingTalk:
             return denied
         body = call.body if isinstance(call.body, dict) else {}
         name = call.path.removeprefix("/topapi/")
-        if name == "v2/department/listsub":
+        if name == "v2/department/listsub":  # the next level down only, never the department itself; 1 by default
+            parent = body.get("dept_id", 1)
             children = [{"dept_id": d["dept_id"], "name": d["name"], "parent_id": d["parent_id"]}
-                        for d in self.departments.values() if d["parent_id"] == body.get("dept_id")]
+                        for d in self.departments.values() if d["parent_id"] == parent]
             return web.json_response({"errcode": 0, "errmsg": "ok", "result": children, "request_id": "r"})
-        if name == "v2/department/get":
+        if name == "v2/department/get":  # {dept_id (required, a number), language}: result {dept_id, name, parent_id, …}
+            if not isinstance(body.get("dept_id"), int):
+                return web.json_response({"errcode": 400002, "errmsg": "无效的参数"})
             dept = self.departments.get(body.get("dept_id"))
             if dept is None:
                 return web.json_response({"errcode": 60003, "errmsg": "部门不存在"})

@@ -10,7 +10,10 @@ send to a chat or user that already had `count` sends in the last `per_seconds` 
 `limit_refusals`; every send that reaches the message service counts, a 5xx or a lost answer too), and
 `set_chaos` answers a share of the sends at random with a throttle or an expired token (at the gateway,
 before the chat's count), a 5xx, or creates the message and then drops the answer (the platform
-acted, the caller never hears). The long-connection endpoint (`/callback/ws/endpoint`) and a websocket speaking the SDK's protobuf
+acted, the caller never hears). The contact API (`departments/:id`, `departments/:id/children`,
+`users/find_by_department`) reads ids as `department_id_type` says (default `open_department_id`),
+recurses only with `fetch_child=true`, and honours `contact_scope`, the app's 通讯录权限范围: a
+department outside it answers 40004 (HTTP 403), and "0" needs 全部成员 (None); an unknown one 40015. The long-connection endpoint (`/callback/ws/endpoint`) and a websocket speaking the SDK's protobuf
 frames are here too, so lark-oapi's real `ws.Client` can connect to it.
 
 `ThreadedFake` runs one in a thread of its own, for tests that drive a `collabbot serve` subprocess
@@ -54,6 +57,7 @@ class Call:
     query: dict[str, str]
     body: Any
     auth: str
+    size: int = 0  # the request body's bytes, as sent
     status: int = 200
     code: int = 0
     at: float = field(default_factory=time.monotonic)
@@ -113,6 +117,7 @@ class FakeFeishu:
         self.files: dict[str, dict[str, Any]] = {}
         self.departments: list[dict[str, Any]] = []
         self.users: list[dict[str, Any]] = []
+        self.contact_scope: set[str] | None = None  # 通讯录权限范围: open_department_ids (with all below); None = 全部成员
         self.approval_instances: dict[str, dict[str, Any]] = {}  # instance code -> 审批实例详情 data
         self.approval_subscriptions: set[str] = set()  # 订阅审批事件: approval codes this app asked for
         self.approval_scope = True  # the app holds approval:approval (needed to subscribe)
@@ -139,6 +144,10 @@ class FakeFeishu:
         assert kind in FAULTS, kind
         with self._lock:
             self.faults.append(Fault(kind, method, path, times))
+
+    def recall(self, message_id: str) -> None:
+        """Someone recalled the message (撤回): updating it now answers 230011."""
+        self.messages[message_id]["recalled"] = True
 
     def enforce_chat_limit(self, count: int = 5, per_seconds: float = 1.0) -> None:
         """Refuse (230020) a send to a receive_id that had `count` sends in the last `per_seconds`."""
@@ -195,6 +204,7 @@ class FakeFeishu:
         r.add_post("/open-apis/im/v1/images", self._image)
         r.add_post("/open-apis/im/v1/files", self._file)
         r.add_get("/open-apis/contact/v3/departments/{department_id}/children", self._children)
+        r.add_get("/open-apis/contact/v3/departments/{department_id}", self._department)
         r.add_get("/open-apis/contact/v3/users/find_by_department", self._find_by_department)
         r.add_get("/open-apis/approval/v4/instances/{instance_id}", self._approval_instance)
         r.add_post("/open-apis/approval/v4/approvals/{approval_code}/subscribe", self._subscribe_approval)
@@ -220,16 +230,19 @@ class FakeFeishu:
     # --- helpers ---------------------------------------------------------------------------------
     async def _record(self, request: web.Request) -> Call:
         body: Any = None
+        size = 0
         if request.content_type == "application/json" or "Content-Type" not in request.headers:
             # lark-oapi posts its token request with no Content-Type at all, and Feishu reads it as JSON
             raw = await request.read()
             body = json.loads(raw) if raw else None
+            size = len(raw)
         elif request.content_type.startswith("multipart/"):
             body = {}
             reader = await request.multipart()
             while (part := await reader.next()) is not None:
                 body[part.name] = await part.read() if part.filename else (await part.text())  # type: ignore[union-attr]
-        call = Call(request.method, request.path, dict(request.query), body, request.headers.get("Authorization", ""))
+        call = Call(request.method, request.path, dict(request.query), body, request.headers.get("Authorization", ""),
+                    size)
         self.calls.append(call)
         return call
 
@@ -314,7 +327,8 @@ class FakeFeishu:
             return self._answer(call, 400, 230001, "invalid image_key")
         if body.get("msg_type") == "file" and content.get("file_key") not in self.files:
             return self._answer(call, 400, 230001, "invalid file_key")
-        if len(body["content"].encode()) > 30_000 and body.get("msg_type") in ("interactive", "post"):
+        # 发送消息: "文本消息请求体最大不能超过150KB；卡片及富文本消息请求体最大不能超过30KB" (the body as sent)
+        if call.size > (30 if body.get("msg_type") in ("interactive", "post") else 150) * 1024:
             return self._answer(call, 400, 230025, "The length of the message content reaches its limit.")
         with self._lock:
             if uuid and uuid in self.by_uuid:  # the same uuid sends at most one message an hour
@@ -351,6 +365,8 @@ class FakeFeishu:
             return self._answer(call, 400, 230001, "message not found")
         if message["msg_type"] != "interactive":
             return self._answer(call, 400, 230001, "only cards can be updated")
+        if message.get("recalled"):
+            return self._answer(call, 400, 230011, "The message is recalled.")
         content = (call.body or {}).get("content")
         if not isinstance(content, str):
             return self._answer(call, 400, 99992402, "field validation failed: content")
@@ -411,23 +427,70 @@ class FakeFeishu:
         return self._answer(call, 200, 0, "success", {"data": {
             "has_more": more, "page_token": str(start + size) if more else "", "items": chunk}})
 
+    def _readable(self, call: Call, given: str) -> tuple[str, web.Response | None]:
+        """A department id as `department_id_type` reads it → its open_department_id, or Feishu's refusal:
+        40001 for an unknown id type, 40015 for no such department, 40004 (HTTP 403) outside the app's
+        通讯录权限范围 ("0", the root, needs 全部成员)."""
+        kind = call.query.get("department_id_type", "open_department_id")
+        if kind not in ("open_department_id", "department_id"):
+            return "", self._answer(call, 400, 40001, "param error")
+        if given == "0":
+            found = "0"
+        else:
+            dept = next((d for d in self.departments if str(d.get(kind)) == given), None)
+            if dept is None:
+                return "", self._answer(call, 400, 40015, "department not exist")
+            found = dept["open_department_id"]
+        if not self._in_scope(found):
+            return "", self._answer(call, 403, 40004, "no dept authority error")
+        return found, None
+
+    def _in_scope(self, open_id: str) -> bool:
+        if self.contact_scope is None:
+            return True
+        parents = {d["open_department_id"]: d["parent_department_id"] for d in self.departments}
+        seen: set[str] = set()
+        while open_id and open_id != "0" and open_id not in seen:
+            if open_id in self.contact_scope:
+                return True
+            seen.add(open_id)
+            open_id = parents.get(open_id, "")
+        return False
+
+    async def _department(self, request: web.Request) -> web.Response:
+        """获取单个部门信息: {code, msg, data: {department: {…, open_department_id, leader_user_id, …}}}."""
+        call, denied = await self._guard(request)
+        if denied is not None:
+            return denied
+        found, refused = self._readable(call, request.match_info["department_id"])
+        if refused is not None:
+            return refused
+        dept = next((d for d in self.departments if d["open_department_id"] == found), None)
+        if dept is None:  # the root "0": not modelled as a department here
+            return self._answer(call, 400, 40015, "department not exist")
+        return self._answer(call, 200, 0, "success", {"data": {"department": dept}})
+
     async def _children(self, request: web.Request) -> web.Response:
         call, denied = await self._guard(request)
         if denied is not None:
             return denied
-        root = request.match_info["department_id"]
+        root, refused = self._readable(call, request.match_info["department_id"])
+        if refused is not None:
+            return refused
         wanted, frontier = [], {root}
-        while frontier:  # fetch_child=true: the whole subtree, flat
+        while frontier:  # the children only, and with fetch_child=true the whole subtree, flat; never the root
             found = [d for d in self.departments if d["parent_department_id"] in frontier]
             wanted += found
-            frontier = {d["open_department_id"] for d in found}
+            frontier = {d["open_department_id"] for d in found} if call.query.get("fetch_child") == "true" else set()
         return self._page(call, wanted)
 
     async def _find_by_department(self, request: web.Request) -> web.Response:
         call, denied = await self._guard(request)
         if denied is not None:
             return denied
-        dept = call.query.get("department_id", "")
+        dept, refused = self._readable(call, call.query.get("department_id", ""))
+        if refused is not None:
+            return refused
         return self._page(call, [u for u in self.users if dept in u.get("department_ids", [])])
 
     async def _approval_instance(self, request: web.Request) -> web.Response:

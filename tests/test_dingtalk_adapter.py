@@ -407,6 +407,12 @@ async def test_org_sync_reads_departments_heads_people_and_supervisors(fake: Fak
     assert people["李四"].department == "测试组（技术部）"
     assert org.departments["技术部"] == "陈七"
     assert all(c.token for c in fake.api_calls("POST", "/topapi/"))
+    assert org.complete  # the whole organisation: whoever it does not list has left
+    client = DingTalkClient(settings)
+    try:
+        assert not (await fetch_org(client, 2)).complete  # a sub-tree says nothing of the people outside it
+    finally:
+        await client.close()
 
 
 def test_a_rendered_text_message_never_mentions_everyone() -> None:

@@ -7,12 +7,13 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
-from collabbot.adapters.feishu.client import FeishuClient
+from collabbot.adapters.feishu.client import FeishuApiError, FeishuClient
 from collabbot.adapters.feishu.config import parse_settings
 from collabbot.adapters.feishu.contacts import fetch_org
-from collabbot.bot.org import apply_org
+from collabbot.bot.org import Org, apply_org
 from collabbot.storage.db import Database
 from collabbot.storage.models import Department, Identity, User
 
@@ -105,3 +106,81 @@ base_url = "{fake.url}"
         assert second.returncode == 0 and "; 0 change(s)" in second.stdout
         bad = subprocess.run(command, capture_output=True, text=True, env={**env, "FEISHU_SECRET": "wrong"}, timeout=60)
         assert bad.returncode == 4 and bad.stdout == "" and bad.stderr.count("org sync failed") == 1, bad.stderr
+
+
+# --- a sub-tree sync (org_root_department = "od-…", for an app whose 通讯录权限范围 is one department) -----
+def tech_only(fake: FakeFeishu) -> None:
+    """技术部 under the root, 前端组 and 测试组 under it; its head 陈七 reports to 钱总, who sits at the root."""
+    def dept(did: str, name: str, parent: str, leader: str) -> dict:
+        return {"open_department_id": did, "department_id": did[3:], "name": name, "parent_department_id": parent,
+                "leader_user_id": leader, "member_count": 1, "status": {"is_deleted": False}}
+
+    def user(oid: str, name: str, depts: list[str], leader: str = "", resigned: bool = False) -> dict:
+        return {"open_id": oid, "name": name, "department_ids": depts, "leader_user_id": leader,
+                "status": {"is_resigned": resigned, "is_activated": True}}
+
+    fake.departments = [dept("od-tech", "技术部", "0", "ou_chen"), dept("od-fe", "前端组", "od-tech", "ou_li"),
+                        dept("od-qa", "测试组", "od-tech", "ou_gone")]
+    fake.users = [user("ou_qian", "钱总", ["0"]), user("ou_chen", "陈七", ["od-tech"], "ou_qian"),
+                  user("ou_zhao", "赵六", ["od-tech"], "ou_chen"), user("ou_li", "李四", ["od-fe"], "ou_chen"),
+                  user("ou_gone", "离职者", ["od-qa"], resigned=True), user("ou_sun", "孙九", ["od-qa"], "ou_gone")]
+
+
+async def read(fake: FakeFeishu, root: str = "0") -> Org:
+    client = FeishuClient(settings(fake.url))
+    try:
+        return await fetch_org(client, root)
+    finally:
+        await client.close()
+
+
+async def synced_whole_then_tech(db: Database) -> tuple[Org, list[str], FakeFeishu]:
+    """A whole-tenant sync, then the app's 通讯录权限范围 narrowed to 技术部 and a sync from od-tech."""
+    fake = FakeFeishu()
+    tech_only(fake)
+    await fake.start()
+    try:
+        whole = await read(fake)
+        with db.transaction() as s:
+            apply_org(s, whole, datetime(2026, 12, 1, tzinfo=UTC), platform="feishu")
+        fake.contact_scope = {"od-tech"}
+        with pytest.raises(FeishuApiError):  # the root "0" now needs a scope the app no longer has
+            await read(fake)
+        org = await read(fake, "od-tech")
+    finally:
+        await fake.close()
+    with db.transaction() as s:
+        changes = apply_org(s, org, datetime(2026, 12, 2, tzinfo=UTC), platform="feishu")
+    return org, changes, fake
+
+
+def user_named(s, name: str) -> User:
+    return s.scalar(select(User).where(User.name == name))
+
+
+async def test_a_sub_tree_sync_keeps_the_root_department_with_its_own_members_and_head(sqlite_db: Database) -> None:
+    org, changes, fake = await synced_whole_then_tech(sqlite_db)
+    assert org.departments == {"技术部": "陈七", "前端组": "李四", "测试组": ""}  # the resigned head is none
+    assert {p.name: p.department for p in org.people} == {"陈七": "技术部", "赵六": "技术部", "李四": "前端组",
+                                                           "孙九": "测试组"}
+    assert not any(c.startswith(("department of", "head of", "department added")) for c in changes), changes
+    with sqlite_db.transaction() as s:
+        assert user_named(s, "陈七").department.name == "技术部" and user_named(s, "赵六").department.name == "技术部"
+        assert s.scalar(select(Department).where(Department.name == "技术部")).head.name == "陈七"
+    [get] = [c for c in fake.api_calls("GET") if c.path == "/open-apis/contact/v3/departments/od-tech"]
+    assert get.status == 200 and get.query == {"department_id_type": "open_department_id", "user_id_type": "open_id"}
+
+
+async def test_a_sub_tree_sync_gives_a_supervisor_outside_it_as_unknown_not_as_none(sqlite_db: Database) -> None:
+    org, _, _ = await synced_whole_then_tech(sqlite_db)
+    people = {p.name: p for p in org.people}
+    assert people["陈七"].supervisor is None  # 钱总 is outside 技术部: not known here, so not "" (none)
+    assert people["孙九"].supervisor == ""  # a resigned leader inside the scope is known to be gone
+    assert people["赵六"].supervisor == "陈七"
+
+
+async def test_a_sub_tree_sync_leaves_the_stored_supervisor_of_its_head_alone(sqlite_db: Database) -> None:
+    _, changes, _ = await synced_whole_then_tech(sqlite_db)
+    with sqlite_db.transaction() as s:
+        chen = user_named(s, "陈七")
+        assert chen.supervisor is not None and chen.supervisor.name == "钱总", changes

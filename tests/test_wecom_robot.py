@@ -205,6 +205,7 @@ async def test_org_sync_reads_departments_heads_and_direct_leaders(env: WecomEnv
     assert people["李四"].supervisor == "陈七"  # no direct_leader: the head of 技术部
     assert people["陈七"].supervisor == "赵总"
     assert org.departments["技术部"] == "陈七" and people["李四"].ids == {"wecom": "lisi"}
+    assert org.complete and not (await fetch_org(env.adapter.client, 2)).complete  # only the whole company says who left
     same = build_org([*DEPARTMENTS, {"id": 4, "name": "技术部", "parentid": 2, "department_leader": []}], USERS)
     assert {"技术部（公司）", "技术部（市场部）"} <= set(same.departments)
 

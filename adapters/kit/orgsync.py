@@ -4,7 +4,8 @@ A platform supplies an `OrgSource` whose `fetch()` returns the org as the platfo
 app (departments and their heads, people with their department and supervisor, each person's
 platform id). `collabbot org sync` (adapters/serve.py) applies it with `apply_org(…, platform=…)`,
 which matches people by their platform id, so a second run changes nothing and a rename on the
-platform renames them here.
+platform renames them here. A source sets `Org.complete` only when it read the whole organisation to
+the end: then whoever it does not list is marked as left (a sub-tree read must not do so).
 """
 
 from __future__ import annotations

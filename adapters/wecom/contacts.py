@@ -15,6 +15,7 @@ are left out.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 from collabbot.adapters.wecom.client import WecomClient
@@ -25,7 +26,8 @@ PLATFORM = "wecom"
 
 async def fetch_org(client: WecomClient, root: int = 1) -> Org:
     departments = await client.departments(root)
-    return build_org(departments, await client.users(departments))
+    # the whole company as the app's visibility shows it: whoever it does not list has left
+    return replace(build_org(departments, await client.users(departments)), complete=root == 1)
 
 
 def _active(user: dict[str, Any]) -> bool:

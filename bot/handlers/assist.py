@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from collabbot.bot.commands import Command
 from collabbot.bot.context import Ctx, Refused, snapshot
-from collabbot.bot.handlers.common import capped, missing, not_allowed
+from collabbot.bot.handlers.common import capped, missing, not_allowed, present
 from collabbot.bot.replies import Message, Reply
 from collabbot.bot.views import help_card
 from collabbot.bot.waits import close_waits, open_wait
@@ -33,12 +33,12 @@ def ask_help(ctx: Ctx, cmd: Command) -> Reply | None:
     if department is None and not cmd.mentions:
         raise missing(ctx, "help_target")
     if cmd.mentions:
-        helper = ctx.mention(cmd.mentions[0])
+        helper = present(ctx, ctx.mention(cmd.mentions[0]))
     else:
         assert department is not None
         if department.head is None:
             raise Refused("no_head", dept=department.name)
-        helper = department.head
+        helper = present(ctx, department.head)
     if not text:
         raise missing(ctx, "help_text")
     capped(ctx, text, "help_text")

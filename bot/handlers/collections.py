@@ -25,7 +25,16 @@ from collabbot.bot import texts
 from collabbot.bot.commands import Command
 from collabbot.bot.context import Ctx, Refused, snapshot
 from collabbot.bot.copies import SentCopy, update_copies
-from collabbot.bot.handlers.common import MAX_TEXT, MAX_TITLE, capped, missing, not_allowed, user_by_name, when
+from collabbot.bot.handlers.common import (
+    MAX_TEXT,
+    MAX_TITLE,
+    capped,
+    missing,
+    not_allowed,
+    present,
+    user_by_name,
+    when,
+)
 from collabbot.bot.handlers.records import announce, group_of, may_see_project, private_cmd, record_project
 from collabbot.bot.replies import Card, Message, Part, Reply
 from collabbot.bot.reports.scope import heads_of
@@ -162,10 +171,12 @@ def _targets(ctx: Ctx, cmd: Command, names_text: str) -> list[tuple[User, Depart
             continue
         try:
             out.append((user_by_name(ctx, name), None))
-        except Refused:
+        except Refused as exc:
+            if exc.key == "person_left":
+                raise
             known = texts.names(ctx.lang, ctx.s.scalars(select(Department.name).order_by(Department.id)))
             raise Refused("collect_unknown_target", name=name[:40], known=known or ctx.t("none")) from None
-    out += [(ctx.mention(i), None) for i in cmd.mentions]
+    out += [(present(ctx, ctx.mention(i)), None) for i in cmd.mentions]
     unique: dict[int, tuple[User, Department | None]] = {}
     for user, dept in out:
         if user.id not in unique or (dept is not None and unique[user.id][1] is None):

@@ -48,17 +48,31 @@ def one_task(ctx: Ctx, cmd: Command) -> Task:
     return ctx.task(cmd.tasks[0])
 
 
+def present(ctx: Ctx, user: User) -> User:
+    """`user`, who is given work here: someone who has left (an org sync no longer lists them) is refused,
+    with what to type instead. Their past work still shows their name; only new work is refused."""
+    if user.left_at is not None:
+        raise Refused("person_left", name=user.name)
+    return user
+
+
 def user_by_name(ctx: Ctx, name: str) -> User:
+    """The one person of that name who is still here (a newcomer may share a leaver's name); refused when
+    only someone who has left has it."""
     name = name.strip().lstrip("@")
-    users = list(ctx.s.scalars(select(User).where(User.name == name).limit(2)))
-    if len(users) != 1:
-        raise Refused("unknown_user", name=name[:40])
-    return users[0]
+    users = list(ctx.s.scalars(select(User).where(User.name == name).order_by(User.id).limit(5)))
+    here = [u for u in users if u.left_at is None]
+    if len(here) == 1:
+        return here[0]
+    if not here and users:
+        return present(ctx, users[0])
+    raise Refused("unknown_user", name=name[:40])
 
 
 def people(ctx: Ctx, cmd: Command, field: str) -> list[User]:
-    """The people a field names: its @mentions, or plain names typed without @ (comma separated)."""
-    found = [ctx.mention(i) for i in cmd.field_mentions.get(field, ())]
+    """The people a field names, to be given work: its @mentions, or plain names typed without @ (comma
+    separated); someone who has left is refused."""
+    found = [present(ctx, ctx.mention(i)) for i in cmd.field_mentions.get(field, ())]
     text = cmd.get(field)
     if text:
         for name in text.replace("，", ",").replace("、", ",").replace(",", " ").split():

@@ -18,6 +18,7 @@ from collabbot.bot.handlers.common import (
     missing,
     not_allowed,
     people,
+    present,
     project_named,
     when,
 )
@@ -70,7 +71,7 @@ def bind_project(ctx: Ctx, cmd: Command) -> Reply | None:
             raise not_allowed(ctx, "a_edit_project", ctx.t("w_coordinator", name=coordinator.name if coordinator else "-"))
     elif not cmd.text:
         raise missing(ctx, "project_name")
-    coordinators = people(ctx, cmd, "coordinator") or [ctx.mention(i) for i in cmd.mentions[:1]]
+    coordinators = people(ctx, cmd, "coordinator") or [present(ctx, ctx.mention(i)) for i in cmd.mentions[:1]]
     start = when(ctx, cmd, "start", "date")
     end = when(ctx, cmd, "end", "date")
     before = snapshot(project) if project is not None else None

@@ -28,6 +28,7 @@ from collabbot.bot.handlers.common import (
     missing,
     not_allowed,
     people,
+    present,
     project_named,
     refuse_if_closed,
     when,
@@ -439,7 +440,7 @@ def _add_risk(ctx: Ctx, cmd: Command, rest: str) -> Reply | None:
         raise missing(ctx, "likelihood")
     if impact is None:
         raise missing(ctx, "impact")
-    owners = people(ctx, cmd, "owner") or [ctx.mention(i) for i in cmd.mentions[:1]] or [ctx.actor]
+    owners = people(ctx, cmd, "owner") or [present(ctx, ctx.mention(i)) for i in cmd.mentions[:1]] or [ctx.actor]
     if len(owners) > 1:
         raise bad(ctx, "owner", texts.names(ctx.lang, (u.name for u in owners)))
     found = Risk(project_id=project.id, chat_id=group.id if group else None, description=capped(ctx, description, "risk_description",

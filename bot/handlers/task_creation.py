@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from collabbot.bot.context import Ctx
+from collabbot.bot.handlers.common import present
 from collabbot.bot.replies import Card, Message, Part
 from collabbot.bot.views import task_card
 from collabbot.bot.waits import open_wait
@@ -31,6 +32,7 @@ def new_task(ctx: Ctx, *, title: str, owner: User, project: Project | None, pare
              deadline: datetime | None, priority: str, collaborators: list[User], department: Department | None,
              initiating_dept_id: int | None, deliverable: str = "", attachments: list[str] | None = None,
              remarks: str = "") -> Task:
+    present(ctx, owner)  # however the owner was named (a mention, a meeting's action line), not someone who left
     chat = task_chat(ctx, project) or (parent.chat if parent else None)
     task = Task(
         project_id=project.id if project else None,

@@ -25,6 +25,7 @@ from collabbot.bot.handlers.common import (
     not_allowed,
     one_task,
     people,
+    present,
     when,
 )
 from collabbot.bot.handlers.task_creation import announce_assignment, card, new_task
@@ -424,8 +425,9 @@ def reassign(ctx: Ctx, cmd: Command) -> Reply | None:
     targets = people(ctx, cmd, "owner") or [ctx.mention(i) for i in cmd.mentions]
     if len(targets) != 1:
         raise missing(ctx, "new_owner")
-    new_owner = targets[0]
-    within_dept = ((ctx.heads_department(ctx.actor, task.owner.department_id) or ctx.escalated_to(task.owner))
+    new_owner = present(ctx, targets[0])
+    within_dept = ((ctx.heads_department(ctx.actor, task.owner.department_id) or ctx.escalated_to(task.owner)
+                    or ctx.received_escalation("task", task.id))
                    and new_owner.department_id == task.owner.department_id)
     cross = new_owner.department_id != task.owner.department_id
     if not cross and not (is_manager(ctx, task) or within_dept):

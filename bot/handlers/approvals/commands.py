@@ -31,7 +31,7 @@ from collabbot.bot.handlers.approvals.forms import (
     receiving_department,
     word,
 )
-from collabbot.bot.handlers.common import capped, missing, not_allowed, people, refuse_if_closed
+from collabbot.bot.handlers.common import capped, missing, not_allowed, people, present, refuse_if_closed
 from collabbot.bot.replies import Message, Reply
 from collabbot.bot.rules import approval_stages as rules
 from collabbot.bot.waits import close_waits, open_wait
@@ -148,7 +148,7 @@ def transfer(ctx: Ctx, cmd: Command) -> Reply | None:
     targets = people(ctx, cmd, "owner") or [ctx.mention(i) for i in cmd.mentions]
     if len(targets) != 1:
         raise missing(ctx, "transfer_target")
-    target = targets[0]
+    target = present(ctx, targets[0])
     if target.id in (ctx.actor.id, holder.id):
         raise Refused("transfer_self")
     if target.id == req.initiator_id:
