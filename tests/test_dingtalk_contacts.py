@@ -8,17 +8,15 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from collabbot.adapters.dingtalk.client import DingTalkClient
 from collabbot.adapters.dingtalk.config import parse_settings
 from collabbot.adapters.dingtalk.contacts import fetch_org
 from collabbot.bot.org import Org, apply_org
 from collabbot.storage.db import Database
-from collabbot.storage.models import Department, User
 
 from .fake_dingtalk import FakeDingTalk
+from .subtree_checks import assert_the_root_department_is_kept, user_named
 
 
 @pytest.fixture
@@ -57,20 +55,10 @@ async def whole_then_tech(fake: FakeDingTalk, db: Database) -> tuple[Org, list[s
         return org, apply_org(s, org, datetime(2026, 12, 2, tzinfo=UTC), platform="dingtalk")
 
 
-def user_named(s: Session, name: str) -> User:
-    return s.scalar(select(User).where(User.name == name))
-
-
 async def test_a_sub_tree_sync_keeps_the_root_department_with_its_own_members_and_head(
         fake: FakeDingTalk, sqlite_db: Database) -> None:
     org, changes = await whole_then_tech(fake, sqlite_db)
-    assert org.departments == {"技术部": "陈七", "前端组": "李四", "测试组": ""}  # the inactive head is none
-    assert {p.name: p.department for p in org.people} == {"陈七": "技术部", "赵六": "技术部", "李四": "前端组",
-                                                           "孙九": "测试组"}
-    assert not any(c.startswith(("department of", "head of", "department added")) for c in changes), changes
-    with sqlite_db.transaction() as s:
-        assert user_named(s, "陈七").department.name == "技术部" and user_named(s, "赵六").department.name == "技术部"
-        assert s.scalar(select(Department).where(Department.name == "技术部")).head.name == "陈七"
+    assert_the_root_department_is_kept(org, changes, sqlite_db)
     root_reads = [c.body for c in fake.api_calls("POST", "/topapi/v2/department/get") if c.body.get("dept_id") == 100]
     assert root_reads == [{"dept_id": 100}, {"dept_id": 100}]  # the full sync's head read, then the sub-tree's one
 
