@@ -679,8 +679,7 @@ def weekly_summary(bot: Engine, s: Session, now: datetime, force: bool = False) 
     today = local.date()
     if not rules.weekly_summary_enabled:
         return 0
-    year, week, _ = today.isocalendar()
-    slot = f"{year}-W{week:02d}"
+    slot = _week_slot(today)
     if not force and (bot.calendar.last_workday_of_week(today) != today or local.time() < rules.weekly_summary_time):
         missed = _missed_summary(bot, s, today)
         if missed is None:
