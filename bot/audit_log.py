@@ -13,6 +13,7 @@ from collabbot.bot import texts
 from collabbot.bot.commands import Command
 from collabbot.bot.context import Ctx, Refused
 from collabbot.bot.handlers.common import missing, not_allowed
+from collabbot.bot.refs import entity_ref
 from collabbot.bot.replies import CardAction, Reply
 from collabbot.bot.reports.period import WORDS, Period, PeriodError, parse_period
 from collabbot.storage.models import (
@@ -47,7 +48,6 @@ KINDS = {"task": ("tasks", "task"), "approval": ("approval_requests", "approval"
 RECORDS: dict[str, tuple[type, str]] = {"R": (Risk, "risks"), "M": (Meeting, "meetings"), "C": (CollectionRequest, "collections"),
                                         "MS": (Milestone, "milestones"), "P": (Project, "projects")}
 RECORD_REF = re.compile(r"#(MS|[RMCP])(\d{1,9})(?!\d)", re.IGNORECASE)
-RECORD_PREFIX = {entity_type: f"#{letter}" for letter, (_, entity_type) in RECORDS.items()}
 
 
 def refused_as(name: str, cmd: Command | None, action: CardAction | None) -> tuple[str, str, int | None]:
@@ -77,19 +77,11 @@ def _line(ctx: Ctx, entry: AuditEntry, names: dict[int, str], entity: bool) -> s
     if entry.action.endswith(".skip"):  # a rule the sweep set aside after it failed on this item
         what += ctx.t("log_skipped")
     if entity and entry.entity_id is not None:
-        what += f" {_ref(entry.entity_type, entry.entity_id)}"
+        what += f" {entity_ref(entry.entity_type, entry.entity_id)}"
     outcome = "" if entry.outcome == "ok" else ctx.t(f"log_{entry.outcome}") if entry.outcome in (
         "refused", "error") else entry.outcome
     line = f"{ctx.fmt(entry.at)} {who} {what}{outcome}"
     return texts.labelled(ctx.lang, line, entry.reason) if entry.reason else line
-
-
-def _ref(entity_type: str, entity_id: int) -> str:
-    prefix = {"approval_requests": "#A", "approval": "#A", "help_requests": "#H", "help": "#H",
-              **RECORD_PREFIX}.get(entity_type)
-    if prefix is None and entity_type not in ("tasks", "task"):
-        return f"{entity_type}:{entity_id}"
-    return f"{prefix or '#'}{entity_id}"
 
 
 def _may_view(ctx: Ctx, kind: str, entity_id: int) -> bool:
@@ -132,7 +124,7 @@ def show_log(ctx: Ctx, cmd: Command) -> Reply | None:
             why = {"task": "w_task_viewers", "approval": "w_approval_viewers"}.get(kind, "w_log_viewers")
             raise not_allowed(ctx, "a_view_log", ctx.t(why))
         where = (AuditEntry.entity_type.in_(KINDS[kind]), AuditEntry.entity_id == entity_id)
-        title = ctx.t("log_title_entity", ref=_ref(kind, entity_id))
+        title = ctx.t("log_title_entity", ref=entity_ref(kind, entity_id))
         entity = False
     elif cmd.mentions:
         if not ctx.is_admin():

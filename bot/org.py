@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from collabbot.bot.refs import entity_ref
 from collabbot.bot.rules.states import OPEN
 from collabbot.storage.models import Chat, Department, Identity, Project, Task, User, Wait
 
@@ -286,10 +287,6 @@ def _hand_up_now(s: Session, user: User, now: datetime) -> None:
         wait.next_due_at = now
 
 
-# how the bot writes the number of what an open wait is about (a task's is "#12")
-_PREFIXES = {"task": "#", "approval": "#A", "help": "#H", "risk": "#R", "collection": "#C", "retro": "#P"}
-
-
 def open_items(s: Session, user: User) -> str:
     """What a person who left still holds, by number, for the admin to hand on (转交): the tasks they own,
     the reviews (tasks handed in to them), their approval steps and other requests waiting on them."""
@@ -300,8 +297,8 @@ def open_items(s: Session, user: User) -> str:
     waits = s.execute(select(Wait.entity_type, Wait.entity_id).where(
         Wait.person_id == user.id, Wait.answered_at.is_(None), Wait.entity_type != "task")
         .order_by(Wait.entity_type, Wait.entity_id)).all()
-    approvals = [f"#A{i}" for kind, i in dict.fromkeys(waits) if kind == "approval"]
-    others = [f"{_PREFIXES.get(kind, kind + ' #')}{i}" for kind, i in dict.fromkeys(waits) if kind != "approval"]
+    approvals = [entity_ref(kind, i) for kind, i in dict.fromkeys(waits) if kind == "approval"]
+    others = [entity_ref(kind, i) for kind, i in dict.fromkeys(waits) if kind != "approval"]
     parts = [(label, ids) for label, ids in (
         ("task(s)", [f"#{i}" for i in tasks]), ("review(s)", [f"#{i}" for i in reviews]),
         ("approval step(s)", approvals), ("other request(s)", others)) if ids]
