@@ -276,7 +276,7 @@ async def run(config: Config, org: Org | None, *, ready: asyncio.Event | None = 
         if isinstance(adapter.sender, PlatformSender):
             adapter.sender.media = media
     worker = DeliveryWorker(db, {a.platform: a.sender for a in adapters}, config.delivery, clock,
-                            calendar=config.calendar)
+                            calendar=config.calendar, chat_unreachable=bot.chat_unreachable)
     hub.worker = worker
     app = build_app(config, bot, adapters, hub, links=media.links)
     runner = web.AppRunner(app, access_log=None)

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from collabbot.bot import audit_log, commands, copies, sweep, texts, waits
+from collabbot.bot import audit_log, commands, copies, groups, sweep, texts, waits
 from collabbot.bot.approval_templates import templates_of
 from collabbot.bot.calendar import WorkCalendar
 from collabbot.bot.clock import Clock
@@ -53,8 +53,8 @@ from collabbot.bot.handlers import (
 from collabbot.bot.handlers.approvals import base as approvals_base
 from collabbot.bot.known import Known
 from collabbot.bot.people import escalation_target, find_chat, resolve_chat, resolve_user
-from collabbot.bot.replies import Card, CardAction, Message, Reply
-from collabbot.storage import outbox, receipts
+from collabbot.bot.replies import Card, CardAction, Reply
+from collabbot.storage import receipts
 from collabbot.storage.db import Database
 from collabbot.storage.models import ApprovalRequest, Chat, Department, Identity, Task, User, Wait
 
@@ -304,6 +304,8 @@ class Bot:
         actor = self.resolve_user(s, event.sender, now)
         # a tap's chat is a group when we know it as one (private chats never get a Chat row)
         chat = self.find_chat(s, event.chat) if isinstance(event, CardActionEvent) else self.resolve_chat(s, event.chat)
+        if chat is not None and isinstance(event, MessageEvent):
+            groups.back(chat)  # written to there, so the bot is in that group (again)
         ctx = Ctx(s=s, bot=self, now=now, actor=actor, platform=event.platform, chat=chat,
                   event_key=f"evt:{receipt_id}")
         action_name = "message"
@@ -453,14 +455,22 @@ class Bot:
                     "example": texts.field_example(lang, error.field)}
         return {"value": error.value}
 
+    def chat_unreachable(self, platform: str, chat_id: str, row_id: int) -> None:
+        """The platform refused a message to a group because the bot is no longer in it (the delivery
+        worker calls this once the row is dead): the group is lost, as if the bot had been removed."""
+        with self.db.transaction() as s:
+            chat = s.scalar(select(Chat).where(Chat.platform == platform, Chat.platform_chat_id == chat_id)
+                            .with_for_update())
+            if chat is not None:
+                groups.lost(s, self, chat, self.clock.now(), groups.REFUSED, f"row{row_id}")
+
     def _member_event(self, s: Session, event: MemberEvent, now: datetime, receipt_id: int) -> Reply:
         chat = self.resolve_chat(s, event.chat)
         if chat is None:
             return Reply()
-        chat.active = event.added
         if event.added:
-            outbox.enqueue(s, dedupe_key=f"welcome:{chat.id}:{receipt_id}", platform=chat.platform, target_kind="chat",
-                           target_id=chat.platform_chat_id, target_name=chat.name,
-                           payload=Message((texts.t(self.config.language, "welcome"),)).to_json(), now=now)
+            groups.joined(s, self, chat, now, f"{receipt_id}")
+        else:
+            groups.lost(s, self, chat, now, groups.DISBANDED if event.disbanded else groups.REMOVED, f"evt{receipt_id}")
         return Reply()
 

@@ -89,12 +89,13 @@ class CardActionEvent:
 
 @dataclass(frozen=True)
 class MemberEvent:
-    """The bot was added to or removed from a group."""
+    """The bot was added to or removed from a group, or the group was disbanded (`disbanded`, not `added`)."""
 
     event_id: str
     chat: ChatRef
     added: bool
     operator: UserRef | None = None
+    disbanded: bool = False
 
     @property
     def platform(self) -> str:

@@ -72,12 +72,15 @@ def process_counters() -> dict[str, int]:
 
 
 class DeliveryError(Exception):
-    """A send that failed; `transient` ones are retried, the others go dead at once."""
+    """A send that failed; `transient` ones are retried, the others go dead at once. `unreachable`: the
+    platform says the bot is no longer in the target group, so the group is lost, not only the row."""
 
-    def __init__(self, message: str, *, transient: bool = True, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, *, transient: bool = True, retry_after: float | None = None,
+                 unreachable: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
         self.retry_after = retry_after
+        self.unreachable = unreachable
 
 
 class Throttled(DeliveryError):
@@ -102,8 +105,10 @@ class DeliveryWorker:
     def __init__(self, db: Database, senders: dict[str, Sender], settings: DeliverySettings, clock: Clock,
                  *, rng: random.Random | None = None, send_timeout: float = 10.0, slots: Slots | None = None,
                  sleep_until: Callable[[datetime], Awaitable[None]] | None = None,
-                 calendar: WorkCalendar | None = None) -> None:
+                 calendar: WorkCalendar | None = None,
+                 chat_unreachable: Callable[[str, str, int], None] | None = None) -> None:
         self.db = db
+        self.chat_unreachable = chat_unreachable  # (platform, chat id, row id), after a group refused the bot
         self.calendar = calendar  # rows marked outbox.WORKING_TIME wait for it (None: nothing waits)
         self.senders = senders
         self.settings = settings
@@ -325,7 +330,10 @@ class DeliveryWorker:
             held = await self._db(self._mark_failed, item, repr(exc), self.clock.now() + timedelta(seconds=delay))
             return self._count("retried", item, held)
         log.error("outbox %s to %s (%s) dead after %s attempts: %r", item.id, target, item.dedupe_key, attempt, exc)
-        return self._count("dead", item, await self._db(self._mark_failed, item, repr(exc), None))
+        held = await self._db(self._mark_failed, item, repr(exc), None)
+        if held and getattr(exc, "unreachable", False) and item.target_kind == "chat" and self.chat_unreachable:
+            await asyncio.to_thread(self.chat_unreachable, item.platform, item.target_id, item.id)
+        return self._count("dead", item, held)
 
     async def _guarded(self, item: OutboxItem, at: datetime | None, pending: set[int]) -> str:
         try:

@@ -121,6 +121,7 @@ class FakeFeishu:
         self.approval_instances: dict[str, dict[str, Any]] = {}  # instance code -> 审批实例详情 data
         self.approval_subscriptions: set[str] = set()  # 订阅审批事件: approval codes this app asked for
         self.approval_scope = True  # the app holds approval:approval (needed to subscribe)
+        self.chats_left: set[str] = set()  # groups the bot was removed from, or that were disbanded
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         # off by default: see enforce_chat_limit and set_chaos
@@ -148,6 +149,10 @@ class FakeFeishu:
     def recall(self, message_id: str) -> None:
         """Someone recalled the message (撤回): updating it now answers 230011."""
         self.messages[message_id]["recalled"] = True
+
+    def leave_chat(self, chat_id: str) -> None:
+        """The bot is no longer in the group (removed, or the group disbanded): sends there answer 230002."""
+        self.chats_left.add(chat_id)
 
     def enforce_chat_limit(self, count: int = 5, per_seconds: float = 1.0) -> None:
         """Refuse (230020) a send to a receive_id that had `count` sends in the last `per_seconds`."""
@@ -319,6 +324,8 @@ class FakeFeishu:
         if trouble == "token_expired":
             self.expire_tokens()
             return self._answer(call, *FAULTS["token_expired"])
+        if id_type == "chat_id" and body.get("receive_id") in self.chats_left:
+            return self._answer(call, *FAULTS["bot_not_in_chat"])
         if self._over_chat_limit(str(body.get("receive_id"))):
             return self._answer(call, *FAULTS["chat_rate_limit"])
         if trouble == "server_error":

@@ -79,6 +79,13 @@ def bot_member(chat_id: str, name: str, *, added: bool, operator: str, at: datet
                       "operator_tenant_key": "tenant-1", "name": name}}
 
 
+def chat_disbanded(chat_id: str, name: str, *, operator: str, at: datetime) -> dict[str, Any]:
+    """群解散 (im.chat.disbanded_v1), sent to every app whose bot was in the group."""
+    return {"schema": "2.0", "header": header("im.chat.disbanded_v1", at=at),
+            "event": {"chat_id": chat_id, "operator_id": user_id(operator), "external": False,
+                      "operator_tenant_key": "tenant-1", "name": name, "i18n_names": {"zh_cn": name}}}
+
+
 def approval_instance(approval_code: str, instance_code: str, status: str) -> dict[str, Any]:
     """The approval app's schema 1.0 event (审批实例状态变更)."""
     return {"uuid": uuid.uuid4().hex, "token": TOKEN, "ts": "1700000000.1", "type": "event_callback",

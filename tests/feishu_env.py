@@ -95,7 +95,8 @@ async def make_env(db: Database, start: datetime, *, config: Config | None = Non
     settings = parse_settings(raw, bot.config)
     adapter = FeishuAdapter(settings, hub, client=FeishuClient(settings))
     worker = DeliveryWorker(db, {"feishu": adapter.sender}, DeliverySettings(per_platform_per_second=1000,
-                                                                             per_chat_per_minute=1000), clock)
+                                                                             per_chat_per_minute=1000), clock,
+                            chat_unreachable=bot.chat_unreachable)
     hub.worker = worker
     app = Application()
     adapter.add_routes(app)

@@ -17,6 +17,8 @@ Rules, each from Feishu's documents:
   11232, the limit Feishu applies under system load (频控策略).
 * 5xx and timeouts are transient; any other non-zero code is permanent (a wrong chat, a missing
   permission, content over 30 KB: 230025): retrying would only repeat it.
+* 230002 (发送消息: the bot is not in the group; it was removed, or the group disbanded) is permanent
+  and says the group itself is lost (`unreachable`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ TOKEN_INVALID = frozenset({99991663, 99991664, 99991665, 99991666, 99991668})
 RATE_LIMITED = 99991400
 CHAT_RATE_LIMITED = 230020
 LOAD_RATE_LIMITED = 11232
+NOT_IN_CHAT = 230002
 REFRESH_MARGIN_SECONDS = 600.0
 MAX_UUID = 50  # 发送消息: uuid 最大长度 50 字符
 
@@ -92,7 +95,8 @@ class FeishuClient(ApiClient):
             fallback = 1.0 if code in (CHAT_RATE_LIMITED, LOAD_RATE_LIMITED) else None
             raise FeishuApiError(message, code=code, status=status, throttle=True,
                                  retry_after=_retry_after(resp_headers) or fallback)
-        raise FeishuApiError(message, code=code, status=status, transient=status >= 500)
+        raise FeishuApiError(message, code=code, status=status, transient=status >= 500,
+                             unreachable=code == NOT_IN_CHAT)
 
     # --- the tenant access token (the kit caches it, single-flight) ---------------------------
     async def fetch_token(self) -> tuple[str, float]:

@@ -33,6 +33,7 @@ from collabbot.bot.replies import CardAction
 
 PLATFORM = "feishu"
 MAX_TEXT = 8000
+CHAT_DISBANDED = "im.chat.disbanded_v1"  # 群解散: every member, the bot included, is gone from the group
 _PLACEHOLDER = re.compile(r"@_user_\d+")
 OPEN_ID = re.compile(r"ou_[A-Za-z0-9_-]{1,64}")  # 用户身份概述: an open_id is "ou_" and letters/digits
 
@@ -143,11 +144,11 @@ def _schema2(token: str, event_type: str, event_id: str, event: dict[str, Any], 
         return Callback(token, event_type, event_id, sent_at, parse_message(event, bot_open_id))
     if event_type == "card.action.trigger":
         return Callback(token, event_type, event_id, None, parse_card_action(event_id, event))
-    if event_type in ("im.chat.member.bot.added_v1", "im.chat.member.bot.deleted_v1"):
+    if event_type in ("im.chat.member.bot.added_v1", "im.chat.member.bot.deleted_v1", CHAT_DISBANDED):
         chat_id = _text(event.get("chat_id"), "event.chat_id")
         operator = _open_id(event.get("operator_id"))
         member = MemberEvent(event_id=event_id, chat=ChatRef(PLATFORM, chat_id, str(event.get("name") or "")[:200], True),
-                             added=event_type.endswith("added_v1"),
+                             added=event_type.endswith("added_v1"), disbanded=event_type == CHAT_DISBANDED,
                              operator=UserRef(PLATFORM, operator) if operator else None)
         return Callback(token, event_type, event_id, None, member)
     if event_type == "approval.instance.status_changed_v4":

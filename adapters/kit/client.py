@@ -29,16 +29,18 @@ log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    """A failed platform call. `throttle`: the platform asked us to slow down (wait `retry_after`)."""
+    """A failed platform call. `throttle`: the platform asked us to slow down (wait `retry_after`);
+    `unreachable`: the group named is one the bot is no longer in."""
 
     def __init__(self, message: str, *, code: int | str = -1, status: int = 0, transient: bool = False,
-                 throttle: bool = False, retry_after: float | None = None) -> None:
+                 throttle: bool = False, retry_after: float | None = None, unreachable: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
         self.transient = transient or throttle
         self.throttle = throttle
         self.retry_after = retry_after
+        self.unreachable = unreachable  # the bot is not in the group the call named (removed, disbanded)
 
 
 class ApiClient:

@@ -156,7 +156,8 @@ class PlatformSender:
         except ApiError as exc:
             if exc.throttle:
                 raise Throttled(str(exc), retry_after=exc.retry_after) from exc
-            raise DeliveryError(str(exc), transient=exc.transient, retry_after=exc.retry_after) from exc
+            raise DeliveryError(str(exc), transient=exc.transient, retry_after=exc.retry_after,
+                                unreachable=exc.unreachable) from exc
         except RenderError as exc:
             raise DeliveryError(f"cannot render {item.dedupe_key}: {exc}", transient=False) from exc
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:

@@ -24,7 +24,7 @@ from collabbot.bot.handlers.common import (
 )
 from collabbot.bot.replies import Card, Reply
 from collabbot.bot.signoff_view import signoff_fields
-from collabbot.storage.models import Department, JobRun, Project, WeeklyNote
+from collabbot.storage.models import Chat, Department, JobRun, Project, WeeklyNote
 
 
 def _departments(ctx: Ctx, text: str) -> list[Department]:
@@ -65,6 +65,9 @@ def bind_project(ctx: Ctx, cmd: Command) -> Reply | None:
     project = ctx.s.get(Project, ctx.chat.project_id) if ctx.chat.project_id else None
     if project is not None and closed_at(ctx, project) is not None:
         project = None  # the group's last project is closed: this binds its next one (the old stays archived)
+    moved = _homeless(ctx, cmd.text.strip()) if project is None else None
+    if moved:
+        project = moved  # the project lost its group (bot removed, group disbanded): it moves here
     if project is not None:
         coordinator = project.coordinator
         if not (ctx.is_admin() or (coordinator is not None and coordinator.id == ctx.actor.id)):
@@ -85,7 +88,10 @@ def bind_project(ctx: Ctx, cmd: Command) -> Reply | None:
         key = "project_bound"
     else:
         key = "project_updated"
-        if cmd.text:
+        if moved:
+            ctx.chat.project_id = project.id
+            key = "project_moved"
+        elif cmd.text:
             project.name = capped(ctx, cmd.text, "project_name", MAX_TITLE)
         if coordinators:
             project.coordinator_id = coordinators[0].id
@@ -105,12 +111,22 @@ def bind_project(ctx: Ctx, cmd: Command) -> Reply | None:
                       example="开始 12-01 结束 12-31")
     ctx.s.flush()
     ctx.s.refresh(project)
-    ctx.audit("project.bind" if before is None else "project.update", project, before)
-    if key == "project_bound":
+    ctx.audit("project.bind" if before is None else "project.move" if moved else "project.update", project, before)
+    if key in ("project_bound", "project_moved"):
         ctx.say(ctx.t(key, name=project.name), ctx.at(project.coordinator), card=project_card(ctx, project))
     else:
         ctx.say(ctx.t(key, name=project.name), card=project_card(ctx, project))
     return None
+
+
+def _homeless(ctx: Ctx, name: str) -> Project | None:
+    """The open project of that name that has no group the bot is in (its group was lost), if any."""
+    project = project_named(ctx, name) if name else None
+    if project is None or closed_at(ctx, project) is not None:
+        return None
+    if ctx.s.scalar(select(Chat.id).where(Chat.project_id == project.id, Chat.active.is_(True)).limit(1)):
+        return None
+    return project
 
 
 def show_project(ctx: Ctx, cmd: Command) -> Reply | None:
