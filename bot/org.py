@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from collabbot.bot.refs import entity_ref
@@ -206,20 +206,29 @@ def apply_org(s: Session, org: Org, now: datetime, platform: str = CONSOLE) -> l
     for person in org.people:
         pid = person.ids.get(platform) or (person.name if platform == CONSOLE else "")
         identity = s.scalar(select(Identity).where(Identity.platform == platform, Identity.platform_user_id == pid))
+        known = _listed_identities(s, person, platform)
+        owners = {i.user_id for i in known} | ({identity.user_id} if identity is not None else set())
+        if len(owners) > 1:
+            shown = ", ".join(f"{i.platform}:{i.platform_user_id}" for i in known)
+            changes.append(f"person not linked: {person.name} — {platform}:{pid} and {shown} are already "
+                           f"different people; they stay apart")
         if identity is None:
-            user = User(name=person.name, created_at=now)
-            s.add(user)
-            s.flush()
+            if known:  # listed under an id a platform sync already met: that person, not a copy
+                user = known[0].user
+                changes.append(f"person linked: {person.name} ({platform}:{pid})")
+            else:
+                user = User(name=person.name, created_at=now)
+                s.add(user)
+                s.flush()
+                changes.append(f"person added: {person.name}")
             s.add(Identity(platform=platform, platform_user_id=pid, user_id=user.id))
-            changes.append(f"person added: {person.name}")
         else:
             user = identity.user
             if user.name != person.name:
                 changes.append(f"person renamed: {user.name} -> {person.name}")
                 user.name = person.name
         for other, other_id in person.ids.items():
-            if other != platform and other_id and s.scalar(select(Identity).where(
-                    Identity.platform == other, Identity.platform_user_id == other_id)) is None:
+            if other != platform and other_id and not any(i.platform == other for i in known):
                 s.add(Identity(platform=other, platform_user_id=other_id, user_id=user.id))
         dept_id = depts[person.department].id if person.department else None
         if user.department_id != dept_id:
@@ -252,6 +261,15 @@ def apply_org(s: Session, org: Org, now: datetime, platform: str = CONSOLE) -> l
         listed = {p.ids.get(platform) or (p.name if platform == CONSOLE else "") for p in org.people}
         changes += _leavers_and_returns(s, platform, listed, now)
     return changes
+
+
+def _listed_identities(s: Session, person: OrgPerson, platform: str) -> list[Identity]:
+    """The identities `person` lists on platforms other than `platform` that are already someone's."""
+    wanted = [(p, i) for p, i in person.ids.items() if p != platform and i]
+    if not wanted:
+        return []
+    return list(s.scalars(select(Identity).where(or_(*(and_(Identity.platform == p, Identity.platform_user_id == i)
+                                                        for p, i in wanted))).order_by(Identity.id)))
 
 
 def _leavers_and_returns(s: Session, platform: str, listed: set[str], now: datetime) -> list[str]:
