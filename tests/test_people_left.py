@@ -175,3 +175,14 @@ def test_org_sync_and_org_load_print_who_left(tmp_path: Path) -> None:
     org.write_text('[[people]]\nname = "王五"\n', encoding="utf-8")
     dry = subprocess.run([*load, "--dry-run"], capture_output=True, text=True, timeout=60, check=False)
     assert "would change: person left: 赵六 — nothing open" in dry.stdout, dry.stderr
+
+
+def test_a_typed_name_two_colleagues_share_asks_for_an_at_mention(harness: Harness) -> None:
+    h = harness
+    h.run(BIND)
+    sync(h, Org({"设计部": ""}, (OrgPerson("李四", "设计部", "", {"feishu": "ou_li2"}),)), "feishu")
+    said = h.text(f"{G} 张三: @bot 新建任务 新任务 负责人：李四 截止 12-11")
+    assert "有 2 位同事叫 李四（技术部、设计部），请用 @ 选择你要找的那一位。" in said, said
+    with h.db.transaction() as s:
+        assert s.scalar(select(Task)) is None
+    assert "任务 #1" in h.text(f"{G} 张三: @bot 新建任务 新任务 负责人 @李四 截止 12-11")  # the console's @ is exact

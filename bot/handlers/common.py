@@ -66,6 +66,9 @@ def user_by_name(ctx: Ctx, name: str) -> User:
         return here[0]
     if not here and users:
         return present(ctx, users[0])
+    if here:  # two people share the name: a guess would give one of them the other's work
+        depts = [u.department.name if u.department else ctx.t("none") for u in here]
+        raise Refused("ambiguous_user", name=name[:40], count=len(here), depts=texts.names(ctx.lang, depts))
     raise Refused("unknown_user", name=name[:40])
 
 

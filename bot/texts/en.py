@@ -163,6 +163,7 @@ TEXTS: dict[str, str] = {
     "not_found_task": 'There is no task #{id}. Send "my tasks".',
     "task_is_cancelled": "Task #{id} was cancelled; nothing more can be done with it. Send \"task #{id}\" to see it.",
     "not_found_help": 'There is no help request #H{id}. Send "todo".',
+    "ambiguous_user": "{count} colleagues are called {name} ({depts}): @mention the one you mean.",
     "unknown_user": "Unknown member {name}: @mention them.",
     "person_left": "{name} has left (no longer in the synced org) and cannot take new work or approvals. @mention a current colleague instead; hand their open work on with reassign #id @colleague.",
     "unknown_dept": 'No department "{name}". Known: {known}',

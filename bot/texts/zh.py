@@ -163,6 +163,7 @@ TEXTS: dict[str, str] = {
     "not_found_task": "找不到任务 #{id}。发送「我的任务」查看你的任务。",
     "task_is_cancelled": "任务 #{id} 已取消，不能再操作。发送「任务 #{id}」查看。",
     "not_found_help": "找不到求助 #H{id}。发送「待我处理」查看。",
+    "ambiguous_user": "有 {count} 位同事叫 {name}（{depts}），请用 @ 选择你要找的那一位。",
     "unknown_user": "找不到成员 {name}。请用 @ 选择群成员。",
     "person_left": "{name} 已离职（组织同步里已没有 TA），不能再接新的工作或审批。请改 @ 一位在职的同事；TA 手上的事用 转交 #编号 @同事 移交。",
     "unknown_dept": "找不到部门「{name}」。已有部门：{known}",
