@@ -19,12 +19,12 @@ nobody, for an inactive leader, and for a leader missing from a whole-organisati
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Collection
 from dataclasses import replace
 from typing import Any
 
 from collabbot.adapters.dingtalk.client import DingTalkClient
+from collabbot.adapters.kit.orgsync import unique_names
 from collabbot.bot.org import Org, OrgPerson
 
 PLATFORM = "dingtalk"
@@ -76,24 +76,18 @@ async def fetch_org(client: DingTalkClient, root: int = WHOLE_ORGANISATION) -> O
     return replace(org, complete=root == 1 and not frontier)
 
 
-def _unique(names: dict[str, str], qualifier: dict[str, str]) -> dict[str, str]:
-    counts = Counter(names.values())
-    out = {k: (f"{v}（{qualifier[k]}）" if counts[v] > 1 and qualifier.get(k) else v) for k, v in names.items()}
-    counts = Counter(out.values())
-    return {k: (f"{v}·{k[-6:]}" if counts[v] > 1 else v) for k, v in out.items()}
-
 
 def build_org(departments: dict[int, dict[str, Any]], heads: dict[int, str], users: list[dict[str, Any]], *,
               partial: bool = False, inactive: Collection[str] = ()) -> Org:
     """`partial`: the org of a sub-tree, so a leader not among `users` (nor `inactive`) is outside it."""
-    dept_names = _unique({str(d): str(v.get("name") or "").strip()[:60] or str(d) for d, v in departments.items()},
+    dept_names = unique_names({str(d): str(v.get("name") or "").strip()[:60] or str(d) for d, v in departments.items()},
                          {str(d): str(departments.get(v.get("parent_id"), {}).get("name") or "")
                           for d, v in departments.items()})
     home = {}
     for u in users:
         ids = [str(i) for i in u.get("dept_id_list") or [] if str(i) in dept_names]
         home[str(u["userid"])] = ids[0] if ids else ""
-    person_names = _unique({str(u["userid"]): str(u["name"]).strip()[:60] for u in users},
+    person_names = unique_names({str(u["userid"]): str(u["name"]).strip()[:60] for u in users},
                            {k: dept_names.get(v, "") for k, v in home.items()})
 
     def named(leader: str, of: str = "") -> str | None:

@@ -23,12 +23,12 @@ whole-tenant sync.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 from typing import Any
 
 from collabbot.adapters.feishu.client import FeishuClient
+from collabbot.adapters.kit.orgsync import unique_names
 from collabbot.bot.org import Org, OrgPerson
 
 log = logging.getLogger(__name__)
@@ -84,26 +84,19 @@ async def fetch_org(client: FeishuClient, root: str = WHOLE_TENANT) -> Org:
     return replace(org, complete=root == WHOLE_TENANT)
 
 
-def _unique(names: dict[str, str], qualifier: dict[str, str]) -> dict[str, str]:
-    """id → a name unique among all: duplicates get "（qualifier）", then the id's tail if still equal."""
-    counts = Counter(names.values())
-    out = {k: (f"{v}（{qualifier[k]}）" if counts[v] > 1 and qualifier.get(k) else v) for k, v in names.items()}
-    counts = Counter(out.values())
-    return {k: (f"{v}·{k[-6:]}" if counts[v] > 1 else v) for k, v in out.items()}
-
 
 def build_org(depts: list[_Dept], users: list[dict[str, Any]], *, partial: bool = False,
               resigned: Collection[str] = ()) -> Org:
     """`partial`: the org of a sub-tree, so a leader not among `users` (nor `resigned`) is outside it."""
     by_id = {d.id: d for d in depts}
-    dept_names = _unique({d.id: d.name for d in depts},
+    dept_names = unique_names({d.id: d.name for d in depts},
                          {d.id: by_id[d.parent].name for d in depts if d.parent in by_id})
     user_names = {str(u["open_id"]): str(u["name"]).strip()[:60] for u in users}
     home: dict[str, str] = {}
     for u in users:
         ids = [i for i in (u.get("department_ids") or []) if i in by_id]
         home[str(u["open_id"])] = ids[0] if ids else ""
-    person_names = _unique(user_names, {k: dept_names.get(v, "") for k, v in home.items()})
+    person_names = unique_names(user_names, {k: dept_names.get(v, "") for k, v in home.items()})
 
     def named(leader: str, of: str = "") -> str | None:
         if leader in person_names and leader != of:

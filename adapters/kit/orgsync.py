@@ -10,6 +10,7 @@ the end: then whoever it does not list is marked as left (a sub-tree read must n
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Protocol
 
 from collabbot.bot.org import Org
@@ -32,3 +33,12 @@ async def fetch_org(source: OrgSource) -> Org:
         return await source.fetch()
     finally:
         await source.close()
+
+
+def unique_names(names: dict[str, str], qualifier: dict[str, str]) -> dict[str, str]:
+    """id → a name unique among all: duplicates get "（qualifier）" (the department, or the parent
+    department for a department), then the id's tail if still equal. Typed names must find one person."""
+    counts = Counter(names.values())
+    out = {k: (f"{v}（{qualifier[k]}）" if counts[v] > 1 and qualifier.get(k) else v) for k, v in names.items()}
+    counts = Counter(out.values())
+    return {k: (f"{v}·{k[-6:]}" if counts[v] > 1 else v) for k, v in out.items()}

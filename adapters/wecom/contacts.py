@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
+from collabbot.adapters.kit.orgsync import unique_names
 from collabbot.adapters.wecom.client import WecomClient
 from collabbot.bot.org import Org, OrgPerson
 
@@ -42,16 +43,10 @@ def directory(users: list[dict[str, Any]]) -> dict[str, str]:
     return {str(u["name"]).strip(): str(u["userid"]) for u in active if counts[str(u["name"]).strip()] == 1}
 
 
-def _unique(names: dict[str, str], qualifier: dict[str, str]) -> dict[str, str]:
-    counts = Counter(names.values())
-    out = {k: (f"{v}（{qualifier[k]}）" if counts[v] > 1 and qualifier.get(k) else v) for k, v in names.items()}
-    counts = Counter(out.values())
-    return {k: (f"{v}·{k[-6:]}" if counts[v] > 1 else v) for k, v in out.items()}
-
 
 def build_org(departments: list[dict[str, Any]], users: list[dict[str, Any]]) -> Org:
     depts = {str(d.get("id")): d for d in departments if str(d.get("name") or "").strip() and d.get("id") is not None}
-    dept_names = _unique({k: str(d["name"]).strip()[:60] for k, d in depts.items()},
+    dept_names = unique_names({k: str(d["name"]).strip()[:60] for k, d in depts.items()},
                          {k: str(depts[str(d.get("parentid"))]["name"]).strip() for k, d in depts.items()
                           if str(d.get("parentid")) in depts})
     members = {str(u["userid"]): u for u in users if _active(u)}
@@ -60,7 +55,7 @@ def build_org(departments: list[dict[str, Any]], users: list[dict[str, Any]]) ->
         ids = [str(i) for i in (u.get("department") or [])]
         main = str(u.get("main_department") or "")
         home[userid] = main if main in depts else next((i for i in ids if i in depts), "")
-    names = _unique({k: str(u["name"]).strip()[:60] for k, u in members.items()},
+    names = unique_names({k: str(u["name"]).strip()[:60] for k, u in members.items()},
                     {k: dept_names.get(home[k], "") for k in members})
 
     def heads(dept_id: str) -> list[str]:
