@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from collabbot.bot.refs import entity_ref
@@ -58,6 +58,7 @@ class Org:
     # lists everyone of its platform: whoever it leaves out has left. An org file is the whole console org;
     # a platform's read is complete only when it read the whole organisation to the end (not a sub-tree)
     complete: bool = False
+    department_ids: dict[str, str] = field(default_factory=dict)  # name -> the platform's department id
 
     def person(self, name: str) -> OrgPerson | None:
         return next((p for p in self.people if p.name == name), None)
@@ -193,14 +194,7 @@ def load_org_file(path: str | Path) -> Org:
 def apply_org(s: Session, org: Org, now: datetime, platform: str = CONSOLE) -> list[str]:
     """Make the tables match `org` for `platform`'s identities; returns what changed."""
     changes: list[str] = []
-    depts: dict[str, Department] = {}
-    for name in org.departments:
-        dept = s.scalar(select(Department).where(Department.name == name))
-        if dept is None:
-            dept = Department(name=name)
-            s.add(dept)
-            changes.append(f"department added: {name}")
-        depts[name] = dept
+    depts = {name: _department(s, name, org.department_ids.get(name), platform, changes) for name in org.departments}
     s.flush()
     users: dict[str, User] = {}
     for person in org.people:
@@ -260,6 +254,44 @@ def apply_org(s: Session, org: Org, now: datetime, platform: str = CONSOLE) -> l
     if org.complete and org.people:  # an empty read is a fault of the read, not everyone leaving at once
         listed = {p.ids.get(platform) or (p.name if platform == CONSOLE else "") for p in org.people}
         changes += _leavers_and_returns(s, platform, listed, now)
+        changes += _departments_gone(s, platform, {d.id for d in depts.values()})
+    return changes
+
+
+def _department(s: Session, name: str, dept_id: str | None, platform: str, changes: list[str]) -> Department:
+    """The department row for `name`, found by the platform's id of it (a rename on the platform renames the
+    row) or else by name (a row from an org file or an older sync, which then gets the id)."""
+    key = f"{platform}:{dept_id}" if dept_id else None
+    dept = s.scalar(select(Department).where(Department.platform_id == key)) if key else None
+    if dept is not None:
+        if dept.name != name:
+            if s.scalar(select(Department.id).where(Department.name == name)) is None:
+                changes.append(f"department renamed: {dept.name} -> {name}")
+                dept.name = name
+            else:
+                changes.append(f"department not renamed: {dept.name} -> {name} (a department of that name exists)")
+        return dept
+    dept = s.scalar(select(Department).where(Department.name == name))
+    if dept is None:
+        dept = Department(name=name, platform_id=key)
+        s.add(dept)
+        changes.append(f"department added: {name}")
+    elif key and dept.platform_id is None:
+        dept.platform_id = key
+    return dept
+
+
+def _departments_gone(s: Session, platform: str, kept: set[int]) -> list[str]:
+    """A complete read of `platform` no longer lists these departments of it: they have no head any more
+    (an approval or escalation must not wait on one), and the admin learns who still belongs to them."""
+    changes = []
+    gone = s.scalars(select(Department).where(Department.platform_id.like(f"{platform}:%"), Department.id.not_in(kept),
+                                              Department.head_id.is_not(None)).order_by(Department.id))
+    for dept in gone:
+        dept.head_id = None
+        members = s.scalar(select(func.count()).select_from(User).where(User.department_id == dept.id,
+                                                                        User.left_at.is_(None)))
+        changes.append(f"department gone: {dept.name} — head cleared; {members} member(s) still listed in it")
     return changes
 
 

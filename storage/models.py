@@ -56,6 +56,8 @@ class Department(Base):
     __tablename__ = "departments"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
+    # "platform:department id" of the sync that made or met it: a renamed department stays this row
+    platform_id: Mapped[str | None] = mapped_column(String(200), unique=True)
     head_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", use_alter=True, name="fk_dept_head"))
     head: Mapped[User | None] = relationship(foreign_keys=[head_id], post_update=True)
 

@@ -175,3 +175,41 @@ async def test_a_sub_tree_sync_leaves_the_stored_supervisor_of_its_head_alone(sq
     with sqlite_db.transaction() as s:
         chen = user_named(s, "陈七")
         assert chen.supervisor is not None and chen.supervisor.name == "钱总", changes
+
+
+async def test_a_department_renamed_or_deleted_on_feishu_is_that_row_not_a_second_one(sqlite_db: Database) -> None:
+    fake = FakeFeishu()
+    company(fake)
+    client = FeishuClient(settings(await fake.start()))
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+
+    async def sync() -> list[str]:
+        org = await fetch_org(client)
+        with sqlite_db.transaction() as s:
+            return apply_org(s, org, now, platform="feishu")
+
+    try:
+        await sync()
+        with sqlite_db.transaction() as s:
+            test_a = s.scalar(select(Department).where(Department.name == "测试组（技术部）")).id
+        fake.departments = [{**d, "name": "质量组"} if d["open_department_id"] == "od-test-a" else d
+                            for d in fake.departments]
+        changes = await sync()
+        assert "department renamed: 测试组（技术部） -> 质量组" in changes
+        # the other 测试组 needs no qualifier any more: renamed too, the same row
+        assert "department renamed: 测试组（市场部） -> 测试组" in changes
+        with sqlite_db.transaction() as s:
+            quality = s.scalar(select(Department).where(Department.name == "质量组"))
+            assert quality.id == test_a and quality.head.name == "李四" and quality.platform_id == "feishu:od-test-a"
+            assert s.scalar(select(User).where(User.name == "李四")).department_id == test_a
+        fake.departments = [d for d in fake.departments if d["open_department_id"] != "od-test-a"]
+        fake.users = [{**u, "department_ids": ["od-tech"]} if u["open_id"] == "ou_li" else u for u in fake.users]
+        changes = await sync()
+        assert "department gone: 质量组 — head cleared; 0 member(s) still listed in it" in changes
+        assert "department of 李四: 技术部" in changes
+        with sqlite_db.transaction() as s:
+            assert s.get(Department, test_a).head_id is None
+        assert not [c for c in await sync() if c.startswith("department")]  # settled: the next sync changes nothing
+    finally:
+        await client.close()
+        await fake.close()

@@ -208,6 +208,7 @@ async def test_org_sync_reads_departments_heads_and_direct_leaders(env: WecomEnv
     assert org.complete and not (await fetch_org(env.adapter.client, 2)).complete  # only the whole company says who left
     same = build_org([*DEPARTMENTS, {"id": 4, "name": "技术部", "parentid": 2, "department_leader": []}], USERS)
     assert {"技术部（公司）", "技术部（市场部）"} <= set(same.departments)
+    assert same.department_ids["技术部（市场部）"] == "4"  # a rename on WeCom finds the same row by it
 
 
 async def test_two_instances_on_postgresql_hold_one_connection_and_the_standby_takes_over(

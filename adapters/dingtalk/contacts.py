@@ -81,14 +81,14 @@ def build_org(departments: dict[int, dict[str, Any]], heads: dict[int, str], use
               partial: bool = False, inactive: Collection[str] = ()) -> Org:
     """`partial`: the org of a sub-tree, so a leader not among `users` (nor `inactive`) is outside it."""
     dept_names = unique_names({str(d): str(v.get("name") or "").strip()[:60] or str(d) for d, v in departments.items()},
-                         {str(d): str(departments.get(v.get("parent_id"), {}).get("name") or "")
-                          for d, v in departments.items()})
+                              {str(d): str(departments.get(v.get("parent_id"), {}).get("name") or "")
+                               for d, v in departments.items()})
     home = {}
     for u in users:
         ids = [str(i) for i in u.get("dept_id_list") or [] if str(i) in dept_names]
         home[str(u["userid"])] = ids[0] if ids else ""
     person_names = unique_names({str(u["userid"]): str(u["name"]).strip()[:60] for u in users},
-                           {k: dept_names.get(v, "") for k, v in home.items()})
+                                {k: dept_names.get(v, "") for k, v in home.items()})
 
     def named(leader: str, of: str = "") -> str | None:
         if leader in person_names and leader != of:
@@ -101,4 +101,4 @@ def build_org(departments: dict[int, dict[str, Any]], heads: dict[int, str], use
         people.append(OrgPerson(name=person_names[uid], department=dept_names.get(home[uid], ""),
                                 supervisor=named(str(u.get("manager_userid") or ""), of=uid), ids={PLATFORM: uid}))
     heads_by_name = {dept_names[str(d)]: named(heads.get(d, "")) for d in departments}
-    return Org(heads_by_name, tuple(people))
+    return Org(heads_by_name, tuple(people), department_ids={name: d for d, name in dept_names.items()})

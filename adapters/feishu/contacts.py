@@ -90,7 +90,7 @@ def build_org(depts: list[_Dept], users: list[dict[str, Any]], *, partial: bool 
     """`partial`: the org of a sub-tree, so a leader not among `users` (nor `resigned`) is outside it."""
     by_id = {d.id: d for d in depts}
     dept_names = unique_names({d.id: d.name for d in depts},
-                         {d.id: by_id[d.parent].name for d in depts if d.parent in by_id})
+                              {d.id: by_id[d.parent].name for d in depts if d.parent in by_id})
     user_names = {str(u["open_id"]): str(u["name"]).strip()[:60] for u in users}
     home: dict[str, str] = {}
     for u in users:
@@ -113,4 +113,4 @@ def build_org(depts: list[_Dept], users: list[dict[str, Any]], *, partial: bool 
             ids={PLATFORM: open_id},
         ))
     departments = {dept_names[d.id]: named(d.leader) for d in depts}
-    return Org(departments, tuple(people))
+    return Org(departments, tuple(people), department_ids={name: d for d, name in dept_names.items()})

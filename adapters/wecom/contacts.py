@@ -47,8 +47,8 @@ def directory(users: list[dict[str, Any]]) -> dict[str, str]:
 def build_org(departments: list[dict[str, Any]], users: list[dict[str, Any]]) -> Org:
     depts = {str(d.get("id")): d for d in departments if str(d.get("name") or "").strip() and d.get("id") is not None}
     dept_names = unique_names({k: str(d["name"]).strip()[:60] for k, d in depts.items()},
-                         {k: str(depts[str(d.get("parentid"))]["name"]).strip() for k, d in depts.items()
-                          if str(d.get("parentid")) in depts})
+                              {k: str(depts[str(d.get("parentid"))]["name"]).strip() for k, d in depts.items()
+                               if str(d.get("parentid")) in depts})
     members = {str(u["userid"]): u for u in users if _active(u)}
     home: dict[str, str] = {}
     for userid, u in members.items():
@@ -56,7 +56,7 @@ def build_org(departments: list[dict[str, Any]], users: list[dict[str, Any]]) ->
         main = str(u.get("main_department") or "")
         home[userid] = main if main in depts else next((i for i in ids if i in depts), "")
     names = unique_names({k: str(u["name"]).strip()[:60] for k, u in members.items()},
-                    {k: dept_names.get(home[k], "") for k in members})
+                         {k: dept_names.get(home[k], "") for k in members})
 
     def heads(dept_id: str) -> list[str]:
         leaders = depts.get(dept_id, {}).get("department_leader") or []
@@ -73,4 +73,4 @@ def build_org(departments: list[dict[str, Any]], users: list[dict[str, Any]]) ->
     for dept_id, name in dept_names.items():
         leaders = heads(dept_id)
         departments_out[name] = names[leaders[0]] if leaders else ""
-    return Org(departments_out, tuple(people))
+    return Org(departments_out, tuple(people), department_ids={name: d for d, name in dept_names.items()})
