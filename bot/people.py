@@ -65,6 +65,9 @@ def resolve_user(s: Session, ref: UserRef, now: datetime, known: Known | None = 
             known.learn(s, User, ref.platform, ref.platform_user_id, user)
     if user is not None:
         s.info.setdefault("platform_ids", {})[(user.id, ref.platform)] = ref.platform_user_id
+        if user.name == ref.platform_user_id[:40] and safe_name(ref.name):
+            # known only by their id (no sync lists them: outside its scope): the first name the platform gives
+            user.name = safe_name(ref.name)
         return user
     name = safe_name(ref.name) or ref.platform_user_id[:40]
     try:

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from collabbot.adapters.feishu import crypto
 from collabbot.storage.db import Database
-from collabbot.storage.models import ApprovalRequest, Chat, InboundReceipt, OutboxMessage, Task
+from collabbot.storage.models import ApprovalRequest, Chat, Identity, InboundReceipt, OutboxMessage, Task, User
 
 from . import feishu_callbacks as cb
 from .conftest import TZ
@@ -306,3 +306,18 @@ async def test_the_fakes_approval_subscription_answers_lark_oapi_as_feishu_does(
         assert not again.success() and again.code == 1390007
     finally:
         await fake.close()
+
+
+async def test_someone_no_sync_lists_is_named_by_the_first_mention_that_carries_their_name(env: FeishuEnv) -> None:
+    """Feishu's message event names nobody but the mentioned: a guest outside the synced scope first writes
+    (known by open_id), then is @mentioned, and from then on is called by name."""
+    await env.say("任务列表", sender="ou_guest")
+    with env.db.transaction() as s:
+        assert s.scalar(select(User.name).join(Identity).where(Identity.platform_user_id == "ou_guest")) == "ou_guest"
+    await env.say("新建任务 海报 负责人 @_user_2 截止 12-10", sender="ou_zhang", mentions=[("ou_guest", "王访客")])
+    with env.db.transaction() as s:
+        assert s.scalar(select(User.name).join(Identity).where(Identity.platform_user_id == "ou_guest")) == "王访客"
+        assert s.scalar(select(Task)).owner.name == "王访客"
+    await env.say("新建任务 文案 负责人 @_user_2 截止 12-10", sender="ou_zhang", mentions=[("ou_li", "小李")])
+    with env.db.transaction() as s:  # a synced name is the org's, whatever a mention calls them
+        assert s.scalar(select(User.name).join(Identity).where(Identity.platform_user_id == "ou_li")) == "李四"
