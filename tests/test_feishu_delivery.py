@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from collabbot.adapters.kit import pipeline
 from collabbot.bot.config import parse_config
 from collabbot.bot.replies import CardAction
 from collabbot.storage import outbox
 from collabbot.storage.db import Database
-from collabbot.storage.models import OutboxMessage, Task
+from collabbot.storage.models import InboundQueueItem, OutboxMessage, Task
 
 from . import feishu_callbacks as cb
 from .conftest import TZ
@@ -157,6 +158,32 @@ async def test_a_tap_the_engine_answered_too_late_is_answered_with_a_toast_then_
     assert ack not in cb.button_values(update)
     with env.db.transaction() as s:
         assert s.scalar(select(Task)).acknowledged_at is not None
+
+
+async def test_a_tap_while_the_engine_is_busy_is_answered_once_durable_and_every_copy_follows(
+        env: FeishuEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the engine's capacity a tap does not wait for it: written to the inbound queue, answered with
+    "received", and the tapped copy is patched through the outbox with the others."""
+    await create_task(env)
+    await env.deliver()
+    [owner_card] = [m for m in env.fake.sent("ou_li") if m["msg_type"] == "interactive"]
+    [group_card] = [m for m in env.fake.sent("oc_group") if m["msg_type"] == "interactive"]
+    ack = next(v for v in cb.button_values(owner_card["content"]) if CardAction.unpack(v).action == "ack")
+    monkeypatch.setattr(pipeline, "TAPS_IN_HAND", 0)  # as if eight taps were already waiting for the engine
+    commits = env.hub.journal.commits
+    status, answer = await env.post(cb.card_action({"action": ack}, operator="ou_li",
+                                                   message_id=owner_card["message_id"], chat_id="oc_p2p_ou_li",
+                                                   at=env.clock.now()))
+    assert status == 200 and answer == {"toast": {"type": "info", "content": "已收到，正在处理，卡片稍后更新。"}}
+    assert env.adapter.inbound.pipeline.taken_for_later == 1 and env.hub.journal.commits > commits
+    await env.hub.journal.settled()
+    with env.db.transaction() as s:
+        assert s.scalar(select(Task)).acknowledged_at is not None
+        assert s.scalar(select(func.count()).select_from(InboundQueueItem)) == 0  # done: its row is gone
+    await env.deliver()
+    assert sorted(p.path.rsplit("/", 1)[-1] for p in env.fake.patches()) == sorted(
+        [owner_card["message_id"], group_card["message_id"]])
+    assert ack not in cb.button_values(env.fake.messages[owner_card["message_id"]]["updates"][-1])
 
 
 async def test_an_update_not_yet_sent_is_retired_by_a_newer_one_so_the_card_never_goes_back(env: FeishuEnv) -> None:
