@@ -143,3 +143,13 @@ def test_a_closed_project_takes_no_new_work_and_its_group_can_bind_the_next(harn
         task = s.scalar(select(Task))
         assert task.project.name == "二期"
         assert s.scalar(select(ProjectArchive.project_id)) != task.project_id  # the old one stays archived
+
+
+def test_what_was_submitted_to_a_collection_is_not_searchable_its_title_is(harness) -> None:
+    """A submission is its requester's alone: the archive indexes the request's title and who was asked."""
+    harness.run(*SETUP, f"{G} 张三: @bot 收集 薪资数据 对象 技术部 截止 12-03 18:00",
+                "dm as 陈七: 提交 #C1 李四月薪三万五")
+    _finish_all(harness)
+    harness.run(f"{G} 张三: @bot 结项")
+    assert "没有找到" in harness.text("dm as 李四: 查找 月薪三万五")
+    assert "收集 #C1 薪资数据" in harness.text("dm as 李四: 查找 薪资")

@@ -87,3 +87,20 @@ def test_a_private_chat_shows_only_the_projects_a_person_belongs_to(harness) -> 
     with harness.db.transaction() as s:
         refused = s.query(AuditEntry).filter(AuditEntry.outcome == "refused").count()
     assert refused >= 4
+
+
+def test_a_project_named_in_another_group_is_only_for_its_members(harness) -> None:
+    """`项目 新品上市` typed in 双十二大促群 names 新品上市: as in a private chat, only its members (and
+    admins) may read or change it from there, and what they add is told in its own group."""
+    harness.run(BIND, f"{G2} 孙九: @bot 绑定项目 双十二大促 协同负责人 @孙九", TASK)
+    refusal = "你不是项目「新品上市」的成员，不能从这里查看或改动它。请到它的项目群里 @我，或找协同负责人 张三。"
+    for line in (f"{G2} 钱总: @bot 任务列表 项目 新品上市",
+                 f"{G2} 钱总: @bot 风险 新增 描述 x 可能性 高 影响 高 负责人 @李四 项目 新品上市",
+                 f"{G2} 钱总: @bot 紧急 假紧急 负责人 @李四 项目 新品上市",
+                 f"{G2} 钱总: @bot 新建任务 插一脚 负责人 @李四 截止 12-10 项目 新品上市"):
+        assert refusal in harness.text(line), line
+    with harness.db.transaction() as s:
+        assert s.query(Risk).count() == 0 and s.query(Task).count() == 1
+    # a member may, and the project's own group hears of it
+    out = harness.text(f"{G2} 李四: @bot 风险 新增 描述 接口延期 可能性 高 影响 高 负责人 @李四 项目 新品上市")
+    assert "→ 新品上市群: 已登记风险 #R1" in out and "→ 双十二大促群: 已登记风险 #R1" in out, out

@@ -174,7 +174,16 @@ def test_the_records_sheets_list_risks_meeting_actions_and_collections(h) -> Non
     rows = [[c.value for c in r] for r in collections.iter_rows(min_row=2)]
     assert [(r[0], r[3], r[4], r[5]) for r in rows] == [("#C1 月度经营数据", "进行中", "张三", "市场部"),
                                                         ("#C1 月度经营数据", "进行中", "陈七", "技术部")]
-    assert isinstance(rows[0][6], datetime) and rows[0][7] == "见附件 https://x.example.com/a" and rows[1][6] is None
+    # what was submitted is the requester's alone: not in a workbook the whole group gets
+    assert isinstance(rows[0][6], datetime) and rows[0][7] == "（已提交，内容仅发起人可见）" and rows[1][6] is None
+
+    def submitted(line: str) -> list[object]:
+        found = re.search(r"报表已导出：(\S+\.xlsx)", h.text(line))
+        assert found
+        return [r[7].value for r in openpyxl.load_workbook(found[1])["收集"].iter_rows(min_row=2)]
+
+    assert submitted("dm as 张三: 导出 项目 新品上市") == ["见附件 https://x.example.com/a", None]  # the requester
+    assert submitted("dm as 李四: 导出 项目 新品上市") == ["（已提交，内容仅发起人可见）", None]  # a member
     # a department's workbook keeps its own: 技术部 sees 李四's risk, his action and its head's request
     found = re.search(r"报表已导出：(\S+\.xlsx)", h.text("dm as 陈七: 导出 部门 技术部"))
     assert found

@@ -115,9 +115,9 @@ def entries(ctx: Ctx, project: Project) -> list[Entry]:
     for request in ctx.s.scalars(select(CollectionRequest).where(CollectionRequest.project_id == project.id)
                                  .order_by(CollectionRequest.id)):
         asked = {t.department_id for t in request.targets if t.department_id} | _depts(*(t.user for t in request.targets))
-        body = " ".join(filter(None, (t.content for t in request.targets)))
-        out.append(Entry("collection", request.id, request.title, f"{body} {request.requester.name}",
-                         request.created_at, asked))
+        # what was submitted is the requester's alone (collections.py): searchable are the title and who
+        body = " ".join((request.requester.name, *(t.user.name for t in request.targets)))
+        out.append(Entry("collection", request.id, request.title, body, request.created_at, asked))
     return out
 
 

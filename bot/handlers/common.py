@@ -11,6 +11,7 @@ from collabbot.bot.commands import Command, typed_alias
 from collabbot.bot.context import Ctx, Refused
 from collabbot.bot.dates import parse_when
 from collabbot.bot.events import show_markers
+from collabbot.bot.reports.scope import is_project_member
 from collabbot.storage.models import Project, ProjectArchive, Task, User
 
 MAX_TITLE = 200
@@ -151,7 +152,7 @@ def chat_project(ctx: Ctx, cmd: Command | None = None, *, create: bool = False) 
             other = project_named(ctx, named)
             if other is None:
                 raise Refused("no_project_private", name=named[:40])
-            return refuse_if_closed(ctx, other) if create else other
+            return _named_project(ctx, other, create)
         if project is not None:
             return refuse_if_closed(ctx, project) if create else project
     if create and ctx.chat is not None and not (cmd is not None and cmd.get("project")):
@@ -172,12 +173,21 @@ def chat_project(ctx: Ctx, cmd: Command | None = None, *, create: bool = False) 
     if name:
         project = project_named(ctx, name)
         if project is not None:
-            return refuse_if_closed(ctx, project) if create else project
+            return _named_project(ctx, project, create)
     if ctx.chat is None:  # a private chat has no group to take the project from: say how to name it
         if name:
             raise Refused("no_project_private", name=name[:40])
         raise Refused("private_needs_project", example=with_project(ctx, cmd, ""))
     raise Refused("no_project")
+
+
+def _named_project(ctx: Ctx, project: Project, create: bool) -> Project:
+    """A project named with 项目 outside its own group: only its members (and admins) may read or change it
+    from there, as in a private chat; in its group everyone there may."""
+    if not (ctx.is_admin() or is_project_member(ctx.s, ctx.actor.id, project.id)):
+        coordinator = project.coordinator.name if project.coordinator else ctx.t("none")
+        raise Refused("not_member_named", name=project.name, coordinator=coordinator)
+    return refuse_if_closed(ctx, project) if create else project
 
 
 def with_project(ctx: Ctx, cmd: Command | None, name: str) -> str:

@@ -129,11 +129,14 @@ def group_of(ctx: Ctx, project: Project) -> Chat | None:
 
 
 def announce(ctx: Ctx, project: Project, *parts: Part, card: Card | None = None) -> None:
-    """Said where the command came from; a command typed in private chat is also posted to the project's group."""
+    """Said where the command came from; a command typed anywhere but the project's group (a private chat,
+    another project's group with 项目 …) is also posted to the project's group."""
     ctx.say(*parts, card=card)
-    group = group_of(ctx, project) if ctx.chat is None else None
-    if group is not None:
+    group = group_of(ctx, project) if ctx.chat is None or ctx.chat.project_id != project.id else None
+    if group is not None and group is not ctx.chat:
         ctx.tell_chat(group, Message(tuple(parts), card))
+
+
 # the order a list shows: what needs attention first
 FLAG_ORDER = ("overdue", "blocked", "review", "in_progress", "todo", "done", "cancelled")
 # status filter words beyond each status's own name: every open task
@@ -290,7 +293,7 @@ def urgent(ctx: Ctx, cmd: Command) -> Reply | None:
         parts += [" ", ctx.at(u)]
     if task.chat is not None:
         ctx.tell_chat(task.chat, Message(tuple(parts), c, urgent=True))
-    if task.chat is None or ctx.chat is None:
+    if task.chat is None or ctx.chat is None or ctx.chat.id != task.chat.id:  # typed elsewhere: answered there too
         ctx.say(*parts)
     ctx.tell_user(owner, Message((ctx.t("urgent_assigned", by=respond_by),), c, urgent=True),
                   key=f"assign:task:{task.id}:{owner.id}:{task.version}")

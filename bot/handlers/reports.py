@@ -80,9 +80,13 @@ def _bad_period(ctx: Ctx, rest: str, exc: PeriodError) -> Refused:
     return Refused("report_bad_period", value=rest[:40])
 
 
+def _to_its_group(ctx: Ctx, f: figures.Frame) -> bool:
+    """A project's report asked for in that project's group goes to the group; any other to the asker."""
+    return ctx.chat is not None and f.scope.kind == "project" and f.scope.id == ctx.chat.project_id
+
+
 def _answer(ctx: Ctx, f: figures.Frame, message: Message) -> None:
-    group_project = ctx.chat is not None and f.scope.kind == "project" and f.scope.id == ctx.chat.project_id
-    if ctx.chat is None or group_project:
+    if ctx.chat is None or _to_its_group(ctx, f):
         if ctx.chat is not None:
             ctx.tell_chat(ctx.chat, message)
         else:
@@ -107,7 +111,8 @@ def export_report(ctx: Ctx, cmd: Command) -> Reply | None:
     folder = export.export_dir()
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # the company's figures: for the bot's user only
     path = folder / export.file_name(f.scope.kind, f.scope.id, f.period.label)
-    write(export.sheets(f, ctx.lang), path)
+    reader = None if _to_its_group(ctx, f) else export.Reader(ctx.actor.id, ctx.is_admin())
+    write(export.sheets(f, ctx.lang, reader), path)
     path.chmod(0o600)
     _answer(ctx, f, Message((ctx.t("export_done", path=str(path)),),
                             attachment=export.attachment(path, scope_name(ctx.lang, f.scope), f.period.label, ctx.lang)))

@@ -276,9 +276,12 @@ def _action_rows(f: figures.Frame, lang: str, local: LocalTimes) -> list[tuple[A
     return out
 
 
-def _collection_rows(f: figures.Frame, lang: str, local: LocalTimes) -> list[tuple[Any, ...]]:
+def _collection_rows(f: figures.Frame, lang: str, local: LocalTimes,
+                     reader: Reader | None) -> list[tuple[Any, ...]]:
     """收集: one row per person asked, for the requests open at some time in the period. Scope: the
-    project's; a department's by the department asked (or the person's own); a person's own."""
+    project's; a department's by the department asked (or the person's own); a person's own. What was
+    submitted is private to its requester (and the person who submitted it): only a workbook sent
+    privately to one of them, or to an admin, shows it; any other says who submitted when, not what."""
     p, sc = f.period, f.scope
     requester, target = aliased(User), aliased(User)
     where = [CollectionRequest.created_at < p.end,
@@ -290,16 +293,21 @@ def _collection_rows(f: figures.Frame, lang: str, local: LocalTimes) -> list[tup
     elif sc.kind == "person":
         where.append(CollectionTarget.user_id == sc.id)
     out = []
-    for cid, title, who, deadline, status, person, dept, submitted, content, links in f.s.connection().execute(
+    hidden = texts.t(lang, "x_collect_private")
+    for (cid, title, who, deadline, status, person, dept, submitted, content, links, requester_id,
+         target_id) in f.s.connection().execute(
             select(CollectionRequest.id, CollectionRequest.title, requester.name,
                    _stored(f, CollectionRequest.deadline), CollectionRequest.status, target.name, Department.name,
-                   _stored(f, CollectionTarget.submitted_at), CollectionTarget.content, CollectionTarget.links)
+                   _stored(f, CollectionTarget.submitted_at), CollectionTarget.content, CollectionTarget.links,
+                   CollectionRequest.requester_id, CollectionTarget.user_id)
             .join(requester, requester.id == CollectionRequest.requester_id)
             .join(CollectionTarget, CollectionTarget.collection_id == CollectionRequest.id)
             .join(target, target.id == CollectionTarget.user_id)
             .outerjoin(Department, Department.id == func.coalesce(CollectionTarget.department_id, target.department_id))
             .where(*where).order_by(CollectionRequest.id, CollectionTarget.id)):
         shown = " ".join([content or "", *(str(x) for x in links or ())]).strip()
+        if shown and not (reader is not None and (reader.admin or reader.user_id in (requester_id, target_id))):
+            shown = hidden
         out.append((f"#C{cid} {title}", who, local(deadline), texts.t(lang, f"x_collect_{status}"), person,
                     dept or "", local(submitted), shown))
     return out
@@ -308,7 +316,15 @@ def _collection_rows(f: figures.Frame, lang: str, local: LocalTimes) -> list[tup
 PG_WORK_MEM = "64MB"  # the whole company's task sheet sorts ~80,000 rows: in memory, not in temp files (-0.2 s)
 
 
-def sheets(f: figures.Frame, lang: str) -> list[Sheet]:
+@dataclass(frozen=True)
+class Reader:
+    """Whom a workbook is sent to privately (None: to a group): what is private to someone shows only to them."""
+
+    user_id: int
+    admin: bool = False
+
+
+def sheets(f: figures.Frame, lang: str, reader: Reader | None = None) -> list[Sheet]:
     t = lambda key: texts.t(lang, key)  # noqa: E731
     local = LocalTimes(f.calendar.tz)
     if f.s.get_bind().dialect.name == "postgresql":  # for this transaction only
@@ -330,5 +346,5 @@ def sheets(f: figures.Frame, lang: str) -> list[Sheet]:
         Sheet(t("x_sheet_actions"), _columns(t, "x_action_columns", (
             "text", "datetime", "text", "text", "datetime", "text", "datetime")), _action_rows(f, lang, local)),
         Sheet(t("x_sheet_collections"), _columns(t, "x_collection_columns", (
-            "text", "text", "datetime", "text", "text", "text", "datetime", "text")), _collection_rows(f, lang, local)),
+            "text", "text", "datetime", "text", "text", "text", "datetime", "text")), _collection_rows(f, lang, local, reader)),
     ]

@@ -658,6 +658,7 @@ TEXTS: dict[str, str] = {
     "x_action_columns": "Meeting|Held|Action|Owner|Deadline|Status|Done",
     "x_sheet_collections": "Collections",
     "x_collection_columns": "Collection|Requester|Deadline|Collection status|Asked|Department|Submitted|Submission",
+    "x_collect_private": "(submitted; only the requester sees what)",
     "x_collect_open": "open",
     "x_collect_complete": "complete",
     "x_collect_closed": "closed",
@@ -723,6 +724,7 @@ TEXTS: dict[str, str] = {
     "risk_report_open": "Still open: {n}",
     "risk_report_overdue": "Responses overdue: {n} (the owner has not confirmed one)",
     # --- records A: collections (collect / done #C), sign-off, milestones done, private chat ---
+    "not_member_named": 'You are not a member of project "{name}", so you cannot read or change it from here. @mention me in its group, or ask its coordinator, {coordinator}.',
     "record_not_member": "You are not a member of project \"{name}\" and cannot see its records",
     "record_no_project": "In a private chat, name the project, e.g. {example}",
     "record_which_project": "You are in several projects ({names}); name one, e.g. {example}",

@@ -658,6 +658,7 @@ TEXTS: dict[str, str] = {
     "x_action_columns": "会议|会议时间|行动项|负责人|截止时间|状态|完成时间",
     "x_sheet_collections": "收集",
     "x_collection_columns": "收集|发起人|截止时间|收集状态|提交人|部门|提交时间|提交内容",
+    "x_collect_private": "（已提交，内容仅发起人可见）",
     "x_collect_open": "进行中",
     "x_collect_complete": "已收齐",
     "x_collect_closed": "已关闭",
@@ -723,6 +724,7 @@ TEXTS: dict[str, str] = {
     "risk_report_open": "仍未关闭 {n}",
     "risk_report_overdue": "应对逾期 {n}（负责人未确认应对）",
     # --- records A: collections (收集 / 提交 #C), sign-off (协同目标确认函), milestones done, private chat ---
+    "not_member_named": "你不是项目「{name}」的成员，不能从这里查看或改动它。请到它的项目群里 @我，或找协同负责人 {coordinator}。",
     "record_not_member": "你不是项目「{name}」的成员，看不到它的记录",
     "record_no_project": "私聊里请写项目名，例如：{example}",
     "record_which_project": "你参与了多个项目（{names}），请写项目名，例如：{example}",
