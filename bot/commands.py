@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from collabbot.bot.dates import parse_when
+from collabbot.bot.dates import parse_held_at, parse_when
 from collabbot.bot.events import MENTION_CLOSE, MENTION_OPEN, show_markers
 
 MAX_COMMAND_CHARS = 4000
@@ -113,6 +113,7 @@ FIELD_WORDS: dict[str, tuple[str, ...]] = {
     "held_at": ("时间", "会议时间", "held"),
     "summary": ("摘要", "summary"),
     "decisions": ("决议", "决定", "decisions"),
+    "attendees": ("参会", "参会人", "参会人员", "与会", "与会人员", "出席", "attendees"),
     "scope": ("范围", "项目范围", "scope"),
 }
 
@@ -192,7 +193,7 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
     "list_tasks": ("status", "department", "page", "project"),
     "urgent": ("owner", "collaborators", "deadline", "collab_depts", "project"),
     "risk": ("likelihood", "impact", "response", "owner", "project"),
-    "minutes": ("topic", "held_at", "departments", "summary", "decisions", "project"),
+    "minutes": ("topic", "held_at", "attendees", "departments", "summary", "decisions", "project"),
     "milestone": ("deadline", "project"),
     "collect": ("deadline", "project"),
     "close_project": ("project",),
@@ -322,7 +323,8 @@ NAME_FIELDS = frozenset({"department", "status", "project", "template", "initiat
 _NUMBER = re.compile(r"^\d{1,3}[%％]?$")
 # what people type when they mean a date, parseable or not (`13-45`, `下周八`): the handler then refuses
 # it clearly instead of it vanishing into the title
-_DATE_ATTEMPT = re.compile(r"^(?:[0-9０-９]|今天|今日|明天|明日|后天|大后天|月底|月末|年底|下个?月"
+_DATE_ATTEMPT = re.compile(r"^(?:[0-9０-９]|今天|今日|明天|明日|后天|大后天|昨天|昨日|前天|月底|月末|年底|下个?月"
+                           r"|凌晨|早上|早晨|上午|中午|下午|傍晚|晚上"
                            r"|(?:下个?|本|这|上)?(?:周|星期|礼拜)[一二三四五六七八九十日天末0-9])")
 _ANY_DAY = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)  # dates are only recognised here, read by the handler
 
@@ -570,7 +572,7 @@ def _date_complete(value: list[str], token: _Token) -> bool:
     joined = " ".join(value)
     if parse_when(joined, _ANY_DAY) is None:
         return False  # `next` of `next fri`, or an attempt the handler will refuse whole
-    return parse_when(f"{joined} {token.text}", _ANY_DAY) is None
+    return parse_held_at(f"{joined} {token.text}", _ANY_DAY) is None  # (a meeting's range and time too)
 
 
 def priority_of(value: str) -> str | None:

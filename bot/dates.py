@@ -9,10 +9,11 @@ Dates: `2026-12-01` `2026/12/01` `2026.12.01` `2026年12月1日` (or `号`); wit
 `12月1日` `12月1号` `12月1` mean the nearest occurrence, within half a year of today (`12-05` typed on
 December 7th is two days ago, so a deadline is refused as past rather than moved a year on; `01-05`
 typed in December is next January);
-`今天` `today` `明天` `明日` `tomorrow` `后天` `大后天`; `N天后` `in N days`; weekdays `周五` `星期五`
-`礼拜五` `周日`/`周天` `fri` `friday` (the next one, today included), `本周五`/`这周五`/`this fri`
-(in the current Mon-Sun week, possibly already past), `下周五`/`下星期五`/`下礼拜五`/`next fri`
-(in next week's Mon-Sun week).
+`今天` `today` `明天` `明日` `tomorrow` `后天` `大后天`, and the past `昨天` `昨日` `yesterday` `前天`;
+`N天后` `in N days`; weekdays `周五` `星期五` `礼拜五` `周日`/`周天` `fri` `friday` (the next one, today
+included), `本周五`/`这周五`/`this fri` (in the current Mon-Sun week, possibly already past),
+`下周五`/`下星期五`/`下礼拜五`/`next fri` (in next week's Mon-Sun week), `上周五`/`last fri` (in last week's).
+A time alone is no date (a deadline names its day); `parse_held_at` reads it as today's.
 
 Times: `18:00` `9:30` `18点` `18点半` `9点30分` `9点30`; `上午10点` `中午12点` `下午3点` `晚上8点`
 (also `凌晨` `早上` `傍晚`, and before `3:30`); `3pm` `10am` `3:30pm`. `晚上12点` is midnight at the end
@@ -44,7 +45,7 @@ import re
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, time, timedelta
 
-__all__ = ["MAX_CHARS", "format_when", "parse_when"]
+__all__ = ["MAX_CHARS", "format_when", "parse_held_at", "parse_when"]
 
 MAX_CHARS = 40
 """Longer input is not a date expression (and is not scanned at all)."""
@@ -65,7 +66,8 @@ _EN_WEEKDAY = {
 }
 _CN_SMALL_NUMBER = {"一": 1, "两": 2, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9,
                     "十": 10}
-_DAY_WORDS = {"今天": 0, "今日": 0, "today": 0, "明天": 1, "明日": 1, "tomorrow": 1, "后天": 2, "大后天": 3}
+_DAY_WORDS = {"今天": 0, "今日": 0, "today": 0, "明天": 1, "明日": 1, "tomorrow": 1, "后天": 2, "大后天": 3,
+              "昨天": -1, "昨日": -1, "yesterday": -1, "前天": -2}
 
 _END_OF_NUMBER = r"(?!\d)"  # `12-0118:00` is not `12-01 18:00`
 
@@ -83,8 +85,8 @@ _MD_CN = re.compile(r"(\d{1,2})月(\d{1,2})(?:[日号]|" + _END_OF_NUMBER + ")",
 _DAY_WORD = re.compile(_alternatives(_DAY_WORDS), _A)
 _IN_DAYS_CN = re.compile(r"(\d{1,4}|[" + "".join(_CN_SMALL_NUMBER) + r"])\s*天之?后", _A)
 _IN_DAYS_EN = re.compile(r"in\s+(\d{1,4})\s+days?(?![a-z])", _A)
-_WEEKDAY_CN = re.compile(r"(?:([本这下])个?)?(?:周|星期|礼拜)([" + "".join(_CN_WEEKDAY) + "])", _A)
-_WEEKDAY_EN = re.compile(r"(?:(next|this)\s+)?(" + _alternatives(_EN_WEEKDAY) + r")(?![a-z])", _A)
+_WEEKDAY_CN = re.compile(r"(?:([本这下上])个?)?(?:周|星期|礼拜)([" + "".join(_CN_WEEKDAY) + "])", _A)
+_WEEKDAY_EN = re.compile(r"(?:(next|this|last)\s+)?(" + _alternatives(_EN_WEEKDAY) + r")(?![a-z])", _A)
 
 # Times: the whole remainder must be exactly one of these.
 _PERIODS = ("凌晨", "早上", "早晨", "上午", "中午", "下午", "傍晚", "晚上")
@@ -119,6 +121,23 @@ def parse_when(text: str, now: datetime, *, default_time: time = time(18, 0)) ->
         return datetime.combine(day + timedelta(days=extra_days), time(hour, minute), tzinfo=now.tzinfo)
     except (ValueError, OverflowError):
         return None
+
+
+_TIME_RANGE_END = re.compile(r"(\d{1,2}:\d{2})\s*(?:-|~|–|—|至|到)\s*\d{1,2}:\d{2}$", _A)
+_BARE_WEEKDAY = re.compile(r"^(?:(?:周|星期|礼拜)[一二三四五六日天]|(?:" + _alternatives(_EN_WEEKDAY) + r")(?![a-z]))", _A)
+
+
+def parse_held_at(text: str, now: datetime) -> datetime | None:
+    """When something already happened (a meeting's 时间), read as `parse_when` reads a deadline but
+    looking back: a weekday alone is the latest one (`周三` typed on Friday is two days ago, not next
+    week's), a time alone is today's, and a time range (`14:00-15:00`) is its start."""
+    if not isinstance(text, str) or len(text) > MAX_CHARS:
+        return None
+    s = _TIME_RANGE_END.sub(r"\1", text.translate(_NORMALISE).strip().lower())
+    found = parse_when(s, now) or parse_when(f"{now.month}-{now.day} {s}", now)  # a time alone: today's
+    if found is not None and _BARE_WEEKDAY.match(s) and found.date() > now.date():
+        found -= timedelta(days=7)
+    return found
 
 
 def format_when(dt: datetime, now: datetime) -> str:
@@ -175,15 +194,16 @@ def _in_days(m: re.Match[str], today: date) -> date:
 
 
 def _weekday(which: str | None, weekday: int, today: date) -> date:
-    """`which` None: next occurrence (today included); "this": in this Mon-Sun week; "next": next week's."""
+    """`which` None: next occurrence (today included); "this": in this Mon-Sun week; "next": next week's;
+    "last": last week's."""
     if which is None:
         return today + timedelta(days=(weekday - today.weekday()) % 7)
     monday = today - timedelta(days=today.weekday())
-    return monday + timedelta(days=weekday + (7 if which == "next" else 0))
+    return monday + timedelta(days=weekday + {"next": 7, "last": -7}.get(which, 0))
 
 
 def _weekday_cn(m: re.Match[str], today: date) -> date:
-    which = {"本": "this", "这": "this", "下": "next"}.get(m.group(1) or "")
+    which = {"本": "this", "这": "this", "下": "next", "上": "last"}.get(m.group(1) or "")
     return _weekday(which, _CN_WEEKDAY[m.group(2)], today)
 
 

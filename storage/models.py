@@ -325,6 +325,7 @@ class Meeting(Base):
     departments: Mapped[str] = mapped_column(Text, default="")
     summary: Mapped[str] = mapped_column(Text, default="")
     decisions: Mapped[str] = mapped_column(Text, default="")
+    attendees: Mapped[str] = mapped_column(Text, default="")  # 参会: the names as the minutes give them
     recorder_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime]
 

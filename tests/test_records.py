@@ -7,7 +7,7 @@ import pytest
 
 from collabbot.bot.replies import Message
 from collabbot.cards.render import PLATFORMS, render_message
-from collabbot.storage.models import OutboxMessage, Task
+from collabbot.storage.models import Meeting, OutboxMessage, Task
 
 G = "in 新品上市群 as"
 SETUP = (
@@ -219,6 +219,24 @@ def test_minutes_on_one_line_and_their_refusals(harness) -> None:
     assert "找不到会议纪要 #M9" in harness.text(f"{G} 张三: @bot 会议 #M9")
     with harness.db.transaction() as s:
         assert s.query(Task).count() == 2  # a refused set of minutes leaves no task behind
+
+
+def test_minutes_keep_who_attended_and_refuse_what_no_field_took(harness) -> None:
+    """Who attended is what people write first in minutes: it has its field, and the summary and decisions
+    after it are kept. Words no field takes are refused by name, never dropped while "recorded" is said."""
+    harness.run(SETUP[0], "clock 2026-12-04 15:00")  # a Friday
+    out = harness.text(f"{G} 张三: @bot 会议纪要 主题 周会 时间 周三 14:00-15:00 参会 张三 @李四 摘要 讨论了上线 "
+                       "决议 周五上线")
+    assert "已记录会议纪要 #M1" in out, out
+    assert "会议时间：12-02 14:00" in out  # Wednesday gone, not the next one; the range's start
+    assert "参会：张三、李四" in out.replace("参会：李四、张三", "参会：张三、李四")
+    assert "摘要：讨论了上线" in out and "决议：周五上线" in out
+    refused = harness.text(f"{G} 张三: @bot 会议纪要 主题 周会 时间 12-03 10:00 说明 见附件 摘要 x")
+    assert "没看懂「说明 见附件 摘要 x」" in refused, refused
+    assert "会议时间：12-04 10:00" in harness.text(f"{G} 张三: @bot 会议纪要 主题 早会 时间 10:00")  # today's
+    assert "会议时间：12-03 14:00" in harness.text(f"{G} 张三: @bot 会议纪要 主题 复盘会 时间 昨天 14:00")
+    with harness.db.transaction() as s:
+        assert s.query(Meeting).count() == 3
 
 
 def test_milestones_listed_at_risk_when_their_task_is_late_and_in_the_weekly_summary(harness) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -19,7 +19,7 @@ from sqlalchemy import or_, select
 from collabbot.bot import texts
 from collabbot.bot.commands import Command, parse, priority_of
 from collabbot.bot.context import Ctx, Refused, snapshot
-from collabbot.bot.dates import parse_when
+from collabbot.bot.dates import parse_held_at, parse_when
 from collabbot.bot.handlers.common import (
     MAX_TITLE,
     bad,
@@ -519,6 +519,7 @@ def meeting_card(ctx: Ctx, meeting: Meeting) -> Card:
     none = ctx.t("none")
     fields: list[tuple[str, str]] = [
         (ctx.t("f_held_at"), ctx.fmt(meeting.held_at) if meeting.held_at else none),
+        *([(ctx.t("f_attendees"), meeting.attendees)] if meeting.attendees else []),
         (ctx.t("f_departments"), meeting.departments or none),
         (ctx.t("f_summary"), meeting.summary or none),
         (ctx.t("f_decisions"), meeting.decisions or none),
@@ -537,6 +538,19 @@ def meeting_card(ctx: Ctx, meeting: Meeting) -> Card:
                 note=ctx.t("meeting_note", who=meeting.recorder.name, when=ctx.fmt(meeting.created_at)))
 
 
+def _held_at(ctx: Ctx, header: Command) -> datetime | None:
+    """The meeting's 时间, read looking back (`周三` typed on Friday is this week's; `14:00-15:00` its start)."""
+    value = header.get("held_at")
+    if not value:
+        if "held_at" in header.fields:
+            raise missing(ctx, "held_at")
+        return None
+    found = parse_held_at(value, ctx.local(ctx.now))
+    if found is None:
+        raise bad(ctx, "held_at", value)
+    return found
+
+
 def minutes(ctx: Ctx, cmd: Command) -> Reply | None:
     """会议纪要 主题 … 时间 … 参与部门 … 摘要 … 决议 …, then `行动项 内容 负责人 @… 截止 …` lines: the minutes
     and one task per action item (owner, deadline, a link back to the meeting), in one step."""
@@ -547,19 +561,25 @@ def minutes(ctx: Ctx, cmd: Command) -> Reply | None:
     if not isinstance(header, Command):
         raise Refused("meeting_bad")
     header = private_cmd(ctx, header)
-    topic = header.get("topic") or header.text
+    leftover = ctx.with_names(header.spoken)
+    if header.get("topic") and leftover:  # words no field took: never recorded as if they were not typed
+        raise Refused("meeting_unread", text=leftover[:60])
+    topic = header.get("topic") or leftover
     if not topic:
         raise missing(ctx, "topic")
     if len(items) > MAX_ACTIONS:
         raise Refused("meeting_too_many", max=MAX_ACTIONS)
-    held_at = when(ctx, header, "held_at", "held_at")
+    held_at = _held_at(ctx, header)
+    attendees = texts.names(ctx.lang, [*(ctx.mention(i).name for i in header.field_mentions.get("attendees", ())),
+                                       *(w for w in re.split(r"[,，、\s]+", header.get("attendees")) if w)])
     departments = header.get("departments")
     for name in re.split(r"[,，、\s]+", departments):
         if name:
             ctx.department(name)  # refuses an unknown department by name
     meeting = Meeting(project_id=project.id, chat_id=group.id if group else None, topic=capped(ctx, topic, "topic", MAX_TITLE),
                       held_at=held_at, departments=departments, summary=capped(ctx, header.get("summary"), "summary"),
-                      decisions=capped(ctx, header.get("decisions"), "decisions"), recorder_id=ctx.actor.id,
+                      decisions=capped(ctx, header.get("decisions"), "decisions"),
+                      attendees=capped(ctx, attendees, "attendees"), recorder_id=ctx.actor.id,
                       created_at=ctx.now)
     ctx.s.add(meeting)
     ctx.s.flush()

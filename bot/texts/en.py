@@ -137,6 +137,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "held_at": ("when it was held", "minutes topic Launch review held 12-03 14:00"),
     "summary": ("the summary", "minutes topic review summary two plans compared"),
     "decisions": ("the decisions", "minutes topic review decisions plan B"),
+    "attendees": ("attendees", "minutes topic plan review attendees Zhang, Li summary compared two plans"),
     "milestone_title": ("the milestone", "milestone draft 12-15"),
     # --- records A: collections ---
     "collect_title": ("what to collect", "collect monthly figures targets 市场部,技术部 due thu 18:00"),
@@ -617,6 +618,8 @@ TEXTS: dict[str, str] = {
     "meeting_no_ref": "Name the meeting, e.g. meeting #M1",
     "meeting_not_found": "No minutes #M{id}. The number is in the reply that recorded them; or send search <topic>",
     "meeting_bad": "These minutes cannot be read, e.g. minutes topic review held 12-03 14:00 decisions plan B",
+    "meeting_unread": 'Not understood: "{text}". Begin each part of the minutes with its field, e.g. attendees Zhang, Li summary discussed the launch decisions launch Friday (fields: topic, held, attendees, departments, summary, decisions).',
+    "f_attendees": "Attendees",
     "meeting_too_many": "At most {max} action items in one set of minutes",
     "meeting_bad_action": "Action item {n} cannot be read",
     "meeting_action_missing": "Action item {n} lacks {what}, e.g. action redo the H5 owner @Li due 12-10",

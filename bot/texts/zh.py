@@ -137,6 +137,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "held_at": ("会议时间", "会议纪要 主题 双十二方案评审 时间 12-03 14:00"),
     "summary": ("摘要", "会议纪要 主题 方案评审 摘要 评审了两个方案"),
     "decisions": ("决议", "会议纪要 主题 方案评审 决议 采用方案B"),
+    "attendees": ("参会人", "会议纪要 主题 方案评审 参会 张三、李四 摘要 评审了两个方案"),
     "milestone_title": ("里程碑名称", "里程碑 方案初稿 12-15"),
     # --- records A: collections ---
     "collect_title": ("收集内容", "收集 月度经营数据 对象 市场部,技术部 截止 周四 18:00"),
@@ -617,6 +618,8 @@ TEXTS: dict[str, str] = {
     "meeting_no_ref": "请写会议编号，例如：会议 #M1",
     "meeting_not_found": "找不到会议纪要 #M{id}。会议纪要的编号在记录时的回复里，也可以发送「查找 会议主题」",
     "meeting_bad": "看不懂这份会议纪要，例如：会议纪要 主题 方案评审 时间 12-03 14:00 决议 采用方案B",
+    "meeting_unread": "没看懂「{text}」：纪要的每一项请以字段名开头，例如 参会 张三、李四 摘要 讨论了上线 决议 周五上线（字段：主题、时间、参会、参与部门、摘要、决议）。",
+    "f_attendees": "参会",
     "meeting_too_many": "一份纪要最多 {max} 个行动项",
     "meeting_bad_action": "看不懂第 {n} 个行动项",
     "meeting_action_missing": "第 {n} 个行动项缺少{what}，例如：行动项 内容 完成H5改版 负责人 @李四 截止 12-10",
