@@ -153,3 +153,32 @@ def test_what_was_submitted_to_a_collection_is_not_searchable_its_title_is(harne
     harness.run(f"{G} 张三: @bot 结项")
     assert "没有找到" in harness.text("dm as 李四: 查找 月薪三万五")
     assert "收集 #C1 薪资数据" in harness.text("dm as 李四: 查找 薪资")
+
+
+def test_closing_ends_everything_a_returned_request_a_help_request_notes_and_milestones(harness) -> None:
+    """A returned request may come back, so it is owed; an open help request ends with the project (nobody
+    is chased for support to a project that is over); afterwards nothing new starts in it."""
+    budget = "申请 市场活动预算审批 活动方案=快闪店 预算金额=5万 预算明细=场地 预期效果=会员 协作部门=技术部"
+    harness.run(f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三 参与部门 市场部,技术部",
+                f"{G} 张三: @bot 里程碑 方案初稿 12-15", f"{G} 吴十: @bot {budget}", "dm as 张三: 同意 #A1",
+                "dm as 陈七: 驳回 #A1 预算不清")
+    refused = harness.text(f"{G} 张三: @bot 结项")
+    assert "还有 1 项没有结束：#A1" in refused and "撤回 #A编号" in refused, refused
+    harness.run(f"{G} 吴十: @bot 撤回 #A1", f"{G} 李四: @bot 求助 技术部 需要接口文档")
+    closed = harness.text(f"{G} 张三: @bot 结项")
+    assert "已结项" in closed, closed
+    with harness.db.transaction() as s:
+        assert s.scalar(select(Wait.id).where(Wait.entity_type == "help", Wait.answered_at.is_(None))) is None
+    harness.run("wait 3d")
+    assert "求助 #H1" not in harness.text("dm as 陈七: 待我处理")
+    for line in (f"{G} 李四: @bot 求助 技术部 还需要一个后端", f"{G} 陈七: @bot 本周总结 接口联调完成",
+                 f"{G} 张三: @bot 里程碑 完成 #MS1", f"{G} 张三: @bot 里程碑 上线 12-20"):
+        said = harness.text(line)
+        assert "已于" in said and "结项" in said, (line, said)
+
+
+def test_closing_from_a_private_chat_is_told_in_the_group_and_asks_the_coordinator_once(harness) -> None:
+    harness.run(f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三")
+    out = harness.text("dm as 张三: 结项 项目 新品上市")
+    assert "→ 新品上市群: 项目「新品上市」已结项" in out, out
+    assert out.count("→ 张三（私聊）") == 1, out  # the request for the retrospective, not the news twice

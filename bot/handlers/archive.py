@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from collabbot.bot import archive, texts
 from collabbot.bot.archive import Entry, Filters
 from collabbot.bot.commands import FIELD_WORDS, Command
-from collabbot.bot.context import Ctx, Refused
+from collabbot.bot.context import Ctx, Refused, snapshot
 from collabbot.bot.handlers.common import MAX_TEXT, chat_project, not_allowed, project_named
 from collabbot.bot.handlers.records import MAX_PAGE, PAGE_SIZE
 from collabbot.bot.replies import Card, Message, Reply
@@ -33,6 +33,7 @@ from collabbot.storage.models import (
     Chat,
     CollectionRequest,
     Department,
+    HelpRequest,
     Meeting,
     Project,
     ProjectArchive,
@@ -147,8 +148,9 @@ def close_project(ctx: Ctx, cmd: Command) -> Reply | None:
         raise Refused("close_already", name=project.name)
     owed = [f"#{i}" for i in ctx.s.scalars(select(Task.id).where(Task.project_id == project.id,
                                                                   Task.status.in_(states.OPEN)).order_by(Task.id))]
-    owed += [f"#A{i}" for i in ctx.s.scalars(select(ApprovalRequest.id).where(
-        ApprovalRequest.project_id == project.id, ApprovalRequest.status == approval_stages.PENDING))]
+    owed += [f"#A{i}" for i in ctx.s.scalars(select(ApprovalRequest.id).where(  # a returned one may come back
+        ApprovalRequest.project_id == project.id,
+        ApprovalRequest.status.in_((approval_stages.PENDING, approval_stages.RETURNED))).order_by(ApprovalRequest.id))]
     owed += [f"#C{i}" for i in ctx.s.scalars(select(CollectionRequest.id).where(
         CollectionRequest.project_id == project.id, CollectionRequest.status == "open"))]
     if owed:
@@ -158,6 +160,7 @@ def close_project(ctx: Ctx, cmd: Command) -> Reply | None:
     for risk in ctx.s.scalars(select(Risk).where(Risk.project_id == project.id, Risk.status == "open")):
         risk.status, risk.closed_at, risk.updated_at, risk.version = "closed", ctx.now, ctx.now, risk.version + 1
         close_waits(ctx, "risk", risk.id)
+    _end_help_requests(ctx, project)
     found = entries(ctx, project)
     counts = {kind: sum(e.kind == kind for e in found) for kind in ("approval", "risk", "meeting", "collection")}
     record = ProjectArchive(project_id=project.id, closed_by_id=ctx.actor.id, closed_at=ctx.now,
@@ -171,11 +174,30 @@ def close_project(ctx: Ctx, cmd: Command) -> Reply | None:
     open_wait(ctx, "retro", "retro", project.id, coordinator, group)
     ctx.audit("project.close", record)
     card = archive_card(ctx, project, record)
-    ctx.say(ctx.t("close_done", name=project.name, n=written), ctx.at(coordinator), ctx.t("retro_ask_group"),
-            card=card)
+    said = Message((ctx.t("close_done", name=project.name, n=written), ctx.at(coordinator),
+                    ctx.t("retro_ask_group")), card)
+    if ctx.chat is not None:
+        ctx.say(*said.parts, card=card)
+    elif group is not None:  # closed from a private chat: the group hears it, the coordinator is asked below
+        ctx.tell_chat(group, said)
+        if ctx.actor.id != coordinator.id:
+            ctx.say(ctx.t("close_done", name=project.name, n=written), card=card)
     ctx.tell_user(coordinator, Message((ctx.t("retro_ask", name=project.name, id=project.id),), card),
                   key=f"retro:ask:{project.id}")
     return None
+
+
+def _end_help_requests(ctx: Ctx, project: Project) -> None:
+    """A help request still open for the project's work ends with it: nobody is chased for support to a
+    project that is over (its card shows why)."""
+    chats = select(Chat.id).where(Chat.project_id == project.id)
+    tasks = select(Task.id).where(Task.project_id == project.id)
+    for req in ctx.s.scalars(select(HelpRequest).where(
+            HelpRequest.status == "open", or_(HelpRequest.task_id.in_(tasks), HelpRequest.chat_id.in_(chats)))):
+        before = snapshot(req)
+        req.status, req.answer, req.answered_at = "closed", ctx.t("help_ended_by_close"), ctx.now
+        close_waits(ctx, "help", req.id, withdrawn=True)
+        ctx.audit("help.close", req, before)
 
 
 # --- 复盘 -----------------------------------------------------------------------------------------------

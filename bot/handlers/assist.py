@@ -8,11 +8,11 @@ from sqlalchemy import select
 
 from collabbot.bot.commands import Command
 from collabbot.bot.context import Ctx, Refused, snapshot
-from collabbot.bot.handlers.common import capped, missing, not_allowed, present
+from collabbot.bot.handlers.common import capped, missing, not_allowed, present, refuse_if_closed
 from collabbot.bot.replies import Message, Reply
 from collabbot.bot.views import help_card
 from collabbot.bot.waits import close_waits, open_wait
-from collabbot.storage.models import Department, HelpRequest
+from collabbot.storage.models import Department, HelpRequest, Project
 
 
 def ask_help(ctx: Ctx, cmd: Command) -> Reply | None:
@@ -44,7 +44,12 @@ def ask_help(ctx: Ctx, cmd: Command) -> Reply | None:
     capped(ctx, text, "help_text")
     task_id = None
     if cmd.tasks:
-        task_id = ctx.task(cmd.tasks[0], lock=False).id
+        task = ctx.task(cmd.tasks[0], lock=False)
+        task_id = task.id
+        if task.project is not None:
+            refuse_if_closed(ctx, task.project)
+    elif ctx.chat is not None and ctx.chat.project_id is not None:
+        refuse_if_closed(ctx, ctx.s.get(Project, ctx.chat.project_id))
     req = HelpRequest(task_id=task_id, chat_id=ctx.chat.id if ctx.chat else None, requester_id=ctx.actor.id,
                       department_id=department.id if department else helper.department_id, helper_id=helper.id,
                       text=text, status="open", created_at=ctx.now)

@@ -20,6 +20,7 @@ from collabbot.bot.handlers.common import (
     people,
     present,
     project_named,
+    refuse_if_closed,
     when,
 )
 from collabbot.bot.replies import Card, Reply
@@ -143,7 +144,7 @@ def show_project(ctx: Ctx, cmd: Command) -> Reply | None:
 
 
 def weekly_note(ctx: Ctx, cmd: Command) -> Reply | None:
-    project = chat_project(ctx, cmd)
+    project = refuse_if_closed(ctx, chat_project(ctx, cmd))
     dept = ctx.s.scalar(select(Department).where(Department.head_id == ctx.actor.id).order_by(Department.id).limit(1))
     if dept is None:
         raise not_allowed(ctx, "a_weekly_note", ctx.t("w_dept_head"))

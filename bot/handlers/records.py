@@ -687,9 +687,10 @@ def milestone(ctx: Ctx, cmd: Command) -> Reply | None:
     words = cmd.text.split(maxsplit=1)
     if words and words[0].lower() in MILESTONE_DONE_WORDS and "deadline" not in cmd.fields and (
             len(words) > 1 or cmd.tasks) and not _ends_with_date(ctx, cmd.text):
-        return _milestone_done(ctx, cmd, project, words[1] if len(words) > 1 else "")
+        return _milestone_done(ctx, cmd, refuse_if_closed(ctx, project), words[1] if len(words) > 1 else "")
     if not cmd.text and not cmd.tasks and "deadline" not in cmd.fields:
         return _list_milestones(ctx, project.id, project.name)
+    refuse_if_closed(ctx, project)
     task = ctx.task(cmd.tasks[0]) if cmd.tasks else None
     if task is not None and task.project_id != project.id:
         raise Refused("not_found_task", id=task.id)

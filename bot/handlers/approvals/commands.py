@@ -209,6 +209,8 @@ def resubmit(ctx: Ctx, cmd: Command) -> Reply | None:
     if req.initiator_id != ctx.actor.id:
         raise not_allowed(ctx, "a_resubmit", ctx.t("w_initiator_only", name=req.initiator.name))
     require(ctx, req, "resubmit", "a_resubmit")
+    if req.project is not None:
+        refuse_if_closed(ctx, req.project)  # a closed project takes no new round of anything
     if cmd.text:
         raise Refused("approval_free_text", text=cmd.text[:40], example=f"{word(ctx, 'resubmit')} #A{req.id} "
                       + " ".join(f"{f.name}={example_value(f)}" for f in template.fields[:1]))
