@@ -182,3 +182,11 @@ def test_closing_from_a_private_chat_is_told_in_the_group_and_asks_the_coordinat
     out = harness.text("dm as 张三: 结项 项目 新品上市")
     assert "→ 新品上市群: 项目「新品上市」已结项" in out, out
     assert out.count("→ 张三（私聊）") == 1, out  # the request for the retrospective, not the news twice
+
+
+def test_a_name_mentioned_in_a_retrospective_stays_a_name(harness) -> None:
+    harness.run(f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三", f"{G} 张三: @bot 结项")
+    out = harness.text(f"{G} 张三: @bot 复盘\n做得好的：沟通及时\n不足：@李四 联调晚了\n改进：提前对齐")
+    assert "@李四 联调晚了" in out and "0 联调晚了" not in out, out
+    with harness.db.transaction() as s:
+        assert s.scalar(select(ProjectArchive.fell_short)) == "@李四 联调晚了"

@@ -4,7 +4,7 @@ only one), through the console on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from collabbot.bot.commands import parse
-from collabbot.storage.models import AuditEntry, Meeting, Milestone, OutboxMessage, Risk, Task
+from collabbot.storage.models import AuditEntry, Meeting, Milestone, OutboxMessage, Risk, Task, WeeklyNote
 
 G = "in 新品上市群 as"
 G2 = "in 双十二大促群 as"
@@ -104,3 +104,16 @@ def test_a_project_named_in_another_group_is_only_for_its_members(harness) -> No
     # a member may, and the project's own group hears of it
     out = harness.text(f"{G2} 李四: @bot 风险 新增 描述 接口延期 可能性 高 影响 高 负责人 @李四 项目 新品上市")
     assert "→ 新品上市群: 已登记风险 #R1" in out and "→ 双十二大促群: 已登记风险 #R1" in out, out
+
+
+def test_labels_are_taken_off_only_when_they_stand_apart_and_a_head_writes_a_weekly_note_privately(harness) -> None:
+    harness.run(BIND, TASK)
+    risk = harness.text(f"{G} 张三: @bot 风险 新增 描述性文档缺失导致验收延误 可能性 高 影响 中 负责人 @李四")
+    assert "风险 #R1 描述性文档缺失导致验收延误" in risk, risk  # 描述 is its first word, not a label
+    assert "风险 #R2 供应商延期" in harness.text(f"{G} 张三: @bot 风险 新增 描述：供应商延期 可能性 高 影响 中")
+    # 本周总结 in a private chat names its project like the other records (or takes the head's only one)
+    assert "已记录技术部本周协作总结" in harness.text("dm as 陈七: 本周总结 接口联调完成 项目 新品上市")
+    with harness.db.transaction() as s:
+        [note] = s.query(WeeklyNote).all()
+        assert note.text == "接口联调完成"
+    assert "你不是项目「新品上市」的成员" in harness.text("dm as 孙九: 本周总结 运营准备完成 项目 新品上市")

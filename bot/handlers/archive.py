@@ -20,6 +20,7 @@ from collabbot.bot import archive, texts
 from collabbot.bot.archive import Entry, Filters
 from collabbot.bot.commands import FIELD_WORDS, Command
 from collabbot.bot.context import Ctx, Refused, snapshot
+from collabbot.bot.events import show_markers
 from collabbot.bot.handlers.common import MAX_TEXT, chat_project, not_allowed, project_named
 from collabbot.bot.handlers.records import MAX_PAGE, PAGE_SIZE
 from collabbot.bot.replies import Card, Message, Reply
@@ -243,7 +244,7 @@ def _retro_values(ctx: Ctx, raw: str) -> tuple[str, dict[str, str]]:
 
 def retrospective(ctx: Ctx, cmd: Command) -> Reply | None:
     """复盘 做得好的 … 不足 … 改进 … (a field per line, or one per command); 复盘 [#P3] alone shows it."""
-    head, values = _retro_values(ctx, cmd.raw)
+    head, values = _retro_values(ctx, show_markers(cmd.raw, [u.name for u in ctx.mentions]))  # @李四, not a marker
     project = _retro_project(ctx, head, cmd)
     record = _archive_of(ctx, project.id)
     if record is None:

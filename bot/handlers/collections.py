@@ -54,7 +54,7 @@ REF = re.compile(r"#C(\d{1,9})\b", re.IGNORECASE)
 # the targets follow 对象 (departments by name, people by name or @mention)
 _TARGETS = re.compile(r"(?:^|\s)(?:对象|提交对象|提交人|targets?|from)(?:[=:：＝]\s*|\s+|$)", re.IGNORECASE)
 # words that may lead a submission's content: 提交 #C1 链接 https://… / 内容 …
-_LEAD = re.compile(r"^(?:链接|附件|内容|link|content)[=:：＝]?\s*", re.IGNORECASE)
+_LEAD = re.compile(r"^(?:链接|附件|内容|link|content)(?:[=:：＝]\s*|\s+)", re.IGNORECASE)
 ACTIONS = {"列表": "list", "list": "list", "关闭": "close", "结束": "close", "取消": "close", "close": "close",
            "cancel": "close"}
 # one row per person asked, after the requester and deadline: 20 fields, the smallest platform's card (WeCom)

@@ -23,6 +23,7 @@ from collabbot.bot.handlers.common import (
     refuse_if_closed,
     when,
 )
+from collabbot.bot.handlers.records import private_cmd, record_project
 from collabbot.bot.replies import Card, Reply
 from collabbot.bot.signoff_view import signoff_fields
 from collabbot.storage.models import Chat, Department, JobRun, Project, WeeklyNote
@@ -144,7 +145,8 @@ def show_project(ctx: Ctx, cmd: Command) -> Reply | None:
 
 
 def weekly_note(ctx: Ctx, cmd: Command) -> Reply | None:
-    project = refuse_if_closed(ctx, chat_project(ctx, cmd))
+    cmd = private_cmd(ctx, cmd)  # in a private chat: `项目 新品上市` names it, or the head's only project
+    project = refuse_if_closed(ctx, record_project(ctx, cmd))
     dept = ctx.s.scalar(select(Department).where(Department.head_id == ctx.actor.id).order_by(Department.id).limit(1))
     if dept is None:
         raise not_allowed(ctx, "a_weekly_note", ctx.t("w_dept_head"))

@@ -435,7 +435,7 @@ def _apply_risk_fields(ctx: Ctx, cmd: Command, found: Risk) -> bool:
 def _add_risk(ctx: Ctx, cmd: Command, rest: str) -> Reply | None:
     project = record_project(ctx, cmd, create=True)
     group = group_of(ctx, project)
-    description = re.sub(r"^(描述|description)[=:：＝]?\s*", "", rest.strip(), flags=re.IGNORECASE).strip()
+    description = re.sub(r"^(描述|description)(?:[=:：＝]\s*|\s+)", "", rest.strip(), flags=re.IGNORECASE).strip()
     if not description:
         raise missing(ctx, "risk_description")
     likelihood, impact = _level_word(ctx, cmd, "likelihood"), _level_word(ctx, cmd, "impact")
@@ -606,7 +606,7 @@ def _action_task(ctx: Ctx, project: Any, meeting: Meeting, n: int, item: str) ->
     parsed = parse(f"新建任务 {item.strip()}")
     if not isinstance(parsed, Command):
         raise Refused("meeting_bad_action", n=n)
-    title = re.sub(r"^(内容|content)[=:：＝]?\s*", "", parsed.text, flags=re.IGNORECASE).strip()
+    title = re.sub(r"^(内容|content)(?:[=:：＝]\s*|\s+)", "", parsed.text, flags=re.IGNORECASE).strip()
     if not title:
         raise Refused("meeting_action_missing", n=n, what=texts.field_name(ctx.lang, "title"))
     owners = people(ctx, parsed, "owner") or [ctx.mention(i) for i in parsed.mentions[:1]]
