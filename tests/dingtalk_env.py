@@ -99,7 +99,8 @@ async def make_env(db: Database, start: datetime, *, config: Config | None = Non
     settings = parse_settings(raw, public)
     adapter = DingTalkAdapter(settings, hub)
     worker = DeliveryWorker(db, {"dingtalk": adapter.sender},
-                            DeliverySettings(per_platform_per_second=1000, per_chat_per_minute=1000), clock)
+                            DeliverySettings(per_platform_per_second=1000, per_chat_per_minute=1000), clock,
+                            chat_unreachable=bot.chat_unreachable)
     hub.worker = worker
     app = Application()
     adapter.add_routes(app)

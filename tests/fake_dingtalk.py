@@ -94,6 +94,8 @@ class FakeDingTalk:
         self.dings: list[dict[str, Any]] = []
         self.webhook_posts: list[dict[str, Any]] = []
         self.undelivered: set[str] = set()  # conversation or user ids whose card delivery fails
+        self.disbanded: set[str] = set()  # groups dissolved (or the robot removed): sends there are refused
+        self.topapi_permitted = True  # False: topapi answers 88 (鉴权异常) with sub_code 60011, no permission
         self.unreached: dict[str, str] = {}  # user id -> "invalid" | "flow" for batchSend
         self.departments: dict[int, dict[str, Any]] = {}
         self.users: dict[str, dict[str, Any]] = {}
@@ -297,6 +299,8 @@ class FakeDingTalk:
             return self._error(call, 400, "param.invalid", "参数错误")
         if (refused := self._bad_media(call, body)) is not None:
             return refused
+        if body["openConversationId"] in self.disbanded:
+            return self._error(call, 400, "group.disbanded", "群已解散")
         if self._over_group_limit(body["openConversationId"]):
             return self._error(call, 403, "Forbidden.AccessDenied.RobotSendTooFast", "机器人发送消息过于频繁")
         key = self._new_message("text", body["openConversationId"], json.loads(body["msgParam"]))
@@ -316,12 +320,13 @@ class FakeDingTalk:
             return refused
         invalid = [u for u in users if self.unreached.get(u) == "invalid"]
         flow = [u for u in users if self.unreached.get(u) == "flow"]
+        filtered = [u for u in users if self.unreached.get(u) == "filtered"]
         key = ""
         for user in users:
-            if user not in invalid and user not in flow:
+            if user not in invalid and user not in flow and user not in filtered:
                 key = self._new_message("text", user, json.loads(body["msgParam"]))
         return self._ok(call, {"processQueryKey": key or f"pqk-{next(self._ids)}", "invalidStaffIdList": invalid,
-                               "flowControlledStaffIdList": flow})
+                               "flowControlledStaffIdList": flow, "filteredStaffIdList": filtered})
 
     def _bad_media(self, call: Call, body: dict[str, Any]) -> web.Response | None:
         """sampleImageMsg needs a photoURL (an uploaded image's media_id, or a URL); sampleFile an uploaded
@@ -412,7 +417,7 @@ class FakeDingTalk:
             return self._error(call, 400, "param.cardAlreadyExist", "卡片已存在")
         if kind == "IM_GROUP" and self._over_group_limit(target):
             return self._error(call, 403, "Forbidden.AccessDenied.RobotSendTooFast", "机器人发送消息过于频繁")
-        delivered = target not in self.undelivered
+        delivered = target not in self.undelivered and target not in self.disbanded
         self.cards[track] = {"space": space, "params": dict(params), "at_users": deliver.get("atUserIds") or {},
                              "callback": body.get("callbackType"), "route_key": body.get("callbackRouteKey", ""),
                              "delivered": delivered}
@@ -489,6 +494,9 @@ class FakeDingTalk:
         if denied is not None:
             return denied
         body = call.body if isinstance(call.body, dict) else {}
+        if not self.topapi_permitted:  # 全局错误码: 88 鉴权异常, the reason in sub_code
+            return web.json_response({"errcode": 88, "errmsg": "鉴权异常", "sub_code": "60011",
+                                      "sub_msg": "没有调用该接口的权限"})
         name = call.path.removeprefix("/topapi/")
         if name == "v2/department/listsub":  # the next level down only, never the department itself; 1 by default
             parent = body.get("dept_id", 1)

@@ -100,6 +100,7 @@ class FakeWecom:
         self.held: list[dict[str, Any]] = []
         self.bound: set[str] = set()
         self.pushes: list[dict[str, Any]] = []  # accepted aibot_send_msg bodies, with "at"
+        self.left_groups: set[str] = set()  # groups the robot was removed from (or that were dissolved)
         self.refused_pushes: list[tuple[str, int]] = []
         self._push_failures: deque[int] = deque()  # errcodes to answer the next pushes with (fail_next_push)
         self.frames_in: list[dict[str, Any]] = []
@@ -206,6 +207,10 @@ class FakeWecom:
             if self.hold_pushes:  # a platform that went quiet: the push is neither accepted nor answered
                 self.held.append(body)
                 return
+            if chat in self.left_groups:  # 全局错误码 93008 不在群里
+                self.refused_pushes.append((chat, 93008))
+                await self._answer(ws, req_id, 93008, "not in the chat")
+                return
             if chat not in self.bound:
                 self.refused_pushes.append((chat, NOT_BOUND))
                 await self._answer(ws, req_id, NOT_BOUND, "no conversation with the robot in this chat")
@@ -293,7 +298,8 @@ class FakeWecom:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._answers[req_id] = future
         if cmd == "aibot_event_callback" and (body.get("event") or {}).get("eventtype") == "template_card_event":
-            self._event_req[req_id] = (body["event"]["template_card_event"]["task_id"], time.monotonic())
+            tapped = body["event"].get("template_card_event", body["event"])
+            self._event_req[req_id] = (tapped["task_id"], time.monotonic())
         await self.subscribers[-1].send_json({"cmd": cmd, "headers": {"req_id": req_id}, "body": body})
         if not wait:
             return None
@@ -313,9 +319,9 @@ class FakeWecom:
         await self.push("aibot_msg_callback", body, wait=wait)
 
     async def tap(self, task_id: str, key: str, *, userid: str, chatid: str = "", msgid: str = "",
-                  wait: float = 5.0) -> dict[str, Any] | None:
+                  wait: float = 5.0, flat: bool = False) -> dict[str, Any] | None:
         return await self.push("aibot_event_callback", robot_tap(task_id, key, userid=userid, chatid=chatid,
-                                                                 msgid=msgid), wait=wait)
+                                                                 msgid=msgid, flat=flat), wait=wait)
 
     # --- the app API ----------------------------------------------------------------------------
     def expire_tokens(self) -> None:
@@ -467,13 +473,16 @@ def robot_message(text: str, *, userid: str, chatid: str = "", msgid: str = "", 
     return body
 
 
-def robot_tap(task_id: str, key: str, *, userid: str, chatid: str = "", msgid: str = "") -> dict[str, Any]:
+def robot_tap(task_id: str, key: str, *, userid: str, chatid: str = "", msgid: str = "",
+              flat: bool = False) -> dict[str, Any]:
+    """A tap on a robot card: its fields under `template_card_event`, or (`flat`) on the event itself, as the
+    official long-connection SDKs read them."""
+    card = {"card_type": "button_interaction", "event_key": key, "task_id": task_id}
+    event = {"eventtype": "template_card_event", **card} if flat else \
+        {"eventtype": "template_card_event", "template_card_event": card}
     body: dict[str, Any] = {"msgid": msgid or uuid.uuid4().hex, "create_time": int(time.time()), "aibotid": BOT_ID,
                             "chattype": "group" if chatid else "single", "from": {"userid": userid},
-                            "msgtype": "event",
-                            "event": {"eventtype": "template_card_event",
-                                      "template_card_event": {"card_type": "button_interaction", "event_key": key,
-                                                              "task_id": task_id}}}
+                            "msgtype": "event", "event": event}
     if chatid:
         body["chatid"] = chatid
     return body

@@ -21,6 +21,7 @@ from collabbot.adapters.dingtalk.config import parse_settings
 from collabbot.adapters.dingtalk.contacts import fetch_org
 from collabbot.adapters.dingtalk.sender import DingTalkSender, SessionWebhooks, out_track_id
 from collabbot.adapters.dingtalk.webhook import CardRoute
+from collabbot.adapters.kit.client import ApiError
 from collabbot.adapters.kit.webhook import Refused
 from collabbot.bot.clock import ManualClock
 from collabbot.bot.config import Config, ConfigError, ReportSettings
@@ -229,17 +230,37 @@ async def test_a_card_not_delivered_is_a_permanent_failure(fake: FakeDingTalk) -
         await sender.client.close()
 
 
+async def test_a_disbanded_group_or_one_the_robot_left_is_unreachable_not_just_a_failed_row(fake: FakeDingTalk) -> None:
+    """机器人发送群聊消息 refuses a dissolved group with group.disbanded; a card's delivery to a group without
+    the robot comes back success=false: either way the group is lost (the engine stops writing to it)."""
+    fake.disbanded.add("cidGone")
+    sender, robot = sender_for(fake), sender_for(fake, group_text="robot")
+    try:
+        for s, message, key in ((sender, Message((), CARD), "c1"), (robot, Message(("周报已发布",)), "c2")):
+            with pytest.raises(DeliveryError) as failed:
+                await s.send(item("chat", "cidGone", message, key=key))
+            assert not failed.value.transient and failed.value.unreachable, failed.value
+        fake.undelivered.add("li01")
+        with pytest.raises(DeliveryError) as failed:  # a person's card refused says nothing of any group
+            await sender.send(item("user", "li01", Message((), CARD), key="k2"))
+        assert not failed.value.unreachable
+    finally:
+        await sender.client.close()
+        await robot.client.close()
+
+
 async def test_a_private_text_goes_by_batch_send_and_unreached_users_are_never_sent(fake: FakeDingTalk) -> None:
-    fake.unreached.update({"gone01": "invalid", "busy01": "flow"})
+    fake.unreached.update({"gone01": "invalid", "busy01": "flow", "quiet01": "filtered"})
     sender = sender_for(fake)
     try:
         assert await sender.send(item("user", "li01", Message(("你好",))))
         assert fake.sent("li01")[0]["content"] == {"content": "你好"}
         with pytest.raises(Throttled):
             await sender.send(item("user", "busy01", Message(("你好",))))
-        with pytest.raises(DeliveryError) as failed:
-            await sender.send(item("user", "gone01", Message(("你好",))))
-        assert not failed.value.transient  # not in the org, or out of the robot's reach: never worth a retry
+        for user in ("gone01", "quiet01"):  # filteredStaffIdList (the SDK's answer model) is not reached either
+            with pytest.raises(DeliveryError) as failed:
+                await sender.send(item("user", user, Message(("你好",))))
+            assert not failed.value.transient  # not in the org, or out of the robot's reach: never worth a retry
     finally:
         await sender.client.close()
 
@@ -413,6 +434,18 @@ async def test_org_sync_reads_departments_heads_people_and_supervisors(fake: Fak
         assert not (await fetch_org(client, 2)).complete  # a sub-tree says nothing of the people outside it
     finally:
         await client.close()
+    # 88 with sub_code 60011 (no permission to call it) is not a refused token: no new token, no retries,
+    # and the admin reads what is missing
+    fake.topapi_permitted = False
+    client = DingTalkClient(settings)
+    tokens = len(fake.api_calls("POST", "/v1.0/oauth2/accessToken"))
+    try:
+        with pytest.raises(ApiError) as refused:
+            await fetch_org(client, 1)
+    finally:
+        await client.close()
+    assert not refused.value.transient and "60011" in str(refused.value) and "没有调用该接口的权限" in str(refused.value)
+    assert len(fake.api_calls("POST", "/v1.0/oauth2/accessToken")) - tokens <= 1  # the first token, not a refresh
 
 
 def test_a_rendered_text_message_never_mentions_everyone() -> None:

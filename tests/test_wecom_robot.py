@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from sqlalchemy import select
 
 from collabbot.adapters.kit.client import ApiError
 from collabbot.adapters.wecom import parse
@@ -26,7 +27,7 @@ from collabbot.bot.events import MessageEvent, mention_marker
 from collabbot.bot.replies import At, Button, Card, CardAction, Message
 from collabbot.scheduler.delivery import DeliveryError
 from collabbot.storage.db import Database
-from collabbot.storage.models import OutboxMessage, Task
+from collabbot.storage.models import Chat, OutboxMessage, Task
 
 from . import fake_wecom as fw
 from . import odd_json
@@ -150,6 +151,33 @@ async def test_an_at_message_creates_a_task_a_tap_updates_the_card_for_everyone_
     await env.fake.tap(card["task_id"], action, userid="lisi", chatid="wr1", msgid="t1")  # redelivered tap
     await env.settle()
     assert count(env.db, OutboxMessage) == before
+
+
+async def test_a_tap_whose_fields_sit_on_the_event_itself_is_taken_too(env: WecomEnv) -> None:
+    """The official long-connection SDKs read a tap's task_id and event_key on the event; devices have been
+    seen to nest them under template_card_event. Either is a tap."""
+    await env.robot_says("@协作机器人 新建任务 活动H5开发 负责人 @李四 截止 12-10", userid="zhangsan", chatid="wr1")
+    await env.deliver()
+    card = [p for p in env.fake.pushes if p["msgtype"] == "template_card" and p["chatid"] == "wr1"][-1]["template_card"]
+    action = next(b["key"] for b in card["button_list"] if "|ack|" in b["key"])
+    answer = await env.fake.tap(card["task_id"], action, userid="lisi", chatid="wr1", flat=True)
+    assert answer is not None and answer["response_type"] == "update_template_card"
+    with env.db.transaction() as s:
+        assert s.scalar(select(Task)).acknowledged_at is not None
+
+
+async def test_a_group_the_robot_was_removed_from_is_lost_and_its_coordinator_told(env: WecomEnv) -> None:
+    await env.robot_says("@协作机器人 绑定项目 官网 协同负责人 @张三", userid="zhangsan", chatid="wr1")
+    await env.deliver()
+    env.fake.left_groups.add("wr1")  # 93008 不在群里 from now on
+    await env.robot_says("@协作机器人 新建任务 活动H5开发 负责人 @李四 截止 12-10", userid="zhangsan", chatid="wr1")
+    env.fake.bound.add("wr1")
+    await env.deliver()
+    with env.db.transaction() as s:
+        assert not s.scalar(select(Chat.active).where(Chat.platform_chat_id == "wr1"))
+    told = [m for m in env.fake.sent if m.get("touser") == "zhangsan" and "官网" in json.dumps(m, ensure_ascii=False)
+            and "平台拒绝" in json.dumps(m, ensure_ascii=False)]
+    assert len(told) == 1, env.fake.sent
 
 
 async def test_the_app_token_is_refreshed_once_and_throttles_are_throttles(env: WecomEnv) -> None:

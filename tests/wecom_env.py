@@ -142,7 +142,8 @@ async def make_env(db: Database, start: datetime, *, config: Config | None = Non
     # clock cannot see them): a wider margin than the 5 % that covers a real 60 s window
     worker = DeliveryWorker(db, {"wecom": adapter.sender}, DeliverySettings(per_platform_per_second=1000,
                                                                             per_chat_per_minute=1000,
-                                                                            limit_margin=0.5), clock)
+                                                                            limit_margin=0.5), clock,
+                            chat_unreachable=bot.chat_unreachable)
     hub.worker = worker
     app = Application()
     adapter.add_routes(app)

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 TOKEN_PATH = "/v1.0/oauth2/accessToken"
 TOKEN_HEADER = "x-acs-dingtalk-access-token"
 TOKEN_INVALID = {"InvalidAuthentication", "88", "40014", "42001"}
+AUTH_FAILED = "88"  # topapi's 鉴权异常; only with a token's sub_code (or words) is it the token
+# robot group send: the group is gone or the robot no longer in it (机器人发送群聊消息's error table)
+GROUP_GONE = {"group.disbanded", "invalid.openConversationId"}
 THROTTLE_CODES = {"90002", "90006", "90018"}
 QPS_RETRY_AFTER = 1.0
 QUOTA_CODES = {"90020", "Forbidden.AccessDenied.ApiCountLimitForOrg"}
@@ -109,7 +112,8 @@ class DingTalkClient(ApiClient):
         message = f"{method} {path}: HTTP {status}, {code}: {str(body.get('message', ''))[:200]}"
         if status == 429 or _throttle(code):
             raise DingTalkApiError(message, code=code, status=status, throttle=True, retry_after=_retry_after(code))
-        raise DingTalkApiError(message, code=code, status=status, transient=status >= 500)
+        raise DingTalkApiError(message, code=code, status=status, transient=status >= 500,
+                               unreachable=code in GROUP_GONE)
 
     async def _topapi(self, path: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
         status, answer = await self._send("POST", self.settings.oapi_url + path, params={"access_token": token},
@@ -124,6 +128,11 @@ class DingTalkClient(ApiClient):
             return answer
         code = str(code)
         message = f"POST {path}: HTTP {status}, errcode {code}: {str(answer.get('errmsg', ''))[:200]}"
+        if code == AUTH_FAILED:  # 鉴权异常: what failed is in sub_code, a refused token only one cause of many
+            sub, sub_msg = str(answer.get("sub_code") or ""), str(answer.get("sub_msg") or "")
+            message += f" (sub_code {sub}: {sub_msg[:200]})"
+            if sub not in TOKEN_INVALID and "token" not in f"{sub_msg} {answer.get('errmsg', '')}".lower():
+                code = f"{AUTH_FAILED}/{sub}"  # no permission (60011), say: permanent, and the admin is told which
         if _throttle(code):
             raise DingTalkApiError(message, code=code, status=status, throttle=True, retry_after=_retry_after(code))
         raise DingTalkApiError(message, code=code, status=status, transient=status >= 500 or code == "-1")
@@ -172,7 +181,8 @@ class DingTalkClient(ApiClient):
             raise DingTalkApiError(f"batchSend takes 1 to 20 users, not {len(user_ids)}")
         answer = await self.call("POST", "/v1.0/robot/oToMessages/batchSend", json={
             "robotCode": self.settings.robot, "userIds": user_ids, "msgKey": msg_key, "msgParam": msg_param})
-        invalid = [str(u) for u in answer.get("invalidStaffIdList") or []]
+        # filtered (filteredStaffIdList, in the SDK's answer model) is not reached either: as invalid
+        invalid = [str(u) for u in [*(answer.get("invalidStaffIdList") or []), *(answer.get("filteredStaffIdList") or [])]]
         limited = [str(u) for u in answer.get("flowControlledStaffIdList") or []]
         return str(answer.get("processQueryKey") or ""), invalid, limited
 

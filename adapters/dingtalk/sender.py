@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 PLATFORM = "dingtalk"
 GROUP_PER_WINDOW = 20
 APP_QPS = 20
+NOT_IN_GROUP = ("不在群", "not in the group", "group.disbanded", "已解散")  # a card's delivery refused: the group is lost
 ALREADY_EXISTS = "param.cardAlreadyExist"
 WEBHOOK_MARGIN_SECONDS = 30.0
 TEXT_KIND = "text"  # the card `kind` of text drawn as a card (a template may show it without a header)  # a session webhook this close to its expiry is not used
@@ -208,7 +209,8 @@ class DingTalkSender(PlatformSender):
         failed = [r for r in result.get("deliverResults") or [] if isinstance(r, dict) and r.get("success") is False]
         if failed:
             reason = "; ".join(str(r.get("errorMsg") or "?")[:120] for r in failed)
-            raise DeliveryError(f"createAndDeliver {track}: not delivered ({reason})", transient=False)
+            raise DeliveryError(f"createAndDeliver {track}: not delivered ({reason})", transient=False,
+                                unreachable=target_kind == "chat" and any(w in reason for w in NOT_IN_GROUP))
         return track
 
     # --- attachments: media/upload, then sampleImageMsg / sampleFile through the robot ---------------------

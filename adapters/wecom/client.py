@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 TOKEN_INVALID = (42001, 40014)
 THROTTLES = (45009, 45033)
 BUSY = (-1,)
+NOT_IN_GROUP = (93008,)  # 全局错误码: "不在群里": the robot was removed from the group (or it was dissolved)
 THROTTLE_WAIT = 60.0  # WeCom gives no reset time; its windows are a minute
 # A template card's task_id is unique per app / robot, and WeCom refuses one used before. Ours are made from
 # the row's installation-unique idempotency key, so this answer to a send means an earlier attempt of the

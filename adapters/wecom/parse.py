@@ -156,7 +156,9 @@ def parse_robot(body: Any, directory: Mapping[str, str] | None = None, bot_name:
             return Parsed(Disconnected())
         if kind != "template_card_event":
             return Parsed(Ignored(f"robot event {kind[:40]} needs no answer"))
-        card = event.get("template_card_event")
+        # the tap's task_id and event_key, under `template_card_event` (as devices send it) or on the event
+        # itself (as the official long-connection SDKs read it): either is taken
+        card = event.get("template_card_event", event)
         if not isinstance(card, dict):
             raise Malformed("template_card_event must be an object")
         task_id = _str(card.get("task_id"), "task_id")

@@ -38,7 +38,7 @@ from typing import Any
 import aiohttp
 
 from collabbot.adapters.kit.holder import Holder
-from collabbot.adapters.wecom.client import BUSY, THROTTLE_WAIT, THROTTLES, WecomApiError
+from collabbot.adapters.wecom.client import BUSY, NOT_IN_GROUP, THROTTLE_WAIT, THROTTLES, WecomApiError
 from collabbot.adapters.wecom.config import WecomSettings
 
 log = logging.getLogger(__name__)
@@ -287,7 +287,8 @@ class RobotConnection:
             code = int(code) if isinstance(code, int) else -2
             raise WecomApiError(f"aibot_send_msg to {chat_id}: errcode {code} {str(answer.get('errmsg', ''))[:200]}",
                                 code=code, throttle=code in THROTTLES, transient=code in BUSY,
-                                retry_after=THROTTLE_WAIT if code in THROTTLES else None)
+                                retry_after=THROTTLE_WAIT if code in THROTTLES else None,
+                                unreachable=code in NOT_IN_GROUP)
         return answer
 
 
