@@ -304,6 +304,8 @@ class Bot:
         actor = self.resolve_user(s, event.sender, now)
         # a tap's chat is a group when we know it as one (private chats never get a Chat row)
         chat = self.find_chat(s, event.chat) if isinstance(event, CardActionEvent) else self.resolve_chat(s, event.chat)
+        if isinstance(event, CardActionEvent) and not event.chat.platform_chat_id and event.message_id:
+            chat = self._tapped_in(s, event)  # a callback that does not say where the card was (DingTalk's HTTP one)
         if chat is not None and isinstance(event, MessageEvent):
             groups.back(chat)  # written to there, so the bot is in that group (again)
         ctx = Ctx(s=s, bot=self, now=now, actor=actor, platform=event.platform, chat=chat,
@@ -454,6 +456,17 @@ class Bot:
             return {"field": texts.field_name(lang, error.field), "value": error.value[:40],
                     "example": texts.field_example(lang, error.field)}
         return {"value": error.value}
+
+    def _tapped_in(self, s: Session, event: CardActionEvent) -> Chat | None:
+        """The group whose copy of the card was tapped, found through the copies we sent; None for a private one."""
+        action = CardAction.unpack(event.value)
+        if action is None:
+            return None
+        copy = copies.tapped_copy(copies.sent_copies(s, f"{action.entity}:{action.entity_id}"), event.platform,
+                                  event.message_id)
+        if copy is None or copy.target_kind != "chat":
+            return None
+        return self.find_chat(s, ChatRef(event.platform, copy.target_id, "", True))
 
     def chat_unreachable(self, platform: str, chat_id: str, row_id: int) -> None:
         """The platform refused a message to a group because the bot is no longer in it (the delivery

@@ -46,11 +46,16 @@ def robot_message(text: str, *, sender: str, at: datetime, conversation: str = "
 
 
 def card_callback(value: str, *, user: str, out_track_id: str, space_id: str = "cidGroup",
-                  group: bool = True) -> dict[str, Any]:
-    return {"extension": json.dumps({}), "corpId": "dingcorp", "type": "actionCallback", "userId": user,
+                  group: bool = True, http: bool = False) -> dict[str, Any]:
+    """A card tap as the stream delivers it; `http`: as 事件回调 documents the HTTP POST body, which says
+    nothing of where the card is (no spaceType or spaceId)."""
+    body = {"extension": json.dumps({}), "corpId": "dingcorp", "type": "actionCallback", "userId": user,
             "userIdType": 1, "spaceType": "IM_GROUP" if group else "IM_ROBOT", "spaceId": space_id,
             "content": json.dumps({"cardPrivateData": {"actionIds": ["btn1"], "params": {"action": value}}}),
             "outTrackId": out_track_id}
+    if http:
+        del body["spaceType"], body["spaceId"], body["userIdType"]
+    return body
 
 
 def signed_headers(secret: str, at: datetime) -> dict[str, str]:

@@ -569,6 +569,30 @@ async def _owner_card(env: DingTalkEnv) -> tuple[str, str]:
     return card["id"], value
 
 
+async def test_an_http_card_tap_that_does_not_say_where_finds_the_group_by_its_copy(sqlite_db: Database) -> None:
+    """事件回调's HTTP body has no spaceType or spaceId: a tap on the group's copy is still the group's, so an
+    acceptance tapped there is not posted to the group a second time as if decided elsewhere."""
+    env = await make_env(sqlite_db, NOW)
+    try:
+        for text, who in (("新建任务 活动H5开发 负责人 @李四 截止 12-10", "张三"), ("确认收到 #1", "李四"),
+                          ("完成 #1 交付物 https://h5.example.com", "李四")):
+            await env.post(p.robot_message(text, sender=NAMES[who], at=env.clock.now(), at_users=[NAMES["李四"]]))
+            await env.deliver()  # the group's copy exists before the next change updates it
+        await asyncio.wait_for(env.adapter.card_route.registered.wait(), 5)
+        group_card, accept = next((m, v) for m in env.fake.sent("cidGroup") if m["kind"] == "card"
+                                  for k, v in env.fake.cards[m["id"]]["params"].items()  # as updated since
+                                  if k.endswith("_action") and v and CardAction.unpack(v).action == "accept")
+        before = len(env.fake.sent("cidGroup"))
+        status, _ = await env.tap(p.card_callback(accept, user=NAMES["张三"], out_track_id=group_card["id"], http=True))
+        assert status == 200
+        await env.deliver()
+        assert len(env.fake.sent("cidGroup")) == before  # the group's card changed; no note besides it
+        with env.db.transaction() as s:
+            assert s.scalar(select(Task.status)) == "done"
+    finally:
+        await env.close()
+
+
 async def test_a_forged_or_stale_card_callback_is_refused_alike_and_changes_nothing(sqlite_db: Database) -> None:
     env = await make_env(sqlite_db, NOW)
     try:
