@@ -46,7 +46,7 @@ class Engine(Protocol):
 
 
 # The mentions a text begins or ends with: whom it is addressed to, not part of what it says.
-_ADDRESSEES = re.compile(f"^(?:\\s*{MARKER.pattern})+|(?:\\s*{MARKER.pattern})+\\s*$")
+ADDRESSEES = re.compile(f"^(?:\\s*{MARKER.pattern})+|(?:\\s*{MARKER.pattern})+\\s*$")
 
 
 class Refused(Exception):
@@ -165,12 +165,12 @@ class Ctx:
     def with_names(self, text: str) -> str:
         """`text` with each mention inside it written as @name: what was typed, as a person reads it. The
         people it begins or ends with are whom it is addressed to (mentioned apart), not part of it."""
-        return show_markers(_ADDRESSEES.sub("", text), [u.name for u in self.mentions]).strip()
+        return show_markers(ADDRESSEES.sub("", text), [u.name for u in self.mentions]).strip()
 
     def with_ats(self, text: str) -> list[Part]:
         """`with_names` as message parts, each mention inside the text a real one: said in a group, the
         person named is notified where the name stands, not by a second mention after the text."""
-        inner = _ADDRESSEES.sub("", text).strip()
+        inner = ADDRESSEES.sub("", text).strip()
         parts: list[Part] = []
         start = 0
         for m in MARKER.finditer(inner):

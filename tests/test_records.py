@@ -267,3 +267,11 @@ def test_a_late_task_warns_of_the_milestones_behind_it(harness) -> None:
     with harness.db.transaction() as s:
         warned = [r.dedupe_key for r in s.query(OutboxMessage).all() if ":milestone:" in r.dedupe_key]
     assert len(warned) == len(set(warned)) == 6  # group and coordinator, once per milestone and late task
+
+
+def test_a_name_inside_a_risk_description_stays_there_and_does_not_make_its_owner(harness) -> None:
+    harness.run(SETUP[0])
+    out = harness.text(f"{G} 张三: @bot 风险 新增 描述 @王五 那边设计人手不足 可能性 高 影响 高 应对 外包")
+    assert "风险 #R1 @王五 那边设计人手不足" in out and "负责人：张三" in out, out
+    out = harness.text(f"{G} 张三: @bot 风险 新增 描述 物料延期 可能性 高 影响 中 @李四")  # after it: the owner
+    assert "风险 #R2 物料延期" in out and "负责人：李四" in out, out

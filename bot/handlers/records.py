@@ -18,8 +18,9 @@ from sqlalchemy import or_, select
 
 from collabbot.bot import texts
 from collabbot.bot.commands import Command, parse, priority_of
-from collabbot.bot.context import Ctx, Refused, snapshot
+from collabbot.bot.context import ADDRESSEES, Ctx, Refused, snapshot
 from collabbot.bot.dates import parse_held_at, parse_when
+from collabbot.bot.events import MARKER
 from collabbot.bot.handlers.common import (
     MAX_TITLE,
     bad,
@@ -74,7 +75,9 @@ def private_cmd(ctx: Ctx, cmd: Command) -> Command:
     if found is None:
         return cmd
     text = (cmd.text[:found.start()] + " " + cmd.text[found.end():]).strip()
-    return replace(cmd, text=" ".join(text.split()), fields={**cmd.fields, "project": found.group(1)})
+    spoken = _PROJECT_WORDS.sub(" ", cmd.spoken, count=1)  # the same words out of the text as typed
+    return replace(cmd, text=" ".join(text.split()), spoken=" ".join(spoken.split()),
+                   fields={**cmd.fields, "project": found.group(1)})
 
 
 def member_projects(ctx: Ctx) -> list[Project]:
@@ -435,6 +438,11 @@ def _apply_risk_fields(ctx: Ctx, cmd: Command, found: Risk) -> bool:
 def _add_risk(ctx: Ctx, cmd: Command, rest: str) -> Reply | None:
     project = record_project(ctx, cmd, create=True)
     group = group_of(ctx, project)
+    # the description as typed, a name inside it kept (`@王五 那边人手不足`: 王五 is what it is about, not
+    # who owns it); a mention before or after it, or after 负责人, names the owner
+    typed = cmd.spoken.split(maxsplit=1)[1] if len(cmd.spoken.split(maxsplit=1)) > 1 else ""
+    inside = {int(m.group(1)) for m in MARKER.finditer(ADDRESSEES.sub("", typed))}
+    rest = ctx.with_names(typed) if typed else rest
     description = re.sub(r"^(描述|description)(?:[=:：＝]\s*|\s+)", "", rest.strip(), flags=re.IGNORECASE).strip()
     if not description:
         raise missing(ctx, "risk_description")
@@ -443,7 +451,8 @@ def _add_risk(ctx: Ctx, cmd: Command, rest: str) -> Reply | None:
         raise missing(ctx, "likelihood")
     if impact is None:
         raise missing(ctx, "impact")
-    owners = people(ctx, cmd, "owner") or [present(ctx, ctx.mention(i)) for i in cmd.mentions[:1]] or [ctx.actor]
+    owners = people(ctx, cmd, "owner") or [present(ctx, ctx.mention(i)) for i in cmd.mentions
+                                           if i not in inside][:1] or [ctx.actor]
     if len(owners) > 1:
         raise bad(ctx, "owner", texts.names(ctx.lang, (u.name for u in owners)))
     found = Risk(project_id=project.id, chat_id=group.id if group else None, description=capped(ctx, description, "risk_description",
