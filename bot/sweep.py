@@ -825,10 +825,12 @@ def summary_card(n: Notifier, facts: SummaryFacts, project_id: int, start: datet
     risks = n.s.scalars(select(Risk).where(Risk.project_id == project_id, Risk.status == "open",
                                            (Risk.likelihood == "high") | (Risk.impact == "high")).order_by(Risk.id))
     risk_lines = [f"#R{r.id} {r.description}{texts.paren(n.lang, r.owner.name)}" for r in risks]
+    # this week's and the next two; an open one whose day has gone stays, marked missed, until it is reached
     upcoming = n.s.scalars(select(Milestone).where(Milestone.project_id == project_id, Milestone.status == "open",
-                                                   Milestone.due >= start, Milestone.due < end + timedelta(days=14))
+                                                   Milestone.due < end + timedelta(days=14))
                            .order_by(Milestone.due, Milestone.id))
-    milestone_lines = [f"{n.fmt(m.due)} {m.title}" for m in upcoming]
+    milestone_lines = [f"{n.fmt(m.due)} {m.title}" + (n.t("milestone_missed_mark") if m.due < n.now else "")
+                       for m in upcoming]
     if milestone_lines:
         fields.append((n.t("summary_milestones"), lines(milestone_lines)))
     if risk_lines:

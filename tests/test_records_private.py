@@ -117,3 +117,13 @@ def test_labels_are_taken_off_only_when_they_stand_apart_and_a_head_writes_a_wee
         [note] = s.query(WeeklyNote).all()
         assert note.text == "接口联调完成"
     assert "你不是项目「新品上市」的成员" in harness.text("dm as 孙九: 本周总结 运营准备完成 项目 新品上市")
+
+
+def test_a_milestone_whose_day_has_gone_is_missed_in_the_list_and_the_summary(harness) -> None:
+    harness.run(BIND)
+    assert "已经过去了" in harness.text(f"{G} 张三: @bot 里程碑 发布会 11-20")  # typed on 12-01: already gone
+    harness.run(f"{G} 张三: @bot 里程碑 方案初稿 12-02", "clock 2026-12-04 16:00")
+    assert "#MS1 12-02 18:00 方案初稿：✗ 已逾期：到期未标记完成" in harness.text(f"{G} 张三: @bot 里程碑")
+    harness.run("wait 2h")  # this Friday's summary
+    summary = harness.text("wait 7d")  # next Friday's: a week on, it is still open, so still there
+    assert "本周周报如下" in summary and "12-02 18:00 方案初稿（已逾期）" in summary, summary

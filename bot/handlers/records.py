@@ -681,6 +681,8 @@ def _milestone_due(ctx: Ctx, cmd: Command) -> tuple[str, Any]:
                 break
     if due is None:
         raise missing(ctx, "deadline")
+    if due <= ctx.now:  # a milestone is ahead; one already past would only ever show as missed
+        raise Refused("deadline_past", when=ctx.fmt(due))
     return " ".join(words), due
 
 
@@ -776,6 +778,8 @@ def _list_milestones(ctx: Ctx, project_id: int, name: str) -> Reply | None:
     for m in every[:PAGE_SIZE * 2]:
         if m.status == "done":
             state = ctx.t("milestone_done_row", when=ctx.fmt(m.done_at))
+        elif m.due < ctx.now:  # its day has gone and it was not marked reached
+            state = ctx.t("milestone_missed")
         else:
             state = ctx.t("milestone_at_risk") if milestone_at_risk(ctx, m) else ctx.t("milestone_ok")
         rows.append((f"#MS{m.id} {ctx.fmt(m.due)} {m.title}",

@@ -628,6 +628,8 @@ TEXTS: dict[str, str] = {
     "milestone_added": "Milestone \"{title}\" set for {due}{task} (#MS{id})",
     "milestone_of_task": " (task #{id})",
     "milestone_at_risk": "⚠ at risk: a task behind it is late or due after it",
+    "milestone_missed": "✗ missed: its day passed without it being reached",
+    "milestone_missed_mark": " (missed)",
     "milestone_ok": "on track",
     "milestones_title": "Milestones · {name}",
     "milestones_empty": "No milestone yet, e.g. milestone draft 12-15",

@@ -628,6 +628,8 @@ TEXTS: dict[str, str] = {
     "milestone_added": "已设里程碑「{title}」{due}{task}（#MS{id}）",
     "milestone_of_task": "（任务 #{id}）",
     "milestone_at_risk": "⚠ 有风险：相关任务已逾期或晚于里程碑",
+    "milestone_missed": "✗ 已逾期：到期未标记完成",
+    "milestone_missed_mark": "（已逾期）",
     "milestone_ok": "正常",
     "milestones_title": "关键里程碑 · {name}",
     "milestones_empty": "还没有里程碑。例如：里程碑 方案初稿 12-15",
