@@ -275,3 +275,13 @@ def test_a_name_inside_a_risk_description_stays_there_and_does_not_make_its_owne
     assert "风险 #R1 @王五 那边设计人手不足" in out and "负责人：张三" in out, out
     out = harness.text(f"{G} 张三: @bot 风险 新增 描述 物料延期 可能性 高 影响 中 @李四")  # after it: the owner
     assert "风险 #R2 物料延期" in out and "负责人：李四" in out, out
+
+
+def test_meetings_are_listed_and_late_tasks_found_by_the_word_people_use(harness) -> None:
+    harness.run(*SETUP, f"{G} 张三: @bot 会议纪要 主题 周会 时间 12-01 10:00", f"{G} 张三: @bot 会议纪要 主题 评审会")
+    listed = harness.text(f"{G} 李四: @bot 会议 列表")
+    assert "会议纪要 · 新品上市" in listed and "#M2 评审会" in listed and "#M1 周会：12-01 10:00" in listed, listed
+    assert "#M2 评审会" in harness.text(f"{G} 李四: @bot 会议")
+    harness.run("wait 1d")
+    late = harness.text(f"{G} 张三: @bot 任务列表 逾期")  # the reports' word for it
+    assert "看不懂状态" not in late and "#3 文案" in late, late

@@ -144,6 +144,8 @@ def announce(ctx: Ctx, project: Project, *parts: Part, card: Card | None = None)
 FLAG_ORDER = ("overdue", "blocked", "review", "in_progress", "todo", "done", "cancelled")
 # status filter words beyond each status's own name: every open task
 OPEN_WORDS = frozenset({"未完成", "open", "进行中的"})
+# what the reports and people call a late task, besides its status name (已延期)
+OVERDUE_WORDS = frozenset({"逾期", "已逾期", "延期", "超期", "过期", "late"})
 
 
 def _status_filter(ctx: Ctx, value: str) -> str:
@@ -151,6 +153,8 @@ def _status_filter(ctx: Ctx, value: str) -> str:
     word = value.strip().lower()
     if word in OPEN_WORDS:
         return "open"
+    if word in OVERDUE_WORDS:
+        return "overdue"
     for lang in ("zh", "en"):
         for flag in FLAG_ORDER:
             if word in (flag, texts.status_name(lang, flag).lower()):
@@ -631,9 +635,11 @@ def _action_task(ctx: Ctx, project: Any, meeting: Meeting, n: int, item: str) ->
 
 
 def show_meeting(ctx: Ctx, cmd: Command) -> Reply | None:
-    """会议 #M1: the minutes with each action item's status now."""
+    """会议 #M1: the minutes with each action item's status now; 会议 (or 会议 列表) lists the project's."""
     found = _MEETING_REF.search(cmd.text)
     if found is None:
+        if cmd.text.strip().lower() in ("", "列表", "全部", "list", "all"):
+            return _list_meetings(ctx, private_cmd(ctx, cmd))
         raise Refused("meeting_no_ref")
     meeting = ctx.s.get(Meeting, int(found.group(1)))
     if meeting is None or not may_see_project(ctx, meeting.project_id):
@@ -642,12 +648,22 @@ def show_meeting(ctx: Ctx, cmd: Command) -> Reply | None:
     return None
 
 
+def _list_meetings(ctx: Ctx, cmd: Command) -> Reply | None:
+    project = record_project(ctx, cmd)
+    every = list(ctx.s.scalars(select(Meeting).where(Meeting.project_id == project.id)
+                               .order_by(Meeting.id.desc()).limit(PAGE_SIZE * 2)))
+    rows = tuple((f"#M{m.id} {m.topic}", ctx.fmt(m.held_at or m.created_at)) for m in every)
+    ctx.say(card=Card(kind="meetings", key=f"meetings:{project.id}", title=ctx.t("meetings_title", name=project.name),
+                      color="blue", fields=rows, note=ctx.t("meetings_hint") if rows else ctx.t("meetings_empty")))
+    return None
+
+
 HELP_LINES += (
     ("minutes", "会议纪要 主题 双十二方案评审 时间 12-03 14:00 参与部门 市场部,技术部 摘要 … 决议 采用方案B（换行）"
                 "行动项 内容 完成H5改版 负责人 @李四 截止 12-10",
      "minutes topic Launch review held 12-03 14:00 departments 市场部,技术部 decisions plan B (new line) "
      "action redo the H5 owner @Li due 12-10"),
-    ("show_meeting", "会议 #M1", "meeting #M1"),
+    ("show_meeting", "会议 #M1；会议 列表", "meeting #M1; meeting list"),
 )
 
 

@@ -618,7 +618,7 @@ TEXTS: dict[str, str] = {
     "meeting_action_assigned": "An action item of minutes #M{id} \"{topic}\" is yours",
     "meeting_link": "from minutes #M{id} \"{topic}\"",
     "meeting_no_ref": "Name the meeting, e.g. meeting #M1",
-    "meeting_not_found": "No minutes #M{id}. The number is in the reply that recorded them; or send search <topic>",
+    "meeting_not_found": "No minutes #M{id}. Send meeting list to see this project's minutes",
     "meeting_bad": "These minutes cannot be read, e.g. minutes topic review held 12-03 14:00 decisions plan B",
     "meeting_unread": 'Not understood: "{text}". Begin each part of the minutes with its field, e.g. attendees Zhang, Li summary discussed the launch decisions launch Friday (fields: topic, held, attendees, departments, summary, decisions).',
     "f_attendees": "Attendees",
@@ -631,6 +631,9 @@ TEXTS: dict[str, str] = {
     "milestone_missed": "✗ missed: its day passed without it being reached",
     "milestone_missed_mark": " (missed)",
     "milestone_ok": "on track",
+    "meetings_title": "Minutes · {name}",
+    "meetings_empty": "No minutes yet. Record them: minutes topic … held … summary … decisions …",
+    "meetings_hint": "To see one: meeting #M<n>",
     "milestones_title": "Milestones · {name}",
     "milestones_empty": "No milestone yet, e.g. milestone draft 12-15",
     # --- workflow (#11): help card, summary headings, 一键转任务, templates, taps ---
