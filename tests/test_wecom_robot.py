@@ -112,6 +112,29 @@ async def test_a_second_subscriber_kicks_the_first_which_does_not_fight_back(env
         assert caught.value.throttle  # a push waits (no attempt spent) rather than failing
 
 
+async def test_kicked_again_and_again_the_robot_waits_longer_each_time(env: WecomEnv, monkeypatch: pytest.MonkeyPatch,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """A second deployment of the same robot: each kick in a row doubles the pause, so the two do not take the
+    connection from each other every minute (the official SDKs never reconnect after a kick)."""
+    from collabbot.adapters.wecom import robot as robot_module
+
+    monkeypatch.setattr(robot_module, "KICKED_PAUSE", 0.2)
+    robot = env.adapter.robot
+    assert robot is not None
+    with caplog.at_level(logging.ERROR):
+        async with aiohttp.ClientSession() as session:
+            for kick in (1, 2):
+                async with session.ws_connect(env.fake.ws_url) as ws:
+                    await until(lambda: robot.connected.is_set())
+                    await ws.send_json({"cmd": "aibot_subscribe", "headers": {"req_id": f"intruder-{kick}"},
+                                        "body": {"bot_id": fw.BOT_ID, "secret": fw.BOT_SECRET}})
+                    assert (await ws.receive_json(timeout=5))["errcode"] == 0
+                    await until(lambda k=kick: robot.kicked == k)
+    pauses = [r.getMessage().split("not reconnecting for ")[1].split(" s")[0] for r in caplog.records
+              if "not reconnecting for" in r.getMessage()]
+    assert pauses == ["0.2", "0.4"], pauses
+
+
 async def test_a_group_nobody_wrote_in_is_refused_with_a_clear_log_line(env: WecomEnv,
                                                                          caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR), pytest.raises(DeliveryError) as caught:

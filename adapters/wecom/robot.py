@@ -14,7 +14,9 @@ every request.
 * out: `aibot_send_msg` {chatid, msgtype, markdown | template_card}: pushes, which WeCom accepts only
   in a conversation where someone has written to the robot.
 * `disconnected_event`: another connection subscribed with our bot id. We do not fight it: the
-  socket is closed, the lock released, and we try again only after `KICKED_PAUSE`.
+  socket is closed, the lock released, and we try again only after `KICKED_PAUSE`, doubled after each
+  kick in a row up to `KICKED_PAUSE_MAX` (the official SDKs do not reconnect at all; a second deployment
+  of the same robot would otherwise take the connection from us, and we from it, every minute).
 
 Exactly one instance holds the connection (the kit's `Holder`, an advisory lock); the others wait, and take over
 within `takeover_seconds` once the holder's lock is gone. Pushes asked of an instance that does not
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 ANSWER_TIMEOUT = 5.0
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
 KICKED_PAUSE = 60.0
+KICKED_PAUSE_MAX = 1800.0
 NOT_CONNECTED_WAIT = 2.0
 MAX_FRAME = 1_048_576
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
@@ -96,7 +99,7 @@ class RobotConnection:
             await self._session.close()
 
     async def _run(self) -> None:
-        failures = 0
+        failures = kicks = 0
         while not self._stopping:
             if not await self.lock.acquire():
                 await asyncio.sleep(self.settings.takeover_seconds * random.uniform(0.8, 1.0))
@@ -104,14 +107,15 @@ class RobotConnection:
             pause = 0.0
             try:
                 await self._connection()
-                failures = 0
+                failures = kicks = 0
             except Kicked:
                 self.kicked += 1
-                log.error("wecom: another connection subscribed with bot_id %s (disconnected_event); not "
-                          "reconnecting for %.0f s — is a second deployment running with the same robot?",
-                          self.settings.bot_id, KICKED_PAUSE)
+                pause = min(KICKED_PAUSE_MAX, KICKED_PAUSE * 2 ** min(kicks, 10))
+                kicks += 1
+                log.error("wecom: another connection subscribed with bot_id %s (disconnected_event, %d in a row); "
+                          "not reconnecting for %.1f s — is a second deployment running with the same robot?",
+                          self.settings.bot_id, kicks, pause)
                 await self.lock.release()
-                pause = KICKED_PAUSE
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
