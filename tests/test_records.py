@@ -285,3 +285,14 @@ def test_meetings_are_listed_and_late_tasks_found_by_the_word_people_use(harness
     harness.run("wait 1d")
     late = harness.text(f"{G} 张三: @bot 任务列表 逾期")  # the reports' word for it
     assert "看不懂状态" not in late and "#3 文案" in late, late
+
+
+def test_an_action_items_task_fields_count_as_they_would_in_a_new_task(harness) -> None:
+    harness.run(SETUP[0])
+    out = harness.text(f"{G} 张三: @bot 会议纪要 主题 评审\n行动项 内容 修复支付bug 负责人 @李四 截止 12-10 优先级 高 "
+                       "交付物 修复说明 备注 先修iOS")
+    assert "已记录会议纪要 #M1，1 个行动项已转为任务" in out, out
+    with harness.db.transaction() as s:
+        task = s.query(Task).one()
+        assert (task.priority, task.deliverable_expected) == ("high", "修复说明")
+        assert task.remarks.startswith("先修iOS；") and "#M1" in task.remarks

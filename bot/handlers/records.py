@@ -628,10 +628,19 @@ def _action_task(ctx: Ctx, project: Any, meeting: Meeting, n: int, item: str) ->
     deadline = when(ctx, parsed, "deadline")
     if deadline is not None and deadline < ctx.now:
         raise Refused("deadline_past", when=ctx.fmt(deadline))
+    priority = "mid"  # the line reads as 新建任务 …: its task fields count as they would there
+    if parsed.get("priority") or "priority" in parsed.fields:
+        priority = priority_of(parsed.get("priority")) or ""
+        if not priority:
+            raise bad(ctx, "priority", parsed.get("priority"))
+    link = ctx.t("meeting_link", id=meeting.id, topic=meeting.topic)
+    remarks = f"{parsed.get('remarks')}；{link}" if parsed.get("remarks") else link
     return new_task(ctx, title=capped(ctx, title, "title", MAX_TITLE), owner=owners[0], project=project, parent=None,
-                    deadline=deadline, priority="mid", collaborators=people(ctx, parsed, "collaborators"),
-                    department=None, initiating_dept_id=ctx.actor.department_id,
-                    remarks=ctx.t("meeting_link", id=meeting.id, topic=meeting.topic))
+                    deadline=deadline, priority=priority, collaborators=people(ctx, parsed, "collaborators"),
+                    department=ctx.department(parsed.get("department")) if parsed.get("department") else None,
+                    initiating_dept_id=ctx.actor.department_id,
+                    deliverable=capped(ctx, parsed.get("deliverable"), "deliverable"),
+                    remarks=capped(ctx, remarks, "remarks"))
 
 
 def show_meeting(ctx: Ctx, cmd: Command) -> Reply | None:
