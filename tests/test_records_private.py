@@ -127,3 +127,12 @@ def test_a_milestone_whose_day_has_gone_is_missed_in_the_list_and_the_summary(ha
     harness.run("wait 2h")  # this Friday's summary
     summary = harness.text("wait 7d")  # next Friday's: a week on, it is still open, so still there
     assert "本周周报如下" in summary and "12-02 18:00 方案初稿（已逾期）" in summary, summary
+
+
+def test_a_weekly_note_is_the_taking_part_departments_and_keeps_the_names_in_it(harness) -> None:
+    harness.run(BIND)
+    assert "参与部门的负责人" in harness.text(f"{G} 孙九: @bot 本周总结 运营准备完成")  # 运营部 takes no part
+    harness.run(f"{G} 陈七: @bot 本周总结 接口联调完成，@李四 辛苦了")
+    with harness.db.transaction() as s:
+        [note] = s.query(WeeklyNote).all()
+        assert note.text.startswith("接口联调完成") and note.text.endswith("@李四 辛苦了"), note.text

@@ -147,10 +147,17 @@ def show_project(ctx: Ctx, cmd: Command) -> Reply | None:
 def weekly_note(ctx: Ctx, cmd: Command) -> Reply | None:
     cmd = private_cmd(ctx, cmd)  # in a private chat: `项目 新品上市` names it, or the head's only project
     project = refuse_if_closed(ctx, record_project(ctx, cmd))
-    dept = ctx.s.scalar(select(Department).where(Department.head_id == ctx.actor.id).order_by(Department.id).limit(1))
-    if dept is None:
+    headed = list(ctx.s.scalars(select(Department).where(Department.head_id == ctx.actor.id).order_by(Department.id)))
+    if not headed:
         raise not_allowed(ctx, "a_weekly_note", ctx.t("w_dept_head"))
-    if not cmd.text:
+    # for the department of theirs that takes part in the project (a head of two writes for the right one)
+    taking_part = {d.id for d in project.departments} | ({project.initiating_dept_id} - {None})
+    mine = [d for d in headed if d.id in taking_part]
+    if project.departments and not mine:
+        raise not_allowed(ctx, "a_weekly_note", ctx.t("w_project_dept_head", name=project.name))
+    dept = (mine or headed)[0]
+    text = ctx.with_names(cmd.spoken)  # "@李四 辛苦了": the name stays in the note
+    if not text:
         raise missing(ctx, "weekly_note")
     today = ctx.local(ctx.now).date()
     year, week, _ = today.isocalendar()
@@ -165,7 +172,7 @@ def weekly_note(ctx: Ctx, cmd: Command) -> Reply | None:
         note = WeeklyNote(project_id=project.id, department_id=dept.id, week=slot, author_id=ctx.actor.id,
                           text="", created_at=ctx.now)
         ctx.s.add(note)
-    note.text = capped(ctx, cmd.text, "weekly_note")
+    note.text = capped(ctx, text, "weekly_note")
     note.author_id = ctx.actor.id
     ctx.s.flush()
     ctx.audit("project.weekly_note", note)

@@ -318,6 +318,7 @@ TEXTS: dict[str, str] = {
     "w_reassign_dept": "to hand a task to another department, only the coordinator, the receiving department's head or an admin may",
     "w_helper": "this request was sent to {name}",
     "w_coordinator": "only the coordinator {name} or an admin may",
+    "w_project_dept_head": "only the heads of the departments taking part in project \"{name}\" may",
     "w_dept_head": "only a department head may",
     "not_member": "{name} is not in the org; ask an admin.",
     "task_line": "#{id} {title} | {owner} | due {deadline} | {percent}%",

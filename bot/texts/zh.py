@@ -318,6 +318,7 @@ TEXTS: dict[str, str] = {
     "w_reassign_dept": "把任务交给其他部门，只有协同负责人、接收部门的负责人或管理员可以",
     "w_helper": "这条求助是发给 {name} 的",
     "w_coordinator": "只有协同负责人 {name} 或管理员可以",
+    "w_project_dept_head": "只有项目「{name}」参与部门的负责人可以",
     "w_dept_head": "只有部门负责人可以",
     "not_member": "{name} 不在组织里，请联系管理员。",
     "task_line": "#{id} {title}｜{owner}｜截止 {deadline}｜{percent}%",
