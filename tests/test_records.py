@@ -296,3 +296,9 @@ def test_an_action_items_task_fields_count_as_they_would_in_a_new_task(harness) 
         task = s.query(Task).one()
         assert (task.priority, task.deliverable_expected) == ("high", "修复说明")
         assert task.remarks.startswith("先修iOS；") and "#M1" in task.remarks
+
+
+def test_a_risk_named_without_its_hash_is_answered_with_the_command_typed(harness) -> None:
+    harness.run(SETUP[0], f"{G} 张三: @bot 风险 新增 供应商延期 可能性 高 影响 中")
+    said = harness.text(f"{G} 张三: @bot 风险 更新 R1 应对 备选供应商")
+    assert "请写风险编号（#R 加数字），例如：风险 更新 #R1" in said, said  # not 风险 关闭, which would close it

@@ -359,8 +359,10 @@ def risk_card(ctx: Ctx, risk: Risk) -> Card:
 
 def _one_risk(ctx: Ctx, cmd: Command) -> Risk:
     found = _RISK_REF.search(cmd.text)
-    if found is None:
-        raise Refused("risk_no_ref")
+    if found is None:  # the example is the command they typed, with the number where it goes
+        typed = " ".join(cmd.raw.split()[:2]) if len(cmd.raw.split()) > 1 else cmd.raw.strip()
+        bare = re.search(r"(?<![#\w])[Rr]?(\d{1,9})\b", cmd.text)
+        raise Refused("risk_no_ref", example=f"{typed} #R{bare.group(1) if bare else 1}")
     risk = ctx.s.get(Risk, int(found.group(1)))
     # the owner's leader sees it too: an escalation about it reached them, wherever they are in the project
     if risk is None or not (may_see_project(ctx, risk.project_id) or ctx.escalated_to(risk.owner)):

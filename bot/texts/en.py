@@ -595,7 +595,7 @@ TEXTS: dict[str, str] = {
     "risk_updated": "Risk #R{id} updated",
     "risk_closed_note": "Risk #R{id} closed",
     "risk_is_closed": "Risk #R{id} is closed and can no longer change",
-    "risk_no_ref": "Name the risk, e.g. risk close #R1",
+    "risk_no_ref": "Name the risk (#R and its number), e.g. {example}",
     "risk_not_found": "No risk #R{id}. Send risk list to see the project's risks",
     "risk_bad_action": 'Unknown "{value}". Use: risk add / list / update #R1 / close #R1 / #R1',
     "risk_row": "level {level} | likelihood {likelihood} | impact {impact} | owner {owner} | response {response}",

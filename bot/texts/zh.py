@@ -595,7 +595,7 @@ TEXTS: dict[str, str] = {
     "risk_updated": "风险 #R{id} 已更新",
     "risk_closed_note": "风险 #R{id} 已关闭",
     "risk_is_closed": "风险 #R{id} 已关闭，不能再修改",
-    "risk_no_ref": "请写风险编号，例如：风险 关闭 #R1",
+    "risk_no_ref": "请写风险编号（#R 加数字），例如：{example}",
     "risk_not_found": "找不到风险 #R{id}。发送「风险 列表」查看本项目的风险",
     "risk_bad_action": "看不懂「{value}」。可用：风险 新增 / 列表 / 更新 #R1 / 关闭 #R1 / #R1",
     "risk_row": "等级 {level}｜可能性 {likelihood}｜影响 {impact}｜负责人 {owner}｜应对 {response}",
