@@ -136,3 +136,9 @@ def test_a_weekly_note_is_the_taking_part_departments_and_keeps_the_names_in_it(
     with harness.db.transaction() as s:
         [note] = s.query(WeeklyNote).all()
         assert note.text.startswith("接口联调完成") and note.text.endswith("@李四 辛苦了"), note.text
+
+
+def test_a_risk_closed_in_a_private_chat_is_told_in_the_group(harness) -> None:
+    harness.run(BIND, f"{G} 张三: @bot 风险 新增 供应商延期 可能性 高 影响 中")
+    out = harness.text("dm as 张三: 风险 关闭 #R1")
+    assert "→ 新品上市群:" in out and "#R1" in out.split("→ 新品上市群:")[1], out

@@ -411,7 +411,7 @@ def risk(ctx: Ctx, cmd: Command) -> Reply | None:
     found.updated_at, found.version = ctx.now, found.version + 1
     ctx.s.flush()
     ctx.audit(f"risk.{action}", found, before)
-    ctx.say(ctx.t(key, id=found.id), card=risk_card(ctx, found))
+    announce(ctx, found.project, ctx.t(key, id=found.id), card=risk_card(ctx, found))  # typed privately: the group too
     return None
 
 
