@@ -38,8 +38,11 @@ def test_periods_are_local_days_and_refuse_nonsense() -> None:
     assert parse_period("本月", NOW, TZ).previous().label == "2026-11-01~2026-11-30"
     assert parse_period("上月", NOW, TZ).previous().label == "2026-10-01~2026-10-31"
     assert week.previous().label == "2026-11-23~2026-11-29"
+    # a month without its year, as people type it: the latest one that has begun
+    assert parse_period("12月", NOW, TZ).label == parse_period("十二月", NOW, TZ).label == "2026-12-01~2026-12-31"
+    assert parse_period("1月份", NOW, TZ).label == "2026-01-01~2026-01-31"
     for bad in ("明年", "2026-12-31~2026-10-01", "2020-01-01~2026-01-01", "2026-02-30~2026-03-01", "本周；drop",
-                "2026-13", "技术部"):
+                "2026-13", "技术部", "13月", "十三月"):
         with pytest.raises(PeriodError):
             parse_period(bad, NOW, TZ)
     with pytest.raises(PeriodError) as too_long:

@@ -29,6 +29,10 @@ _RANGE = re.compile(rf"^(\d{{4}}){_D}(\d{{1,2}}){_D}(\d{{1,2}}){_TO}(\d{{4}}){_D
 _DAYS = re.compile(rf"^(\d{{1,2}}){_D}(\d{{1,2}}){_TO}(\d{{1,2}}){_D}(\d{{1,2}})$")  # without the year
 _YEAR = re.compile(r"^(\d{4})年?$")
 _MONTH = re.compile(r"^(\d{4})[-/.年](\d{1,2})月?$")
+# a month without its year (`12月`, `十二月`): the latest one that has begun, as for a range of days
+_BARE_MONTH = re.compile(r"^(\d{1,2}|十[一二]?|[一二三四五六七八九])月(?:份)?$")
+_CN_MONTHS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10, "十一": 11,
+              "十二": 12}
 _MONTHS = re.compile(rf"^(\d{{4}}){_D}(\d{{1,2}}){_TO}(\d{{4}}){_D}(\d{{1,2}})$")
 
 
@@ -106,6 +110,10 @@ def _days(words: str, today: date) -> tuple[date, date] | None:
         return date(int(m[1]), 1, 1), date(int(m[1]), 12, 31)
     if m := _MONTH.match(words):
         first = date(int(m[1]), int(m[2]), 1)
+        return first, _month_end(first)
+    if m := _BARE_MONTH.match(words):
+        month = int(m[1]) if m[1].isdigit() else _CN_MONTHS[m[1]]
+        first = date(today.year if month <= today.month else today.year - 1, month, 1)
         return first, _month_end(first)
     if m := _MONTHS.match(words):
         return date(int(m[1]), int(m[2]), 1), _month_end(date(int(m[3]), int(m[4]), 1))
