@@ -190,3 +190,10 @@ def test_a_name_mentioned_in_a_retrospective_stays_a_name(harness) -> None:
     assert "@李四 联调晚了" in out and "0 联调晚了" not in out, out
     with harness.db.transaction() as s:
         assert s.scalar(select(ProjectArchive.fell_short)) == "@李四 联调晚了"
+
+
+def test_a_project_number_tells_nobody_outside_it_what_the_project_is(harness) -> None:
+    harness.run(f"{G} 张三: @bot 绑定项目 新品上市 协同负责人 @张三")
+    said = harness.text("dm as 钱总: 复盘 #P1")
+    assert "你不能查看这个复盘" in said and "新品上市" not in said, said
+    assert "还没有结项" in harness.text("dm as 张三: 复盘 #P1")  # its coordinator is told why

@@ -246,11 +246,15 @@ def retrospective(ctx: Ctx, cmd: Command) -> Reply | None:
     """复盘 做得好的 … 不足 … 改进 … (a field per line, or one per command); 复盘 [#P3] alone shows it."""
     head, values = _retro_values(ctx, show_markers(cmd.raw, [u.name for u in ctx.mentions]))  # @李四, not a marker
     project = _retro_project(ctx, head, cmd)
+    visible = ctx.is_admin() or project.id in set(ctx.s.scalars(archive.visible_projects(ctx.actor.id)))
+    if not visible and not (ctx.chat is not None and ctx.chat.project_id == project.id):
+        # `#P3` tells nobody outside the project what project 3 is, closed or not
+        raise not_allowed(ctx, "a_view_retro", ctx.t("w_project_members"))
     record = _archive_of(ctx, project.id)
     if record is None:
         raise Refused("retro_not_closed", name=project.name)
     if not values:
-        if not (ctx.is_admin() or project.id in set(ctx.s.scalars(archive.visible_projects(ctx.actor.id)))):
+        if not visible:
             raise not_allowed(ctx, "a_view_retro", ctx.t("w_project_members"))
         ctx.say(card=archive_card(ctx, project, record))
         return None
