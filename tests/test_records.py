@@ -302,3 +302,10 @@ def test_a_risk_named_without_its_hash_is_answered_with_the_command_typed(harnes
     harness.run(SETUP[0], f"{G} 张三: @bot 风险 新增 供应商延期 可能性 高 影响 中")
     said = harness.text(f"{G} 张三: @bot 风险 更新 R1 应对 备选供应商")
     assert "请写风险编号（#R 加数字），例如：风险 更新 #R1" in said, said  # not 风险 关闭, which would close it
+
+
+def test_the_word_action_item_inside_a_multiline_summary_is_part_of_it(harness) -> None:
+    harness.run(SETUP[0])
+    out = harness.text(f"{G} 张三: @bot 会议纪要 主题 评审 摘要 确认了三个 行动项 的负责人\n"
+                       "行动项 内容 对接物流 负责人 @赵六 截止 12-09")
+    assert "已记录会议纪要 #M1，1 个行动项已转为任务" in out and "摘要：确认了三个 行动项 的负责人" in out, out

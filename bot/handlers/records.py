@@ -526,6 +526,9 @@ HELP_LINES += (
 
 # each 行动项 word starts an action item: usually on its own line of a multi-line message
 _ACTION_SPLIT = re.compile(r"(?:^|\s)(?:行动项|action)(?:[:：]|(?=\s))", re.IGNORECASE)
+# minutes on several lines: an action item is a line that begins with the word (one inside the summary
+# is part of it); on one line, any standalone word begins one
+_ACTION_LINE = re.compile(r"(?:^|\n)\s*(?:行动项|action)(?:[:：]|(?=\s))", re.IGNORECASE)
 _MEETING_REF = re.compile(r"#M(\d{1,9})\b", re.IGNORECASE)
 MAX_ACTIONS = 20
 
@@ -571,7 +574,7 @@ def minutes(ctx: Ctx, cmd: Command) -> Reply | None:
     and one task per action item (owner, deadline, a link back to the meeting), in one step."""
     project = record_project(ctx, private_cmd(ctx, cmd), create=True)
     group = group_of(ctx, project)
-    head, *items = _ACTION_SPLIT.split(cmd.raw)
+    head, *items = (_ACTION_LINE if "\n" in cmd.raw.strip() else _ACTION_SPLIT).split(cmd.raw)
     header = parse(head)
     if not isinstance(header, Command):
         raise Refused("meeting_bad")
