@@ -29,6 +29,7 @@ KINDS = ("image", "file")
 
 async def _once(client: DingTalkClient, token: str, data: bytes, kind: str, filename: str) -> tuple[int, Any]:
     form = aiohttp.FormData(quote_fields=False)  # the name as UTF-8, not percent-encoded: it is what people see
+    form.add_field("type", kind)  # 上传媒体文件 lists `type` in the body; the query's older form is kept beside it
     form.add_field("media", data, filename=filename, content_type="application/octet-stream")
     url = client.settings.oapi_url.rstrip("/") + "/media/upload"
     try:
