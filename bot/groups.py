@@ -26,29 +26,28 @@ log = logging.getLogger(__name__)
 REMOVED, DISBANDED, REFUSED = "removed", "disbanded", "refused"  # why a group was lost
 
 
-def lost(s: Session, bot: Engine, chat: Chat, now: datetime, why: str, key: str) -> bool:
+def lost(s: Session, bot: Engine, chat: Chat, now: datetime, why: str, key: str) -> None:
     """Mark `chat` lost for `why`; tell its project's coordinator when it was the project's last group.
-    `key` tells this loss from an earlier one of the same group. False when it was already lost."""
+    `key` tells this loss from an earlier one of the same group (one already lost is told nothing again)."""
     if not chat.active:
-        return False
+        return
     chat.active = False
     log.warning("%s group %s (%s) is lost: %s", chat.platform, chat.platform_chat_id, chat.name or "-", why)
     project = s.get(Project, chat.project_id) if chat.project_id is not None else None
     if project is None or _closed(s, project):
-        return True  # no project, or a closed one: nothing is chased there any more
+        return  # no project, or a closed one: nothing is chased there any more
     if s.scalar(select(func.count()).select_from(Chat).where(Chat.project_id == project.id, Chat.active.is_(True),
                                                              Chat.id != chat.id)):
-        return True  # the project still has a group to speak in
+        return  # the project still has a group to speak in
     told = _who_hears(s, project)
     if told is None:
         log.warning("project %s lost its last group and has nobody active to tell", project.id)
-        return True
+        return
     lang = bot.config.language
     text = texts.t(lang, f"group_lost_{why}", chat=chat.name or chat.platform_chat_id, project=project.name)
     when = now if bot.calendar.is_working_time(now) else bot.calendar.next_working_moment(now)
     people.post_to_user(s, told, Message((text,)), f"group-lost:{chat.id}:{key}", now, platform=chat.platform,
                         not_before=when)
-    return True
 
 
 def joined(s: Session, bot: Engine, chat: Chat, now: datetime, key: str) -> None:

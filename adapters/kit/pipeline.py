@@ -45,8 +45,8 @@ MAX_FOLLOW_UP_ATTEMPTS = 12
 MAX_EVENT_ATTEMPTS = 10  # times a queued event is taken up again (each after its lease ran out) before it is dropped
 # Taps waiting for the engine (running or queued for its threads) past which the next one is answered once
 # durable instead of waiting: a few taps' wait is a few milliseconds each, a burst's would be seconds
-# (bench/inbound.py, closed loop of taps: every answer waited for the engine, 4 % of a bare handler's rate;
-# with this, 54-59 %). A burst of messages alone does not count: a tap still goes before their backlog.
+# (bench/inbound.py, closed loop of taps: every answer waited for the engine, 3-4 % of a bare handler's rate;
+# with this, 34-38 %, as messages). A burst of messages alone does not count: a tap still goes before them.
 TAPS_IN_HAND = 8
 FollowUp = Callable[[dict[str, Any]], Awaitable[InboundEvent | None]]
 LateUpdate = Callable[[str, Message], Awaitable[None]]  # (the tapped message's id, the card as it now looks)
