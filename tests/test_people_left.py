@@ -186,3 +186,23 @@ def test_a_typed_name_two_colleagues_share_asks_for_an_at_mention(harness: Harne
     with h.db.transaction() as s:
         assert s.scalar(select(Task)) is None
     assert "任务 #1" in h.text(f"{G} 张三: @bot 新建任务 新任务 负责人 @李四 截止 12-11")  # the console's @ is exact
+
+
+def test_a_new_department_head_takes_over_the_part_the_old_head_holds(harness: Harness) -> None:
+    """A step filed for 技术部's head is 陈七's; once a sync makes 钱总 the head, 钱总 finds it in 待我审批 and
+    decides it, taking the part over (its trail says so), and 陈七 is chased for it no more."""
+    h = harness
+    h.run(BIND, f"{G} 李四: @bot 申请 人力支持申请 支持部门=技术部 人数=1 技能要求=前端 支持时间=下周 用途=活动H5")
+    assert "#A1" in h.text("dm as 陈七: 待我审批")
+    heads = replace(h.org, departments={**h.org.departments, "技术部": "钱总"})
+    assert "head of 技术部: 钱总" in sync(h, heads)
+    assert "#A1" in h.text("dm as 钱总: 待我审批")
+    said = h.text("dm as 钱总: 同意 #A1")
+    assert "不是你" not in said and "#A1" in said, said
+    with h.db.transaction() as s:
+        from collabbot.storage.models import ApprovalApprover, AuditEntry, Wait
+        chen = s.scalar(select(User.id).where(User.name == "陈七"))
+        assert s.scalar(select(Wait.id).where(Wait.person_id == chen, Wait.answered_at.is_(None))) is None
+        assert s.scalar(select(ApprovalApprover.note).where(ApprovalApprover.user_id == chen)).startswith("head_changed")
+        assert s.scalar(select(AuditEntry.id).where(AuditEntry.action == "approval.head_takeover")) is not None
+    assert "#A1" not in h.text("dm as 孙九: 待我审批")  # a head of another department takes over nothing

@@ -22,7 +22,7 @@ from collabbot.bot.handlers.approvals.base import (
     template_for,
     touch,
 )
-from collabbot.bot.handlers.approvals.flow import advance, announce_round, decide, stop
+from collabbot.bot.handlers.approvals.flow import HEAD_STAGES, advance, announce_round, decide, stop
 from collabbot.bot.handlers.approvals.forms import (
     create_round,
     example,
@@ -35,7 +35,15 @@ from collabbot.bot.handlers.common import capped, missing, not_allowed, people, 
 from collabbot.bot.replies import Message, Reply
 from collabbot.bot.rules import approval_stages as rules
 from collabbot.bot.waits import close_waits, open_wait
-from collabbot.storage.models import ApprovalApprover, ApprovalRequest, ApprovalStep, ApprovalVote, Project, Task
+from collabbot.storage.models import (
+    ApprovalApprover,
+    ApprovalRequest,
+    ApprovalStep,
+    ApprovalVote,
+    Department,
+    Project,
+    Task,
+)
 
 
 def _list_templates(ctx: Ctx) -> None:
@@ -256,15 +264,22 @@ def show(ctx: Ctx, cmd: Command) -> Reply | None:
 
 
 def _waiting_for(ctx: Ctx, user_id: int) -> Sequence[Row[tuple[ApprovalRequest, ApprovalStep]]]:
-    """(request, step) pairs whose open step waits for `user_id`'s decision, oldest first."""
+    """(request, step) pairs whose open step waits for `user_id`'s decision, oldest first: as an approver,
+    or as the head now of a department whose part its former head still holds (`flow.take_over_as_head`)."""
     voted = exists().where(ApprovalVote.step_id == ApprovalStep.id, ApprovalVote.voter_id == user_id)
+    holder_voted = exists().where(ApprovalVote.step_id == ApprovalStep.id,
+                                  ApprovalVote.voter_id == ApprovalApprover.user_id)
+    mine = (ApprovalApprover.user_id == user_id) & ~voted
+    succeeded = (ApprovalApprover.user_id != user_id) & ApprovalStep.kind.in_(HEAD_STAGES) & ~holder_voted & \
+        ApprovalApprover.department_id.in_(select(Department.id).where(Department.head_id == user_id)) & \
+        (ApprovalApprover.delegated_from_id.is_(None) | (ApprovalApprover.note == "head_changed"))
+    asked = exists().where(ApprovalApprover.step_id == ApprovalStep.id, ApprovalApprover.active.is_(True),
+                           mine | succeeded)
     return ctx.s.execute(
         select(ApprovalRequest, ApprovalStep)
         .join(ApprovalStep, (ApprovalStep.request_id == ApprovalRequest.id) & (ApprovalStep.round == ApprovalRequest.round)
               & (ApprovalStep.stage_index == ApprovalRequest.stage_index))
-        .join(ApprovalApprover, ApprovalApprover.step_id == ApprovalStep.id)
-        .where(ApprovalRequest.status == rules.PENDING, ApprovalStep.status == "pending",
-               ApprovalApprover.user_id == user_id, ApprovalApprover.active.is_(True), ~voted)
+        .where(ApprovalRequest.status == rules.PENDING, ApprovalStep.status == "pending", asked)
         .order_by(ApprovalRequest.id)
     ).all()
 

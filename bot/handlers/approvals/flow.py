@@ -36,6 +36,8 @@ from collabbot.storage.models import (
     Wait,
 )
 
+HEAD_STAGES = ("dept_head", "countersign")  # stages decided by a department's head, as the head is now
+
 
 def advance(ctx: Ctx, req: ApprovalRequest, template: ApprovalTemplate) -> ApprovalStep | None:
     """Open the current stage, skipping stages left with nobody to ask; None when no stage is left.
@@ -47,6 +49,7 @@ def advance(ctx: Ctx, req: ApprovalRequest, template: ApprovalTemplate) -> Appro
         stage = template.stages[req.stage_index] if req.stage_index < len(template.stages) else None
         approved_before = {v.voter_id for earlier in steps[:req.stage_index]
                            for v in votes_on(ctx.s, earlier).values() if v.decision == "approve"}
+        _follow_heads(ctx, step)
         active = [a for a in step.approvers if a.active]
         left, why = rules.who_decides(step.mode, [a.user_id for a in active], req.initiator_id, approved_before,
                                       stage.on_self if stage else "keep")
@@ -166,6 +169,51 @@ def return_to_initiator(ctx: Ctx, req: ApprovalRequest, step: ApprovalStep, reas
                                                 reason=reason),)), key=f"approval:{req.id}:r{req.round}:returned:chat")
 
 
+def take_over_as_head(ctx: Ctx, req: ApprovalRequest, step: ApprovalStep) -> ApprovalApprover | None:
+    """A department's head changed after the step was filed (an org sync): its new head, acting on it, takes
+    the part the old head holds, as a 转交 by the organisation would. None when the actor heads no such part."""
+    if step.kind not in HEAD_STAGES:
+        return None
+    voted = votes_on(ctx.s, step)
+    for slot in step.approvers:
+        dept = slot.department
+        if (slot.active and slot.user_id not in voted and dept is not None and dept.head_id == ctx.actor.id
+                and slot.user_id != ctx.actor.id and (slot.delegated_from_id is None or slot.note == "head_changed")):
+            # (a part someone handed on with 转交 stays with whom they chose)
+            holder = slot.user
+            _move_slot(ctx, step, slot, ctx.actor.id)
+            close_waits(ctx, "approval", req.id, person_id=holder.id)
+            open_wait(ctx, "approval", "approval", req.id, ctx.actor, req.chat)
+            ctx.audit("approval.head_takeover", req, reason=ctx.t("head_takeover_trail", name=holder.name,
+                                                                  dept=dept.name))
+            return slot_of(step, ctx.actor.id)
+    return None
+
+
+def _move_slot(ctx: Ctx, step: ApprovalStep, slot: ApprovalApprover, to_id: int) -> None:
+    """The part `slot` holds now `to_id`'s, the department's head now (its row kept, marked, for the trail)."""
+    slot.active, slot.note = False, f"head_changed:{to_id}"
+    existing = next((a for a in step.approvers if a.user_id == to_id), None)
+    if existing is not None:
+        existing.active, existing.delegated_from_id, existing.note = True, slot.user_id, "head_changed"
+    else:
+        ctx.s.add(ApprovalApprover(step_id=step.id, user_id=to_id, department_id=slot.department_id, active=True,
+                                   delegated_from_id=slot.user_id, note="head_changed", created_at=ctx.now))
+    ctx.s.flush()
+    ctx.s.refresh(step)
+
+
+def _follow_heads(ctx: Ctx, step: ApprovalStep) -> None:
+    """A stage decided by department heads, opening now: each part goes to its department's head as the org
+    is today (a sync may have changed one since the request was filed), not to whoever headed it then."""
+    if step.kind not in HEAD_STAGES:
+        return
+    for slot in [a for a in step.approvers if a.active]:
+        head = slot.department.head_id if slot.department is not None else None
+        if head is not None and head != slot.user_id:
+            _move_slot(ctx, step, slot, head)
+
+
 def decide(ctx: Ctx, req: ApprovalRequest, decision: str, comment: str, via_card: bool) -> Reply | None:
     """One approver's 同意 or 驳回 on the current step, and whatever it completes."""
     template = template_for(ctx, req)
@@ -175,7 +223,7 @@ def decide(ctx: Ctx, req: ApprovalRequest, decision: str, comment: str, via_card
     mine = votes_on(ctx.s, step).get(ctx.actor.id)
     if mine is not None:
         raise Refused("already_voted", id=req.id, decision=ctx.t(f"decision_{mine.decision}"), when=ctx.fmt(mine.created_at))
-    if slot_of(step, ctx.actor.id) is None:
+    if slot_of(step, ctx.actor.id) is None and take_over_as_head(ctx, req, step) is None:
         raise not_your_turn(ctx, req, step)
     capped(ctx, comment, "reject_reason", MAX_TEXT)
     try:
