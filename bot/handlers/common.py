@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import select
 
 from collabbot.bot import texts
-from collabbot.bot.commands import Command, typed_alias
+from collabbot.bot.commands import Command, priority_of, typed_alias
 from collabbot.bot.context import Ctx, Refused
 from collabbot.bot.dates import parse_when
 from collabbot.bot.events import show_markers
@@ -88,16 +89,29 @@ def people(ctx: Ctx, cmd: Command, field: str) -> list[User]:
     return unique
 
 
-def when(ctx: Ctx, cmd: Command, field: str, example_field: str = "deadline") -> datetime | None:
+def when(ctx: Ctx, cmd: Command, field: str, example_field: str = "deadline",
+         read: Callable[[str, datetime], datetime | None] = parse_when) -> datetime | None:
+    """The moment `field` names, read by `read` (a deadline ahead by default; `parse_held_at` for what
+    already happened); None when not given, refused when given empty or not understood."""
     value = cmd.get(field)
     if not value:
         if field in cmd.fields:
             raise missing(ctx, example_field)
         return None
-    parsed = parse_when(value, ctx.local(ctx.now))
+    parsed = read(value, ctx.local(ctx.now))
     if parsed is None:
         raise bad(ctx, example_field, value)
     return parsed
+
+
+def priority_named(ctx: Ctx, cmd: Command, default: str) -> str:
+    """The priority the command names (高/中/低 …), else `default`; a word that is none refused by name."""
+    if not (cmd.get("priority") or "priority" in cmd.fields):
+        return default
+    found = priority_of(cmd.get("priority"))
+    if not found:
+        raise bad(ctx, "priority", cmd.get("priority"))
+    return found
 
 
 def coordinator_of(ctx: Ctx, task: Task) -> User | None:

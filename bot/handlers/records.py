@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -30,6 +30,7 @@ from collabbot.bot.handlers.common import (
     not_allowed,
     people,
     present,
+    priority_named,
     project_named,
     refuse_if_closed,
     when,
@@ -446,7 +447,7 @@ def _add_risk(ctx: Ctx, cmd: Command, rest: str) -> Reply | None:
     group = group_of(ctx, project)
     # the description as typed, a name inside it kept (`@王五 那边人手不足`: 王五 is what it is about, not
     # who owns it); a mention before or after it, or after 负责人, names the owner
-    typed = cmd.spoken.split(maxsplit=1)[1] if len(cmd.spoken.split(maxsplit=1)) > 1 else ""
+    typed = cmd.spoken.strip().partition(" ")[2]  # after the action word (新增)
     inside = {int(m.group(1)) for m in MARKER.finditer(ADDRESSEES.sub("", typed))}
     rest = ctx.with_names(typed) if typed else rest
     description = re.sub(r"^(描述|description)(?:[=:：＝]\s*|\s+)", "", rest.strip(), flags=re.IGNORECASE).strip()
@@ -556,19 +557,6 @@ def meeting_card(ctx: Ctx, meeting: Meeting) -> Card:
                 note=ctx.t("meeting_note", who=meeting.recorder.name, when=ctx.fmt(meeting.created_at)))
 
 
-def _held_at(ctx: Ctx, header: Command) -> datetime | None:
-    """The meeting's 时间, read looking back (`周三` typed on Friday is this week's; `14:00-15:00` its start)."""
-    value = header.get("held_at")
-    if not value:
-        if "held_at" in header.fields:
-            raise missing(ctx, "held_at")
-        return None
-    found = parse_held_at(value, ctx.local(ctx.now))
-    if found is None:
-        raise bad(ctx, "held_at", value)
-    return found
-
-
 def minutes(ctx: Ctx, cmd: Command) -> Reply | None:
     """会议纪要 主题 … 时间 … 参与部门 … 摘要 … 决议 …, then `行动项 内容 负责人 @… 截止 …` lines: the minutes
     and one task per action item (owner, deadline, a link back to the meeting), in one step."""
@@ -587,7 +575,7 @@ def minutes(ctx: Ctx, cmd: Command) -> Reply | None:
         raise missing(ctx, "topic")
     if len(items) > MAX_ACTIONS:
         raise Refused("meeting_too_many", max=MAX_ACTIONS)
-    held_at = _held_at(ctx, header)
+    held_at = when(ctx, header, "held_at", "held_at", read=parse_held_at)  # looking back: 周三 on a Friday
     attendees = texts.names(ctx.lang, [*(ctx.mention(i).name for i in header.field_mentions.get("attendees", ())),
                                        *(w for w in re.split(r"[,，、\s]+", header.get("attendees")) if w)])
     departments = header.get("departments")
@@ -633,15 +621,11 @@ def _action_task(ctx: Ctx, project: Any, meeting: Meeting, n: int, item: str) ->
     deadline = when(ctx, parsed, "deadline")
     if deadline is not None and deadline < ctx.now:
         raise Refused("deadline_past", when=ctx.fmt(deadline))
-    priority = "mid"  # the line reads as 新建任务 …: its task fields count as they would there
-    if parsed.get("priority") or "priority" in parsed.fields:
-        priority = priority_of(parsed.get("priority")) or ""
-        if not priority:
-            raise bad(ctx, "priority", parsed.get("priority"))
     link = ctx.t("meeting_link", id=meeting.id, topic=meeting.topic)
     remarks = f"{parsed.get('remarks')}；{link}" if parsed.get("remarks") else link
     return new_task(ctx, title=capped(ctx, title, "title", MAX_TITLE), owner=owners[0], project=project, parent=None,
-                    deadline=deadline, priority=priority, collaborators=people(ctx, parsed, "collaborators"),
+                    deadline=deadline, priority=priority_named(ctx, parsed, "mid"),  # as 新建任务 … reads it
+                    collaborators=people(ctx, parsed, "collaborators"),
                     department=ctx.department(parsed.get("department")) if parsed.get("department") else None,
                     initiating_dept_id=ctx.actor.department_id,
                     deliverable=capped(ctx, parsed.get("deliverable"), "deliverable"),

@@ -26,6 +26,7 @@ from collabbot.bot.handlers.common import (
     one_task,
     people,
     present,
+    priority_named,
     when,
 )
 from collabbot.bot.handlers.task_creation import announce_assignment, card, new_task
@@ -80,11 +81,7 @@ def create_task(ctx: Ctx, cmd: Command) -> Reply | None:
         deadline = datetime.combine(day, cal.periods[-1][1], tzinfo=cal.tz)  # the end of that working day
     if deadline is not None and deadline < ctx.now:
         raise Refused("deadline_past", when=ctx.fmt(deadline))
-    priority = template.priority if template else "mid"
-    if cmd.get("priority") or "priority" in cmd.fields:
-        priority = priority_of(cmd.get("priority")) or ""
-        if not priority:
-            raise bad(ctx, "priority", cmd.get("priority"))
+    priority = priority_named(ctx, cmd, template.priority if template else "mid")
     attachments = cmd.get("attachments").split() if cmd.get("attachments") else []
     if any(not a.startswith(("http://", "https://")) for a in attachments):
         raise bad(ctx, "attachments", cmd.get("attachments"))
